@@ -1,0 +1,101 @@
+/* vm.h - the KVM virtual machine: fds, memory, vCPUs, buses, interrupts and the device list. */
+#ifndef FTVMM_VM_H
+#define FTVMM_VM_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "guest_mem.h"
+#include "ioloop.h"
+
+struct vcpu;
+struct fdt_writer;
+
+/* Fixed interrupt lines (GSIs) of the ISA devices; PCI INTx and MSI routes are allocated above 24. */
+#define IRQ_COM1 4
+#define IRQ_RTC 8
+#define IRQ_I8042_KBD 1
+#define IRQ_I8042_AUX 12
+#define GSI_FIRST_MSI 24
+#define GSI_MAX 1024
+
+/* What a device exposes to the VM lifecycle and to checkpointing (ft/). Every callback is optional.
+ * quiesce: stop touching guest memory, raising interrupts and consuming backend I/O; complete or record
+ *          in-flight requests. resume: undo quiesce. save/restore: plain-data state as properties of the
+ *          current node of a libfdt tree (fdt_property_* in sequential-write mode / fdt_getprop on restore). */
+struct vm_device {
+	const char *name; /* unique node name, e.g. "serial@3f8", "virtio-blk@0" */
+	void *opaque;
+	int (*quiesce)(void *opaque);
+	void (*resume)(void *opaque);
+	int (*save)(void *opaque, void *fdt);
+	int (*restore)(void *opaque, const void *fdt, int node);
+	void (*destroy)(void *opaque);
+	struct vm_device *next;
+};
+
+enum vm_exit_reason {
+	VM_RUNNING = 0,
+	VM_EXIT_REBOOT,   /* guest asked for reset/reboot: ftvmm exits 0 */
+	VM_EXIT_POWEROFF, /* guest powered off: exits 0 */
+	VM_EXIT_SHUTDOWN, /* triple fault: exits non-zero with a register dump */
+	VM_EXIT_ERROR,    /* internal error / unhandled exit: non-zero */
+	VM_EXIT_SIGNAL,   /* SIGINT/SIGTERM: clean stop */
+};
+
+struct vm {
+	int kvm_fd, vm_fd;
+	int vcpu_mmap_size;
+	struct guest_mem mem;
+	unsigned ncpus;
+	struct vcpu *vcpus;
+	struct bus pio, mmio;
+	struct ioloop io; /* device data paths */
+
+	struct kvm_cpuid2 *supported_cpuid;
+
+	/* GSI routing table kept here because KVM_SET_GSI_ROUTING replaces it whole. */
+	pthread_mutex_t irq_lock;
+	void *gsi_routes; /* struct kvm_irq_routing_entry[] */
+	unsigned nr_routes;
+	unsigned next_gsi;
+
+	struct vm_device *devices;
+
+	/* Lifecycle: the first vCPU (or signal) to decide the VM's fate sets exit_reason and kicks all. */
+	pthread_mutex_t state_lock;
+	pthread_cond_t state_cond;
+	enum vm_exit_reason exit_reason;
+	int exit_code;
+};
+
+int vm_create(struct vm *vm, uint64_t mem_size, unsigned ncpus);
+void vm_destroy(struct vm *vm);
+
+/* Register a device for lifecycle/checkpoint callbacks (kept in registration order). */
+void vm_add_device(struct vm *vm, struct vm_device *dev);
+struct vm_device *vm_find_device(struct vm *vm, const char *name);
+
+/* Level-triggered ISA/IOAPIC line. */
+int vm_irq_line(struct vm *vm, unsigned gsi, int level);
+
+/* MSI: allocate a GSI routed to an MSI message; returns gsi >= GSI_FIRST_MSI or -errno. */
+int vm_msi_route_add(struct vm *vm, uint64_t addr, uint32_t data);
+/* Change the message of an allocated MSI GSI (MSI-X table writes). masked routes keep their GSI. */
+int vm_msi_route_update(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data);
+/* Deliver an MSI directly (KVM_SIGNAL_MSI), for paths without an irqfd. */
+int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
+/* Attach/detach an eventfd that injects `gsi` when written (KVM_IRQFD). */
+int vm_irqfd(struct vm *vm, int efd, unsigned gsi, bool assign);
+/* Attach/detach an eventfd signalled by guest writes to [addr, addr+len) (KVM_IOEVENTFD).
+ * pio selects port space; datamatch < 0 means any value. */
+int vm_ioeventfd(struct vm *vm, int efd, uint64_t addr, uint32_t len, bool pio, int64_t datamatch, bool assign);
+
+/* Ask every vCPU to stop and end the VM with `reason` (first caller wins). Thread- and signal-safe
+ * enough for the SIGINT path (it only sets flags and sends signals). */
+void vm_request_exit(struct vm *vm, enum vm_exit_reason reason);
+
+#endif
