@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bus.h"
@@ -44,6 +45,7 @@ enum vm_exit_reason {
 	VM_EXIT_SHUTDOWN, /* triple fault: exits non-zero with a register dump */
 	VM_EXIT_ERROR,    /* internal error / unhandled exit: non-zero */
 	VM_EXIT_SIGNAL,   /* SIGINT/SIGTERM: clean stop */
+	VM_EXIT_PANIC,    /* guest kernel reported a panic (pvpanic): non-zero */
 };
 
 struct vm {
@@ -69,10 +71,19 @@ struct vm {
 	pthread_mutex_t state_lock;
 	pthread_cond_t state_cond;
 	enum vm_exit_reason exit_reason;
-	int exit_code;
+	int exit_efd; /* written once exit_reason is set: wakes the main thread */
+	unsigned max_vcpus;
 };
 
-int vm_create(struct vm *vm, uint64_t mem_size, unsigned ncpus);
+#define VM_MAX_MEM (512ull << 30)
+
+/* Open KVM (path from $FTVMM_KVM_DEVICE, default /dev/kvm), create the VM, its irqchip and PIT, map
+ * mem_size bytes of RAM and create ncpus vCPUs. Returns 0, or -errno with one line in err. */
+int vm_create(struct vm *vm, uint64_t mem_size, unsigned ncpus, char *err, size_t errlen);
+/* Start the I/O loop and every vCPU thread. */
+int vm_start(struct vm *vm);
+/* Wait until the VM ends (guest reboot, triple fault, error, signal), stop every thread. */
+enum vm_exit_reason vm_run_until_exit(struct vm *vm);
 void vm_destroy(struct vm *vm);
 
 /* Register a device for lifecycle/checkpoint callbacks (kept in registration order). */

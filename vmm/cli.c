@@ -1,0 +1,210 @@
+/* cli.c - `ftvmm run` option parsing and the help texts. */
+#include "cli.h"
+#include "util.h"
+#include "vm.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ftvmm COMMAND [OPTIONS]\n"
+		"\n"
+		"A minimal KVM virtual machine monitor with native fault tolerance.\n"
+		"\n"
+		"commands:\n"
+		"  run       boot a Linux bzImage on /dev/kvm (see: ftvmm run --help)\n"
+		"  help      show this text\n"
+		"  version   print the version\n"
+		"\n"
+		"options:\n"
+		"  -h, --help     show this text\n"
+		"  -V, --version  print the version\n"
+		"\n"
+		"environment:\n"
+		"  FTVMM_KVM_DEVICE  KVM device node (default /dev/kvm)\n"
+		"  FTVMM_DEBUG       print debug lines (unhandled port and MMIO accesses)\n");
+}
+
+void cli_run_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ftvmm run --kernel PATH [OPTIONS]\n"
+		"\n"
+		"Boot an unmodified x86-64 Linux kernel (bzImage, boot protocol 2.06+). The guest's serial\n"
+		"console (ttyS0) is ftvmm's stdout and stdin; a terminal is put in raw mode (Ctrl-C still\n"
+		"stops the VM) and restored on exit. ftvmm exits 0 when the guest reboots, non-zero on a\n"
+		"triple fault, a guest kernel panic (with the guest's pvpanic driver) or an internal error.\n"
+		"\n"
+		"options:\n"
+		"  -k, --kernel PATH      bzImage to boot (required)\n"
+		"  -i, --initrd PATH      initial ramdisk, placed as high as the kernel allows\n"
+		"  -c, --cmdline STR      appended to the default command line:\n"
+		"                         \"" DEFAULT_CMDLINE "\"\n"
+		"  -m, --mem SIZE         guest RAM, K/M/G/T suffixes (default 512M, at most 512G);\n"
+		"                         mapped lazily: untouched memory costs nothing\n"
+		"  -p, --cpus N           number of vCPUs (default 1, at most KVM's limit and 254)\n"
+		"  -d, --disk PATH[,ro]   raw disk image as /dev/vda, /dev/vdb, ... (repeatable)\n"
+		"  -n, --net tap=NAME[,mac=XX:XX:XX:XX:XX:XX]\n"
+		"                         virtio-net NIC on TAP device NAME (repeatable); the MAC is\n"
+		"                         derived from the NIC's position and TAP name when not given\n"
+		"  -h, --help             show this text\n");
+}
+
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char tail;
+	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)v[i];
+	if (mac[0] & 1) /* multicast bit: not a NIC address */
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_net(const char *arg, struct cli_nic *nic, char *err, size_t errlen)
+{
+	memset(nic, 0, sizeof(*nic));
+	char *copy = strdup(arg);
+	if (!copy)
+		return -ENOMEM;
+	int r = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(tok, "tap=", 4)) {
+			size_t n = strlen(tok + 4);
+			if (n == 0 || n >= sizeof(nic->tap)) {
+				snprintf(err, errlen, "--net: TAP name '%s' must be 1 to 15 characters", tok + 4);
+				r = -EINVAL;
+				break;
+			}
+			memcpy(nic->tap, tok + 4, n + 1);
+		} else if (!strncmp(tok, "mac=", 4)) {
+			if (parse_mac(tok + 4, nic->mac)) {
+				snprintf(err, errlen, "--net: bad MAC address '%s' (want XX:XX:XX:XX:XX:XX, unicast)", tok + 4);
+				r = -EINVAL;
+				break;
+			}
+			nic->has_mac = true;
+		} else {
+			snprintf(err, errlen, "--net: unknown setting '%s' (want tap=NAME[,mac=...])", tok);
+			r = -EINVAL;
+			break;
+		}
+	}
+	if (!r && !nic->tap[0]) {
+		snprintf(err, errlen, "--net needs tap=NAME");
+		r = -EINVAL;
+	}
+	free(copy);
+	return r;
+}
+
+static int parse_disk(const char *arg, struct cli_disk *d, char *err, size_t errlen)
+{
+	size_t n = strlen(arg);
+	d->readonly = false;
+	d->path = arg;
+	if (n == 0) {
+		snprintf(err, errlen, "--disk needs a path");
+		return -EINVAL;
+	}
+	if (n > 3 && !strcmp(arg + n - 3, ",ro")) {
+		/* keep the path without the suffix: argv strings are ours to cut */
+		((char *)arg)[n - 3] = '\0';
+		d->readonly = true;
+	} else if (n > 3 && !strcmp(arg + n - 3, ",rw")) {
+		((char *)arg)[n - 3] = '\0';
+	}
+	return 0;
+}
+
+int cli_parse_run(int argc, char **argv, struct run_config *cfg, char *err, size_t errlen)
+{
+	static const struct option opts[] = {
+		{ "kernel", required_argument, NULL, 'k' }, { "initrd", required_argument, NULL, 'i' },
+		{ "cmdline", required_argument, NULL, 'c' }, { "mem", required_argument, NULL, 'm' },
+		{ "cpus", required_argument, NULL, 'p' },   { "disk", required_argument, NULL, 'd' },
+		{ "net", required_argument, NULL, 'n' },    { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->mem = DEFAULT_MEM;
+	cfg->cpus = 1;
+	optind = 1;
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, ":k:i:c:m:p:d:n:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k': cfg->kernel = optarg; break;
+		case 'i': cfg->initrd = optarg; break;
+		case 'c': cfg->cmdline = optarg; break;
+		case 'm': {
+			int r = parse_size(optarg, &cfg->mem);
+			if (r) {
+				snprintf(err, errlen, "--mem: bad memory size '%s' (want e.g. 512M or 4G)", optarg);
+				return -EINVAL;
+			}
+			if (cfg->mem > VM_MAX_MEM) {
+				snprintf(err, errlen, "--mem %s: memory size is above the maximum of %lluG", optarg,
+					 VM_MAX_MEM >> 30);
+				return -EINVAL;
+			}
+			break;
+		}
+		case 'p': {
+			char *end;
+			errno = 0;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (errno || *end || end == optarg || optarg[0] == '-' || v == 0 || v > 100000000ul) {
+				snprintf(err, errlen, "--cpus '%s': the number of vCPUs must be 1 or more", optarg);
+				return -EINVAL;
+			}
+			cfg->cpus = (unsigned)v;
+			break;
+		}
+		case 'd':
+			if (cfg->ndisks >= CLI_MAX_DISKS) {
+				snprintf(err, errlen, "--disk: at most %d disks", CLI_MAX_DISKS);
+				return -EINVAL;
+			}
+			if (parse_disk(optarg, &cfg->disks[cfg->ndisks], err, errlen))
+				return -EINVAL;
+			cfg->ndisks++;
+			break;
+		case 'n':
+			if (cfg->nnics >= CLI_MAX_NICS) {
+				snprintf(err, errlen, "--net: at most %d NICs", CLI_MAX_NICS);
+				return -EINVAL;
+			}
+			if (parse_net(optarg, &cfg->nics[cfg->nnics], err, errlen))
+				return -EINVAL;
+			cfg->nnics++;
+			break;
+		case 'h':
+			cfg->help = true;
+			return 0;
+		case ':':
+			snprintf(err, errlen, "option '%s' needs a value (see ftvmm run --help)", argv[optind - 1]);
+			return -EINVAL;
+		default:
+			snprintf(err, errlen, "unknown option '%s' (see ftvmm run --help)", argv[optind - 1]);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%s' (see ftvmm run --help)", argv[optind]);
+		return -EINVAL;
+	}
+	if (!cfg->kernel) {
+		snprintf(err, errlen, "missing --kernel PATH (see ftvmm run --help)");
+		return -EINVAL;
+	}
+	return 0;
+}

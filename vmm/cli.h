@@ -1,0 +1,45 @@
+/* cli.h - parsing of `ftvmm run` options into a plain config, separate from acting on them. */
+#ifndef FTVMM_CLI_H
+#define FTVMM_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CLI_MAX_DISKS 16
+#define CLI_MAX_NICS 8
+
+struct cli_disk {
+	const char *path;
+	bool readonly;
+};
+
+struct cli_nic {
+	char tap[16];
+	bool has_mac;
+	uint8_t mac[6];
+};
+
+struct run_config {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline; /* appended to the defaults */
+	uint64_t mem;
+	unsigned cpus;
+	struct cli_disk disks[CLI_MAX_DISKS];
+	unsigned ndisks;
+	struct cli_nic nics[CLI_MAX_NICS];
+	unsigned nnics;
+	bool help;
+};
+
+#define DEFAULT_MEM (512ull << 20)
+#define DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=-1 i8042.noaux"
+
+/* Parse argv (after "run"). Returns 0, or -EINVAL with one line in err. */
+int cli_parse_run(int argc, char **argv, struct run_config *cfg, char *err, size_t errlen);
+void cli_usage(FILE *f);
+void cli_run_usage(FILE *f);
+
+#endif

@@ -1,0 +1,36 @@
+/* vcpu.h - one KVM vCPU: its fd, kvm_run page, thread, CPUID and the run loop. */
+#ifndef FTVMM_VCPU_H
+#define FTVMM_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+struct vm;
+struct boot_entry;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+	struct kvm_cpuid2 *cpuid; /* what we set: part of the saved state */
+};
+
+/* Create vCPU `id` with its CPUID, MSRs, FPU and LAPIC LINT setup. 0 or -errno. */
+int vcpu_create(struct vm *vm, unsigned id, struct vcpu *v);
+/* Put the BSP at the kernel's 64-bit entry: long mode, flat segments, identity paging. */
+int vcpu_setup_boot(struct vcpu *v, const struct boot_entry *entry);
+int vcpu_start(struct vcpu *v);
+/* Make the vCPU leave KVM_RUN soon (immediate_exit + signal). */
+void vcpu_kick(struct vcpu *v);
+void vcpu_destroy(struct vcpu *v);
+/* Registers and segment state, for crash reports. */
+void vcpu_dump(struct vcpu *v, FILE *f);
+/* The signal used to kick vCPU threads out of KVM_RUN. */
+#define VCPU_KICK_SIGNAL SIGUSR1
+
+#endif
