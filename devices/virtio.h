@@ -31,6 +31,10 @@ struct virtqueue {
 	uint16_t last_avail; /* next avail->ring[] slot to consume */
 	uint16_t used_idx;   /* the device's copy of used->idx */
 	bool broken;         /* set when the guest handed us a malformed ring; device then NEEDS_RESET */
+	/* EVENT_IDX bookkeeping: used->idx at the last vq_needs_notify() (not saved: after a restore
+	 * the first check notifies unconditionally, which is always safe). */
+	uint16_t signalled_used;
+	bool signalled_used_valid;
 };
 
 /* A popped descriptor chain, flattened into host iovecs: all device-readable ("out") segments
@@ -51,6 +55,10 @@ int vq_pop(struct virtqueue *vq, struct vq_req *req);
 int vq_push(struct virtqueue *vq, const struct vq_req *req, uint32_t written);
 /* True if the driver wants an interrupt now (honours VIRTIO_RING_F_EVENT_IDX / NO_INTERRUPT). */
 bool vq_needs_notify(struct virtqueue *vq);
+/* Lower half of vq_push for devices that keep their own compact request records: write the used
+ * element (head, len) and bump used->idx, marking only the used ring dirty; the caller has already
+ * marked every guest byte it wrote. 0 or -EFAULT. */
+int vq_push_used(struct virtqueue *vq, uint16_t head, uint32_t len);
 /* Number of chains the guest has made available and we have not consumed (0 on a bad ring). */
 unsigned vq_pending(struct virtqueue *vq);
 /* Copy helpers across a request's iovecs. Return bytes copied. */

@@ -126,7 +126,7 @@ int boot_load_linux(struct guest_mem *m, const uint8_t *img, size_t len, const u
 	uint64_t kernel_end = KERNEL_LOAD_ADDR + MAX((uint64_t)bi.init_size, (uint64_t)bi.pm_size);
 	if (m->low_size < boot_min_mem(&bi)) {
 		snprintf(err, errlen, "memory size %llu MiB is too small for this kernel (needs at least %llu MiB)",
-			 (unsigned long long)(m->size >> 20), (unsigned long long)(boot_min_mem(&bi) >> 20) + 1);
+			 (unsigned long long)(m->size >> 20), (unsigned long long)(boot_min_mem(&bi) >> 20));
 		return -ENOSPC;
 	}
 	size_t clen = strlen(cmdline);

@@ -11,7 +11,7 @@
 /* Where the VMM puts things in low guest memory (all below 1 MiB, away from the real-mode
  * trampoline Linux places under 640K at the highest free spot). */
 #define BOOT_GDT_ADDR 0x500ull
-#define BOOT_IDT_ADDR 0x520ull
+#define BOOT_IDT_ADDR 0x530ull /* just past the 6-entry GDT */
 #define BOOT_PARAMS_ADDR 0x7000ull
 #define BOOT_PML4_ADDR 0x9000ull
 #define BOOT_PDPT_ADDR 0xA000ull

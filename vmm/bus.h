@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 /* Called on a vCPU thread for an access of `len` (1..8) bytes at `offset` from the region base.
+ * offset + len may run past the region's end (an access straddling it): handlers check.
  * For a read the handler fills data[0..len); for a write it consumes it. Handlers that share
  * state with other threads lock for themselves. */
 typedef void (*bus_handler_fn)(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);

@@ -137,7 +137,7 @@ int cli_parse_run(int argc, char **argv, struct run_config *cfg, char *err, size
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->mem = DEFAULT_MEM;
 	cfg->cpus = 1;
-	optind = 1;
+	optind = 0; /* 0, not 1: also forgets glibc's position inside a group of short options */
 	opterr = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, ":k:i:c:m:p:d:n:h", opts, NULL)) != -1) {
@@ -194,7 +194,11 @@ int cli_parse_run(int argc, char **argv, struct run_config *cfg, char *err, size
 			snprintf(err, errlen, "option '%s' needs a value (see ftvmm run --help)", argv[optind - 1]);
 			return -EINVAL;
 		default:
-			snprintf(err, errlen, "unknown option '%s' (see ftvmm run --help)", argv[optind - 1]);
+			/* inside a group like -zk glibc does not advance optind: name the letter itself */
+			if (optopt && strncmp(argv[optind - 1], "--", 2) != 0)
+				snprintf(err, errlen, "unknown option '-%c' (see ftvmm run --help)", optopt);
+			else
+				snprintf(err, errlen, "unknown option '%s' (see ftvmm run --help)", argv[optind - 1]);
 			return -EINVAL;
 		}
 	}

@@ -61,6 +61,7 @@ unsigned cpuid_id_bits(unsigned ncpus)
 #define CPUID1_ECX_HYPERVISOR (1u << 31)
 #define CPUID1_EDX_HTT (1u << 28)
 #define CPUID80000001_ECX_TOPOEXT (1u << 22)
+#define CPUIDD1_EAX_XSAVES (1u << 3)
 
 void cpuid_configure(struct kvm_cpuid2 *c, unsigned cpu, unsigned ncpus)
 {
@@ -100,6 +101,13 @@ void cpuid_configure(struct kvm_cpuid2 *c, unsigned cpu, unsigned ncpus)
 				e->ecx = e->index;
 			}
 			e->edx = cpu;
+			break;
+		case 0xd:
+			/* No XSAVES: KVM sizes the compacted area (0xD.1 EBX) from XCR0|XSS, and on nested hosts
+			 * (the test bed) that disagrees with the guest's own sum, so Linux warns and drops XSAVE
+			 * altogether. Standard-format XSAVE keeps AVX and friends. */
+			if (e->index == 1)
+				e->eax &= ~CPUIDD1_EAX_XSAVES;
 			break;
 		case 0x80000001:
 			/* without TOPOEXT Linux takes AMD topology from 0x80000008, which we control */

@@ -145,6 +145,7 @@ int cmd_run(int argc, char **argv)
 	char *cmdline = build_cmdline(cfg.cmdline);
 
 	static struct vm vm;
+	static struct platform plat;
 	int rc = 1;
 	if (vm_create(&vm, mem, cfg.cpus, err, sizeof(err))) {
 		warnx("%s", err);
@@ -155,7 +156,6 @@ int cmd_run(int argc, char **argv)
 		warnx("%s", err);
 		goto out;
 	}
-	struct platform plat;
 	if (platform_create(&vm, &cfg, &plat, err, sizeof(err))) {
 		warnx("%s", err);
 		goto out;
@@ -193,6 +193,9 @@ int cmd_run(int argc, char **argv)
 	switch (why) {
 	case VM_EXIT_SIGNAL:
 		warnx("VM stopped by signal");
+		if (getenv("FTVMM_DEBUG"))
+			for (unsigned i = 0; i < vm.ncpus; i++)
+				vcpu_dump(&vm.vcpus[i], stderr);
 		break;
 	case VM_EXIT_PANIC:
 		warnx("guest kernel panicked (pvpanic)");
@@ -207,9 +210,10 @@ int cmd_run(int argc, char **argv)
 		break;
 	}
 	rc = exit_code_for(why);
-	platform_destroy(&plat);
 out:
 	signal_vm = NULL;
+	vm_destroy_devices(&vm);
+	platform_destroy(&plat);
 	vm_destroy(&vm);
 	free(cmdline);
 	free(kernel);

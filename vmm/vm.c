@@ -236,7 +236,7 @@ enum vm_exit_reason vm_run_until_exit(struct vm *vm)
 	return vm->exit_reason;
 }
 
-void vm_destroy(struct vm *vm)
+void vm_destroy_devices(struct vm *vm)
 {
 	for (struct vm_device *d = vm->devices; d;) {
 		struct vm_device *next = d->next;
@@ -245,6 +245,11 @@ void vm_destroy(struct vm *vm)
 		d = next;
 	}
 	vm->devices = NULL;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	vm_destroy_devices(vm);
 	if (vm->vcpus)
 		for (unsigned i = 0; i < vm->ncpus; i++)
 			vcpu_destroy(&vm->vcpus[i]);

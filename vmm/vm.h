@@ -85,6 +85,8 @@ int vm_start(struct vm *vm);
 /* Wait until the VM ends (guest reboot, triple fault, error, signal), stop every thread. */
 enum vm_exit_reason vm_run_until_exit(struct vm *vm);
 void vm_destroy(struct vm *vm);
+/* Free every registered device (vm_destroy does it too; call first when a bus must outlive them). */
+void vm_destroy_devices(struct vm *vm);
 
 /* Register a device for lifecycle/checkpoint callbacks (kept in registration order). */
 void vm_add_device(struct vm *vm, struct vm_device *dev);

@@ -1,0 +1,42 @@
+/* virtio_blk.h - virtio-blk device model over a raw image (see blk_backend.h for the host side). */
+#ifndef FTVMM_VIRTIO_BLK_H
+#define FTVMM_VIRTIO_BLK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../vmm/guest_mem.h"
+#include "../vmm/ioloop.h"
+#include "../vmm/vm.h"
+#include "blk_backend.h"
+#include "virtio.h"
+
+#define VIRTIO_BLK_QUEUE_SIZE 256
+#define VIRTIO_BLK_SEG_MAX (VIRTIO_BLK_QUEUE_SIZE - 2) /* data segments; header + status on top */
+#define VIRTIO_BLK_ID_LEN 20
+
+/* Vet a raw image without creating a device (CLI argument checks). 0 or -errno + one-line err. */
+static inline int virtio_blk_open_image(const char *path, bool ro, int *fd, uint64_t *size, char *err,
+					size_t errlen)
+{
+	return blk_image_open(path, ro, fd, size, err, errlen);
+}
+
+/* Create a single-queue virtio-blk device on `path`. Completions run on `loop`'s thread. The
+ * device (and its vm_device, "virtio-blk@N", serial "ftvmm-vdX") is numbered in creation order.
+ * Returns the transport-neutral device, or NULL with errno set and a one-line reason in err. */
+struct virtio_dev *virtio_blk_create(struct guest_mem *mem, struct ioloop *loop, const char *path,
+				     bool readonly, char *err, size_t errlen);
+/* Lifecycle/checkpoint hooks to pass to vm_add_device(); its destroy frees the device. */
+struct vm_device *virtio_blk_vm_device(struct virtio_dev *d);
+/* Free everything. Call with the ioloop stopped (or from its thread) and the transport gone. */
+void virtio_blk_destroy(struct virtio_dev *d);
+
+/* Wait until every in-flight request has completed and been pushed to the used ring (the guest is
+ * notified as usual). Unlike quiesce, the device keeps accepting work. Tests and shutdown. */
+int virtio_blk_drain(struct virtio_dev *d);
+/* Requests currently submitted to the host and not yet completed. */
+unsigned virtio_blk_inflight(struct virtio_dev *d);
+
+#endif

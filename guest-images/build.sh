@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# guest-images/build.sh - builds the test guest into guest-images/out/: bzImage (host's Debian kernel) + initramfs.cpio.gz.
+#
+# The initramfs holds static busybox, the virtio and pvpanic guest modules (decompressed, with their
+# modules.dep dependencies) and guest-images/init, the test init that reads ftvmm.test=... from the kernel command line.
+# Env: KVER=<version> picks a kernel (default: newest /boot/vmlinuz-* with modules); OUT=<dir> (default out/).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=guest-images/lib.sh
+source "$here/lib.sh"
+
+OUT=${OUT:-$here/out}
+GUEST_MODULES=(virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev virtio_ring virtio
+	virtio_blk virtio_net net_failover failover
+	pvpanic_pci)   # pvpanic PCI device (1b36:0011): how the guest tells ftvmm it panicked
+
+gi_pick_kernel
+mkdir -p "$OUT"
+stage=$(mktemp -d "${TMPDIR:-/tmp}/ftvmm-guest-initramfs.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+
+gi_install_busybox "$stage"
+gi_install_modules "$stage" "${GUEST_MODULES[@]}"
+install -m 755 "$here/init" "$stage/init"
+echo "$KVER" >"$stage/etc/kernel-version"
+
+gi_make_cpio "$stage" "$OUT/initramfs.cpio.gz"
+cp -f "$KIMAGE" "$OUT/bzImage.tmp" && mv -f "$OUT/bzImage.tmp" "$OUT/bzImage"
+echo "$KVER" >"$OUT/kernel-version"
+echo "guest-images: kernel $KVER -> $OUT/bzImage ($(stat -c %s "$OUT/bzImage") bytes)," \
+	"initramfs $OUT/initramfs.cpio.gz ($(stat -c %s "$OUT/initramfs.cpio.gz") bytes," \
+	"modules: $(tr '\n' ' ' <"$stage/etc/modules.load"))"

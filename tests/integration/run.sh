@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# tests/integration/run.sh - runs the KVM integration suite (tests/integration/t_*.sh): directly on a working /dev/kvm, else in the nested test bed.
+#
+# Usage: tests/integration/run.sh [TEST...]     TEST: boot | t_boot | t_boot.sh (default: every t_*.sh)
+# Env:
+#   FTVMM=build/ftvmm  GUEST_KERNEL=guest-images/out/bzImage  GUEST_INITRD=guest-images/out/initramfs.cpio.gz
+#   ITEST_MODE=auto|direct|testbed   auto: direct when kvmcheck can run a guest on /dev/kvm, else the test bed
+#   ITEST_OUT=<dir of FTVMM>/integration   logs (per case: .console, .stderr, .cmd) and the kvmcheck binary
+#   ITEST_TEST_TIMEOUT=900   seconds per t_*.sh;  ITEST_BOOT_TIMEOUT=240  seconds per guest boot
+#   TESTBED_TIMEOUT (see tests/testbed/run.sh): default here 1800 s for the whole suite
+# The whole suite uses one test-bed boot. Exit status: 0 if every case passed.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+repo=$(cd "$here/../.." && pwd -P)
+inside=0
+if [[ "${1:-}" == --inside ]]; then
+	inside=1
+	shift
+fi
+
+abspath() { [[ "$1" == /* ]] && echo "$1" || echo "$PWD/$1"; }
+export FTVMM=$(abspath "${FTVMM:-$repo/build/ftvmm}")
+export GUEST_KERNEL=$(abspath "${GUEST_KERNEL:-$repo/guest-images/out/bzImage}")
+export GUEST_INITRD=$(abspath "${GUEST_INITRD:-$repo/guest-images/out/initramfs.cpio.gz}")
+export ITEST_OUT=$(abspath "${ITEST_OUT:-$(dirname "$FTVMM")/integration}")
+export ITEST_BOOT_TIMEOUT=${ITEST_BOOT_TIMEOUT:-240}
+ITEST_TEST_TIMEOUT=${ITEST_TEST_TIMEOUT:-900}
+ITEST_MODE=${ITEST_MODE:-auto}
+
+# Which tests.
+tests=()
+if [[ $# -eq 0 ]]; then
+	for t in "$here"/t_*.sh; do tests+=("$t"); done
+else
+	for a in "$@"; do
+		a=${a%.sh}
+		a=${a#t_}
+		[[ -f "$here/t_$a.sh" ]] || { echo "integration: no such test: $a (have: $(cd "$here" && ls t_*.sh | tr '\n' ' '))" >&2; exit 2; }
+		tests+=("$here/t_$a.sh")
+	done
+fi
+names=()
+for t in "${tests[@]}"; do n=${t##*/t_}; names+=("${n%.sh}"); done
+
+if [[ ! -x "$FTVMM" ]]; then
+	echo "integration: FAIL: no ftvmm binary at $FTVMM (run make first)" >&2
+	exit 1
+fi
+if [[ $inside == 0 && ( ! -f "$GUEST_KERNEL" || ! -f "$GUEST_INITRD" ) ]]; then
+	echo "integration: building the guest images" >&2
+	bash "$repo/guest-images/build.sh" >&2
+fi
+for f in "$GUEST_KERNEL" "$GUEST_INITRD"; do
+	[[ -f "$f" ]] || { echo "integration: FAIL: missing guest image $f (run guest-images/build.sh)" >&2; exit 1; }
+done
+
+if ! mkdir -p "$ITEST_OUT" 2>/dev/null || [[ ! -w "$ITEST_OUT" ]]; then
+	ITEST_OUT=/tmp/ftvmm-integration
+	mkdir -p "$ITEST_OUT"
+fi
+
+# kvmcheck: can this machine run a KVM guest at all?
+kvmcheck="$ITEST_OUT/kvmcheck"
+if [[ ! -x "$kvmcheck" || "$here/kvmcheck.c" -nt "$kvmcheck" ]]; then
+	gcc -O2 -Wall -o "$kvmcheck.tmp" "$here/kvmcheck.c" && mv -f "$kvmcheck.tmp" "$kvmcheck"
+fi
+kvm_ok=0
+kvm_msg=$("$kvmcheck" 2>&1) && kvm_ok=1
+
+if [[ $inside == 0 ]]; then
+	case "$ITEST_MODE" in
+	auto) [[ $kvm_ok == 1 ]] && mode=direct || mode=testbed ;;
+	direct | testbed) mode=$ITEST_MODE ;;
+	*) echo "integration: bad ITEST_MODE=$ITEST_MODE" >&2; exit 2 ;;
+	esac
+	echo "integration: $kvm_msg"
+	if [[ $mode == testbed ]]; then
+		echo "integration: running ${names[*]} inside the nested test bed (one boot for the suite)"
+		rc=0
+		TESTBED_TIMEOUT=${TESTBED_TIMEOUT:-1800} \
+			TESTBED_PASSENV="FTVMM GUEST_KERNEL GUEST_INITRD ITEST_OUT ITEST_BOOT_TIMEOUT ITEST_TEST_TIMEOUT ITEST_GUEST_VERBOSE ITEST_TMP" \
+			bash "$repo/tests/testbed/run.sh" bash "$here/run.sh" --inside "${names[@]}" || rc=$?
+		if [[ $rc == 124 || $rc == 125 ]]; then
+			echo "integration: FAIL: the test bed did not complete (status $rc); see the console log above"
+		fi
+		exit "$rc"
+	fi
+	if [[ $kvm_ok == 0 ]]; then
+		echo "integration: FAIL: ITEST_MODE=direct but KVM does not work here" >&2
+		exit 1
+	fi
+else
+	echo "integration: inside the test bed: $kvm_msg"
+	if [[ $kvm_ok == 0 ]]; then
+		echo "integration: FAIL: KVM does not work inside the test bed; not running ${names[*]}"
+		exit 1
+	fi
+fi
+
+# Run each test script; collect its PASS/FAIL lines.
+mkdir -p "$ITEST_OUT/logs"
+results=()
+suite_start=$(date +%s)
+for i in "${!tests[@]}"; do
+	t=${tests[$i]} n=${names[$i]}
+	echo "=== $n"
+	log="$ITEST_OUT/logs/$n.log"
+	t0=$(date +%s)
+	rc=0
+	timeout -k 10 "$ITEST_TEST_TIMEOUT" bash "$t" </dev/null 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+	mapfile -t lines < <(grep -E '^(PASS|FAIL) ' "$log" || true)
+	if [[ $rc != 0 ]] && ! printf '%s\n' "${lines[@]}" | grep -q '^FAIL '; then
+		if [[ $rc == 124 || $rc == 137 ]]; then
+			lines+=("FAIL $n: timed out after ${ITEST_TEST_TIMEOUT}s")
+		else
+			lines+=("FAIL $n: script exited $rc")
+		fi
+		echo "${lines[-1]}"
+	fi
+	[[ ${#lines[@]} == 0 ]] && lines+=("FAIL $n: reported no results") && echo "${lines[-1]}"
+	results+=("${lines[@]}")
+	echo "=== $n: $(($(date +%s) - t0))s"
+done
+
+npass=0 nfail=0
+for l in "${results[@]}"; do
+	case "$l" in PASS*) npass=$((npass + 1)) ;; FAIL*) nfail=$((nfail + 1)) ;; esac
+done
+echo
+echo "===== integration summary ($(($(date +%s) - suite_start))s, logs in $ITEST_OUT/logs)"
+printf '  %s\n' "${results[@]}"
+echo "===== $npass passed, $nfail failed"
+[[ $nfail == 0 ]]

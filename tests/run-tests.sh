@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# tests/run-tests.sh - the one test command (`make test`): installs missing packages, builds, runs unit, valgrind, fuzz smoke and integration tests.
+#
+# On a fresh Debian 12 machine as root this installs what is missing (apt-get, only when dpkg says so),
+# builds with make, runs `make test-unit`, `make test-valgrind`, `make fuzz` (when the Makefile has that
+# rule), builds the guest images and runs tests/integration/run.sh (directly on a working /dev/kvm, else
+# inside the nested test bed: one TCG boot for the whole suite). Each step's output streams to stdout;
+# a summary comes last. Exit status: 0 only if every step passed.
+# Env: B=build (build dir)  RUN_TESTS_SKIP="valgrind fuzz ..." (steps to skip)  JOBS=<make -j, default nproc>
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$repo"
+B=${B:-build}
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+RUN_TESTS_SKIP=${RUN_TESTS_SKIP:-}
+
+PACKAGES=(gcc libc6-dev make liburing-dev libfdt-dev qemu-system-x86 busybox-static linux-image-amd64
+	cpio gzip xz-utils clang libclang-rt-14-dev valgrind iproute2)
+
+summary=()
+failed=0
+t_all=$(date +%s)
+
+# step NAME CMD...: run one step, record PASS/FAIL/SKIP with its duration.
+step() {
+	local name="$1" t0 rc=0
+	shift
+	if [[ " $RUN_TESTS_SKIP " == *" $name "* ]]; then
+		summary+=("SKIP $name (RUN_TESTS_SKIP)")
+		return 0
+	fi
+	echo
+	echo "######## $name: $*"
+	t0=$(date +%s)
+	"$@" || rc=$?
+	if [[ $rc == 0 ]]; then
+		summary+=("PASS $name ($(($(date +%s) - t0))s)")
+	else
+		summary+=("FAIL $name (exit $rc, $(($(date +%s) - t0))s)")
+		failed=1
+	fi
+	return "$rc"
+}
+
+install_deps() {
+	local missing=() p
+	for p in "${PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	if [[ ${#missing[@]} == 0 ]]; then
+		echo "all packages present"
+		return 0
+	fi
+	echo "missing packages: ${missing[*]}"
+	if [[ $(id -u) != 0 ]]; then
+		echo "run as root (or install them: apt-get install ${missing[*]})" >&2
+		return 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+has_make_rule() { grep -qE "^$1:" Makefile; }
+
+step deps install_deps || true
+build_ok=0
+step build make -j"$JOBS" B="$B" && build_ok=1
+if [[ $build_ok == 1 ]]; then
+	step unit make -j"$JOBS" B="$B" test-unit || true
+	step valgrind make -j"$JOBS" B="$B" test-valgrind || true
+	if has_make_rule fuzz; then
+		step fuzz make B="$B" fuzz || true
+	else
+		summary+=("SKIP fuzz (no fuzz rule in the Makefile yet)")
+	fi
+fi
+guest_ok=0
+step guest-images bash guest-images/build.sh && guest_ok=1
+if [[ $build_ok == 1 && $guest_ok == 1 ]]; then
+	[[ "$B" == /* ]] && bdir=$B || bdir=$repo/$B
+	step integration env FTVMM="$bdir/ftvmm" bash tests/integration/run.sh || true
+else
+	summary+=("SKIP integration (build or guest images failed)")
+	failed=1
+fi
+
+echo
+echo "######## summary ($(($(date +%s) - t_all))s)"
+printf '  %s\n' "${summary[@]}"
+if [[ $failed == 0 ]]; then
+	echo "######## ALL PASSED"
+else
+	echo "######## FAILED"
+fi
+exit "$failed"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# tests/testbed/build.sh - builds the nested-KVM test-bed HOST (kernel + initramfs) into tests/testbed/out/.
+#
+# The test-bed host is the Debian kernel under qemu TCG (-cpu max emulates AMD SVM, so kvm-amd loads).
+# Its initramfs holds only static busybox, tests/testbed/init, a static kvmcheck and the modules it needs
+# (9p over virtio for the shared host root, kvm, tun/bridge/veth, virtio-blk + ext4 for the scratch disk).
+# Everything else (bash, ftvmm's shared libraries, coreutils) comes from the outer machine's root,
+# shared read-only over 9p; see tests/testbed/run.sh.
+# Env: KVER=<version> picks a kernel; OUT=<dir> (default tests/testbed/out).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd -P)
+# shellcheck source=guest-images/lib.sh
+source "$repo/guest-images/lib.sh"
+
+OUT=${OUT:-$here/out}
+TESTBED_MODULES=(
+	virtio_pci virtio_blk 9pnet_virtio 9p          # transport for the shared roots and the scratch disk
+	crc32c_generic ext4 loop                       # scratch file system
+	irqbypass ccp kvm kvm_amd kvm_intel            # nested KVM (kvm_intel only loads on VMX hosts)
+	tun bridge veth                                # TAP devices and bridges for network tests
+)
+
+gi_pick_kernel
+mkdir -p "$OUT"
+stage=$(mktemp -d "${TMPDIR:-/tmp}/ftvmm-testbed-initramfs.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+
+gi_install_busybox "$stage"
+gi_install_modules "$stage" "${TESTBED_MODULES[@]}"
+install -m 755 "$here/init" "$stage/init"
+echo "$KVER" >"$stage/etc/kernel-version"
+mkdir -p "$stage/newroot" "$stage/ctl"
+if ! gcc -O2 -static -o "$stage/bin/kvmcheck" "$repo/tests/integration/kvmcheck.c" 2>"$stage/kvmcheck.err"; then
+	echo "testbed: warning: could not build a static kvmcheck (libc6-dev?):" >&2
+	cat "$stage/kvmcheck.err" >&2
+fi
+rm -f "$stage/kvmcheck.err"
+
+gi_make_cpio "$stage" "$OUT/initramfs.cpio.gz"
+cp -f "$KIMAGE" "$OUT/bzImage.tmp" && mv -f "$OUT/bzImage.tmp" "$OUT/bzImage"
+echo "$KVER" >"$OUT/kernel-version"
+echo "testbed: kernel $KVER, initramfs $OUT/initramfs.cpio.gz ($(stat -c %s "$OUT/initramfs.cpio.gz") bytes)"

@@ -1,0 +1,38 @@
+/* platform.h - assembles the guest's machine: legacy devices, PCI bus, virtio disks and NICs, pvpanic. */
+#ifndef FTVMM_PLATFORM_H
+#define FTVMM_PLATFORM_H
+
+#include <stddef.h>
+
+#include "../devices/pci.h"
+#include "../devices/pvpanic.h"
+#include "cli.h"
+#include "mptable.h"
+
+struct vm;
+struct virtio_dev;
+struct virtio_pci;
+
+struct platform {
+	struct vm *vm;
+	void *serial, *i8042, *rtc, *legacy;
+	struct pci_bus pci;
+	bool pci_ready;
+	struct pvpanic pvpanic;
+	struct virtio_dev *disks[CLI_MAX_DISKS];
+	struct virtio_pci *disk_tr[CLI_MAX_DISKS];
+	unsigned ndisks;
+	struct virtio_dev *nics[CLI_MAX_NICS];
+	struct virtio_pci *nic_tr[CLI_MAX_NICS];
+	int tap_fds[CLI_MAX_NICS];
+	unsigned nnics;
+	struct mp_pci_irq pci_irqs[32];
+	unsigned npci_irqs;
+};
+
+/* Create every device of the run config and register it with the VM. 0, or -errno with one line in err. */
+int platform_create(struct vm *vm, const struct run_config *cfg, struct platform *p, char *err, size_t errlen);
+/* Call after vm_destroy_devices() (the virtio transports unplug from the bus) and before vm_destroy(). */
+void platform_destroy(struct platform *p);
+
+#endif
