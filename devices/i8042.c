@@ -61,7 +61,7 @@ struct i8042 {
 	uint8_t kbd_set, kbd_leds, kbd_last;
 	bool kbd_scan;
 
-	int irq_level[2]; /* kbd, aux; -1 = unknown */
+	int irq_level[2]; /* kbd, aux: the levels last driven */
 
 	struct vm *vm;
 	struct vm_device dev;
@@ -440,7 +440,8 @@ int i8042_restore(struct i8042 *k, const void *fdt, int node)
 	k->kbd_leds = (uint8_t)kleds;
 	k->kbd_last = (uint8_t)klast;
 	k->kbd_scan = kscan;
-	k->irq_level[0] = k->irq_level[1] = -1; /* drive both lines to the restored state */
+	/* the cached levels are what KVM holds for our source (KVM_SET_IRQCHIP does not touch per-source
+	 * line levels), so moving only the lines that differ leaves both in agreement */
 	i8042_update_irq(k, false);
 	pthread_mutex_unlock(&k->lock);
 	return 0;

@@ -27,7 +27,7 @@ int i8042_new(const struct i8042_config *cfg, struct i8042 **out);
 void i8042_free(struct i8042 *k);
 /* One access at an absolute port (0x60 or 0x64); other ports read as all ones. */
 void i8042_io(struct i8042 *k, uint16_t port, uint8_t *data, uint32_t len, bool is_write);
-/* Checkpoint halves; restore is all or nothing and re-drives both lines. */
+/* Checkpoint halves; restore is all or nothing and moves IRQ 1/12 to the restored levels. */
 int i8042_save(struct i8042 *k, void *fdt);
 int i8042_restore(struct i8042 *k, const void *fdt, int node);
 

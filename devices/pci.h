@@ -18,11 +18,12 @@ struct pci_dev;
 #define PCI_CONF1_PORT 0xcf8 /* address at 0xcf8, data at 0xcfc..0xcff */
 #define PCI_CONF1_LEN 8
 
-/* Where the bus places BARs at add time ("firmware" assignment). The guest may move a BAR anywhere in
- * [PCI_BAR_MIN, PCI_BAR_LIMIT): the rest of the hole belongs to the IOAPIC, HPET and LAPIC. */
+/* Where the bus places BARs at add time ("firmware" assignment). The guest may move a BAR anywhere above
+ * low RAM (and above 1 MiB) up to PCI_BAR_LIMIT: the rest of the hole belongs to the IOAPIC, HPET, LAPIC
+ * and KVM's TSS pages. */
 #define PCI_MMIO_WINDOW_START 0xc0000000u
 #define PCI_MMIO_WINDOW_END 0xd0000000u
-#define PCI_BAR_MIN 0xc0000000u
+#define PCI_BAR_MIN 0x100000u
 #define PCI_BAR_LIMIT 0xfec00000u
 
 /* INTx: every device has pin INTA#, wired to IOAPIC input PCI_INTX_GSI_BASE + (slot - 1) % 8. */

@@ -81,7 +81,7 @@ struct serial {
 	int epfd;
 	bool pollable; /* false for regular files and /dev/null, which epoll refuses: read on demand */
 	bool watching, in_eof, out_dead, quiesced;
-	int irq_level; /* last level driven, -1 = unknown (forces the next update out) */
+	int irq_level; /* the level last driven */
 
 	/* VM glue */
 	struct vm *vm;
@@ -528,7 +528,8 @@ int serial_restore(struct serial *s, const void *fdt, int node)
 	memcpy(s->rx, fifo, n);
 	s->rx_head = 0;
 	s->rx_count = n;
-	s->irq_level = -1; /* whatever the line did before, drive it to the restored state */
+	/* irq_level is what KVM holds for our source (KVM_SET_IRQCHIP leaves per-source line levels
+	 * alone), so driving only a difference keeps the two in agreement */
 	serial_update_input(s);
 	serial_update_irq(s);
 	pthread_mutex_unlock(&s->lock);

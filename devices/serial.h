@@ -38,7 +38,7 @@ void serial_pio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool
 int serial_quiesce(struct serial *s);
 void serial_resume(struct serial *s);
 int serial_save(struct serial *s, void *fdt);
-/* All or nothing: on error the device is unchanged. Re-drives the interrupt line. */
+/* All or nothing: on error the device is unchanged. Moves the line to the restored level. */
 int serial_restore(struct serial *s, const void *fdt, int node);
 
 /* Glue: a UART at `base` on vm->pio raising GSI `irq` via vm_irq_line, input watched on vm->io,

@@ -223,21 +223,34 @@ int vq_pop(struct virtqueue *vq, struct vq_req *req)
 	return 1;
 }
 
-int vq_push_used(struct virtqueue *vq, uint16_t head, uint32_t len)
+int vq_push_used_n(struct virtqueue *vq, const struct vq_used *u, unsigned n)
 {
 	struct vring_ptrs r;
 
-	if (!vq->ready || vq_map(vq, &r) || head >= vq->size)
+	if (!vq->ready || vq_map(vq, &r))
 		return -EFAULT;
-	uint8_t *e = r.used + RING_HDR + 8u * (vq->used_idx & (vq->size - 1));
-	struct vring_used_elem elem = { .id = htole32(head), .len = htole32(len) };
-	memcpy(e, &elem, sizeof(elem));
-	gmem_mark_dirty_host(vq->dev->mem, e, sizeof(elem));
-	vq->used_idx++;
-	/* Release: the element (and the data the device wrote) is visible before the new idx. */
+	if (n > vq->size)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++)
+		if (u[i].head >= vq->size)
+			return -EINVAL;
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *e = r.used + RING_HDR + 8u * ((uint16_t)(vq->used_idx + i) & (vq->size - 1));
+		struct vring_used_elem elem = { .id = htole32(u[i].head), .len = htole32(u[i].len) };
+		memcpy(e, &elem, sizeof(elem));
+		gmem_mark_dirty_host(vq->dev->mem, e, sizeof(elem));
+	}
+	vq->used_idx = (uint16_t)(vq->used_idx + n);
+	/* Release: the elements (and the data the device wrote) are visible before the new idx. */
 	__atomic_store_n((uint16_t *)(r.used + 2), htole16(vq->used_idx), __ATOMIC_RELEASE);
 	gmem_mark_dirty_host(vq->dev->mem, r.used + 2, 2);
 	return 0;
+}
+
+int vq_push_used(struct virtqueue *vq, uint16_t head, uint32_t len)
+{
+	struct vq_used u = { .head = head, .len = len };
+	return vq_push_used_n(vq, &u, 1);
 }
 
 int vq_push(struct virtqueue *vq, const struct vq_req *req, uint32_t written)

@@ -59,6 +59,14 @@ bool vq_needs_notify(struct virtqueue *vq);
  * element (head, len) and bump used->idx, marking only the used ring dirty; the caller has already
  * marked every guest byte it wrote. 0 or -EFAULT. */
 int vq_push_used(struct virtqueue *vq, uint16_t head, uint32_t len);
+/* Same for n chains published together with one used->idx store, so the driver never sees part of
+ * the batch (mergeable RX buffers of one packet). All heads are checked before anything is written.
+ * 0, or -EFAULT / -EINVAL (n > queue size, a head out of range) with nothing written. */
+struct vq_used {
+	uint16_t head;
+	uint32_t len;
+};
+int vq_push_used_n(struct virtqueue *vq, const struct vq_used *u, unsigned n);
 /* Number of chains the guest has made available and we have not consumed (0 on a bad ring). */
 unsigned vq_pending(struct virtqueue *vq);
 /* Copy helpers across a request's iovecs. Return bytes copied. */

@@ -53,6 +53,7 @@ struct virtio_blk {
 	bool quiesced;   /* no popping, no guest writes, no interrupts */
 	bool dropping;   /* reset: completions are discarded instead of pushed */
 	bool pushed;     /* used entries added since the last notify decision */
+	bool want_reset; /* a malformed chain was seen: raise NEEDS_RESET once unlocked */
 	unsigned ninflight, notifying;
 	struct blk_req *inflight[VIRTIO_BLK_QUEUE_SIZE]; /* by head */
 	struct virtio_blk_config cfg;
@@ -347,7 +348,7 @@ static void blk_process(struct virtio_blk *b)
 			continue;
 		/* Malformed ring or chain: stop this queue until the driver resets the device. */
 		vq->broken = true;
-		virtio_dev_set_needs_reset(&b->dev);
+		b->want_reset = true; /* raised with the lock dropped: notify_config may take d->lock */
 		break;
 	}
 	int r = blk_backend_submit(&b->be);
@@ -355,21 +356,25 @@ static void blk_process(struct virtio_blk *b)
 		warnx("%s: io_uring submit: %s", b->name, strerror(-r));
 }
 
-/* Lock held. True if the caller must call blk_notify() once the lock is dropped. */
-static bool blk_take_notify(struct virtio_blk *b)
+/* Called with the lock held; drops it, then raises the interrupts the work just done calls for
+ * (queue, and config for NEEDS_RESET). `notifying` covers the window without the lock. */
+static void blk_unlock_and_notify(struct virtio_blk *b)
 {
-	if (!b->pushed)
-		return false;
-	b->pushed = false;
-	if (!vq_needs_notify(&b->dev.vqs[0]))
-		return false;
+	bool rst = b->want_reset, n = false;
+	b->want_reset = false;
+	if (b->pushed) {
+		b->pushed = false;
+		n = vq_needs_notify(&b->dev.vqs[0]);
+	}
+	if (!n && !rst) {
+		pthread_mutex_unlock(&b->lock);
+		return;
+	}
 	b->notifying++;
-	return true;
-}
-
-static void blk_notify(struct virtio_blk *b)
-{
-	if (b->dev.notify_queue)
+	pthread_mutex_unlock(&b->lock);
+	if (rst)
+		virtio_dev_set_needs_reset(&b->dev);
+	if (n && b->dev.notify_queue)
 		b->dev.notify_queue(&b->dev, &b->dev.vqs[0]);
 	pthread_mutex_lock(&b->lock);
 	if (--b->notifying == 0)
@@ -385,10 +390,7 @@ static void blk_on_event(void *opaque, uint32_t events)
 	pthread_mutex_lock(&b->lock);
 	blk_backend_reap(&b->be, false, blk_on_cqe, b);
 	blk_backend_submit(&b->be); /* remainders of short transfers */
-	bool n = blk_take_notify(b);
-	pthread_mutex_unlock(&b->lock);
-	if (n)
-		blk_notify(b);
+	blk_unlock_and_notify(b);
 }
 
 /* Wait for every in-flight request (pushed, or discarded if b->dropping). Lock held. */
@@ -411,10 +413,7 @@ static void blk_queue_notify(struct virtio_dev *d, unsigned q)
 		return;
 	pthread_mutex_lock(&b->lock);
 	blk_process(b);
-	bool n = blk_take_notify(b);
-	pthread_mutex_unlock(&b->lock);
-	if (n)
-		blk_notify(b);
+	blk_unlock_and_notify(b);
 }
 
 static int blk_activate(struct virtio_dev *d)
@@ -433,6 +432,7 @@ static void blk_drop_inflight(struct virtio_blk *b)
 	blk_wait_all(b);
 	b->dropping = false;
 	b->pushed = false;
+	b->want_reset = false;
 }
 
 static void blk_reset(struct virtio_dev *d)
@@ -464,10 +464,7 @@ static int blk_quiesce(struct virtio_dev *d)
 	pthread_mutex_lock(&b->lock);
 	b->quiesced = true;
 	int r = blk_wait_all(b);
-	bool n = blk_take_notify(b);
-	pthread_mutex_unlock(&b->lock);
-	if (n)
-		blk_notify(b);
+	blk_unlock_and_notify(b);
 	pthread_mutex_lock(&b->lock);
 	while (b->notifying)
 		pthread_cond_wait(&b->cond, &b->lock);
@@ -484,10 +481,7 @@ static void blk_resume(struct virtio_dev *d)
 	uint8_t st = __atomic_load_n(&d->status, __ATOMIC_RELAXED);
 	b->active = (st & VIRTIO_CONFIG_S_DRIVER_OK) && !(st & VIRTIO_CONFIG_S_FAILED);
 	blk_process(b);
-	bool n = blk_take_notify(b);
-	pthread_mutex_unlock(&b->lock);
-	if (n)
-		blk_notify(b);
+	blk_unlock_and_notify(b);
 }
 
 static int blk_save(struct virtio_dev *d, void *fdt)
@@ -682,10 +676,7 @@ int virtio_blk_drain(struct virtio_dev *d)
 	struct virtio_blk *b = to_blk(d);
 	pthread_mutex_lock(&b->lock);
 	int r = blk_wait_all(b);
-	bool n = blk_take_notify(b);
-	pthread_mutex_unlock(&b->lock);
-	if (n)
-		blk_notify(b);
+	blk_unlock_and_notify(b);
 	return r;
 }
 

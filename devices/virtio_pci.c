@@ -317,7 +317,7 @@ static void status_write(struct virtio_pci *vp, uint8_t val)
 	uint8_t nv = (uint8_t)((old | val) & ~VIRTIO_CONFIG_S_NEEDS_RESET) | (old & VIRTIO_CONFIG_S_NEEDS_RESET);
 	if ((nv & VIRTIO_CONFIG_S_FEATURES_OK) && !(old & VIRTIO_CONFIG_S_FEATURES_OK)) {
 		/* A modern-only transport needs VERSION_1; anything never offered is refused. */
-		if ((d->guest_features & ~offered_features(d)) || !(d->guest_features & (1ull << VIRTIO_F_VERSION_1)))
+		if (!(d->guest_features & (1ull << VIRTIO_F_VERSION_1)))
 			nv &= (uint8_t)~VIRTIO_CONFIG_S_FEATURES_OK;
 	}
 	bool start = (nv & VIRTIO_CONFIG_S_DRIVER_OK) && !(old & VIRTIO_CONFIG_S_DRIVER_OK);
@@ -434,7 +434,7 @@ static void isr_read(struct virtio_pci *vp, uint64_t off, uint8_t *data, unsigne
 static void device_cfg_access(struct virtio_pci *vp, uint64_t off, uint8_t *data, unsigned len, bool is_write)
 {
 	struct virtio_dev *d = vp->vdev;
-	bool in = off < d->config_len;
+	bool in = off < d->config_len && d->config_len - off >= len;
 	if (!is_write)
 		memset(data, 0, len);
 	if (!in)

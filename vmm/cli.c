@@ -18,6 +18,9 @@ void cli_usage(FILE *f)
 		"\n"
 		"commands:\n"
 		"  run       boot a Linux bzImage on /dev/kvm (see: ftvmm run --help)\n"
+		"  restore   resume a snapshot in a new process (see: ftvmm restore --help)\n"
+		"  inspect   print a snapshot's saved state readably\n"
+		"  ctl       send a command to a running VM's control socket\n"
 		"  help      show this text\n"
 		"  version   print the version\n"
 		"\n"
@@ -52,7 +55,20 @@ void cli_run_usage(FILE *f)
 		"  -n, --net tap=NAME[,mac=XX:XX:XX:XX:XX:XX]\n"
 		"                         virtio-net NIC on TAP device NAME (repeatable); the MAC is\n"
 		"                         derived from the NIC's position and TAP name when not given\n"
+		"  --control PATH         Unix control socket: ftvmm ctl PATH status|pause|resume|\n"
+		"                         snapshot FILE|stop\n"
 		"  -h, --help             show this text\n");
+}
+
+void cli_restore_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ftvmm restore FILE [--disk PATH[,ro]]... [--net tap=NAME]... [--control PATH]\n"
+		"\n"
+		"Resume a snapshot taken with `ftvmm ctl SOCKET snapshot FILE` in this new process, exactly\n"
+		"where it stopped: same memory size, vCPUs and devices. Disks and NICs default to the saved\n"
+		"host paths and TAP names; given here, they replace them in order (same count; each disk\n"
+		"must have the size it had when the snapshot was taken; MACs stay the saved ones).\n");
 }
 
 static int parse_mac(const char *s, uint8_t mac[6])
@@ -125,14 +141,26 @@ static int parse_disk(const char *arg, struct cli_disk *d, char *err, size_t err
 	return 0;
 }
 
+static int parse_common(int argc, char **argv, struct run_config *cfg, bool restore, char *err, size_t errlen);
+
 int cli_parse_run(int argc, char **argv, struct run_config *cfg, char *err, size_t errlen)
+{
+	return parse_common(argc, argv, cfg, false, err, errlen);
+}
+
+int cli_parse_restore(int argc, char **argv, struct run_config *cfg, char *err, size_t errlen)
+{
+	return parse_common(argc, argv, cfg, true, err, errlen);
+}
+
+static int parse_common(int argc, char **argv, struct run_config *cfg, bool restore, char *err, size_t errlen)
 {
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' }, { "initrd", required_argument, NULL, 'i' },
 		{ "cmdline", required_argument, NULL, 'c' }, { "mem", required_argument, NULL, 'm' },
 		{ "cpus", required_argument, NULL, 'p' },   { "disk", required_argument, NULL, 'd' },
 		{ "net", required_argument, NULL, 'n' },    { "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{ "control", required_argument, NULL, 'C' }, { NULL, 0, NULL, 0 },
 	};
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->mem = DEFAULT_MEM;
@@ -141,7 +169,13 @@ int cli_parse_run(int argc, char **argv, struct run_config *cfg, char *err, size
 	opterr = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, ":k:i:c:m:p:d:n:h", opts, NULL)) != -1) {
+		if (restore && strchr("kicmp", c)) {
+			snprintf(err, errlen, "option '%s' is not accepted by restore: the snapshot fixes the VM's shape",
+				 argv[optind - 1]);
+			return -EINVAL;
+		}
 		switch (c) {
+		case 'C': cfg->control = optarg; break;
 		case 'k': cfg->kernel = optarg; break;
 		case 'i': cfg->initrd = optarg; break;
 		case 'c': cfg->cmdline = optarg; break;
@@ -202,10 +236,19 @@ int cli_parse_run(int argc, char **argv, struct run_config *cfg, char *err, size
 			return -EINVAL;
 		}
 	}
+	if (restore) {
+		if (optind >= argc) {
+			snprintf(err, errlen, "missing snapshot FILE (see ftvmm restore --help)");
+			return -EINVAL;
+		}
+		cfg->snapshot = argv[optind++];
+	}
 	if (optind < argc) {
-		snprintf(err, errlen, "unexpected argument '%s' (see ftvmm run --help)", argv[optind]);
+		snprintf(err, errlen, "unexpected argument '%s' (see ftvmm %s --help)", argv[optind], restore ? "restore" : "run");
 		return -EINVAL;
 	}
+	if (restore)
+		return 0;
 	if (!cfg->kernel) {
 		snprintf(err, errlen, "missing --kernel PATH (see ftvmm run --help)");
 		return -EINVAL;

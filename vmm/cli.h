@@ -31,6 +31,8 @@ struct run_config {
 	unsigned ndisks;
 	struct cli_nic nics[CLI_MAX_NICS];
 	unsigned nnics;
+	const char *control;  /* --control PATH */
+	const char *snapshot; /* restore: the snapshot file */
 	bool help;
 };
 
@@ -39,7 +41,11 @@ struct run_config {
 
 /* Parse argv (after "run"). Returns 0, or -EINVAL with one line in err. */
 int cli_parse_run(int argc, char **argv, struct run_config *cfg, char *err, size_t errlen);
+/* Parse `ftvmm restore FILE [--disk ...] [--net ...] [--control PATH]`: the VM's shape comes from
+ * the snapshot; disks and NICs given here replace the saved host paths/TAPs (counts must match). */
+int cli_parse_restore(int argc, char **argv, struct run_config *cfg, char *err, size_t errlen);
 void cli_usage(FILE *f);
+void cli_restore_usage(FILE *f);
 void cli_run_usage(FILE *f);
 
 #endif

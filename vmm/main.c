@@ -1,5 +1,7 @@
 /* main.c - ftvmm's entry point: dispatches the subcommands. */
 #include "cli.h"
+#include "control.h"
+#include "../ft/inspect.h"
 #include "run.h"
 #include "util.h"
 
@@ -25,6 +27,12 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "restore"))
+		return cmd_restore(argc - 1, argv + 1);
+	if (!strcmp(cmd, "ctl"))
+		return cmd_ctl(argc - 1, argv + 1);
+	if (!strcmp(cmd, "inspect"))
+		return cmd_inspect(argc - 1, argv + 1);
 	warnx("unknown command '%s' (see ftvmm --help)", cmd);
 	return 2;
 }

@@ -2,6 +2,9 @@
 #include "run.h"
 #include "boot.h"
 #include "cli.h"
+#include "control.h"
+#include "../ft/snapshot.h"
+#include "../ft/vmstate.h"
 #include "cpuid.h"
 #include "mptable.h"
 #include "platform.h"
@@ -10,6 +13,8 @@
 #include "vm.h"
 
 #include <errno.h>
+#include <libfdt.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +112,97 @@ static int exit_code_for(enum vm_exit_reason r)
 	}
 }
 
+/* Everything after the inputs are validated: build, (boot | restore), run, tear down. */
+static int run_vm(const struct run_config *cfg, const uint8_t *kernel, size_t kernel_len, const uint8_t *initrd,
+		  size_t initrd_len, const char *cmdline, struct snapshot *snap)
+{
+	static struct vm vm;
+	static struct platform plat;
+	static struct control ctl;
+	char err[512] = "";
+	int rc = 1;
+	if (vm_create(&vm, ALIGN_UP(cfg->mem, 2ull << 20), cfg->cpus, err, sizeof(err))) {
+		warnx("%s", err);
+		goto out;
+	}
+	struct boot_entry entry;
+	if (!snap && boot_load_linux(&vm.mem, kernel, kernel_len, initrd, initrd_len, cmdline, &entry, err, sizeof(err))) {
+		warnx("%s", err);
+		goto out;
+	}
+	if (platform_create(&vm, cfg, &plat, err, sizeof(err))) {
+		warnx("%s", err);
+		goto out;
+	}
+	if (snap) {
+		if (snapshot_load_memory(snap, &vm.mem, err, sizeof(err)) ||
+		    vmstate_restore_devices(&vm, snap->fdt, err, sizeof(err)) ||
+		    vmstate_restore_cpus(&vm, snap->fdt, err, sizeof(err))) {
+			warnx("restore: %s", err);
+			goto out;
+		}
+	} else {
+		if (write_mptable(&vm, plat.pci_irqs, plat.npci_irqs)) {
+			warnx("cannot build the MP table");
+			goto out;
+		}
+		if (vcpu_setup_boot(&vm.vcpus[0], &entry)) {
+			warnx("cannot set up the boot vCPU: %s", strerror(errno));
+			goto out;
+		}
+	}
+	if (cfg->control && control_start(&ctl, &vm, cfg, cfg->control, err, sizeof(err))) {
+		warnx("%s", err);
+		goto out;
+	}
+
+	signal_vm = &vm;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = stop_handler;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	terminal_raw();
+
+	int r = vm_start(&vm);
+	if (r) {
+		warnx("cannot start the VM: %s", strerror(-r));
+		vm_request_exit(&vm, VM_EXIT_ERROR);
+	}
+	enum vm_exit_reason why = vm_run_until_exit(&vm);
+	restore_terminal();
+	switch (why) {
+	case VM_EXIT_SIGNAL:
+		warnx("VM stopped by request");
+		if (getenv("FTVMM_DEBUG"))
+			for (unsigned i = 0; i < vm.ncpus; i++)
+				vcpu_dump(&vm.vcpus[i], stderr);
+		break;
+	case VM_EXIT_PANIC:
+		warnx("guest kernel panicked (pvpanic)");
+		break;
+	case VM_EXIT_SHUTDOWN:
+		warnx("VM ended: guest triple fault");
+		break;
+	case VM_EXIT_ERROR:
+		warnx("VM ended on an internal error");
+		break;
+	default:
+		break;
+	}
+	rc = exit_code_for(why);
+out:
+	control_stop(&ctl);
+	signal_vm = NULL;
+	vm_destroy_devices(&vm);
+	platform_destroy(&plat);
+	vm_destroy(&vm);
+	return rc;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct run_config cfg;
@@ -134,8 +230,7 @@ int cmd_run(int argc, char **argv)
 		free(kernel);
 		return 1;
 	}
-	uint64_t mem = ALIGN_UP(cfg.mem, 2ull << 20);
-	if (mem < boot_min_mem(&bi)) {
+	if (ALIGN_UP(cfg.mem, 2ull << 20) < boot_min_mem(&bi)) {
 		warnx("--mem: memory size %llu KiB is too small for this kernel (needs at least %llu MiB)",
 		      (unsigned long long)(cfg.mem >> 10), (unsigned long long)(boot_min_mem(&bi) >> 20));
 		free(kernel);
@@ -143,80 +238,81 @@ int cmd_run(int argc, char **argv)
 		return 1;
 	}
 	char *cmdline = build_cmdline(cfg.cmdline);
-
-	static struct vm vm;
-	static struct platform plat;
-	int rc = 1;
-	if (vm_create(&vm, mem, cfg.cpus, err, sizeof(err))) {
-		warnx("%s", err);
-		goto out;
-	}
-	struct boot_entry entry;
-	if (boot_load_linux(&vm.mem, kernel, kernel_len, initrd, initrd_len, cmdline, &entry, err, sizeof(err))) {
-		warnx("%s", err);
-		goto out;
-	}
-	if (platform_create(&vm, &cfg, &plat, err, sizeof(err))) {
-		warnx("%s", err);
-		goto out;
-	}
-	if (write_mptable(&vm, plat.pci_irqs, plat.npci_irqs)) {
-		warnx("cannot build the MP table");
-		goto out;
-	}
-	if (vcpu_setup_boot(&vm.vcpus[0], &entry)) {
-		warnx("cannot set up the boot vCPU: %s", strerror(errno));
-		goto out;
-	}
-	free(kernel);
-	free(initrd);
-	kernel = initrd = NULL;
-
-	signal_vm = &vm;
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = stop_handler;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	terminal_raw();
-
-	int r = vm_start(&vm);
-	if (r) {
-		warnx("cannot start the VM: %s", strerror(-r));
-		vm_request_exit(&vm, VM_EXIT_ERROR);
-	}
-	enum vm_exit_reason why = vm_run_until_exit(&vm);
-	restore_terminal();
-	switch (why) {
-	case VM_EXIT_SIGNAL:
-		warnx("VM stopped by signal");
-		if (getenv("FTVMM_DEBUG"))
-			for (unsigned i = 0; i < vm.ncpus; i++)
-				vcpu_dump(&vm.vcpus[i], stderr);
-		break;
-	case VM_EXIT_PANIC:
-		warnx("guest kernel panicked (pvpanic)");
-		break;
-	case VM_EXIT_SHUTDOWN:
-		warnx("VM ended: guest triple fault");
-		break;
-	case VM_EXIT_ERROR:
-		warnx("VM ended on an internal error");
-		break;
-	default:
-		break;
-	}
-	rc = exit_code_for(why);
-out:
-	signal_vm = NULL;
-	vm_destroy_devices(&vm);
-	platform_destroy(&plat);
-	vm_destroy(&vm);
+	int rc = cmdline ? run_vm(&cfg, kernel, kernel_len, initrd, initrd_len, cmdline, NULL) : 1;
 	free(cmdline);
 	free(kernel);
 	free(initrd);
+	return rc;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+	struct run_config given, cfg;
+	char err[512] = "";
+	if (cli_parse_restore(argc, argv, &given, err, sizeof(err))) {
+		warnx("%s", err);
+		return 2;
+	}
+	if (given.help) {
+		cli_restore_usage(stdout);
+		return 0;
+	}
+	struct snapshot snap;
+	if (snapshot_open(given.snapshot, &snap, err, sizeof(err))) {
+		warnx("%s", err);
+		return 1;
+	}
+	int rc = 1;
+	if (snapshot_machine_config(snap.fdt, &cfg, err, sizeof(err))) {
+		warnx("%s", err);
+		goto out;
+	}
+	/* host resources given again replace the saved ones, in order, and must fit what was saved */
+	if (given.ndisks) {
+		if (given.ndisks != cfg.ndisks) {
+			warnx("restore: %u --disk given, the snapshot has %u disks", given.ndisks, cfg.ndisks);
+			goto out;
+		}
+		for (unsigned i = 0; i < cfg.ndisks; i++) {
+			cfg.disks[i].path = given.disks[i].path;
+			if (given.disks[i].readonly != cfg.disks[i].readonly) {
+				warnx("restore: --disk %s: read-only setting differs from the snapshot's", given.disks[i].path);
+				goto out;
+			}
+		}
+	}
+	if (given.nnics) {
+		if (given.nnics != cfg.nnics) {
+			warnx("restore: %u --net given, the snapshot has %u NICs", given.nnics, cfg.nnics);
+			goto out;
+		}
+		for (unsigned i = 0; i < cfg.nnics; i++) {
+			if (given.nics[i].has_mac && memcmp(given.nics[i].mac, cfg.nics[i].mac, 6)) {
+				warnx("restore: --net tap=%s: MAC differs from the snapshot's", given.nics[i].tap);
+				goto out;
+			}
+			memcpy(cfg.nics[i].tap, given.nics[i].tap, sizeof(cfg.nics[i].tap));
+		}
+	}
+	for (unsigned i = 0; i < cfg.ndisks; i++) {
+		uint64_t want = 0, have = 0;
+		int node = fdt_path_offset(snap.fdt, "/machine");
+		char name[16];
+		snprintf(name, sizeof(name), "disk@%u", i);
+		int dn = node >= 0 ? fdt_subnode_offset(snap.fdt, node, name) : -1;
+		struct stat st;
+		if (dn >= 0 && fdt_get_u64(snap.fdt, dn, "size", &want) == 0 && stat(cfg.disks[i].path, &st) == 0) {
+			have = (uint64_t)st.st_size;
+			if (have != want) {
+				warnx("restore: disk %s is %llu bytes, the snapshot expects %llu", cfg.disks[i].path,
+				      (unsigned long long)have, (unsigned long long)want);
+				goto out;
+			}
+		}
+	}
+	cfg.control = given.control;
+	rc = run_vm(&cfg, NULL, 0, NULL, 0, NULL, &snap);
+out:
+	snapshot_close(&snap);
 	return rc;
 }

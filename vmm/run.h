@@ -3,5 +3,6 @@
 #define FTVMM_RUN_H
 
 int cmd_run(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 
 #endif

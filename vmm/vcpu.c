@@ -184,6 +184,23 @@ static bool vm_exiting(struct vm *vm)
 	return __atomic_load_n(&vm->exit_reason, __ATOMIC_ACQUIRE) != VM_RUNNING;
 }
 
+/* Park here while a pause is requested. Only called right after KVM_RUN returned EINTR with
+ * immediate_exit set, i.e. once KVM has completed any PIO/MMIO the last exit left in flight: the
+ * register state a checkpoint reads is then exact. */
+static void vcpu_park(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm->pause_requested) {
+		vm->paused_vcpus++;
+		pthread_cond_broadcast(&vm->pause_cond);
+		while (vm->pause_requested && !vm_exiting(vm))
+			pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+		vm->paused_vcpus--;
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -202,6 +219,7 @@ static void *vcpu_thread(void *arg)
 		if (r < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_RELEASE);
+				vcpu_park(v);
 				continue;
 			}
 			warnx("vcpu %u: KVM_RUN failed: %s", v->id, strerror(errno));

@@ -69,6 +69,8 @@ int vm_create(struct vm *vm, uint64_t mem_size, unsigned ncpus, char *err, size_
 	pthread_mutex_init(&vm->irq_lock, NULL);
 	pthread_mutex_init(&vm->state_lock, NULL);
 	pthread_cond_init(&vm->state_cond, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 	vm->next_gsi = GSI_FIRST_MSI;
@@ -216,6 +218,65 @@ int vm_start(struct vm *vm)
 	return 0;
 }
 
+void vm_pause_vcpus(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->pause_requested = true;
+	pthread_mutex_unlock(&vm->pause_lock);
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&vm->pause_lock);
+	unsigned running = 0;
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		running += vm->vcpus[i].started;
+	/* a vCPU that has already left its loop (VM ending) counts as parked */
+	while (vm->paused_vcpus < running && !__atomic_load_n(&vm->exit_reason, __ATOMIC_ACQUIRE))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vm_resume_vcpus(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->pause_requested = false;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+int vm_pause(struct vm *vm)
+{
+	if (vm->paused)
+		return 0;
+	vm_pause_vcpus(vm);
+	/* devices after vCPUs: a vCPU could otherwise kick a queue of a device already quiesced */
+	for (struct vm_device *d = vm->devices; d; d = d->next) {
+		if (!d->quiesce)
+			continue;
+		int r = d->quiesce(d->opaque);
+		if (r) {
+			warnx("device %s cannot quiesce: %s", d->name, strerror(-r));
+			for (struct vm_device *u = vm->devices; u != d; u = u->next)
+				if (u->resume)
+					u->resume(u->opaque);
+			vm_resume_vcpus(vm);
+			return r;
+		}
+	}
+	vm->paused = true;
+	return 0;
+}
+
+void vm_resume(struct vm *vm)
+{
+	if (!vm->paused)
+		return;
+	for (struct vm_device *d = vm->devices; d; d = d->next)
+		if (d->resume)
+			d->resume(d->opaque);
+	vm->paused = false;
+	vm_resume_vcpus(vm);
+}
+
 enum vm_exit_reason vm_run_until_exit(struct vm *vm)
 {
 	while (__atomic_load_n(&vm->exit_reason, __ATOMIC_ACQUIRE) == VM_RUNNING) {
@@ -224,6 +285,11 @@ enum vm_exit_reason vm_run_until_exit(struct vm *vm)
 		if (n < 0 && errno != EINTR)
 			break;
 	}
+	/* release parked vCPUs so they can see the exit */
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->pause_requested = false;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
 	for (unsigned i = 0; i < vm->ncpus; i++) {

@@ -72,6 +72,14 @@ struct vm {
 	pthread_cond_t state_cond;
 	enum vm_exit_reason exit_reason;
 	int exit_efd; /* written once exit_reason is set: wakes the main thread */
+
+	/* Pause: vCPUs park outside KVM_RUN (after KVM has completed any in-flight PIO/MMIO, so their
+	 * state is consistent), counted under pause_lock. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	bool pause_requested;
+	unsigned paused_vcpus;
+	bool paused; /* vCPUs parked and devices quiesced */
 	unsigned max_vcpus;
 };
 
@@ -106,6 +114,15 @@ int vm_irqfd(struct vm *vm, int efd, unsigned gsi, bool assign);
 /* Attach/detach an eventfd signalled by guest writes to [addr, addr+len) (KVM_IOEVENTFD).
  * pio selects port space; datamatch < 0 means any value. */
 int vm_ioeventfd(struct vm *vm, int efd, uint64_t addr, uint32_t len, bool pio, int64_t datamatch, bool assign);
+
+/* Stop every vCPU (signal + immediate_exit, wait until all are parked) and quiesce every device:
+ * afterwards nothing writes guest memory or raises interrupts. 0 or -errno (then nothing is paused). */
+int vm_pause(struct vm *vm);
+/* Undo vm_pause: resume devices, release vCPUs. */
+void vm_resume(struct vm *vm);
+/* Only the vCPU half (used by vm_pause and by tests that need device state live). */
+void vm_pause_vcpus(struct vm *vm);
+void vm_resume_vcpus(struct vm *vm);
 
 /* Ask every vCPU to stop and end the VM with `reason` (first caller wins). Thread- and signal-safe
  * enough for the SIGINT path (it only sets flags and sends signals). */

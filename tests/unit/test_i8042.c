@@ -126,6 +126,7 @@ static void test_linux_probe(void)
 		cmd_arg(k, 0xd3, mux[i]);
 		CHECK_EQ(reply(k), mux[i]);
 	}
+	CHECK_EQ(r.rises[12], 0); /* AUXINT off: the loop bytes were polled, not interrupts */
 	/* AUX IRQ test: with AUXINT the loop byte raises IRQ 12, not IRQ 1 */
 	out(k, CMD, 0x20);
 	ctr = reply(k);
@@ -171,7 +172,8 @@ static void test_keyboard(void)
 	CHECK_EQ(reply(k), 0xfa);
 	out(k, DATA, 0xf0);
 	out(k, DATA, 0x00);
-	CHECK_EQ(reply(k), 0xfa);
+	CHECK_EQ(reply(k), 0xfa); /* the command */
+	CHECK_EQ(reply(k), 0xfa); /* its argument */
 	CHECK_EQ(reply(k), 0x41); /* set 2, as translation shows it */
 	out(k, DATA, 0xf0);
 	out(k, DATA, 0x09);

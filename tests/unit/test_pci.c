@@ -359,8 +359,14 @@ static void test_bars(void)
 	cfg_write(1, PCI_BASE_ADDRESS_0, 0x00001000, 4);
 	CHECK_EQ(cfg_read(1, PCI_BASE_ADDRESS_0, 4), 0x00001000); /* the register holds it... */
 	CHECK_EQ(bus.devs[1]->bars[0].mapped, false);             /* ...but nothing decodes */
+	cfg_write(1, PCI_BASE_ADDRESS_0, 0x000ff000, 4); /* RAM is 1 MiB here: straddles its end */
+	CHECK_EQ(bus.devs[1]->bars[0].mapped, false);
 	cfg_write(1, PCI_BASE_ADDRESS_0, 0xfec00000, 4);
 	CHECK_EQ(bus.devs[1]->bars[0].mapped, false);
+	cfg_write(1, PCI_BASE_ADDRESS_0, 0xfffff000, 4);
+	CHECK_EQ(bus.devs[1]->bars[0].mapped, false);
+	cfg_write(1, PCI_BASE_ADDRESS_0, 0x00100000, 4); /* right above RAM, below the window: allowed */
+	CHECK_EQ(mmio_read(0x00100000, 4, d), 0);
 	cfg_write(1, PCI_BASE_ADDRESS_0, 0xfebff000, 4); /* just below the IOAPIC is fine */
 	CHECK_EQ(mmio_read(0xfebff000, 4, d), 0);
 	cfg_write(1, PCI_BASE_ADDRESS_0, 0xc0001000, 4); /* on top of BAR2 */

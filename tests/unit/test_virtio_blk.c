@@ -390,6 +390,11 @@ static void test_dirty(void)
 	CHECK(page_dirty(&t, HDR_GPA));
 	CHECK(page_dirty(&t, USED_GPA));
 	CHECK_EQ(dirty_count(&t), 2);
+	/* GET_ID writes guest memory too */
+	dirty_clear(&t);
+	CHECK_EQ(run1(&t, VIRTIO_BLK_T_GET_ID, 0, DATA_GPA + 0x70000, VIRTIO_BLK_ID_LEN, true), VIRTIO_BLK_S_OK);
+	CHECK(page_dirty(&t, DATA_GPA + 0x70000));
+	CHECK_EQ(dirty_count(&t), 3);
 	/* a read that fails half way (the image shrank under us) still marks what it may have written */
 	CHECK_EQ(truncate(t.img, IMG_SIZE / 2), 0);
 	dirty_clear(&t);
@@ -634,6 +639,37 @@ static void test_checkpoint(void)
 	ctx_free(&b);
 }
 
+/* Completions on the running ioloop thread while this thread kicks, quiesces and resumes. */
+static void test_threaded(void)
+{
+	struct tctx t;
+	ctx_init(&t, "disk.img", false);
+	ctx_up(&t);
+	t.indirect = true;
+	CHECK_EQ(ioloop_start(&loop), 0);
+	uint16_t want = 0;
+	for (unsigned round = 0; round < 40; round++) {
+		for (unsigned i = 0; i < 16; i++) {
+			uint64_t data = DATA_GPA + (uint64_t)((round % 2) * 16 + i) * 4096;
+			post(&t, i % 4 ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT, (round * 16 + i) % 256 * 8, data, 4096, i % 4);
+		}
+		want += 16;
+		kick(&t);
+		if (round % 3 == 0) {
+			CHECK_EQ(t.d->ops->quiesce(t.d), 0);
+			CHECK_EQ(used_idx(&t), want); /* quiesce completed everything */
+			t.d->ops->resume(t.d);
+		}
+		for (int spin = 0; spin < 5000 && used_idx(&t) != want; spin++)
+			usleep(1000);
+		CHECK_EQ(used_idx(&t), want);
+	}
+	ioloop_stop(&loop);
+	for (unsigned i = 0; i < 16; i++)
+		CHECK(status_of(&t, (want - 16 + i) % QS) == VIRTIO_BLK_S_OK);
+	ctx_free(&t);
+}
+
 int main(void)
 {
 	CHECK(mkdtemp(tmpdir));
@@ -649,6 +685,7 @@ int main(void)
 	test_malformed_chain();
 	test_many_inflight_and_quiesce();
 	test_checkpoint();
+	test_threaded();
 
 	ioloop_destroy(&loop);
 	char cmd[160];

@@ -163,6 +163,20 @@ static void test_basic(void)
 	CHECK(page_dirty(0x4000)); /* ring[1] */
 	CHECK(page_dirty(0x3000)); /* idx */
 
+	/* batch publish: one idx store for all, nothing written if any head is bad */
+	setup(0);
+	struct vq_used batch[3] = { { 1, 10 }, { 5, 20 }, { 9, 30 } };
+	CHECK_EQ(vq_push_used_n(vq, batch, 3), 0);
+	CHECK_EQ(used_idx(), 3);
+	CHECK_EQ(used_elem(1).id, 5);
+	CHECK_EQ(used_elem(2).len, 30);
+	batch[1].head = QSIZE;
+	CHECK_EQ(vq_push_used_n(vq, batch, 3), -EINVAL);
+	CHECK_EQ(used_idx(), 3);
+	CHECK_EQ(vq->used_idx, 3);
+	CHECK_EQ(vq_push_used_n(vq, batch, QSIZE + 1), -EINVAL);
+	CHECK_EQ(vq_push_used_n(vq, batch, 0), 0);
+
 	/* wrap-around of the 16-bit indices */
 	setup(0);
 	vq->last_avail = vq->used_idx = 0xfffe;

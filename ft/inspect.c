@@ -1,0 +1,143 @@
+/* inspect.c - prints a snapshot readably: header, machine, vCPU registers, VM devices, device nodes, memory map. */
+#include "inspect.h"
+#include "../vmm/util.h"
+#include "snapshot.h"
+#include "vmstate.h"
+
+#include <libfdt.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <string.h>
+
+static void print_vcpu(const void *fdt, int node)
+{
+	uint32_t id = 0, mp = 0, khz = 0;
+	fdt_get_u32(fdt, node, "id", &id);
+	fdt_get_u32(fdt, node, "mp-state", &mp);
+	fdt_get_u32(fdt, node, "tsc-khz", &khz);
+	static const char *const mps[] = { "runnable", "uninitialized", "init-received", "halted", "sipi-received" };
+	printf("  vcpu %u: mp-state %s, TSC %u kHz\n", id, mp < 5 ? mps[mp] : "?", khz);
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	if (!fdt_get_blob(fdt, node, "regs", &r, sizeof(r))) {
+		printf("    RIP %016llx RSP %016llx RFLAGS %08llx\n", r.rip, r.rsp, r.rflags);
+		printf("    RAX %016llx RBX %016llx RCX %016llx RDX %016llx\n", r.rax, r.rbx, r.rcx, r.rdx);
+		printf("    RSI %016llx RDI %016llx RBP %016llx\n", r.rsi, r.rdi, r.rbp);
+	}
+	if (!fdt_get_blob(fdt, node, "sregs", &s, sizeof(s))) {
+		printf("    CR0 %llx CR3 %llx CR4 %llx EFER %llx APIC_BASE %llx CS %04x (%s)\n", s.cr0, s.cr3, s.cr4, s.efer,
+		       s.apic_base, s.cs.selector, s.cs.l ? "64-bit" : s.cs.db ? "32-bit" : "16-bit");
+		int pending = 0;
+		for (unsigned i = 0; i < ARRAY_SIZE(s.interrupt_bitmap); i++)
+			pending += __builtin_popcountll(s.interrupt_bitmap[i]);
+		printf("    pending interrupts in sregs: %d\n", pending);
+	}
+	int len;
+	if (fdt_getprop(fdt, node, "msrs", &len))
+		printf("    MSRs saved: %d\n", len / (int)sizeof(struct kvm_msr_entry));
+	if (fdt_getprop(fdt, node, "xsave", &len))
+		printf("    XSAVE area: %d bytes\n", len);
+	struct kvm_vcpu_events ev;
+	if (!fdt_get_blob(fdt, node, "events", &ev, sizeof(ev)))
+		printf("    events: exception %s, interrupt %s, NMI %s\n", ev.exception.injected ? "injected" : "none",
+		       ev.interrupt.injected ? "injected" : "none", ev.nmi.pending ? "pending" : "none");
+}
+
+static void print_props(const void *fdt, int node, int depth)
+{
+	int prop;
+	fdt_for_each_property_offset(prop, fdt, node) {
+		const char *name;
+		int len;
+		const uint8_t *v = fdt_getprop_by_offset(fdt, prop, &name, &len);
+		if (!v)
+			continue;
+		printf("%*s%s = ", depth * 2, "", name);
+		if (len == 4)
+			printf("%u\n", fdt32_to_cpu(*(const fdt32_t *)v));
+		else if (len == 8) {
+			fdt64_t x;
+			memcpy(&x, v, 8);
+			printf("%llu (0x%llx)\n", (unsigned long long)fdt64_to_cpu(x), (unsigned long long)fdt64_to_cpu(x));
+		} else if (len > 0 && v[len - 1] == '\0' && strlen((const char *)v) == (size_t)len - 1)
+			printf("\"%s\"\n", (const char *)v);
+		else {
+			printf("[%d bytes]", len);
+			for (int i = 0; i < len && i < 16; i++)
+				printf(" %02x", v[i]);
+			printf(len > 16 ? " ...\n" : "\n");
+		}
+	}
+	int child;
+	fdt_for_each_subnode(child, fdt, node) {
+		printf("%*s%s:\n", depth * 2, "", fdt_get_name(fdt, child, NULL));
+		print_props(fdt, child, depth + 1);
+	}
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		if (argc == 2) {
+			printf("usage: ftvmm inspect SNAPSHOT\n\nPrint a snapshot's header, machine, vCPU registers,\n"
+			       "device state and memory map.\n");
+			return 0;
+		}
+		warnx("usage: ftvmm inspect SNAPSHOT");
+		return 2;
+	}
+	struct snapshot s;
+	char err[512];
+	if (snapshot_open(argv[1], &s, err, sizeof(err))) {
+		warnx("%s", err);
+		return 1;
+	}
+	const struct snap_header *h = &s.hdr;
+	const void *fdt = s.fdt;
+	printf("snapshot %s: format %u.%u, %llu bytes, checksum %016llx (verified)\n", argv[1], h->major, h->minor,
+	       (unsigned long long)s.file_size, (unsigned long long)h->checksum);
+	uint64_t npages = h->mem_size >> PAGE_SHIFT;
+	printf("memory: %llu MiB, %llu of %llu pages stored (%.1f%%; zero pages omitted), state %llu bytes\n",
+	       (unsigned long long)(h->mem_size >> 20), (unsigned long long)h->npages_stored, (unsigned long long)npages,
+	       npages ? 100.0 * (double)h->npages_stored / (double)npages : 0.0, (unsigned long long)h->state_len);
+	/* the memory map: runs of stored pages, coarsely */
+	printf("memory map (stored runs, first 16):\n");
+	int shown = 0;
+	for (uint64_t pg = 0; pg < npages && shown < 16;) {
+		bool set = s.bitmap[pg / 64] & (1ul << (pg % 64));
+		uint64_t run = 1;
+		while (pg + run < npages && (bool)(s.bitmap[(pg + run) / 64] & (1ul << ((pg + run) % 64))) == set)
+			run++;
+		if (set) {
+			printf("  ram offset %#011llx - %#011llx  (%llu pages)\n", (unsigned long long)(pg << PAGE_SHIFT),
+			       (unsigned long long)((pg + run) << PAGE_SHIFT), (unsigned long long)run);
+			shown++;
+		}
+		pg += run;
+	}
+	int m = fdt_subnode_offset(fdt, 0, "machine");
+	if (m >= 0) {
+		printf("machine:\n");
+		print_props(fdt, m, 1);
+	}
+	int vc = fdt_subnode_offset(fdt, 0, "vcpus");
+	if (vc >= 0) {
+		printf("vcpus:\n");
+		int n;
+		fdt_for_each_subnode(n, fdt, vc) print_vcpu(fdt, n);
+	}
+	int vmn = fdt_subnode_offset(fdt, 0, "vm");
+	if (vmn >= 0) {
+		struct kvm_clock_data clk;
+		if (!fdt_get_blob(fdt, vmn, "clock", &clk, sizeof(clk)))
+			printf("kvmclock: %.6f s\n", (double)clk.clock / 1e9);
+		printf("irqchip: PIC master/slave, IOAPIC; PIT channel state saved\n");
+	}
+	int dv = fdt_subnode_offset(fdt, 0, "devices");
+	if (dv >= 0) {
+		printf("devices:\n");
+		print_props(fdt, dv, 1);
+	}
+	snapshot_close(&s);
+	return 0;
+}

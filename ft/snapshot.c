@@ -1,0 +1,490 @@
+/* snapshot.c - writes and verifies snapshot files: header, fdt state, page bitmap, non-zero pages. */
+#include "snapshot.h"
+#include "../vmm/cli.h"
+#include "../vmm/util.h"
+#include "../vmm/vm.h"
+#include "vmstate.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libfdt.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define P1 0x9E3779B185EBCA87ull
+#define P2 0xC2B2AE3D27D4EB4Full
+
+static inline uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static inline uint64_t round64(uint64_t acc, uint64_t in) { return rotl(acc + in * P2, 31) * P1; }
+
+void snap_hash_init(struct snap_hash *h, uint64_t seed)
+{
+	h->lane[0] = seed + P1 + P2;
+	h->lane[1] = seed + P2;
+	h->lane[2] = seed;
+	h->lane[3] = seed - P1;
+	h->len = 0;
+}
+
+void snap_hash_update(struct snap_hash *h, const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	size_t i = 0;
+	for (; i + 32 <= len; i += 32) {
+		uint64_t w[4];
+		memcpy(w, b + i, 32);
+		h->lane[0] = round64(h->lane[0], w[0]);
+		h->lane[1] = round64(h->lane[1], w[1]);
+		h->lane[2] = round64(h->lane[2], w[2]);
+		h->lane[3] = round64(h->lane[3], w[3]);
+	}
+	for (; i < len; i++) /* tail: only at the very end */
+		h->lane[i & 3] = round64(h->lane[i & 3], b[i] + 1);
+	h->len += len;
+}
+
+uint64_t snap_hash_final(const struct snap_hash *h)
+{
+	uint64_t x = rotl(h->lane[0], 1) + rotl(h->lane[1], 7) + rotl(h->lane[2], 12) + rotl(h->lane[3], 18);
+	x ^= h->len * P1;
+	x ^= x >> 33;
+	x *= P2;
+	x ^= x >> 29;
+	return x;
+}
+
+int page_is_zero(const void *p)
+{
+	const uint64_t *w = p;
+	for (size_t i = 0; i < PAGE_SIZE / 8; i += 8)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7])
+			return 0;
+	return 1;
+}
+
+static uint64_t header_seed(const struct snap_header *h)
+{
+	struct snap_hash s;
+	struct snap_header c = *h;
+	c.checksum = 0;
+	snap_hash_init(&s, 0x46545653ull);
+	snap_hash_update(&s, &c, sizeof(c));
+	return snap_hash_final(&s);
+}
+
+static int put_machine(void *fdt, struct vm *vm, const struct run_config *cfg)
+{
+	int r = 0;
+	r |= fdt_begin_node(fdt, "machine");
+	r |= fdt_property_u64(fdt, "mem-size", vm->mem.size);
+	r |= fdt_property_u32(fdt, "ncpus", vm->ncpus);
+	for (unsigned i = 0; cfg && i < cfg->ndisks; i++) {
+		char name[16];
+		struct stat st;
+		snprintf(name, sizeof(name), "disk@%u", i);
+		uint64_t size = stat(cfg->disks[i].path, &st) == 0 ? (uint64_t)st.st_size : 0;
+		r |= fdt_begin_node(fdt, name);
+		r |= fdt_property_string(fdt, "path", cfg->disks[i].path);
+		r |= fdt_property_u64(fdt, "size", size);
+		r |= fdt_property_u32(fdt, "readonly", cfg->disks[i].readonly);
+		r |= fdt_end_node(fdt);
+	}
+	for (unsigned i = 0; cfg && i < cfg->nnics; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "nic@%u", i);
+		r |= fdt_begin_node(fdt, name);
+		r |= fdt_property_string(fdt, "tap", cfg->nics[i].tap);
+		r |= fdt_property_u32(fdt, "has-mac", cfg->nics[i].has_mac);
+		r |= fdt_property(fdt, "mac", cfg->nics[i].mac, 6);
+		r |= fdt_end_node(fdt);
+	}
+	r |= fdt_end_node(fdt);
+	return r ? -ENOSPC : 0;
+}
+
+int snapshot_build_state(struct vm *vm, const struct run_config *cfg, void **fdt_out, size_t *len_out)
+{
+	size_t size = (256u << 10) + vm->ncpus * (64u << 10);
+	for (int attempt = 0; attempt < 6; attempt++, size *= 2) {
+		void *fdt = malloc(size);
+		if (!fdt)
+			return -ENOMEM;
+		int r = fdt_create(fdt, (int)size);
+		r = r ? r : fdt_finish_reservemap(fdt);
+		r = r ? r : fdt_begin_node(fdt, "");
+		r = r ? r : fdt_property_u32(fdt, "ftvmm,state-version", VMSTATE_VERSION);
+		r = r ? -ENOSPC : put_machine(fdt, vm, cfg);
+		r = r ? r : vmstate_save_cpus(vm, fdt);
+		r = r ? r : vmstate_save_devices(vm, fdt);
+		r = r ? r : (fdt_end_node(fdt) ? -ENOSPC : 0);
+		r = r ? r : (fdt_finish(fdt) ? -ENOSPC : 0);
+		if (!r) {
+			*fdt_out = fdt;
+			*len_out = fdt_totalsize(fdt);
+			return 0;
+		}
+		free(fdt);
+		if (r != -ENOSPC)
+			return r;
+	}
+	return -E2BIG;
+}
+
+static int write_all(int fd, const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	while (len) {
+		ssize_t n = write(fd, b, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		b += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int pwrite_all(int fd, const void *p, size_t len, uint64_t off)
+{
+	const uint8_t *b = p;
+	while (len) {
+		ssize_t n = pwrite(fd, b, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		b += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Pages go out in runs of consecutive non-zero pages, up to IOV_MAX iovecs per writev. */
+static int write_pages(int fd, struct guest_mem *m, const unsigned long *bitmap, struct snap_hash *h)
+{
+	struct iovec iov[256];
+	int n = 0;
+	for (uint64_t pg = 0; pg < m->npages; pg++) {
+		if (!(bitmap[pg / (8 * sizeof(long))] & (1ul << (pg % (8 * sizeof(long))))))
+			continue;
+		uint8_t *p = m->host + (pg << PAGE_SHIFT);
+		snap_hash_update(h, p, PAGE_SIZE);
+		if (n && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p && iov[n - 1].iov_len < (1u << 30)) {
+			iov[n - 1].iov_len += PAGE_SIZE;
+			continue;
+		}
+		if (n == (int)ARRAY_SIZE(iov)) {
+			for (int i = 0; i < n; i++) {
+				int r = write_all(fd, iov[i].iov_base, iov[i].iov_len);
+				if (r)
+					return r;
+			}
+			n = 0;
+		}
+		iov[n].iov_base = p;
+		iov[n].iov_len = PAGE_SIZE;
+		n++;
+	}
+	for (int i = 0; i < n; i++) {
+		int r = write_all(fd, iov[i].iov_base, iov[i].iov_len);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int snapshot_write(struct vm *vm, const struct run_config *cfg, const char *path, uint64_t *bytes_out, char *err,
+		   size_t errlen)
+{
+	void *fdt = NULL;
+	size_t fdt_len = 0;
+	int r = snapshot_build_state(vm, cfg, &fdt, &fdt_len);
+	if (r) {
+		snprintf(err, errlen, "cannot capture the VM state: %s", strerror(-r));
+		return r;
+	}
+	struct guest_mem *m = &vm->mem;
+	size_t bm_words = gmem_bitmap_words(m->npages);
+	unsigned long *bitmap = calloc(bm_words ? bm_words : 1, sizeof(long));
+	if (!bitmap) {
+		free(fdt);
+		return -ENOMEM;
+	}
+	uint64_t stored = 0;
+	for (uint64_t pg = 0; pg < m->npages; pg++)
+		if (!page_is_zero(m->host + (pg << PAGE_SHIFT))) {
+			bitmap[pg / (8 * sizeof(long))] |= 1ul << (pg % (8 * sizeof(long)));
+			stored++;
+		}
+
+	struct snap_header h;
+	memset(&h, 0, sizeof(h));
+	memcpy(h.magic, SNAP_MAGIC, 8);
+	h.major = SNAP_MAJOR;
+	h.minor = SNAP_MINOR;
+	h.state_off = sizeof(h);
+	h.state_len = fdt_len;
+	h.bitmap_off = ALIGN_UP(h.state_off + h.state_len, 8);
+	h.pages_off = ALIGN_UP(h.bitmap_off + bm_words * sizeof(long), SNAP_ALIGN);
+	h.mem_size = m->size;
+	h.npages_stored = stored;
+
+	char *tmp = malloc(strlen(path) + 16);
+	if (!tmp) {
+		free(fdt);
+		free(bitmap);
+		return -ENOMEM;
+	}
+	sprintf(tmp, "%s.tmp.XXXXXX", path);
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	struct snap_hash hs;
+	snap_hash_init(&hs, header_seed(&h));
+	snap_hash_update(&hs, fdt, ALIGN_DOWN(fdt_len, 32));
+	snap_hash_update(&hs, (uint8_t *)fdt + ALIGN_DOWN(fdt_len, 32), fdt_len % 32);
+	/* the tail call above is the only non-multiple-of-32 one before the bitmap: restart lanes cleanly */
+	snap_hash_update(&hs, bitmap, bm_words * sizeof(long));
+	if (lseek(fd, (off_t)h.pages_off, SEEK_SET) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = write_pages(fd, m, bitmap, &hs);
+	if (r)
+		goto fail;
+	h.checksum = snap_hash_final(&hs);
+	if ((r = pwrite_all(fd, &h, sizeof(h), 0)) || (r = pwrite_all(fd, fdt, fdt_len, h.state_off)) ||
+	    (r = pwrite_all(fd, bitmap, bm_words * sizeof(long), h.bitmap_off)))
+		goto fail;
+	if (fsync(fd) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	struct stat st;
+	if (fstat(fd, &st) == 0 && bytes_out)
+		*bytes_out = (uint64_t)st.st_size;
+	close(fd);
+	fd = -1;
+	if (rename(tmp, path) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	/* make the rename itself durable */
+	char *dcopy = strdup(path);
+	if (dcopy) {
+		int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+		free(dcopy);
+	}
+	r = 0;
+	goto out;
+fail:
+	snprintf(err, errlen, "cannot write snapshot %s: %s", path, strerror(-r));
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+out:
+	free(tmp);
+	free(fdt);
+	free(bitmap);
+	return r;
+}
+
+static int pread_all(int fd, void *p, size_t len, uint64_t off)
+{
+	uint8_t *b = p;
+	while (len) {
+		ssize_t n = pread(fd, b, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		b += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int snapshot_open(const char *path, struct snapshot *s, char *err, size_t errlen)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (s->fd < 0) {
+		snprintf(err, errlen, "snapshot %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	struct stat st;
+	if (fstat(s->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "snapshot %s: not a regular file", path);
+		goto bad;
+	}
+	s->file_size = (uint64_t)st.st_size;
+	struct snap_header *h = &s->hdr;
+	if (s->file_size < sizeof(*h) || pread_all(s->fd, h, sizeof(*h), 0) || memcmp(h->magic, SNAP_MAGIC, 8)) {
+		snprintf(err, errlen, "snapshot %s: not an ftvmm snapshot (bad magic)", path);
+		goto bad;
+	}
+	if (h->major != SNAP_MAJOR) {
+		snprintf(err, errlen, "snapshot %s: format version %u.%u is not readable by this ftvmm (reads %u.x)", path,
+			 h->major, h->minor, SNAP_MAJOR);
+		goto bad;
+	}
+	uint64_t npages = h->mem_size >> PAGE_SHIFT;
+	size_t bm_bytes = gmem_bitmap_words(npages) * sizeof(long);
+	if (h->mem_size == 0 || h->mem_size % PAGE_SIZE || h->mem_size > VM_MAX_MEM || h->state_len < 64 ||
+	    h->state_len > (64u << 20) || h->state_off != sizeof(*h) || h->bitmap_off < h->state_off + h->state_len ||
+	    h->pages_off < h->bitmap_off + bm_bytes || h->npages_stored > npages ||
+	    h->pages_off + h->npages_stored * PAGE_SIZE != s->file_size) {
+		snprintf(err, errlen, "snapshot %s: truncated or corrupted (sizes in the header do not match the file)", path);
+		goto bad;
+	}
+	s->fdt = malloc(h->state_len);
+	s->bitmap = calloc(1, bm_bytes + sizeof(long));
+	if (!s->fdt || !s->bitmap || pread_all(s->fd, s->fdt, h->state_len, h->state_off) ||
+	    pread_all(s->fd, s->bitmap, bm_bytes, h->bitmap_off)) {
+		snprintf(err, errlen, "snapshot %s: cannot read the state", path);
+		goto bad;
+	}
+	uint64_t set = 0;
+	for (size_t i = 0; i < bm_bytes / sizeof(long); i++)
+		set += (uint64_t)__builtin_popcountl(s->bitmap[i]);
+	if (set != h->npages_stored) {
+		snprintf(err, errlen, "snapshot %s: corrupted page bitmap", path);
+		goto bad;
+	}
+	/* the checksum covers everything: verify before anything is applied */
+	struct snap_hash hs;
+	snap_hash_init(&hs, header_seed(h));
+	snap_hash_update(&hs, s->fdt, ALIGN_DOWN(h->state_len, 32));
+	snap_hash_update(&hs, (uint8_t *)s->fdt + ALIGN_DOWN(h->state_len, 32), h->state_len % 32);
+	snap_hash_update(&hs, s->bitmap, bm_bytes);
+	size_t chunk = 4u << 20;
+	uint8_t *buf = malloc(chunk);
+	if (!buf)
+		goto bad;
+	uint64_t left = h->npages_stored * PAGE_SIZE, off = h->pages_off;
+	while (left) {
+		size_t n = (size_t)MIN(left, (uint64_t)chunk);
+		if (pread_all(s->fd, buf, n, off)) {
+			free(buf);
+			snprintf(err, errlen, "snapshot %s: read error", path);
+			goto bad;
+		}
+		snap_hash_update(&hs, buf, n);
+		left -= n;
+		off += n;
+	}
+	free(buf);
+	if (snap_hash_final(&hs) != h->checksum) {
+		snprintf(err, errlen, "snapshot %s: checksum mismatch (file corrupted)", path);
+		goto bad;
+	}
+	if (fdt_check_header(s->fdt) || fdt_totalsize(s->fdt) > h->state_len) {
+		snprintf(err, errlen, "snapshot %s: state is not a valid device tree", path);
+		goto bad;
+	}
+	return 0;
+bad:
+	snapshot_close(s);
+	return -EINVAL;
+}
+
+int snapshot_load_memory(struct snapshot *s, struct guest_mem *m, char *err, size_t errlen)
+{
+	if (m->size != s->hdr.mem_size) {
+		snprintf(err, errlen, "snapshot memory size %llu MiB differs from the VM's %llu MiB",
+			 (unsigned long long)(s->hdr.mem_size >> 20), (unsigned long long)(m->size >> 20));
+		return -EINVAL;
+	}
+	uint64_t off = s->hdr.pages_off;
+	for (uint64_t pg = 0; pg < m->npages;) {
+		if (!(s->bitmap[pg / (8 * sizeof(long))] & (1ul << (pg % (8 * sizeof(long)))))) {
+			pg++;
+			continue;
+		}
+		uint64_t run = 1;
+		while (pg + run < m->npages && run < 1024 &&
+		       (s->bitmap[(pg + run) / (8 * sizeof(long))] & (1ul << ((pg + run) % (8 * sizeof(long))))))
+			run++;
+		if (pread_all(s->fd, m->host + (pg << PAGE_SHIFT), run * PAGE_SIZE, off)) {
+			snprintf(err, errlen, "snapshot: cannot read guest memory");
+			return -EIO;
+		}
+		off += run * PAGE_SIZE;
+		pg += run;
+	}
+	return 0;
+}
+
+void snapshot_close(struct snapshot *s)
+{
+	if (s->fd > 0)
+		close(s->fd);
+	free(s->fdt);
+	free(s->bitmap);
+	s->fd = -1;
+	s->fdt = NULL;
+	s->bitmap = NULL;
+}
+
+int snapshot_machine_config(const void *fdt, struct run_config *cfg, char *err, size_t errlen)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	int node = fdt_subnode_offset(fdt, 0, "machine");
+	uint32_t ncpus;
+	if (node < 0 || fdt_get_u64(fdt, node, "mem-size", &cfg->mem) || fdt_get_u32(fdt, node, "ncpus", &ncpus) ||
+	    ncpus == 0) {
+		snprintf(err, errlen, "snapshot: machine description missing");
+		return -EINVAL;
+	}
+	cfg->cpus = ncpus;
+	int child;
+	fdt_for_each_subnode(child, fdt, node) {
+		const char *name = fdt_get_name(fdt, child, NULL);
+		if (!name)
+			continue;
+		if (!strncmp(name, "disk@", 5)) {
+			if (cfg->ndisks >= CLI_MAX_DISKS)
+				return -EINVAL;
+			struct cli_disk *d = &cfg->disks[cfg->ndisks++];
+			uint32_t ro = 0;
+			d->path = fdt_getprop(fdt, child, "path", NULL);
+			fdt_get_u32(fdt, child, "readonly", &ro);
+			d->readonly = ro;
+			if (!d->path) {
+				snprintf(err, errlen, "snapshot: %s has no path", name);
+				return -EINVAL;
+			}
+		} else if (!strncmp(name, "nic@", 4)) {
+			if (cfg->nnics >= CLI_MAX_NICS)
+				return -EINVAL;
+			struct cli_nic *n = &cfg->nics[cfg->nnics++];
+			const char *tap = fdt_getprop(fdt, child, "tap", NULL);
+			uint32_t has = 0;
+			fdt_get_u32(fdt, child, "has-mac", &has);
+			if (!tap || strlen(tap) >= sizeof(n->tap) || fdt_get_blob(fdt, child, "mac", n->mac, 6)) {
+				snprintf(err, errlen, "snapshot: %s is malformed", name);
+				return -EINVAL;
+			}
+			strcpy(n->tap, tap);
+			n->has_mac = has;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,74 @@
+/* snapshot.h - the snapshot file: versioned header, device-tree state, sparse memory, one checksum over all. */
+#ifndef FTVMM_SNAPSHOT_H
+#define FTVMM_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../vmm/guest_mem.h"
+
+struct vm;
+struct run_config;
+
+#define SNAP_MAGIC "FTVMSNAP"
+#define SNAP_MAJOR 1 /* a reader refuses any other major */
+#define SNAP_MINOR 0 /* a newer minor only adds properties an older reader may ignore */
+#define SNAP_ALIGN 4096
+
+struct snap_header {
+	char magic[8];
+	uint16_t major, minor;
+	uint32_t flags;
+	uint64_t state_off, state_len; /* fdt blob */
+	uint64_t bitmap_off;           /* one bit per RAM page: stored (non-zero) or not */
+	uint64_t pages_off;            /* stored pages in ascending order, SNAP_ALIGN-aligned */
+	uint64_t mem_size;
+	uint64_t npages_stored;
+	uint64_t checksum; /* snap_hash over state, bitmap and pages, seeded with the fields above */
+	uint64_t reserved[3];
+};
+
+/* Fast 64-bit hash (4 independent lanes, so it keeps up with memcpy). Not cryptographic: it catches
+ * truncation and corruption, not an attacker. */
+struct snap_hash {
+	uint64_t lane[4];
+	uint64_t len;
+};
+void snap_hash_init(struct snap_hash *h, uint64_t seed);
+/* len must be a multiple of 32 except for the last call */
+void snap_hash_update(struct snap_hash *h, const void *p, size_t len);
+uint64_t snap_hash_final(const struct snap_hash *h);
+
+/* Build the machine description + CPU + device state of a paused VM as a finished fdt (malloc'd). */
+int snapshot_build_state(struct vm *vm, const struct run_config *cfg, void **fdt_out, size_t *len_out);
+
+/* Write a snapshot of a paused VM to path: temp file in the same directory, fsync, rename.
+ * Returns 0 or -errno with one line in err. Fills *bytes_out with the file size when non-NULL. */
+int snapshot_write(struct vm *vm, const struct run_config *cfg, const char *path, uint64_t *bytes_out, char *err,
+		   size_t errlen);
+
+/* An opened, fully verified snapshot. */
+struct snapshot {
+	int fd;
+	struct snap_header hdr;
+	void *fdt;               /* the state blob (malloc'd) */
+	unsigned long *bitmap;   /* malloc'd */
+	uint64_t file_size;
+};
+
+/* Open and check: magic, version, sizes, and the checksum over everything (reads the whole file).
+ * 0 or -errno with one line in err. */
+int snapshot_open(const char *path, struct snapshot *s, char *err, size_t errlen);
+/* Copy the stored pages into guest memory (sizes must match; zero pages are left as they are, so
+ * the mapping must be fresh). Marks nothing dirty: this is the baseline. */
+int snapshot_load_memory(struct snapshot *s, struct guest_mem *m, char *err, size_t errlen);
+void snapshot_close(struct snapshot *s);
+
+/* The machine description stored in the state: fill cfg (mem, cpus, disks, nics) from it.
+ * String fields point into the fdt of s. */
+int snapshot_machine_config(const void *fdt, struct run_config *cfg, char *err, size_t errlen);
+
+/* True if the 4 KiB page is all zeros. */
+int page_is_zero(const void *p);
+
+#endif

@@ -1,0 +1,450 @@
+/* vmstate.c - the vCPU and VM-wide KVM state of a checkpoint, saved and restored in the orders the KVM API needs. */
+#include "vmstate.h"
+#include "../vmm/cpuid.h"
+#include "../vmm/util.h"
+#include "../vmm/vcpu.h"
+#include "../vmm/vm.h"
+
+#include <errno.h>
+#include <libfdt.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#define MSR_IA32_TSC 0x10
+#define MSR_IA32_TSC_DEADLINE 0x6e0
+#define MAX_MSRS 512
+
+int fdt_get_u32(const void *fdt, int node, const char *name, uint32_t *v)
+{
+	int len;
+	const fdt32_t *p = fdt_getprop(fdt, node, name, &len);
+	if (!p || len != 4)
+		return -EINVAL;
+	*v = fdt32_to_cpu(*p);
+	return 0;
+}
+
+int fdt_get_u64(const void *fdt, int node, const char *name, uint64_t *v)
+{
+	int len;
+	const void *p = fdt_getprop(fdt, node, name, &len);
+	if (!p || len != 8)
+		return -EINVAL;
+	fdt64_t x;
+	memcpy(&x, p, 8);
+	*v = fdt64_to_cpu(x);
+	return 0;
+}
+
+int fdt_get_blob(const void *fdt, int node, const char *name, void *out, size_t len)
+{
+	int l;
+	const void *p = fdt_getprop(fdt, node, name, &l);
+	if (!p || l < 0 || (size_t)l != len)
+		return -EINVAL;
+	memcpy(out, p, len);
+	return 0;
+}
+
+const void *fdt_get_blob_any(const void *fdt, int node, const char *name, int *len)
+{
+	return fdt_getprop(fdt, node, name, len);
+}
+
+int fdt_put_u64(void *fdt, const char *name, uint64_t v)
+{
+	return fdt_property_u64(fdt, name, v);
+}
+
+/* MSRs worth saving: KVM's list, minus the ones this vCPU refuses to read (they depend on CPUID).
+ * Probed once per process: a checkpoint every few ms must not re-probe. */
+static uint32_t msr_list[MAX_MSRS];
+static unsigned msr_count;
+static pthread_mutex_t msr_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int probe_msrs(struct vm *vm)
+{
+	pthread_mutex_lock(&msr_lock);
+	if (msr_count) {
+		pthread_mutex_unlock(&msr_lock);
+		return 0;
+	}
+	struct kvm_msr_list *l = calloc(1, sizeof(*l) + MAX_MSRS * sizeof(uint32_t));
+	if (!l) {
+		pthread_mutex_unlock(&msr_lock);
+		return -ENOMEM;
+	}
+	l->nmsrs = MAX_MSRS;
+	if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, l) < 0) {
+		int e = -errno;
+		free(l);
+		pthread_mutex_unlock(&msr_lock);
+		return e;
+	}
+	unsigned n = 0, deadline = 0;
+	for (unsigned i = 0; i < l->nmsrs; i++) {
+		struct {
+			struct kvm_msrs h;
+			struct kvm_msr_entry e;
+		} one = { .h.nmsrs = 1, .e.index = l->indices[i] };
+		if (ioctl(vm->vcpus[0].fd, KVM_GET_MSRS, &one) != 1)
+			continue;
+		if (l->indices[i] == MSR_IA32_TSC_DEADLINE) {
+			deadline = 1;
+			continue;
+		}
+		msr_list[n++] = l->indices[i];
+	}
+	/* TSC_DEADLINE last: it only restores once the TSC and the LAPIC are in place */
+	if (deadline)
+		msr_list[n++] = MSR_IA32_TSC_DEADLINE;
+	msr_count = n;
+	free(l);
+	pthread_mutex_unlock(&msr_lock);
+	return 0;
+}
+
+static int xsave_size(struct vm *vm)
+{
+	int sz = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+	return sz >= (int)sizeof(struct kvm_xsave) ? sz : (int)sizeof(struct kvm_xsave);
+}
+
+#define GET(req, what, ptr)                                                                        \
+	do {                                                                                       \
+		if (ioctl(v->fd, req, ptr) < 0) {                                                  \
+			r = -errno;                                                                \
+			warnx("vcpu %u: %s failed: %s", v->id, what, strerror(errno));             \
+			goto out;                                                                  \
+		}                                                                                  \
+	} while (0)
+
+/* Save order (Firecracker's, with reasons): MP_STATE first because reading it can update the
+ * in-kernel LAPIC; SREGS carries the interrupt bitmap of an acked-but-not-injected IRQ; VCPU_EVENTS
+ * last (pending exception/NMI/SIPI) once everything else is read. */
+static int save_vcpu(struct vm *vm, struct vcpu *v, void *fdt)
+{
+	int r = 0;
+	char name[24];
+	snprintf(name, sizeof(name), "vcpu@%u", v->id);
+	int xsz = xsave_size(vm);
+	struct kvm_xsave *xs = calloc(1, (size_t)xsz);
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e[MAX_MSRS];
+	} *msrs = calloc(1, sizeof(*msrs));
+	if (!xs || !msrs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	struct kvm_mp_state mp;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_xcrs xcrs;
+	struct kvm_debugregs dbg;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events ev;
+	GET(KVM_GET_MP_STATE, "KVM_GET_MP_STATE", &mp);
+	GET(KVM_GET_REGS, "KVM_GET_REGS", &regs);
+	GET(KVM_GET_SREGS, "KVM_GET_SREGS", &sregs);
+	GET(xsz > (int)sizeof(struct kvm_xsave) ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, "KVM_GET_XSAVE", xs);
+	GET(KVM_GET_XCRS, "KVM_GET_XCRS", &xcrs);
+	GET(KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS", &dbg);
+	GET(KVM_GET_LAPIC, "KVM_GET_LAPIC", &lapic);
+	int khz = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
+	msrs->h.nmsrs = msr_count;
+	for (unsigned i = 0; i < msr_count; i++)
+		msrs->e[i].index = msr_list[i];
+	int got = ioctl(v->fd, KVM_GET_MSRS, msrs);
+	if (got != (int)msr_count) {
+		warnx("vcpu %u: KVM_GET_MSRS read %d of %u MSRs", v->id, got, msr_count);
+		r = -EIO;
+		goto out;
+	}
+	GET(KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS", &ev);
+
+	size_t cpuid_len = sizeof(*v->cpuid) + v->cpuid->nent * sizeof(v->cpuid->entries[0]);
+	if ((r = fdt_begin_node(fdt, name)) || (r = fdt_property_u32(fdt, "id", v->id)) ||
+	    (r = fdt_property(fdt, "cpuid", v->cpuid, (int)cpuid_len)) ||
+	    (r = fdt_property_u32(fdt, "mp-state", mp.mp_state)) ||
+	    (r = fdt_property(fdt, "regs", &regs, sizeof(regs))) ||
+	    (r = fdt_property(fdt, "sregs", &sregs, sizeof(sregs))) ||
+	    (r = fdt_property(fdt, "xsave", xs, xsz)) || (r = fdt_property(fdt, "xcrs", &xcrs, sizeof(xcrs))) ||
+	    (r = fdt_property(fdt, "debugregs", &dbg, sizeof(dbg))) ||
+	    (r = fdt_property(fdt, "lapic", &lapic, sizeof(lapic))) ||
+	    (r = fdt_property_u32(fdt, "tsc-khz", khz > 0 ? (uint32_t)khz : 0)) ||
+	    (r = fdt_property(fdt, "msrs", msrs->e, (int)(msr_count * sizeof(msrs->e[0])))) ||
+	    (r = fdt_property(fdt, "events", &ev, sizeof(ev))) || (r = fdt_end_node(fdt))) {
+		r = r == -FDT_ERR_NOSPACE ? -ENOSPC : -EINVAL;
+		goto out;
+	}
+out:
+	free(xs);
+	free(msrs);
+	return r;
+}
+#undef GET
+
+static int save_vm_wide(struct vm *vm, void *fdt)
+{
+	struct kvm_pit_state2 pit;
+	struct kvm_clock_data clk;
+	struct kvm_irqchip chips[3] = { { .chip_id = KVM_IRQCHIP_PIC_MASTER }, { .chip_id = KVM_IRQCHIP_PIC_SLAVE },
+					{ .chip_id = KVM_IRQCHIP_IOAPIC } };
+	memset(&clk, 0, sizeof(clk));
+	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &pit) < 0 || ioctl(vm->vm_fd, KVM_GET_CLOCK, &clk) < 0)
+		return -errno;
+	for (int i = 0; i < 3; i++)
+		if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chips[i]) < 0)
+			return -errno;
+	int r;
+	if ((r = fdt_begin_node(fdt, "vm")) || (r = fdt_property(fdt, "pit2", &pit, sizeof(pit))) ||
+	    (r = fdt_property(fdt, "clock", &clk, sizeof(clk))) ||
+	    (r = fdt_property(fdt, "pic-master", &chips[0], sizeof(chips[0]))) ||
+	    (r = fdt_property(fdt, "pic-slave", &chips[1], sizeof(chips[1]))) ||
+	    (r = fdt_property(fdt, "ioapic", &chips[2], sizeof(chips[2]))) || (r = fdt_end_node(fdt)))
+		return r == -FDT_ERR_NOSPACE ? -ENOSPC : -EINVAL;
+	return 0;
+}
+
+int vmstate_save_cpus(struct vm *vm, void *fdt)
+{
+	int r = probe_msrs(vm);
+	if (r)
+		return r;
+	if (fdt_begin_node(fdt, "vcpus"))
+		return -ENOSPC;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		r = save_vcpu(vm, &vm->vcpus[i], fdt);
+		if (r)
+			return r;
+	}
+	if (fdt_end_node(fdt))
+		return -ENOSPC;
+	return save_vm_wide(vm, fdt);
+}
+
+int vmstate_save_devices(struct vm *vm, void *fdt)
+{
+	if (fdt_begin_node(fdt, "devices"))
+		return -ENOSPC;
+	for (struct vm_device *d = vm->devices; d; d = d->next) {
+		if (!d->save)
+			continue;
+		if (fdt_begin_node(fdt, d->name))
+			return -ENOSPC;
+		int r = d->save(d->opaque, fdt);
+		if (r) {
+			warnx("device %s: save failed: %s", d->name, strerror(r < 0 ? -r : r));
+			return r < 0 ? r : -EINVAL;
+		}
+		if (fdt_end_node(fdt))
+			return -ENOSPC;
+	}
+	return fdt_end_node(fdt) ? -ENOSPC : 0;
+}
+
+#define SET(req, what, ptr)                                                                        \
+	do {                                                                                       \
+		if (ioctl(v->fd, req, ptr) < 0) {                                                  \
+			snprintf(err, errlen, "vcpu %u: %s failed: %s", v->id, what, strerror(errno)); \
+			return -errno;                                                             \
+		}                                                                                  \
+	} while (0)
+
+#define PROP(name, var)                                                                            \
+	do {                                                                                       \
+		if (fdt_get_blob(fdt, node, name, &(var), sizeof(var))) {                          \
+			snprintf(err, errlen, "snapshot: vcpu %u: '%s' missing or of the wrong size", v->id, name); \
+			return -EINVAL;                                                            \
+		}                                                                                  \
+	} while (0)
+
+/* Restore order and why: CPUID first (everything else is checked against it); REGS before
+ * VCPU_EVENTS because SET_REGS clears pending exceptions; SREGS before LAPIC because SREGS sets the
+ * APIC base MSR; LAPIC before MSRS because TSC_DEADLINE only sticks with the LAPIC configured (and
+ * it is last in the MSR list, after the TSC); VCPU_EVENTS last; then tell kvmclock we were paused. */
+static int restore_vcpu(struct vm *vm, struct vcpu *v, const void *fdt, int node, char *err, size_t errlen)
+{
+	int len;
+	const struct kvm_cpuid2 *cpuid = fdt_getprop(fdt, node, "cpuid", &len);
+	if (!cpuid || len < (int)sizeof(*cpuid) ||
+	    (size_t)len != sizeof(*cpuid) + cpuid->nent * sizeof(cpuid->entries[0])) {
+		snprintf(err, errlen, "snapshot: vcpu %u: bad cpuid", v->id);
+		return -EINVAL;
+	}
+	struct kvm_cpuid2 *c = malloc((size_t)len);
+	if (!c)
+		return -ENOMEM;
+	memcpy(c, cpuid, (size_t)len);
+	if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
+		snprintf(err, errlen, "vcpu %u: KVM_SET_CPUID2 refused the saved CPUID (different host CPU?): %s", v->id,
+			 strerror(errno));
+		free(c);
+		return -EINVAL;
+	}
+	free(v->cpuid);
+	v->cpuid = c;
+
+	uint32_t mp_state;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_xcrs xcrs;
+	struct kvm_debugregs dbg;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events ev;
+	if (fdt_get_u32(fdt, node, "mp-state", &mp_state)) {
+		snprintf(err, errlen, "snapshot: vcpu %u: mp-state missing", v->id);
+		return -EINVAL;
+	}
+	PROP("regs", regs);
+	PROP("sregs", sregs);
+	PROP("xcrs", xcrs);
+	PROP("debugregs", dbg);
+	PROP("lapic", lapic);
+	PROP("events", ev);
+	int xlen;
+	const void *xs = fdt_getprop(fdt, node, "xsave", &xlen);
+	if (!xs || xlen < (int)sizeof(struct kvm_xsave) || xlen > xsave_size(vm)) {
+		snprintf(err, errlen, "snapshot: vcpu %u: xsave area missing or larger than this host supports", v->id);
+		return -EINVAL;
+	}
+	int mlen;
+	const struct kvm_msr_entry *saved_msrs = fdt_getprop(fdt, node, "msrs", &mlen);
+	if (!saved_msrs || mlen % (int)sizeof(struct kvm_msr_entry) || mlen / (int)sizeof(struct kvm_msr_entry) > MAX_MSRS) {
+		snprintf(err, errlen, "snapshot: vcpu %u: bad msrs", v->id);
+		return -EINVAL;
+	}
+	unsigned nmsrs = (unsigned)mlen / sizeof(struct kvm_msr_entry);
+
+	struct kvm_mp_state mp = { .mp_state = mp_state };
+	SET(KVM_SET_MP_STATE, "KVM_SET_MP_STATE", &mp);
+	SET(KVM_SET_REGS, "KVM_SET_REGS", &regs);
+	SET(KVM_SET_SREGS, "KVM_SET_SREGS", &sregs);
+	struct kvm_xsave *xbuf = calloc(1, (size_t)xsave_size(vm));
+	if (!xbuf)
+		return -ENOMEM;
+	memcpy(xbuf, xs, (size_t)xlen);
+	int xr = ioctl(v->fd, KVM_SET_XSAVE, xbuf);
+	int xerr = errno;
+	free(xbuf);
+	if (xr < 0) {
+		snprintf(err, errlen, "vcpu %u: KVM_SET_XSAVE failed: %s", v->id, strerror(xerr));
+		return -xerr;
+	}
+	SET(KVM_SET_XCRS, "KVM_SET_XCRS", &xcrs);
+	SET(KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", &dbg);
+	SET(KVM_SET_LAPIC, "KVM_SET_LAPIC", &lapic);
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e[MAX_MSRS];
+	} *msrs = calloc(1, sizeof(*msrs));
+	if (!msrs)
+		return -ENOMEM;
+	msrs->h.nmsrs = nmsrs;
+	memcpy(msrs->e, saved_msrs, (size_t)mlen);
+	int set = ioctl(v->fd, KVM_SET_MSRS, msrs);
+	uint32_t bad = set >= 0 && (unsigned)set < nmsrs ? msrs->e[set].index : 0;
+	free(msrs);
+	/* KVM_SET_MSRS returns how many it set: a short count is a failure, not a success */
+	if (set != (int)nmsrs) {
+		snprintf(err, errlen, "vcpu %u: KVM_SET_MSRS set %d of %u MSRs (refused MSR 0x%x)", v->id, set, nmsrs, bad);
+		return -EINVAL;
+	}
+	SET(KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", &ev);
+	/* tells the guest's watchdogs the vCPU was stopped on purpose; EINVAL when kvmclock is unused */
+	if (ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0) < 0 && errno != EINVAL)
+		debugx("vcpu %u: KVM_KVMCLOCK_CTRL: %s", v->id, strerror(errno));
+	return 0;
+}
+#undef SET
+#undef PROP
+
+static int restore_vm_wide(struct vm *vm, const void *fdt, char *err, size_t errlen)
+{
+	int node = fdt_subnode_offset(fdt, 0, "vm");
+	struct kvm_pit_state2 pit;
+	struct kvm_clock_data clk;
+	struct kvm_irqchip chips[3];
+	static const char *const names[3] = { "pic-master", "pic-slave", "ioapic" };
+	if (node < 0 || fdt_get_blob(fdt, node, "pit2", &pit, sizeof(pit)) ||
+	    fdt_get_blob(fdt, node, "clock", &clk, sizeof(clk))) {
+		snprintf(err, errlen, "snapshot: VM-wide state (PIT, clock) missing");
+		return -EINVAL;
+	}
+	for (int i = 0; i < 3; i++)
+		if (fdt_get_blob(fdt, node, names[i], &chips[i], sizeof(chips[i]))) {
+			snprintf(err, errlen, "snapshot: %s state missing", names[i]);
+			return -EINVAL;
+		}
+	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0) {
+		snprintf(err, errlen, "KVM_SET_PIT2 failed: %s", strerror(errno));
+		return -errno;
+	}
+	/* KVM refuses TSC_STABLE on SET; without REALTIME the guest clock resumes at the saved instant */
+	clk.flags = 0;
+	clk.realtime = clk.host_tsc = 0;
+	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clk) < 0) {
+		snprintf(err, errlen, "KVM_SET_CLOCK failed: %s", strerror(errno));
+		return -errno;
+	}
+	for (int i = 0; i < 3; i++)
+		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chips[i]) < 0) {
+			snprintf(err, errlen, "KVM_SET_IRQCHIP (%s) failed: %s", names[i], strerror(errno));
+			return -errno;
+		}
+	return 0;
+}
+
+int vmstate_restore_cpus(struct vm *vm, const void *fdt, char *err, size_t errlen)
+{
+	int vcpus = fdt_subnode_offset(fdt, 0, "vcpus");
+	if (vcpus < 0) {
+		snprintf(err, errlen, "snapshot: no vcpus node");
+		return -EINVAL;
+	}
+	int r = restore_vm_wide(vm, fdt, err, errlen);
+	if (r)
+		return r;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		char name[24];
+		snprintf(name, sizeof(name), "vcpu@%u", i);
+		int node = fdt_subnode_offset(fdt, vcpus, name);
+		if (node < 0) {
+			snprintf(err, errlen, "snapshot: %s missing", name);
+			return -EINVAL;
+		}
+		r = restore_vcpu(vm, &vm->vcpus[i], fdt, node, err, errlen);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int vmstate_restore_devices(struct vm *vm, const void *fdt, char *err, size_t errlen)
+{
+	int devs = fdt_subnode_offset(fdt, 0, "devices");
+	if (devs < 0) {
+		snprintf(err, errlen, "snapshot: no devices node");
+		return -EINVAL;
+	}
+	for (struct vm_device *d = vm->devices; d; d = d->next) {
+		if (!d->restore)
+			continue;
+		int node = fdt_subnode_offset(fdt, devs, d->name);
+		if (node < 0) {
+			snprintf(err, errlen, "snapshot has no state for device %s (different machine shape)", d->name);
+			return -EINVAL;
+		}
+		int r = d->restore(d->opaque, fdt, node);
+		if (r) {
+			snprintf(err, errlen, "device %s: cannot restore its saved state: %s", d->name,
+				 strerror(r < 0 ? -r : r));
+			return r < 0 ? r : -EINVAL;
+		}
+	}
+	return 0;
+}

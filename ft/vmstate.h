@@ -1,0 +1,29 @@
+/* vmstate.h - capture and restore of the complete KVM state of a paused VM (vCPUs, irqchip, PIT, clock, devices). */
+#ifndef FTVMM_VMSTATE_H
+#define FTVMM_VMSTATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+struct vcpu;
+
+#define VMSTATE_VERSION 1
+
+/* Write the state of every vCPU and of the VM-wide KVM devices as nodes of an fdt being built in
+ * sequential-write mode ("vcpus" and "vm" nodes). The VM must be paused. 0 or -errno. */
+int vmstate_save_cpus(struct vm *vm, void *fdt);
+/* Write every registered device's state under a "devices" node (each device in a node of its name). */
+int vmstate_save_devices(struct vm *vm, void *fdt);
+/* Restore from a finished fdt blob, in the order the KVM API requires. VM created, not yet started. */
+int vmstate_restore_cpus(struct vm *vm, const void *fdt, char *err, size_t errlen);
+int vmstate_restore_devices(struct vm *vm, const void *fdt, char *err, size_t errlen);
+
+/* fdt property helpers shared by ft/: return 0 or -EINVAL if missing or of the wrong size. */
+int fdt_get_u32(const void *fdt, int node, const char *name, uint32_t *v);
+int fdt_get_u64(const void *fdt, int node, const char *name, uint64_t *v);
+int fdt_get_blob(const void *fdt, int node, const char *name, void *out, size_t len);
+const void *fdt_get_blob_any(const void *fdt, int node, const char *name, int *len);
+int fdt_put_u64(void *fdt, const char *name, uint64_t v);
+
+#endif

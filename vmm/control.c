@@ -1,0 +1,258 @@
+/* control.c - line protocol on a Unix socket: pause, resume, snapshot FILE, status; served off the vCPU and I/O threads. */
+#include "control.h"
+#include "../ft/snapshot.h"
+#include "cli.h"
+#include "util.h"
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MAX_ARGS 8
+
+static int split(char *line, char **argv)
+{
+	int n = 0;
+	char *save = NULL;
+	for (char *t = strtok_r(line, " \t\r\n", &save); t && n < MAX_ARGS; t = strtok_r(NULL, " \t\r\n", &save))
+		argv[n++] = t;
+	return n;
+}
+
+static void do_snapshot(struct control *c, const char *file, char *reply, size_t len)
+{
+	bool was_paused = c->vm->paused;
+	uint64_t t0 = now_ns();
+	int r = vm_pause(c->vm);
+	if (r) {
+		snprintf(reply, len, "error: cannot pause: %s", strerror(-r));
+		return;
+	}
+	uint64_t t1 = now_ns();
+	char err[256] = "";
+	uint64_t bytes = 0;
+	r = snapshot_write(c->vm, c->cfg, file, &bytes, err, sizeof(err));
+	uint64_t t2 = now_ns();
+	if (!was_paused)
+		vm_resume(c->vm);
+	if (r)
+		snprintf(reply, len, "error: %s", err);
+	else
+		snprintf(reply, len, "ok snapshot %s bytes=%llu pause_us=%llu write_ms=%.1f", file,
+			 (unsigned long long)bytes, (unsigned long long)((t1 - t0) / 1000), (double)(t2 - t1) / 1e6);
+}
+
+void control_execute(struct control *c, char *line, char *reply, size_t len)
+{
+	char *argv[MAX_ARGS];
+	int argc = split(line, argv);
+	if (argc == 0) {
+		snprintf(reply, len, "error: empty command");
+		return;
+	}
+	if (!strcmp(argv[0], "status")) {
+		char ext[512] = "";
+		if (c->status_ext)
+			c->status_ext(c->ext_ctx, ext, sizeof(ext));
+		snprintf(reply, len, "ok role=%s state=%s vcpus=%u mem_mb=%llu uptime_s=%.1f%s%s", c->role ? c->role : "standalone",
+			 c->vm->paused ? "paused" : "running", c->vm->ncpus, (unsigned long long)(c->vm->mem.size >> 20),
+			 (double)(now_ns() - c->started_ns) / 1e9, ext[0] ? " " : "", ext);
+	} else if (!strcmp(argv[0], "pause")) {
+		int r = vm_pause(c->vm);
+		snprintf(reply, len, r ? "error: cannot pause: %s" : "ok paused", strerror(-r));
+	} else if (!strcmp(argv[0], "resume")) {
+		vm_resume(c->vm);
+		snprintf(reply, len, "ok running");
+	} else if (!strcmp(argv[0], "snapshot")) {
+		if (argc != 2)
+			snprintf(reply, len, "error: usage: snapshot FILE");
+		else
+			do_snapshot(c, argv[1], reply, len);
+	} else if (!strcmp(argv[0], "stop")) {
+		vm_request_exit(c->vm, VM_EXIT_SIGNAL);
+		snprintf(reply, len, "ok stopping");
+	} else if (c->ext && c->ext(c->ext_ctx, argc, argv, reply, len) != -ENOSYS) {
+		/* handled by the extension */
+	} else {
+		snprintf(reply, len, "error: unknown command '%s' (status, pause, resume, snapshot FILE, stop)", argv[0]);
+	}
+}
+
+static void serve_client(struct control *c, int fd)
+{
+	char buf[1024];
+	size_t used = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf + used, sizeof(buf) - 1 - used);
+		if (n <= 0)
+			return;
+		used += (size_t)n;
+		buf[used] = '\0';
+		char *nl;
+		while ((nl = strchr(buf, '\n'))) {
+			*nl = '\0';
+			char reply[1024];
+			control_execute(c, buf, reply, sizeof(reply));
+			size_t rl = strlen(reply);
+			reply[rl++] = '\n';
+			if (write(fd, reply, rl) < 0)
+				return;
+			size_t rest = used - (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, rest);
+			used = rest;
+			buf[used] = '\0';
+		}
+		if (used == sizeof(buf) - 1)
+			return; /* line too long: drop the client */
+	}
+}
+
+static void *control_thread(void *arg)
+{
+	struct control *c = arg;
+	for (;;) {
+		struct pollfd p[2] = { { .fd = c->listen_fd, .events = POLLIN }, { .fd = c->wake[0], .events = POLLIN } };
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		if (p[0].revents & POLLIN) {
+			int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd >= 0) {
+				serve_client(c, fd);
+				close(fd);
+			}
+		}
+	}
+	return NULL;
+}
+
+int control_start(struct control *c, struct vm *vm, const struct run_config *cfg, const char *path, char *err,
+		  size_t errlen)
+{
+	memset(c, 0, sizeof(*c));
+	c->vm = vm;
+	c->cfg = cfg;
+	c->path = path;
+	c->started_ns = now_ns();
+	c->listen_fd = -1;
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(a.sun_path)) {
+		snprintf(err, errlen, "--control %s: path too long for a Unix socket", path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(a.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int br = bind(fd, (struct sockaddr *)&a, sizeof(a));
+	if (br < 0 && errno == EADDRINUSE) {
+		/* a socket file left by a dead ftvmm is stale; a live one answers connect */
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		bool live = probe >= 0 && connect(probe, (struct sockaddr *)&a, sizeof(a)) == 0;
+		if (probe >= 0)
+			close(probe);
+		if (live) {
+			snprintf(err, errlen, "--control %s: another ftvmm is already listening there", path);
+			close(fd);
+			return -EADDRINUSE;
+		}
+		unlink(path);
+		br = bind(fd, (struct sockaddr *)&a, sizeof(a));
+	}
+	if (br < 0) {
+		int e = errno;
+		snprintf(err, errlen, "--control %s: cannot bind: %s", path, strerror(e));
+		close(fd);
+		return -e;
+	}
+	if (listen(fd, 4) < 0 || pipe2(c->wake, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "--control %s: %s", path, strerror(errno));
+		close(fd);
+		return -errno;
+	}
+	c->listen_fd = fd;
+	int r = pthread_create(&c->thread, NULL, control_thread, c);
+	if (r) {
+		close(fd);
+		return -r;
+	}
+	c->running = true;
+	return 0;
+}
+
+void control_stop(struct control *c)
+{
+	if (!c->running)
+		return;
+	if (write(c->wake[1], "x", 1) < 0) {
+	}
+	pthread_join(c->thread, NULL);
+	close(c->wake[0]);
+	close(c->wake[1]);
+	close(c->listen_fd);
+	unlink(c->path);
+	c->running = false;
+}
+
+int cmd_ctl(int argc, char **argv)
+{
+	if (argc < 3 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+			printf("usage: ftvmm ctl SOCKET COMMAND [ARGS]\n\ncommands: status, pause, resume, snapshot FILE, stop,\n"
+			       "          protect HOST:PORT (fault tolerance)\n");
+			return 0;
+		}
+		warnx("usage: ftvmm ctl SOCKET COMMAND [ARGS] (see ftvmm ctl --help)");
+		return 2;
+	}
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	if (strlen(argv[1]) >= sizeof(a.sun_path)) {
+		warnx("ctl: socket path too long: %s", argv[1]);
+		return 2;
+	}
+	strcpy(a.sun_path, argv[1]);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		warnx("ctl: cannot connect to %s: %s (is ftvmm running with --control?)", argv[1], strerror(errno));
+		return 1;
+	}
+	char line[1024];
+	size_t n = 0;
+	for (int i = 2; i < argc; i++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n - 1, "%s%s", i > 2 ? " " : "", argv[i]);
+	line[n++] = '\n';
+	if (write(fd, line, n) < 0) {
+		warnx("ctl: write: %s", strerror(errno));
+		close(fd);
+		return 1;
+	}
+	char reply[1024];
+	size_t got = 0;
+	while (got < sizeof(reply) - 1) {
+		ssize_t r = read(fd, reply + got, sizeof(reply) - 1 - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		if (memchr(reply, '\n', got))
+			break;
+	}
+	close(fd);
+	reply[got] = '\0';
+	if (!got) {
+		warnx("ctl: no reply from %s", argv[1]);
+		return 1;
+	}
+	fputs(reply, stdout);
+	return strncmp(reply, "ok", 2) == 0 ? 0 : 1;
+}
