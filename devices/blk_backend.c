@@ -6,11 +6,14 @@
 #include <linux/fs.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "../vmm/util.h"
 
 static int fail(char *err, size_t errlen, int e, const char *fmt, ...)
 {
@@ -88,7 +91,21 @@ int blk_backend_open(struct blk_backend *be, const char *path, bool ro, unsigned
 		r = fail(err, errlen, -errno, "disk image %s: eventfd: %s", path, strerror(errno));
 		goto out;
 	}
-	r = io_uring_queue_init(depth, &be->ring, 0);
+	const char *force_sync = getenv("FTVMM_BLK_SYNC");
+	r = force_sync && *force_sync == '1' ? -ENOSYS : io_uring_queue_init(depth, &be->ring, 0);
+	if (r == -ENOSYS || r == -EPERM || r == -EACCES) {
+		/* Slower (the I/O thread blocks on each request) but the guest sees no difference. */
+		if (!force_sync)
+			warnx("disk image %s: io_uring unavailable (%s), using synchronous I/O", path, strerror(-r));
+		be->sync = true;
+		be->done_cap = 2 * depth;
+		be->done = calloc(be->done_cap, sizeof(*be->done));
+		if (!be->done) {
+			r = fail(err, errlen, -ENOMEM, "disk image %s: out of memory", path);
+			goto out;
+		}
+		return 0;
+	}
 	if (r < 0) {
 		r = fail(err, errlen, r, "disk image %s: io_uring setup: %s", path, strerror(-r));
 		goto out;
@@ -110,11 +127,23 @@ void blk_backend_close(struct blk_backend *be)
 	if (be->ring_ok)
 		io_uring_queue_exit(&be->ring);
 	be->ring_ok = false;
+	free(be->done);
+	be->done = NULL;
 	if (be->efd >= 0)
 		close(be->efd);
 	if (be->fd >= 0)
 		close(be->fd);
 	be->efd = be->fd = -1;
+}
+
+/* Synchronous fallback: record a finished operation for the next reap. */
+static int sync_done(struct blk_backend *be, void *tag, ssize_t res)
+{
+	if (be->done_len == be->done_cap)
+		return -EBUSY;
+	be->done[(be->done_head + be->done_len++) % be->done_cap] =
+		(struct blk_sync_done){ .tag = tag, .res = res < 0 ? -errno : (int)res };
+	return 0;
 }
 
 static struct io_uring_sqe *get_sqe(struct blk_backend *be)
@@ -130,6 +159,8 @@ static struct io_uring_sqe *get_sqe(struct blk_backend *be)
 
 int blk_backend_readv(struct blk_backend *be, const struct iovec *iov, unsigned n, uint64_t off, void *tag)
 {
+	if (be->sync)
+		return sync_done(be, tag, preadv(be->fd, iov, (int)n, (off_t)off));
 	struct io_uring_sqe *sqe = get_sqe(be);
 	if (!sqe)
 		return -EBUSY;
@@ -142,6 +173,8 @@ int blk_backend_writev(struct blk_backend *be, const struct iovec *iov, unsigned
 {
 	if (be->ro)
 		return -EROFS; /* belt and braces: the device refuses writes before they get here */
+	if (be->sync)
+		return sync_done(be, tag, pwritev(be->fd, iov, (int)n, (off_t)off));
 	struct io_uring_sqe *sqe = get_sqe(be);
 	if (!sqe)
 		return -EBUSY;
@@ -152,6 +185,8 @@ int blk_backend_writev(struct blk_backend *be, const struct iovec *iov, unsigned
 
 int blk_backend_fsync(struct blk_backend *be, void *tag)
 {
+	if (be->sync)
+		return sync_done(be, tag, fsync(be->fd));
 	struct io_uring_sqe *sqe = get_sqe(be);
 	if (!sqe)
 		return -EBUSY;
@@ -165,6 +200,8 @@ int blk_backend_fallocate(struct blk_backend *be, int mode, uint64_t off, uint64
 {
 	if (be->ro)
 		return -EROFS;
+	if (be->sync)
+		return sync_done(be, tag, fallocate(be->fd, mode, (off_t)off, (off_t)len));
 	struct io_uring_sqe *sqe = get_sqe(be);
 	if (!sqe)
 		return -EBUSY;
@@ -176,6 +213,13 @@ int blk_backend_fallocate(struct blk_backend *be, int mode, uint64_t off, uint64
 int blk_backend_submit(struct blk_backend *be)
 {
 	int r;
+	if (be->sync) {
+		/* Keep the completion path identical: results are picked up from the eventfd callback. */
+		uint64_t one = 1;
+		if (be->done_len && write(be->efd, &one, sizeof(one)) < 0)
+			return -errno;
+		return 0;
+	}
 	do
 		r = io_uring_submit(&be->ring);
 	while (r == -EINTR);
@@ -190,6 +234,19 @@ int blk_backend_reap(struct blk_backend *be, bool wait, blk_done_fn fn, void *ct
 
 	if (read(be->efd, &v, sizeof(v)) < 0) {
 		/* EAGAIN: nothing signalled, fine */
+	}
+	if (be->sync) {
+		/* fn may queue follow-ups (remainders); they are done already, so take them too. */
+		if (wait && !be->done_len)
+			return -EIO; /* nothing can ever complete: do not let the caller spin */
+		while (be->done_len) {
+			struct blk_sync_done d = be->done[be->done_head];
+			be->done_head = (be->done_head + 1) % be->done_cap;
+			be->done_len--;
+			fn(ctx, d.tag, d.res);
+			n++;
+		}
+		return n;
 	}
 	if (wait) {
 		int r;

@@ -8,6 +8,11 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+struct blk_sync_done {
+	void *tag;
+	int res;
+};
+
 struct blk_backend {
 	int fd;
 	uint64_t size; /* bytes, a multiple of 512 */
@@ -15,13 +20,20 @@ struct blk_backend {
 	struct io_uring ring;
 	bool ring_ok;
 	int efd; /* completion eventfd (registered with the ring) */
+	/* Fallback where io_uring is unavailable (seccomp'd containers, io_uring_disabled, or
+	 * FTVMM_BLK_SYNC=1 in the environment): each operation runs synchronously when queued and its
+	 * result waits in this FIFO for blk_backend_reap(), so callers see the same interface. */
+	bool sync;
+	struct blk_sync_done *done;
+	unsigned done_head, done_len, done_cap;
 };
 
 /* Open and vet a raw image: regular file or block device, non-empty, size a multiple of 512.
  * Returns 0, or -errno with a one-line reason in err (for the CLI). */
 int blk_image_open(const char *path, bool ro, int *fd, uint64_t *size, char *err, size_t errlen);
 
-/* Image + an io_uring of `depth` entries whose completions signal be->efd. 0 or -errno (+ err). */
+/* Image + an io_uring of `depth` entries whose completions signal be->efd (or the synchronous
+ * fallback, with a one-line notice on stderr). 0 or -errno (+ err). */
 int blk_backend_open(struct blk_backend *be, const char *path, bool ro, unsigned depth, char *err, size_t errlen);
 void blk_backend_close(struct blk_backend *be);
 

@@ -352,7 +352,7 @@ unsigned pci_bus_irq_list(struct pci_bus *bus, struct pci_irq_info *out, unsigne
 	unsigned n = 0;
 	pthread_mutex_lock(&bus->lock);
 	for (unsigned s = 1; s < PCI_NUM_SLOTS; s++) {
-		if (!bus->devs[s])
+		if (!bus->devs[s] || !bus->devs[s]->cfg[PCI_INTERRUPT_PIN])
 			continue;
 		if (n < max)
 			out[n] = (struct pci_irq_info){ .slot = (uint8_t)s, .pin = 0,

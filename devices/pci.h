@@ -103,8 +103,9 @@ void pci_bus_remove_dev(struct pci_bus *bus, struct pci_dev *dev);
 
 /* The IOAPIC input of dev's INTA#. */
 unsigned pci_dev_irq_gsi(const struct pci_dev *dev);
-/* Fill out[] with up to max (slot, pin, gsi) entries, one per device (host bridge excluded). Returns
- * the number of devices on the bus, which may exceed max. */
+/* Fill out[] with up to max (slot, pin, gsi) entries, one per device with an interrupt pin (a device
+ * that clears cfg[PCI_INTERRUPT_PIN] before pci_bus_add_dev has none; host bridge excluded). Returns how
+ * many such devices there are, which may exceed max. */
 unsigned pci_bus_irq_list(struct pci_bus *bus, struct pci_irq_info *out, unsigned max);
 
 /* Configuration access as the guest sees it (slot/function on bus 0; len 1, 2 or 4 within one dword).

@@ -92,7 +92,8 @@ struct serial {
 
 static unsigned rx_cap(const struct serial *s)
 {
-	/* with FIFOs off the chip has a single holding register */
+	/* with FIFOs off the chip has a single holding register (bytes received before FIFOs were
+	 * switched off stay readable, see UART_FCR) */
 	return (s->fcr & FCR_ENABLE) ? SERIAL_RX_FIFO_SIZE : 1;
 }
 
@@ -336,8 +337,9 @@ static void serial_write(struct serial *s, unsigned reg, uint8_t v)
 		s->ier = v & IER_MASK;
 		break;
 	case UART_FCR:
-		if ((v ^ s->fcr) & FCR_ENABLE)
-			rx_clear(s); /* switching FIFO mode empties both FIFOs */
+		/* A real chip also empties its FIFOs when FIFO mode is switched. Not here: Linux enables
+		 * RDI while the FIFOs are still off and switches them on right after, and host input is
+		 * usually already waiting, so a byte would be lost at every port open. */
 		if (v & FCR_CLEAR_RX)
 			rx_clear(s);
 		s->fcr = (v & FCR_ENABLE) ? (v & FCR_KEPT) : 0;
@@ -511,7 +513,7 @@ int serial_restore(struct serial *s, const void *fdt, int node)
 		return r;
 	/* reject states the register model cannot reach */
 	if ((lsr_err & ~LSR_ERRORS) || (fcr & ~FCR_KEPT) || (!(fcr & FCR_ENABLE) && fcr) ||
-	    (msr & ~MSR_DELTAS) != msr_lines((uint8_t)mcr) || n > ((fcr & FCR_ENABLE) ? SERIAL_RX_FIFO_SIZE : 1))
+	    (msr & ~MSR_DELTAS) != msr_lines((uint8_t)mcr))
 		return -EINVAL;
 
 	pthread_mutex_lock(&s->lock);

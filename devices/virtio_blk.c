@@ -11,15 +11,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 
 #include "../vmm/util.h"
 
 /*
  * Locking: b->lock serialises everything on the data path (popping the queue, the in-flight table,
  * the io_uring, pushing used entries). d->lock is never taken here: the transport may hold it while
- * calling virtio_dev_reset() -> blk_reset(), which takes b->lock. The guest interrupt is raised with
- * b->lock dropped (so notify_queue may take whatever lock it likes); `notifying` lets quiesce wait
- * for such a call in progress, so no interrupt escapes after quiesce returns.
+ * calling virtio_dev_reset() -> blk_reset(), which takes b->lock. Interrupts (queue, and the config
+ * one for NEEDS_RESET) are raised with b->lock dropped, so the transport's callbacks may take its own
+ * locks; `notifying` lets quiesce wait for such a call in progress, so none escapes after it returns.
+ *
+ * Data path: readv/writev iovecs point straight into guest memory (buffered I/O, so no alignment
+ * demands on the guest). A request stays in b->inflight[head] until its CQE is reaped, which also
+ * catches a driver that makes a head available again while it is still in flight.
  */
 
 #define BLK_STATE_VERSION 1
@@ -54,10 +59,14 @@ struct virtio_blk {
 	bool dropping;   /* reset: completions are discarded instead of pushed */
 	bool pushed;     /* used entries added since the last notify decision */
 	bool want_reset; /* a malformed chain was seen: raise NEEDS_RESET once unlocked */
+	bool restored;   /* common state replaced by a restore; adopted by the next run of the data path */
+	bool warned_io;  /* a host I/O error has been logged */
 	unsigned ninflight, notifying;
 	struct blk_req *inflight[VIRTIO_BLK_QUEUE_SIZE]; /* by head */
 	struct virtio_blk_config cfg;
 	char serial[VIRTIO_BLK_ID_LEN];
+	blk_write_hook_fn write_hook; /* FT disk replication: sees every write as it is submitted */
+	void *write_hook_ctx;
 	char name[32];
 	struct vq_req scratch;
 };
@@ -195,8 +204,11 @@ static void blk_on_cqe(void *ctx, void *tag, int res)
 	default:
 		break;
 	}
-	if (res < 0)
-		debugx("%s: host I/O error %d on op %u", b->name, res, req->op);
+	if (res < 0 && !b->warned_io) {
+		/* Once per device: a failing host disk must be visible without flooding the log. */
+		b->warned_io = true;
+		warnx("%s: host I/O error (%s); the guest gets IOERR", b->name, strerror(-res));
+	}
 	blk_req_done(b, req, res < 0 || (res == 0 && req->op <= OP_WRITE) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
 }
 
@@ -232,6 +244,8 @@ static uint8_t blk_start_falloc(struct virtio_blk *b, const struct vq_req *r, ui
 	req->falloc_mode = (op == OP_DISCARD || (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
 				   ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
 				   : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+	if (b->write_hook) /* a punched hole reads back as zeros: replicate it as zeroing */
+		b->write_hook(b->write_hook_ctx, req->off, NULL, 0, req->len, true);
 	*out = req;
 	return 0xff;
 }
@@ -263,6 +277,8 @@ static uint8_t blk_start_rw(struct virtio_blk *b, const struct vq_req *r, bool w
 	req->cur = req->iov + req->niov;
 	req->ncur = req->niov;
 	memcpy(req->cur, req->iov, req->niov * sizeof(struct iovec));
+	if (write && b->write_hook)
+		b->write_hook(b->write_hook_ctx, req->off, req->iov, req->niov, req->len, false);
 	*out = req;
 	return 0xff;
 }
@@ -383,12 +399,26 @@ static void blk_unlock_and_notify(struct virtio_blk *b)
 }
 
 /* ioloop: the io_uring eventfd fired. */
+/* Lock held. After a restore the driver will not kick again for chains it made available before
+ * the checkpoint, and only the restored status says whether the driver is up: adopt both. */
+static void blk_adopt_restored(struct virtio_blk *b)
+{
+	uint8_t st = __atomic_load_n(&b->dev.status, __ATOMIC_RELAXED);
+	b->restored = false;
+	b->active = (st & VIRTIO_CONFIG_S_DRIVER_OK) && !(st & VIRTIO_CONFIG_S_FAILED);
+}
+
+/* ioloop: the io_uring eventfd fired (completions, or the nudge a restore leaves behind). */
 static void blk_on_event(void *opaque, uint32_t events)
 {
 	struct virtio_blk *b = opaque;
 	(void)events;
 	pthread_mutex_lock(&b->lock);
 	blk_backend_reap(&b->be, false, blk_on_cqe, b);
+	if (b->restored && !b->quiesced) {
+		blk_adopt_restored(b);
+		blk_process(b);
+	}
 	blk_backend_submit(&b->be); /* remainders of short transfers */
 	blk_unlock_and_notify(b);
 }
@@ -412,6 +442,8 @@ static void blk_queue_notify(struct virtio_dev *d, unsigned q)
 	if (q != 0)
 		return;
 	pthread_mutex_lock(&b->lock);
+	if (b->restored)
+		blk_adopt_restored(b);
 	blk_process(b);
 	blk_unlock_and_notify(b);
 }
@@ -477,10 +509,9 @@ static void blk_resume(struct virtio_dev *d)
 	struct virtio_blk *b = to_blk(d);
 	pthread_mutex_lock(&b->lock);
 	b->quiesced = false;
-	/* After a restore the driver will not kick again for chains it already made available. */
-	uint8_t st = __atomic_load_n(&d->status, __ATOMIC_RELAXED);
-	b->active = (st & VIRTIO_CONFIG_S_DRIVER_OK) && !(st & VIRTIO_CONFIG_S_FAILED);
-	blk_process(b);
+	if (b->restored)
+		blk_adopt_restored(b);
+	blk_process(b); /* also catches kicks that arrived while quiesced */
 	blk_unlock_and_notify(b);
 }
 
@@ -500,9 +531,8 @@ static int blk_save(struct virtio_dev *d, void *fdt)
 
 /* Device-specific half of restore: check the checkpoint matches this image, drop any in-flight
  * work and stay quiesced until resume (guest memory may not be restored yet). */
-static int blk_restore(struct virtio_dev *d, const void *fdt, int node)
+static int blk_restore_check(struct virtio_blk *b, const void *fdt, int node)
 {
-	struct virtio_blk *b = to_blk(d);
 	int len;
 	const fdt32_t *ver = fdt_getprop(fdt, node, "blk-version", &len);
 	if (!ver || len != 4 || fdt32_to_cpu(*ver) != BLK_STATE_VERSION) {
@@ -526,9 +556,39 @@ static int blk_restore(struct virtio_dev *d, const void *fdt, int node)
 		warnx("%s: restore: read-only mode differs from the checkpoint", b->name);
 		return -EINVAL;
 	}
-	pthread_mutex_lock(&b->lock);
-	b->quiesced = true;
+	return 0;
+}
+
+/* Lock held: forget in-flight work (its queues are being replaced) and stop consuming until the
+ * restored state is adopted. */
+static void blk_restore_begin(struct virtio_blk *b)
+{
+	b->active = false;
+	b->restored = false;
 	blk_drop_inflight(b);
+}
+
+/* Lock held: the common state is in place. The I/O thread adopts it when it next runs (the nudge
+ * waits in the eventfd if the loop is not started yet), a kick or resume adopts it sooner. Not
+ * quiescing here: the usual restore path (restore, then start the VM) never calls resume. */
+static void blk_restore_end(struct virtio_blk *b)
+{
+	uint64_t one = 1;
+	b->restored = true;
+	if (write(b->be.efd, &one, sizeof(one)) != sizeof(one))
+		warnx("%s: cannot schedule the restart after restore", b->name);
+}
+
+/* d->ops->restore, for a transport that has already restored the common state. */
+static int blk_restore(struct virtio_dev *d, const void *fdt, int node)
+{
+	struct virtio_blk *b = to_blk(d);
+	int r = blk_restore_check(b, fdt, node);
+	if (r)
+		return r;
+	pthread_mutex_lock(&b->lock);
+	blk_restore_begin(b);
+	blk_restore_end(b);
 	pthread_mutex_unlock(&b->lock);
 	return 0;
 }
@@ -565,8 +625,17 @@ static int vmdev_save(void *opaque, void *fdt)
 static int vmdev_restore(void *opaque, const void *fdt, int node)
 {
 	struct virtio_dev *d = opaque;
-	/* Device half first: it checks the image and quiesces before the queues change under us. */
-	return blk_restore(d, fdt, node) ?: virtio_dev_restore(d, fdt, node);
+	struct virtio_blk *b = to_blk(d);
+	/* Check the image first, and stop the data path before the queues change under it. */
+	int r = blk_restore_check(b, fdt, node);
+	if (r)
+		return r;
+	pthread_mutex_lock(&b->lock);
+	blk_restore_begin(b);
+	r = virtio_dev_restore(d, fdt, node);
+	blk_restore_end(b); /* on failure too: the old state is intact and the device resumes with it */
+	pthread_mutex_unlock(&b->lock);
+	return r;
 }
 
 static void vmdev_destroy(void *opaque)
@@ -648,6 +717,15 @@ struct virtio_dev *virtio_blk_create(struct guest_mem *mem, struct ioloop *loop,
 		.destroy = vmdev_destroy,
 	};
 	return &b->dev;
+}
+
+void virtio_blk_set_write_hook(struct virtio_dev *d, blk_write_hook_fn fn, void *ctx)
+{
+	struct virtio_blk *b = to_blk(d);
+	pthread_mutex_lock(&b->lock);
+	b->write_hook = fn;
+	b->write_hook_ctx = ctx;
+	pthread_mutex_unlock(&b->lock);
 }
 
 struct vm_device *virtio_blk_vm_device(struct virtio_dev *d)

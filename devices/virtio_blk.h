@@ -28,7 +28,15 @@ static inline int virtio_blk_open_image(const char *path, bool ro, int *fd, uint
  * Returns the transport-neutral device, or NULL with errno set and a one-line reason in err. */
 struct virtio_dev *virtio_blk_create(struct guest_mem *mem, struct ioloop *loop, const char *path,
 				     bool readonly, char *err, size_t errlen);
-/* Lifecycle/checkpoint hooks to pass to vm_add_device(); its destroy frees the device. */
+/* Checkpointing. d->ops carries the device halves (quiesce/resume, save/restore of "blk-*" properties
+ * only) for a transport that wraps them in its own vm_device and saves the common virtio state itself
+ * (virtio_pci_vm_device does). virtio_blk_vm_device() is the standalone form: common + blk state in
+ * one node. Register exactly one of the two, or the common state is saved (and restored) twice.
+ * Restore needs no resume: the device picks up chains the driver made available before the
+ * checkpoint (it will not kick for those again) as soon as the ioloop runs, a kick arrives or resume
+ * is called, so restore guest memory before starting the loop. A quiesced device stays quiesced
+ * until resume. Save needs a quiesced device (-EBUSY with I/O in flight). Its destroy hook frees
+ * the device (virtio_blk_destroy). */
 struct vm_device *virtio_blk_vm_device(struct virtio_dev *d);
 /* Free everything. Call with the ioloop stopped (or from its thread) and the transport gone. */
 void virtio_blk_destroy(struct virtio_dev *d);
@@ -38,5 +46,12 @@ void virtio_blk_destroy(struct virtio_dev *d);
 int virtio_blk_drain(struct virtio_dev *d);
 /* Requests currently submitted to the host and not yet completed. */
 unsigned virtio_blk_inflight(struct virtio_dev *d);
+
+/* Fault tolerance: called for every write (zero=false, iov = the guest's data) and every discard /
+ * write-zeroes (zero=true, no iov) when it is submitted, on the I/O thread with the device locked.
+ * A write submitted in an epoch completes before that epoch's checkpoint (quiesce drains). */
+typedef void (*blk_write_hook_fn)(void *ctx, uint64_t off, const struct iovec *iov, unsigned n, uint64_t len,
+				  bool zero);
+void virtio_blk_set_write_hook(struct virtio_dev *d, blk_write_hook_fn fn, void *ctx);
 
 #endif

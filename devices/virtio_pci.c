@@ -14,11 +14,10 @@
 #include <unistd.h>
 
 #include "../vmm/util.h"
+#include "msix.h"
 
 #define ISR_QUEUE 0x1
 #define ISR_CONFIG VIRTIO_PCI_ISR_CONFIG
-#define MSIX_CAP_LEN 12
-#define MSIX_ENTRY_MASKED 0x1u
 
 static inline uint32_t ld_le32(const uint8_t *p)
 {
@@ -45,12 +44,6 @@ static uint64_t ld_le(const uint8_t *p, unsigned len)
 	return v;
 }
 
-static void st_le(uint8_t *p, uint64_t v, unsigned len)
-{
-	for (unsigned i = 0; i < len; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* ---- interrupts ---- */
 
 static void observe(struct virtio_pci *vp, const struct virtio_pci_irq_event *ev)
@@ -63,7 +56,7 @@ static void observe(struct virtio_pci *vp, const struct virtio_pci_irq_event *ev
  * INTX_DISABLE. Level-triggered, so the guest sees it until it reads the ISR. Caller holds vp->lock. */
 static void intx_update(struct virtio_pci *vp, bool force)
 {
-	bool want = !vp->msix_enabled && !vp->intx_disabled && __atomic_load_n(&vp->vdev->isr, __ATOMIC_ACQUIRE);
+	bool want = !msix_enabled(&vp->msix) && !vp->intx_disabled && __atomic_load_n(&vp->vdev->isr, __ATOMIC_ACQUIRE);
 	if (want == vp->intx_level && !force)
 		return;
 	vp->intx_level = want;
@@ -72,85 +65,11 @@ static void intx_update(struct virtio_pci *vp, bool force)
 	observe(vp, &(struct virtio_pci_irq_event){ .msi = false, .gsi = gsi, .level = want });
 }
 
-static uint64_t vec_addr(const struct virtio_pci *vp, unsigned v)
-{
-	return (uint64_t)vp->msix_table[4 * v + 1] << 32 | vp->msix_table[4 * v];
-}
-
-static bool vec_masked(const struct virtio_pci *vp, unsigned v)
-{
-	return !vp->msix_enabled || vp->msix_fmask || (vp->msix_table[4 * v + 3] & MSIX_ENTRY_MASKED);
-}
-
-static void msix_deliver(struct virtio_pci *vp, unsigned v)
-{
-	struct vp_vector *e = &vp->vec[v];
-	uint64_t addr = vec_addr(vp, v);
-	uint32_t data = vp->msix_table[4 * v + 2];
-	observe(vp, &(struct virtio_pci_irq_event){ .msi = true, .vector = v, .addr = addr, .data = data });
-	if (e->efd >= 0 && !e->route_stale) {
-		uint64_t one = 1;
-		if (write(e->efd, &one, sizeof(one)) == sizeof(one))
-			return;
-	}
-	vm_signal_msi(vp->vm, addr, data);
-}
-
-/* Bring vector v's route and irqfd in line with its table entry, then fire it if it was pending.
- * Only unmasked vectors are synced: drivers rewrite a masked entry a dword at a time, and only the
- * final message matters. Caller holds vp->lock. */
-static void msix_sync(struct virtio_pci *vp, unsigned v)
-{
-	if (vec_masked(vp, v))
-		return;
-	struct vp_vector *e = &vp->vec[v];
-	uint64_t addr = vec_addr(vp, v);
-	uint32_t data = vp->msix_table[4 * v + 2];
-	if (e->gsi < 0) {
-		int gsi = vm_msi_route_add(vp->vm, addr, data);
-		if (gsi >= 0) {
-			e->gsi = gsi;
-			e->routed_addr = addr;
-			e->routed_data = data;
-			e->route_stale = false;
-			e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-			if (e->efd >= 0 && vm_irqfd(vp->vm, e->efd, (unsigned)gsi, true)) {
-				close(e->efd);
-				e->efd = -1;
-			}
-		}
-	} else if (e->routed_addr != addr || e->routed_data != data || e->route_stale) {
-		e->route_stale = vm_msi_route_update(vp->vm, (unsigned)e->gsi, addr, data) != 0;
-		if (!e->route_stale) {
-			e->routed_addr = addr;
-			e->routed_data = data;
-		}
-	}
-	uint64_t bit = 1ull << (v % 64);
-	if (vp->msix_pba[v / 64] & bit) {
-		vp->msix_pba[v / 64] &= ~bit;
-		msix_deliver(vp, v);
-	}
-}
-
-static void msix_sync_all(struct virtio_pci *vp)
-{
-	for (unsigned v = 0; v < vp->nvec; v++)
-		msix_sync(vp, v);
-}
-
 /* Raise `isr_bit`'s interrupt: on MSI-X vector `vector` (none for NO_VECTOR), or on INTx. */
 static void vp_raise(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
 {
 	pthread_mutex_lock(&vp->lock);
-	if (vp->msix_enabled) {
-		if (vector < vp->nvec) {
-			if (vec_masked(vp, vector))
-				vp->msix_pba[vector / 64] |= 1ull << (vector % 64);
-			else
-				msix_deliver(vp, vector);
-		}
-	} else {
+	if (!msix_notify(&vp->msix, vector)) {
 		__atomic_fetch_or(&vp->vdev->isr, isr_bit, __ATOMIC_ACQ_REL);
 		intx_update(vp, false);
 	}
@@ -167,12 +86,18 @@ static void vp_notify_config(struct virtio_dev *d)
 	vp_raise(d->transport, __atomic_load_n(&d->config_msix_vector, __ATOMIC_RELAXED), ISR_CONFIG);
 }
 
+static void msi_observed(void *opaque, unsigned vector, uint64_t addr, uint32_t data)
+{
+	observe(opaque, &(struct virtio_pci_irq_event){ .msi = true, .vector = vector, .addr = addr, .data = data });
+}
+
 void virtio_pci_set_irq_observer(struct virtio_pci *vp, virtio_pci_irq_observer_fn fn, void *opaque)
 {
 	pthread_mutex_lock(&vp->lock);
 	vp->irq_observer = fn;
 	vp->irq_observer_opaque = opaque;
 	pthread_mutex_unlock(&vp->lock);
+	msix_set_observer(&vp->msix, fn ? msi_observed : NULL, vp);
 }
 
 /* ---- kicks ---- */
@@ -299,7 +224,7 @@ static void set_hi(uint64_t *r, uint32_t v)
 /* A vector the driver may use, or NO_VECTOR: reading back NO_VECTOR is how it learns of a refusal. */
 static uint16_t checked_vector(const struct virtio_pci *vp, uint32_t v)
 {
-	return v < vp->nvec ? (uint16_t)v : VIRTIO_MSI_NO_VECTOR;
+	return v < vp->msix.nvec ? (uint16_t)v : VIRTIO_MSI_NO_VECTOR;
 }
 
 static void status_write(struct virtio_pci *vp, uint8_t val)
@@ -317,7 +242,7 @@ static void status_write(struct virtio_pci *vp, uint8_t val)
 	uint8_t nv = (uint8_t)((old | val) & ~VIRTIO_CONFIG_S_NEEDS_RESET) | (old & VIRTIO_CONFIG_S_NEEDS_RESET);
 	if ((nv & VIRTIO_CONFIG_S_FEATURES_OK) && !(old & VIRTIO_CONFIG_S_FEATURES_OK)) {
 		/* A modern-only transport needs VERSION_1; anything never offered is refused. */
-		if (!(d->guest_features & (1ull << VIRTIO_F_VERSION_1)))
+		if ((d->guest_features & ~offered_features(d)) || !(d->guest_features & (1ull << VIRTIO_F_VERSION_1)))
 			nv &= (uint8_t)~VIRTIO_CONFIG_S_FEATURES_OK;
 	}
 	bool start = (nv & VIRTIO_CONFIG_S_DRIVER_OK) && !(old & VIRTIO_CONFIG_S_DRIVER_OK);
@@ -447,41 +372,6 @@ static void device_cfg_access(struct virtio_pci *vp, uint64_t off, uint8_t *data
 	pthread_mutex_unlock(&d->lock);
 }
 
-/* Table entries are read and written as aligned dwords or qwords, as the PCI spec requires. */
-static void msix_table_access(struct virtio_pci *vp, uint64_t off, uint8_t *data, unsigned len, bool is_write)
-{
-	if (!is_write)
-		memset(data, 0, len);
-	if ((len != 4 && len != 8) || off % len || off >= (uint64_t)vp->nvec * 16)
-		return;
-	pthread_mutex_lock(&vp->lock);
-	for (unsigned k = 0; k < len / 4; k++) {
-		unsigned w = (unsigned)(off / 4) + k, v = w / 4, field = w % 4;
-		if (!is_write) {
-			st_le32(data + 4 * k, vp->msix_table[w]);
-			continue;
-		}
-		uint32_t val = ld_le32(data + 4 * k);
-		if (field == 3)
-			val &= MSIX_ENTRY_MASKED; /* reserved control bits read zero */
-		vp->msix_table[w] = val;
-		msix_sync(vp, v); /* reroutes an unmasked entry, fires a pending one on unmask */
-	}
-	pthread_mutex_unlock(&vp->lock);
-}
-
-static void msix_pba_read(struct virtio_pci *vp, uint64_t off, uint8_t *data, unsigned len)
-{
-	memset(data, 0, len);
-	uint64_t words = (vp->nvec + 63) / 64;
-	if ((len != 4 && len != 8) || off % len || off >= words * 8)
-		return;
-	pthread_mutex_lock(&vp->lock);
-	uint64_t w = vp->msix_pba[off / 8];
-	pthread_mutex_unlock(&vp->lock);
-	st_le(data, w >> (8 * (off % 8)), len);
-}
-
 static void vp_bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct virtio_pci *vp = opaque;
@@ -498,15 +388,13 @@ static void vp_bar_access(void *opaque, uint64_t off, uint8_t *data, uint32_t le
 		else
 			memset(data, 0, len);
 	} else if (off < vp->pba_off) {
-		msix_table_access(vp, off - VP_MSIX_TABLE_OFF, data, len, is_write);
-	} else if (!is_write) {
-		msix_pba_read(vp, off - vp->pba_off, data, len);
+		msix_table_access(&vp->msix, off - VP_MSIX_TABLE_OFF, data, len, is_write);
+	} else {
+		msix_pba_access(&vp->msix, off - vp->pba_off, data, len, is_write);
 	}
 }
 
 /* ---- PCI config space hooks ---- */
-
-#define CAP_MSIX 0x40 /* pci_dev_add_cap places the first capability here */
 
 static unsigned cfg_cap_off(struct virtio_pci *vp)
 {
@@ -556,13 +444,10 @@ static void vp_cfg_write(struct pci_dev *dev, unsigned off, unsigned len)
 		memcpy(buf, dev->cfg + data, l);
 		pci_dev_bar_access(dev, 0, o, buf, l, true);
 	}
-	if (touches(off, len, PCI_COMMAND, 2) || touches(off, len, CAP_MSIX + PCI_MSIX_FLAGS, 2)) {
-		uint16_t ctrl = (uint16_t)ld_le(dev->cfg + CAP_MSIX + PCI_MSIX_FLAGS, 2);
+	if (touches(off, len, PCI_COMMAND, 2) || touches(off, len, vp->msix.cap + PCI_MSIX_FLAGS, 2)) {
 		pthread_mutex_lock(&vp->lock);
 		vp->intx_disabled = dev->cfg[PCI_COMMAND + 1] & (PCI_COMMAND_INTX_DISABLE >> 8);
-		vp->msix_enabled = ctrl & PCI_MSIX_FLAGS_ENABLE;
-		vp->msix_fmask = ctrl & PCI_MSIX_FLAGS_MASKALL;
-		msix_sync_all(vp);
+		msix_cfg_update(&vp->msix, dev);
 		intx_update(vp, false);
 		pthread_mutex_unlock(&vp->lock);
 	}
@@ -604,15 +489,7 @@ static int build_config_space(struct virtio_pci *vp)
 	vp->pci.ops = &vp_pci_ops;
 	vp->pci.opaque = vp;
 
-	uint8_t msix[MSIX_CAP_LEN] = { PCI_CAP_ID_MSIX }, msix_w[MSIX_CAP_LEN] = { 0 };
-	st_le16(msix + PCI_MSIX_FLAGS, (uint16_t)(vp->nvec - 1));
-	st_le16(msix_w + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
-	st_le32(msix + PCI_MSIX_TABLE, VP_MSIX_TABLE_OFF);
-	st_le32(msix + PCI_MSIX_PBA, vp->pba_off);
-	if (pci_dev_add_cap(&vp->pci, msix, sizeof(msix), msix_w) != CAP_MSIX)
-		return -ENOSPC;
-
-	int r = 0;
+	int r = msix_add_cap(&vp->msix, &vp->pci, 0, VP_MSIX_TABLE_OFF, vp->pba_off);
 	r = r < 0 ? r : add_virtio_cap(vp, VIRTIO_PCI_CAP_COMMON_CFG, VP_COMMON_OFF, VP_COMMON_LEN, 16, 0, NULL);
 	r = r < 0 ? r : add_virtio_cap(vp, VIRTIO_PCI_CAP_ISR_CFG, VP_ISR_OFF, 1, 16, 0, NULL);
 	if (d->config_len)
@@ -635,24 +512,17 @@ static int build_config_space(struct virtio_pci *vp)
 #define VP_STATE_VERSION 1
 enum { R_VERSION, R_DFSELECT, R_GFSELECT, R_QSELECT, R_NVEC, R_NQUEUES, R_NCELLS };
 
-static unsigned pba_words(const struct virtio_pci *vp)
-{
-	return (vp->nvec + 63) / 64;
-}
-
 int virtio_pci_save(struct virtio_pci *vp, void *fdt)
 {
 	struct virtio_dev *d = vp->vdev;
-	unsigned tlen = vp->nvec * 16, plen = pba_words(vp) * 8;
 	uint8_t cfg[PCI_CFG_SIZE];
-	uint8_t *msix = malloc(tlen + plen);
 	fdt32_t *cells = malloc((R_NCELLS + vp->nqueues) * sizeof(fdt32_t));
-	int r = -ENOMEM;
-	if (!msix || !cells)
-		goto out;
-	r = -EINVAL;
-	if (!vp->pci.bus)
-		goto out;
+	if (!cells)
+		return -ENOMEM;
+	if (!vp->pci.bus) {
+		free(cells);
+		return -EINVAL;
+	}
 	pthread_mutex_lock(&vp->pci.bus->lock);
 	memcpy(cfg, vp->pci.cfg, sizeof(cfg));
 	pthread_mutex_unlock(&vp->pci.bus->lock);
@@ -662,31 +532,19 @@ int virtio_pci_save(struct virtio_pci *vp, void *fdt)
 	cells[R_DFSELECT] = cpu_to_fdt32(vp->dfselect);
 	cells[R_GFSELECT] = cpu_to_fdt32(vp->gfselect);
 	cells[R_QSELECT] = cpu_to_fdt32(vp->qselect);
-	cells[R_NVEC] = cpu_to_fdt32(vp->nvec);
+	cells[R_NVEC] = cpu_to_fdt32(vp->msix.nvec);
 	cells[R_NQUEUES] = cpu_to_fdt32(vp->nqueues);
 	for (unsigned i = 0; i < vp->nqueues; i++)
 		cells[R_NCELLS + i] = cpu_to_fdt32(d->vqs[i].notify_off);
-	pthread_mutex_lock(&vp->lock);
-	for (unsigned w = 0; w < vp->nvec * 4; w++)
-		st_le32(msix + 4 * w, vp->msix_table[w]);
-	for (unsigned w = 0; w < pba_words(vp); w++)
-		st_le(msix + tlen + 8 * w, vp->msix_pba[w], 8);
-	pthread_mutex_unlock(&vp->lock);
-	int e = virtio_dev_save(d, fdt);
+	int r = virtio_dev_save(d, fdt);
 	pthread_mutex_unlock(&d->lock);
 
-	e = e ?: fdt_property(fdt, "pci-config", cfg, sizeof(cfg));
-	e = e ?: fdt_property(fdt, "pci-msix-table", msix, tlen);
-	e = e ?: fdt_property(fdt, "pci-msix-pba", msix + tlen, plen);
-	e = e ?: fdt_property(fdt, "virtio-pci-regs", cells, R_NCELLS * sizeof(fdt32_t));
-	e = e ?: fdt_property(fdt, "virtio-pci-notify-off", cells + R_NCELLS, vp->nqueues * sizeof(fdt32_t));
-	if (e)
-		goto out;
-	r = d->ops->save ? d->ops->save(d, fdt) : 0;
-out:
+	r = r ?: fdt_property(fdt, "pci-config", cfg, sizeof(cfg));
+	r = r ?: fdt_property(fdt, "virtio-pci-regs", cells, R_NCELLS * sizeof(fdt32_t));
+	r = r ?: fdt_property(fdt, "virtio-pci-notify-off", cells + R_NCELLS, (int)(vp->nqueues * sizeof(fdt32_t)));
 	free(cells);
-	free(msix);
-	return r;
+	r = r ? -EINVAL : msix_save(&vp->msix, fdt);
+	return r ?: d->ops->save ? d->ops->save(d, fdt) : 0;
 }
 
 static const void *prop_exact(const void *fdt, int node, const char *name, int len)
@@ -705,17 +563,14 @@ static int restore_fail(struct virtio_pci *vp, const char *why)
 int virtio_pci_restore(struct virtio_pci *vp, const void *fdt, int node)
 {
 	struct virtio_dev *d = vp->vdev;
-	unsigned tlen = vp->nvec * 16, plen = pba_words(vp) * 8;
 	const uint8_t *cfg = prop_exact(fdt, node, "pci-config", PCI_CFG_SIZE);
-	const uint8_t *tbl = prop_exact(fdt, node, "pci-msix-table", (int)tlen);
-	const uint8_t *pba = prop_exact(fdt, node, "pci-msix-pba", (int)plen);
 	const fdt32_t *regs = prop_exact(fdt, node, "virtio-pci-regs", R_NCELLS * sizeof(fdt32_t));
 	const fdt32_t *noff = prop_exact(fdt, node, "virtio-pci-notify-off", (int)(vp->nqueues * sizeof(fdt32_t)));
 	if (!vp->pci.bus)
 		return -EINVAL;
-	if (!cfg || !tbl || !pba || !regs || !noff)
+	if (!cfg || !regs || !noff || msix_check_saved(&vp->msix, fdt, node))
 		return restore_fail(vp, "missing or malformed transport property");
-	if (fdt32_to_cpu(regs[R_VERSION]) != VP_STATE_VERSION || fdt32_to_cpu(regs[R_NVEC]) != vp->nvec ||
+	if (fdt32_to_cpu(regs[R_VERSION]) != VP_STATE_VERSION || fdt32_to_cpu(regs[R_NVEC]) != vp->msix.nvec ||
 	    fdt32_to_cpu(regs[R_NQUEUES]) != vp->nqueues || fdt32_to_cpu(regs[R_QSELECT]) > 0xffff)
 		return restore_fail(vp, "version, vector or queue count differs");
 	/* Our notify layout is fixed: queue i at slot i. Anything else came from another transport. */
@@ -745,6 +600,7 @@ int virtio_pci_restore(struct virtio_pci *vp, const void *fdt, int node)
 		pci_dev_cfg_restore(&vp->pci, old);
 		return r;
 	}
+	/* The device half last: it may look at the restored common state (status, queues). */
 	if (d->ops->restore) {
 		r = d->ops->restore(d, fdt, node);
 		if (r)
@@ -752,20 +608,10 @@ int virtio_pci_restore(struct virtio_pci *vp, const void *fdt, int node)
 	}
 
 	pthread_mutex_lock(&vp->pci.bus->lock);
-	uint16_t ctrl = (uint16_t)ld_le(vp->pci.cfg + CAP_MSIX + PCI_MSIX_FLAGS, 2);
-	bool intx_disabled = vp->pci.cfg[PCI_COMMAND + 1] & (PCI_COMMAND_INTX_DISABLE >> 8);
 	pthread_mutex_lock(&vp->lock);
-	for (unsigned w = 0; w < vp->nvec * 4; w++)
-		vp->msix_table[w] = ld_le32(tbl + 4 * w) & (w % 4 == 3 ? MSIX_ENTRY_MASKED : ~0u);
-	for (unsigned w = 0; w < pba_words(vp); w++) {
-		uint64_t valid = vp->nvec - 64 * w >= 64 ? ~0ull : (1ull << (vp->nvec - 64 * w)) - 1;
-		vp->msix_pba[w] = ld_le(pba + 8 * w, 8) & valid;
-	}
-	vp->msix_enabled = ctrl & PCI_MSIX_FLAGS_ENABLE;
-	vp->msix_fmask = ctrl & PCI_MSIX_FLAGS_MASKALL;
-	vp->intx_disabled = intx_disabled;
-	msix_sync_all(vp);
-	intx_update(vp, true); /* a fresh VM's line is low: set it whatever we believed */
+	vp->intx_disabled = vp->pci.cfg[PCI_COMMAND + 1] & (PCI_COMMAND_INTX_DISABLE >> 8);
+	msix_restore(&vp->msix, &vp->pci, fdt, node); /* routes and irqfds for the restored messages */
+	intx_update(vp, true); /* a fresh VM's line is low: drive it whatever we believed */
 	pthread_mutex_unlock(&vp->lock);
 	pthread_mutex_unlock(&vp->pci.bus->lock);
 	return 0;
@@ -841,21 +687,16 @@ struct virtio_pci *virtio_pci_add(struct pci_bus *bus, struct virtio_dev *d, voi
 	vp->vm = bus->vm;
 	vp->vdev = d;
 	vp->nqueues = d->nqueues;
-	vp->nvec = d->nqueues + 1; /* one per queue plus config changes */
-	vp->pba_off = VP_MSIX_TABLE_OFF + ALIGN_UP(vp->nvec * 16u, 0x1000u);
-	vp->bar_size = pow2_ceil(vp->pba_off + ALIGN_UP((vp->nvec + 63) / 64 * 8u, 0x1000u));
+	unsigned nvec = d->nqueues + 1; /* one per queue plus config changes */
+	vp->pba_off = VP_MSIX_TABLE_OFF + ALIGN_UP(msix_table_bytes(nvec), 0x1000u);
+	vp->bar_size = pow2_ceil(vp->pba_off + ALIGN_UP(msix_pba_bytes(nvec), 0x1000u));
 	pthread_mutex_init(&vp->lock, NULL);
 	pthread_mutex_init(&vp->qlock, NULL);
-	vp->msix_table = calloc(vp->nvec * 4, sizeof(uint32_t));
-	vp->msix_pba = calloc((vp->nvec + 63) / 64, sizeof(uint64_t));
-	vp->vec = calloc(vp->nvec, sizeof(*vp->vec));
+	int r = msix_init(&vp->msix, vp->vm, nvec);
 	vp->qs = calloc(vp->nqueues, sizeof(*vp->qs));
-	int r = -ENOMEM;
-	if (!vp->msix_table || !vp->msix_pba || !vp->vec || !vp->qs)
+	if (r || !vp->qs) {
+		r = r ?: -ENOMEM;
 		goto fail;
-	for (unsigned v = 0; v < vp->nvec; v++) {
-		vp->msix_table[4 * v + 3] = MSIX_ENTRY_MASKED; /* power-on state */
-		vp->vec[v].gsi = vp->vec[v].efd = -1;
 	}
 	for (unsigned i = 0; i < vp->nqueues; i++)
 		vp->qs[i] = (struct vp_queue){ .vp = vp, .index = i, .efd = -1 };
@@ -873,9 +714,9 @@ struct virtio_pci *virtio_pci_add(struct pci_bus *bus, struct virtio_dev *d, voi
 			goto fail;
 		}
 	}
-	snprintf(vp->name, sizeof(vp->name), "virtio-pci@0"); /* slot filled in below */
+	snprintf(vp->name, sizeof(vp->name), "virtio-pci"); /* the slot is known once on the bus */
 	r = build_config_space(vp);
-	if (r)
+	if (r < 0)
 		goto fail;
 	d->transport = vp;
 	d->notify_queue = vp_notify_queue;
@@ -889,8 +730,9 @@ struct virtio_pci *virtio_pci_add(struct pci_bus *bus, struct virtio_dev *d, voi
 	}
 	snprintf(vp->name, sizeof(vp->name), "virtio-pci@%x", vp->pci.slot);
 	vp->dev_destroy = dev_destroy;
-	vp->vmdev = (struct vm_device){ .name = d->name ? d->name : vp->name, .opaque = vp, .quiesce = vp_quiesce, .resume = vp_resume,
-					.save = vm_save, .restore = vm_restore, .destroy = vm_destroy_cb };
+	vp->vmdev = (struct vm_device){ .name = d->name ? d->name : vp->name, .opaque = vp, .quiesce = vp_quiesce,
+					.resume = vp_resume, .save = vm_save, .restore = vm_restore,
+					.destroy = vm_destroy_cb };
 	return vp;
 fail:
 	virtio_pci_destroy(vp);
@@ -913,16 +755,8 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 		ioloop_del(&vp->vm->io, vp->qs[i].efd);
 		close(vp->qs[i].efd);
 	}
-	for (unsigned v = 0; vp->vec && v < vp->nvec; v++) {
-		if (vp->vec[v].efd < 0)
-			continue;
-		vm_irqfd(vp->vm, vp->vec[v].efd, (unsigned)vp->vec[v].gsi, false);
-		close(vp->vec[v].efd);
-	}
+	msix_destroy(&vp->msix);
 	free(vp->qs);
-	free(vp->vec);
-	free(vp->msix_pba);
-	free(vp->msix_table);
 	pthread_mutex_destroy(&vp->qlock);
 	pthread_mutex_destroy(&vp->lock);
 	void (*dev_destroy)(struct virtio_dev *) = vp->dev_destroy;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "../vmm/vm.h"
+#include "msix.h"
 #include "pci.h"
 #include "virtio.h"
 
@@ -45,19 +46,11 @@ struct vp_queue {
 	bool pending;          /* kicked while quiesced; replayed on resume */
 };
 
-struct vp_vector {
-	int gsi;               /* MSI route, -1 until first needed */
-	int efd;               /* irqfd on gsi, -1 if KVM refused one (then KVM_SIGNAL_MSI) */
-	uint64_t routed_addr;  /* message currently in the route */
-	uint32_t routed_data;
-	bool route_stale;      /* the route could not be updated: deliver with KVM_SIGNAL_MSI */
-};
-
 struct virtio_pci {
 	struct pci_dev pci;
 	struct vm *vm;
 	struct virtio_dev *vdev;
-	unsigned nqueues, nvec;
+	unsigned nqueues;
 	uint32_t bar_size, pba_off;
 	char name[32];         /* "virtio-pci@<slot>": MMIO region name, vm_device name if d has none */
 	void (*dev_destroy)(struct virtio_dev *d);
@@ -66,14 +59,12 @@ struct virtio_pci {
 	uint32_t dfselect, gfselect;
 	uint16_t qselect;
 
-	/* Interrupt state, under lock. Lock order: pci bus lock -> vdev->lock -> lock -> vm->irq_lock. */
+	/* INTx state, under lock. Lock order: pci bus lock -> vdev->lock -> lock -> msix.lock -> vm->irq_lock. */
 	pthread_mutex_t lock;
-	uint32_t *msix_table;  /* nvec x { addr_lo, addr_hi, data, ctrl } */
-	uint64_t *msix_pba;
-	struct vp_vector *vec;
-	bool msix_enabled, msix_fmask, intx_disabled, intx_level;
+	bool intx_disabled, intx_level;
 	virtio_pci_irq_observer_fn irq_observer;
 	void *irq_observer_opaque;
+	struct msix msix;
 
 	/* Kick delivery: qlock serialises queue_notify calls with quiesce. */
 	pthread_mutex_t qlock;

@@ -56,7 +56,13 @@ void cli_run_usage(FILE *f)
 		"                         virtio-net NIC on TAP device NAME (repeatable); the MAC is\n"
 		"                         derived from the NIC's position and TAP name when not given\n"
 		"  --control PATH         Unix control socket: ftvmm ctl PATH status|pause|resume|\n"
-		"                         snapshot FILE|stop\n"
+		"                         snapshot FILE|stop|protect HOST:PORT\n"
+		"\n"
+		"fault tolerance (see also: ftvmm backup --help):\n"
+		"  --backup HOST:PORT     protect the guest by continuous checkpointing to a backup VMM\n"
+		"  --epoch MS             checkpoint interval, 5..1000 ms (default 50)\n"
+		"  --ft-timeout MS        heartbeat silence that counts as the backup's death (default 2000)\n"
+		"  --stats FILE           one JSON line of telemetry per committed epoch\n"
 		"  -h, --help             show this text\n");
 }
 
@@ -160,7 +166,9 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 		{ "cmdline", required_argument, NULL, 'c' }, { "mem", required_argument, NULL, 'm' },
 		{ "cpus", required_argument, NULL, 'p' },   { "disk", required_argument, NULL, 'd' },
 		{ "net", required_argument, NULL, 'n' },    { "help", no_argument, NULL, 'h' },
-		{ "control", required_argument, NULL, 'C' }, { NULL, 0, NULL, 0 },
+		{ "control", required_argument, NULL, 'C' }, { "backup", required_argument, NULL, 'B' },
+		{ "epoch", required_argument, NULL, 'E' },   { "stats", required_argument, NULL, 'S' },
+		{ "ft-timeout", required_argument, NULL, 'T' }, { NULL, 0, NULL, 0 },
 	};
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->mem = DEFAULT_MEM;
@@ -169,13 +177,32 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 	opterr = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, ":k:i:c:m:p:d:n:h", opts, NULL)) != -1) {
-		if (restore && strchr("kicmp", c)) {
+		if (restore && strchr("kicmpBEST", c)) {
 			snprintf(err, errlen, "option '%s' is not accepted by restore: the snapshot fixes the VM's shape",
 				 argv[optind - 1]);
 			return -EINVAL;
 		}
 		switch (c) {
 		case 'C': cfg->control = optarg; break;
+		case 'B': cfg->backup = optarg; break;
+		case 'S': cfg->stats = optarg; break;
+		case 'E':
+		case 'T': {
+			char *end;
+			errno = 0;
+			unsigned long v = strtoul(optarg, &end, 10);
+			unsigned long lo = c == 'E' ? 5 : 100, hi = c == 'E' ? 1000 : 600000;
+			if (errno || *end || end == optarg || optarg[0] == '-' || v < lo || v > hi) {
+				snprintf(err, errlen, "%s '%s': want milliseconds between %lu and %lu", argv[optind - 1],
+					 optarg, lo, hi);
+				return -EINVAL;
+			}
+			if (c == 'E')
+				cfg->epoch_ms = (unsigned)v;
+			else
+				cfg->ft_timeout_ms = (unsigned)v;
+			break;
+		}
 		case 'k': cfg->kernel = optarg; break;
 		case 'i': cfg->initrd = optarg; break;
 		case 'c': cfg->cmdline = optarg; break;

@@ -32,6 +32,10 @@ struct run_config {
 	struct cli_nic nics[CLI_MAX_NICS];
 	unsigned nnics;
 	const char *control;  /* --control PATH */
+	const char *backup;   /* --backup HOST:PORT: run protected by an FT backup */
+	unsigned epoch_ms;    /* --epoch MS */
+	unsigned ft_timeout_ms; /* --ft-timeout MS: heartbeat silence that counts as a failure */
+	const char *stats;    /* --stats FILE: one JSON line per epoch */
 	const char *snapshot; /* restore: the snapshot file */
 	bool help;
 };

@@ -1,6 +1,7 @@
 /* main.c - ftvmm's entry point: dispatches the subcommands. */
 #include "cli.h"
 #include "control.h"
+#include "../ft/backup.h"
 #include "../ft/inspect.h"
 #include "run.h"
 #include "util.h"
@@ -31,6 +32,8 @@ int main(int argc, char **argv)
 		return cmd_restore(argc - 1, argv + 1);
 	if (!strcmp(cmd, "ctl"))
 		return cmd_ctl(argc - 1, argv + 1);
+	if (!strcmp(cmd, "backup"))
+		return cmd_backup(argc - 1, argv + 1);
 	if (!strcmp(cmd, "inspect"))
 		return cmd_inspect(argc - 1, argv + 1);
 	warnx("unknown command '%s' (see ftvmm --help)", cmd);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* COM2-4 exist as silent UARTs (no I/O) so Linux's probing finds ordinary hardware and moves on. */
@@ -40,6 +41,8 @@ static int add_disks(struct vm *vm, const struct run_config *cfg, struct platfor
 		}
 		p->disks[i] = d;
 		p->disk_tr[i] = vp;
+		struct stat st;
+		p->disk_sizes[i] = stat(cfg->disks[i].path, &st) == 0 ? (uint64_t)st.st_size : 0;
 		p->ndisks++;
 		vm_add_device(vm, virtio_pci_vm_device(vp));
 	}
@@ -78,6 +81,8 @@ static int add_nics(struct vm *vm, const struct run_config *cfg, struct platform
 		}
 		p->nics[i] = d;
 		p->nic_tr[i] = vp;
+		p->tap_fds[i] = fd;
+		memcpy(p->macs[i], mac, 6);
 		p->nnics++;
 		vm_add_device(vm, virtio_pci_vm_device(vp));
 	}

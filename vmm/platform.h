@@ -24,7 +24,9 @@ struct platform {
 	unsigned ndisks;
 	struct virtio_dev *nics[CLI_MAX_NICS];
 	struct virtio_pci *nic_tr[CLI_MAX_NICS];
-	int tap_fds[CLI_MAX_NICS];
+	int tap_fds[CLI_MAX_NICS];          /* owned by the NIC; kept for FT's released output */
+	uint8_t macs[CLI_MAX_NICS][6];      /* effective MACs (given or derived) */
+	uint64_t disk_sizes[CLI_MAX_DISKS];
 	unsigned nnics;
 	struct mp_pci_irq pci_irqs[32];
 	unsigned npci_irqs;

@@ -5,6 +5,8 @@
 #include "control.h"
 #include "../ft/snapshot.h"
 #include "../ft/vmstate.h"
+#include "../ft/primary.h"
+#include "../devices/virtio_net.h"
 #include "cpuid.h"
 #include "mptable.h"
 #include "platform.h"
@@ -112,21 +114,69 @@ static int exit_code_for(enum vm_exit_reason r)
 	}
 }
 
+static struct ft_primary ft;
+static bool ft_started;
+static struct platform plat;
+static const struct run_config *cur_cfg;
+
+/* `ctl protect HOST:PORT`: pair a running, unprotected VM with a (new) backup. */
+static int control_protect(void *ctx, int argc, char **argv, char *reply, size_t len)
+{
+	struct vm *vm = ctx;
+	if (strcmp(argv[0], "protect"))
+		return -ENOSYS;
+	if (argc != 2) {
+		snprintf(reply, len, "error: usage: protect HOST:PORT");
+		return 0;
+	}
+	if (ft_started && ft_primary_active(&ft)) {
+		snprintf(reply, len, "error: already protected by %s", ft.peer);
+		return 0;
+	}
+	if (ft_started)
+		ft_primary_stop(&ft, false);
+	ft_started = false;
+	char err[512] = "";
+	unsigned epoch = cur_cfg->epoch_ms ? cur_cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
+	unsigned tmo = cur_cfg->ft_timeout_ms ? cur_cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
+	if (ft_primary_start(&ft, vm, &plat, cur_cfg, argv[1], epoch, tmo, cur_cfg->stats, err, sizeof(err))) {
+		ft_primary_stop(&ft, false);
+		snprintf(reply, len, "error: %s", err);
+		return 0;
+	}
+	ft_started = true;
+	snprintf(reply, len, "ok protecting with %s (initial sync running)", argv[1]);
+	return 0;
+}
+
+static void status_ext(void *ctx, char *buf, size_t len)
+{
+	(void)ctx;
+	if (ft_started)
+		ft_primary_status(&ft, buf, len);
+	else
+		snprintf(buf, len, "protected=no");
+}
+
 /* Everything after the inputs are validated: build, (boot | restore), run, tear down. */
-static int run_vm(const struct run_config *cfg, const uint8_t *kernel, size_t kernel_len, const uint8_t *initrd,
-		  size_t initrd_len, const char *cmdline, struct snapshot *snap)
+int run_vm(const struct run_config *cfg, const struct run_source *src)
 {
 	static struct vm vm;
-	static struct platform plat;
 	static struct control ctl;
 	char err[512] = "";
 	int rc = 1;
-	if (vm_create(&vm, ALIGN_UP(cfg->mem, 2ull << 20), cfg->cpus, err, sizeof(err))) {
+	bool restoring = src->snap || src->state;
+	const void *state = src->snap ? src->snap->fdt : src->state;
+	cur_cfg = cfg;
+	int cr = src->mem ? vm_create_with_mem(&vm, src->mem, cfg->cpus, err, sizeof(err))
+			  : vm_create(&vm, ALIGN_UP(cfg->mem, 2ull << 20), cfg->cpus, err, sizeof(err));
+	if (cr) {
 		warnx("%s", err);
 		goto out;
 	}
 	struct boot_entry entry;
-	if (!snap && boot_load_linux(&vm.mem, kernel, kernel_len, initrd, initrd_len, cmdline, &entry, err, sizeof(err))) {
+	if (!restoring && boot_load_linux(&vm.mem, src->kernel, src->kernel_len, src->initrd, src->initrd_len,
+					  src->cmdline, &entry, err, sizeof(err))) {
 		warnx("%s", err);
 		goto out;
 	}
@@ -134,13 +184,18 @@ static int run_vm(const struct run_config *cfg, const uint8_t *kernel, size_t ke
 		warnx("%s", err);
 		goto out;
 	}
-	if (snap) {
-		if (snapshot_load_memory(snap, &vm.mem, err, sizeof(err)) ||
-		    vmstate_restore_devices(&vm, snap->fdt, err, sizeof(err)) ||
-		    vmstate_restore_cpus(&vm, snap->fdt, err, sizeof(err))) {
+	if (restoring) {
+		if ((src->snap && snapshot_load_memory(src->snap, &vm.mem, err, sizeof(err))) ||
+		    vmstate_restore_devices(&vm, state, err, sizeof(err)) ||
+		    vmstate_restore_cpus(&vm, state, err, sizeof(err))) {
 			warnx("restore: %s", err);
 			goto out;
 		}
+		/* restored devices come back quiesced: let them run (and pick up work the guest queued
+		 * before the checkpoint) before the vCPUs do */
+		for (struct vm_device *d = vm.devices; d; d = d->next)
+			if (d->resume)
+				d->resume(d->opaque);
 	} else {
 		if (write_mptable(&vm, plat.pci_irqs, plat.npci_irqs)) {
 			warnx("cannot build the MP table");
@@ -151,9 +206,15 @@ static int run_vm(const struct run_config *cfg, const uint8_t *kernel, size_t ke
 			goto out;
 		}
 	}
-	if (cfg->control && control_start(&ctl, &vm, cfg, cfg->control, err, sizeof(err))) {
-		warnx("%s", err);
-		goto out;
+	if (cfg->control) {
+		if (control_start(&ctl, &vm, cfg, cfg->control, err, sizeof(err))) {
+			warnx("%s", err);
+			goto out;
+		}
+		ctl.role = src->role ? src->role : cfg->backup ? "primary" : "standalone";
+		ctl.status_ext = status_ext;
+		ctl.ext = control_protect;
+		ctl.ext_ctx = &vm;
 	}
 
 	signal_vm = &vm;
@@ -172,7 +233,32 @@ static int run_vm(const struct run_config *cfg, const uint8_t *kernel, size_t ke
 		warnx("cannot start the VM: %s", strerror(-r));
 		vm_request_exit(&vm, VM_EXIT_ERROR);
 	}
+	if (src->announce) {
+		/* the guest's MACs now live behind this host's TAPs: tell the switches (RARP, as QEMU does) */
+		for (int round = 0; round < 3; round++) {
+			for (unsigned i = 0; i < plat.nnics; i++)
+				virtio_net_announce(plat.nics[i]);
+			usleep(50000u << round);
+		}
+	}
+	if (!r && cfg->backup) {
+		unsigned epoch = cfg->epoch_ms ? cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
+		unsigned tmo = cfg->ft_timeout_ms ? cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
+		if (ft_primary_start(&ft, &vm, &plat, cfg, cfg->backup, epoch, tmo, cfg->stats, err, sizeof(err))) {
+			warnx("%s", err);
+			ft_primary_stop(&ft, false);
+			vm_request_exit(&vm, VM_EXIT_ERROR);
+		} else {
+			ft_started = true;
+		}
+	}
 	enum vm_exit_reason why = vm_run_until_exit(&vm);
+	if (ft_started) {
+		bool guest_ended = why == VM_EXIT_REBOOT || why == VM_EXIT_POWEROFF || why == VM_EXIT_PANIC ||
+				   why == VM_EXIT_SHUTDOWN;
+		ft_primary_stop(&ft, guest_ended);
+		ft_started = false;
+	}
 	restore_terminal();
 	switch (why) {
 	case VM_EXIT_SIGNAL:
@@ -238,7 +324,9 @@ int cmd_run(int argc, char **argv)
 		return 1;
 	}
 	char *cmdline = build_cmdline(cfg.cmdline);
-	int rc = cmdline ? run_vm(&cfg, kernel, kernel_len, initrd, initrd_len, cmdline, NULL) : 1;
+	struct run_source src = { .kernel = kernel, .kernel_len = kernel_len, .initrd = initrd, .initrd_len = initrd_len,
+				  .cmdline = cmdline };
+	int rc = cmdline ? run_vm(&cfg, &src) : 1;
 	free(cmdline);
 	free(kernel);
 	free(initrd);
@@ -311,7 +399,8 @@ int cmd_restore(int argc, char **argv)
 		}
 	}
 	cfg.control = given.control;
-	rc = run_vm(&cfg, NULL, 0, NULL, 0, NULL, &snap);
+	struct run_source src = { .snap = &snap, .announce = cfg.nnics > 0 };
+	rc = run_vm(&cfg, &src);
 out:
 	snapshot_close(&snap);
 	return rc;

@@ -2,6 +2,30 @@
 #ifndef FTVMM_RUN_H
 #define FTVMM_RUN_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct run_config;
+struct snapshot;
+struct guest_mem;
+
+/* Where a VM's contents come from: a kernel to boot, or saved state (a snapshot file, or the FT
+ * backup's last committed epoch with its memory used in place). */
+struct run_source {
+	const uint8_t *kernel, *initrd;
+	size_t kernel_len, initrd_len;
+	const char *cmdline;
+	struct snapshot *snap;      /* restore from a snapshot file */
+	const void *state;          /* restore from this state fdt... */
+	struct guest_mem *mem;      /* ...with this memory (adopted) */
+	bool announce;              /* after a failover: tell the network where the guest's MACs are now */
+	const char *role;           /* for `ctl status` */
+};
+
+/* Build the VM, boot or restore it, serve --control and --backup, wait for its end; returns the
+ * process exit code. */
+int run_vm(const struct run_config *cfg, const struct run_source *src);
 int cmd_run(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 

@@ -56,13 +56,72 @@ static int open_kvm(struct vm *vm, char *err, size_t errlen)
 static int set_memslot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host)
 {
 	struct kvm_userspace_memory_region r = {
-		.slot = slot, .flags = 0, .guest_phys_addr = gpa, .memory_size = size,
+		.slot = slot, .flags = vm->dirty_logging ? KVM_MEM_LOG_DIRTY_PAGES : 0, .guest_phys_addr = gpa, .memory_size = size,
 		.userspace_addr = (uint64_t)(uintptr_t)host,
 	};
 	return ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -errno : 0;
 }
 
+static int set_memslots(struct vm *vm)
+{
+	int r = set_memslot(vm, 0, 0, vm->mem.low_size, vm->mem.host);
+	if (!r && vm->mem.size > vm->mem.low_size)
+		r = set_memslot(vm, 1, HIGH_RAM_START, vm->mem.size - vm->mem.low_size, vm->mem.host + vm->mem.low_size);
+	return r;
+}
+
+int vm_dirty_log_enable(struct vm *vm, bool on)
+{
+	vm->dirty_logging = on;
+	int r = set_memslots(vm);
+	if (r)
+		vm->dirty_logging = !on;
+	return r;
+}
+
+static int harvest_slot(struct vm *vm, uint32_t slot, uint64_t first_page, uint64_t npages, unsigned long *out)
+{
+	size_t words = gmem_bitmap_words(npages);
+	unsigned long *bm = calloc(words + 1, sizeof(long));
+	if (!bm)
+		return -ENOMEM;
+	struct kvm_dirty_log log = { .slot = slot, .dirty_bitmap = bm };
+	if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+		int e = -errno;
+		free(bm);
+		return e;
+	}
+	/* first_page is a multiple of 64 (the hole starts at 3 GiB), so slot words line up with ours */
+	size_t base = (size_t)(first_page / (8 * sizeof(long)));
+	for (size_t i = 0; i < words; i++)
+		out[base + i] |= bm[i];
+	free(bm);
+	return 0;
+}
+
+int vm_dirty_log_harvest(struct vm *vm, unsigned long *out)
+{
+	int r = harvest_slot(vm, 0, 0, vm->mem.low_size >> PAGE_SHIFT, out);
+	if (!r && vm->mem.size > vm->mem.low_size)
+		r = harvest_slot(vm, 1, vm->mem.low_size >> PAGE_SHIFT, (vm->mem.size - vm->mem.low_size) >> PAGE_SHIFT, out);
+	return r;
+}
+
+static int vm_create_common(struct vm *vm, uint64_t mem_size, struct guest_mem *adopt, unsigned ncpus, char *err,
+			    size_t errlen);
+
 int vm_create(struct vm *vm, uint64_t mem_size, unsigned ncpus, char *err, size_t errlen)
+{
+	return vm_create_common(vm, mem_size, NULL, ncpus, err, errlen);
+}
+
+int vm_create_with_mem(struct vm *vm, struct guest_mem *mem, unsigned ncpus, char *err, size_t errlen)
+{
+	return vm_create_common(vm, mem->size, mem, ncpus, err, errlen);
+}
+
+static int vm_create_common(struct vm *vm, uint64_t mem_size, struct guest_mem *adopt, unsigned ncpus, char *err,
+			    size_t errlen)
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = vm->exit_efd = -1;
@@ -119,15 +178,19 @@ int vm_create(struct vm *vm, uint64_t mem_size, unsigned ncpus, char *err, size_
 		return r;
 	}
 
-	r = gmem_init(&vm->mem, mem_size);
+	if (adopt) {
+		vm->mem = *adopt;
+		memset(adopt, 0, sizeof(*adopt));
+		r = 0;
+	} else {
+		r = gmem_init(&vm->mem, mem_size);
+	}
 	if (r) {
 		snprintf(err, errlen, "cannot map %llu MiB of guest memory: %s", (unsigned long long)(mem_size >> 20),
 			 strerror(-r));
 		return r;
 	}
-	r = set_memslot(vm, 0, 0, vm->mem.low_size, vm->mem.host);
-	if (!r && vm->mem.size > vm->mem.low_size)
-		r = set_memslot(vm, 1, HIGH_RAM_START, vm->mem.size - vm->mem.low_size, vm->mem.host + vm->mem.low_size);
+	r = set_memslots(vm);
 	if (r) {
 		snprintf(err, errlen, "KVM_SET_USER_MEMORY_REGION failed: %s", strerror(-r));
 		return r;

@@ -80,6 +80,7 @@ struct vm {
 	bool pause_requested;
 	unsigned paused_vcpus;
 	bool paused; /* vCPUs parked and devices quiesced */
+	bool dirty_logging;
 	unsigned max_vcpus;
 };
 
@@ -88,6 +89,14 @@ struct vm {
 /* Open KVM (path from $FTVMM_KVM_DEVICE, default /dev/kvm), create the VM, its irqchip and PIT, map
  * mem_size bytes of RAM and create ncpus vCPUs. Returns 0, or -errno with one line in err. */
 int vm_create(struct vm *vm, uint64_t mem_size, unsigned ncpus, char *err, size_t errlen);
+/* Like vm_create, but adopt an existing guest memory (the FT backup's committed image, used in place
+ * without a copy). *mem is moved into the VM. */
+int vm_create_with_mem(struct vm *vm, struct guest_mem *mem, unsigned ncpus, char *err, size_t errlen);
+/* Turn KVM's dirty page logging on or off for all of guest RAM. */
+int vm_dirty_log_enable(struct vm *vm, bool on);
+/* OR the pages the guest wrote since the last call into `out` (one bit per RAM page, npages bits)
+ * and clear KVM's log. VMM writes are in the separate guest_mem bitmap. 0 or -errno. */
+int vm_dirty_log_harvest(struct vm *vm, unsigned long *out);
 /* Start the I/O loop and every vCPU thread. */
 int vm_start(struct vm *vm);
 /* Wait until the VM ends (guest reboot, triple fault, error, signal), stop every thread. */

@@ -482,9 +482,12 @@ static void test_caps_and_slots(void)
 	CHECK_EQ(pci_bus_add_dev(&bus, &extra.pci), -ENOSPC);
 	CHECK_EQ(extra.pci.slot, 0);
 	fake_init(&extra, 0x1000, 0);
+	extra.pci.cfg[PCI_INTERRUPT_PIN] = 0; /* no INTx: left out of the MP table */
 	CHECK_EQ(pci_bus_add_dev(&bus, &extra.pci), 0);
 	CHECK_EQ(extra.pci.slot, 6);
 	CHECK_EQ(pci_dev_irq_gsi(&extra.pci), 21);
+	CHECK_EQ(pci_bus_irq_list(&bus, irqs, 40), 30);
+	CHECK_EQ(irqs[5].slot, 7);
 
 	pci_bus_destroy(&bus);
 	CHECK_EQ(vm.mmio.count, 0);

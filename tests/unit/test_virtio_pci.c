@@ -585,9 +585,9 @@ static void test_msix(void)
 	cfg_wr(&e, c.msix + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE | 0x7ff, 2); /* table size is read-only */
 	CHECK_EQ(cfg_rd(&e, c.msix + PCI_MSIX_FLAGS, 2), PCI_MSIX_FLAGS_ENABLE | (NVEC - 1));
 	/* Enabling routed the unmasked vector 0 (no KVM: the table is bookkeeping). */
-	CHECK_EQ(e.vp->vec[0].gsi, 24);
+	CHECK_EQ(e.vp->msix.vec[0].gsi, 24);
 	CHECK_EQ(msi_route_data(&e.vm, 24), 0xfee0000000000041ull);
-	CHECK_EQ(e.vp->vec[1].gsi, -1); /* masked: not yet */
+	CHECK_EQ(e.vp->msix.vec[1].gsi, -1); /* masked: not yet */
 
 	d->notify_queue(d, &d->vqs[0]);
 	CHECK_EQ(e.obs.msi, 1);
@@ -610,7 +610,7 @@ static void test_msix(void)
 	CHECK_EQ(e.obs.last.vector, 1);
 	CHECK_EQ(e.obs.last.data, 0x52);
 	CHECK_EQ(bar_rd(&e, 0x5000, 8), 0);
-	CHECK_EQ(e.vp->vec[1].gsi, 25);
+	CHECK_EQ(e.vp->msix.vec[1].gsi, 25);
 	CHECK_EQ(msi_route_data(&e.vm, 25), 0xfee0100000000052ull);
 	/* Rewriting an unmasked entry re-routes it. */
 	bar_wr(&e, 0x4000 + 8, 0x43, 4);
@@ -764,8 +764,8 @@ static void test_save_restore(void)
 	CHECK_EQ(b.f.d.vqs[0].last_avail, 5);
 	CHECK_EQ(b.f.d.vqs[0].used_idx, 4);
 	/* The unmasked vector was routed in the new VM with the restored message. */
-	CHECK(b.vp->vec[0].gsi >= GSI_FIRST_MSI);
-	CHECK_EQ(msi_route_data(&b.vm, (unsigned)b.vp->vec[0].gsi), 0xfee0000000000061ull);
+	CHECK(b.vp->msix.vec[0].gsi >= GSI_FIRST_MSI);
+	CHECK_EQ(msi_route_data(&b.vm, (unsigned)b.vp->msix.vec[0].gsi), 0xfee0000000000061ull);
 	CHECK_EQ(b.obs.msi, 0); /* nothing fired by the restore itself */
 	same_reads(&a, &b);
 	/* Behaviour carries over too: unmasking vector 2 fires the restored pending bit. */

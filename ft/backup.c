@@ -1,0 +1,499 @@
+/* backup.c - the backup VMM: handshake, initial sync, staged all-or-nothing epoch commits, acks, failover. */
+#include "backup.h"
+#include "../vmm/cli.h"
+#include "../vmm/run.h"
+#include "../vmm/util.h"
+#include "../vmm/vm.h"
+#include "primary.h"
+#include "proto.h"
+#include "vmstate.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libfdt.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct backup {
+	const char *listen;
+	struct run_config cfg; /* disks, nics, control: what the guest gets here on takeover */
+	unsigned timeout_ms;
+	int disk_fds[CLI_MAX_DISKS];
+	uint64_t disk_sizes[CLI_MAX_DISKS];
+	int data_fd, hb_fd;
+	struct guest_mem mem;
+	void *state; /* last committed epoch's state fdt */
+	uint64_t committed;
+	bool have_baseline;
+	/* heartbeat watchdog */
+	pthread_t hb_thread;
+	pthread_mutex_t lock;
+	bool done;
+	char why[160];
+};
+
+static void backup_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ftvmm backup --listen HOST:PORT [--disk PATH]... [--net tap=NAME]... [--control PATH]\n"
+		"                    [--ft-timeout MS]\n"
+		"\n"
+		"Wait for a primary (`ftvmm run ... --backup HOST:PORT`), mirror its guest epoch by epoch, and\n"
+		"when the primary dies resume the guest from the last committed epoch: this process then runs\n"
+		"it as an ordinary VM (console on stdout, control socket, exit code on guest reboot).\n"
+		"\n"
+		"  --listen HOST:PORT  where the primary connects\n"
+		"  --disk PATH         this host's copy of each primary disk, in order; same size. It is made\n"
+		"                      identical to the primary's during the initial sync (overwritten)\n"
+		"  --net tap=NAME      TAP for each NIC, attached only at takeover (the guest keeps its MAC)\n"
+		"  --control PATH      control socket (status before and after takeover)\n"
+		"  --ft-timeout MS     heartbeat silence that counts as the primary's death (default 2000)\n");
+}
+
+static int parse(int argc, char **argv, struct backup *b, char *err, size_t errlen)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' }, { "disk", required_argument, NULL, 'd' },
+		{ "net", required_argument, NULL, 'n' },    { "control", required_argument, NULL, 'C' },
+		{ "ft-timeout", required_argument, NULL, 'T' }, { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	optind = 0;
+	opterr = 0;
+	int c;
+	/* reuse run's parser for --disk/--net syntax by building a tiny argv for it */
+	char *sub[2 + 2 * (CLI_MAX_DISKS + CLI_MAX_NICS)];
+	int nsub = 0;
+	sub[nsub++] = "backup";
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l': b->listen = optarg; break;
+		case 'C': b->cfg.control = optarg; break;
+		case 'T': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || v < 100 || v > 600000) {
+				snprintf(err, errlen, "--ft-timeout '%s': want milliseconds between 100 and 600000", optarg);
+				return -EINVAL;
+			}
+			b->timeout_ms = (unsigned)v;
+			break;
+		}
+		case 'd':
+		case 'n':
+			if (nsub + 2 >= (int)ARRAY_SIZE(sub)) {
+				snprintf(err, errlen, "too many --disk/--net");
+				return -EINVAL;
+			}
+			sub[nsub++] = c == 'd' ? "--disk" : "--net";
+			sub[nsub++] = optarg;
+			break;
+		case 'h': backup_usage(stdout); exit(0);
+		case ':': snprintf(err, errlen, "option '%s' needs a value (see ftvmm backup --help)", argv[optind - 1]); return -EINVAL;
+		default: snprintf(err, errlen, "unknown option '%s' (see ftvmm backup --help)", argv[optind - 1]); return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%s' (see ftvmm backup --help)", argv[optind]);
+		return -EINVAL;
+	}
+	if (!b->listen) {
+		snprintf(err, errlen, "missing --listen HOST:PORT (see ftvmm backup --help)");
+		return -EINVAL;
+	}
+	sub[nsub++] = "--kernel";
+	sub[nsub++] = "unused";
+	const char *control = b->cfg.control;
+	if (cli_parse_run(nsub, sub, &b->cfg, err, errlen))
+		return -EINVAL;
+	b->cfg.control = control;
+	b->cfg.kernel = NULL;
+	return 0;
+}
+
+/* Compare the primary's shape with what this backup was given; one line on mismatch. */
+static int check_shape(struct backup *b, const void *fdt, size_t len, char *why, size_t wl)
+{
+	uint64_t mem;
+	uint32_t ncpus, ndisks, nnics;
+	if (fdt_check_header(fdt) || fdt_totalsize(fdt) > len || fdt_get_u64(fdt, 0, "mem-size", &mem) ||
+	    fdt_get_u32(fdt, 0, "ncpus", &ncpus) || fdt_get_u32(fdt, 0, "ndisks", &ndisks) ||
+	    fdt_get_u32(fdt, 0, "nnics", &nnics) || ndisks > CLI_MAX_DISKS || nnics > CLI_MAX_NICS ||
+	    mem == 0 || mem % PAGE_SIZE || mem > VM_MAX_MEM || ncpus == 0) {
+		snprintf(why, wl, "malformed VM shape in the handshake");
+		return -EINVAL;
+	}
+	if (ndisks != b->cfg.ndisks) {
+		snprintf(why, wl, "primary has %u disks, backup was given %u --disk", ndisks, b->cfg.ndisks);
+		return -EINVAL;
+	}
+	if (nnics != b->cfg.nnics) {
+		snprintf(why, wl, "primary has %u NICs, backup was given %u --net", nnics, b->cfg.nnics);
+		return -EINVAL;
+	}
+	uint64_t sizes[CLI_MAX_DISKS];
+	if (ndisks && fdt_get_blob(fdt, 0, "disk-sizes", sizes, ndisks * sizeof(uint64_t))) {
+		snprintf(why, wl, "malformed disk sizes in the handshake");
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < ndisks; i++)
+		if (sizes[i] != b->disk_sizes[i]) {
+			snprintf(why, wl, "disk %u: primary's is %llu bytes, backup's %s is %llu", i,
+				 (unsigned long long)sizes[i], b->cfg.disks[i].path, (unsigned long long)b->disk_sizes[i]);
+			return -EINVAL;
+		}
+	uint8_t macs[CLI_MAX_NICS][6];
+	if (nnics && fdt_get_blob(fdt, 0, "macs", macs, nnics * 6)) {
+		snprintf(why, wl, "malformed MACs in the handshake");
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < nnics; i++) { /* the guest keeps its MAC across the takeover */
+		memcpy(b->cfg.nics[i].mac, macs[i], 6);
+		b->cfg.nics[i].has_mac = true;
+	}
+	b->cfg.mem = mem;
+	b->cfg.cpus = ncpus;
+	return 0;
+}
+
+static bool finished(struct backup *b)
+{
+	pthread_mutex_lock(&b->lock);
+	bool d = b->done;
+	pthread_mutex_unlock(&b->lock);
+	return d;
+}
+
+static void set_done(struct backup *b, const char *why)
+{
+	pthread_mutex_lock(&b->lock);
+	if (!b->done) {
+		b->done = true;
+		snprintf(b->why, sizeof(b->why), "%s", why);
+	}
+	pthread_mutex_unlock(&b->lock);
+	shutdown(b->data_fd, SHUT_RDWR); /* breaks the receive loop */
+	shutdown(b->hb_fd, SHUT_RDWR);
+}
+
+static void *hb_thread(void *arg)
+{
+	struct backup *b = arg;
+	uint64_t last_rx = now_ns(), next_tx = 0;
+	while (!finished(b)) {
+		uint64_t now = now_ns();
+		if (now >= next_tx) {
+			if (ft_send_buf(b->hb_fd, FT_HEARTBEAT, now, NULL, 0)) {
+				set_done(b, "heartbeat link broke");
+				break;
+			}
+			next_tx = now + FT_HEARTBEAT_MS * 1000000ull;
+		}
+		struct pollfd pf = { .fd = b->hb_fd, .events = POLLIN };
+		if (poll(&pf, 1, FT_HEARTBEAT_MS / 2) > 0) {
+			struct ft_frame f;
+			void *pl;
+			if (ft_recv(b->hb_fd, &f, &pl)) {
+				set_done(b, "heartbeat link closed by the primary");
+				break;
+			}
+			free(pl);
+			last_rx = now_ns();
+		}
+		if (now_ns() - last_rx > b->timeout_ms * 1000000ull) {
+			set_done(b, "no heartbeat from the primary");
+			break;
+		}
+	}
+	return NULL;
+}
+
+static int pwrite_all(int fd, const void *p, size_t len, uint64_t off)
+{
+	const uint8_t *c = p;
+	while (len) {
+		ssize_t n = pwrite(fd, c, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		c += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int apply_disk_rec(struct backup *b, const struct ft_disk_rec *rec, const uint8_t *data)
+{
+	if (rec->disk >= b->cfg.ndisks || rec->off > b->disk_sizes[rec->disk] ||
+	    rec->len > b->disk_sizes[rec->disk] - rec->off)
+		return -ERANGE;
+	int fd = b->disk_fds[rec->disk];
+	if (rec->kind == FT_DISK_WRITE)
+		return pwrite_all(fd, data, rec->len, rec->off);
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)rec->off, (off_t)rec->len) == 0)
+		return 0;
+	static const uint8_t zeros[65536];
+	for (uint64_t o = 0; o < rec->len; o += sizeof(zeros)) {
+		int r = pwrite_all(fd, zeros, (size_t)MIN(sizeof(zeros), rec->len - o), rec->off + o);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static int apply_pages(struct backup *b, uint64_t n, const uint64_t *pfns, const uint8_t *pages)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (pfns[i] >= b->mem.npages)
+			return -ERANGE;
+	for (uint64_t i = 0; i < n; i++)
+		memcpy(b->mem.host + (pfns[i] << PAGE_SHIFT), pages + i * PAGE_SIZE, PAGE_SIZE);
+	return 0;
+}
+
+/* The frame was fully received and its checksum verified; its sizes are checked here before a
+ * single byte is applied, so a bad epoch leaves the last commit untouched. */
+static int commit_epoch(struct backup *b, uint64_t seq, void *payload, size_t len)
+{
+	struct ft_epoch_hdr h;
+	if (ft_epoch_check(payload, len, &h) || h.epoch != seq)
+		return -EBADMSG;
+	if (!b->have_baseline ? !(h.flags & FT_EPOCH_BASELINE) : h.epoch != b->committed + 1)
+		return -EBADMSG;
+	const uint64_t *pfns = (const uint64_t *)((uint8_t *)payload + sizeof(h));
+	const uint8_t *pages = (const uint8_t *)(pfns + h.npages);
+	const uint8_t *state = pages + h.npages * PAGE_SIZE;
+	const uint8_t *disk = state + h.state_len;
+	for (uint64_t i = 0; i < h.npages; i++)
+		if (pfns[i] >= b->mem.npages)
+			return -EBADMSG;
+	if (fdt_check_header(state) || fdt_totalsize(state) > h.state_len)
+		return -EBADMSG;
+	void *nstate = malloc(h.state_len);
+	if (!nstate)
+		return -ENOMEM;
+	memcpy(nstate, state, h.state_len);
+	/* commit: memory, disks, then the state that describes them */
+	apply_pages(b, h.npages, pfns, pages);
+	for (uint64_t off = 0; off < h.disk_len;) {
+		struct ft_disk_rec rec;
+		memcpy(&rec, disk + off, sizeof(rec));
+		off += sizeof(rec);
+		int r = apply_disk_rec(b, &rec, disk + off);
+		if (r) {
+			warnx("backup: cannot apply a disk write of epoch %llu: %s", (unsigned long long)h.epoch, strerror(-r));
+			free(nstate);
+			return r;
+		}
+		if (rec.kind == FT_DISK_WRITE)
+			off += rec.len;
+	}
+	if (h.disk_len)
+		for (unsigned i = 0; i < b->cfg.ndisks; i++)
+			fdatasync(b->disk_fds[i]);
+	free(b->state);
+	b->state = nstate;
+	b->committed = h.epoch;
+	if (!b->have_baseline)
+		warnx("backup: baseline committed (epoch %llu): the guest is protected", (unsigned long long)h.epoch);
+	b->have_baseline = true;
+	return 0;
+}
+
+/* Returns 0 when the primary's guest ended normally (BYE), 1 when the primary is gone. */
+static int receive_loop(struct backup *b)
+{
+	for (;;) {
+		struct ft_frame f;
+		void *p;
+		int r = ft_recv(b->data_fd, &f, &p);
+		if (r == -EBADMSG) {
+			/* a corrupted epoch is never applied; the link itself is now untrustworthy */
+			warnx("backup: corrupted frame rejected (checksum); last commit %llu kept",
+			      (unsigned long long)b->committed);
+			set_done(b, "corrupted stream");
+			return 1;
+		}
+		if (r) {
+			set_done(b, r == -ECONNRESET ? "connection closed by the primary" : strerror(-r));
+			return 1;
+		}
+		switch (f.type) {
+		case FT_MEM: {
+			uint64_t n;
+			if (b->have_baseline || f.len < 8 || (memcpy(&n, p, 8), f.len != 8 + n * (8 + PAGE_SIZE)) ||
+			    apply_pages(b, n, (uint64_t *)((uint8_t *)p + 8), (uint8_t *)p + 8 + n * 8)) {
+				free(p);
+				set_done(b, "malformed initial-sync memory frame");
+				return 1;
+			}
+			break;
+		}
+		case FT_DISK: {
+			struct ft_disk_rec rec;
+			if (b->have_baseline || f.len < sizeof(rec) || (memcpy(&rec, p, sizeof(rec)), 0) ||
+			    f.len != sizeof(rec) + (rec.kind == FT_DISK_WRITE ? rec.len : 0) ||
+			    apply_disk_rec(b, &rec, (uint8_t *)p + sizeof(rec))) {
+				free(p);
+				set_done(b, "malformed initial-sync disk frame");
+				return 1;
+			}
+			break;
+		}
+		case FT_EPOCH:
+			r = commit_epoch(b, f.seq, p, f.len);
+			if (r) {
+				warnx("backup: epoch %llu rejected (%s); last commit %llu kept", (unsigned long long)f.seq,
+				      strerror(-r), (unsigned long long)b->committed);
+				free(p);
+				set_done(b, "bad epoch");
+				return 1;
+			}
+			if (ft_send_buf(b->data_fd, FT_ACK, f.seq, NULL, 0)) {
+				free(p);
+				set_done(b, "cannot ack");
+				return 1;
+			}
+			break;
+		case FT_BYE:
+			free(p);
+			set_done(b, "primary's guest ended");
+			return 0;
+		default:
+			free(p);
+			set_done(b, "unexpected frame");
+			return 1;
+		}
+		free(p);
+	}
+}
+
+static int accept_primary(struct backup *b, int lfd)
+{
+	char err[512];
+	b->data_fd = b->hb_fd = -1;
+	uint64_t session = 0;
+	void *shape = NULL;
+	size_t shape_len = 0;
+	while (b->data_fd < 0 || b->hb_fd < 0) {
+		int fd = ft_accept_tuned(lfd);
+		if (fd < 0)
+			return -errno;
+		struct ft_frame f;
+		void *p;
+		int r = ft_recv(fd, &f, &p);
+		if (r) {
+			warnx("backup: a peer connected but %s", r == -EPROTO ? "does not speak the ftvmm protocol"
+				: r == -EPROTONOSUPPORT ? "speaks another ftvmm protocol version" : "sent no handshake");
+			if (r == -EPROTONOSUPPORT) {
+				const char *m = "protocol version mismatch";
+				ft_send_buf(fd, FT_HELLO_ERR, 0, m, strlen(m));
+			}
+			close(fd);
+			continue;
+		}
+		if (f.type == FT_HELLO && b->data_fd < 0) {
+			b->data_fd = fd;
+			session = f.seq;
+			shape = p;
+			shape_len = f.len;
+		} else if (f.type == FT_HB_HELLO && b->hb_fd < 0 && (b->data_fd < 0 || f.seq == session)) {
+			b->hb_fd = fd;
+			free(p);
+		} else {
+			free(p);
+			close(fd);
+		}
+	}
+	char why[256];
+	if (check_shape(b, shape, shape_len, why, sizeof(why))) {
+		ft_send_buf(b->data_fd, FT_HELLO_ERR, 0, why, strlen(why));
+		free(shape);
+		warnx("backup: refusing the primary: %s", why);
+		return -EINVAL;
+	}
+	free(shape);
+	int r = gmem_init(&b->mem, b->cfg.mem);
+	if (r) {
+		snprintf(err, sizeof(err), "cannot map %llu MiB of guest memory", (unsigned long long)(b->cfg.mem >> 20));
+		ft_send_buf(b->data_fd, FT_HELLO_ERR, 0, err, strlen(err));
+		warnx("backup: %s", err);
+		return r;
+	}
+	return ft_send_buf(b->data_fd, FT_HELLO_OK, 0, NULL, 0);
+}
+
+int cmd_backup(int argc, char **argv)
+{
+	static struct backup b;
+	char err[512] = "";
+	memset(&b, 0, sizeof(b));
+	b.timeout_ms = FT_DEFAULT_TIMEOUT_MS;
+	pthread_mutex_init(&b.lock, NULL);
+	if (parse(argc, argv, &b, err, sizeof(err))) {
+		warnx("%s", err);
+		return 2;
+	}
+	for (unsigned i = 0; i < b.cfg.ndisks; i++) {
+		const char *path = b.cfg.disks[i].path;
+		struct stat st;
+		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+			warnx("--disk %s: %s", path, errno == ENOENT ? "no such file" : "not a regular file");
+			return 1;
+		}
+		b.disk_fds[i] = open(path, O_RDWR | O_CLOEXEC);
+		if (b.disk_fds[i] < 0) {
+			warnx("--disk %s: cannot open for writing: %s", path, strerror(errno));
+			return 1;
+		}
+		b.disk_sizes[i] = (uint64_t)st.st_size;
+	}
+	int lfd = ft_listen(b.listen, err, sizeof(err));
+	if (lfd < 0) {
+		warnx("%s", err);
+		return 1;
+	}
+	warnx("backup: listening on %s", b.listen);
+	if (accept_primary(&b, lfd)) {
+		close(lfd);
+		return 1;
+	}
+	close(lfd);
+	warnx("backup: primary connected (%llu MiB, %u vCPUs, %u disks, %u NICs): initial sync",
+	      (unsigned long long)(b.cfg.mem >> 20), b.cfg.cpus, b.cfg.ndisks, b.cfg.nnics);
+	pthread_create(&b.hb_thread, NULL, hb_thread, &b);
+	int gone = receive_loop(&b);
+	set_done(&b, "receiver finished");
+	pthread_join(b.hb_thread, NULL);
+	close(b.data_fd);
+	close(b.hb_fd);
+	for (unsigned i = 0; i < b.cfg.ndisks; i++)
+		close(b.disk_fds[i]);
+	if (!gone) {
+		warnx("backup: the primary's guest shut down normally; nothing to take over");
+		gmem_free(&b.mem);
+		return 0;
+	}
+	if (!b.have_baseline) {
+		warnx("backup: primary lost during the initial sync (%s): no consistent state to resume", b.why);
+		gmem_free(&b.mem);
+		return 1;
+	}
+	uint64_t t0 = now_ns();
+	warnx("backup: primary lost (%s): taking over from epoch %llu", b.why, (unsigned long long)b.committed);
+	/* the committed memory becomes the VM's memory as it is: no copy */
+	struct run_source src = { .state = b.state, .mem = &b.mem, .announce = true, .role = "backup (took over)" };
+	(void)t0;
+	int rc = run_vm(&b.cfg, &src);
+	free(b.state);
+	return rc;
+}

@@ -1,0 +1,683 @@
+/* primary.c - the epoch engine: pause, harvest dirty pages, copy, capture state, resume, then stream while the guest runs. */
+#include "primary.h"
+#include "../devices/virtio_blk.h"
+#include "../devices/virtio_net.h"
+#include "../devices/tap.h"
+#include "../vmm/cli.h"
+#include "../vmm/platform.h"
+#include "../vmm/util.h"
+#include "../vmm/vm.h"
+#include "proto.h"
+#include "snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libfdt.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define MAX_INFLIGHT_EPOCHS 3 /* staged but unacked: beyond this, checkpoints wait (the guest does not) */
+#define PRECOPY_ROUNDS 5
+
+struct ft_staged {
+	struct ft_staged *next;
+	struct ft_epoch_hdr hdr;
+	uint64_t *pfns;
+	uint8_t *pages;
+	void *state;
+	uint8_t *disk;
+	uint64_t disk_writes;
+	/* telemetry */
+	uint64_t t_start_ns, stop_ns, harvest_ns, copy_ns, state_ns, pause_ns;
+	uint64_t sent_ns, bytes;
+	uint64_t pkts_held;
+};
+
+static void staged_free(struct ft_staged *s)
+{
+	if (!s)
+		return;
+	free(s->pfns);
+	free(s->pages);
+	free(s->state);
+	free(s->disk);
+	free(s);
+}
+
+/* First failure wins; everyone blocked on a socket is woken by the shutdown. */
+static void mark_lost(struct ft_primary *p, const char *fmt, const char *detail)
+{
+	pthread_mutex_lock(&p->lock);
+	if (!p->lost && !p->stop) {
+		p->lost = true;
+		snprintf(p->lost_reason, sizeof(p->lost_reason), fmt, detail);
+		pthread_cond_broadcast(&p->cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (p->data_fd >= 0)
+		shutdown(p->data_fd, SHUT_RDWR);
+	if (p->hb_fd >= 0)
+		shutdown(p->hb_fd, SHUT_RDWR);
+}
+
+static bool should_quit(struct ft_primary *p)
+{
+	pthread_mutex_lock(&p->lock);
+	bool q = p->stop || p->lost;
+	pthread_mutex_unlock(&p->lock);
+	return q;
+}
+
+static int build_shape(struct ft_primary *p, void **out, size_t *len)
+{
+	size_t size = 16384;
+	void *fdt = malloc(size);
+	if (!fdt)
+		return -ENOMEM;
+	int r = fdt_create(fdt, (int)size);
+	r |= fdt_finish_reservemap(fdt);
+	r |= fdt_begin_node(fdt, "");
+	r |= fdt_property_u64(fdt, "mem-size", p->vm->mem.size);
+	r |= fdt_property_u32(fdt, "ncpus", p->vm->ncpus);
+	r |= fdt_property_u32(fdt, "ndisks", p->plat->ndisks);
+	r |= fdt_property_u32(fdt, "nnics", p->plat->nnics);
+	r |= fdt_property(fdt, "disk-sizes", p->plat->disk_sizes, (int)(p->plat->ndisks * sizeof(uint64_t)));
+	r |= fdt_property(fdt, "macs", p->plat->macs, (int)(p->plat->nnics * 6));
+	r |= fdt_property_u32(fdt, "epoch-ms", p->epoch_ms);
+	r |= fdt_end_node(fdt);
+	r |= fdt_finish(fdt);
+	if (r) {
+		free(fdt);
+		return -EINVAL;
+	}
+	*out = fdt;
+	*len = fdt_totalsize(fdt);
+	return 0;
+}
+
+/* ---- initial sync ---------------------------------------------------------------------- */
+
+/* skip_zero: only for the first full pass; later a page that became zero must be sent too */
+static int send_pages(struct ft_primary *p, const unsigned long *bm, bool skip_zero, uint64_t *sent)
+{
+	struct guest_mem *m = &p->vm->mem;
+	enum { BATCH = 256 };
+	uint64_t pfns[BATCH];
+	/* The guest runs during the initial sync: copy each page before it is checksummed and sent, or
+	 * the checksum would cover bytes that changed on the way. Later writes are in the dirty log. */
+	uint8_t *buf = malloc(BATCH * PAGE_SIZE);
+	if (!buf)
+		return -ENOMEM;
+	uint64_t n = 0;
+	int r = 0;
+	*sent = 0;
+	for (uint64_t pg = 0; pg <= m->npages && !r; pg++) {
+		if (pg < m->npages && (bm[pg / 64] & (1ul << (pg % 64)))) {
+			uint8_t *hp = m->host + (pg << PAGE_SHIFT);
+			memcpy(buf + n * PAGE_SIZE, hp, PAGE_SIZE);
+			if (!skip_zero || !page_is_zero(buf + n * PAGE_SIZE))
+				pfns[n++] = pg;
+		}
+		if (n == BATCH || (pg == m->npages && n)) {
+			struct iovec iov[3] = { { &n, sizeof(n) }, { pfns, n * sizeof(uint64_t) }, { buf, n * PAGE_SIZE } };
+			r = ft_send(p->data_fd, FT_MEM, 0, iov, 3);
+			*sent += n;
+			n = 0;
+		}
+	}
+	free(buf);
+	return r;
+}
+
+static int send_disks(struct ft_primary *p)
+{
+	enum { CHUNK = 1 << 20 };
+	uint8_t *buf = malloc(CHUNK);
+	if (!buf)
+		return -ENOMEM;
+	int r = 0;
+	for (unsigned d = 0; d < p->plat->ndisks && !r; d++) {
+		int fd = open(p->cfg->disks[d].path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			r = -errno;
+			break;
+		}
+		for (uint64_t off = 0; off < p->plat->disk_sizes[d] && !r; off += CHUNK) {
+			ssize_t n = pread(fd, buf, CHUNK, (off_t)off);
+			if (n <= 0) {
+				r = n < 0 ? -errno : -EIO;
+				break;
+			}
+			bool zero = true;
+			for (ssize_t i = 0; i < n && zero; i += 8)
+				zero = *(uint64_t *)(buf + i) == 0;
+			struct ft_disk_rec rec = { .disk = d, .kind = zero ? FT_DISK_ZERO : FT_DISK_WRITE, .off = off,
+						   .len = (uint64_t)n };
+			struct iovec iov[2] = { { &rec, sizeof(rec) }, { buf, zero ? 0 : (size_t)n } };
+			r = ft_send(p->data_fd, FT_DISK, 0, iov, 2);
+		}
+		close(fd);
+	}
+	free(buf);
+	return r;
+}
+
+/* ---- one checkpoint -------------------------------------------------------------------- */
+
+static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool baseline, int *err)
+{
+	struct vm *vm = p->vm;
+	struct guest_mem *m = &vm->mem;
+	size_t words = gmem_bitmap_words(m->npages);
+	struct ft_staged *s = calloc(1, sizeof(*s));
+	if (!s) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	s->t_start_ns = now_ns();
+	int r = vm_pause(vm);
+	uint64_t t1 = now_ns();
+	if (r) {
+		free(s);
+		*err = r;
+		return NULL;
+	}
+	/* harvest: KVM's log of guest writes, OR the VMM's own writes (used rings, RX, disk reads) */
+	memset(p->dirty, 0, words * sizeof(long));
+	memset(p->devdirty, 0, words * sizeof(long));
+	r = vm_dirty_log_harvest(vm, p->dirty);
+	gmem_dirty_harvest(m, p->devdirty);
+	uint64_t guest = 0, dev = 0, n = 0;
+	for (size_t i = 0; i < words; i++) {
+		guest += (uint64_t)__builtin_popcountl(p->dirty[i]);
+		dev += (uint64_t)__builtin_popcountl(p->devdirty[i] & ~p->dirty[i]);
+		p->dirty[i] |= p->devdirty[i];
+		n += (uint64_t)__builtin_popcountl(p->dirty[i]);
+	}
+	uint64_t t2 = now_ns();
+	/* copy to staging so the guest may run on while the epoch streams */
+	s->pfns = malloc(n * sizeof(uint64_t) + 8);
+	s->pages = n ? malloc(n * PAGE_SIZE) : NULL;
+	if (!r && (!s->pfns || (n && !s->pages)))
+		r = -ENOMEM;
+	uint64_t k = 0;
+	for (size_t i = 0; i < words && !r; i++) {
+		unsigned long w = p->dirty[i];
+		while (w) {
+			unsigned b = (unsigned)__builtin_ctzl(w);
+			w &= w - 1;
+			uint64_t pg = i * 64 + b;
+			s->pfns[k] = pg;
+			memcpy(s->pages + k * PAGE_SIZE, m->host + (pg << PAGE_SHIFT), PAGE_SIZE);
+			k++;
+		}
+	}
+	uint64_t t3 = now_ns();
+	size_t state_len = 0;
+	if (!r)
+		r = snapshot_build_state(vm, p->cfg, &s->state, &state_len);
+	uint64_t t4 = now_ns();
+	size_t disk_len = 0;
+	int dr = disklog_take(&p->disklog, &s->disk, &disk_len, &s->disk_writes);
+	if (!r && dr)
+		r = dr;
+	for (unsigned i = 0; i < p->nouts; i++) {
+		s->pkts_held += outbuf_pending(&p->out[i]);
+		outbuf_seal(&p->out[i], epoch);
+	}
+	vm_resume(vm);
+	uint64_t t5 = now_ns();
+	if (r) {
+		staged_free(s);
+		*err = r;
+		return NULL;
+	}
+	s->hdr = (struct ft_epoch_hdr){ .epoch = epoch, .npages = n, .state_len = state_len, .disk_len = disk_len,
+					.flags = baseline ? FT_EPOCH_BASELINE : 0, .guest_dirty = guest,
+					.device_dirty = dev };
+	s->stop_ns = t1 - s->t_start_ns;
+	s->harvest_ns = t2 - t1;
+	s->copy_ns = t3 - t2;
+	s->state_ns = t4 - t3;
+	s->pause_ns = t5 - s->t_start_ns;
+	s->bytes = sizeof(s->hdr) + n * (8 + PAGE_SIZE) + state_len + disk_len;
+	return s;
+}
+
+static void enqueue(struct ft_primary *p, struct ft_staged *s)
+{
+	pthread_mutex_lock(&p->lock);
+	if (p->sendq_tail)
+		p->sendq_tail->next = s;
+	else
+		p->sendq = s;
+	p->sendq_tail = s;
+	p->sendq_len++;
+	p->epoch = s->hdr.epoch;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- threads --------------------------------------------------------------------------- */
+
+static void *sender_thread(void *arg)
+{
+	struct ft_primary *p = arg;
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		while (!p->sendq && !p->stop && !p->lost)
+			pthread_cond_wait(&p->cond, &p->lock);
+		struct ft_staged *s = p->sendq;
+		if (!s || p->lost) {
+			pthread_mutex_unlock(&p->lock);
+			break;
+		}
+		p->sendq = s->next;
+		if (!p->sendq)
+			p->sendq_tail = NULL;
+		pthread_mutex_unlock(&p->lock);
+		s->next = NULL;
+		struct iovec iov[5] = {
+			{ &s->hdr, sizeof(s->hdr) }, { s->pfns, s->hdr.npages * 8 }, { s->pages, s->hdr.npages * PAGE_SIZE },
+			{ s->state, s->hdr.state_len }, { s->disk, s->hdr.disk_len },
+		};
+		s->sent_ns = now_ns();
+		int r = ft_send(p->data_fd, FT_EPOCH, s->hdr.epoch, iov, 5);
+		/* the pages are on the wire (or lost): keep only the telemetry until the ack */
+		free(s->pages);
+		free(s->pfns);
+		free(s->state);
+		free(s->disk);
+		s->pages = NULL;
+		s->pfns = NULL;
+		s->state = NULL;
+		s->disk = NULL;
+		pthread_mutex_lock(&p->lock);
+		if (p->ackq_tail)
+			p->ackq_tail->next = s;
+		else
+			p->ackq = s;
+		p->ackq_tail = s;
+		pthread_mutex_unlock(&p->lock);
+		if (r) {
+			mark_lost(p, "sending an epoch failed: %s", strerror(-r));
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void write_stats(struct ft_primary *p, struct ft_staged *s, uint64_t ack_ns, uint64_t released)
+{
+	if (!p->stats)
+		return;
+	fprintf(p->stats,
+		"{\"epoch\":%llu,\"wall_ms\":%.3f,\"pause_us\":%.1f,\"stop_us\":%.1f,\"harvest_us\":%.1f,"
+		"\"copy_us\":%.1f,\"state_us\":%.1f,\"dirty_guest\":%llu,\"dirty_device\":%llu,\"pages\":%llu,"
+		"\"bytes\":%llu,\"ack_latency_us\":%.1f,\"pkts_held\":%llu,\"pkts_released\":%llu,\"disk_writes\":%llu,"
+		"\"baseline\":%s}\n",
+		(unsigned long long)s->hdr.epoch, (double)(s->t_start_ns - p->started_ns) / 1e6, (double)s->pause_ns / 1e3,
+		(double)s->stop_ns / 1e3, (double)s->harvest_ns / 1e3, (double)s->copy_ns / 1e3, (double)s->state_ns / 1e3,
+		(unsigned long long)s->hdr.guest_dirty, (unsigned long long)s->hdr.device_dirty,
+		(unsigned long long)s->hdr.npages, (unsigned long long)s->bytes, (double)(ack_ns - s->sent_ns) / 1e3,
+		(unsigned long long)s->pkts_held, (unsigned long long)released, (unsigned long long)s->disk_writes,
+		(s->hdr.flags & FT_EPOCH_BASELINE) ? "true" : "false");
+	fflush(p->stats);
+}
+
+static void *receiver_thread(void *arg)
+{
+	struct ft_primary *p = arg;
+	for (;;) {
+		struct ft_frame f;
+		void *payload;
+		int r = ft_recv(p->data_fd, &f, &payload);
+		if (r) {
+			if (!should_quit(p))
+				mark_lost(p, "connection to the backup broke: %s", strerror(-r));
+			break;
+		}
+		free(payload);
+		if (f.type != FT_ACK) {
+			mark_lost(p, "backup sent an unexpected %s", ft_type_name(f.type));
+			break;
+		}
+		uint64_t now = now_ns();
+		uint64_t released = 0;
+		for (unsigned i = 0; i < p->nouts; i++)
+			released += outbuf_release(&p->out[i], f.seq);
+		pthread_mutex_lock(&p->lock);
+		bool first = !p->protected_;
+		p->acked = f.seq;
+		p->protected_ = true;
+		p->last_commit_ns = now;
+		struct ft_staged *done = NULL;
+		while (p->ackq && p->ackq->hdr.epoch <= f.seq) {
+			struct ft_staged *s = p->ackq;
+			p->ackq = s->next;
+			if (!p->ackq)
+				p->ackq_tail = NULL;
+			s->next = done;
+			done = s;
+			if (p->sendq_len)
+				p->sendq_len--;
+		}
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+		for (struct ft_staged *s = done; s;) {
+			struct ft_staged *n = s->next;
+			write_stats(p, s, now, released);
+			released = 0;
+			staged_free(s);
+			s = n;
+		}
+		if (first)
+			warnx("ft: baseline committed on the backup: guest is PROTECTED (epoch %u ms)", p->epoch_ms);
+	}
+	return NULL;
+}
+
+static void *heartbeat_thread(void *arg)
+{
+	struct ft_primary *p = arg;
+	uint64_t last_rx = now_ns(), next_tx = 0;
+	while (!should_quit(p)) {
+		uint64_t now = now_ns();
+		if (now >= next_tx) {
+			if (ft_send_buf(p->hb_fd, FT_HEARTBEAT, now, NULL, 0)) {
+				mark_lost(p, "heartbeat link broke%s", "");
+				break;
+			}
+			next_tx = now + FT_HEARTBEAT_MS * 1000000ull;
+		}
+		struct pollfd pf = { .fd = p->hb_fd, .events = POLLIN };
+		int n = poll(&pf, 1, FT_HEARTBEAT_MS / 2);
+		if (n > 0) {
+			struct ft_frame f;
+			void *pl;
+			if (ft_recv(p->hb_fd, &f, &pl)) {
+				if (!should_quit(p))
+					mark_lost(p, "heartbeat link closed by the backup%s", "");
+				break;
+			}
+			free(pl);
+			last_rx = now_ns();
+		}
+		if (now_ns() - last_rx > p->timeout_ms * 1000000ull) {
+			mark_lost(p, "no heartbeat from the backup for %s", "the timeout");
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* Back to running unprotected: stop holding output (release it all: there is no backup whose
+ * state it must wait for), stop logging disk writes and dirty pages. Done with the VM paused so the
+ * switch is atomic with respect to the guest. */
+static void go_unprotected(struct ft_primary *p)
+{
+	if (vm_pause(p->vm) == 0) {
+		for (unsigned i = 0; i < p->plat->nnics; i++)
+			virtio_net_set_tx_sink(p->plat->nics[i], NULL);
+		for (unsigned i = 0; i < p->plat->ndisks; i++)
+			virtio_blk_set_write_hook(p->plat->disks[i], NULL, NULL);
+		for (unsigned i = 0; i < p->nouts; i++)
+			outbuf_release(&p->out[i], UINT64_MAX);
+		vm_dirty_log_enable(p->vm, false);
+		vm_resume(p->vm);
+	}
+}
+
+static void *engine_thread(void *arg)
+{
+	struct ft_primary *p = arg;
+	struct guest_mem *m = &p->vm->mem;
+	size_t words = gmem_bitmap_words(m->npages);
+	int r = 0;
+	uint64_t sent;
+
+	/* Initial sync. Order matters: start logging disk writes and dirty pages first, then copy, so
+	 * anything that changes during the copy is sent again afterwards. */
+	for (unsigned i = 0; i < p->plat->ndisks; i++) {
+		p->hooks[i] = (struct disklog_hook){ .log = &p->disklog, .disk = i };
+		virtio_blk_set_write_hook(p->plat->disks[i], disklog_hook_fn, &p->hooks[i]);
+	}
+	r = vm_dirty_log_enable(p->vm, true);
+	memset(p->dirty, 0, words * sizeof(long));
+	gmem_dirty_harvest(m, p->dirty); /* old VMM writes: covered by the full copy */
+	if (!r) {
+		warnx("ft: initial sync to %s: disks", p->peer);
+		r = send_disks(p);
+	}
+	if (!r) {
+		memset(p->dirty, 0xff, words * sizeof(long));
+		r = send_pages(p, p->dirty, true, &sent);
+		warnx("ft: initial sync: memory round 0, %llu non-zero pages", (unsigned long long)sent);
+	}
+	for (int round = 1; !r && round <= PRECOPY_ROUNDS && !should_quit(p); round++) {
+		memset(p->dirty, 0, words * sizeof(long));
+		r = vm_dirty_log_harvest(p->vm, p->dirty);
+		gmem_dirty_harvest(m, p->dirty);
+		if (!r)
+			r = send_pages(p, p->dirty, false, &sent);
+		warnx("ft: initial sync: memory round %d, %llu dirty pages", round, (unsigned long long)sent);
+		if (sent < 256)
+			break;
+	}
+	/* From the baseline on, guest output waits for the backup's ack. */
+	if (!r && !should_quit(p)) {
+		if (vm_pause(p->vm) == 0) {
+			p->nouts = p->plat->nnics;
+			for (unsigned i = 0; i < p->nouts; i++) {
+				outbuf_init(&p->out[i], p->plat->tap_fds[i], 0);
+				struct net_tx_sink sink = { .send = outbuf_sink_send, .ctx = &p->out[i] };
+				virtio_net_set_tx_sink(p->plat->nics[i], &sink);
+			}
+			vm_resume(p->vm);
+		}
+	}
+	uint64_t epoch = 0;
+	uint64_t next = now_ns();
+	while (!r && !should_quit(p)) {
+		pthread_mutex_lock(&p->lock);
+		while (!p->stop && !p->lost && p->sendq_len >= MAX_INFLIGHT_EPOCHS) /* backpressure */
+			pthread_cond_wait(&p->cond, &p->lock);
+		pthread_mutex_unlock(&p->lock);
+		if (should_quit(p))
+			break;
+		struct ft_staged *s = checkpoint(p, epoch, epoch == 0, &r);
+		if (!s)
+			break;
+		enqueue(p, s); /* sendq_len counts epochs not yet acked: the receiver lowers it */
+		epoch++;
+		next += p->epoch_ms * 1000000ull;
+		uint64_t now = now_ns();
+		if (next < now)
+			next = now; /* fell behind (slow link, big epoch): do not burst */
+		pthread_mutex_lock(&p->lock);
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t wait = next - now;
+		ts.tv_sec += (time_t)(wait / 1000000000ull);
+		ts.tv_nsec += (long)(wait % 1000000000ull);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (!p->stop && !p->lost && pthread_cond_timedwait(&p->cond, &p->lock, &ts) != ETIMEDOUT)
+			;
+		pthread_mutex_unlock(&p->lock);
+	}
+	if (r && !should_quit(p))
+		mark_lost(p, "replication failed: %s", strerror(-r));
+	pthread_mutex_lock(&p->lock);
+	bool lost = p->lost;
+	pthread_mutex_unlock(&p->lock);
+	if (lost) {
+		warnx("ft: backup lost (%s): guest continues UNPROTECTED", p->lost_reason);
+		go_unprotected(p);
+	}
+	return NULL;
+}
+
+int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct run_config *cfg,
+		     const char *peer, unsigned epoch_ms, unsigned timeout_ms, const char *stats_path, char *err,
+		     size_t errlen)
+{
+	memset(p, 0, sizeof(*p));
+	p->vm = vm;
+	p->plat = plat;
+	p->cfg = cfg;
+	p->epoch_ms = epoch_ms;
+	p->timeout_ms = timeout_ms;
+	p->data_fd = p->hb_fd = -1;
+	snprintf(p->peer, sizeof(p->peer), "%s", peer);
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	disklog_init(&p->disklog);
+	p->started_ns = now_ns();
+	if (stats_path) {
+		p->stats = fopen(stats_path, "w");
+		if (!p->stats) {
+			snprintf(err, errlen, "--stats %s: %s", stats_path, strerror(errno));
+			return -errno;
+		}
+	}
+	size_t words = gmem_bitmap_words(vm->mem.npages);
+	p->dirty = calloc(words + 1, sizeof(long));
+	p->devdirty = calloc(words + 1, sizeof(long));
+	if (!p->dirty || !p->devdirty)
+		return -ENOMEM;
+
+	p->data_fd = ft_connect(peer, err, errlen);
+	if (p->data_fd < 0)
+		return p->data_fd;
+	p->hb_fd = ft_connect(peer, err, errlen);
+	if (p->hb_fd < 0)
+		return p->hb_fd;
+	uint64_t session = now_ns() ^ ((uint64_t)getpid() << 32);
+	void *shape;
+	size_t shape_len;
+	int r = build_shape(p, &shape, &shape_len);
+	if (r)
+		return r;
+	r = ft_send_buf(p->data_fd, FT_HELLO, session, shape, shape_len);
+	free(shape);
+	if (!r)
+		r = ft_send_buf(p->hb_fd, FT_HB_HELLO, session, NULL, 0);
+	if (r) {
+		snprintf(err, errlen, "backup %s: handshake failed: %s", peer, strerror(-r));
+		return r;
+	}
+	struct ft_frame f;
+	void *reply;
+	r = ft_recv(p->data_fd, &f, &reply);
+	if (r == -EPROTO || r == -EPROTONOSUPPORT) {
+		snprintf(err, errlen, "backup %s speaks another protocol or version (%s)", peer,
+			 r == -EPROTO ? "not ftvmm" : "ftvmm protocol version differs");
+		return r;
+	}
+	if (r) {
+		snprintf(err, errlen, "backup %s: no handshake reply: %s", peer, strerror(-r));
+		return r;
+	}
+	if (f.type == FT_HELLO_ERR) {
+		snprintf(err, errlen, "backup %s refused: %.*s", peer, (int)MIN(f.len, 300u), (char *)reply);
+		free(reply);
+		return -EINVAL;
+	}
+	free(reply);
+	if (f.type != FT_HELLO_OK) {
+		snprintf(err, errlen, "backup %s: unexpected reply %s", peer, ft_type_name(f.type));
+		return -EPROTO;
+	}
+	if (pthread_create(&p->receiver, NULL, receiver_thread, p) || pthread_create(&p->sender, NULL, sender_thread, p) ||
+	    pthread_create(&p->heartbeat, NULL, heartbeat_thread, p) || pthread_create(&p->engine, NULL, engine_thread, p))
+		return -EAGAIN;
+	p->threads_started = true;
+	return 0;
+}
+
+void ft_primary_stop(struct ft_primary *p, bool guest_ended)
+{
+	if (!p->threads_started)
+		goto close_fds;
+	pthread_mutex_lock(&p->lock);
+	bool was_lost = p->lost;
+	p->stop = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	pthread_join(p->engine, NULL);
+	pthread_join(p->sender, NULL);
+	/* tell the backup the guest is gone so it does not take over; then close */
+	if (!was_lost && guest_ended && p->data_fd >= 0)
+		ft_send_buf(p->data_fd, FT_BYE, 0, NULL, 0);
+	if (p->data_fd >= 0)
+		shutdown(p->data_fd, SHUT_RDWR);
+	if (p->hb_fd >= 0)
+		shutdown(p->hb_fd, SHUT_RDWR);
+	pthread_join(p->receiver, NULL);
+	pthread_join(p->heartbeat, NULL);
+	p->threads_started = false;
+	for (unsigned i = 0; i < p->nouts; i++) {
+		outbuf_release(&p->out[i], UINT64_MAX);
+		outbuf_destroy(&p->out[i]);
+	}
+	p->nouts = 0;
+	staged_free(NULL);
+	while (p->sendq) {
+		struct ft_staged *s = p->sendq;
+		p->sendq = s->next;
+		staged_free(s);
+	}
+	while (p->ackq) {
+		struct ft_staged *s = p->ackq;
+		p->ackq = s->next;
+		staged_free(s);
+	}
+close_fds:
+	if (p->data_fd >= 0)
+		close(p->data_fd);
+	if (p->hb_fd >= 0)
+		close(p->hb_fd);
+	p->data_fd = p->hb_fd = -1;
+	if (p->stats)
+		fclose(p->stats);
+	p->stats = NULL;
+	free(p->dirty);
+	free(p->devdirty);
+	p->dirty = p->devdirty = NULL;
+	disklog_destroy(&p->disklog);
+}
+
+bool ft_primary_active(struct ft_primary *p)
+{
+	pthread_mutex_lock(&p->lock);
+	bool a = p->threads_started && !p->lost && !p->stop;
+	pthread_mutex_unlock(&p->lock);
+	return a;
+}
+
+void ft_primary_status(void *ctx, char *buf, size_t len)
+{
+	struct ft_primary *p = ctx;
+	if (!p->threads_started && !p->lost) {
+		snprintf(buf, len, "protected=no");
+		return;
+	}
+	pthread_mutex_lock(&p->lock);
+	double since = p->last_commit_ns ? (double)(now_ns() - p->last_commit_ns) / 1e6 : -1;
+	snprintf(buf, len, "protected=%s backup=%s epoch=%llu last_commit=%llu last_commit_ms_ago=%.0f link=%s%s%s",
+		 p->protected_ && !p->lost ? "yes" : "no", p->peer, (unsigned long long)p->epoch,
+		 (unsigned long long)p->acked, since, p->lost ? "down" : "up", p->lost ? " reason=" : "",
+		 p->lost ? p->lost_reason : "");
+	pthread_mutex_unlock(&p->lock);
+}

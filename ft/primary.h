@@ -1,0 +1,63 @@
+/* primary.h - the FT epoch engine on the primary: initial sync, checkpoints, streaming, acks, output commit. */
+#ifndef FTVMM_PRIMARY_H
+#define FTVMM_PRIMARY_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "disklog.h"
+#include "outbuf.h"
+
+struct vm;
+struct platform;
+struct run_config;
+struct ft_staged;
+
+#define FT_DEFAULT_EPOCH_MS 50
+#define FT_DEFAULT_TIMEOUT_MS 2000
+#define FT_HEARTBEAT_MS 100
+
+struct ft_primary {
+	struct vm *vm;
+	struct platform *plat;
+	const struct run_config *cfg;
+	char peer[256];
+	unsigned epoch_ms, timeout_ms;
+	FILE *stats;
+	int data_fd, hb_fd;
+	pthread_t engine, sender, receiver, heartbeat;
+	bool threads_started;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;          /* the guest ended or ftvmm is shutting down */
+	bool lost;          /* the backup is gone: run unprotected */
+	bool protected_;    /* baseline committed on the backup */
+	char lost_reason[160];
+	uint64_t epoch;     /* last checkpoint taken */
+	uint64_t acked;     /* last epoch the backup committed */
+	uint64_t started_ns, last_commit_ns;
+	struct ft_staged *sendq, *sendq_tail; unsigned sendq_len;
+	struct ft_staged *ackq, *ackq_tail;   /* sent, waiting for their ack */
+
+	unsigned long *dirty, *devdirty;      /* scratch bitmaps */
+	struct disklog disklog;
+	struct disklog_hook hooks[16];
+	struct outbuf out[8];
+	unsigned nouts;
+};
+
+/* Connect, shake hands and start the engine on its own thread; the guest keeps running during the
+ * initial sync. 0 or -errno with one line in err (unreachable peer, refused shape...). */
+int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct run_config *cfg,
+		     const char *peer, unsigned epoch_ms, unsigned timeout_ms, const char *stats_path, char *err,
+		     size_t errlen);
+/* The guest ended (guest_ended: tell the backup not to take over) or ftvmm is quitting. Joins all. */
+void ft_primary_stop(struct ft_primary *p, bool guest_ended);
+/* One-line status for `ftvmm ctl status`. */
+void ft_primary_status(void *ctx, char *buf, size_t len);
+bool ft_primary_active(struct ft_primary *p);
+
+#endif

@@ -1,0 +1,291 @@
+/* proto.c - frames on the replication stream: checked header, checksummed payload, TCP setup. */
+#include "proto.h"
+#include "../vmm/util.h"
+#include "snapshot.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+uint64_t ft_payload_hash(uint16_t type, uint64_t seq, const void *p, size_t len)
+{
+	struct snap_hash h;
+	snap_hash_init(&h, ((uint64_t)type << 56) ^ seq ^ 0x4654ull);
+	snap_hash_update(&h, p, ALIGN_DOWN(len, 32));
+	snap_hash_update(&h, (const uint8_t *)p + ALIGN_DOWN(len, 32), len % 32);
+	return snap_hash_final(&h);
+}
+
+static uint64_t iov_hash(uint16_t type, uint64_t seq, const struct iovec *iov, int n)
+{
+	/* hash as if contiguous: carry partial 32-byte blocks across iovec boundaries */
+	struct snap_hash h;
+	snap_hash_init(&h, ((uint64_t)type << 56) ^ seq ^ 0x4654ull);
+	uint8_t carry[32];
+	size_t have = 0;
+	for (int i = 0; i < n; i++) {
+		const uint8_t *p = iov[i].iov_base;
+		size_t len = iov[i].iov_len;
+		if (have) {
+			size_t take = MIN(32 - have, len);
+			memcpy(carry + have, p, take);
+			have += take;
+			p += take;
+			len -= take;
+			if (have < 32)
+				continue; /* this iovec is used up and the block is still partial */
+			snap_hash_update(&h, carry, 32);
+			have = 0;
+		}
+		size_t whole = ALIGN_DOWN(len, 32);
+		snap_hash_update(&h, p, whole);
+		memcpy(carry, p + whole, len - whole);
+		have = len - whole;
+	}
+	snap_hash_update(&h, carry, have);
+	return snap_hash_final(&h);
+}
+
+static int writev_all(int fd, struct iovec *iov, int n)
+{
+	while (n > 0) {
+		ssize_t w = writev(fd, iov, MIN(n, 1024));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		size_t left = (size_t)w;
+		while (n > 0 && left >= iov->iov_len) {
+			left -= iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + left;
+			iov->iov_len -= left;
+		}
+	}
+	return 0;
+}
+
+int ft_send(int fd, uint16_t type, uint64_t seq, const struct iovec *iov, int iovcnt)
+{
+	uint64_t len = 0;
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	struct ft_frame f = { .magic = FT_MAGIC, .version = FT_VERSION, .type = type, .len = len, .seq = seq,
+			      .checksum = iov_hash(type, seq, iov, iovcnt) };
+	struct iovec *all = malloc(sizeof(*all) * (size_t)(iovcnt + 1));
+	if (!all)
+		return -ENOMEM;
+	all[0] = (struct iovec){ &f, sizeof(f) };
+	memcpy(all + 1, iov, sizeof(*iov) * (size_t)iovcnt);
+	int r = writev_all(fd, all, iovcnt + 1);
+	free(all);
+	return r;
+}
+
+int ft_send_buf(int fd, uint16_t type, uint64_t seq, const void *p, size_t len)
+{
+	struct iovec iov = { (void *)p, len };
+	return ft_send(fd, type, seq, &iov, len ? 1 : 0);
+}
+
+static int read_all(int fd, void *p, size_t len)
+{
+	uint8_t *b = p;
+	while (len) {
+		ssize_t n = read(fd, b, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0)
+			return -errno;
+		b += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int ft_recv(int fd, struct ft_frame *f, void **payload)
+{
+	*payload = NULL;
+	int r = read_all(fd, f, sizeof(*f));
+	if (r)
+		return r;
+	if (f->magic != FT_MAGIC)
+		return -EPROTO;
+	if (f->version != FT_VERSION)
+		return -EPROTONOSUPPORT;
+	if (f->type == 0 || f->type >= FT_TYPE_MAX)
+		return -EPROTO;
+	if (f->len > FT_MAX_FRAME)
+		return -EMSGSIZE;
+	void *p = malloc(f->len ? f->len : 1);
+	if (!p)
+		return -ENOMEM;
+	r = read_all(fd, p, f->len);
+	if (r) {
+		free(p);
+		return r;
+	}
+	if (ft_payload_hash(f->type, f->seq, p, f->len) != f->checksum) {
+		free(p);
+		return -EBADMSG;
+	}
+	*payload = p;
+	return 0;
+}
+
+int ft_epoch_check(const void *payload, size_t len, struct ft_epoch_hdr *hdr)
+{
+	if (len < sizeof(*hdr))
+		return -EBADMSG;
+	memcpy(hdr, payload, sizeof(*hdr));
+	uint64_t need;
+	if (hdr->npages > (FT_MAX_FRAME >> PAGE_SHIFT) || hdr->state_len > FT_MAX_FRAME || hdr->disk_len > FT_MAX_FRAME)
+		return -EBADMSG;
+	need = sizeof(*hdr) + hdr->npages * (8 + PAGE_SIZE) + hdr->state_len + hdr->disk_len;
+	if (need != len)
+		return -EBADMSG;
+	/* disk records must tile disk_len exactly */
+	const uint8_t *d = (const uint8_t *)payload + sizeof(*hdr) + hdr->npages * (8 + PAGE_SIZE) + hdr->state_len;
+	uint64_t off = 0;
+	while (off < hdr->disk_len) {
+		struct ft_disk_rec rec;
+		if (hdr->disk_len - off < sizeof(rec))
+			return -EBADMSG;
+		memcpy(&rec, d + off, sizeof(rec));
+		off += sizeof(rec);
+		if (rec.kind == FT_DISK_WRITE) {
+			if (rec.len > hdr->disk_len - off)
+				return -EBADMSG;
+			off += rec.len;
+		} else if (rec.kind != FT_DISK_ZERO) {
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+int ft_parse_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon || colon == s || !colon[1] || (size_t)(colon - s) >= hostlen || strlen(colon + 1) >= portlen)
+		return -EINVAL;
+	const char *h = s;
+	size_t hl = (size_t)(colon - s);
+	if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') { /* [v6]:port */
+		h++;
+		hl -= 2;
+	}
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	strcpy(port, colon + 1);
+	char *end;
+	long p = strtol(port, &end, 10);
+	if (*end || p <= 0 || p > 65535)
+		return -EINVAL;
+	return 0;
+}
+
+static int resolve(const char *hostport, bool passive, struct addrinfo **res, char *err, size_t errlen)
+{
+	char host[256], port[16];
+	if (ft_parse_hostport(hostport, host, sizeof(host), port, sizeof(port))) {
+		snprintf(err, errlen, "'%s' is not HOST:PORT (port 1-65535)", hostport);
+		return -EINVAL;
+	}
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0 };
+	int g = getaddrinfo(host, port, &hints, res);
+	if (g) {
+		snprintf(err, errlen, "cannot resolve %s: %s", hostport, gai_strerror(g));
+		return -EHOSTUNREACH;
+	}
+	return 0;
+}
+
+static void tune(int fd)
+{
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	int buf = 8 << 20;
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+}
+
+int ft_connect(const char *hostport, char *err, size_t errlen)
+{
+	struct addrinfo *res;
+	int r = resolve(hostport, false, &res, err, errlen);
+	if (r)
+		return r;
+	int fd = -1, e = ECONNREFUSED;
+	for (struct addrinfo *a = res; a; a = a->ai_next) {
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+		if (fd < 0)
+			continue;
+		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+			break;
+		e = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot reach backup %s: %s", hostport, strerror(e));
+		return -e;
+	}
+	tune(fd);
+	return fd;
+}
+
+int ft_listen(const char *hostport, char *err, size_t errlen)
+{
+	struct addrinfo *res;
+	int r = resolve(hostport, true, &res, err, errlen);
+	if (r)
+		return r;
+	int fd = -1, e = EADDRNOTAVAIL;
+	for (struct addrinfo *a = res; a; a = a->ai_next) {
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+		if (fd < 0)
+			continue;
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 4) == 0)
+			break;
+		e = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", hostport, strerror(e));
+		return -e;
+	}
+	return fd;
+}
+
+const char *ft_type_name(unsigned t)
+{
+	static const char *const n[] = { "?", "HELLO", "HB_HELLO", "HELLO_OK", "HELLO_ERR", "MEM", "DISK", "EPOCH",
+					 "ACK", "HEARTBEAT", "BYE" };
+	return t < ARRAY_SIZE(n) ? n[t] : "?";
+}
+
+int ft_accept_tuned(int lfd)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd >= 0)
+		tune(fd);
+	return fd;
+}

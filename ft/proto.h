@@ -1,0 +1,81 @@
+/* proto.h - the replication stream between primary and backup: framing, checksums, message layouts. */
+#ifndef FTVMM_PROTO_H
+#define FTVMM_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FT_MAGIC 0x50565446u /* "FTVP" little-endian */
+#define FT_VERSION 1
+#define FT_MAX_FRAME (16ull << 30)
+
+enum ft_type {
+	FT_HELLO = 1,  /* primary -> backup, data connection: shape (fdt) */
+	FT_HB_HELLO,   /* primary -> backup, heartbeat connection: session id */
+	FT_HELLO_OK,   /* backup -> primary */
+	FT_HELLO_ERR,  /* backup -> primary: one line of text */
+	FT_MEM,        /* initial sync: pages applied directly (before the baseline) */
+	FT_DISK,       /* initial sync: a range of a disk applied directly */
+	FT_EPOCH,      /* a complete checkpoint, staged then committed all or nothing */
+	FT_ACK,        /* backup -> primary: epoch committed */
+	FT_HEARTBEAT,  /* both ways on the heartbeat connection */
+	FT_BYE,        /* primary -> backup: the guest ended normally, do not take over */
+	FT_TYPE_MAX,
+};
+
+/* Every frame: this header, then `len` bytes of payload whose snap_hash is `checksum`. */
+struct ft_frame {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint64_t len;
+	uint64_t seq;      /* epoch number for EPOCH/ACK, session id for HELLOs */
+	uint64_t checksum; /* of the payload, seeded with type and seq */
+};
+
+/* FT_EPOCH payload: this header, pfn[npages] (u64 RAM page numbers), the pages, the state fdt,
+ * then disk records. */
+struct ft_epoch_hdr {
+	uint64_t epoch;
+	uint64_t npages;
+	uint64_t state_len;
+	uint64_t disk_len;
+	uint64_t flags; /* FT_EPOCH_BASELINE on the first */
+	uint64_t guest_dirty, device_dirty;
+	uint64_t reserved;
+};
+#define FT_EPOCH_BASELINE 1
+
+/* One disk write of an epoch (or an initial-sync range): header then len bytes (none for ZERO). */
+struct ft_disk_rec {
+	uint32_t disk;
+	uint32_t kind; /* FT_DISK_WRITE, FT_DISK_ZERO */
+	uint64_t off;
+	uint64_t len;
+};
+#define FT_DISK_WRITE 0
+#define FT_DISK_ZERO 1
+
+uint64_t ft_payload_hash(uint16_t type, uint64_t seq, const void *p, size_t len);
+
+/* Send a frame: header + payload pieces (iovecs), all or an error. 0 or -errno. */
+struct iovec;
+int ft_send(int fd, uint16_t type, uint64_t seq, const struct iovec *iov, int iovcnt);
+int ft_send_buf(int fd, uint16_t type, uint64_t seq, const void *p, size_t len);
+/* Receive one frame into a malloc'd buffer (*payload, freed by caller). Checks magic, version,
+ * type, length bound and checksum: -EPROTO (other protocol), -EPROTONOSUPPORT (version), -EBADMSG
+ * (checksum), -EMSGSIZE, -ECONNRESET on EOF. */
+int ft_recv(int fd, struct ft_frame *f, void **payload);
+/* Validate an FT_EPOCH payload's internal sizes. 0 or -EBADMSG. */
+int ft_epoch_check(const void *payload, size_t len, struct ft_epoch_hdr *hdr);
+
+/* "host:port" -> connected TCP socket (TCP_NODELAY) / listening socket. -errno + err line. */
+int ft_connect(const char *hostport, char *err, size_t errlen);
+int ft_listen(const char *hostport, char *err, size_t errlen);
+/* accept4 + the same socket tuning as ft_connect. */
+int ft_accept_tuned(int lfd);
+int ft_parse_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
+const char *ft_type_name(unsigned t);
+
+#endif
