@@ -62,6 +62,10 @@ bench-boot: all
 demo:
 	bash tests/demo.sh
 
+# libFuzzer smoke run of the virtqueue / virtio-blk parsers (bounded time per target).
+fuzz:
+	bash tests/fuzz/run.sh $(or $(FUZZ_SECS),30)
+
 lint:
 	cppcheck -q --error-exitcode=1 --enable=warning,performance,portability --inline-suppr \
 	  --suppress=missingIncludeSystem -D__x86_64__ vmm devices ft

@@ -512,9 +512,22 @@ static int build_config_space(struct virtio_pci *vp)
 #define VP_STATE_VERSION 1
 enum { R_VERSION, R_DFSELECT, R_GFSELECT, R_QSELECT, R_NVEC, R_NQUEUES, R_NCELLS };
 
+static bool is_quiesced(struct virtio_pci *vp)
+{
+	pthread_mutex_lock(&vp->qlock);
+	bool q = vp->quiesced;
+	pthread_mutex_unlock(&vp->qlock);
+	return q;
+}
+
 int virtio_pci_save(struct virtio_pci *vp, void *fdt)
 {
 	struct virtio_dev *d = vp->vdev;
+	if (!is_quiesced(vp)) {
+		/* A running device's queues move under us: the checkpoint would not be a state it was in. */
+		warnx("%s: save while not quiesced", vp->name);
+		return -EBUSY;
+	}
 	uint8_t cfg[PCI_CFG_SIZE];
 	fdt32_t *cells = malloc((R_NCELLS + vp->nqueues) * sizeof(fdt32_t));
 	if (!cells)
@@ -568,6 +581,10 @@ int virtio_pci_restore(struct virtio_pci *vp, const void *fdt, int node)
 	const fdt32_t *noff = prop_exact(fdt, node, "virtio-pci-notify-off", (int)(vp->nqueues * sizeof(fdt32_t)));
 	if (!vp->pci.bus)
 		return -EINVAL;
+	/* Hold kicks from here until resume, as after quiesce: guest memory may not be restored yet. */
+	pthread_mutex_lock(&vp->qlock);
+	vp->quiesced = true;
+	pthread_mutex_unlock(&vp->qlock);
 	if (!cfg || !regs || !noff || msix_check_saved(&vp->msix, fdt, node))
 		return restore_fail(vp, "missing or malformed transport property");
 	if (fdt32_to_cpu(regs[R_VERSION]) != VP_STATE_VERSION || fdt32_to_cpu(regs[R_NVEC]) != vp->msix.nvec ||
@@ -611,7 +628,7 @@ int virtio_pci_restore(struct virtio_pci *vp, const void *fdt, int node)
 	pthread_mutex_lock(&vp->lock);
 	vp->intx_disabled = vp->pci.cfg[PCI_COMMAND + 1] & (PCI_COMMAND_INTX_DISABLE >> 8);
 	msix_restore(&vp->msix, &vp->pci, fdt, node); /* routes and irqfds for the restored messages */
-	intx_update(vp, true); /* a fresh VM's line is low: drive it whatever we believed */
+	intx_update(vp, false); /* a fresh VM's line is low: drive it whatever we believed */
 	pthread_mutex_unlock(&vp->lock);
 	pthread_mutex_unlock(&vp->pci.bus->lock);
 	return 0;

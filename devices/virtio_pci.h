@@ -90,10 +90,11 @@ struct vm_device *virtio_pci_vm_device(struct virtio_pci *vp);
 
 /* Checkpoint the whole device as properties of the current fdt node: the transport (config space incl.
  * BAR and command, MSI-X table/PBA/enable/mask, selectors, notify offsets), then the common virtio state
- * (virtio_dev_save, under d->lock), then the device half (d->ops->save). Save wants the device quiesced.
- * Restore checks the transport part before changing anything, then restores the common state, then
- * d->ops->restore (which may read the restored common state), then re-maps the BAR where the snapshot
- * had it and rebuilds MSI routes, irqfds, ioeventfds and the INTx level. 0 or -errno. */
+ * (virtio_dev_save, under d->lock), then the device half (d->ops->save). Save is refused (-EBUSY) unless
+ * the vm_device's quiesce ran. Restore holds kicks like quiesce (call resume afterwards), checks the
+ * transport part before changing anything, then restores the common state, then d->ops->restore (which
+ * may read the restored common state), then re-maps the BAR where the snapshot had it and rebuilds MSI
+ * routes, irqfds, ioeventfds and the INTx level. 0 or -errno. */
 int virtio_pci_save(struct virtio_pci *vp, void *fdt);
 int virtio_pci_restore(struct virtio_pci *vp, const void *fdt, int node);
 

@@ -23,6 +23,13 @@ trap 'rm -rf "$stage"' EXIT
 gi_install_busybox "$stage"
 gi_install_modules "$stage" "${GUEST_MODULES[@]}"
 install -m 755 "$here/init" "$stage/init"
+# extra checks (sourced by init for ftvmm.test=<name>) and static guest tools (workloads, benchmarks)
+mkdir -p "$stage/checks" "$stage/bin"
+for f in "$here"/checks/*.sh; do [[ -e "$f" ]] && install -m 644 "$f" "$stage/checks/"; done
+for f in "$here"/tools/*.c; do
+	[[ -e "$f" ]] || continue
+	gcc -static -O2 -pthread -Wall -o "$stage/bin/$(basename "$f" .c)" "$f"
+done
 echo "$KVER" >"$stage/etc/kernel-version"
 
 gi_make_cpio "$stage" "$OUT/initramfs.cpio.gz"

@@ -15,8 +15,6 @@ B=${B:-build}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 RUN_TESTS_SKIP=${RUN_TESTS_SKIP:-}
 
-PACKAGES=(gcc libc6-dev make liburing-dev libfdt-dev qemu-system-x86 busybox-static linux-image-amd64
-	cpio gzip xz-utils clang libclang-rt-14-dev valgrind iproute2)
 
 summary=()
 failed=0
@@ -43,24 +41,7 @@ step() {
 	return "$rc"
 }
 
-install_deps() {
-	local missing=() p
-	for p in "${PACKAGES[@]}"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-	done
-	if [[ ${#missing[@]} == 0 ]]; then
-		echo "all packages present"
-		return 0
-	fi
-	echo "missing packages: ${missing[*]}"
-	if [[ $(id -u) != 0 ]]; then
-		echo "run as root (or install them: apt-get install ${missing[*]})" >&2
-		return 1
-	fi
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q
-	apt-get install -y -q --no-install-recommends "${missing[@]}"
-}
+source "$repo/tests/deps.sh" # install_deps
 
 has_make_rule() { grep -qE "^$1:" Makefile; }
 

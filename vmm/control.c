@@ -28,7 +28,6 @@ static int split(char *line, char **argv)
 
 static void do_snapshot(struct control *c, const char *file, char *reply, size_t len)
 {
-	bool was_paused = c->vm->paused;
 	uint64_t t0 = now_ns();
 	int r = vm_pause(c->vm);
 	if (r) {
@@ -40,8 +39,7 @@ static void do_snapshot(struct control *c, const char *file, char *reply, size_t
 	uint64_t bytes = 0;
 	r = snapshot_write(c->vm, c->cfg, file, &bytes, err, sizeof(err));
 	uint64_t t2 = now_ns();
-	if (!was_paused)
-		vm_resume(c->vm);
+	vm_resume(c->vm); /* undoes this pause only: a user's `pause` still holds */
 	if (r)
 		snprintf(reply, len, "error: %s", err);
 	else
@@ -65,10 +63,22 @@ void control_execute(struct control *c, char *line, char *reply, size_t len)
 			 c->vm->paused ? "paused" : "running", c->vm->ncpus, (unsigned long long)(c->vm->mem.size >> 20),
 			 (double)(now_ns() - c->started_ns) / 1e9, ext[0] ? " " : "", ext);
 	} else if (!strcmp(argv[0], "pause")) {
+		if (c->user_paused) {
+			snprintf(reply, len, "ok paused");
+			return;
+		}
+		uint64_t t0 = now_ns();
 		int r = vm_pause(c->vm);
-		snprintf(reply, len, r ? "error: cannot pause: %s" : "ok paused", strerror(-r));
+		if (!r)
+			c->user_paused = true;
+		if (r)
+			snprintf(reply, len, "error: cannot pause: %s", strerror(-r));
+		else
+			snprintf(reply, len, "ok paused pause_us=%llu", (unsigned long long)((now_ns() - t0) / 1000));
 	} else if (!strcmp(argv[0], "resume")) {
-		vm_resume(c->vm);
+		if (c->user_paused)
+			vm_resume(c->vm);
+		c->user_paused = false;
 		snprintf(reply, len, "ok running");
 	} else if (!strcmp(argv[0], "snapshot")) {
 		if (argc != 2)

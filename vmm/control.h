@@ -27,6 +27,7 @@ struct control {
 	control_ext_fn ext;
 	void *ext_ctx;
 	const char *role; /* "standalone", "primary", "backup" */
+	bool user_paused; /* a `pause` from a client, undone by `resume` */
 };
 
 /* Bind path (replacing a stale socket, refusing a live one) and serve on a thread. 0 or -errno + err. */

@@ -18,9 +18,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* COM2-4 exist as silent UARTs (no I/O) so Linux's probing finds ordinary hardware and moves on. */
+/* COM1 only. COM2-4 stay unclaimed: Linux's probe reads 0xff there and moves on quietly, and a
+ * silent UART sharing COM1's GSI would drive the line low under it (KVM_IRQ_LINE does not OR). */
 static const struct { uint16_t base; unsigned irq; } com_ports[] = {
-	{ 0x3f8, IRQ_COM1 }, { 0x2f8, 3 }, { 0x3e8, IRQ_COM1 }, { 0x2e8, 3 },
+	{ 0x3f8, IRQ_COM1 },
 };
 
 static int add_disks(struct vm *vm, const struct run_config *cfg, struct platform *p, char *err, size_t errlen)

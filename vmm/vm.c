@@ -129,6 +129,7 @@ static int vm_create_common(struct vm *vm, uint64_t mem_size, struct guest_mem *
 	pthread_mutex_init(&vm->state_lock, NULL);
 	pthread_cond_init(&vm->state_cond, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_mutex_init(&vm->pause_op_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
@@ -306,10 +307,15 @@ void vm_resume_vcpus(struct vm *vm)
 	pthread_mutex_unlock(&vm->pause_lock);
 }
 
+/* Pauses nest (a user's `ctl pause` and the FT engine's checkpoints may overlap): the VM runs again
+ * only when every pause has been matched by a resume. pause_op_lock serialises the transitions. */
 int vm_pause(struct vm *vm)
 {
-	if (vm->paused)
+	pthread_mutex_lock(&vm->pause_op_lock);
+	if (vm->pause_depth++ > 0) {
+		pthread_mutex_unlock(&vm->pause_op_lock);
 		return 0;
+	}
 	vm_pause_vcpus(vm);
 	/* devices after vCPUs: a vCPU could otherwise kick a queue of a device already quiesced */
 	for (struct vm_device *d = vm->devices; d; d = d->next) {
@@ -322,22 +328,29 @@ int vm_pause(struct vm *vm)
 				if (u->resume)
 					u->resume(u->opaque);
 			vm_resume_vcpus(vm);
+			vm->pause_depth--;
+			pthread_mutex_unlock(&vm->pause_op_lock);
 			return r;
 		}
 	}
 	vm->paused = true;
+	pthread_mutex_unlock(&vm->pause_op_lock);
 	return 0;
 }
 
 void vm_resume(struct vm *vm)
 {
-	if (!vm->paused)
+	pthread_mutex_lock(&vm->pause_op_lock);
+	if (vm->pause_depth == 0 || --vm->pause_depth > 0) {
+		pthread_mutex_unlock(&vm->pause_op_lock);
 		return;
+	}
 	for (struct vm_device *d = vm->devices; d; d = d->next)
 		if (d->resume)
 			d->resume(d->opaque);
 	vm->paused = false;
 	vm_resume_vcpus(vm);
+	pthread_mutex_unlock(&vm->pause_op_lock);
 }
 
 enum vm_exit_reason vm_run_until_exit(struct vm *vm)

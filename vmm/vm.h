@@ -80,6 +80,8 @@ struct vm {
 	bool pause_requested;
 	unsigned paused_vcpus;
 	bool paused; /* vCPUs parked and devices quiesced */
+	unsigned pause_depth;
+	pthread_mutex_t pause_op_lock;
 	bool dirty_logging;
 	unsigned max_vcpus;
 };
