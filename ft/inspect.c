@@ -45,8 +45,7 @@ static void print_vcpu(const void *fdt, int node)
 
 static void print_props(const void *fdt, int node, int depth)
 {
-	int prop;
-	fdt_for_each_property_offset(prop, fdt, node) {
+	for (int prop = fdt_first_property_offset(fdt, node); prop >= 0; prop = fdt_next_property_offset(fdt, prop)) {
 		const char *name;
 		int len;
 		const uint8_t *v = fdt_getprop_by_offset(fdt, prop, &name, &len);
@@ -68,8 +67,7 @@ static void print_props(const void *fdt, int node, int depth)
 			printf(len > 16 ? " ...\n" : "\n");
 		}
 	}
-	int child;
-	fdt_for_each_subnode(child, fdt, node) {
+	for (int child = fdt_first_subnode(fdt, node); child >= 0; child = fdt_next_subnode(fdt, child)) {
 		printf("%*s%s:\n", depth * 2, "", fdt_get_name(fdt, child, NULL));
 		print_props(fdt, child, depth + 1);
 	}
@@ -123,8 +121,8 @@ int cmd_inspect(int argc, char **argv)
 	int vc = fdt_subnode_offset(fdt, 0, "vcpus");
 	if (vc >= 0) {
 		printf("vcpus:\n");
-		int n;
-		fdt_for_each_subnode(n, fdt, vc) print_vcpu(fdt, n);
+		for (int n = fdt_first_subnode(fdt, vc); n >= 0; n = fdt_next_subnode(fdt, n))
+			print_vcpu(fdt, n);
 	}
 	int vmn = fdt_subnode_offset(fdt, 0, "vm");
 	if (vmn >= 0) {

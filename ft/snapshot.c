@@ -342,7 +342,7 @@ int snapshot_open(const char *path, struct snapshot *s, char *err, size_t errlen
 	}
 	if (h->major != SNAP_MAJOR) {
 		snprintf(err, errlen, "snapshot %s: format version %u.%u is not readable by this ftvmm (reads %u.x)", path,
-			 h->major, h->minor, SNAP_MAJOR);
+			 (unsigned)h->major, (unsigned)h->minor, (unsigned)SNAP_MAJOR);
 		goto bad;
 	}
 	uint64_t npages = h->mem_size >> PAGE_SHIFT;
@@ -454,8 +454,7 @@ int snapshot_machine_config(const void *fdt, struct run_config *cfg, char *err, 
 		return -EINVAL;
 	}
 	cfg->cpus = ncpus;
-	int child;
-	fdt_for_each_subnode(child, fdt, node) {
+	for (int child = fdt_first_subnode(fdt, node); child >= 0; child = fdt_next_subnode(fdt, child)) {
 		const char *name = fdt_get_name(fdt, child, NULL);
 		if (!name)
 			continue;

@@ -23,7 +23,7 @@ int bzimage_parse(const uint8_t *img, size_t len, struct bzimage_info *bi, char 
 	bi->version = rd16(img + 0x206);
 	if (bi->version < BOOT_MIN_PROTOCOL) {
 		snprintf(err, errlen, "kernel boot protocol %u.%02u is too old (need 2.06 or newer)",
-			 bi->version >> 8, bi->version & 0xff);
+			 (unsigned)(bi->version >> 8), (unsigned)(bi->version & 0xff));
 		return -EINVAL;
 	}
 	uint8_t setup_sects = img[0x1f1] ? img[0x1f1] : 4;

@@ -159,7 +159,7 @@ static void status_ext(void *ctx, char *buf, size_t len)
 }
 
 /* Everything after the inputs are validated: build, (boot | restore), run, tear down. */
-int run_vm(const struct run_config *cfg, const struct run_source *src)
+int run_vm(const struct run_config *cfg, struct run_source *src)
 {
 	static struct vm vm;
 	static struct control ctl;
@@ -180,6 +180,9 @@ int run_vm(const struct run_config *cfg, const struct run_source *src)
 		warnx("%s", err);
 		goto out;
 	}
+	free((void *)src->kernel);
+	free((void *)src->initrd);
+	src->kernel = src->initrd = NULL;
 	if (platform_create(&vm, cfg, &plat, err, sizeof(err))) {
 		warnx("%s", err);
 		goto out;
@@ -281,6 +284,9 @@ int run_vm(const struct run_config *cfg, const struct run_source *src)
 	}
 	rc = exit_code_for(why);
 out:
+	free((void *)src->kernel);
+	free((void *)src->initrd);
+	src->kernel = src->initrd = NULL;
 	control_stop(&ctl);
 	signal_vm = NULL;
 	vm_destroy_devices(&vm);
@@ -326,10 +332,14 @@ int cmd_run(int argc, char **argv)
 	char *cmdline = build_cmdline(cfg.cmdline);
 	struct run_source src = { .kernel = kernel, .kernel_len = kernel_len, .initrd = initrd, .initrd_len = initrd_len,
 				  .cmdline = cmdline };
-	int rc = cmdline ? run_vm(&cfg, &src) : 1;
+	int rc = 1;
+	if (cmdline) {
+		rc = run_vm(&cfg, &src); /* frees kernel and initrd */
+	} else {
+		free(kernel);
+		free(initrd);
+	}
 	free(cmdline);
-	free(kernel);
-	free(initrd);
 	return rc;
 }
 

@@ -24,8 +24,9 @@ struct run_source {
 };
 
 /* Build the VM, boot or restore it, serve --control and --backup, wait for its end; returns the
- * process exit code. */
-int run_vm(const struct run_config *cfg, const struct run_source *src);
+ * process exit code. Takes ownership of src->kernel and src->initrd (malloc'd): they are freed as
+ * soon as they are copied into guest memory, so they do not count against the VMM's footprint. */
+int run_vm(const struct run_config *cfg, struct run_source *src);
 int cmd_run(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 
