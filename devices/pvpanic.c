@@ -39,6 +39,7 @@ int pvpanic_create(struct pvpanic *p, struct pci_bus *bus, struct vm *vm)
 	p->ctx = vm;
 	/* Red Hat's vendor ID and the ID QEMU registered for pvpanic-pci; class "other system peripheral" */
 	pci_dev_init(&p->pci, "pvpanic", 0x1b36, 0x0011, 0x088000, 1, 0x1af4, 0x1100);
+	p->pci.cfg[0x3d] = 0; /* interrupt pin: none, it never interrupts (and needs no MP table entry) */
 	int r = pci_dev_add_bar(&p->pci, 0, 16, pvpanic_bar_access, p);
 	if (r)
 		return r;

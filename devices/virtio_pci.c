@@ -628,7 +628,7 @@ int virtio_pci_restore(struct virtio_pci *vp, const void *fdt, int node)
 	pthread_mutex_lock(&vp->lock);
 	vp->intx_disabled = vp->pci.cfg[PCI_COMMAND + 1] & (PCI_COMMAND_INTX_DISABLE >> 8);
 	msix_restore(&vp->msix, &vp->pci, fdt, node); /* routes and irqfds for the restored messages */
-	intx_update(vp, false); /* a fresh VM's line is low: drive it whatever we believed */
+	intx_update(vp, true); /* a fresh VM's line is low: drive it whatever we believed */
 	pthread_mutex_unlock(&vp->lock);
 	pthread_mutex_unlock(&vp->pci.bus->lock);
 	return 0;

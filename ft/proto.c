@@ -33,6 +33,8 @@ static uint64_t iov_hash(uint16_t type, uint64_t seq, const struct iovec *iov, i
 	for (int i = 0; i < n; i++) {
 		const uint8_t *p = iov[i].iov_base;
 		size_t len = iov[i].iov_len;
+		if (len == 0)
+			continue; /* an empty iovec may carry a NULL base */
 		if (have) {
 			size_t take = MIN(32 - have, len);
 			memcpy(carry + have, p, take);

@@ -20,8 +20,6 @@
 #define KVM_TSS_ADDR 0xfffbd000ull
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000ull
 
-int vm_irq_routing_init(struct vm *vm);
-
 static int open_kvm(struct vm *vm, char *err, size_t errlen)
 {
 	const char *path = getenv("FTVMM_KVM_DEVICE");

@@ -111,6 +111,9 @@ void vm_destroy_devices(struct vm *vm);
 void vm_add_device(struct vm *vm, struct vm_device *dev);
 struct vm_device *vm_find_device(struct vm *vm, const char *name);
 
+/* Install KVM's default GSI table (0-23 to the IOAPIC, 0-15 also to the PICs) as our own copy, so
+ * MSI routes can be added to it later (KVM_SET_GSI_ROUTING replaces the whole table). */
+int vm_irq_routing_init(struct vm *vm);
 /* Level-triggered ISA/IOAPIC line. */
 int vm_irq_line(struct vm *vm, unsigned gsi, int level);
 

@@ -680,7 +680,10 @@ static void *save_env(struct env *e)
 	CHECK_EQ(fdt_begin_node(fdt, ""), 0);
 	CHECK_EQ(fdt_begin_node(fdt, virtio_pci_vm_device(e->vp)->name), 0);
 	struct vm_device *vd = virtio_pci_vm_device(e->vp);
+	CHECK_EQ(vd->save(vd->opaque, fdt), -EBUSY); /* only a quiesced device has a state worth saving */
+	CHECK_EQ(vd->quiesce(vd->opaque), 0);
 	CHECK_EQ(vd->save(vd->opaque, fdt), 0);
+	vd->resume(vd->opaque);
 	CHECK_EQ(fdt_end_node(fdt), 0);
 	CHECK_EQ(fdt_end_node(fdt), 0);
 	CHECK_EQ(fdt_finish(fdt), 0);
@@ -759,6 +762,14 @@ static void test_save_restore(void)
 	CHECK_EQ(b.f.restores, 1);
 	CHECK_EQ(b.f.state, 0xc0ffee);
 	b.base = 0xc4000000;
+	/* Kicks wait for resume after a restore. */
+	bar_wr(&b, 0x3000, 0, 2);
+	kick(&b);
+	CHECK_EQ(b.f.notifies[0], 0);
+	vd->resume(vd->opaque);
+	kick(&b);
+	CHECK_EQ(b.f.notifies[0], 1);
+	CHECK_EQ(b.f.resumes, 1);
 	uint8_t tmp[4];
 	CHECK_EQ(bus_dispatch(&b.vm.mmio, 0xc0000000, tmp, 4, false), -ENOENT); /* the BAR moved */
 	CHECK_EQ(b.f.d.vqs[0].last_avail, 5);
