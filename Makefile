@@ -54,7 +54,7 @@ test:
 	bash tests/run-tests.sh
 
 test-integration: all
-	bash tests/integration/run.sh
+	FTVMM=$(abspath $(B))/ftvmm bash tests/integration/run.sh
 
 bench-boot: all
 	bash tests/bench/boot.sh

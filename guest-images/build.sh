@@ -33,8 +33,8 @@ done
 echo "$KVER" >"$stage/etc/kernel-version"
 
 gi_make_cpio "$stage" "$OUT/initramfs.cpio.gz"
-cp -f "$KIMAGE" "$OUT/bzImage.tmp" && mv -f "$OUT/bzImage.tmp" "$OUT/bzImage"
-echo "$KVER" >"$OUT/kernel-version"
+gi_install_file "$KIMAGE" "$OUT/bzImage"
+echo "$KVER" >"$OUT/kernel-version.$$" && mv -f "$OUT/kernel-version.$$" "$OUT/kernel-version"
 echo "guest-images: kernel $KVER -> $OUT/bzImage ($(stat -c %s "$OUT/bzImage") bytes)," \
 	"initramfs $OUT/initramfs.cpio.gz ($(stat -c %s "$OUT/initramfs.cpio.gz") bytes," \
 	"modules: $(tr '\n' ' ' <"$stage/etc/modules.load"))"

@@ -104,7 +104,18 @@ gi_install_busybox() {
 
 # gi_make_cpio ROOT OUT: newc cpio of ROOT, owned by root, gzip'd to OUT (written atomically).
 gi_make_cpio() {
-	local root="$1" out="$2"
-	(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) | gzip -6 >"$out.tmp"
-	mv -f "$out.tmp" "$out"
+	local root="$1" out="$2" tmp
+	tmp=$(mktemp "$out.XXXXXX")
+	(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) | gzip -6 >"$tmp"
+	chmod 644 "$tmp"
+	mv -f "$tmp" "$out"
+}
+
+# gi_install_file SRC DST: copy SRC to DST atomically (concurrent builds and readers never see half a file).
+gi_install_file() {
+	local tmp
+	tmp=$(mktemp "$2.XXXXXX")
+	cp -f "$1" "$tmp"
+	chmod 644 "$tmp"
+	mv -f "$tmp" "$2"
 }

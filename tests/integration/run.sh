@@ -21,10 +21,11 @@ if [[ "${1:-}" == --inside ]]; then
 fi
 
 abspath() { [[ "$1" == /* ]] && echo "$1" || echo "$PWD/$1"; }
-export FTVMM=$(abspath "${FTVMM:-$repo/build/ftvmm}")
-export GUEST_KERNEL=$(abspath "${GUEST_KERNEL:-$repo/guest-images/out/bzImage}")
-export GUEST_INITRD=$(abspath "${GUEST_INITRD:-$repo/guest-images/out/initramfs.cpio.gz}")
-export ITEST_OUT=$(abspath "${ITEST_OUT:-$(dirname "$FTVMM")/integration}")
+FTVMM=$(abspath "${FTVMM:-$repo/build/ftvmm}")
+GUEST_KERNEL=$(abspath "${GUEST_KERNEL:-$repo/guest-images/out/bzImage}")
+GUEST_INITRD=$(abspath "${GUEST_INITRD:-$repo/guest-images/out/initramfs.cpio.gz}")
+ITEST_OUT=$(abspath "${ITEST_OUT:-$(dirname "$FTVMM")/integration}")
+export FTVMM GUEST_KERNEL GUEST_INITRD ITEST_OUT
 export ITEST_BOOT_TIMEOUT=${ITEST_BOOT_TIMEOUT:-240}
 ITEST_TEST_TIMEOUT=${ITEST_TEST_TIMEOUT:-900}
 ITEST_MODE=${ITEST_MODE:-auto}

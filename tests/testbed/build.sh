@@ -39,6 +39,6 @@ fi
 rm -f "$stage/kvmcheck.err"
 
 gi_make_cpio "$stage" "$OUT/initramfs.cpio.gz"
-cp -f "$KIMAGE" "$OUT/bzImage.tmp" && mv -f "$OUT/bzImage.tmp" "$OUT/bzImage"
-echo "$KVER" >"$OUT/kernel-version"
+gi_install_file "$KIMAGE" "$OUT/bzImage"
+echo "$KVER" >"$OUT/kernel-version.$$" && mv -f "$OUT/kernel-version.$$" "$OUT/kernel-version"
 echo "testbed: kernel $KVER, initramfs $OUT/initramfs.cpio.gz ($(stat -c %s "$OUT/initramfs.cpio.gz") bytes)"

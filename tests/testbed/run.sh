@@ -15,7 +15,8 @@
 #   TESTBED_ACCEL=tcg      qemu accelerator for the test bed (tcg: what CI has; kvm only for experiments)
 #   TESTBED_SCRATCH_MB=8192  size of the sparse scratch disk (0: none)
 #   TESTBED_PASSENV="A B"  extra variables to pass into the command's environment (FTVMM_* always pass)
-#   TESTBED_LOG=path       where to keep the console log (default tests/testbed/out/last-run.log)
+#   TESTBED_LOG=path       where to leave a copy of the console log at the end (default
+#                          tests/testbed/out/last-run.log; concurrent runs: the last to finish wins)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -50,8 +51,12 @@ fi
 
 ctl=$(mktemp -d "${TMPDIR:-/tmp}/ftvmm-testbed.XXXXXX")
 qpid=""
+conlog="$ctl/console.log" # private to this run: concurrent test beds never mix their markers
 cleanup() {
 	if [[ -n "$qpid" ]]; then kill "$qpid" 2>/dev/null || true; fi
+	if [[ -f "$conlog" ]] && mkdir -p "$(dirname "$TESTBED_LOG")" 2>/dev/null; then
+		cp -f "$conlog" "$TESTBED_LOG.$$" 2>/dev/null && mv -f "$TESTBED_LOG.$$" "$TESTBED_LOG" 2>/dev/null || true
+	fi
 	rm -rf "$ctl"
 }
 trap cleanup EXIT
@@ -89,12 +94,11 @@ if [[ "$TESTBED_SCRATCH_MB" -gt 0 ]]; then
 	qemu+=(-drive "file=$ctl/scratch.img,if=virtio,format=raw,cache=unsafe,discard=unmap")
 fi
 
-mkdir -p "$(dirname "$TESTBED_LOG")"
 echo "testbed: booting ($TESTBED_ACCEL, ${TESTBED_SMP} vCPUs, $TESTBED_MEM, timeout ${TESTBED_TIMEOUT}s): $*" >&2
 start=$(date +%s.%N)
 # qemu runs in the background (so a signal here stops it via timeout); its console, cleaned of \r,
 # streams to stdout and to the log.
-exec {confd}> >(sed -u 's/\r$//' | tee "$TESTBED_LOG")
+exec {confd}> >(sed -u 's/\r$//' | tee "$conlog")
 conpid=$!
 timeout -k 10 "$TESTBED_TIMEOUT" "${qemu[@]}" </dev/null >&"$confd" 2>&1 &
 qpid=$!
@@ -105,7 +109,7 @@ exec {confd}>&-
 for _ in $(seq 50); do kill -0 "$conpid" 2>/dev/null || break; sleep 0.1; done
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
 
-marker=$(grep -aoE 'TESTBED-EXIT [0-9]+' "$TESTBED_LOG" | tail -n1 | awk '{print $2}' || true)
+marker=$(grep -aoE 'TESTBED-EXIT [0-9]+' "$conlog" | tail -n1 | awk '{print $2}' || true)
 if [[ -n "$marker" ]]; then
 	rc=$marker
 elif [[ -s "$ctl/rc" ]]; then
