@@ -9,7 +9,8 @@ it_begin triplefault
 case_begin triplefault/reboot-t
 ft_boot 256M 1 "reboot=t ftvmm.test=triplefault"
 expect_console 'FTVMM-TRIGGER triplefault' "the guest never reached the triple-fault trigger"
-expect_exit nonzero
+expect_exit 2   # documented: triple fault
+expect_stderr "triple fault"
 expect_stderr 'RIP'
 expect_no_console 'FTVMM-GUEST-DONE' "the guest survived"
 case_end
