@@ -1,6 +1,7 @@
 /* backup.c - the backup VMM: handshake, initial sync, staged all-or-nothing epoch commits, acks, failover. */
 #include "backup.h"
 #include "../vmm/cli.h"
+#include "../vmm/control.h"
 #include "../vmm/run.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
@@ -32,6 +33,7 @@ struct backup {
 	void *state; /* last committed epoch's state fdt */
 	uint64_t committed;
 	bool have_baseline;
+	struct control ctl; /* status while mirroring; run_vm serves the socket after a takeover */
 	/* heartbeat watchdog */
 	pthread_t hb_thread;
 	pthread_mutex_t lock;
@@ -300,12 +302,15 @@ static int commit_epoch(struct backup *b, uint64_t seq, void *payload, size_t le
 	if (h.disk_len)
 		for (unsigned i = 0; i < b->cfg.ndisks; i++)
 			fdatasync(b->disk_fds[i]);
+	pthread_mutex_lock(&b->lock);
 	free(b->state);
 	b->state = nstate;
 	b->committed = h.epoch;
-	if (!b->have_baseline)
-		warnx("backup: baseline committed (epoch %llu): the guest is protected", (unsigned long long)h.epoch);
+	bool first = !b->have_baseline;
 	b->have_baseline = true;
+	pthread_mutex_unlock(&b->lock);
+	if (first)
+		warnx("backup: baseline committed (epoch %llu): the guest is protected", (unsigned long long)h.epoch);
 	return 0;
 }
 
@@ -432,12 +437,24 @@ static int accept_primary(struct backup *b, int lfd)
 	return ft_send_buf(b->data_fd, FT_HELLO_OK, 0, NULL, 0);
 }
 
+static void backup_status(void *ctx, char *buf, size_t len)
+{
+	struct backup *b = ctx;
+	pthread_mutex_lock(&b->lock);
+	snprintf(buf, len, "state=%s protected=%s epoch=%llu last_commit=%llu link=%s",
+		 b->data_fd < 0 ? "waiting-for-primary" : b->have_baseline ? "mirroring" : "initial-sync",
+		 b->have_baseline && !b->done ? "yes" : "no", (unsigned long long)b->committed,
+		 (unsigned long long)b->committed, b->done || b->data_fd < 0 ? "down" : "up");
+	pthread_mutex_unlock(&b->lock);
+}
+
 int cmd_backup(int argc, char **argv)
 {
 	static struct backup b;
 	char err[512] = "";
 	memset(&b, 0, sizeof(b));
 	b.timeout_ms = FT_DEFAULT_TIMEOUT_MS;
+	b.data_fd = b.hb_fd = -1;
 	pthread_mutex_init(&b.lock, NULL);
 	if (parse(argc, argv, &b, err, sizeof(err))) {
 		warnx("%s", err);
@@ -462,9 +479,19 @@ int cmd_backup(int argc, char **argv)
 		warnx("%s", err);
 		return 1;
 	}
+	if (b.cfg.control) {
+		if (control_start(&b.ctl, NULL, &b.cfg, b.cfg.control, err, sizeof(err))) {
+			warnx("%s", err);
+			return 1;
+		}
+		b.ctl.role = "backup";
+		b.ctl.status_ext = backup_status;
+		b.ctl.ext_ctx = &b;
+	}
 	warnx("backup: listening on %s", b.listen);
 	if (accept_primary(&b, lfd)) {
 		close(lfd);
+		control_stop(&b.ctl);
 		return 1;
 	}
 	close(lfd);
@@ -478,6 +505,7 @@ int cmd_backup(int argc, char **argv)
 	close(b.hb_fd);
 	for (unsigned i = 0; i < b.cfg.ndisks; i++)
 		close(b.disk_fds[i]);
+	control_stop(&b.ctl); /* the socket path is free again for the VM's own control server */
 	if (!gone) {
 		warnx("backup: the primary's guest shut down normally; nothing to take over");
 		gmem_free(&b.mem);

@@ -55,6 +55,16 @@ void control_execute(struct control *c, char *line, char *reply, size_t len)
 		snprintf(reply, len, "error: empty command");
 		return;
 	}
+	if (!c->vm) { /* a backup before takeover: only its own status */
+		char ext[512] = "";
+		if (c->status_ext)
+			c->status_ext(c->ext_ctx, ext, sizeof(ext));
+		if (!strcmp(argv[0], "status"))
+			snprintf(reply, len, "ok role=%s %s", c->role ? c->role : "backup", ext);
+		else
+			snprintf(reply, len, "error: '%s': no VM runs here yet (this is a backup mirroring its primary)", argv[0]);
+		return;
+	}
 	if (!strcmp(argv[0], "status")) {
 		char ext[512] = "";
 		if (c->status_ext)

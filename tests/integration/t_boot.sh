@@ -19,4 +19,12 @@ for cpus in 1 2; do
 	case_end
 done
 
+# RAM above the 3-4 GiB PCI hole: a second memory slot at 4 GiB and a high e820 entry. The guest
+# must see (nearly) all of it; MemTotal below 70% would mean the high part was lost.
+case_begin "boot/6g-high-memory"
+ft_boot 6G 1 "ftvmm.test=mem ftvmm.expect_mem_mb=6144"
+expect_exit 0
+expect_result mem
+case_end
+
 it_end
