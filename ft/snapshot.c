@@ -200,12 +200,14 @@ static int write_pages(int fd, struct guest_mem *m, const unsigned long *bitmap,
 	return 0;
 }
 
-int snapshot_write(struct vm *vm, const struct run_config *cfg, const char *path, uint64_t *bytes_out, char *err,
+int snapshot_write(struct vm *vm, const struct run_config *cfg, const char *path, struct snap_stats *st, char *err,
 		   size_t errlen)
 {
 	void *fdt = NULL;
 	size_t fdt_len = 0;
+	uint64_t t0 = now_ns();
 	int r = snapshot_build_state(vm, cfg, &fdt, &fdt_len);
+	uint64_t t1 = now_ns();
 	if (r) {
 		snprintf(err, errlen, "cannot capture the VM state: %s", strerror(-r));
 		return r;
@@ -223,6 +225,7 @@ int snapshot_write(struct vm *vm, const struct run_config *cfg, const char *path
 			bitmap[pg / (8 * sizeof(long))] |= 1ul << (pg % (8 * sizeof(long)));
 			stored++;
 		}
+	uint64_t t2 = now_ns();
 
 	struct snap_header h;
 	memset(&h, 0, sizeof(h));
@@ -270,9 +273,15 @@ int snapshot_write(struct vm *vm, const struct run_config *cfg, const char *path
 		r = -errno;
 		goto fail;
 	}
-	struct stat st;
-	if (fstat(fd, &st) == 0 && bytes_out)
-		*bytes_out = (uint64_t)st.st_size;
+	struct stat sb;
+	if (st) {
+		memset(st, 0, sizeof(*st));
+		if (fstat(fd, &sb) == 0)
+			st->bytes = (uint64_t)sb.st_size;
+		st->pages = stored;
+		st->state_ns = t1 - t0;
+		st->scan_ns = t2 - t1;
+	}
 	close(fd);
 	fd = -1;
 	if (rename(tmp, path) < 0) {
@@ -291,6 +300,8 @@ int snapshot_write(struct vm *vm, const struct run_config *cfg, const char *path
 		}
 		free(dcopy);
 	}
+	if (st)
+		st->write_ns = now_ns() - t2;
 	r = 0;
 	goto out;
 fail:

@@ -42,9 +42,18 @@ uint64_t snap_hash_final(const struct snap_hash *h);
 /* Build the machine description + CPU + device state of a paused VM as a finished fdt (malloc'd). */
 int snapshot_build_state(struct vm *vm, const struct run_config *cfg, void **fdt_out, size_t *len_out);
 
+/* What a snapshot cost, for the control reply and the benchmark. */
+struct snap_stats {
+	uint64_t bytes;     /* file size */
+	uint64_t pages;     /* non-zero pages stored */
+	uint64_t state_ns;  /* vCPU + VM + device state capture (no memory) */
+	uint64_t scan_ns;   /* zero-page scan of all RAM */
+	uint64_t write_ns;  /* pages + state to the file, fsync and rename */
+};
+
 /* Write a snapshot of a paused VM to path: temp file in the same directory, fsync, rename.
- * Returns 0 or -errno with one line in err. Fills *bytes_out with the file size when non-NULL. */
-int snapshot_write(struct vm *vm, const struct run_config *cfg, const char *path, uint64_t *bytes_out, char *err,
+ * Returns 0 or -errno with one line in err. Fills *st when non-NULL. */
+int snapshot_write(struct vm *vm, const struct run_config *cfg, const char *path, struct snap_stats *st, char *err,
 		   size_t errlen);
 
 /* An opened, fully verified snapshot. */

@@ -36,15 +36,19 @@ static void do_snapshot(struct control *c, const char *file, char *reply, size_t
 	}
 	uint64_t t1 = now_ns();
 	char err[256] = "";
-	uint64_t bytes = 0;
-	r = snapshot_write(c->vm, c->cfg, file, &bytes, err, sizeof(err));
+	struct snap_stats st;
+	r = snapshot_write(c->vm, c->cfg, file, &st, err, sizeof(err));
 	uint64_t t2 = now_ns();
 	vm_resume(c->vm); /* undoes this pause only: a user's `pause` still holds */
 	if (r)
 		snprintf(reply, len, "error: %s", err);
 	else
-		snprintf(reply, len, "ok snapshot %s bytes=%llu pause_us=%llu write_ms=%.1f", file,
-			 (unsigned long long)bytes, (unsigned long long)((t1 - t0) / 1000), (double)(t2 - t1) / 1e6);
+		snprintf(reply, len,
+			 "ok snapshot %s bytes=%llu pages=%llu pause_us=%llu state_us=%.1f scan_ms=%.1f mem_write_ms=%.1f "
+			 "total_ms=%.1f",
+			 file, (unsigned long long)st.bytes, (unsigned long long)st.pages,
+			 (unsigned long long)((t1 - t0) / 1000), (double)st.state_ns / 1e3, (double)st.scan_ns / 1e6,
+			 (double)st.write_ns / 1e6, (double)(t2 - t0) / 1e6);
 }
 
 void control_execute(struct control *c, char *line, char *reply, size_t len)
