@@ -32,7 +32,7 @@ struct ft_staged {
 	uint8_t *disk;
 	uint64_t disk_writes;
 	/* telemetry */
-	uint64_t t_start_ns, stop_ns, harvest_ns, copy_ns, state_ns, pause_ns;
+	uint64_t t_start_ns, stop_ns, harvest_ns, copy_ns, state_ns, resume_ns, pause_ns;
 	uint64_t sent_ns, bytes;
 	uint64_t pkts_held;
 };
@@ -243,6 +243,7 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 	s->harvest_ns = t2 - t1;
 	s->copy_ns = t3 - t2;
 	s->state_ns = t4 - t3;
+	s->resume_ns = t5 - t4;
 	s->pause_ns = t5 - s->t_start_ns;
 	s->bytes = sizeof(s->hdr) + n * (8 + PAGE_SIZE) + state_len + disk_len;
 	return s;
@@ -317,11 +318,12 @@ static void write_stats(struct ft_primary *p, struct ft_staged *s, uint64_t ack_
 		return;
 	fprintf(p->stats,
 		"{\"epoch\":%llu,\"wall_ms\":%.3f,\"pause_us\":%.1f,\"stop_us\":%.1f,\"harvest_us\":%.1f,"
-		"\"copy_us\":%.1f,\"state_us\":%.1f,\"dirty_guest\":%llu,\"dirty_device\":%llu,\"pages\":%llu,"
+		"\"copy_us\":%.1f,\"state_us\":%.1f,\"resume_us\":%.1f,\"dirty_guest\":%llu,\"dirty_device\":%llu,\"pages\":%llu,"
 		"\"bytes\":%llu,\"ack_latency_us\":%.1f,\"pkts_held\":%llu,\"pkts_released\":%llu,\"disk_writes\":%llu,"
 		"\"baseline\":%s}\n",
 		(unsigned long long)s->hdr.epoch, (double)(s->t_start_ns - p->started_ns) / 1e6, (double)s->pause_ns / 1e3,
 		(double)s->stop_ns / 1e3, (double)s->harvest_ns / 1e3, (double)s->copy_ns / 1e3, (double)s->state_ns / 1e3,
+		(double)s->resume_ns / 1e3,
 		(unsigned long long)s->hdr.guest_dirty, (unsigned long long)s->hdr.device_dirty,
 		(unsigned long long)s->hdr.npages, (unsigned long long)s->bytes, (double)(ack_ns - s->sent_ns) / 1e3,
 		(unsigned long long)s->pkts_held, (unsigned long long)released, (unsigned long long)s->disk_writes,
