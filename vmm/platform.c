@@ -12,6 +12,7 @@
 #include "vm.h"
 
 #include <errno.h>
+#include <libfdt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,31 @@ static int add_nics(struct vm *vm, const struct run_config *cfg, struct platform
 	return 0;
 }
 
+/* The PCI functions that are not virtio (host bridge, pvpanic) keep their config space in the
+ * checkpoint too, so a BAR the guest moved stays where the guest put it. */
+static int pci_fixed_save(void *opaque, void *fdt)
+{
+	struct platform *p = opaque;
+	pthread_mutex_lock(&p->pci.lock);
+	int r = fdt_property(fdt, "host-cfg", p->pci.host.cfg, PCI_CFG_SIZE);
+	if (!r)
+		r = fdt_property(fdt, "pvpanic-cfg", p->pvpanic.pci.cfg, PCI_CFG_SIZE);
+	pthread_mutex_unlock(&p->pci.lock);
+	return r ? -ENOSPC : 0;
+}
+
+static int pci_fixed_restore(void *opaque, const void *fdt, int node)
+{
+	struct platform *p = opaque;
+	int l1, l2;
+	const uint8_t *host = fdt_getprop(fdt, node, "host-cfg", &l1);
+	const uint8_t *pv = fdt_getprop(fdt, node, "pvpanic-cfg", &l2);
+	if (!host || !pv || l1 != PCI_CFG_SIZE || l2 != PCI_CFG_SIZE)
+		return -EINVAL;
+	int r = pci_dev_cfg_restore(&p->pci.host, host);
+	return r ? r : pci_dev_cfg_restore(&p->pvpanic.pci, pv);
+}
+
 int platform_create(struct vm *vm, const struct run_config *cfg, struct platform *p, char *err, size_t errlen)
 {
 	memset(p, 0, sizeof(*p));
@@ -126,6 +152,9 @@ int platform_create(struct vm *vm, const struct run_config *cfg, struct platform
 		snprintf(err, errlen, "cannot create the pvpanic device: %s", strerror(-r));
 		return r;
 	}
+	p->pci_vmdev = (struct vm_device){ .name = "pci-fixed", .opaque = p, .save = pci_fixed_save,
+					   .restore = pci_fixed_restore };
+	vm_add_device(vm, &p->pci_vmdev);
 	r = add_disks(vm, cfg, p, err, errlen);
 	if (!r)
 		r = add_nics(vm, cfg, p, err, errlen);

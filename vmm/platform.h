@@ -8,6 +8,7 @@
 #include "../devices/pvpanic.h"
 #include "cli.h"
 #include "mptable.h"
+#include "vm.h"
 
 struct vm;
 struct virtio_dev;
@@ -19,6 +20,7 @@ struct platform {
 	struct pci_bus pci;
 	bool pci_ready;
 	struct pvpanic pvpanic;
+	struct vm_device pci_vmdev; /* checkpoint of the non-virtio PCI functions */
 	struct virtio_dev *disks[CLI_MAX_DISKS];
 	struct virtio_pci *disk_tr[CLI_MAX_DISKS];
 	unsigned ndisks;
