@@ -107,8 +107,8 @@ int cmd_inspect(int argc, char **argv)
 		while (pg + run < npages && (bool)(s.bitmap[(pg + run) / 64] & (1ul << ((pg + run) % 64))) == set)
 			run++;
 		if (set) {
-			printf("  ram offset %#011llx - %#011llx  (%llu pages)\n", (unsigned long long)(pg << PAGE_SHIFT),
-			       (unsigned long long)((pg + run) << PAGE_SHIFT), (unsigned long long)run);
+			printf("  ram offset %#011llx - %#011llx  (%llu pages)\n", (unsigned long long)pg << PAGE_SHIFT,
+			       (unsigned long long)(pg + run) << PAGE_SHIFT, (unsigned long long)run);
 			shown++;
 		}
 		pg += run;

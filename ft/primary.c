@@ -205,7 +205,7 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 	if (!r && (!s->pfns || (n && !s->pages)))
 		r = -ENOMEM;
 	uint64_t k = 0;
-	for (size_t i = 0; i < words && !r; i++) {
+	for (size_t i = 0; i < words && !r && s->pages; i++) {
 		unsigned long w = p->dirty[i];
 		while (w) {
 			unsigned b = (unsigned)__builtin_ctzl(w);
@@ -440,7 +440,7 @@ static void *engine_thread(void *arg)
 	struct guest_mem *m = &p->vm->mem;
 	size_t words = gmem_bitmap_words(m->npages);
 	int r = 0;
-	uint64_t sent;
+	uint64_t sent = 0;
 
 	/* Initial sync. Order matters: start logging disk writes and dirty pages first, then copy, so
 	 * anything that changes during the copy is sent again afterwards. */
@@ -554,8 +554,8 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 		}
 	}
 	size_t words = gmem_bitmap_words(vm->mem.npages);
-	p->dirty = calloc(words + 1, sizeof(long));
-	p->devdirty = calloc(words + 1, sizeof(long));
+	p->dirty = calloc(words + 1, sizeof(unsigned long));
+	p->devdirty = calloc(words + 1, sizeof(unsigned long));
 	if (!p->dirty || !p->devdirty)
 		return -ENOMEM;
 

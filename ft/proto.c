@@ -44,7 +44,6 @@ static uint64_t iov_hash(uint16_t type, uint64_t seq, const struct iovec *iov, i
 			if (have < 32)
 				continue; /* this iovec is used up and the block is still partial */
 			snap_hash_update(&h, carry, 32);
-			have = 0;
 		}
 		size_t whole = ALIGN_DOWN(len, 32);
 		snap_hash_update(&h, p, whole);
@@ -191,7 +190,7 @@ int ft_parse_hostport(const char *s, char *host, size_t hostlen, char *port, siz
 	}
 	memcpy(host, h, hl);
 	host[hl] = '\0';
-	strcpy(port, colon + 1);
+	memcpy(port, colon + 1, strlen(colon + 1) + 1);
 	char *end;
 	long p = strtol(port, &end, 10);
 	if (*end || p <= 0 || p > 65535)

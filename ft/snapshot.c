@@ -214,7 +214,7 @@ int snapshot_write(struct vm *vm, const struct run_config *cfg, const char *path
 	}
 	struct guest_mem *m = &vm->mem;
 	size_t bm_words = gmem_bitmap_words(m->npages);
-	unsigned long *bitmap = calloc(bm_words ? bm_words : 1, sizeof(long));
+	unsigned long *bitmap = calloc(bm_words ? bm_words : 1, sizeof(unsigned long));
 	if (!bitmap) {
 		free(fdt);
 		return -ENOMEM;
@@ -283,7 +283,6 @@ int snapshot_write(struct vm *vm, const struct run_config *cfg, const char *path
 		st->scan_ns = t2 - t1;
 	}
 	close(fd);
-	fd = -1;
 	if (rename(tmp, path) < 0) {
 		r = -errno;
 		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
@@ -347,7 +346,7 @@ int snapshot_open(const char *path, struct snapshot *s, char *err, size_t errlen
 	}
 	s->file_size = (uint64_t)st.st_size;
 	struct snap_header *h = &s->hdr;
-	if (s->file_size < sizeof(*h) || pread_all(s->fd, h, sizeof(*h), 0) || memcmp(h->magic, SNAP_MAGIC, 8)) {
+	if (s->file_size < sizeof(*h) || pread_all(s->fd, h, sizeof(*h), 0) || memcmp(h->magic, SNAP_MAGIC, 8) != 0) {
 		snprintf(err, errlen, "snapshot %s: not an ftvmm snapshot (bad magic)", path);
 		goto bad;
 	}
@@ -492,7 +491,7 @@ int snapshot_machine_config(const void *fdt, struct run_config *cfg, char *err, 
 				snprintf(err, errlen, "snapshot: %s is malformed", name);
 				return -EINVAL;
 			}
-			strcpy(n->tap, tap);
+			memcpy(n->tap, tap, strlen(tap) + 1);
 			n->has_mac = has;
 		}
 	}

@@ -175,7 +175,7 @@ int control_start(struct control *c, struct vm *vm, const struct run_config *cfg
 		snprintf(err, errlen, "--control %s: path too long for a Unix socket", path);
 		return -ENAMETOOLONG;
 	}
-	strcpy(a.sun_path, path);
+	memcpy(a.sun_path, path, strlen(path) + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -245,7 +245,7 @@ int cmd_ctl(int argc, char **argv)
 		warnx("ctl: socket path too long: %s", argv[1]);
 		return 2;
 	}
-	strcpy(a.sun_path, argv[1]);
+	memcpy(a.sun_path, argv[1], strlen(argv[1]) + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
 		warnx("ctl: cannot connect to %s: %s (is ftvmm running with --control?)", argv[1], strerror(errno));

@@ -142,7 +142,6 @@ size_t mptable_build(void *buf, size_t buflen, uint32_t gpa, unsigned ncpus, uin
 	e += sizeof(*l0);
 	struct mpc_intsrc *l1 = (struct mpc_intsrc *)e;
 	*l1 = (struct mpc_intsrc){ .type = MP_LINTSRC, .irqtype = MP_NMI, .srcbus = BUS_ISA, .dstapic = 0xff, .dstirq = 1 };
-	e += sizeof(*l1);
 	count += 2;
 
 	memcpy(mpc->signature, "PCMP", 4);

@@ -123,7 +123,7 @@ static const struct run_config *cur_cfg;
 static int control_protect(void *ctx, int argc, char **argv, char *reply, size_t len)
 {
 	struct vm *vm = ctx;
-	if (strcmp(argv[0], "protect"))
+	if (strcmp(argv[0], "protect") != 0)
 		return -ENOSYS;
 	if (argc != 2) {
 		snprintf(reply, len, "error: usage: protect HOST:PORT");
@@ -385,7 +385,7 @@ int cmd_restore(int argc, char **argv)
 			goto out;
 		}
 		for (unsigned i = 0; i < cfg.nnics; i++) {
-			if (given.nics[i].has_mac && memcmp(given.nics[i].mac, cfg.nics[i].mac, 6)) {
+			if (given.nics[i].has_mac && memcmp(given.nics[i].mac, cfg.nics[i].mac, 6) != 0) {
 				warnx("restore: --net tap=%s: MAC differs from the snapshot's", given.nics[i].tap);
 				goto out;
 			}

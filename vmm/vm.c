@@ -80,7 +80,7 @@ int vm_dirty_log_enable(struct vm *vm, bool on)
 static int harvest_slot(struct vm *vm, uint32_t slot, uint64_t first_page, uint64_t npages, unsigned long *out)
 {
 	size_t words = gmem_bitmap_words(npages);
-	unsigned long *bm = calloc(words + 1, sizeof(long));
+	unsigned long *bm = calloc(words + 1, sizeof(unsigned long));
 	if (!bm)
 		return -ENOMEM;
 	struct kvm_dirty_log log = { .slot = slot, .dirty_bitmap = bm };
