@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -565,6 +566,9 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 	p->hb_fd = ft_connect(peer, err, errlen);
 	if (p->hb_fd < 0)
 		return p->hb_fd;
+	/* a peer that accepts but never answers must not hang us: bound the handshake */
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+	setsockopt(p->data_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	uint64_t session = now_ns() ^ ((uint64_t)getpid() << 32);
 	void *shape;
 	size_t shape_len;
@@ -588,7 +592,8 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 		return r;
 	}
 	if (r) {
-		snprintf(err, errlen, "backup %s: no handshake reply: %s", peer, strerror(-r));
+		snprintf(err, errlen, "backup %s: no handshake reply: %s", peer,
+			 r == -EAGAIN || r == -EWOULDBLOCK ? "timed out (is it an ftvmm backup?)" : strerror(-r));
 		return r;
 	}
 	if (f.type == FT_HELLO_ERR) {
@@ -601,6 +606,14 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 		snprintf(err, errlen, "backup %s: unexpected reply %s", peer, ft_type_name(f.type));
 		return -EPROTO;
 	}
+	/* the handshake is over: from here on, waiting is the heartbeat's job */
+	struct timeval none = { 0, 0 };
+	setsockopt(p->data_fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+	return 0;
+}
+
+int ft_primary_go(struct ft_primary *p)
+{
 	if (pthread_create(&p->receiver, NULL, receiver_thread, p) || pthread_create(&p->sender, NULL, sender_thread, p) ||
 	    pthread_create(&p->heartbeat, NULL, heartbeat_thread, p) || pthread_create(&p->engine, NULL, engine_thread, p))
 		return -EAGAIN;

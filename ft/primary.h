@@ -49,11 +49,14 @@ struct ft_primary {
 	unsigned nouts;
 };
 
-/* Connect, shake hands and start the engine on its own thread; the guest keeps running during the
- * initial sync. 0 or -errno with one line in err (unreachable peer, refused shape...). */
+/* Connect and shake hands (bounded by timeout_ms); ft_primary_go then starts the engine. The guest
+ * keeps running during the initial sync. 0 or -errno with one line in err (unreachable peer, another
+ * protocol or version, refused shape...). */
 int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct run_config *cfg,
 		     const char *peer, unsigned epoch_ms, unsigned timeout_ms, const char *stats_path, char *err,
 		     size_t errlen);
+/* Start the engine threads once the vCPUs run (initial sync, then epochs). 0 or -errno. */
+int ft_primary_go(struct ft_primary *p);
 /* The guest ended (guest_ended: tell the backup not to take over) or ftvmm is quitting. Joins all. */
 void ft_primary_stop(struct ft_primary *p, bool guest_ended);
 /* One-line status for `ftvmm ctl status`. */

@@ -139,9 +139,10 @@ static int control_protect(void *ctx, int argc, char **argv, char *reply, size_t
 	char err[512] = "";
 	unsigned epoch = cur_cfg->epoch_ms ? cur_cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
 	unsigned tmo = cur_cfg->ft_timeout_ms ? cur_cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
-	if (ft_primary_start(&ft, vm, &plat, cur_cfg, argv[1], epoch, tmo, cur_cfg->stats, err, sizeof(err))) {
+	if (ft_primary_start(&ft, vm, &plat, cur_cfg, argv[1], epoch, tmo, cur_cfg->stats, err, sizeof(err)) ||
+	    ft_primary_go(&ft)) {
 		ft_primary_stop(&ft, false);
-		snprintf(reply, len, "error: %s", err);
+		snprintf(reply, len, "error: %s", err[0] ? err : "cannot start the fault-tolerance threads");
 		return 0;
 	}
 	ft_started = true;
@@ -220,6 +221,18 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 		ctl.ext_ctx = &vm;
 	}
 
+	if (cfg->backup) {
+		unsigned epoch = cfg->epoch_ms ? cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
+		unsigned tmo = cfg->ft_timeout_ms ? cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
+		/* before the guest runs: a backup we cannot use is bad input, not a runtime failure */
+		if (ft_primary_start(&ft, &vm, &plat, cfg, cfg->backup, epoch, tmo, cfg->stats, err, sizeof(err))) {
+			warnx("%s", err);
+			ft_primary_stop(&ft, false);
+			goto out;
+		}
+		ft_started = true;
+	}
+
 	signal_vm = &vm;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -244,16 +257,9 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 			usleep(50000u << round);
 		}
 	}
-	if (!r && cfg->backup) {
-		unsigned epoch = cfg->epoch_ms ? cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
-		unsigned tmo = cfg->ft_timeout_ms ? cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
-		if (ft_primary_start(&ft, &vm, &plat, cfg, cfg->backup, epoch, tmo, cfg->stats, err, sizeof(err))) {
-			warnx("%s", err);
-			ft_primary_stop(&ft, false);
-			vm_request_exit(&vm, VM_EXIT_ERROR);
-		} else {
-			ft_started = true;
-		}
+	if (!r && ft_started && ft_primary_go(&ft)) {
+		warnx("cannot start the fault-tolerance threads");
+		vm_request_exit(&vm, VM_EXIT_ERROR);
 	}
 	enum vm_exit_reason why = vm_run_until_exit(&vm);
 	if (ft_started) {
@@ -284,6 +290,10 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 	}
 	rc = exit_code_for(why);
 out:
+	if (ft_started) { /* failed before the vCPUs ran */
+		ft_primary_stop(&ft, false);
+		ft_started = false;
+	}
 	free((void *)src->kernel);
 	free((void *)src->initrd);
 	src->kernel = src->initrd = NULL;
@@ -406,6 +416,16 @@ int cmd_restore(int argc, char **argv)
 				      (unsigned long long)have, (unsigned long long)want);
 				goto out;
 			}
+		}
+	}
+	for (unsigned i = 0; i < cfg.nnics; i++) {
+		/* the snapshot expects this host network to exist: a restore does not invent one */
+		char sys[64];
+		snprintf(sys, sizeof(sys), "/sys/class/net/%s", cfg.nics[i].tap);
+		if (access(sys, F_OK) != 0) {
+			warnx("restore: TAP %s does not exist on this host (create it, or name another with --net tap=NAME)",
+			      cfg.nics[i].tap);
+			goto out;
 		}
 	}
 	cfg.control = given.control;
