@@ -87,7 +87,8 @@ int ft_send(int fd, uint16_t type, uint64_t seq, const struct iovec *iov, int io
 	if (!all)
 		return -ENOMEM;
 	all[0] = (struct iovec){ &f, sizeof(f) };
-	memcpy(all + 1, iov, sizeof(*iov) * (size_t)iovcnt);
+	if (iovcnt > 0)
+		memcpy(all + 1, iov, sizeof(*iov) * (size_t)iovcnt);
 	int r = writev_all(fd, all, iovcnt + 1);
 	free(all);
 	return r;

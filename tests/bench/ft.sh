@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# tests/bench/ft.sh - fault-tolerance benchmark: what checkpointing costs a guest (throughput, response latency, pause
+# per epoch against a plain memcpy, bytes per epoch) and how long a failover takes. Not a test: numbers and plots.
+#
+# Usage: tests/bench/ft.sh [EPOCHS]      EPOCHS: the FT epochs to measure, ms (default "5 25 100")
+# Runs inside the nested test bed (ITEST_MODE=direct: on this machine's /dev/kvm). Results, plots and results.md go to
+# tests/bench/results/ft-<date>/. A full run takes about 10 minutes in the test bed.
+#
+# Per epoch setting, one guest (256M, 2 vCPUs, a 64M disk, a TAP) boots unprotected; its console is a shell driven
+# through a FIFO. Every workload runs once with FT off, then the guest is paired with a backup (`ftvmm ctl protect`)
+# and every workload runs again with FT on:
+#   idle      sleep 6                                   (what an idle guest costs: pause, bytes per epoch)
+#   cpu       busybox awk loop, 600k iterations         (CPU-bound, few dirty pages)
+#   memN      ftwork --pages N --interval-ms 0 >/dev/null, N = 256, 2048, 8192 (1, 8, 32 MiB rewritten and verified
+#             per tick: three dirty rates)
+#   disk      blkbench seqwrite /dev/vda 64M            (O_DIRECT 256K writes: replicated inside the epochs)
+#   rr        TCP request/response: a host client (ft-rr.py) against `nc -l -p 7000 -e cat` in the guest
+# Then the failover: ftwork ticking every 20 ms with a TCP stream to a host checker; kill -9 the primary; from the
+# kill to the backup's takeover line, to the guest's next FTWORK line on the backup's console, to the next TCP seq.
+# Env: FTVMM, GUEST_KERNEL, GUEST_INITRD (defaults: build/, guest-images/out/); FT_BENCH_QUICK=1 (shorter runs).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+EPOCHS=${1:-"5 25 100"}
+export FTVMM=${FTVMM:-$repo/build/ftvmm}
+export GUEST_KERNEL=${GUEST_KERNEL:-$repo/guest-images/out/bzImage}
+export GUEST_INITRD=${GUEST_INITRD:-$repo/guest-images/out/initramfs.cpio.gz}
+
+if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
+	[[ -x "$FTVMM" ]] || make -C "$repo" >/dev/null
+	[[ -f "$GUEST_KERNEL" && -f "$GUEST_INITRD" ]] || bash "$repo/guest-images/build.sh" >/dev/null
+	zcat "$GUEST_INITRD" | cpio -it 2>/dev/null | grep -qE '^(\./)?bin/ftwork$' ||
+		{ echo "ft bench: $GUEST_INITRD has no /bin/ftwork: rebuild it (guest-images/build.sh)" >&2; exit 1; }
+	date=$(date -u +%Y%m%d-%H%M%S)
+	export FTVMM_BENCH_RES="$repo/tests/bench/results/ft-$date"
+	export FTVMM_BENCH_EPOCHS="$EPOCHS"
+	mkdir -p "$FTVMM_BENCH_RES"
+	t0=$(date +%s)
+	if [[ "${ITEST_MODE:-auto}" == direct ]]; then
+		BENCH_INSIDE=1 FTVMM_BENCH_ENV="this machine's KVM ($(uname -r))" bash "$0" "$EPOCHS"
+	else
+		FTVMM_BENCH_ENV="nested test bed: qemu TCG -cpu max, 2 vCPUs, kvm-amd inside (nested SVM emulated)" \
+			TESTBED_TIMEOUT=${TESTBED_TIMEOUT:-1500} TESTBED_LOG="$FTVMM_BENCH_RES/testbed.log" \
+			TESTBED_PASSENV="FTVMM GUEST_KERNEL GUEST_INITRD BENCH_INSIDE FT_BENCH_QUICK" BENCH_INSIDE=1 \
+			"$repo/tests/testbed/run.sh" bash "$0" "$EPOCHS"
+	fi
+	echo "ft bench: measured in $(($(date +%s) - t0)) s; analysing" >&2
+	python3 "$here/ft-analyze.py" "$FTVMM_BENCH_RES"
+	if command -v gnuplot >/dev/null; then
+		(cd "$FTVMM_BENCH_RES" && gnuplot "$here/ft-plots.gp") || echo "ft bench: gnuplot failed" >&2
+	else
+		echo "ft bench: no gnuplot (apt-get install gnuplot-nox): CSV only" >&2
+	fi
+	echo "ft bench: results in $FTVMM_BENCH_RES (results.md)"
+	exit 0
+fi
+
+# ---------------------------------------------------------------------------------------------------------------
+# inside: where /dev/kvm is
+RES=$FTVMM_BENCH_RES
+source "$repo/tests/integration/lib.sh"
+source "$repo/tests/integration/ft_lib.sh"
+IT_LOGDIR="$RES/logs" # (after lib.sh, which resets it)
+mkdir -p "$IT_LOGDIR"
+ft_setup
+W=$FT_WORK
+TAP=ftbench0
+HOST_IP=198.51.100.1
+GUEST_IP=198.51.100.2
+QUICK=${FT_BENCH_QUICK:-0}
+{
+	echo "env=${FTVMM_BENCH_ENV:-unknown}"
+	echo "host_kernel=$(uname -r)"
+	echo "host_cpus=$(nproc)"
+	echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+	echo "guest_kernel=$(cat "$(dirname "$GUEST_KERNEL")/kernel-version" 2>/dev/null || echo '?')"
+	echo "ftvmm=$FTVMM ($(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+	echo "epochs=$FTVMM_BENCH_EPOCHS"
+	echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$RES/env.txt"
+
+gcc -O2 -o "$W/ft-memcpy" "$here/ft-memcpy.c"
+"$W/ft-memcpy" 256 >"$RES/memcpy.csv"
+ft_tap_up "$TAP" "$HOST_IP/24" || { echo "ft bench: cannot create TAP $TAP" >&2; exit 1; }
+
+echo "epoch_ms,mode,workload,t_start,t_end,seconds,stats_from,stats_to,detail" >"$RES/runs.csv"
+echo "epoch_ms,t_kill,t_reaped,t_takeover,t_tick,t_tcp,takeover_from,backup_pid" >"$RES/failover.csv"
+
+# start NAME OUTFILE ERRFILE CMD...: background, stdout and stderr line-stamped, stdin from $W/NAME.in (a FIFO)
+start() {
+	local name="$1" out="$2" err="$3"
+	shift 3
+	rm -f "$W/$name.in"
+	mkfifo "$W/$name.in"
+	exec {fd}<>"$W/$name.in"
+	eval "FD_$name=$fd"
+	"$@" <"$W/$name.in" > >(python3 "$here/ft-stamp.py" "$out") 2> >(python3 "$here/ft-stamp.py" "$err") &
+	FT_PID[$name]=$!
+}
+
+# cmd NAME TEXT: type a line on the guest's console
+cmd() {
+	local fdv="FD_$1"
+	printf '%s\n' "$2" >&"${!fdv}"
+}
+
+# wait_stamped FILE REGEX SECS -> prints the stamp of the first matching line (after the optional AFTER time)
+wait_stamped() {
+	local file="$1" re="$2" secs="$3" after="${4:-0}" end line
+	end=$(($(date +%s) + secs))
+	while (($(date +%s) <= end)); do
+		line=$(awk -v a="$after" -v re="$re" '$1 > a && $0 ~ re { print $1; exit }' "$file" 2>/dev/null || true)
+		[[ -n "$line" ]] && { echo "$line"; return 0; }
+		sleep 0.05
+	done
+	return 1
+}
+
+nstats() { [[ -f "$1" ]] && wc -l <"$1" || echo 0; }
+
+# workload EPOCH MODE NAME GUESTCMD: run one workload on the console of "p"; record its window
+workload() {
+	local epoch="$1" mode="$2" name="$3" gcmd="$4" stats="$RES/stats-$1.jsonl" s0 s1 t0 t1 detail=""
+	local tag="W$RANDOM"
+	s0=$(nstats "$stats")
+	t0=$(ft_now)
+	if [[ "$name" == rr ]]; then
+		cmd p "nc -l -p 7000 -e cat; echo BENCH-DONE-\$((1+1))-$tag"
+		sleep 1
+		detail=$(python3 "$here/ft-rr.py" "$GUEST_IP" 7000 $((QUICK ? 3 : 6)) 2>&1 | tail -n1)
+	else
+		cmd p "$gcmd; echo BENCH-DONE-\$((1+1))-$tag rc=\$?"
+	fi
+	if ! t1=$(wait_stamped "$W/p.console" "BENCH-DONE-2-$tag" 300 "$t0"); then
+		echo "ft bench: $name ($mode, epoch $epoch) did not finish" >&2
+		t1=$(ft_now)
+		detail="timeout $detail"
+	fi
+	if [[ "$name" == disk ]]; then
+		detail=$(awk -v a="$t0" '$1 > a && /BLKBENCH/ { sub(/.*BLKBENCH/, "BLKBENCH"); print; exit }' "$W/p.console" || true)
+	fi
+	sleep 0.3 # the last epochs' acks reach the stats file
+	s1=$(nstats "$stats")
+	printf '%s,%s,%s,%s,%s,%s,%s,%s,"%s"\n' "$epoch" "$mode" "$name" "$t0" "$t1" \
+		"$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" "$s0" "$s1" "$detail" >>"$RES/runs.csv"
+	echo "  [$(date +%T)] epoch $epoch $mode $name: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s $detail" >&2
+}
+
+all_workloads() {
+	local epoch="$1" mode="$2" k
+	# sizes: about 3 s each with FT off in the test bed
+	local n256=$((QUICK ? 100 : 800)) n2048=$((QUICK ? 10 : 75)) n8192=$((QUICK ? 2 : 10))
+	workload "$epoch" "$mode" idle "sleep $((QUICK ? 3 : 6))"
+	workload "$epoch" "$mode" cpu "awk 'BEGIN { for (i = 0; i < $((QUICK ? 100000 : 600000)); i++) s += i * i }'"
+	workload "$epoch" "$mode" mem256 "ftwork --pages 256 --interval-ms 0 --count $n256 >/dev/null"
+	workload "$epoch" "$mode" mem2048 "ftwork --pages 2048 --interval-ms 0 --count $n2048 >/dev/null"
+	workload "$epoch" "$mode" mem8192 "ftwork --pages 8192 --interval-ms 0 --count $n8192 >/dev/null"
+	workload "$epoch" "$mode" disk "blkbench seqwrite /dev/vda $((QUICK ? 16 : 64))M -b 256K"
+	workload "$epoch" "$mode" rr ""
+}
+
+for epoch in $FTVMM_BENCH_EPOCHS; do
+	echo "ft bench: epoch $epoch ms" >&2
+	truncate -s 64M "$W/p.img" "$W/b.img"
+	rm -f "$W/p.console" "$W/b.console"
+	start p "$W/p.console" "$W/p.err" "$FTVMM" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --mem 256M --cpus 2 \
+		--disk "$W/p.img" --net "tap=$TAP" --control "$W/p.sock" --epoch "$epoch" --ft-timeout 10000 \
+		--stats "$RES/stats-$epoch.jsonl" --cmdline "console=ttyS0 panic=-1 quiet ftvmm.noreboot"
+	if ! wait_stamped "$W/p.console" FTVMM-GUEST-DONE 300 >/dev/null; then
+		echo "ft bench: the guest did not boot (epoch $epoch)" >&2
+		ft_kill p
+		continue
+	fi
+	sleep 2
+	cmd p "ip addr add $GUEST_IP/24 dev eth0; ip link set eth0 up; stty -echo"
+	sleep 2
+	all_workloads "$epoch" off
+	# pair with a backup
+	ft_port
+	start b "$W/b.console" "$W/b.err" "$FTVMM" backup --listen "127.0.0.1:$FT_PORT" --disk "$W/b.img" --net "tap=$TAP" \
+		--control "$W/b.sock" --ft-timeout 10000
+	wait_stamped "$W/b.err" 'listening on' 30 >/dev/null || true
+	tp=$(ft_now)
+	ft_ctl "$W/p.sock" protect "127.0.0.1:$FT_PORT" >&2
+	if ! ft_wait_status "$W/p.sock" 'protected=yes' 300; then
+		echo "ft bench: never protected (epoch $epoch): $FT_LAST_STATUS" >&2
+		ft_kill p
+		ft_kill b
+		continue
+	fi
+	echo "epoch=$epoch protect_s=$(awk -v a="$tp" -v b="$(ft_now)" 'BEGIN { printf "%.2f", b - a }')" >>"$RES/protect.txt"
+	all_workloads "$epoch" on
+	# failover: ftwork ticking with a TCP stream, then kill -9 the primary
+	ft_port
+	tport=$FT_PORT
+	rm -f "$W/tcp.log"
+	ft_bg tcp python3 "$repo/tests/integration/ft_tcpcheck.py" --listen "$HOST_IP:$tport" --log "$W/tcp.log"
+	sleep 1
+	cmd p "ftwork --pages 64 --interval-ms 20 --tcp $HOST_IP:$tport --count 10000000 &"
+	for _ in $(seq 300); do
+		(($(grep -c '^seq ' "$W/tcp.log" 2>/dev/null || true) >= 30)) && break
+		sleep 0.1
+	done
+	ft_wait_status "$W/p.sock" 'protected=yes' 30 || true
+	t_kill=$(ft_now)
+	kill -9 "${FT_PID[p]}"
+	wait "${FT_PID[p]}" 2>/dev/null || true
+	t_reaped=$(ft_now)
+	unset "FT_PID[p]"
+	t_take=$(wait_stamped "$W/b.err" 'taking over from epoch' 60 "$t_kill" || echo "")
+	t_tick=$(wait_stamped "$W/b.console" 'FTWORK seq=' 60 "$t_kill" || echo "")
+	t_tcp=""
+	for _ in $(seq 300); do
+		t_tcp=$(awk -v a="$t_kill" '$1 == "seq" && $3 > a { print $3; exit }' "$W/tcp.log" 2>/dev/null || true)
+		[[ -n "$t_tcp" ]] && break
+		sleep 0.1
+	done
+	from=$(sed -nE 's/.*taking over from epoch ([0-9]+).*/\1/p' "$W/b.err" | head -n1)
+	echo "$epoch,$t_kill,$t_reaped,$t_take,$t_tick,$t_tcp,$from,${FT_PID[b]}" >>"$RES/failover.csv"
+	echo "  failover (epoch $epoch): takeover +$(awk -v a="$t_kill" -v b="${t_take:-0}" 'BEGIN { printf "%.2f", b - a }') s," \
+		"tick +$(awk -v a="$t_kill" -v b="${t_tick:-0}" 'BEGIN { printf "%.2f", b - a }') s," \
+		"tcp +$(awk -v a="$t_kill" -v b="${t_tcp:-0}" 'BEGIN { printf "%.2f", b - a }') s" >&2
+	grep -a 'FTWORK.*BAD' "$W/b.console" >&2 || true
+	ft_kill b
+	ft_kill tcp 15
+	cp "$W/p.console" "$IT_LOGDIR/p-$epoch.console"
+	cp "$W/b.console" "$IT_LOGDIR/b-$epoch.console"
+	cp "$W/p.err" "$IT_LOGDIR/p-$epoch.err"
+	cp "$W/b.err" "$IT_LOGDIR/b-$epoch.err"
+	cp "$W/tcp.log" "$IT_LOGDIR/tcp-$epoch.log"
+done
+echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/env.txt"
+echo "ft bench: done" >&2
