@@ -35,10 +35,12 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 
 echo "=== 1. boot: 2 vCPUs, 256 MiB, a 16 MiB disk"
 truncate -s 16M "$tmp/disk.img"
+rc=0
 "$F" run "${K[@]}" --mem 256M --cpus 2 --disk "$tmp/disk.img" \
 	--cmdline "quiet ftvmm.test=nproc,mem,cmdline ftvmm.expect_cpus=2 ftvmm.expect_mem_mb=256 ftvmm.marker=demo" \
-	</dev/null | grep -a -E 'FTVMM-(GUEST-INIT|RESULT)|virtio|vda'
-echo "ftvmm exited with $? after the guest's reboot -f"
+	</dev/null >"$tmp/boot.out" || rc=$?
+grep -a -E 'FTVMM-(GUEST-INIT|RESULT)' "$tmp/boot.out" || true
+echo "ftvmm exited with $rc after the guest's reboot -f"
 
 echo
 echo "=== 2. fault tolerance: kill -9 the primary, the backup takes over"
