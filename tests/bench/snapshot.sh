@@ -100,6 +100,7 @@ first_ftwork() {
 	return 1
 }
 ctl() { "$FTVMM" ctl "$SOCK" "$@"; }
+say() { echo "$*" | sed -E 's#/ftvmm-snapbench\.[A-Za-z0-9]+##g' | tee -a "$tmp/raw"; } # progress, kept for the report
 
 echo "mem_mb,dir,fs,stored_mib,file_bytes,status_rtt_ms,pause_rtt_ms,resume_rtt_ms,pause_us,state_ms_strace,state_ioctls,state_in_ioctls_ms,write_ms,save_mbps,memcpy_ms,memcpy_mbps,write_fsync_ms,write_fsync_mbps,hash_ms,zeroscan_ms,inspect_s,restore_warm_s,restore_cold_s" >"$out_csv"
 mbps() { awk -v b="$1" -v ms="$2" 'BEGIN { printf "%.0f", (ms > 0) ? b / 1048576 / (ms / 1000) : 0 }'; }
@@ -108,7 +109,7 @@ secs_since() { awk -v m="$(ms_since "$1")" 'BEGIN { printf "%.2f", m / 1000 }'; 
 for mem in "${SIZES[@]}"; do
 	fill=$((mem * 256 / 2)) # pages: half the RAM
 	log="$tmp/boot-$mem.console"
-	echo "== $mem MiB guest: booting, filling $((fill / 256)) MiB"
+	say "== $mem MiB guest: booting, filling $((fill / 256)) MiB"
 	cmd="console=ttyS0 panic=-1 quiet ftvmm.test=ftwork ftvmm.ftwork_pre=--pages,$fill,--count,1,--interval-ms,0 ftvmm.ftwork=--pages,64,--interval-ms,10"
 	: >"$log"
 	"$FTVMM" run --kernel "$KERNEL" --initrd "$INITRD" --mem "${mem}M" --cpus 2 --control "$SOCK" \
@@ -131,7 +132,7 @@ for mem in "${SIZES[@]}"; do
 		sleep 0.2
 	done
 	status_rtt=$(echo "${st[*]}" | median) pause_rtt=$(echo "${pa[*]}" | median) resume_rtt=$(echo "${re[*]}" | median)
-	echo "  ctl round trips (median of 5): status ${status_rtt} ms, pause ${pause_rtt} ms, resume ${resume_rtt} ms"
+	say "  ctl round trips (median of 5): status ${status_rtt} ms, pause ${pause_rtt} ms, resume ${resume_rtt} ms"
 
 	# state capture without memory, timed with strace (an upper bound: strace stops every syscall)
 	state_ms="" state_ioctls="" state_in_ms=""
@@ -151,7 +152,7 @@ for mem in "${SIZES[@]}"; do
 			start && /openat\(.*strace-snap\.tmp\./ && !end { end = $2 }
 			END { if (start && end) printf "%.1f %d %.1f\n", (end - start) * 1000, n, in_s * 1000; else print "" }' "$tmp/strace-$mem")
 	fi
-	echo "  state capture (strace, first KVM_GET_MP_STATE to temp file): ${state_ms:-n/a} ms over ${state_ioctls:-?} ioctls, ${state_in_ms:-?} ms inside them"
+	say "  state capture (strace, first KVM_GET_MP_STATE to temp file): ${state_ms:-n/a} ms over ${state_ioctls:-?} ioctls, ${state_in_ms:-?} ms inside them"
 
 	declare -A row=()
 	for d in "${dirs[@]}"; do
@@ -160,7 +161,7 @@ for mem in "${SIZES[@]}"; do
 		pus=() wms=()
 		for r in $(seq "$REPS"); do
 			reply=$(ctl snapshot "$snap")
-			echo "  snapshot $r to $d ($fs): $reply"
+			say "  snapshot $r to $d ($fs): $reply"
 			pus+=("$(field pause_us <<<"$reply")")
 			wms+=("$(field write_ms <<<"$reply")")
 			bytes=$(field bytes <<<"$reply")
@@ -171,7 +172,7 @@ for mem in "${SIZES[@]}"; do
 		stored_mib=$(awk -v p="$stored" 'BEGIN { printf "%.1f", p * 4096 / 1048576 }')
 		# baselines on the same bytes, same directory, same machine, now
 		base=$("$BASELINE" "$d" $((stored * 4096)) $((mem << 20)))
-		echo "  baseline in $d: $base"
+		say "  baseline in $d: $base"
 		memcpy_ms=$(field memcpy_ms <<<"$base") bw=$(field write_ms <<<"$base") bf=$(field fsync_ms <<<"$base")
 		hash_ms=$(field hash_ms <<<"$base") zscan_ms=$(field zeroscan_ms <<<"$base")
 		wf_ms=$(awk -v a="$bw" -v b="$bf" 'BEGIN { printf "%.1f", a + b }')
@@ -179,7 +180,7 @@ for mem in "${SIZES[@]}"; do
 		t=$(ns)
 		"$FTVMM" inspect "$snap" >/dev/null
 		inspect_s=$(secs_since "$t")
-		row[$d]="$mem,$d,$fs,$stored_mib,$bytes,$status_rtt,$pause_rtt,$resume_rtt,$pause_us,$state_ms,$state_ioctls,$state_in_ms,$write_ms,$(mbps "$bytes" "$write_ms"),$memcpy_ms,$(mbps $((stored * 4096)) "$memcpy_ms"),$wf_ms,$(mbps $((stored * 4096)) "$wf_ms"),$hash_ms,$zscan_ms,$inspect_s"
+		row[$d]="$mem,${d%/ftvmm-snapbench.*},$fs,$stored_mib,$bytes,$status_rtt,$pause_rtt,$resume_rtt,$pause_us,$state_ms,$state_ioctls,$state_in_ms,$write_ms,$(mbps "$bytes" "$write_ms"),$memcpy_ms,$(mbps $((stored * 4096)) "$memcpy_ms"),$wf_ms,$(mbps $((stored * 4096)) "$wf_ms"),$hash_ms,$zscan_ms,$inspect_s"
 	done
 	kill -9 "$VM_PID" 2>/dev/null || true
 	wait "$VM_PID" 2>/dev/null || true
@@ -211,7 +212,7 @@ for mem in "${SIZES[@]}"; do
 			wait "$VM_PID" 2>/dev/null || true
 			VM_PID=""
 			if [[ $cold == 1 ]]; then restore_cold=$s; else rw+=("$s"); fi
-			echo "  restore $r from $d ($([[ $cold == 1 ]] && echo cold || echo warm)): $s s"
+			say "  restore $r from $d ($([[ $cold == 1 ]] && echo cold || echo warm)): $s s"
 		done
 		echo "${row[$d]},$(echo "${rw[*]}" | median),$restore_cold" >>"$out_csv"
 		rm -f "$snap"
@@ -254,5 +255,11 @@ done
 	echo "| guest | dir (fs) | inspect: open + read + verify (s) | restore start to next FTWORK line, page cache warm (s) | same, cold (s, one run) |"
 	echo "|---|---|---|---|---|"
 	tail -n +2 "$out_csv" | awk -F, '{ printf "| %s MiB | %s (%s) | %s | %s | %s |\n", $1, $2, $3, $21, $22, ($23 == "" ? "not run" : $23) }'
+	echo
+	echo "## Every run (the medians above hide the spread)"
+	echo
+	echo '```'
+	cat "$tmp/raw"
+	echo '```'
 } >"$out_md"
 cat "$out_md"
