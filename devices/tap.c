@@ -134,7 +134,6 @@ int tap_sink_send(void *ctx, const struct iovec *iov, int iovcnt)
 bool tap_error_is_fatal(int err)
 {
 	switch (err < 0 ? -err : err) {
-	case EIO:      /* TAP detached under us */
 	case ENODEV:
 	case ENXIO:
 	case EBADFD:   /* tun device deleted while the fd is open */

@@ -43,6 +43,16 @@ static void print_vcpu(const void *fdt, int node)
 		       ev.interrupt.injected ? "injected" : "none", ev.nmi.pending ? "pending" : "none");
 }
 
+static bool prop_is_string(const uint8_t *v, int len)
+{
+	if (len < 2 || v[len - 1] != '\0')
+		return false;
+	for (int i = 0; i < len - 1; i++)
+		if (v[i] < 0x20 || v[i] > 0x7e)
+			return false;
+	return true;
+}
+
 static void print_props(const void *fdt, int node, int depth)
 {
 	for (int prop = fdt_first_property_offset(fdt, node); prop >= 0; prop = fdt_next_property_offset(fdt, prop)) {
@@ -52,15 +62,16 @@ static void print_props(const void *fdt, int node, int depth)
 		if (!v)
 			continue;
 		printf("%*s%s = ", depth * 2, "", name);
-		if (len == 4)
+		/* strings first: an 8-byte name such as "ftsnap0\0" must not print as a u64 */
+		if (prop_is_string(v, len))
+			printf("\"%s\"\n", (const char *)v);
+		else if (len == 4)
 			printf("%u\n", fdt32_to_cpu(*(const fdt32_t *)v));
 		else if (len == 8) {
 			fdt64_t x;
 			memcpy(&x, v, 8);
 			printf("%llu (0x%llx)\n", (unsigned long long)fdt64_to_cpu(x), (unsigned long long)fdt64_to_cpu(x));
-		} else if (len > 0 && v[len - 1] == '\0' && strlen((const char *)v) == (size_t)len - 1)
-			printf("\"%s\"\n", (const char *)v);
-		else {
+		} else {
 			printf("[%d bytes]", len);
 			for (int i = 0; i < len && i < 16; i++)
 				printf(" %02x", v[i]);

@@ -53,7 +53,8 @@ W=$FT_WORK
 L=$IT_LOGDIR
 rm -f "$L"/*.out "$L"/*.err "$L"/*.cmd "$L"/*.log "$L"/*.stats 2>/dev/null || true
 
-if ! zcat "$GUEST_INITRD" | cpio -it 2>/dev/null | grep -qE '^(\./)?(bin/ftwork|checks/ftguest\.sh)$'; then
+initrd_files=$(zcat "$GUEST_INITRD" | cpio -it 2>/dev/null || true)
+if ! grep -qE '^(\./)?bin/ftwork$' <<<"$initrd_files" || ! grep -qE '^(\./)?checks/ftguest\.sh$' <<<"$initrd_files"; then
 	case_begin ft/guest-image
 	case_error "$GUEST_INITRD lacks bin/ftwork or checks/ftguest.sh: rebuild it (guest-images/build.sh)"
 	case_end
@@ -63,7 +64,7 @@ fi
 kargs=(--kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD")
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
 
-# backup NAME PORT DISK... : an ftvmm backup with its own disks (--ft-timeout 1000), control socket $W/NAME.sock
+# start_backup NAME PORT [DISK|net]...: an ftvmm backup with its own disks (and the TAP), control socket $W/NAME.sock
 start_backup() {
 	local name="$1" port="$2"
 	shift 2
@@ -245,7 +246,8 @@ case_end
 ###############################################################################################################
 case_begin ft/backup-status
 # documented: a backup's control socket answers `status` before the takeover too
-[[ "$b1_status_before" == ok* ]] || case_error "backup before takeover: ${b1_status_before}"
+ft_log "backup status before the takeover: $b1_status_before"
+[[ "$b1_status_before" == ok*role=backup* ]] || case_error "backup before takeover: ${b1_status_before}"
 if ((kills > 0)); then
 	st=$(ft_ctl "$W/$cur.sock" status)
 	[[ "$st" == *"role=backup (took over)"* ]] || case_error "survivor status: $st"

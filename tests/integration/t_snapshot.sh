@@ -13,7 +13,7 @@
 #     S+1 (the old console's unfinished last line, if any, is completed by the restored guest: the
 #     concatenation old-tail + new console must parse, and its first line is S+1). Nothing is redone.
 #   - live snapshot (`ctl snapshot` of a running guest, kill -9 right after the reply): the guest may have run
-#     a little past the snapshot. With A = the last line before the command and R = the last line when the reply
+#     a little past the snapshot (the host's TAP is down meanwhile, so none of that output reaches the peer). With A = the last line before the command and R = the last line when the reply
 #     came, the first complete line X of the restored guest is in [A+1, R+2] (R+2: a line half printed at the
 #     snapshot), and every seq printed by both processes carries the same sum (ticks are deterministic: the
 #     redone ticks are the same ticks). The TCP peer sees no duplicate (the host stack drops the re-sent bytes,
@@ -357,10 +357,16 @@ for ((i = 1; i <= CYCLES && ${#CASE_ERRORS[@]} == 0; i++)); do
 	if [[ $live == 0 ]]; then
 		r=$(ctl pause) || { case_error "cycle $i: ctl pause: $r"; break; }
 	fi
-	reply=$(ctl snapshot "$snap") || { case_error "cycle $i: ctl snapshot: $reply"; break; }
+	# Live: the guest runs on after the snapshot and its TCP output of that time would reach the sink, which
+	# would then have ACKed bytes the restored guest never sent (a rolled-back TCP sender stalls for good:
+	# exactly what FT's output commit prevents). So the host's side of the TAP is down from just before the
+	# snapshot until the restore: like a cable pulled, nothing leaves, the guest retransmits afterwards.
+	[[ $live == 1 ]] && ip link set "$TAP" down
+	reply=$(ctl snapshot "$snap") || { ip link set "$TAP" up; case_error "cycle $i: ctl snapshot: $reply"; break; }
 	fo_poll
 	R=$FO_LAST
 	vm_kill
+	[[ $live == 1 ]] && ip link set "$TAP" up
 	fo_poll
 	C=$FO_LAST
 	timer_check "cycle $i: before the snapshot"

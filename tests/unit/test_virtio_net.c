@@ -916,7 +916,9 @@ static void test_config(void)
 	CHECK_EQ(tap_set_offload(sv[0], 0), -ENOTTY);
 	close(sv[0]);
 	close(sv[1]);
-	CHECK(tap_error_is_fatal(-EIO) && tap_error_is_fatal(-EBADFD) && tap_error_is_fatal(ENODEV));
+	CHECK(tap_error_is_fatal(-EBADFD) && tap_error_is_fatal(ENODEV));
+	/* EIO is what a write to a TAP whose host side is down gets: a pulled cable, not a dead backend */
+	CHECK(!tap_error_is_fatal(-EIO));
 	CHECK(!tap_error_is_fatal(-EINVAL) && !tap_error_is_fatal(-EAGAIN) && !tap_error_is_fatal(-ENOBUFS));
 }
 
