@@ -38,7 +38,9 @@ struct backup {
 	pthread_t hb_thread;
 	pthread_mutex_t lock;
 	bool done;
+	bool primary_alive; /* it said (BYE on the heartbeat link) it runs on without us: never take over */
 	char why[160];
+	char link_why[160]; /* why the data link ended, when it did first */
 };
 
 static void backup_usage(FILE *f)
@@ -162,6 +164,11 @@ static int check_shape(struct backup *b, const void *fdt, size_t len, char *why,
 	}
 	b->cfg.mem = mem;
 	b->cfg.cpus = ncpus;
+	/* after a takeover, `protect` keeps the protection this guest had: the primary's epoch, our timeout */
+	uint32_t epoch_ms;
+	if (!fdt_get_u32(fdt, 0, "epoch-ms", &epoch_ms) && epoch_ms >= 5 && epoch_ms <= 1000)
+		b->cfg.epoch_ms = epoch_ms;
+	b->cfg.ft_timeout_ms = b->timeout_ms;
 	return 0;
 }
 
@@ -206,7 +213,15 @@ static void *hb_thread(void *arg)
 				set_done(b, "heartbeat link closed by the primary");
 				break;
 			}
+			bool bye = f.type == FT_BYE;
 			free(pl);
+			if (bye) {
+				pthread_mutex_lock(&b->lock);
+				b->primary_alive = true;
+				pthread_mutex_unlock(&b->lock);
+				set_done(b, "the primary runs on without this backup");
+				break;
+			}
 			last_rx = now_ns();
 		}
 		if (now_ns() - last_rx > b->timeout_ms * 1000000ull) {
@@ -233,10 +248,15 @@ static int pwrite_all(int fd, const void *p, size_t len, uint64_t off)
 	return 0;
 }
 
+static bool disk_rec_fits(const struct backup *b, const struct ft_disk_rec *rec)
+{
+	return rec->disk < b->cfg.ndisks && rec->off <= b->disk_sizes[rec->disk] &&
+	       rec->len <= b->disk_sizes[rec->disk] - rec->off;
+}
+
 static int apply_disk_rec(struct backup *b, const struct ft_disk_rec *rec, const uint8_t *data)
 {
-	if (rec->disk >= b->cfg.ndisks || rec->off > b->disk_sizes[rec->disk] ||
-	    rec->len > b->disk_sizes[rec->disk] - rec->off)
+	if (!disk_rec_fits(b, rec))
 		return -ERANGE;
 	int fd = b->disk_fds[rec->disk];
 	if (rec->kind == FT_DISK_WRITE)
@@ -280,6 +300,14 @@ static int commit_epoch(struct backup *b, uint64_t seq, void *payload, size_t le
 			return -EBADMSG;
 	if (fdt_check_header(state) || fdt_totalsize(state) > h.state_len)
 		return -EBADMSG;
+	/* every disk record in range before anything is applied (ft_epoch_check saw that they tile disk_len) */
+	for (uint64_t off = 0; off < h.disk_len;) {
+		struct ft_disk_rec rec;
+		memcpy(&rec, disk + off, sizeof(rec));
+		if (!disk_rec_fits(b, &rec))
+			return -ERANGE;
+		off += sizeof(rec) + (rec.kind == FT_DISK_WRITE ? rec.len : 0);
+	}
 	void *nstate = malloc(h.state_len);
 	if (!nstate)
 		return -ENOMEM;
@@ -291,11 +319,9 @@ static int commit_epoch(struct backup *b, uint64_t seq, void *payload, size_t le
 		memcpy(&rec, disk + off, sizeof(rec));
 		off += sizeof(rec);
 		int r = apply_disk_rec(b, &rec, disk + off);
-		if (r) {
-			warnx("backup: cannot apply a disk write of epoch %llu: %s", (unsigned long long)h.epoch, strerror(-r));
-			free(nstate);
-			return r;
-		}
+		if (r) /* the memory of this epoch is applied already: nothing consistent is left to resume */
+			die("backup: cannot write epoch %llu to the disk copy: %s", (unsigned long long)h.epoch,
+			    strerror(-r));
 		if (rec.kind == FT_DISK_WRITE)
 			off += rec.len;
 	}
@@ -314,6 +340,31 @@ static int commit_epoch(struct backup *b, uint64_t seq, void *payload, size_t le
 	return 0;
 }
 
+/* The data link failed (closed, reset, a corrupt or bad frame). That alone does not say the primary
+ * is dead: it may have lost only this link, or we may have just refused its stream. The heartbeat
+ * link decides: closed or silent for the timeout = dead (take over); a BYE = it runs on unprotected;
+ * heartbeats still arriving a timeout later = alive (no takeover either: two guests must never run). */
+static int link_lost(struct backup *b, const char *why)
+{
+	pthread_mutex_lock(&b->lock);
+	if (!b->done && !b->link_why[0])
+		snprintf(b->link_why, sizeof(b->link_why), "%s", why);
+	pthread_mutex_unlock(&b->lock);
+	shutdown(b->data_fd, SHUT_RDWR); /* the primary sees it at once and answers on the heartbeat link */
+	uint64_t deadline = now_ns() + (b->timeout_ms + 2 * FT_HEARTBEAT_MS) * 1000000ull;
+	while (!finished(b)) {
+		if (now_ns() > deadline) {
+			pthread_mutex_lock(&b->lock);
+			b->primary_alive = true;
+			pthread_mutex_unlock(&b->lock);
+			set_done(b, "the primary's heartbeats go on without its data link");
+			break;
+		}
+		usleep(10000);
+	}
+	return 1;
+}
+
 /* Returns 0 when the primary's guest ended normally (BYE), 1 when the primary is gone. */
 static int receive_loop(struct backup *b)
 {
@@ -325,21 +376,17 @@ static int receive_loop(struct backup *b)
 			/* a corrupted epoch is never applied; the link itself is now untrustworthy */
 			warnx("backup: corrupted frame rejected (checksum); last commit %llu kept",
 			      (unsigned long long)b->committed);
-			set_done(b, "corrupted stream");
-			return 1;
+			return link_lost(b, "corrupted stream");
 		}
-		if (r) {
-			set_done(b, r == -ECONNRESET ? "connection closed by the primary" : strerror(-r));
-			return 1;
-		}
+		if (r)
+			return link_lost(b, r == -ECONNRESET ? "connection closed by the primary" : strerror(-r));
 		switch (f.type) {
 		case FT_MEM: {
 			uint64_t n;
 			if (b->have_baseline || f.len < 8 || (memcpy(&n, p, 8), f.len != 8 + n * (8 + PAGE_SIZE)) ||
 			    apply_pages(b, n, (uint64_t *)((uint8_t *)p + 8), (uint8_t *)p + 8 + n * 8)) {
 				free(p);
-				set_done(b, "malformed initial-sync memory frame");
-				return 1;
+				return link_lost(b, "malformed initial-sync memory frame");
 			}
 			break;
 		}
@@ -349,8 +396,7 @@ static int receive_loop(struct backup *b)
 			    f.len != sizeof(rec) + (rec.kind == FT_DISK_WRITE ? rec.len : 0) ||
 			    apply_disk_rec(b, &rec, (uint8_t *)p + sizeof(rec))) {
 				free(p);
-				set_done(b, "malformed initial-sync disk frame");
-				return 1;
+				return link_lost(b, "malformed initial-sync disk frame");
 			}
 			break;
 		}
@@ -360,13 +406,11 @@ static int receive_loop(struct backup *b)
 				warnx("backup: epoch %llu rejected (%s); last commit %llu kept", (unsigned long long)f.seq,
 				      strerror(-r), (unsigned long long)b->committed);
 				free(p);
-				set_done(b, "bad epoch");
-				return 1;
+				return link_lost(b, "bad epoch");
 			}
 			if (ft_send_buf(b->data_fd, FT_ACK, f.seq, NULL, 0)) {
 				free(p);
-				set_done(b, "cannot ack");
-				return 1;
+				return link_lost(b, "cannot ack");
 			}
 			break;
 		case FT_BYE:
@@ -375,8 +419,7 @@ static int receive_loop(struct backup *b)
 			return 0;
 		default:
 			free(p);
-			set_done(b, "unexpected frame");
-			return 1;
+			return link_lost(b, "unexpected frame");
 		}
 		free(p);
 	}
@@ -510,6 +553,13 @@ int cmd_backup(int argc, char **argv)
 		warnx("backup: the primary's guest shut down normally; nothing to take over");
 		gmem_free(&b.mem);
 		return 0;
+	}
+	if (b.primary_alive) {
+		warnx("backup: the primary is alive and runs on unprotected (%s%s%s): not taking over",
+		      b.link_why[0] ? b.link_why : b.why, b.link_why[0] ? "; " : "", b.link_why[0] ? b.why : "");
+		gmem_free(&b.mem);
+		free(b.state);
+		return 1;
 	}
 	if (!b.have_baseline) {
 		warnx("backup: primary lost during the initial sync (%s): no consistent state to resume", b.why);

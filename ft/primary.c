@@ -49,16 +49,29 @@ static void staged_free(struct ft_staged *s)
 	free(s);
 }
 
-/* First failure wins; everyone blocked on a socket is woken by the shutdown. */
+static int hb_send(struct ft_primary *p, enum ft_type type, uint64_t seq)
+{
+	pthread_mutex_lock(&p->hb_send_lock);
+	int r = ft_send_buf(p->hb_fd, type, seq, NULL, 0);
+	pthread_mutex_unlock(&p->hb_send_lock);
+	return r;
+}
+
+/* First failure wins; everyone blocked on a socket is woken by the shutdown. Before that, a BYE on
+ * the heartbeat link tells a backup that is still there (it rejected a corrupt epoch, or only the
+ * data link broke) that this guest runs on: it must not take over, or two copies would run. */
 static void mark_lost(struct ft_primary *p, const char *fmt, const char *detail)
 {
 	pthread_mutex_lock(&p->lock);
-	if (!p->lost && !p->stop) {
+	bool first = !p->lost && !p->stop;
+	if (first) {
 		p->lost = true;
 		snprintf(p->lost_reason, sizeof(p->lost_reason), fmt, detail);
 		pthread_cond_broadcast(&p->cond);
 	}
 	pthread_mutex_unlock(&p->lock);
+	if (first && p->hb_fd >= 0)
+		(void)hb_send(p, FT_BYE, 1); /* fails harmlessly when the backup is dead */
 	if (p->data_fd >= 0)
 		shutdown(p->data_fd, SHUT_RDWR);
 	if (p->hb_fd >= 0)
@@ -391,7 +404,7 @@ static void *heartbeat_thread(void *arg)
 	while (!should_quit(p)) {
 		uint64_t now = now_ns();
 		if (now >= next_tx) {
-			if (ft_send_buf(p->hb_fd, FT_HEARTBEAT, now, NULL, 0)) {
+			if (hb_send(p, FT_HEARTBEAT, now)) {
 				mark_lost(p, "heartbeat link broke%s", "");
 				break;
 			}
@@ -540,6 +553,7 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 	p->data_fd = p->hb_fd = -1;
 	snprintf(p->peer, sizeof(p->peer), "%s", peer);
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->hb_send_lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

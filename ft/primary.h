@@ -30,6 +30,7 @@ struct ft_primary {
 	pthread_t engine, sender, receiver, heartbeat;
 	bool threads_started;
 
+	pthread_mutex_t hb_send_lock; /* the heartbeat thread and mark_lost both send on hb_fd */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stop;          /* the guest ended or ftvmm is shutting down */

@@ -131,6 +131,10 @@ int ft_recv(int fd, struct ft_frame *f, void **payload)
 		return -EPROTO;
 	if (f->len > FT_MAX_FRAME)
 		return -EMSGSIZE;
+	/* only bulk frames may be large: a stray or hostile peer's header must not make us allocate gigabytes */
+	bool bulk = f->type == FT_EPOCH || f->type == FT_MEM || f->type == FT_DISK;
+	if (!bulk && f->len > FT_MAX_SMALL_FRAME)
+		return -EMSGSIZE;
 	void *p = malloc(f->len ? f->len : 1);
 	if (!p)
 		return -ENOMEM;

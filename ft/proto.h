@@ -9,6 +9,7 @@
 #define FT_MAGIC 0x50565446u /* "FTVP" little-endian */
 #define FT_VERSION 1
 #define FT_MAX_FRAME (16ull << 30)
+#define FT_MAX_SMALL_FRAME (1u << 20) /* hello (the shape), acks, heartbeats, bye */
 
 enum ft_type {
 	FT_HELLO = 1,  /* primary -> backup, data connection: shape (fdt) */
@@ -20,7 +21,8 @@ enum ft_type {
 	FT_EPOCH,      /* a complete checkpoint, staged then committed all or nothing */
 	FT_ACK,        /* backup -> primary: epoch committed */
 	FT_HEARTBEAT,  /* both ways on the heartbeat connection */
-	FT_BYE,        /* primary -> backup: the guest ended normally, do not take over */
+	FT_BYE,        /* primary -> backup, data connection: the guest ended normally, do not take over;
+			* heartbeat connection: the primary lost this backup and runs on unprotected */
 	FT_TYPE_MAX,
 };
 

@@ -23,7 +23,9 @@
 #   ft/device-pages     (same guest) ftwork --dma-pages: pages only the device model writes (O_DIRECT reads) are
 #                       verified by the first tick after every failover; the primary's --stats show device-dirty pages.
 #   ft/corrupt-epoch    a proxy between primary and backup flips a byte in one epoch's payload after the baseline: the
-#                       backup rejects the frame, keeps (and resumes from) the last good commit; the guest goes on.
+#                       backup rejects the frame and keeps the last good commit; the primary (alive: its heartbeats
+#                       and its BYE on the heartbeat link say so) goes on unprotected and the backup exits non-zero
+#                       without taking over (no split brain); `protect` pairs the guest with a new backup.
 #   ft/initial-sync-kill  kill -9 the primary during the initial sync: the backup exits non-zero, no consistent state.
 #   ft/guest-shutdown   the protected guest ends by itself: the backup exits 0 and does not take over.
 #   ft/bad-*            unreachable backup, a peer speaking another protocol / version, wrong disk size or count,
@@ -362,27 +364,31 @@ if ft_wait_line "${FT_O[cp]}" 'FTWORK seq=[0-9]+ sum' 180 cp &&
 		ft_wait_line "${FT_E[cb]}" 'corrupted frame rejected' 20 cb || case_error "the backup did not report the corrupted frame"
 		kept=$(sed -nE 's/.*last commit ([0-9]+) kept.*/\1/p' "${FT_E[cb]}" | head -n1)
 		[[ "$kept" == $((bad_epoch - 1)) ]] || case_error "corrupted epoch $bad_epoch: backup kept commit '${kept}', expected $((bad_epoch - 1))"
-		# documented: the link is then untrustworthy; the backup takes over from the last good commit
-		if ft_wait_line "${FT_E[cb]}" 'taking over from epoch' 30 cb; then
-			from=$(sed -nE 's/.*taking over from epoch ([0-9]+).*/\1/p' "${FT_E[cb]}" | tail -n1)
-			[[ "$from" == "$kept" ]] || case_error "took over from epoch $from, not the kept commit $kept"
-			n=0
-			for _ in $(seq 600); do
-				n=$(ft_count "${FT_O[cb]}" 'FTWORK seq=[0-9]+ (sum|BAD)')
-				((n >= 10)) && break
-				ft_alive cb || break
-				sleep 0.1
-			done
-			((n >= 10)) || case_error "the guest did not go on after the takeover ($n lines)"
-			! grep -aq 'FTWORK.* BAD ' "${FT_O[cb]}" || case_error "after the takeover: $(grep -a 'FTWORK.* BAD ' "${FT_O[cb]}" | head -n1)"
-		else
-			case_error "the backup did not take over after rejecting the frame: $(tail -n 2 "${FT_E[cb]}" | tr '\n' ' ')"
-		fi
+		# the link is then untrustworthy, but the primary is alive (its heartbeats say so): the backup must not take
+		# over (two copies of the guest would run); the primary goes on unprotected and can be paired again
 		ft_wait_line "${FT_E[cp]}" 'guest continues UNPROTECTED' 20 cp || case_error "the primary did not notice the broken link"
-		if ft_alive cp && ft_alive cb; then
-			ft_log "note: after the corrupted epoch BOTH copies of the guest run (primary unprotected + backup took over)"
+		ft_wait_line "${FT_E[cb]}" 'primary is alive and runs on unprotected' 30 cb ||
+			case_error "the backup did not say it leaves the live primary alone: $(tail -n 2 "${FT_E[cb]}" | tr '\n' ' ')"
+		if ft_wait_exit cb 10; then
+			[[ "${FT_RCS[cb]:-0}" != 0 ]] || case_error "the backup exited 0 after a corrupted stream"
+		else
+			case_error "the backup still runs after refusing the stream"
 		fi
-		ft_log "corrupted epoch $bad_epoch; backup kept commit $kept and took over from ${from:-?}"
+		! grep -aq 'taking over from epoch' "${FT_E[cb]}" || case_error "the backup took over while the primary runs: split brain"
+		n0=$(ft_count "${FT_O[cp]}" 'FTWORK seq=[0-9]+ sum')
+		for _ in $(seq 300); do
+			(($(ft_count "${FT_O[cp]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 3)) && break
+			sleep 0.1
+		done
+		(($(ft_count "${FT_O[cp]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 3)) || case_error "the primary's guest stopped after the corrupted epoch"
+		! grep -aq 'FTWORK.* BAD ' "${FT_O[cp]}" || case_error "primary: $(grep -a 'FTWORK.* BAD ' "${FT_O[cp]}" | head -n1)"
+		# paired again, directly this time
+		ft_port; bport2=$FT_PORT
+		start_backup cb2 "$bport2" "$W/cb.img"
+		reply=$(ft_ctl "$W/cp.sock" protect "127.0.0.1:$bport2")
+		[[ "$reply" == ok* ]] || case_error "protect after the corrupted stream: $reply"
+		ft_wait_status "$W/cp.sock" 'protected=yes' 120 || case_error "not protected again: $FT_LAST_STATUS"
+		ft_log "corrupted epoch $bad_epoch; backup kept commit $kept, left the live primary alone; protected again"
 	else
 		case_error "the proxy never saw an epoch to corrupt"
 	fi
@@ -391,6 +397,7 @@ else
 fi
 ft_kill cp
 ft_kill cb
+ft_kill cb2
 ft_kill proxy
 case_end
 

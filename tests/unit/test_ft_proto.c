@@ -284,6 +284,14 @@ static void test_recv_errors(void)
 	CHECK_EQ(recv_raw((uint8_t *)&h, H), -EMSGSIZE);
 	h.len = UINT64_MAX;
 	CHECK_EQ(recv_raw((uint8_t *)&h, H), -EMSGSIZE);
+	/* control frames are small: a big length is refused for them at once, not only past 16 GiB */
+	static const uint16_t small[] = { FT_HELLO, FT_HB_HELLO, FT_HELLO_OK, FT_HELLO_ERR, FT_ACK, FT_HEARTBEAT, FT_BYE };
+	for (unsigned i = 0; i < sizeof(small) / sizeof(small[0]); i++) {
+		h.type = small[i];
+		h.len = FT_MAX_SMALL_FRAME + 1;
+		CHECK_EQ(recv_raw((uint8_t *)&h, H), -EMSGSIZE);
+	}
+	memcpy(&h, w, H);
 	/* a frame right behind another one: each read exactly */
 	memcpy(c, w, n);
 	memcpy(c + n, w, n);
