@@ -23,8 +23,10 @@ def path(n):
 
 def read_env():
     env = {}
-    if os.path.exists(path("env.txt")):
-        for line in open(path("env.txt")):
+    for f in ("env.txt", "env-outer.txt"):
+        if not os.path.exists(path(f)):
+            continue
+        for line in open(path(f)):
             if "=" in line:
                 k, v = line.rstrip("\n").split("=", 1)
                 env[k] = v
@@ -254,7 +256,7 @@ md.append("- environment: %s; host kernel %s, %s CPUs (%s)" % (env.get("env", "?
                                                                 env.get("host_cpus", "?"), env.get("cpu", "?")))
 md.append("- **TCG-nested: absolute numbers mean little**; compare ratios within this run. The outer machine was "
           "shared (load average %s before, %s after), so repeated runs differ by tens of percent."
-          % (env.get("load_before", "?"), env.get("load_after", "?")))
+          % (env.get("outer_load_before", "?"), env.get("outer_load_after", "?")))
 md.append("- guest: Debian %s, 256 MiB, 2 vCPUs, 64 MiB virtio-blk disk, virtio-net on a TAP; ftvmm %s"
           % (env.get("guest_kernel", "?"), env.get("ftvmm", "?")))
 md.append("- method: per epoch setting one guest boots unprotected, runs every workload (FT off), is paired with a "
@@ -271,6 +273,13 @@ md.append("ratio = FT-on throughput / FT-off throughput (time ratio off/on; for 
 md.append("")
 md.append("| epoch | workload | off (s) | on (s) | ratio | epochs/s | paused | pause mean / p99 (ms) | stop / harvest / copy / state / resume (ms) | pages/epoch | memcpy of those pages (ms) | KiB/epoch |")
 md.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+stuck = [r for r in runs if r["detail"].startswith("STUCK")]
+if stuck:
+    md.append("**Stuck guests**: " + "; ".join("epoch %s ms, %s (%s): %s" % (r["epoch_ms"], r["workload"], r["mode"],
+                                                                            r["detail"]) for r in stuck)
+              + ". The guest stopped making progress while the checkpoints went on (see logs/p-<epoch>.console: an "
+              "RCU stall on one vCPU with the other idle, i.e. a lost interrupt); those rows are not throughput.")
+    md.append("")
 for r in summary:
     if "on_s" not in r:
         continue

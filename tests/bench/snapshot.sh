@@ -13,16 +13,15 @@
 # Per guest size, one boot: the guest first fills half its RAM once (ftwork --pages <RAM/2> --count 1; freed pages
 # keep their contents, so they stay in every snapshot), then ticks ftwork --pages 64 --interval-ms 10. Then:
 #   pause     `ctl pause` round trip (client start to reply), beside `ctl status` (the same client doing nothing
-#             to the VM), and the pause_us ftvmm reports in each `snapshot` reply (vm_pause alone)
-#   state     CPU+device state capture without memory: ftvmm reports no such figure, so it is measured with
-#             strace on one extra snapshot: from the first KVM_GET_MP_STATE ioctl to the creation of the temp
-#             file (what snapshot_build_state does); strace slows each ioctl, so this is an upper bound
-#   save      write_ms from the `snapshot` reply (state + zero scan + hash + write + fsync + rename) and the rate
-#             it gives over the file's bytes, beside snapshot-baseline.c run on the same bytes in the same
-#             directory: memcpy, write+fsync, snap_hash and the page_is_zero scan over the whole RAM
+#             to the VM), and pause_us from each `snapshot` reply (vm_pause alone)
+#   state     state_us from the reply: vCPU + VM + device state capture, no memory
+#   save      the reply's scan_ms (zero-page scan of all RAM), mem_write_ms (hash + write of pages and state, fsync,
+#             rename) and total_ms, and the rates over the file's bytes, beside snapshot-baseline.c run on the same
+#             byte count in the same directory right after: memcpy, write+fsync, snap_hash, page_is_zero scan
 #   restore   `ftvmm restore` start until the restored guest prints its next FTWORK line (page cache warm: the
 #             file was just written; SNAPBENCH_COLD=1: one more after dropping the page cache), and `ftvmm inspect`
 #             (open + read + checksum of the whole file, the first step of every restore)
+# Snapshot files go to a disk-backed file system and to tmpfs (SNAPBENCH_DIRS), each measured.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -102,7 +101,7 @@ first_ftwork() {
 ctl() { "$FTVMM" ctl "$SOCK" "$@"; }
 say() { echo "$*" | sed -E 's#/ftvmm-snapbench\.[A-Za-z0-9]+##g' | tee -a "$tmp/raw"; } # progress, kept for the report
 
-echo "mem_mb,dir,fs,stored_mib,file_bytes,status_rtt_ms,pause_rtt_ms,resume_rtt_ms,pause_us,state_ms_strace,state_ioctls,state_in_ioctls_ms,write_ms,save_mbps,memcpy_ms,memcpy_mbps,write_fsync_ms,write_fsync_mbps,hash_ms,zeroscan_ms,inspect_s,restore_warm_s,restore_cold_s" >"$out_csv"
+echo "mem_mb,dir,fs,pages,stored_mib,file_bytes,status_rtt_ms,pause_rtt_ms,resume_rtt_ms,pause_us,state_us,scan_ms,mem_write_ms,total_ms,save_mbps,mem_write_mbps,memcpy_ms,memcpy_mbps,write_fsync_ms,write_fsync_mbps,hash_ms,zeroscan_ms,inspect_s,restore_warm_s,restore_cold_s" >"$out_csv"
 mbps() { awk -v b="$1" -v ms="$2" 'BEGIN { printf "%.0f", (ms > 0) ? b / 1048576 / (ms / 1000) : 0 }'; }
 secs_since() { awk -v m="$(ms_since "$1")" 'BEGIN { printf "%.2f", m / 1000 }'; }
 
@@ -134,41 +133,22 @@ for mem in "${SIZES[@]}"; do
 	status_rtt=$(echo "${st[*]}" | median) pause_rtt=$(echo "${pa[*]}" | median) resume_rtt=$(echo "${re[*]}" | median)
 	say "  ctl round trips (median of 5): status ${status_rtt} ms, pause ${pause_rtt} ms, resume ${resume_rtt} ms"
 
-	# state capture without memory, timed with strace (an upper bound: strace stops every syscall)
-	state_ms="" state_ioctls="" state_in_ms=""
-	if command -v strace >/dev/null; then
-		strace -f -ttt -T -e trace=ioctl,openat -o "$tmp/strace-$mem" -p "$VM_PID" 2>/dev/null &
-		spid=$!
-		sleep 2
-		ctl snapshot "${dirs[0]}/strace-snap" >/dev/null || true
-		sleep 0.5
-		kill "$spid" 2>/dev/null || true
-		wait "$spid" 2>/dev/null || true
-		rm -f "${dirs[0]}/strace-snap"
-		# span from the first state ioctl to the temp file, and the time spent inside those ioctls (strace -T)
-		read -r state_ms state_ioctls state_in_ms < <(awk '
-			/KVM_GET_MP_STATE|0x8004ae98|0xae, 0x98/ && !start { start = $2 }
-			start && /ioctl\(/ && !end { n++; if (match($0, /<[0-9.]+>$/)) in_s += substr($0, RSTART + 1, RLENGTH - 2) }
-			start && /openat\(.*strace-snap\.tmp\./ && !end { end = $2 }
-			END { if (start && end) printf "%.1f %d %.1f\n", (end - start) * 1000, n, in_s * 1000; else print "" }' "$tmp/strace-$mem")
-	fi
-	say "  state capture (strace, first KVM_GET_MP_STATE to temp file): ${state_ms:-n/a} ms over ${state_ioctls:-?} ioctls, ${state_in_ms:-?} ms inside them"
-
 	declare -A row=()
 	for d in "${dirs[@]}"; do
 		fs=$(df -T "$d" | awk 'NR == 2 { print $2 }')
 		snap="$d/snap-$mem"
-		pus=() wms=()
+		pus=() sts=() scs=() mws=() tos=()
 		for r in $(seq "$REPS"); do
 			reply=$(ctl snapshot "$snap")
-			say "  snapshot $r to $d ($fs): $reply"
-			pus+=("$(field pause_us <<<"$reply")")
-			wms+=("$(field write_ms <<<"$reply")")
-			bytes=$(field bytes <<<"$reply")
+			say "  snapshot $r to $d ($fs): ${reply#ok snapshot * }"
+			pus+=("$(field pause_us <<<"$reply")") sts+=("$(field state_us <<<"$reply")")
+			scs+=("$(field scan_ms <<<"$reply")") mws+=("$(field mem_write_ms <<<"$reply")")
+			tos+=("$(field total_ms <<<"$reply")")
+			bytes=$(field bytes <<<"$reply") stored=$(field pages <<<"$reply")
 			sleep 1
 		done
-		pause_us=$(echo "${pus[*]}" | median) write_ms=$(echo "${wms[*]}" | median)
-		stored=$("$FTVMM" inspect "$snap" | sed -nE 's/^memory: .* ([0-9]+) of [0-9]+ pages stored.*/\1/p')
+		pause_us=$(echo "${pus[*]}" | median) state_us=$(echo "${sts[*]}" | median) scan_ms=$(echo "${scs[*]}" | median)
+		mem_write_ms=$(echo "${mws[*]}" | median) total_ms=$(echo "${tos[*]}" | median)
 		stored_mib=$(awk -v p="$stored" 'BEGIN { printf "%.1f", p * 4096 / 1048576 }')
 		# baselines on the same bytes, same directory, same machine, now
 		base=$("$BASELINE" "$d" $((stored * 4096)) $((mem << 20)))
@@ -180,7 +160,7 @@ for mem in "${SIZES[@]}"; do
 		t=$(ns)
 		"$FTVMM" inspect "$snap" >/dev/null
 		inspect_s=$(secs_since "$t")
-		row[$d]="$mem,${d%/ftvmm-snapbench.*},$fs,$stored_mib,$bytes,$status_rtt,$pause_rtt,$resume_rtt,$pause_us,$state_ms,$state_ioctls,$state_in_ms,$write_ms,$(mbps "$bytes" "$write_ms"),$memcpy_ms,$(mbps $((stored * 4096)) "$memcpy_ms"),$wf_ms,$(mbps $((stored * 4096)) "$wf_ms"),$hash_ms,$zscan_ms,$inspect_s"
+		row[$d]="$mem,${d%/ftvmm-snapbench.*},$fs,$stored,$stored_mib,$bytes,$status_rtt,$pause_rtt,$resume_rtt,$pause_us,$state_us,$scan_ms,$mem_write_ms,$total_ms,$(mbps "$bytes" "$total_ms"),$(mbps "$bytes" "$mem_write_ms"),$memcpy_ms,$(mbps $((stored * 4096)) "$memcpy_ms"),$wf_ms,$(mbps $((stored * 4096)) "$wf_ms"),$hash_ms,$zscan_ms,$inspect_s"
 	done
 	kill -9 "$VM_PID" 2>/dev/null || true
 	wait "$VM_PID" 2>/dev/null || true
@@ -233,29 +213,28 @@ done
 	echo
 	echo "## Pause and state capture"
 	echo
-	echo "ctl RTTs include starting the ftvmm client process; pause_us is ftvmm's own vm_pause time from the"
-	echo "\`snapshot\` reply. ftvmm reports no state-capture figure, so it is timed with strace on one extra snapshot"
-	echo "(first KVM_GET_MP_STATE to the temp file's creation: an upper bound, strace stops at every syscall)."
+	echo "ctl RTTs include starting the ftvmm client process; pause_us (vm_pause) and state_us (vCPU, VM and device"
+	echo "state, no memory) are ftvmm's own figures from the \`snapshot\` reply of a running guest."
 	echo
-	echo "| guest | ctl status RTT (ms) | ctl pause RTT (ms) | ctl resume RTT (ms) | pause_us (snapshot reply) | state capture under strace (ms) | ioctls in it | time inside them (ms) |"
-	echo "|---|---|---|---|---|---|---|---|"
-	tail -n +2 "$out_csv" | awk -F, '!seen[$1]++ { printf "| %s MiB | %s | %s | %s | %s | %s | %s | %s |\n", $1, $6, $7, $8, $9, $10, $11, $12 }'
+	echo "| guest | dir (fs) | ctl status RTT (ms) | ctl pause RTT (ms) | ctl resume RTT (ms) | pause_us | state_us |"
+	echo "|---|---|---|---|---|---|---|"
+	tail -n +2 "$out_csv" | awk -F, '{ printf "| %s MiB | %s (%s) | %s | %s | %s | %s | %s |\n", $1, $2, $3, $7, $8, $9, $10, $11 }'
 	echo
 	echo "## Memory save"
 	echo
-	echo "write_ms is ftvmm's whole snapshot_write (state, zero scan of all RAM, hash, write, fsync, rename); the"
-	echo "baselines (snapshot-baseline.c) do the same byte count in the same directory right after."
+	echo "From the reply: scan_ms (zero-page scan of all RAM), mem_write_ms (hash, write of pages and state, fsync,"
+	echo "rename), total_ms (pause to resume). Baselines (snapshot-baseline.c): the same byte count in the same"
+	echo "directory, right after."
 	echo
-	echo "| guest | dir (fs) | stored MiB | file MiB | snapshot write_ms | save MB/s | memcpy ms (MB/s) | write+fsync ms (MB/s) | snap_hash ms | page_is_zero scan ms |"
-	echo "|---|---|---|---|---|---|---|---|---|---|"
-	tail -n +2 "$out_csv" | awk -F, '{ printf "| %s MiB | %s (%s) | %s | %.1f | %s | %s | %s (%s) | %s (%s) | %s | %s |\n", $1, $2, $3, $4, $5 / 1048576, $13, $14, $15, $16, $17, $18, $19, $20 }'
+	echo "| guest | dir (fs) | stored MiB | file MiB | scan_ms | mem_write_ms (MB/s) | total_ms (MB/s) | memcpy ms (MB/s) | write+fsync ms (MB/s) | snap_hash ms | page_is_zero scan ms |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	tail -n +2 "$out_csv" | awk -F, '{ printf "| %s MiB | %s (%s) | %s | %.1f | %s | %s (%s) | %s (%s) | %s (%s) | %s (%s) | %s | %s |\n", $1, $2, $3, $5, $6 / 1048576, $12, $13, $16, $14, $15, $17, $18, $19, $20, $21, $22 }'
 	echo
 	echo "## Restore"
 	echo
 	echo "| guest | dir (fs) | inspect: open + read + verify (s) | restore start to next FTWORK line, page cache warm (s) | same, cold (s, one run) |"
 	echo "|---|---|---|---|---|"
-	tail -n +2 "$out_csv" | awk -F, '{ printf "| %s MiB | %s (%s) | %s | %s | %s |\n", $1, $2, $3, $21, $22, ($23 == "" ? "not run" : $23) }'
-	echo
+	tail -n +2 "$out_csv" | awk -F, '{ printf "| %s MiB | %s (%s) | %s | %s | %s |\n", $1, $2, $3, $23, $24, ($25 == "" ? "not run" : $25) }'
 	echo "## Every run (the medians above hide the spread)"
 	echo
 	echo '```'
