@@ -38,6 +38,7 @@ struct backup {
 	pthread_t hb_thread;
 	pthread_mutex_t lock;
 	bool done;
+	uint64_t done_ns; /* when the first failure was seen: the failover clock starts here */
 	bool primary_alive; /* it said (BYE on the heartbeat link) it runs on without us: never take over */
 	char why[160];
 	char link_why[160]; /* why the data link ended, when it did first */
@@ -185,6 +186,7 @@ static void set_done(struct backup *b, const char *why)
 	pthread_mutex_lock(&b->lock);
 	if (!b->done) {
 		b->done = true;
+		b->done_ns = now_ns();
 		snprintf(b->why, sizeof(b->why), "%s", why);
 	}
 	pthread_mutex_unlock(&b->lock);
@@ -566,11 +568,11 @@ int cmd_backup(int argc, char **argv)
 		gmem_free(&b.mem);
 		return 1;
 	}
-	uint64_t t0 = now_ns();
+	uint64_t t0 = b.done_ns ? b.done_ns : now_ns();
 	warnx("backup: primary lost (%s): taking over from epoch %llu", b.why, (unsigned long long)b.committed);
 	/* the committed memory becomes the VM's memory as it is: no copy */
-	struct run_source src = { .state = b.state, .mem = &b.mem, .announce = true, .role = "backup (took over)" };
-	(void)t0;
+	struct run_source src = { .state = b.state, .mem = &b.mem, .announce = true, .role = "backup (took over)",
+				  .t0_ns = t0 };
 	int rc = run_vm(&b.cfg, &src);
 	free(b.state);
 	return rc;

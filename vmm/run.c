@@ -168,6 +168,7 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 	int rc = 1;
 	bool restoring = src->snap || src->state;
 	const void *state = src->snap ? src->snap->fdt : src->state;
+	uint64_t t_begin = src->t0_ns ? src->t0_ns : now_ns(), t_created = 0, t_restored = 0;
 	cur_cfg = cfg;
 	int cr = src->mem ? vm_create_with_mem(&vm, src->mem, cfg->cpus, err, sizeof(err))
 			  : vm_create(&vm, ALIGN_UP(cfg->mem, 2ull << 20), cfg->cpus, err, sizeof(err));
@@ -188,6 +189,7 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 		warnx("%s", err);
 		goto out;
 	}
+	t_created = now_ns();
 	if (restoring) {
 		if ((src->snap && snapshot_load_memory(src->snap, &vm.mem, err, sizeof(err))) ||
 		    vmstate_restore_devices(&vm, state, err, sizeof(err)) ||
@@ -200,6 +202,7 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 		for (struct vm_device *d = vm.devices; d; d = d->next)
 			if (d->resume)
 				d->resume(d->opaque);
+		t_restored = now_ns();
 	} else {
 		if (write_mptable(&vm, plat.pci_irqs, plat.npci_irqs)) {
 			warnx("cannot build the MP table");
@@ -248,6 +251,12 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 	if (r) {
 		warnx("cannot start the VM: %s", strerror(-r));
 		vm_request_exit(&vm, VM_EXIT_ERROR);
+	} else if (restoring) {
+		uint64_t t = now_ns();
+		warnx("restore: guest running %.1f ms after the restore began (VM and devices built %.1f ms, "
+		      "memory and state loaded %.1f ms, start %.1f ms)", (double)(t - t_begin) / 1e6,
+		      (double)(t_created - t_begin) / 1e6, (double)(t_restored - t_created) / 1e6,
+		      (double)(t - t_restored) / 1e6);
 	}
 	if (src->announce) {
 		/* the guest's MACs now live behind this host's TAPs: tell the switches (RARP, as QEMU does) */

@@ -21,6 +21,7 @@ struct run_source {
 	struct guest_mem *mem;      /* ...with this memory (adopted) */
 	bool announce;              /* after a failover: tell the network where the guest's MACs are now */
 	const char *role;           /* for `ctl status` */
+	uint64_t t0_ns;             /* when the restore began (now_ns), for the "running again after" line */
 };
 
 /* Build the VM, boot or restore it, serve --control and --backup, wait for its end; returns the

@@ -20,7 +20,8 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 		BENCH_INSIDE=1 BENCH_ENV="real KVM ($(uname -r))" exec bash "$0" "$RUNS"
 	fi
 	export FTVMM KERNEL INITRD
-	TESTBED_PASSENV="FTVMM KERNEL INITRD BENCH_INSIDE BENCH_ENV" BENCH_INSIDE=1 \
+	BENCH_OUTER_LOAD="$(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs" && export BENCH_OUTER_LOAD
+	TESTBED_PASSENV="FTVMM KERNEL INITRD BENCH_INSIDE BENCH_ENV BENCH_OUTER_LOAD" BENCH_INSIDE=1 \
 		BENCH_ENV="nested test bed (qemu TCG -cpu max, kvm-amd inside)" \
 		exec "$repo/tests/testbed/run.sh" bash "$0" "$RUNS"
 fi
@@ -73,6 +74,7 @@ done
 	echo "# ftvmm boot benchmark ($date)"
 	echo
 	echo "- environment: ${BENCH_ENV:-unknown}; host kernel $(uname -r); $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+	[[ -n "${BENCH_OUTER_LOAD:-}" ]] && echo "- outer machine load average at the start: $BENCH_OUTER_LOAD (TCG: guest time scales with it)"
 	echo "- guest: Debian $(cat "$repo/guest-images/out/kernel-version" 2>/dev/null) bzImage + test initramfs, 256 MiB, \`quiet\`"
 	echo "- baseline: kvmtool reaches init in about 7 s of guest uptime on the same test bed (figure from the"
 	echo "  project notes; kvmtool is not packaged for Debian 12, so it is not re-measured here)"
