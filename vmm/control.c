@@ -109,55 +109,84 @@ void control_execute(struct control *c, char *line, char *reply, size_t len)
 	}
 }
 
-static void serve_client(struct control *c, int fd)
-{
+/* Clients are served together from one poll loop, so a client that keeps its connection open (a
+ * monitor, a test's pause loop) never blocks another one, nor control_stop (a backup calls that right
+ * before it takes over). */
+#define CTL_MAX_CLIENTS 8
+
+struct ctl_client {
+	int fd;
+	size_t used;
 	char buf[1024];
-	size_t used = 0;
-	for (;;) {
-		ssize_t n = read(fd, buf + used, sizeof(buf) - 1 - used);
-		if (n <= 0)
-			return;
-		used += (size_t)n;
-		buf[used] = '\0';
-		char *nl;
-		while ((nl = strchr(buf, '\n'))) {
-			*nl = '\0';
-			char reply[1024];
-			control_execute(c, buf, reply, sizeof(reply));
-			size_t rl = strlen(reply);
-			reply[rl++] = '\n';
-			if (write(fd, reply, rl) < 0)
-				return;
-			size_t rest = used - (size_t)(nl + 1 - buf);
-			memmove(buf, nl + 1, rest);
-			used = rest;
-			buf[used] = '\0';
-		}
-		if (used == sizeof(buf) - 1)
-			return; /* line too long: drop the client */
+};
+
+/* Read what the client sent and answer every complete line. false: drop the client. */
+static bool serve_client(struct control *c, struct ctl_client *cl)
+{
+	ssize_t n = read(cl->fd, cl->buf + cl->used, sizeof(cl->buf) - 1 - cl->used);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return true;
+	if (n <= 0)
+		return false;
+	cl->used += (size_t)n;
+	cl->buf[cl->used] = '\0';
+	char *nl;
+	while ((nl = strchr(cl->buf, '\n'))) {
+		*nl = '\0';
+		char reply[1024];
+		control_execute(c, cl->buf, reply, sizeof(reply));
+		size_t rl = strlen(reply);
+		reply[rl++] = '\n';
+		/* a reply fits the socket buffer of a client that reads its answers; one that does not is dropped */
+		if (send(cl->fd, reply, rl, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)rl)
+			return false;
+		size_t rest = cl->used - (size_t)(nl + 1 - cl->buf);
+		memmove(cl->buf, nl + 1, rest);
+		cl->used = rest;
+		cl->buf[cl->used] = '\0';
 	}
+	return cl->used < sizeof(cl->buf) - 1; /* a line too long: drop the client */
 }
 
 static void *control_thread(void *arg)
 {
 	struct control *c = arg;
+	struct ctl_client cl[CTL_MAX_CLIENTS];
+	unsigned ncl = 0;
 	for (;;) {
-		struct pollfd p[2] = { { .fd = c->listen_fd, .events = POLLIN }, { .fd = c->wake[0], .events = POLLIN } };
-		if (poll(p, 2, -1) < 0) {
+		/* wake pipe, the clients, then the listening socket, unless at the client limit (new clients
+		 * then wait in the backlog) */
+		struct pollfd p[2 + CTL_MAX_CLIENTS];
+		p[0] = (struct pollfd){ .fd = c->wake[0], .events = POLLIN };
+		for (unsigned i = 0; i < ncl; i++)
+			p[1 + i] = (struct pollfd){ .fd = cl[i].fd, .events = POLLIN };
+		bool accepting = ncl < CTL_MAX_CLIENTS;
+		p[1 + ncl] = (struct pollfd){ .fd = c->listen_fd, .events = POLLIN };
+		if (poll(p, 1 + ncl + accepting, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
-		if (p[1].revents)
+		if (p[0].revents)
 			break;
-		if (p[0].revents & POLLIN) {
-			int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		bool incoming = accepting && (p[1 + ncl].revents & POLLIN);
+		for (unsigned i = ncl; i-- > 0;) {
+			if (!p[1 + i].revents || serve_client(c, &cl[i]))
+				continue;
+			close(cl[i].fd);
+			cl[i] = cl[--ncl];
+		}
+		if (incoming && ncl < CTL_MAX_CLIENTS) {
+			int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 			if (fd >= 0) {
-				serve_client(c, fd);
-				close(fd);
+				cl[ncl].fd = fd;
+				cl[ncl].used = 0;
+				ncl++;
 			}
 		}
 	}
+	for (unsigned i = 0; i < ncl; i++)
+		close(cl[i].fd);
 	return NULL;
 }
 
@@ -200,7 +229,7 @@ int control_start(struct control *c, struct vm *vm, const struct run_config *cfg
 		close(fd);
 		return -e;
 	}
-	if (listen(fd, 4) < 0 || pipe2(c->wake, O_CLOEXEC) < 0) {
+	if (listen(fd, 16) < 0 || pipe2(c->wake, O_CLOEXEC) < 0) {
 		snprintf(err, errlen, "--control %s: %s", path, strerror(errno));
 		close(fd);
 		return -errno;
