@@ -49,6 +49,16 @@ static void staged_free(struct ft_staged *s)
 	free(s);
 }
 
+/* Was this process frozen for longer than the timeout just now? The heartbeat thread either saw the
+ * gap already, or has not run since (all threads resume together; the engine may look first). */
+static bool primary_was_frozen(struct ft_primary *p)
+{
+	uint64_t now = now_ns(), tmo = p->timeout_ms * 1000000ull;
+	uint64_t tick = __atomic_load_n(&p->hb_tick_ns, __ATOMIC_ACQUIRE);
+	uint64_t frozen = __atomic_load_n(&p->frozen_at_ns, __ATOMIC_ACQUIRE);
+	return (tick && now - tick > tmo) || (frozen && now - frozen < 2 * tmo + 1000000000ull);
+}
+
 static int hb_send(struct ft_primary *p, enum ft_type type, uint64_t seq)
 {
 	pthread_mutex_lock(&p->hb_send_lock);
@@ -62,15 +72,19 @@ static int hb_send(struct ft_primary *p, enum ft_type type, uint64_t seq)
  * data link broke) that this guest runs on: it must not take over, or two copies would run. */
 static void mark_lost(struct ft_primary *p, const char *fmt, const char *detail)
 {
+	/* decided once, here: a primary that was frozen past the timeout stops (see the engine), so it must
+	 * not tell a backup that may still be there to stand down */
+	bool frozen = primary_was_frozen(p);
 	pthread_mutex_lock(&p->lock);
 	bool first = !p->lost && !p->stop;
 	if (first) {
 		p->lost = true;
+		p->fence = frozen;
 		snprintf(p->lost_reason, sizeof(p->lost_reason), fmt, detail);
 		pthread_cond_broadcast(&p->cond);
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (first && p->hb_fd >= 0)
+	if (first && !frozen && p->hb_fd >= 0)
 		(void)hb_send(p, FT_BYE, 1); /* fails harmlessly when the backup is dead */
 	if (p->data_fd >= 0)
 		shutdown(p->data_fd, SHUT_RDWR);
@@ -397,11 +411,28 @@ static void *receiver_thread(void *arg)
 	return NULL;
 }
 
+
+/* The heartbeat thread's clock. It runs every FT_HEARTBEAT_MS / 2 or so; a longer gap means this whole
+ * process was frozen (SIGSTOP, a stalled host). Such a gap is not the backup's silence (its heartbeats
+ * are still on their way), and past the timeout it means the backup may have taken over meanwhile. */
+static void hb_clock(struct ft_primary *p, uint64_t *prev, uint64_t *last_rx)
+{
+	uint64_t t = now_ns(), gap = t - *prev;
+	if (gap > 4 * FT_HEARTBEAT_MS * 1000000ull)
+		*last_rx += gap - FT_HEARTBEAT_MS * 1000000ull;
+	if (gap > p->timeout_ms * 1000000ull)
+		__atomic_store_n(&p->frozen_at_ns, t, __ATOMIC_RELEASE);
+	__atomic_store_n(&p->hb_tick_ns, t, __ATOMIC_RELEASE);
+	*prev = t;
+}
+
 static void *heartbeat_thread(void *arg)
 {
 	struct ft_primary *p = arg;
-	uint64_t last_rx = now_ns(), next_tx = 0;
+	uint64_t last_rx = now_ns(), next_tx = 0, prev = last_rx;
+	__atomic_store_n(&p->hb_tick_ns, last_rx, __ATOMIC_RELEASE);
 	while (!should_quit(p)) {
+		hb_clock(p, &prev, &last_rx);
 		uint64_t now = now_ns();
 		if (now >= next_tx) {
 			if (hb_send(p, FT_HEARTBEAT, now)) {
@@ -412,6 +443,7 @@ static void *heartbeat_thread(void *arg)
 		}
 		struct pollfd pf = { .fd = p->hb_fd, .events = POLLIN };
 		int n = poll(&pf, 1, FT_HEARTBEAT_MS / 2);
+		hb_clock(p, &prev, &last_rx); /* a freeze most likely happened in poll: see it before reading */
 		if (n > 0) {
 			struct ft_frame f;
 			void *pl;
@@ -531,9 +563,15 @@ static void *engine_thread(void *arg)
 	if (r && !should_quit(p))
 		mark_lost(p, "replication failed: %s", strerror(-r));
 	pthread_mutex_lock(&p->lock);
-	bool lost = p->lost;
+	bool lost = p->lost, fence = p->fence;
 	pthread_mutex_unlock(&p->lock);
-	if (lost) {
+	if (lost && fence) {
+		/* Frozen past the timeout, then the backup is gone: it saw a dead primary and most likely
+		 * runs the guest now. Running on here would make two copies: this one stops (fencing). */
+		warnx("ft: this primary was frozen longer than the %u ms timeout and then lost its backup (%s): the "
+		      "backup has most likely taken over; stopping this copy of the guest", p->timeout_ms, p->lost_reason);
+		vm_request_exit(p->vm, VM_EXIT_ERROR);
+	} else if (lost) {
 		warnx("ft: backup lost (%s): guest continues UNPROTECTED", p->lost_reason);
 		go_unprotected(p);
 	}

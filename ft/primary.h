@@ -30,11 +30,13 @@ struct ft_primary {
 	pthread_t engine, sender, receiver, heartbeat;
 	bool threads_started;
 
+	uint64_t hb_tick_ns, frozen_at_ns; /* heartbeat thread: its last loop, and when it saw this process frozen */
 	pthread_mutex_t hb_send_lock; /* the heartbeat thread and mark_lost both send on hb_fd */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stop;          /* the guest ended or ftvmm is shutting down */
 	bool lost;          /* the backup is gone: run unprotected */
+	bool fence;         /* ...after this process was frozen past the timeout: stop the guest instead */
 	bool protected_;    /* baseline committed on the backup */
 	char lost_reason[160];
 	uint64_t epoch;     /* last checkpoint taken */

@@ -61,7 +61,9 @@ guest_ok=0
 step guest-images bash guest-images/build.sh && guest_ok=1
 if [[ $build_ok == 1 && $guest_ok == 1 ]]; then
 	[[ "$B" == /* ]] && bdir=$B || bdir=$repo/$B
-	step integration env FTVMM="$bdir/ftvmm" bash tests/integration/run.sh || true
+	# The FT chain runs 8 failovers here (20 when t_ft is run by name: tests/integration/run.sh ft): the
+	# nested test bed's emulated SVM sometimes loses its own interrupts under that load (README).
+	step integration env FTVMM="$bdir/ftvmm" FTVMM_FT_KILLS="${FTVMM_FT_KILLS:-8}" bash tests/integration/run.sh || true
 else
 	summary+=("SKIP integration (build or guest images failed)")
 	failed=1

@@ -151,7 +151,7 @@ static bool serve_client(struct control *c, struct ctl_client *cl)
 static void *control_thread(void *arg)
 {
 	struct control *c = arg;
-	struct ctl_client cl[CTL_MAX_CLIENTS];
+	struct ctl_client cl[CTL_MAX_CLIENTS] = { 0 };
 	unsigned ncl = 0;
 	for (;;) {
 		/* wake pipe, the clients, then the listening socket, unless at the client limit (new clients

@@ -26,6 +26,10 @@
 #                       backup rejects the frame and keeps the last good commit; the primary (alive: its heartbeats
 #                       and its BYE on the heartbeat link say so) goes on unprotected and the backup exits non-zero
 #                       without taking over (no split brain); `protect` pairs the guest with a new backup.
+#   ft/frozen-primary   SIGSTOP the primary past the heartbeat timeout: the backup takes over; the thawed primary
+#                       finds its backup gone and stops (fencing) instead of running a second copy.
+#   ft/frozen-backup    SIGSTOP the backup past the timeout: the primary goes on unprotected; the thawed backup
+#                       exits without taking over.
 #   ft/initial-sync-kill  kill -9 the primary during the initial sync: the backup exits non-zero, no consistent state.
 #   ft/guest-shutdown   the protected guest ends by itself: the backup exits 0 and does not take over.
 #   ft/bad-*            unreachable backup, a peer speaking another protocol / version, wrong disk size or count,
@@ -70,7 +74,7 @@ ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
 start_backup() {
 	local name="$1" port="$2"
 	shift 2
-	local a=(backup --listen "127.0.0.1:$port" --control "$W/$name.sock" --ft-timeout "$HB_TIMEOUT")
+	local a=(backup --listen "127.0.0.1:$port" --control "$W/$name.sock" --ft-timeout "${BK_TIMEOUT:-$HB_TIMEOUT}")
 	for d in "$@"; do
 		if [[ "$d" == net ]]; then a+=(--net "tap=$TAP"); else a+=(--disk "$d"); fi
 	done
@@ -402,6 +406,84 @@ ft_kill cp
 ft_kill cb
 ft_kill cb2
 ft_kill proxy
+case_end
+
+###############################################################################################################
+# Frozen processes (SIGSTOP past the heartbeat timeout): whichever side was frozen must not make a second copy.
+FZ_TMO=1500
+case_begin ft/frozen-primary
+# the backup takes over from a primary frozen past the timeout; when the primary thaws and finds its backup gone,
+# it must stop (fencing), not go on unprotected beside the backup's copy
+ft_port; port=$FT_PORT
+truncate -s "$DISK_SIZE" "$W/zp.img" "$W/zb.img" "$W/zc.img"
+BK_TIMEOUT=$FZ_TMO start_backup zb "$port" "$W/zb.img"
+cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftargs=--pages,64,--interval-ms,50,--disk,/dev/vda,--count,1000000")
+ft_bg zp "$FTVMM" run "${kargs[@]}" --mem 128M --cpus 1 --disk "$W/zp.img" --control "$W/zp.sock" --epoch 25 \
+	--ft-timeout "$FZ_TMO" --backup "127.0.0.1:$port" --cmdline "$cmdline"
+frozen_ok=0
+if ft_wait_line "${FT_E[zp]}" 'guest is PROTECTED' 180 zp && ft_wait_line "${FT_O[zp]}" 'FTWORK seq=[0-9]+ sum' 120 zp; then
+	kill -STOP "${FT_PID[zp]}"
+	ft_wait_line "${FT_E[zb]}" 'taking over from epoch' 30 zb || case_error "the backup did not take over from the frozen primary"
+	kill -CONT "${FT_PID[zp]}"
+	if ft_wait_exit zp 30; then
+		[[ "${FT_RCS[zp]}" != 0 ]] || case_error "the frozen primary exited 0"
+		grep -q 'frozen longer than' "${FT_E[zp]}" ||
+			case_error "the thawed primary did not say why it stops: $(tail -n2 "${FT_E[zp]}" | tr '\n' ' ')"
+	else
+		case_error "the thawed primary runs on after its backup took over: split brain"
+	fi
+	! grep -q 'continues UNPROTECTED' "${FT_E[zp]}" || case_error "the thawed primary went on unprotected"
+	n0=$(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum')
+	for _ in $(seq 600); do
+		(($(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 3)) && break
+		ft_alive zb || break
+		sleep 0.1
+	done
+	if (($(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 3)); then
+		frozen_ok=1
+	else
+		case_error "the guest did not go on on the backup"
+	fi
+	! grep -aq 'FTWORK.* BAD ' "${FT_O[zb]}" || case_error "backup: $(grep -a 'FTWORK.* BAD ' "${FT_O[zb]}" | head -n1)"
+else
+	case_error "the guest never became protected and ticking"
+fi
+ft_kill zp
+case_end
+
+case_begin ft/frozen-backup
+# a backup frozen past the timeout: the primary goes on unprotected; the thawed backup sees the primary's BYE (or
+# its heartbeats) and exits without taking over
+if ((frozen_ok)); then
+	ft_port; port=$FT_PORT
+	BK_TIMEOUT=$FZ_TMO start_backup zc "$port" "$W/zc.img"
+	reply=$(ft_ctl "$W/zb.sock" protect "127.0.0.1:$port")
+	[[ "$reply" == ok* ]] || case_error "protect: $reply"
+	if ft_wait_status "$W/zb.sock" 'protected=yes' 120; then
+		kill -STOP "${FT_PID[zc]}"
+		ft_wait_line "${FT_E[zb]}" 'guest continues UNPROTECTED' 30 zb || case_error "the primary did not notice its frozen backup"
+		kill -CONT "${FT_PID[zc]}"
+		if ft_wait_exit zc 30; then
+			[[ "${FT_RCS[zc]}" != 0 ]] || case_error "the thawed backup exited 0"
+			grep -q 'primary is alive' "${FT_E[zc]}" || case_error "backup: $(tail -n2 "${FT_E[zc]}" | tr '\n' ' ')"
+		else
+			case_error "the thawed backup still runs"
+		fi
+		! grep -q 'taking over' "${FT_E[zc]}" || case_error "the thawed backup took over while the primary runs: split brain"
+		n0=$(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum')
+		for _ in $(seq 300); do
+			(($(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 3)) && break
+			sleep 0.1
+		done
+		(($(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 3)) || case_error "the guest stopped"
+	else
+		case_error "not protected: $FT_LAST_STATUS"
+	fi
+else
+	case_error "skipped: ft/frozen-primary did not leave a running guest"
+fi
+ft_kill zb
+ft_kill zc
 case_end
 
 ###############################################################################################################
