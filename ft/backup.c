@@ -194,6 +194,24 @@ static void set_done(struct backup *b, const char *why)
 	shutdown(b->hb_fd, SHUT_RDWR);
 }
 
+/* One frame from the heartbeat link: 0 a heartbeat, 1 the primary's BYE (it runs on without us),
+ * -1 the link failed. */
+static int hb_read(struct backup *b)
+{
+	struct ft_frame f;
+	void *pl;
+	if (ft_recv(b->hb_fd, &f, &pl))
+		return -1;
+	free(pl);
+	if (f.type != FT_BYE)
+		return 0;
+	pthread_mutex_lock(&b->lock);
+	b->primary_alive = true;
+	pthread_mutex_unlock(&b->lock);
+	set_done(b, "the primary runs on without this backup");
+	return 1;
+}
+
 static void *hb_thread(void *arg)
 {
 	struct backup *b = arg;
@@ -202,37 +220,34 @@ static void *hb_thread(void *arg)
 		uint64_t now = now_ns();
 		if (now >= next_tx) {
 			if (ft_send_buf(b->hb_fd, FT_HEARTBEAT, now, NULL, 0)) {
-				set_done(b, "heartbeat link broke");
+				/* the primary may have said BYE and closed before we got to read it */
+				struct pollfd pf = { .fd = b->hb_fd, .events = POLLIN };
+				int r = 0;
+				while (r == 0 && poll(&pf, 1, 0) > 0)
+					r = hb_read(b);
+				if (r != 1)
+					set_done(b, "heartbeat link broke");
 				break;
 			}
 			next_tx = now + FT_HEARTBEAT_MS * 1000000ull;
 		}
 		struct pollfd pf = { .fd = b->hb_fd, .events = POLLIN };
-		if (poll(&pf, 1, FT_HEARTBEAT_MS / 2) > 0) {
-			struct ft_frame f;
-			void *pl;
-			if (ft_recv(b->hb_fd, &f, &pl)) {
-				set_done(b, "heartbeat link closed by the primary");
-				break;
-			}
-			bool bye = f.type == FT_BYE;
-			free(pl);
-			if (bye) {
-				pthread_mutex_lock(&b->lock);
-				b->primary_alive = true;
-				pthread_mutex_unlock(&b->lock);
-				set_done(b, "the primary runs on without this backup");
-				break;
-			}
-			last_rx = now_ns();
-		}
-		/* Silence counts only while this process ran: after a local stall (a loaded host, a
-		 * paused test bed) the peer's heartbeats are still on their way, so do not count it. */
+		int n = poll(&pf, 1, FT_HEARTBEAT_MS / 2);
+		/* Silence counts only while this process ran: after a local stall (SIGSTOP, a loaded host) the
+		 * primary's heartbeats are still on their way, so the stall is not counted. */
 		uint64_t t = now_ns();
 		if (t - prev > 4 * FT_HEARTBEAT_MS * 1000000ull)
-			last_rx += t - prev - FT_HEARTBEAT_MS * 1000000ull;
+			last_rx = MIN(last_rx + (t - prev - FT_HEARTBEAT_MS * 1000000ull), t);
 		prev = t;
-		if (t - last_rx > b->timeout_ms * 1000000ull) {
+		if (n > 0) {
+			int r = hb_read(b);
+			if (r < 0)
+				set_done(b, "heartbeat link closed by the primary");
+			if (r)
+				break;
+			last_rx = now_ns();
+		}
+		if (now_ns() - last_rx > b->timeout_ms * 1000000ull) {
 			set_done(b, "no heartbeat from the primary");
 			break;
 		}

@@ -419,7 +419,7 @@ static void hb_clock(struct ft_primary *p, uint64_t *prev, uint64_t *last_rx)
 {
 	uint64_t t = now_ns(), gap = t - *prev;
 	if (gap > 4 * FT_HEARTBEAT_MS * 1000000ull)
-		*last_rx += gap - FT_HEARTBEAT_MS * 1000000ull;
+		*last_rx = MIN(*last_rx + (gap - FT_HEARTBEAT_MS * 1000000ull), t);
 	if (gap > p->timeout_ms * 1000000ull)
 		__atomic_store_n(&p->frozen_at_ns, t, __ATOMIC_RELEASE);
 	__atomic_store_n(&p->hb_tick_ns, t, __ATOMIC_RELEASE);

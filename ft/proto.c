@@ -57,7 +57,12 @@ static uint64_t iov_hash(uint16_t type, uint64_t seq, const struct iovec *iov, i
 static int writev_all(int fd, struct iovec *iov, int n)
 {
 	while (n > 0) {
-		ssize_t w = writev(fd, iov, MIN(n, 1024));
+		/* MSG_NOSIGNAL: a peer that went away is an error to handle, not a SIGPIPE that kills a
+		 * backup right when it should take over */
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)MIN(n, 1024) };
+		ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		if (w < 0 && errno == ENOTSOCK)
+			w = writev(fd, iov, MIN(n, 1024));
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)

@@ -7,12 +7,15 @@
 #include "util.h"
 
 #include <stdio.h>
+#include <signal.h>
 #include <string.h>
 
 #define FTVMM_VERSION "0.1.0"
 
 int main(int argc, char **argv)
 {
+	/* every write to a socket, pipe or TAP handles EPIPE itself */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
 		warnx("missing command (see ftvmm --help)");
 		return 2;

@@ -904,6 +904,22 @@ static void test_null_empty_iovecs(void)
 	roundtrip(only_null, 2, FT_EPOCH, 2);
 }
 
+/* A peer that is gone: an error, never a SIGPIPE (this process keeps SIGPIPE's default action, which
+ * would kill it, as it would have killed a backup sending a heartbeat to a dead primary). */
+static void test_send_to_closed_peer(void)
+{
+	signal(SIGPIPE, SIG_DFL); /* main() ignores it for the other tests */
+	int fds[2];
+	sp(fds);
+	close(fds[1]);
+	uint8_t b[64] = { 0 };
+	struct iovec iov = { b, sizeof(b) };
+	CHECK_EQ(ft_send(fds[0], FT_HEARTBEAT, 1, &iov, 1), -EPIPE);
+	CHECK_EQ(ft_send_buf(fds[0], FT_BYE, 1, NULL, 0), -EPIPE);
+	close(fds[0]);
+	signal(SIGPIPE, SIG_IGN);
+}
+
 /* ft_send(fd, type, seq, NULL, 0): no payload and no iovec array at all (it used to memcpy from NULL). */
 static void test_null_iov_array(void)
 {
@@ -926,6 +942,7 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	test_null_empty_iovecs();
 	test_null_iov_array();
+	test_send_to_closed_peer();
 	test_roundtrip_shapes();
 	test_recv_errors();
 	test_epoch_check();
