@@ -469,7 +469,7 @@ if ((frozen_ok)); then
 		else
 			case_error "the thawed backup still runs"
 		fi
-		! grep -q 'taking over' "${FT_E[zc]}" || case_error "the thawed backup took over while the primary runs: split brain"
+		! grep -q 'taking over from epoch' "${FT_E[zc]}" || case_error "the thawed backup took over while the primary runs: split brain"
 		n0=$(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum')
 		for _ in $(seq 300); do
 			(($(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 3)) && break
