@@ -29,6 +29,7 @@ struct ft_staged {
 	struct ft_epoch_hdr hdr;
 	uint64_t *pfns;
 	uint8_t *pages;
+	size_t pages_cap; /* bytes: pages comes from the pool */
 	void *state;
 	uint8_t *disk;
 	uint64_t disk_writes;
@@ -38,12 +39,63 @@ struct ft_staged {
 	uint64_t pkts_held;
 };
 
-static void staged_free(struct ft_staged *s)
+/* A staging buffer of at least `bytes` (lock held by no one; takes p->lock). The smallest that fits. */
+static uint8_t *pool_get(struct ft_primary *p, size_t bytes, size_t *cap)
+{
+	pthread_mutex_lock(&p->lock);
+	int best = -1;
+	for (unsigned i = 0; i < p->npool; i++)
+		if (p->pool[i].cap >= bytes && (best < 0 || p->pool[i].cap < p->pool[best].cap))
+			best = (int)i;
+	if (best >= 0) {
+		uint8_t *b = p->pool[best].p;
+		*cap = p->pool[best].cap;
+		p->pool[best] = p->pool[--p->npool];
+		pthread_mutex_unlock(&p->lock);
+		return b;
+	}
+	pthread_mutex_unlock(&p->lock);
+	*cap = bytes;
+	return malloc(bytes);
+}
+
+/* Keep a buffer for the next epochs; when the pool is full, the smallest goes. */
+static void pool_put(struct ft_primary *p, uint8_t *b, size_t cap)
+{
+	if (!b)
+		return;
+	pthread_mutex_lock(&p->lock);
+	if (p->npool < FT_POOL) {
+		p->pool[p->npool++] = (struct ft_pagebuf){ b, cap };
+		b = NULL;
+	} else {
+		unsigned small = 0;
+		for (unsigned i = 1; i < p->npool; i++)
+			if (p->pool[i].cap < p->pool[small].cap)
+				small = i;
+		if (p->pool[small].cap < cap) {
+			uint8_t *old = p->pool[small].p;
+			p->pool[small] = (struct ft_pagebuf){ b, cap };
+			b = old;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	free(b);
+}
+
+static void pool_drain(struct ft_primary *p)
+{
+	for (unsigned i = 0; i < p->npool; i++)
+		free(p->pool[i].p);
+	p->npool = 0;
+}
+
+static void staged_free(struct ft_primary *p, struct ft_staged *s)
 {
 	if (!s)
 		return;
 	free(s->pfns);
-	free(s->pages);
+	pool_put(p, s->pages, s->pages_cap);
 	free(s->state);
 	free(s->disk);
 	free(s);
@@ -229,7 +281,7 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 	uint64_t t2 = now_ns();
 	/* copy to staging so the guest may run on while the epoch streams */
 	s->pfns = malloc(n * sizeof(uint64_t) + 8);
-	s->pages = n ? malloc(n * PAGE_SIZE) : NULL;
+	s->pages = n ? pool_get(p, n * PAGE_SIZE, &s->pages_cap) : NULL;
 	if (!r && (!s->pfns || (n && !s->pages)))
 		r = -ENOMEM;
 	uint64_t k = 0;
@@ -260,7 +312,7 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 	vm_resume(vm);
 	uint64_t t5 = now_ns();
 	if (r) {
-		staged_free(s);
+		staged_free(p, s);
 		*err = r;
 		return NULL;
 	}
@@ -402,7 +454,7 @@ static void *receiver_thread(void *arg)
 			struct ft_staged *n = s->next;
 			write_stats(p, s, now, released);
 			released = 0;
-			staged_free(s);
+			staged_free(p, s);
 			s = n;
 		}
 		if (first)
@@ -699,17 +751,17 @@ void ft_primary_stop(struct ft_primary *p, bool guest_ended)
 		outbuf_destroy(&p->out[i]);
 	}
 	p->nouts = 0;
-	staged_free(NULL);
 	while (p->sendq) {
 		struct ft_staged *s = p->sendq;
 		p->sendq = s->next;
-		staged_free(s);
+		staged_free(p, s);
 	}
 	while (p->ackq) {
 		struct ft_staged *s = p->ackq;
 		p->ackq = s->next;
-		staged_free(s);
+		staged_free(p, s);
 	}
+	pool_drain(p);
 close_fds:
 	if (p->data_fd >= 0)
 		close(p->data_fd);

@@ -18,6 +18,7 @@ struct ft_staged;
 #define FT_DEFAULT_EPOCH_MS 50
 #define FT_DEFAULT_TIMEOUT_MS 2000
 #define FT_HEARTBEAT_MS 100
+#define FT_POOL 6 /* staging buffers kept: the epochs in flight and the one being taken */
 
 struct ft_primary {
 	struct vm *vm;
@@ -46,6 +47,10 @@ struct ft_primary {
 	struct ft_staged *ackq, *ackq_tail;   /* sent, waiting for their ack */
 
 	unsigned long *dirty, *devdirty;      /* scratch bitmaps */
+	/* staging buffers for the pages of epochs in flight, reused: a fresh multi-MiB malloc is an mmap
+	 * whose every page faults on first touch, inside the pause */
+	struct ft_pagebuf { uint8_t *p; size_t cap; } pool[FT_POOL];
+	unsigned npool;
 	struct disklog disklog;
 	struct disklog_hook hooks[16];
 	struct outbuf out[8];

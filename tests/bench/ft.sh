@@ -237,9 +237,10 @@ for epoch in $FTVMM_BENCH_EPOCHS; do
 		[[ -n "$t_tcp" ]] && break
 		sleep 0.1
 	done
-	from=$(sed -nE 's/.*taking over from epoch ([0-9]+).*/\1/p' "$W/b.err" | head -n1)
+	# (b.err is stamped and kept across epoch settings: only the lines after this kill)
+	from=$(awk -v a="$t_kill" '$1 > a' "$W/b.err" | sed -nE 's/.*taking over from epoch ([0-9]+).*/\1/p' | head -n1)
 	# ftvmm's own figure: from the backup seeing the loss to its restored vCPUs running
-	inside=$(sed -nE 's/.*restore: guest running ([0-9.]+) ms after.*/\1/p' "$W/b.err" | head -n1)
+	inside=$(awk -v a="$t_kill" '$1 > a' "$W/b.err" | sed -nE 's/.*restore: guest running ([0-9.]+) ms after.*/\1/p' | head -n1)
 	echo "$epoch,$t_kill,$t_reaped,$t_take,$t_tick,$t_tcp,$from,${FT_PID[b]},$inside" >>"$RES/failover.csv"
 	echo "  failover (epoch $epoch): takeover +$(awk -v a="$t_kill" -v b="${t_take:-0}" 'BEGIN { printf "%.2f", b - a }') s," \
 		"tick +$(awk -v a="$t_kill" -v b="${t_tick:-0}" 'BEGIN { printf "%.2f", b - a }') s," \
