@@ -1,5 +1,6 @@
 /* backup.c - the backup VMM: handshake, initial sync, staged all-or-nothing epoch commits, acks, failover. */
 #include "backup.h"
+#include "backup_int.h"
 #include "../vmm/cli.h"
 #include "../vmm/control.h"
 #include "../vmm/run.h"
@@ -22,27 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-struct backup {
-	const char *listen;
-	struct run_config cfg; /* disks, nics, control: what the guest gets here on takeover */
-	unsigned timeout_ms;
-	int disk_fds[CLI_MAX_DISKS];
-	uint64_t disk_sizes[CLI_MAX_DISKS];
-	int data_fd, hb_fd;
-	struct guest_mem mem;
-	void *state; /* last committed epoch's state fdt */
-	uint64_t committed;
-	bool have_baseline;
-	struct control ctl; /* status while mirroring; run_vm serves the socket after a takeover */
-	/* heartbeat watchdog */
-	pthread_t hb_thread;
-	pthread_mutex_t lock;
-	bool done;
-	uint64_t done_ns; /* when the first failure was seen: the failover clock starts here */
-	bool primary_alive; /* it said (BYE on the heartbeat link) it runs on without us: never take over */
-	char why[160];
-	char link_why[160]; /* why the data link ended, when it did first */
-};
 
 static void backup_usage(FILE *f)
 {
@@ -124,7 +104,7 @@ static int parse(int argc, char **argv, struct backup *b, char *err, size_t errl
 }
 
 /* Compare the primary's shape with what this backup was given; one line on mismatch. */
-static int check_shape(struct backup *b, const void *fdt, size_t len, char *why, size_t wl)
+int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why, size_t wl)
 {
 	uint64_t mem;
 	uint32_t ncpus, ndisks, nnics;
@@ -307,7 +287,7 @@ static int apply_pages(struct backup *b, uint64_t n, const uint64_t *pfns, const
 
 /* The frame was fully received and its checksum verified; its sizes are checked here before a
  * single byte is applied, so a bad epoch leaves the last commit untouched. */
-static int commit_epoch(struct backup *b, uint64_t seq, void *payload, size_t len)
+int backup_commit_epoch(struct backup *b, uint64_t seq, void *payload, size_t len)
 {
 	struct ft_epoch_hdr h;
 	if (ft_epoch_check(payload, len, &h) || h.epoch != seq)
@@ -424,7 +404,7 @@ static int receive_loop(struct backup *b)
 			break;
 		}
 		case FT_EPOCH:
-			r = commit_epoch(b, f.seq, p, f.len);
+			r = backup_commit_epoch(b, f.seq, p, f.len);
 			if (r) {
 				warnx("backup: epoch %llu rejected (%s); last commit %llu kept", (unsigned long long)f.seq,
 				      strerror(-r), (unsigned long long)b->committed);
@@ -486,7 +466,7 @@ static int accept_primary(struct backup *b, int lfd)
 		}
 	}
 	char why[256];
-	if (check_shape(b, shape, shape_len, why, sizeof(why))) {
+	if (backup_check_shape(b, shape, shape_len, why, sizeof(why))) {
 		ft_send_buf(b->data_fd, FT_HELLO_ERR, 0, why, strlen(why));
 		free(shape);
 		warnx("backup: refusing the primary: %s", why);

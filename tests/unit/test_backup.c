@@ -1,0 +1,265 @@
+/* test_backup.c - the backup's handshake shape check and its all-or-nothing epoch commit (memory, state, disk). */
+#include "../../ft/backup_int.h"
+#include "../../ft/proto.h"
+#include "../../vmm/util.h"
+#include "test.h"
+
+#include <errno.h>
+#include <libfdt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NPAGES 16
+#define DISK_SIZE 65536
+
+static uint8_t shape_buf[4096];
+
+/* The handshake fdt as a primary sends it. */
+static size_t shape(uint64_t mem, uint32_t cpus, uint32_t ndisks, const uint64_t *sizes, uint32_t nnics,
+		    uint32_t epoch_ms)
+{
+	static const uint8_t macs[2][6] = { { 0x52, 0x54, 0, 0x12, 0x34, 0x56 }, { 0x52, 0x54, 0, 0x12, 0x34, 0x57 } };
+	int r = fdt_create(shape_buf, sizeof(shape_buf));
+	r |= fdt_finish_reservemap(shape_buf);
+	r |= fdt_begin_node(shape_buf, "");
+	r |= fdt_property_u64(shape_buf, "mem-size", mem);
+	r |= fdt_property_u32(shape_buf, "ncpus", cpus);
+	r |= fdt_property_u32(shape_buf, "ndisks", ndisks);
+	r |= fdt_property_u32(shape_buf, "nnics", nnics);
+	r |= fdt_property_u32(shape_buf, "epoch-ms", epoch_ms);
+	if (ndisks) /* host byte order, as ft/primary.c sends them */
+		r |= fdt_property(shape_buf, "disk-sizes", sizes, (int)(ndisks * sizeof(uint64_t)));
+	if (nnics)
+		r |= fdt_property(shape_buf, "macs", macs, (int)(nnics * 6));
+	r |= fdt_end_node(shape_buf);
+	r |= fdt_finish(shape_buf);
+	CHECK_EQ(r, 0);
+	return fdt_totalsize(shape_buf);
+}
+
+static void test_shape(void)
+{
+	struct backup b;
+	memset(&b, 0, sizeof(b));
+	b.cfg.ndisks = 1;
+	b.cfg.disks[0].path = "b.img";
+	b.disk_sizes[0] = DISK_SIZE;
+	b.timeout_ms = 1234;
+	char why[256];
+	uint64_t sz = DISK_SIZE;
+	size_t n = shape(64 << 20, 2, 1, &sz, 0, 25);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), 0);
+	CHECK_EQ(b.cfg.mem, 64 << 20);
+	CHECK_EQ(b.cfg.cpus, 2);
+	CHECK_EQ(b.cfg.epoch_ms, 25);        /* kept for a later `protect` */
+	CHECK_EQ(b.cfg.ft_timeout_ms, 1234); /* ours */
+	/* a disk of another size: one line naming both */
+	uint64_t other = DISK_SIZE * 2;
+	n = shape(64 << 20, 2, 1, &other, 0, 25);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "disk 0") && strstr(why, "b.img") && !strchr(why, '\n'));
+	/* disk and NIC counts */
+	n = shape(64 << 20, 2, 0, NULL, 0, 25);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "0 disks") != NULL);
+	n = shape(64 << 20, 2, 1, &sz, 1, 25);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "NICs") != NULL);
+	/* with the NIC given, the guest's MAC is adopted */
+	b.cfg.nnics = 1;
+	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), 0);
+	CHECK(b.cfg.nics[0].has_mac && b.cfg.nics[0].mac[5] == 0x56);
+	b.cfg.nnics = 0;
+	/* malformed: no memory, unaligned memory, no vCPU, not an fdt, truncated, an absurd epoch */
+	n = shape(0, 2, 1, &sz, 0, 25);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "malformed") != NULL);
+	n = shape((64 << 20) + 100, 2, 1, &sz, 0, 25);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), -EINVAL);
+	n = shape(64 << 20, 0, 1, &sz, 0, 25);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), -EINVAL);
+	uint8_t junk[256];
+	memset(junk, 0x5a, sizeof(junk));
+	CHECK_EQ(backup_check_shape(&b, junk, sizeof(junk), why, sizeof(why)), -EINVAL);
+	n = shape(64 << 20, 2, 1, &sz, 0, 25);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, n / 2, why, sizeof(why)), -EINVAL);
+	b.cfg.epoch_ms = 0;
+	n = shape(64 << 20, 2, 1, &sz, 0, 1);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), 0);
+	CHECK_EQ(b.cfg.epoch_ms, 0); /* 1 ms is outside 5..1000: the default applies later */
+}
+
+/* ---- epochs ---- */
+
+struct rec {
+	uint32_t disk, kind;
+	uint64_t off, len;
+	uint8_t fill;
+};
+
+/* An FT_EPOCH payload: header, pfns, pages (page i filled with tag + i), a small state fdt (or junk), disk records. */
+static void *epoch(uint64_t num, uint64_t flags, const uint64_t *pfns, unsigned n, uint8_t tag, bool good_state,
+		   const struct rec *recs, unsigned nrecs, size_t *len)
+{
+	uint8_t state[256];
+	if (good_state) {
+		CHECK_EQ(fdt_create(state, sizeof(state)), 0);
+		CHECK_EQ(fdt_finish_reservemap(state), 0);
+		CHECK_EQ(fdt_begin_node(state, ""), 0);
+		CHECK_EQ(fdt_property_u64(state, "epoch", num), 0);
+		CHECK_EQ(fdt_end_node(state), 0);
+		CHECK_EQ(fdt_finish(state), 0);
+	} else {
+		memset(state, 0xee, sizeof(state));
+	}
+	size_t disk_len = 0;
+	for (unsigned i = 0; i < nrecs; i++)
+		disk_len += sizeof(struct ft_disk_rec) + (recs[i].kind == FT_DISK_WRITE ? recs[i].len : 0);
+	struct ft_epoch_hdr h = { .epoch = num, .npages = n, .state_len = sizeof(state), .disk_len = disk_len,
+				  .flags = flags };
+	*len = sizeof(h) + n * (8 + PAGE_SIZE) + sizeof(state) + disk_len;
+	uint8_t *p = calloc(1, *len), *q = p;
+	CHECK(p != NULL);
+	memcpy(q, &h, sizeof(h));
+	q += sizeof(h);
+	memcpy(q, pfns, n * 8);
+	q += n * 8;
+	for (unsigned i = 0; i < n; i++, q += PAGE_SIZE)
+		memset(q, (uint8_t)(tag + i), PAGE_SIZE);
+	memcpy(q, state, sizeof(state));
+	q += sizeof(state);
+	for (unsigned i = 0; i < nrecs; i++) {
+		struct ft_disk_rec r = { .disk = recs[i].disk, .kind = recs[i].kind, .off = recs[i].off, .len = recs[i].len };
+		memcpy(q, &r, sizeof(r));
+		q += sizeof(r);
+		if (r.kind == FT_DISK_WRITE) {
+			memset(q, recs[i].fill, r.len);
+			q += r.len;
+		}
+	}
+	struct ft_epoch_hdr chk;
+	CHECK_EQ(ft_epoch_check(p, *len, &chk), 0); /* what the receive path checks before commit */
+	return p;
+}
+
+static uint8_t mem_buf[NPAGES * PAGE_SIZE];
+static uint8_t mem_before[NPAGES * PAGE_SIZE];
+static uint8_t disk_before[DISK_SIZE];
+
+static void snap(int fd)
+{
+	memcpy(mem_before, mem_buf, sizeof(mem_buf));
+	CHECK_EQ(pread(fd, disk_before, DISK_SIZE, 0), DISK_SIZE);
+}
+
+/* nothing of a refused epoch may be applied */
+static void unchanged(struct backup *b, int fd, uint64_t committed, const void *state)
+{
+	uint8_t d[DISK_SIZE];
+	CHECK(memcmp(mem_buf, mem_before, sizeof(mem_buf)) == 0);
+	CHECK_EQ(pread(fd, d, DISK_SIZE, 0), DISK_SIZE);
+	CHECK(memcmp(d, disk_before, DISK_SIZE) == 0);
+	CHECK_EQ(b->committed, committed);
+	CHECK(b->state == state);
+}
+
+static void test_commit(void)
+{
+	struct backup b;
+	memset(&b, 0, sizeof(b));
+	pthread_mutex_init(&b.lock, NULL);
+	memset(mem_buf, 0, sizeof(mem_buf));
+	CHECK_EQ(gmem_init_buffer(&b.mem, mem_buf, sizeof(mem_buf)), 0);
+	char path[] = "/tmp/ftvmm-test-backup.XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	unlink(path);
+	CHECK_EQ(ftruncate(fd, DISK_SIZE), 0);
+	b.cfg.ndisks = 1;
+	b.disk_fds[0] = fd;
+	b.disk_sizes[0] = DISK_SIZE;
+	size_t len;
+	void *p;
+	uint64_t pf[3] = { 1, 5, 15 };
+	struct rec w1 = { 0, FT_DISK_WRITE, 4096, 512, 0xa1 };
+
+	/* the first epoch must be the baseline */
+	snap(fd);
+	p = epoch(7, 0, pf, 3, 0x10, true, &w1, 1, &len);
+	CHECK_EQ(backup_commit_epoch(&b, 7, p, len), -EBADMSG);
+	unchanged(&b, fd, 0, NULL);
+	free(p);
+	p = epoch(7, FT_EPOCH_BASELINE, pf, 3, 0x10, true, &w1, 1, &len);
+	CHECK_EQ(backup_commit_epoch(&b, 7, p, len), 0);
+	free(p);
+	CHECK(b.have_baseline && b.committed == 7 && b.state != NULL);
+	CHECK(mem_buf[1 * PAGE_SIZE] == 0x10 && mem_buf[5 * PAGE_SIZE + 100] == 0x11 && mem_buf[16 * PAGE_SIZE - 1] == 0x12);
+	CHECK(mem_buf[0] == 0 && mem_buf[2 * PAGE_SIZE] == 0);
+	uint8_t d[512];
+	CHECK_EQ(pread(fd, d, 512, 4096), 512);
+	CHECK(d[0] == 0xa1 && d[511] == 0xa1);
+	const void *state7 = b.state;
+	CHECK(fdt_check_header(b.state) == 0);
+
+	/* refused, each leaving commit 7 exactly as it was */
+	snap(fd);
+	uint64_t pf_bad[2] = { 2, NPAGES }; /* the second page is past the end of guest RAM */
+	p = epoch(8, 0, pf_bad, 2, 0x20, true, NULL, 0, &len);
+	CHECK_EQ(backup_commit_epoch(&b, 8, p, len), -EBADMSG);
+	unchanged(&b, fd, 7, state7);
+	free(p);
+	struct rec past_end[2] = { { 0, FT_DISK_WRITE, 0, 512, 0xb2 }, { 0, FT_DISK_WRITE, DISK_SIZE - 256, 512, 0xb3 } };
+	p = epoch(8, 0, pf, 3, 0x20, true, past_end, 2, &len);
+	CHECK_EQ(backup_commit_epoch(&b, 8, p, len), -ERANGE); /* the good record before it is not applied either */
+	unchanged(&b, fd, 7, state7);
+	free(p);
+	struct rec no_disk = { 1, FT_DISK_ZERO, 0, 4096, 0 };
+	p = epoch(8, 0, pf, 3, 0x20, true, &no_disk, 1, &len);
+	CHECK_EQ(backup_commit_epoch(&b, 8, p, len), -ERANGE);
+	unchanged(&b, fd, 7, state7);
+	free(p);
+	p = epoch(8, 0, pf, 3, 0x20, false, NULL, 0, &len); /* state is not an fdt */
+	CHECK_EQ(backup_commit_epoch(&b, 8, p, len), -EBADMSG);
+	unchanged(&b, fd, 7, state7);
+	free(p);
+	p = epoch(9, 0, pf, 3, 0x20, true, NULL, 0, &len); /* skips epoch 8 */
+	CHECK_EQ(backup_commit_epoch(&b, 9, p, len), -EBADMSG);
+	unchanged(&b, fd, 7, state7);
+	free(p);
+	p = epoch(8, 0, pf, 3, 0x20, true, NULL, 0, &len); /* the frame's seq and the header disagree */
+	CHECK_EQ(backup_commit_epoch(&b, 9, p, len), -EBADMSG);
+	unchanged(&b, fd, 7, state7);
+	CHECK_EQ(backup_commit_epoch(&b, 8, p, len - 1), -EBADMSG); /* one byte short */
+	unchanged(&b, fd, 7, state7);
+	free(p);
+
+	/* the next good epoch: pages, a zeroed range and the new state */
+	struct rec z = { 0, FT_DISK_ZERO, 4096, 4096, 0 };
+	uint64_t pf8[1] = { 2 };
+	p = epoch(8, 0, pf8, 1, 0x30, true, &z, 1, &len);
+	CHECK_EQ(backup_commit_epoch(&b, 8, p, len), 0);
+	free(p);
+	CHECK_EQ(b.committed, 8);
+	CHECK(mem_buf[2 * PAGE_SIZE] == 0x30 && mem_buf[1 * PAGE_SIZE] == 0x10);
+	CHECK_EQ(pread(fd, d, 512, 4096), 512);
+	CHECK(d[0] == 0 && d[511] == 0);
+	uint64_t e;
+	const fdt64_t *ep = fdt_getprop(b.state, 0, "epoch", NULL);
+	CHECK(ep != NULL);
+	memcpy(&e, ep, 8);
+	CHECK_EQ(fdt64_to_cpu(e), 8);
+
+	free(b.state);
+	close(fd);
+	gmem_free(&b.mem);
+	pthread_mutex_destroy(&b.lock);
+}
+
+int main(void)
+{
+	test_shape();
+	test_commit();
+	TEST_DONE("test_backup");
+}
