@@ -76,7 +76,7 @@ done
 {
 	echo "# ftvmm boot benchmark ($date)"
 	echo
-	echo "- environment: ${BENCH_ENV:-unknown}; host kernel $(uname -r); $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+	echo "- environment: ${BENCH_ENV:-unknown}; host kernel $(uname -r) $(grep -oE 'kvm_amd\.[a-z_]+=[^ ]+' /proc/cmdline | tr '\n' ' '); $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 	[[ -n "${BENCH_OUTER_LOAD:-}" ]] && echo "- outer machine load average at the start: $BENCH_OUTER_LOAD (TCG: guest time scales with it)"
 	echo "- guest: Debian $(cat "$repo/guest-images/out/kernel-version" 2>/dev/null) bzImage + test initramfs, 256 MiB, \`quiet\`"
 	echo "- baseline: kvmtool reaches init in about 7 s of guest uptime on the same test bed (figure from the"

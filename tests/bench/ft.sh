@@ -74,7 +74,7 @@ WL_TIMEOUT=90 # s: a workload takes 3-15 s; more means the guest is stuck
 STUCK=0
 {
 	echo "env=${FTVMM_BENCH_ENV:-unknown}"
-	echo "host_kernel=$(uname -r)"
+	echo "host_kernel=$(uname -r) $(grep -oE 'kvm_amd\.[a-z_]+=[^ ]+' /proc/cmdline | tr '\n' ' ')"
 	echo "host_cpus=$(nproc)"
 	echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 	echo "guest_kernel=$(cat "$(dirname "$GUEST_KERNEL")/kernel-version" 2>/dev/null || echo '?')"
