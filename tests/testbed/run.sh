@@ -14,9 +14,11 @@
 #   TESTBED_MEM=3G TESTBED_SMP=2   test-bed host size
 #   TESTBED_ACCEL=tcg      qemu accelerator for the test bed (tcg: what CI has; kvm only for experiments)
 #   TESTBED_SCRATCH_MB=8192  size of the sparse scratch disk (0: none)
-#   TESTBED_IDLE_LIMIT=120 seconds of a CPU-idle qemu after which the test bed counts as hung (exit 126; 0: off)
-#   TESTBED_KVM_ARGS="kvm_amd.npt=0 kvm_amd.vgif=0"  module parameters for the test bed's KVM (kernel command
-#                          line). TCG's emulation of nested SVM loses state under frequent guest exits: with nested
+#   TESTBED_IDLE_LIMIT=120 seconds of a CPU-idle qemu after which the test bed counts as hung (exit 126; 0: off);
+#                          a soft lockup or an RCU stall reported by the test bed's kernel counts as hung at once
+#   TESTBED_KVM_ARGS="kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"  kernel command line for the test
+#                          bed's KVM. No THP: khugepaged collapsing guest RAM (TLB-flush IPIs, KVM MMU notifiers)
+#                          was spinning in a soft lockup when the test bed's kernel hung during t_snapshot. TCG's emulation of nested SVM loses state under frequent guest exits: with nested
 #                          paging (NPT) guests hang or triple-fault after a few thousand FT epochs (once the test-bed
 #                          kernel itself crashed); with npt=0 25927 5 ms epochs ran clean, and faster. With vGIF the
 #                          test-bed kernel once lost its own timer (RCU stall) during an FT run. Both are emulated
@@ -40,7 +42,7 @@ TESTBED_MEM=${TESTBED_MEM:-3G}
 TESTBED_SMP=${TESTBED_SMP:-2}
 TESTBED_ACCEL=${TESTBED_ACCEL:-tcg}
 TESTBED_SCRATCH_MB=${TESTBED_SCRATCH_MB:-8192}
-TESTBED_KVM_ARGS=${TESTBED_KVM_ARGS-"kvm_amd.npt=0 kvm_amd.vgif=0"}
+TESTBED_KVM_ARGS=${TESTBED_KVM_ARGS-"kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"}
 TESTBED_IDLE_LIMIT=${TESTBED_IDLE_LIMIT:-120}
 TESTBED_LOG=${TESTBED_LOG:-$out/last-run.log}
 
@@ -130,6 +132,12 @@ if [[ "$TESTBED_IDLE_LIMIT" -gt 0 ]]; then
 		last=$(cpu_ticks "$qemu_pid") since=$(date +%s)
 		while kill -0 "$qemu_pid" 2>/dev/null; do
 			sleep 5
+			# the test bed's kernel says it is stuck (a lost IPI or timer in the emulated SVM): it never recovers
+			if grep -aqE 'watchdog: BUG: soft lockup|rcu: INFO: rcu_preempt detected stalls' "$conlog" 2>/dev/null; then
+				echo "kernel stall" >"$ctl/hung"
+				kill "$qemu_pid" 2>/dev/null
+				exit 0
+			fi
 			now=$(cpu_ticks "$qemu_pid")
 			((now < 0)) && exit 0
 			if ((now - last > hz / 2)); then # more than 0.5 s of CPU: alive
@@ -158,8 +166,13 @@ elif [[ -s "$ctl/rc" ]]; then
 	rc=$(tr -dc 0-9 <"$ctl/rc")
 	echo "testbed: warning: no TESTBED-EXIT line on the console, using the status file ($rc)" >&2
 elif [[ -f "$ctl/hung" ]]; then
-	echo "testbed: FAIL: the test bed hung after ${elapsed}s: qemu used no CPU for ${TESTBED_IDLE_LIMIT}s (its emulated" \
-		"host lost an interrupt: a fault of TCG's nested SVM, not of the command; log: $TESTBED_LOG)" >&2
+	if grep -q stall "$ctl/hung"; then
+		echo "testbed: FAIL: the test bed's kernel stalled after ${elapsed}s (soft lockup or RCU stall on its console: a" \
+			"lost interrupt in TCG's nested SVM, not a fault of the command; log: $TESTBED_LOG)" >&2
+	else
+		echo "testbed: FAIL: the test bed hung after ${elapsed}s: qemu used no CPU for ${TESTBED_IDLE_LIMIT}s (its emulated" \
+			"host lost an interrupt: a fault of TCG's nested SVM, not of the command; log: $TESTBED_LOG)" >&2
+	fi
 	exit 126
 elif [[ $qrc == 124 || $qrc == 137 ]]; then
 	echo "testbed: FAIL: timed out after ${TESTBED_TIMEOUT}s without a TESTBED-EXIT line (log: $TESTBED_LOG)" >&2
