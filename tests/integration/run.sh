@@ -113,7 +113,7 @@ if [[ $inside == 0 ]]; then
 			echo "integration: running ${todo[*]} inside the nested test bed (one boot$( ((attempt > 1)) && echo ", attempt $attempt"))"
 			tblog="$ITEST_OUT/testbed-attempt$attempt.log"
 			rc=0
-			TESTBED_TIMEOUT=${TESTBED_TIMEOUT:-1800} \
+			TESTBED_TIMEOUT=${TESTBED_TIMEOUT:-1800} TESTBED_QUIET_LIMIT=${TESTBED_QUIET_LIMIT:-300} \
 				TESTBED_PASSENV="FTVMM GUEST_KERNEL GUEST_INITRD ITEST_OUT ITEST_BOOT_TIMEOUT ITEST_TEST_TIMEOUT ITEST_GUEST_VERBOSE ITEST_TMP" \
 				bash "$repo/tests/testbed/run.sh" bash "$here/run.sh" --inside "${todo[@]}" 2>&1 | tee "$tblog" || rc=${PIPESTATUS[0]}
 			[[ $rc == 124 || $rc == 125 || $rc == 126 ]] || break

@@ -16,6 +16,9 @@
 #   TESTBED_SCRATCH_MB=8192  size of the sparse scratch disk (0: none)
 #   TESTBED_IDLE_LIMIT=120 seconds of a CPU-idle qemu after which the test bed counts as hung (exit 126; 0: off);
 #                          a soft lockup or an RCU stall reported by the test bed's kernel counts as hung at once
+#   TESTBED_QUIET_LIMIT=0  seconds without any console output after which the test bed counts as hung (exit 126;
+#                          0: off). For commands that report progress (the integration suite sets 300): the test
+#                          bed's kernel has also been seen spinning with both CPUs busy and no message at all
 #   TESTBED_KVM_ARGS="kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"  kernel command line for the test
 #                          bed's KVM. No THP: khugepaged collapsing guest RAM (TLB-flush IPIs, KVM MMU notifiers)
 #                          was spinning in a soft lockup when the test bed's kernel hung during t_snapshot. TCG's emulation of nested SVM loses state under frequent guest exits: with nested
@@ -44,6 +47,7 @@ TESTBED_ACCEL=${TESTBED_ACCEL:-tcg}
 TESTBED_SCRATCH_MB=${TESTBED_SCRATCH_MB:-8192}
 TESTBED_KVM_ARGS=${TESTBED_KVM_ARGS-"kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"}
 TESTBED_IDLE_LIMIT=${TESTBED_IDLE_LIMIT:-120}
+TESTBED_QUIET_LIMIT=${TESTBED_QUIET_LIMIT:-0}
 TESTBED_LOG=${TESTBED_LOG:-$out/last-run.log}
 
 command -v qemu-system-x86_64 >/dev/null || { echo "testbed: qemu-system-x86_64 not found (apt-get install qemu-system-x86)" >&2; exit 125; }
@@ -117,7 +121,7 @@ qpid=$!
 # interrupt in its emulated host (both its CPUs halted while a test waits on them): stop it at once rather
 # than at the timeout, and say so. Tests keep guests busy, so a healthy run is never that idle.
 wdpid=""
-if [[ "$TESTBED_IDLE_LIMIT" -gt 0 ]]; then
+if [[ "$TESTBED_IDLE_LIMIT" -gt 0 || "$TESTBED_QUIET_LIMIT" -gt 0 ]]; then
 	(
 		exec {confd}>&- # not the console's writer: the tee must see EOF when qemu ends
 		cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo -1; }
@@ -129,6 +133,7 @@ if [[ "$TESTBED_IDLE_LIMIT" -gt 0 ]]; then
 		done
 		[[ -n "$qemu_pid" ]] || exit 0
 		hz=$(getconf CLK_TCK)
+		quiet_since=$(date +%s) last_size=0
 		last=$(cpu_ticks "$qemu_pid") since=$(date +%s)
 		while kill -0 "$qemu_pid" 2>/dev/null; do
 			sleep 5
@@ -138,11 +143,19 @@ if [[ "$TESTBED_IDLE_LIMIT" -gt 0 ]]; then
 				kill "$qemu_pid" 2>/dev/null
 				exit 0
 			fi
+			size=$(stat -c %s "$conlog" 2>/dev/null || echo 0)
+			if ((size != last_size)); then
+				last_size=$size quiet_since=$(date +%s)
+			elif ((TESTBED_QUIET_LIMIT > 0 && $(date +%s) - quiet_since >= TESTBED_QUIET_LIMIT)); then
+				echo "quiet ${TESTBED_QUIET_LIMIT}s" >"$ctl/hung"
+				kill "$qemu_pid" 2>/dev/null
+				exit 0
+			fi
 			now=$(cpu_ticks "$qemu_pid")
 			((now < 0)) && exit 0
 			if ((now - last > hz / 2)); then # more than 0.5 s of CPU: alive
 				last=$now since=$(date +%s)
-			elif (($(date +%s) - since >= TESTBED_IDLE_LIMIT)); then
+			elif ((TESTBED_IDLE_LIMIT > 0 && $(date +%s) - since >= TESTBED_IDLE_LIMIT)); then
 				echo "idle ${TESTBED_IDLE_LIMIT}s" >"$ctl/hung"
 				kill "$qemu_pid" 2>/dev/null
 				exit 0
@@ -166,7 +179,10 @@ elif [[ -s "$ctl/rc" ]]; then
 	rc=$(tr -dc 0-9 <"$ctl/rc")
 	echo "testbed: warning: no TESTBED-EXIT line on the console, using the status file ($rc)" >&2
 elif [[ -f "$ctl/hung" ]]; then
-	if grep -q stall "$ctl/hung"; then
+	if grep -q quiet "$ctl/hung"; then
+		echo "testbed: FAIL: the test bed printed nothing for ${TESTBED_QUIET_LIMIT}s (after ${elapsed}s): its kernel is" \
+			"stuck (TCG's nested SVM, not a fault of the command; log: $TESTBED_LOG)" >&2
+	elif grep -q stall "$ctl/hung"; then
 		echo "testbed: FAIL: the test bed's kernel stalled after ${elapsed}s (soft lockup or RCU stall on its console: a" \
 			"lost interrupt in TCG's nested SVM, not a fault of the command; log: $TESTBED_LOG)" >&2
 	else
