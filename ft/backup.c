@@ -221,8 +221,17 @@ static void *hb_thread(void *arg)
 		prev = t;
 		if (n > 0) {
 			int r = hb_read(b);
-			if (r < 0)
+			if (r < 0) {
+				/* The primary's process closed its sockets. Whether its guest ended (a BYE queued on
+				 * the data link) or it died, the data link tells: leave it to the receive loop, which
+				 * no longer waits for this thread (hb_closed), and only step in if it stays silent. */
+				pthread_mutex_lock(&b->lock);
+				b->hb_closed = true;
+				pthread_mutex_unlock(&b->lock);
+				for (int i = 0; i < 200 && !finished(b); i++)
+					usleep(10000);
 				set_done(b, "heartbeat link closed by the primary");
+			}
 			if (r)
 				break;
 			last_rx = now_ns();
@@ -356,6 +365,13 @@ static int link_lost(struct backup *b, const char *why)
 	shutdown(b->data_fd, SHUT_RDWR); /* the primary sees it at once and answers on the heartbeat link */
 	uint64_t deadline = now_ns() + (b->timeout_ms + 2 * FT_HEARTBEAT_MS) * 1000000ull;
 	while (!finished(b)) {
+		pthread_mutex_lock(&b->lock);
+		bool hb_closed = b->hb_closed;
+		pthread_mutex_unlock(&b->lock);
+		if (hb_closed) { /* both links ended with no BYE: the primary is gone */
+			set_done(b, why);
+			break;
+		}
 		if (now_ns() > deadline) {
 			pthread_mutex_lock(&b->lock);
 			b->primary_alive = true;

@@ -29,6 +29,7 @@ struct backup {
 	bool done;
 	uint64_t done_ns; /* when the first failure was seen: the failover clock starts here */
 	bool primary_alive; /* it said (BYE on the heartbeat link) it runs on without us: never take over */
+	bool hb_closed;     /* the heartbeat link ended (EOF/error): the data link says next whether with a BYE */
 	char why[160];
 	char link_why[160]; /* why the data link ended, when it did first */
 };
