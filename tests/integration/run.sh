@@ -117,7 +117,7 @@ if [[ $inside == 0 ]]; then
 				TESTBED_PASSENV="FTVMM GUEST_KERNEL GUEST_INITRD ITEST_OUT ITEST_BOOT_TIMEOUT ITEST_TEST_TIMEOUT ITEST_GUEST_VERBOSE ITEST_TMP" \
 				bash "$repo/tests/testbed/run.sh" bash "$here/run.sh" --inside "${todo[@]}" 2>&1 | tee "$tblog" || rc=${PIPESTATUS[0]}
 			[[ $rc == 124 || $rc == 125 || $rc == 126 ]] || break
-			case $rc in 124) why="timed out" ;; 126) why="hung: no CPU used" ;; *) why="its kernel died" ;; esac
+			case $rc in 124) why="timed out" ;; 126) why="hung: stalled, silent or idle" ;; *) why="its kernel died" ;; esac
 			echo "integration: the test bed did not complete (status $rc: $why)"
 			((attempt == 1)) || break
 			rest=()
