@@ -105,6 +105,19 @@ ft_wait_line() {
 
 ft_count() { grep -acE -- "$2" "$1" 2>/dev/null || true; }
 
+# ft_wait_count FILE REGEX N SECS [NAME]: until FILE has at least N lines matching REGEX (0), SECS pass (1) or
+# process NAME ends first (2)
+ft_wait_count() {
+	local file="$1" re="$2" n="$3" secs="$4" name="${5:-}" end
+	end=$(($(date +%s%N) + secs * 1000000000))
+	while :; do
+		(($(ft_count "$file" "$re") >= n)) && return 0
+		[[ -n "$name" ]] && ! ft_alive "$name" && return 2
+		(($(date +%s%N) > end)) && return 1
+		sleep 0.1
+	done
+}
+
 ft_ctl() { timeout 10 "$FTVMM" ctl "$@" 2>&1 || true; }
 
 ft_wait_status() {

@@ -160,13 +160,7 @@ ensure_protected() {
 tcp_at_kill=-1 t_kill=0 t_take=0
 tcp_moved() {
 	((tcp_at_kill < 0)) && return 0
-	local n
-	for _ in $(seq 300); do
-		n=$(grep -c '^seq ' "$L/tcpcheck.log" || true)
-		((n > tcp_at_kill + 1)) && break
-		sleep 0.1
-	done
-	if ((n <= tcp_at_kill + 1)); then
+	if ! ft_wait_count "$L/tcpcheck.log" '^seq ' $((tcp_at_kill + 2)) 30; then
 		case_error "kill $((k - 1)): the TCP stream did not move again within 30 s"
 		return 1
 	fi
@@ -182,11 +176,7 @@ for ((k = 1; k <= FT_KILLS && chain_ok; k++)); do
 	prot_ms=$(ms "$t_protect" "$(ft_now)")
 	# another tick under protection, then a random moment: from at once to ~5 epochs
 	n0=$(ft_count "${FT_O[$cur]}" 'FTWORK seq=')
-	for _ in $(seq 200); do
-		(($(ft_count "${FT_O[$cur]}" 'FTWORK seq=') >= n0 + 1)) && break
-		sleep 0.1
-	done
-	if (($(ft_count "${FT_O[$cur]}" 'FTWORK seq=') < n0 + 1)); then
+	if ! ft_wait_count "${FT_O[$cur]}" 'FTWORK seq=' $((n0 + 1)) 20; then
 		case_error "kill $k: the guest on $cur stopped ticking (last seq $(ft_last_seq_any "${FT_O[$cur]}")) before the kill"
 		ft_diagnose "$cur" "$csock"
 		chain_ok=0
@@ -271,21 +261,13 @@ if ((chain_ok)); then
 	lost0=$(ft_count "${FT_E[$cur]}" 'guest continues UNPROTECTED')
 	n0=$(ft_count "${FT_O[$cur]}" 'FTWORK seq=')
 	ft_kill "$bk"
-	for _ in $(seq 100); do
-		(($(ft_count "${FT_E[$cur]}" 'guest continues UNPROTECTED') > lost0)) && break
-		sleep 0.1
-	done
-	(($(ft_count "${FT_E[$cur]}" 'guest continues UNPROTECTED') > lost0)) ||
+	ft_wait_count "${FT_E[$cur]}" 'guest continues UNPROTECTED' $((lost0 + 1)) 10 ||
 		case_error "$cur did not print the UNPROTECTED line after the backup was killed"
 	ft_wait_status "$csock" 'protected=no' 10 || case_error "status after the backup died: ${FT_LAST_STATUS:-}"
 	st=$(ft_ctl "$csock" status)
 	grep -q 'link=down' <<<"$st" || case_error "status does not say link=down: $st"
 	# the guest never notices: it keeps ticking, no BAD
-	for _ in $(seq 100); do
-		(($(ft_count "${FT_O[$cur]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 10)) && break
-		sleep 0.1
-	done
-	(($(ft_count "${FT_O[$cur]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 10)) || case_error "the guest stopped ticking after the backup died"
+	ft_wait_count "${FT_O[$cur]}" 'FTWORK seq=[0-9]+ sum' $((n0 + 10)) 10 || case_error "the guest stopped ticking after the backup died"
 	! grep -aq 'FTWORK.* BAD ' "${FT_O[$cur]}" || case_error "$(grep -a 'FTWORK.* BAD ' "${FT_O[$cur]}" | head -n1)"
 	tcp0=$(grep -c '^seq ' "$L/tcpcheck.log" || true)
 	sleep 1
@@ -383,11 +365,7 @@ if ft_wait_line "${FT_O[cp]}" 'FTWORK seq=[0-9]+ sum' 180 cp &&
 		fi
 		! grep -aq 'taking over from epoch' "${FT_E[cb]}" || case_error "the backup took over while the primary runs: split brain"
 		n0=$(ft_count "${FT_O[cp]}" 'FTWORK seq=[0-9]+ sum')
-		for _ in $(seq 300); do
-			(($(ft_count "${FT_O[cp]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 3)) && break
-			sleep 0.1
-		done
-		(($(ft_count "${FT_O[cp]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 3)) || case_error "the primary's guest stopped after the corrupted epoch"
+		ft_wait_count "${FT_O[cp]}" 'FTWORK seq=[0-9]+ sum' $((n0 + 3)) 30 || case_error "the primary's guest stopped after the corrupted epoch"
 		! grep -aq 'FTWORK.* BAD ' "${FT_O[cp]}" || case_error "primary: $(grep -a 'FTWORK.* BAD ' "${FT_O[cp]}" | head -n1)"
 		# paired again, directly this time
 		ft_port; bport2=$FT_PORT
@@ -434,12 +412,7 @@ if ft_wait_line "${FT_E[zp]}" 'guest is PROTECTED' 180 zp && ft_wait_line "${FT_
 	fi
 	! grep -q 'continues UNPROTECTED' "${FT_E[zp]}" || case_error "the thawed primary went on unprotected"
 	n0=$(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum')
-	for _ in $(seq 600); do
-		(($(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 3)) && break
-		ft_alive zb || break
-		sleep 0.1
-	done
-	if (($(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 3)); then
+	if ft_wait_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum' $((n0 + 3)) 60 zb; then
 		frozen_ok=1
 	else
 		case_error "the guest did not go on on the backup"
@@ -471,11 +444,7 @@ if ((frozen_ok)); then
 		fi
 		! grep -q 'taking over from epoch' "${FT_E[zc]}" || case_error "the thawed backup took over while the primary runs: split brain"
 		n0=$(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum')
-		for _ in $(seq 300); do
-			(($(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 3)) && break
-			sleep 0.1
-		done
-		(($(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum') >= n0 + 3)) || case_error "the guest stopped"
+		ft_wait_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum' $((n0 + 3)) 30 || case_error "the guest stopped"
 	else
 		case_error "not protected: $FT_LAST_STATUS"
 	fi
