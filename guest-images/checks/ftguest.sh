@@ -17,15 +17,10 @@ ftguest_run() {
 			result ftguest FAIL "no eth0 (interfaces: $(ls /sys/class/net | tr '\n' ' '))"
 			return
 		fi
-		if ! ip addr add "$ftnet" dev eth0 || ! ip link set eth0 up; then
+		if ! eth0_up "$ftnet"; then
 			result ftguest FAIL "cannot configure eth0 with $ftnet"
 			return
 		fi
-		i=0
-		while [ "$(cat /sys/class/net/eth0/operstate)" != up ] && [ $i -lt 50 ]; do
-			usleep 100000
-			i=$((i + 1))
-		done
 		echo "FTVMM-FTGUEST net $ftnet mac=$(cat /sys/class/net/eth0/address) operstate=$(cat /sys/class/net/eth0/operstate)"
 	fi
 	if [ ! -x /bin/ftwork ]; then

@@ -49,15 +49,10 @@ ftwork_run() {
 	fwip=$(arg ftvmm.ip) || fwip=""
 	fwargs=$(arg ftvmm.ftwork) || fwargs=""
 	if [ -n "$fwip" ]; then
-		if [ ! -d /sys/class/net/eth0 ] || ! ip addr add "$fwip" dev eth0 || ! ip link set eth0 up; then
+		if [ ! -d /sys/class/net/eth0 ] || ! eth0_up "$fwip"; then
 			result ftwork FAIL "cannot configure eth0 with $fwip (interfaces: $(ls /sys/class/net | tr '\n' ' '))"
 			return
 		fi
-		i=0
-		while [ "$(cat /sys/class/net/eth0/operstate)" != up ] && [ $i -lt 50 ]; do
-			usleep 100000
-			i=$((i + 1))
-		done
 	fi
 	if [ ! -x /bin/ftwork ]; then
 		result ftwork FAIL "no /bin/ftwork in this initramfs (rebuild guest-images)"

@@ -36,15 +36,10 @@ net_run() {
 		result net FAIL "eth0 has MAC $mac, expected $want"
 		return
 	fi
-	if ! ip addr add "$ip" dev eth0 || ! ip link set eth0 up; then
+	if ! eth0_up "$ip"; then
 		result net FAIL "cannot configure eth0 with $ip"
 		return
 	fi
-	i=0
-	while [ "$(cat /sys/class/net/eth0/operstate)" != up ] && [ $i -lt 50 ]; do
-		usleep 100000
-		i=$((i + 1))
-	done
 	pout=$(ping -c 3 -w 20 "$peer" 2>&1)
 	echo "$pout" | sed 's/^/  /'
 	prx=$(echo "$pout" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
