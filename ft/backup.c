@@ -174,6 +174,15 @@ static void set_done(struct backup *b, const char *why)
 	shutdown(b->hb_fd, SHUT_RDWR);
 }
 
+/* The primary said (or showed) it runs on without us: end mirroring, and never take over. */
+static void primary_runs_on(struct backup *b, const char *why)
+{
+	pthread_mutex_lock(&b->lock);
+	b->primary_alive = true;
+	pthread_mutex_unlock(&b->lock);
+	set_done(b, why);
+}
+
 /* One frame from the heartbeat link: 0 a heartbeat, 1 the primary's BYE (it runs on without us),
  * -1 the link failed. */
 static int hb_read(struct backup *b)
@@ -185,10 +194,7 @@ static int hb_read(struct backup *b)
 	free(pl);
 	if (f.type != FT_BYE)
 		return 0;
-	pthread_mutex_lock(&b->lock);
-	b->primary_alive = true;
-	pthread_mutex_unlock(&b->lock);
-	set_done(b, "the primary runs on without this backup");
+	primary_runs_on(b, "the primary runs on without this backup");
 	return 1;
 }
 
@@ -213,12 +219,7 @@ static void *hb_thread(void *arg)
 		}
 		struct pollfd pf = { .fd = b->hb_fd, .events = POLLIN };
 		int n = poll(&pf, 1, FT_HEARTBEAT_MS / 2);
-		/* Silence counts only while this process ran: after a local stall (SIGSTOP, a loaded host) the
-		 * primary's heartbeats are still on their way, so the stall is not counted. */
-		uint64_t t = now_ns();
-		if (t - prev > 4 * FT_HEARTBEAT_MS * 1000000ull)
-			last_rx = MIN(last_rx + (t - prev - FT_HEARTBEAT_MS * 1000000ull), t);
-		prev = t;
+		ft_hb_clock(now_ns(), &prev, &last_rx); /* a local stall is not the primary's silence */
 		if (n > 0) {
 			int r = hb_read(b);
 			if (r < 0) {
@@ -373,10 +374,7 @@ static int link_lost(struct backup *b, const char *why)
 			break;
 		}
 		if (now_ns() > deadline) {
-			pthread_mutex_lock(&b->lock);
-			b->primary_alive = true;
-			pthread_mutex_unlock(&b->lock);
-			set_done(b, "the primary's heartbeats go on without its data link");
+			primary_runs_on(b, "the primary's heartbeats go on without its data link");
 			break;
 		}
 		usleep(10000);

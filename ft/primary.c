@@ -463,19 +463,14 @@ static void *receiver_thread(void *arg)
 	return NULL;
 }
 
-
-/* The heartbeat thread's clock. It runs every FT_HEARTBEAT_MS / 2 or so; a longer gap means this whole
- * process was frozen (SIGSTOP, a stalled host). Such a gap is not the backup's silence (its heartbeats
- * are still on their way), and past the timeout it means the backup may have taken over meanwhile. */
+/* ft_hb_clock, plus what the fencing decision needs: a freeze past the timeout means the backup may
+ * have taken over meanwhile (primary_was_frozen). */
 static void hb_clock(struct ft_primary *p, uint64_t *prev, uint64_t *last_rx)
 {
-	uint64_t t = now_ns(), gap = t - *prev;
-	if (gap > 4 * FT_HEARTBEAT_MS * 1000000ull)
-		*last_rx = MIN(*last_rx + (gap - FT_HEARTBEAT_MS * 1000000ull), t);
-	if (gap > p->timeout_ms * 1000000ull)
+	uint64_t t = now_ns();
+	if (ft_hb_clock(t, prev, last_rx) > p->timeout_ms * 1000000ull)
 		__atomic_store_n(&p->frozen_at_ns, t, __ATOMIC_RELEASE);
 	__atomic_store_n(&p->hb_tick_ns, t, __ATOMIC_RELEASE);
-	*prev = t;
 }
 
 static void *heartbeat_thread(void *arg)

@@ -17,7 +17,6 @@ struct ft_staged;
 
 #define FT_DEFAULT_EPOCH_MS 50
 #define FT_DEFAULT_TIMEOUT_MS 2000
-#define FT_HEARTBEAT_MS 100
 #define FT_POOL 6 /* staging buffers kept: the epochs in flight and the one being taken */
 
 struct ft_primary {

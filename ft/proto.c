@@ -300,3 +300,12 @@ int ft_accept_tuned(int lfd)
 		tune(fd);
 	return fd;
 }
+
+uint64_t ft_hb_clock(uint64_t now, uint64_t *prev, uint64_t *last_rx)
+{
+	uint64_t gap = now - *prev;
+	if (gap > 4 * FT_HEARTBEAT_MS * 1000000ull)
+		*last_rx = MIN(*last_rx + (gap - FT_HEARTBEAT_MS * 1000000ull), now);
+	*prev = now;
+	return gap;
+}

@@ -72,6 +72,14 @@ int ft_recv(int fd, struct ft_frame *f, void **payload);
 /* Validate an FT_EPOCH payload's internal sizes. 0 or -EBADMSG. */
 int ft_epoch_check(const void *payload, size_t len, struct ft_epoch_hdr *hdr);
 
+/* Heartbeats go both ways every FT_HEARTBEAT_MS on their own connection. */
+#define FT_HEARTBEAT_MS 100
+
+/* The heartbeat loops' clock, called after every wait (now = now_ns()). A gap far above the loop's
+ * period means this process was frozen (SIGSTOP, a stalled host): that time is not the peer's
+ * silence, so last_rx moves forward by it (never past now). Returns the gap in ns. */
+uint64_t ft_hb_clock(uint64_t now, uint64_t *prev, uint64_t *last_rx);
+
 /* "host:port" -> connected TCP socket (TCP_NODELAY) / listening socket. -errno + err line. */
 int ft_connect(const char *hostport, char *err, size_t errlen);
 int ft_listen(const char *hostport, char *err, size_t errlen);
