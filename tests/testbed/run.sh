@@ -132,6 +132,7 @@ if [[ "$TESTBED_IDLE_LIMIT" -gt 0 || "$TESTBED_QUIET_LIMIT" -gt 0 ]]; then
 			sleep 0.1
 		done
 		[[ -n "$qemu_pid" ]] || exit 0
+		stop_hung() { echo "$1" >"$ctl/hung"; kill "$qemu_pid" 2>/dev/null; exit 0; }
 		hz=$(getconf CLK_TCK)
 		quiet_since=$(date +%s) last_size=0
 		last=$(cpu_ticks "$qemu_pid") since=$(date +%s)
@@ -139,26 +140,20 @@ if [[ "$TESTBED_IDLE_LIMIT" -gt 0 || "$TESTBED_QUIET_LIMIT" -gt 0 ]]; then
 			sleep 5
 			# the test bed's kernel says it is stuck (a lost IPI or timer in the emulated SVM): it never recovers
 			if grep -aqE 'watchdog: BUG: soft lockup|rcu: INFO: rcu_preempt detected stalls' "$conlog" 2>/dev/null; then
-				echo "kernel stall" >"$ctl/hung"
-				kill "$qemu_pid" 2>/dev/null
-				exit 0
+				stop_hung "kernel stall"
 			fi
 			size=$(stat -c %s "$conlog" 2>/dev/null || echo 0)
 			if ((size != last_size)); then
 				last_size=$size quiet_since=$(date +%s)
 			elif ((TESTBED_QUIET_LIMIT > 0 && $(date +%s) - quiet_since >= TESTBED_QUIET_LIMIT)); then
-				echo "quiet ${TESTBED_QUIET_LIMIT}s" >"$ctl/hung"
-				kill "$qemu_pid" 2>/dev/null
-				exit 0
+				stop_hung "quiet ${TESTBED_QUIET_LIMIT}s"
 			fi
 			now=$(cpu_ticks "$qemu_pid")
 			((now < 0)) && exit 0
 			if ((now - last > hz / 2)); then # more than 0.5 s of CPU: alive
 				last=$now since=$(date +%s)
 			elif ((TESTBED_IDLE_LIMIT > 0 && $(date +%s) - since >= TESTBED_IDLE_LIMIT)); then
-				echo "idle ${TESTBED_IDLE_LIMIT}s" >"$ctl/hung"
-				kill "$qemu_pid" 2>/dev/null
-				exit 0
+				stop_hung "idle ${TESTBED_IDLE_LIMIT}s"
 			fi
 		done
 	) &
