@@ -3,7 +3,8 @@
 #
 # The initramfs holds static busybox, the virtio and pvpanic guest modules (decompressed, with their
 # modules.dep dependencies) and guest-images/init, the test init that reads ftvmm.test=... from the kernel command line.
-# Env: KVER=<version> picks a kernel (default: newest /boot/vmlinuz-* with modules); OUT=<dir> (default out/).
+# Env: GUEST_KSERIES=6.1 (the kernel series: Debian 12's linux-image-amd64, also when the test bed's 6.12 is
+#      installed beside it); KVER=<version or series> overrides it; OUT=<dir> (default out/).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -15,7 +16,7 @@ GUEST_MODULES=(virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev virtio_rin
 	virtio_blk virtio_net net_failover failover
 	pvpanic_pci)   # pvpanic PCI device (1b36:0011): how the guest tells ftvmm it panicked
 
-gi_pick_kernel
+gi_pick_kernel "${GUEST_KSERIES:-6.1}"
 mkdir -p "$OUT"
 stage=$(mktemp -d "${TMPDIR:-/tmp}/ftvmm-guest-initramfs.XXXXXX")
 trap 'rm -rf "$stage"' EXIT

@@ -1,20 +1,23 @@
 # guest-images/lib.sh - shared initramfs helpers (kernel pick, module closure, busybox, cpio); sourced, not run.
 # Used by guest-images/build.sh (guest initramfs) and tests/testbed/build.sh (test-bed host initramfs).
 
-# gi_pick_kernel: set KVER, KIMAGE and KMODDIR. Honours $KVER; else the newest /boot/vmlinuz-* that has
-# /lib/modules/<ver>/modules.dep (so the modules we copy match the kernel we boot).
+# gi_pick_kernel [SERIES]: set KVER, KIMAGE and KMODDIR. Honours $KVER (a full version, or a series such as
+# 6.12); else the newest /boot/vmlinuz-* of SERIES (any when empty) that has /lib/modules/<ver>/modules.dep
+# (so the modules we copy match the kernel we boot). Series "6.1" matches 6.1.0-57-amd64, not 6.12.x.
 gi_pick_kernel() {
-	local v cand=""
-	if [[ -n "${KVER:-}" ]]; then
+	local v cand="" series="${1:-}"
+	if [[ -n "${KVER:-}" && -f "/boot/vmlinuz-$KVER" ]]; then
 		cand="$KVER"
 	else
+		[[ -n "${KVER:-}" ]] && series="$KVER"
 		for v in $(ls /boot/vmlinuz-* 2>/dev/null | sed 's|^/boot/vmlinuz-||' | sort -V); do
+			[[ -z "$series" || "$v" == "$series".* || "$v" == "$series"-* ]] || continue
 			[[ -f "/lib/modules/$v/modules.dep" ]] && cand="$v"
 		done
 	fi
 	if [[ -z "$cand" || ! -f "/boot/vmlinuz-$cand" || ! -f "/lib/modules/$cand/modules.dep" ]]; then
-		echo "error: no usable kernel (/boot/vmlinuz-<ver> with /lib/modules/<ver>/modules.dep);" \
-			"install linux-image-amd64 or set KVER" >&2
+		echo "error: no usable kernel${series:+ of series $series} (/boot/vmlinuz-<ver> with" \
+			"/lib/modules/<ver>/modules.dep); install linux-image-amd64 or set KVER" >&2
 		return 1
 	fi
 	KVER="$cand"

@@ -8,8 +8,10 @@
 #                                    boots the test guest there, else the test bed
 #   ITEST_OUT=<dir of FTVMM>/integration   logs (per case: .console, .stderr, .cmd) and the kvmcheck binary
 #   ITEST_TEST_TIMEOUT=900   seconds per t_*.sh;  ITEST_BOOT_TIMEOUT=240  seconds per guest boot
-#   TESTBED_TIMEOUT (see tests/testbed/run.sh): default here 1800 s for the whole suite
-# The whole suite uses one test-bed boot. Exit status: 0 if every case passed.
+#   TESTBED_TIMEOUT (see tests/testbed/run.sh): default here 1800 s per test-bed boot
+#   ITEST_GROUPS="boot,panic,triplefault,badinput,blk,net snapshot ft"   tests that share one test-bed boot
+#   ITEST_RERUN=1   rerun the unfinished tests of a group once in a fresh test bed after it hung (0: never)
+# Exit status: 0 if every case passed.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -29,6 +31,7 @@ export FTVMM GUEST_KERNEL GUEST_INITRD ITEST_OUT
 export ITEST_BOOT_TIMEOUT=${ITEST_BOOT_TIMEOUT:-240}
 ITEST_TEST_TIMEOUT=${ITEST_TEST_TIMEOUT:-900}
 ITEST_MODE=${ITEST_MODE:-auto}
+ITEST_GROUPS=${ITEST_GROUPS:-"boot,panic,triplefault,badinput,blk,net snapshot ft"}
 
 # Which tests.
 tests=()
@@ -87,6 +90,78 @@ kvm_boots_linux() {
 	grep -q 'FTVMM-RESULT nproc PASS' <<<"$out"
 }
 
+# testbed_group NAME...: run these tests in one fresh test-bed boot; append their PASS/FAIL lines to results[].
+# The test bed's own host (Debian under TCG's emulated SVM) can die or hang under nested load: a fault of the
+# emulation, not of a test (README: the test bed). Then, once (ITEST_RERUN=1), the tests of this group that had
+# not finished run again in a fresh test bed; finished ones keep their results, a failed one is never rerun,
+# and the log says which ran again and why.
+testbed_group() {
+	local todo=("$@") attempt rc tblog n why rest r
+	for attempt in 1 2; do
+		echo "integration: running ${todo[*]} inside the nested test bed (one boot$( ((attempt > 1)) && echo ", attempt $attempt"))"
+		tblog="$ITEST_OUT/testbed-${todo[0]}-attempt$attempt.log"
+		rc=0
+		TESTBED_TIMEOUT=${TESTBED_TIMEOUT:-1800} TESTBED_QUIET_LIMIT=${TESTBED_QUIET_LIMIT:-300} \
+			TESTBED_PASSENV="FTVMM GUEST_KERNEL GUEST_INITRD ITEST_OUT ITEST_BOOT_TIMEOUT ITEST_TEST_TIMEOUT ITEST_GUEST_VERBOSE ITEST_TMP" \
+			bash "$repo/tests/testbed/run.sh" bash "$here/run.sh" --inside "${todo[@]}" 2>&1 | tee "$tblog" || rc=${PIPESTATUS[0]}
+		rest=()
+		for n in "${todo[@]}"; do
+			if grep -aqE "^=== $n: [0-9]+s$" "$tblog"; then
+				mapfile -t r < <(awk -v n="$n" '$0 == "=== " n { on = 1; next } on && /^=== / { on = 0 } on && /^(PASS|FAIL) /' "$tblog")
+				((${#r[@]})) || r=("FAIL $n: reported no results")
+				results+=("${r[@]}")
+			else
+				rest+=("$n")
+			fi
+		done
+		((${#rest[@]})) || return 0
+		case $rc in 124) why="timed out" ;; 126) why="hung: stalled, silent or idle" ;; 125) why="its kernel died" ;; *) why="status $rc" ;; esac
+		echo "integration: the test bed did not complete (status $rc: $why); unfinished: ${rest[*]}"
+		if [[ $rc != 124 && $rc != 125 && $rc != 126 ]]; then
+			for n in "${rest[@]}"; do results+=("FAIL $n: did not run to its end in the test bed (status $rc)"); done
+			return 1
+		fi
+		testbed_hangs+=("${todo[0]}: $why (attempt $attempt, unfinished: ${rest[*]})")
+		if ((attempt == 1 && ${ITEST_RERUN:-1})); then
+			echo "integration: rerunning the unfinished tests once in a fresh test bed: ${rest[*]}"
+			todo=("${rest[@]}")
+			continue
+		fi
+		for n in "${rest[@]}"; do results+=("FAIL $n: the test bed did not complete ($why)"); done
+		return 1
+	done
+}
+
+# testbed_suite: the chosen tests in groups (ITEST_GROUPS, one test-bed boot each, so a hang costs one group);
+# tests named in no group run in a boot of their own. Prints the whole summary.
+testbed_suite() {
+	local g n t0=$(date +%s) npass=0 nfail=0 l
+	local -A placed=()
+	local groups=()
+	for g in $ITEST_GROUPS; do
+		local members=()
+		for n in ${g//,/ }; do
+			[[ " ${names[*]} " == *" $n "* ]] && members+=("$n") && placed[$n]=1
+		done
+		((${#members[@]})) && groups+=("${members[*]}")
+	done
+	for n in "${names[@]}"; do [[ -n "${placed[$n]:-}" ]] || groups+=("$n"); done
+	results=() testbed_hangs=()
+	for g in "${groups[@]}"; do
+		# shellcheck disable=SC2086
+		testbed_group $g || true
+	done
+	for l in "${results[@]}"; do
+		case "$l" in PASS*) npass=$((npass + 1)) ;; FAIL*) nfail=$((nfail + 1)) ;; esac
+	done
+	echo
+	echo "===== integration summary ($(($(date +%s) - t0))s, ${#groups[@]} test-bed boots, logs in $ITEST_OUT/logs)"
+	printf '  %s\n' "${results[@]}"
+	((${#testbed_hangs[@]})) && printf 'integration: test-bed hang: %s\n' "${testbed_hangs[@]}"
+	echo "===== $npass passed, $nfail failed"
+	((nfail == 0 && ${#results[@]} > 0))
+}
+
 if [[ $inside == 0 ]]; then
 	case "$ITEST_MODE" in
 	auto)
@@ -104,44 +179,8 @@ if [[ $inside == 0 ]]; then
 	esac
 	echo "integration: $kvm_msg"
 	if [[ $mode == testbed ]]; then
-		# The test bed's own host (Debian under TCG's emulated SVM) can die or hang under nested load: a
-		# fault of the emulation, not of a test (README: the test bed). Then, once, the tests that did not
-		# finish run again in a fresh test bed; the finished ones keep their results. A test that fails
-		# is never rerun.
-		todo=("${names[@]}") kept=() prev_failed=0
-		for attempt in 1 2; do
-			echo "integration: running ${todo[*]} inside the nested test bed (one boot$( ((attempt > 1)) && echo ", attempt $attempt"))"
-			tblog="$ITEST_OUT/testbed-attempt$attempt.log"
-			rc=0
-			TESTBED_TIMEOUT=${TESTBED_TIMEOUT:-1800} TESTBED_QUIET_LIMIT=${TESTBED_QUIET_LIMIT:-300} \
-				TESTBED_PASSENV="FTVMM GUEST_KERNEL GUEST_INITRD ITEST_OUT ITEST_BOOT_TIMEOUT ITEST_TEST_TIMEOUT ITEST_GUEST_VERBOSE ITEST_TMP" \
-				bash "$repo/tests/testbed/run.sh" bash "$here/run.sh" --inside "${todo[@]}" 2>&1 | tee "$tblog" || rc=${PIPESTATUS[0]}
-			[[ $rc == 124 || $rc == 125 || $rc == 126 ]] || break
-			case $rc in 124) why="timed out" ;; 126) why="hung: stalled, silent or idle" ;; *) why="its kernel died" ;; esac
-			echo "integration: the test bed did not complete (status $rc: $why)"
-			((attempt == 1)) || break
-			rest=()
-			for n in "${todo[@]}"; do
-				if grep -aqE "^=== $n: [0-9]+s$" "$tblog"; then
-					# finished before the test bed died: keep its results
-					mapfile -t r < <(awk -v n="$n" '$0 == "=== " n { on = 1; next } on && /^=== / { on = 0 } on && /^(PASS|FAIL) /' "$tblog")
-					kept+=("${r[@]}")
-					printf '%s\n' "${r[@]}" | grep -q '^FAIL ' && prev_failed=1
-				else
-					rest+=("$n")
-				fi
-			done
-			((${#rest[@]})) || break
-			echo "integration: rerunning the unfinished tests once in a fresh test bed: ${rest[*]}"
-			todo=("${rest[@]}")
-		done
-		if ((${#kept[@]})); then
-			echo "===== results kept from the first test bed (finished before it died):"
-			printf '  %s\n' "${kept[@]}"
-		fi
-		[[ $rc == 124 || $rc == 125 || $rc == 126 ]] && echo "integration: FAIL: the test bed did not complete (status $rc); see the console log above"
-		((prev_failed)) && [[ $rc == 0 ]] && rc=1
-		exit "$rc"
+		testbed_suite
+		exit $?
 	fi
 	if [[ $kvm_ok == 0 ]]; then
 		echo "integration: FAIL: ITEST_MODE=direct but KVM does not work here" >&2

@@ -6,7 +6,8 @@
 # (9p over virtio for the shared host root, kvm, tun/bridge/veth, virtio-blk + ext4 for the scratch disk).
 # Everything else (bash, ftvmm's shared libraries, coreutils) comes from the outer machine's root,
 # shared read-only over 9p; see tests/testbed/run.sh.
-# Env: KVER=<version> picks a kernel; OUT=<dir> (default tests/testbed/out).
+# Env: TESTBED_KSERIES=<series> picks the test bed's kernel (see run.sh); KVER=<version> overrides it;
+#      OUT=<dir> (default tests/testbed/out/<series>).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -14,7 +15,8 @@ repo=$(cd "$here/../.." && pwd -P)
 # shellcheck source=guest-images/lib.sh
 source "$repo/guest-images/lib.sh"
 
-OUT=${OUT:-$here/out}
+TESTBED_KSERIES=${TESTBED_KSERIES:-6.12}
+OUT=${OUT:-$here/out/$TESTBED_KSERIES}
 TESTBED_MODULES=(
 	virtio_pci virtio_blk 9pnet_virtio 9p          # transport for the shared roots and the scratch disk
 	crc32c_generic ext4 loop                       # scratch file system
@@ -22,7 +24,7 @@ TESTBED_MODULES=(
 	tun bridge veth                                # TAP devices and bridges for network tests
 )
 
-gi_pick_kernel
+gi_pick_kernel "$TESTBED_KSERIES"
 mkdir -p "$OUT"
 stage=$(mktemp -d "${TMPDIR:-/tmp}/ftvmm-testbed-initramfs.XXXXXX")
 trap 'rm -rf "$stage"' EXIT

@@ -7,8 +7,10 @@
 #   - this repository visible read-write at the same path (build/ftvmm, guest-images/out/ are reachable),
 #   - /tmp, /run, /dev/shm as tmpfs; /var/tmp on an ext4 scratch disk (virtio-blk, sparse file outside),
 #   - /dev/kvm from kvm-amd (nested SVM emulated by TCG), loopback up, tun/bridge/veth loaded.
-# Console output (the test-bed kernel's serial port) streams to stdout. The exit status is the command's,
-# carried back by a `TESTBED-EXIT <rc>` line; no such line (crash, hang, timeout) is a failure (125/124).
+# Two serial ports: ttyS0 carries the test bed's own kernel console and init's markers (prefixed `testbed| ` on
+# stdout), ttyS1 the command's output (as it is). Only ttyS0 is watched for the kernel's stall reports, so a
+# guest's console that a failing test prints can never be taken for the test bed's own. The exit status is the
+# command's, carried back by a `TESTBED-EXIT <rc>` line on ttyS0; none (crash, hang, timeout) is a failure (125/124).
 # Env:
 #   TESTBED_TIMEOUT=1500   seconds before the test bed is killed (exit 124)
 #   TESTBED_MEM=3G TESTBED_SMP=2   test-bed host size
@@ -19,6 +21,8 @@
 #   TESTBED_QUIET_LIMIT=0  seconds without any console output after which the test bed counts as hung (exit 126;
 #                          0: off). For commands that report progress (the integration suite sets 300): the test
 #                          bed's kernel has also been seen spinning with both CPUs busy and no message at all
+#   TESTBED_KSERIES=6.12   the test bed's kernel series (Debian 12: 6.1 = linux-image-amd64, 6.12 =
+#                          linux-image-6.12-amd64); its images live in tests/testbed/out/<series>/
 #   TESTBED_KVM_ARGS="kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"  kernel command line for the test
 #                          bed's KVM. No THP: khugepaged collapsing guest RAM (TLB-flush IPIs, KVM MMU notifiers)
 #                          was spinning in a soft lockup when the test bed's kernel hung during t_snapshot. TCG's emulation of nested SVM loses state under frequent guest exits: with nested
@@ -27,13 +31,12 @@
 #                          test-bed kernel once lost its own timer (RCU stall) during an FT run. Both are emulated
 #                          features a real host would have; here they are off.
 #   TESTBED_PASSENV="A B"  extra variables to pass into the command's environment (FTVMM_* always pass)
-#   TESTBED_LOG=path       where to leave a copy of the console log at the end (default
-#                          tests/testbed/out/last-run.log; concurrent runs: the last to finish wins)
+#   TESTBED_LOG=path       where to leave a copy of the command's output at the end, and the kernel console beside it
+#                          as path.kernel (default tests/testbed/out/last-run.log; concurrent runs: the last wins)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd -P)
-out="$here/out"
 
 if [[ $# -eq 0 ]]; then
 	echo "usage: $0 CMD [ARG...]" >&2
@@ -48,7 +51,10 @@ TESTBED_SCRATCH_MB=${TESTBED_SCRATCH_MB:-8192}
 TESTBED_KVM_ARGS=${TESTBED_KVM_ARGS-"kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"}
 TESTBED_IDLE_LIMIT=${TESTBED_IDLE_LIMIT:-120}
 TESTBED_QUIET_LIMIT=${TESTBED_QUIET_LIMIT:-0}
-TESTBED_LOG=${TESTBED_LOG:-$out/last-run.log}
+TESTBED_KSERIES=${TESTBED_KSERIES:-6.12}
+TESTBED_LOG=${TESTBED_LOG:-$here/out/last-run.log}
+out="$here/out/$TESTBED_KSERIES"
+export TESTBED_KSERIES
 
 command -v qemu-system-x86_64 >/dev/null || { echo "testbed: qemu-system-x86_64 not found (apt-get install qemu-system-x86)" >&2; exit 125; }
 
@@ -61,16 +67,20 @@ if [[ $stale == 0 ]]; then
 	done
 fi
 if [[ $stale == 1 ]]; then
-	bash "$here/build.sh" >&2
+	OUT="$out" bash "$here/build.sh" >&2
 fi
 
 ctl=$(mktemp -d "${TMPDIR:-/tmp}/ftvmm-testbed.XXXXXX")
 qpid=""
-conlog="$ctl/console.log" # private to this run: concurrent test beds never mix their markers
+conlog="$ctl/console.log" # the command's output (ttyS1); private to this run
+klog="$ctl/kernel.log"    # the test bed's kernel console and init's markers (ttyS0)
+tailpid=""
 cleanup() {
 	if [[ -n "$qpid" ]]; then kill "$qpid" 2>/dev/null || true; fi
+	if [[ -n "$tailpid" ]]; then kill "$tailpid" 2>/dev/null || true; fi
 	if [[ -f "$conlog" ]] && mkdir -p "$(dirname "$TESTBED_LOG")" 2>/dev/null; then
 		cp -f "$conlog" "$TESTBED_LOG.$$" 2>/dev/null && mv -f "$TESTBED_LOG.$$" "$TESTBED_LOG" 2>/dev/null || true
+		cp -f "$klog" "$TESTBED_LOG.kernel.$$" 2>/dev/null && mv -f "$TESTBED_LOG.kernel.$$" "$TESTBED_LOG.kernel" 2>/dev/null || true
 	fi
 	rm -rf "$ctl"
 }
@@ -97,6 +107,7 @@ cwd=$(pwd -P)
 qemu=(qemu-system-x86_64
 	-accel "$TESTBED_ACCEL" -cpu max -m "$TESTBED_MEM" -smp "$TESTBED_SMP"
 	-nodefaults -no-user-config -display none -no-reboot -nic none
+	-chardev file,id=kcon,path="$klog" -serial chardev:kcon
 	-chardev stdio,id=con,signal=off -serial chardev:con
 	-kernel "$out/bzImage" -initrd "$out/initramfs.cpio.gz"
 	-append "console=ttyS0 quiet panic=-1 mitigations=off $TESTBED_KVM_ARGS"
@@ -109,7 +120,11 @@ if [[ "$TESTBED_SCRATCH_MB" -gt 0 ]]; then
 	qemu+=(-drive "file=$ctl/scratch.img,if=virtio,format=raw,cache=unsafe,discard=unmap")
 fi
 
-echo "testbed: booting ($TESTBED_ACCEL, ${TESTBED_SMP} vCPUs, $TESTBED_MEM, timeout ${TESTBED_TIMEOUT}s): $*" >&2
+echo "testbed: booting ($TESTBED_ACCEL, ${TESTBED_SMP} vCPUs, $TESTBED_MEM, kernel $(cat "$out/kernel-version"), $TESTBED_KVM_ARGS," \
+	"timeout ${TESTBED_TIMEOUT}s): $*" >&2
+: >"$klog"
+tail -n +1 -F "$klog" 2>/dev/null | sed -u 's/\r$//; s/^/testbed| /' &
+tailpid=$!
 start=$(date +%s.%N)
 # qemu runs in the background (so a signal here stops it via timeout); its console, cleaned of \r,
 # streams to stdout and to the log.
@@ -139,10 +154,10 @@ if [[ "$TESTBED_IDLE_LIMIT" -gt 0 || "$TESTBED_QUIET_LIMIT" -gt 0 ]]; then
 		while kill -0 "$qemu_pid" 2>/dev/null; do
 			sleep 5
 			# the test bed's kernel says it is stuck (a lost IPI or timer in the emulated SVM): it never recovers
-			if grep -aqE 'watchdog: BUG: soft lockup|rcu: INFO: rcu_preempt detected stalls' "$conlog" 2>/dev/null; then
+			if grep -aqE 'watchdog: BUG: soft lockup|rcu: INFO: rcu_(preempt|sched) detected stalls' "$klog" 2>/dev/null; then
 				stop_hung "kernel stall"
 			fi
-			size=$(stat -c %s "$conlog" 2>/dev/null || echo 0)
+			size=$(cat "$conlog" "$klog" 2>/dev/null | wc -c)
 			if ((size != last_size)); then
 				last_size=$size quiet_since=$(date +%s)
 			elif ((TESTBED_QUIET_LIMIT > 0 && $(date +%s) - quiet_since >= TESTBED_QUIET_LIMIT)); then
@@ -167,7 +182,10 @@ exec {confd}>&-
 for _ in $(seq 50); do kill -0 "$conpid" 2>/dev/null || break; sleep 0.1; done
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
 
-marker=$(grep -aoE 'TESTBED-EXIT [0-9]+' "$conlog" | tail -n1 | awk '{print $2}' || true)
+sleep 0.5 # let the kernel console's tail catch up
+kill "$tailpid" 2>/dev/null || true
+tailpid=""
+marker=$(grep -aoE '^TESTBED-EXIT [0-9]+' "$klog" | tail -n1 | awk '{print $2}' || true)
 if [[ -n "$marker" ]]; then
 	rc=$marker
 elif [[ -s "$ctl/rc" ]]; then
