@@ -285,14 +285,66 @@ static int apply_disk_rec(struct backup *b, const struct ft_disk_rec *rec, const
 	return 0;
 }
 
-static int apply_pages(struct backup *b, uint64_t n, const uint64_t *pfns, const uint8_t *pages)
+/* pfn i of a batch; the wire gives no alignment guarantee, so read it as bytes */
+static uint64_t pfn_at(const uint8_t *pfns, uint64_t i)
+{
+	uint64_t v;
+	memcpy(&v, pfns + i * 8, 8);
+	return v;
+}
+
+/* Every pfn of a batch inside guest RAM. n is at most the guest's page count (the callers check
+ * that first), so this loop is bounded by the guest, not by the wire. */
+static bool pages_fit(const struct backup *b, uint64_t n, const uint8_t *pfns)
 {
 	for (uint64_t i = 0; i < n; i++)
-		if (pfns[i] >= b->mem.npages)
-			return -ERANGE;
+		if (pfn_at(pfns, i) >= b->mem.npages)
+			return false;
+	return true;
+}
+
+static void apply_pages(struct backup *b, uint64_t n, const uint8_t *pfns, const uint8_t *pages)
+{
 	for (uint64_t i = 0; i < n; i++)
-		memcpy(b->mem.host + (pfns[i] << PAGE_SHIFT), pages + i * PAGE_SIZE, PAGE_SIZE);
+		memcpy(b->mem.host + (pfn_at(pfns, i) << PAGE_SHIFT), pages + i * PAGE_SIZE, PAGE_SIZE);
+}
+
+/* Bytes that n (pfn, page) pairs take, false if more pages than the guest has: a count from the wire
+ * is bounded by the guest before it meets a size, and the product is checked anyway. */
+static bool batch_size(const struct backup *b, uint64_t n, uint64_t *bytes)
+{
+	return n <= b->mem.npages && !__builtin_mul_overflow(n, 8 + PAGE_SIZE, bytes);
+}
+
+int backup_sync_mem(struct backup *b, const void *p, size_t len)
+{
+	uint64_t n, bytes;
+	if (b->have_baseline || len < 8)
+		return -EBADMSG;
+	memcpy(&n, p, 8);
+	/* compare with what is left after the count: no sum that could wrap */
+	if (!batch_size(b, n, &bytes) || bytes != len - 8)
+		return -EBADMSG;
+	const uint8_t *pfns = (const uint8_t *)p + 8;
+	if (!pages_fit(b, n, pfns))
+		return -EBADMSG;
+	apply_pages(b, n, pfns, pfns + n * 8);
 	return 0;
+}
+
+int backup_sync_disk(struct backup *b, const void *p, size_t len)
+{
+	struct ft_disk_rec rec;
+	if (b->have_baseline || len < sizeof(rec))
+		return -EBADMSG;
+	memcpy(&rec, p, sizeof(rec));
+	if (rec.kind != FT_DISK_WRITE && rec.kind != FT_DISK_ZERO)
+		return -EBADMSG;
+	/* a write's data is the rest of the frame, a zero has none: compare, never add */
+	uint64_t data = rec.kind == FT_DISK_WRITE ? rec.len : 0;
+	if (data != len - sizeof(rec))
+		return -EBADMSG;
+	return apply_disk_rec(b, &rec, (const uint8_t *)p + sizeof(rec)) ? -EBADMSG : 0;
 }
 
 /* The frame was fully received and its checksum verified; its sizes are checked here before a
@@ -304,13 +356,13 @@ int backup_commit_epoch(struct backup *b, uint64_t seq, void *payload, size_t le
 		return -EBADMSG;
 	if (!b->have_baseline ? !(h.flags & FT_EPOCH_BASELINE) : h.epoch != b->committed + 1)
 		return -EBADMSG;
-	const uint64_t *pfns = (const uint64_t *)((uint8_t *)payload + sizeof(h));
-	const uint8_t *pages = (const uint8_t *)(pfns + h.npages);
+	/* ft_epoch_check added these sizes up without overflow to exactly len: the areas lie inside it */
+	const uint8_t *pfns = (const uint8_t *)payload + sizeof(h);
+	const uint8_t *pages = pfns + h.npages * 8;
 	const uint8_t *state = pages + h.npages * PAGE_SIZE;
 	const uint8_t *disk = state + h.state_len;
-	for (uint64_t i = 0; i < h.npages; i++)
-		if (pfns[i] >= b->mem.npages)
-			return -EBADMSG;
+	if (h.npages > b->mem.npages || !pages_fit(b, h.npages, pfns))
+		return -EBADMSG;
 	if (fdt_check_header(state) || fdt_totalsize(state) > h.state_len)
 		return -EBADMSG;
 	/* every disk record in range before anything is applied (ft_epoch_check saw that they tile disk_len) */
@@ -398,25 +450,18 @@ static int receive_loop(struct backup *b)
 		if (r)
 			return link_lost(b, r == -ECONNRESET ? "connection closed by the primary" : strerror(-r));
 		switch (f.type) {
-		case FT_MEM: {
-			uint64_t n;
-			if (b->have_baseline || f.len < 8 || (memcpy(&n, p, 8), f.len != 8 + n * (8 + PAGE_SIZE)) ||
-			    apply_pages(b, n, (uint64_t *)((uint8_t *)p + 8), (uint8_t *)p + 8 + n * 8)) {
+		case FT_MEM:
+			if (backup_sync_mem(b, p, f.len)) {
 				free(p);
 				return link_lost(b, "malformed initial-sync memory frame");
 			}
 			break;
-		}
-		case FT_DISK: {
-			struct ft_disk_rec rec;
-			if (b->have_baseline || f.len < sizeof(rec) || (memcpy(&rec, p, sizeof(rec)), 0) ||
-			    f.len != sizeof(rec) + (rec.kind == FT_DISK_WRITE ? rec.len : 0) ||
-			    apply_disk_rec(b, &rec, (uint8_t *)p + sizeof(rec))) {
+		case FT_DISK:
+			if (backup_sync_disk(b, p, f.len)) {
 				free(p);
 				return link_lost(b, "malformed initial-sync disk frame");
 			}
 			break;
-		}
 		case FT_EPOCH:
 			r = backup_commit_epoch(b, f.seq, p, f.len);
 			if (r) {

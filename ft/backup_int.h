@@ -43,4 +43,10 @@ int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why,
  * the last commit untouched. A disk write that fails after that is fatal (the memory is applied). */
 int backup_commit_epoch(struct backup *b, uint64_t seq, void *payload, size_t len);
 
+/* Apply one initial-sync FT_MEM payload (u64 n, pfn[n], n pages): 0 or -EBADMSG, nothing applied. */
+int backup_sync_mem(struct backup *b, const void *p, size_t len);
+/* Apply one initial-sync FT_DISK payload (one disk record, then its data): 0, or an error with
+ * nothing written. */
+int backup_sync_disk(struct backup *b, const void *p, size_t len);
+
 #endif

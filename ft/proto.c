@@ -156,28 +156,27 @@ int ft_recv(int fd, struct ft_frame *f, void **payload)
 	return 0;
 }
 
-int ft_epoch_check(const void *payload, size_t len, struct ft_epoch_hdr *hdr)
+/* sizeof(hdr) + npages * (8 + PAGE_SIZE) + state_len + disk_len, false if it wraps: the fields come
+ * from the wire, so the sum is checked even though each one is bounded too */
+static bool epoch_size(const struct ft_epoch_hdr *h, uint64_t *need)
 {
-	if (len < sizeof(*hdr))
-		return -EBADMSG;
-	memcpy(hdr, payload, sizeof(*hdr));
-	uint64_t need;
-	if (hdr->npages > (FT_MAX_FRAME >> PAGE_SHIFT) || hdr->state_len > FT_MAX_FRAME || hdr->disk_len > FT_MAX_FRAME)
-		return -EBADMSG;
-	need = sizeof(*hdr) + hdr->npages * (8 + PAGE_SIZE) + hdr->state_len + hdr->disk_len;
-	if (need != len)
-		return -EBADMSG;
-	/* disk records must tile disk_len exactly */
-	const uint8_t *d = (const uint8_t *)payload + sizeof(*hdr) + hdr->npages * (8 + PAGE_SIZE) + hdr->state_len;
+	return !__builtin_mul_overflow(h->npages, 8 + PAGE_SIZE, need) &&
+	       !__builtin_add_overflow(*need, sizeof(*h), need) && !__builtin_add_overflow(*need, h->state_len, need) &&
+	       !__builtin_add_overflow(*need, h->disk_len, need);
+}
+
+/* The disk records must tile the disk area exactly, each a known kind, a write's data inside it. */
+static int disk_recs_check(const uint8_t *d, uint64_t disk_len)
+{
 	uint64_t off = 0;
-	while (off < hdr->disk_len) {
+	while (off < disk_len) {
 		struct ft_disk_rec rec;
-		if (hdr->disk_len - off < sizeof(rec))
+		if (disk_len - off < sizeof(rec))
 			return -EBADMSG;
 		memcpy(&rec, d + off, sizeof(rec));
 		off += sizeof(rec);
 		if (rec.kind == FT_DISK_WRITE) {
-			if (rec.len > hdr->disk_len - off)
+			if (rec.len > disk_len - off)
 				return -EBADMSG;
 			off += rec.len;
 		} else if (rec.kind != FT_DISK_ZERO) {
@@ -185,6 +184,20 @@ int ft_epoch_check(const void *payload, size_t len, struct ft_epoch_hdr *hdr)
 		}
 	}
 	return 0;
+}
+
+int ft_epoch_check(const void *payload, size_t len, struct ft_epoch_hdr *hdr)
+{
+	if (len < sizeof(*hdr))
+		return -EBADMSG;
+	memcpy(hdr, payload, sizeof(*hdr));
+	if (hdr->npages > (FT_MAX_FRAME >> PAGE_SHIFT) || hdr->state_len > FT_MAX_FRAME || hdr->disk_len > FT_MAX_FRAME)
+		return -EBADMSG;
+	uint64_t need;
+	if (!epoch_size(hdr, &need) || need != len)
+		return -EBADMSG;
+	/* the disk area is the payload's tail */
+	return disk_recs_check((const uint8_t *)payload + (len - hdr->disk_len), hdr->disk_len);
 }
 
 int ft_parse_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen)

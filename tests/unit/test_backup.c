@@ -224,6 +224,11 @@ static void test_commit(void)
 	CHECK_EQ(backup_commit_epoch(&b, 8, p, len), -EBADMSG);
 	unchanged(&b, fd, 7, state7);
 	free(p);
+	uint64_t pf_many[NPAGES + 1] = { 0 }; /* more pages than the guest has: only by repeating one */
+	p = epoch(8, 0, pf_many, NPAGES + 1, 0x20, true, NULL, 0, &len);
+	CHECK_EQ(backup_commit_epoch(&b, 8, p, len), -EBADMSG);
+	unchanged(&b, fd, 7, state7);
+	free(p);
 	p = epoch(9, 0, pf, 3, 0x20, true, NULL, 0, &len); /* skips epoch 8 */
 	CHECK_EQ(backup_commit_epoch(&b, 9, p, len), -EBADMSG);
 	unchanged(&b, fd, 7, state7);
@@ -257,9 +262,154 @@ static void test_commit(void)
 	pthread_mutex_destroy(&b.lock);
 }
 
+/* ---- initial sync ---- */
+
+/* An FT_MEM payload as the primary sends it: u64 count (claimed, may lie), pfns, pages (page i filled
+ * with tag + i); exactly as long as `have` pages make it, so ASan sees any read past it. */
+static void *mem_frame(uint64_t claimed, const uint64_t *pfns, unsigned have, uint8_t tag, size_t *len)
+{
+	*len = 8 + have * (8 + PAGE_SIZE);
+	uint8_t *p = malloc(*len);
+	CHECK(p != NULL);
+	memcpy(p, &claimed, 8);
+	if (have)
+		memcpy(p + 8, pfns, have * 8);
+	for (unsigned i = 0; i < have; i++)
+		memset(p + 8 + have * 8 + i * PAGE_SIZE, (uint8_t)(tag + i), PAGE_SIZE);
+	return p;
+}
+
+static void test_sync_mem(void)
+{
+	struct backup b;
+	memset(&b, 0, sizeof(b));
+	memset(mem_buf, 0, sizeof(mem_buf));
+	CHECK_EQ(gmem_init_buffer(&b.mem, mem_buf, sizeof(mem_buf)), 0);
+	size_t len;
+	void *p;
+	uint64_t pf[2] = { 3, 4 };
+	p = mem_frame(2, pf, 2, 0x40, &len);
+	CHECK_EQ(backup_sync_mem(&b, p, len), 0);
+	free(p);
+	CHECK(mem_buf[3 * PAGE_SIZE] == 0x40 && mem_buf[5 * PAGE_SIZE - 1] == 0x41 && mem_buf[5 * PAGE_SIZE] == 0);
+	memcpy(mem_before, mem_buf, sizeof(mem_buf));
+	/* a count whose size wraps: 8 + (1 + 2^61) * (8 + 4096) == 8 + 1 * (8 + 4096) modulo 2^64; the zero
+	 * page that follows reads as more valid pfns, so only the length check stops a read past the frame */
+	uint64_t one[1] = { 0 };
+	p = mem_frame(1 + (1ull << 61), one, 1, 0, &len);
+	CHECK_EQ(backup_sync_mem(&b, p, len), -EBADMSG);
+	free(p);
+	/* other wrapping counts: each size term alone overflows */
+	const uint64_t huge[] = { UINT64_MAX, 1ull << 63, (UINT64_MAX / (8 + PAGE_SIZE)) + 1, 1ull << 52 };
+	for (size_t i = 0; i < ARRAY_SIZE(huge); i++) {
+		p = mem_frame(huge[i], one, 1, 0x50, &len);
+		CHECK_EQ(backup_sync_mem(&b, p, len), -EBADMSG);
+		free(p);
+	}
+	/* a count over the guest's page count, even with a matching length and valid pfns */
+	uint64_t many[NPAGES + 1] = { 0 };
+	p = mem_frame(NPAGES + 1, many, NPAGES + 1, 0x60, &len);
+	CHECK_EQ(backup_sync_mem(&b, p, len), -EBADMSG);
+	free(p);
+	/* a pfn past guest RAM; one byte short; shorter than the count itself */
+	uint64_t past[2] = { 1, NPAGES };
+	p = mem_frame(2, past, 2, 0x70, &len);
+	CHECK_EQ(backup_sync_mem(&b, p, len), -EBADMSG);
+	CHECK_EQ(backup_sync_mem(&b, p, len - 1), -EBADMSG);
+	CHECK_EQ(backup_sync_mem(&b, p, 7), -EBADMSG);
+	free(p);
+	CHECK(memcmp(mem_buf, mem_before, sizeof(mem_buf)) == 0);
+	/* an empty batch is well-formed; after the baseline no initial-sync frame is taken */
+	p = mem_frame(0, NULL, 0, 0, &len);
+	CHECK_EQ(backup_sync_mem(&b, p, len), 0);
+	b.have_baseline = true;
+	CHECK_EQ(backup_sync_mem(&b, p, len), -EBADMSG);
+	free(p);
+	p = mem_frame(2, pf, 2, 0x80, &len);
+	CHECK_EQ(backup_sync_mem(&b, p, len), -EBADMSG);
+	free(p);
+	CHECK(memcmp(mem_buf, mem_before, sizeof(mem_buf)) == 0);
+	gmem_free(&b.mem);
+}
+
+/* An FT_DISK payload: one record, then len bytes of fill for a write (data_len overrides when not ~0). */
+static void *disk_frame(uint32_t disk, uint32_t kind, uint64_t off, uint64_t len, uint8_t fill, size_t *flen)
+{
+	struct ft_disk_rec r = { .disk = disk, .kind = kind, .off = off, .len = len };
+	size_t data = kind == FT_DISK_WRITE ? (size_t)len : 0;
+	*flen = sizeof(r) + data;
+	uint8_t *p = malloc(*flen);
+	CHECK(p != NULL);
+	memcpy(p, &r, sizeof(r));
+	memset(p + sizeof(r), fill, data);
+	return p;
+}
+
+static void test_sync_disk(void)
+{
+	struct backup b;
+	memset(&b, 0, sizeof(b));
+	char path[] = "/tmp/ftvmm-test-backup.XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	unlink(path);
+	CHECK_EQ(ftruncate(fd, DISK_SIZE), 0);
+	b.cfg.ndisks = 1;
+	b.disk_fds[0] = fd;
+	b.disk_sizes[0] = DISK_SIZE;
+	size_t len;
+	uint8_t *p = disk_frame(0, FT_DISK_WRITE, 512, 1024, 0xc1, &len);
+	CHECK_EQ(backup_sync_disk(&b, p, len), 0);
+	CHECK_EQ(pread(fd, disk_before, DISK_SIZE, 0), DISK_SIZE);
+	CHECK(disk_before[511] == 0 && disk_before[512] == 0xc1 && disk_before[1535] == 0xc1 && disk_before[1536] == 0);
+	/* the data one byte short or long; shorter than a record */
+	CHECK_EQ(backup_sync_disk(&b, p, len - 1), -EBADMSG);
+	free(p);
+	p = disk_frame(0, FT_DISK_WRITE, 0, 100, 0xc2, &len);
+	uint8_t *q = malloc(len + 1);
+	CHECK(q != NULL);
+	memcpy(q, p, len);
+	q[len] = 0xc2;
+	CHECK(backup_sync_disk(&b, q, len + 1) != 0);
+	free(q);
+	CHECK(backup_sync_disk(&b, p, sizeof(struct ft_disk_rec) - 1) != 0);
+	free(p);
+	/* a length that wraps the frame size; past the disk's end; another disk; an unknown kind */
+	p = disk_frame(0, FT_DISK_WRITE, 0, 0, 0, &len);
+	struct ft_disk_rec r;
+	memcpy(&r, p, sizeof(r));
+	r.len = UINT64_MAX - sizeof(r) + 1;
+	memcpy(p, &r, sizeof(r));
+	CHECK(backup_sync_disk(&b, p, len) != 0);
+	free(p);
+	p = disk_frame(0, FT_DISK_ZERO, DISK_SIZE - 512, 1024, 0, &len);
+	CHECK(backup_sync_disk(&b, p, len) != 0);
+	free(p);
+	p = disk_frame(1, FT_DISK_ZERO, 0, 512, 0, &len);
+	CHECK(backup_sync_disk(&b, p, len) != 0);
+	free(p);
+	p = disk_frame(0, 7, 512, 512, 0, &len); /* not a write, not a zero: refused, not taken as a zero */
+	CHECK(backup_sync_disk(&b, p, len) != 0);
+	free(p);
+	uint8_t d[DISK_SIZE];
+	CHECK_EQ(pread(fd, d, DISK_SIZE, 0), DISK_SIZE);
+	CHECK(memcmp(d, disk_before, DISK_SIZE) == 0);
+	/* a zeroed range; none after the baseline */
+	p = disk_frame(0, FT_DISK_ZERO, 1024, 512, 0, &len);
+	CHECK_EQ(backup_sync_disk(&b, p, len), 0);
+	CHECK_EQ(pread(fd, d, DISK_SIZE, 0), DISK_SIZE);
+	CHECK(d[1023] == 0xc1 && d[1024] == 0 && d[1535] == 0);
+	b.have_baseline = true;
+	CHECK(backup_sync_disk(&b, p, len) != 0);
+	free(p);
+	close(fd);
+}
+
 int main(void)
 {
 	test_shape();
 	test_commit();
+	test_sync_mem();
+	test_sync_disk();
 	TEST_DONE("test_backup");
 }
