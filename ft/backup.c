@@ -103,12 +103,20 @@ static int parse(int argc, char **argv, struct backup *b, char *err, size_t errl
 	return 0;
 }
 
+/* An fdt from the wire, whole and well-formed inside its len bytes. Checked before libfdt reads
+ * anything else: fdt_check_header reads a full header whatever the buffer's size and trusts the
+ * structure block, which every later lookup walks. */
+static bool fdt_whole(const void *fdt, size_t len)
+{
+	return len >= sizeof(struct fdt_header) && fdt_check_full(fdt, len) == 0;
+}
+
 /* Compare the primary's shape with what this backup was given; one line on mismatch. */
 int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why, size_t wl)
 {
 	uint64_t mem;
 	uint32_t ncpus, ndisks, nnics;
-	if (fdt_check_header(fdt) || fdt_totalsize(fdt) > len || fdt_get_u64(fdt, 0, "mem-size", &mem) ||
+	if (!fdt_whole(fdt, len) || fdt_get_u64(fdt, 0, "mem-size", &mem) ||
 	    fdt_get_u32(fdt, 0, "ncpus", &ncpus) || fdt_get_u32(fdt, 0, "ndisks", &ndisks) ||
 	    fdt_get_u32(fdt, 0, "nnics", &nnics) || ndisks > CLI_MAX_DISKS || nnics > CLI_MAX_NICS ||
 	    mem == 0 || mem % PAGE_SIZE || mem > VM_MAX_MEM || ncpus == 0) {
@@ -363,7 +371,7 @@ int backup_commit_epoch(struct backup *b, uint64_t seq, void *payload, size_t le
 	const uint8_t *disk = state + h.state_len;
 	if (h.npages > b->mem.npages || !pages_fit(b, h.npages, pfns))
 		return -EBADMSG;
-	if (fdt_check_header(state) || fdt_totalsize(state) > h.state_len)
+	if (!fdt_whole(state, h.state_len))
 		return -EBADMSG;
 	/* every disk record in range before anything is applied (ft_epoch_check saw that they tile disk_len) */
 	for (uint64_t off = 0; off < h.disk_len;) {

@@ -405,11 +405,87 @@ static void test_sync_disk(void)
 	close(fd);
 }
 
+/* ---- fdts shorter than their header ---- */
+
+/* len bytes (exactly: ASan sees a read past them) starting with an fdt header's magic */
+static void *fdt_stub(size_t len)
+{
+	uint8_t *p = malloc(len ? len : 1);
+	CHECK(p != NULL);
+	memcpy(p, shape_buf, len); /* a real header's first len bytes */
+	return p;
+}
+
+static void test_short_shape(void)
+{
+	struct backup b;
+	memset(&b, 0, sizeof(b));
+	char why[256];
+	size_t n = shape(64 << 20, 2, 0, NULL, 0, 25);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), 0);
+	const size_t lens[] = { 0, 4, 8, 39, 40, 56 };
+	for (size_t i = 0; i < ARRAY_SIZE(lens); i++) {
+		void *p = fdt_stub(lens[i]);
+		CHECK_EQ(backup_check_shape(&b, p, lens[i], why, sizeof(why)), -EINVAL);
+		free(p);
+	}
+	/* a whole header but a structure block that is not one: refused, not walked */
+	uint8_t bad[4096];
+	memcpy(bad, shape_buf, n);
+	uint32_t off = fdt_off_dt_struct(bad);
+	memset(bad + off, 0xff, 8);
+	CHECK_EQ(backup_check_shape(&b, bad, n, why, sizeof(why)), -EINVAL);
+}
+
+/* An FT_EPOCH payload with no pages and no disk, its state the first slen bytes of `state` */
+static void *state_epoch(uint64_t num, const void *state, size_t slen, size_t *len)
+{
+	struct ft_epoch_hdr h = { .epoch = num, .state_len = slen, .flags = FT_EPOCH_BASELINE };
+	*len = sizeof(h) + slen;
+	uint8_t *p = malloc(*len);
+	CHECK(p != NULL);
+	memcpy(p, &h, sizeof(h));
+	memcpy(p + sizeof(h), state, slen);
+	return p;
+}
+
+static void test_short_state(void)
+{
+	struct backup b;
+	memset(&b, 0, sizeof(b));
+	pthread_mutex_init(&b.lock, NULL);
+	memset(mem_buf, 0, sizeof(mem_buf));
+	CHECK_EQ(gmem_init_buffer(&b.mem, mem_buf, sizeof(mem_buf)), 0);
+	size_t n = shape(64 << 20, 2, 0, NULL, 0, 25), len;
+	const size_t lens[] = { 0, 4, 8, 39, 40, 56, n - 1 };
+	for (size_t i = 0; i < ARRAY_SIZE(lens); i++) {
+		void *p = state_epoch(3, shape_buf, lens[i], &len);
+		CHECK_EQ(backup_commit_epoch(&b, 3, p, len), -EBADMSG);
+		CHECK(!b.have_baseline && b.state == NULL);
+		free(p);
+	}
+	uint8_t bad[4096];
+	memcpy(bad, shape_buf, n);
+	memset(bad + fdt_off_dt_struct(bad), 0xff, 8);
+	void *p = state_epoch(3, bad, n, &len);
+	CHECK_EQ(backup_commit_epoch(&b, 3, p, len), -EBADMSG);
+	free(p);
+	p = state_epoch(3, shape_buf, n, &len); /* the whole fdt: taken */
+	CHECK_EQ(backup_commit_epoch(&b, 3, p, len), 0);
+	free(p);
+	CHECK(b.have_baseline && b.committed == 3);
+	free(b.state);
+	gmem_free(&b.mem);
+	pthread_mutex_destroy(&b.lock);
+}
+
 int main(void)
 {
 	test_shape();
 	test_commit();
 	test_sync_mem();
 	test_sync_disk();
+	test_short_shape();
+	test_short_state();
 	TEST_DONE("test_backup");
 }
