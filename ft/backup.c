@@ -495,59 +495,254 @@ static int receive_loop(struct backup *b)
 	}
 }
 
-static int accept_primary(struct backup *b, int lfd)
+/* ---- pairing ---------------------------------------------------------------------------- */
+
+/* Before the handshake anyone may connect. Every connection gets a few KiB and a deadline to say who
+ * it is, all of them at once (poll), so a silent, slow or foreign peer is dropped and never holds up
+ * the primary, whose hellos arrive within a round trip of its connects. */
+enum { PENDING_MAX = 8 };
+
+struct pending {
+	int fd; /* -1: a free slot */
+	uint64_t deadline_ns;
+	size_t got; /* bytes of buf filled: the frame header, then its payload */
+	uint8_t buf[sizeof(struct ft_frame) + FT_MAX_HELLO_FRAME];
+};
+
+/* A peer that said HELLO (with its shape) or HB_HELLO. */
+struct hello {
+	int fd;
+	uint16_t type;
+	uint64_t session;
+	void *shape;
+	size_t len;
+};
+
+/* How long a new connection has to identify itself: the heartbeat timeout, but at least a second
+ * so that a primary behind a slow link with a short --ft-timeout can still pair. */
+static uint64_t hello_timeout_ns(const struct backup *b)
 {
-	char err[512];
-	b->data_fd = b->hb_fd = -1;
-	uint64_t session = 0;
-	void *shape = NULL;
-	size_t shape_len = 0;
-	while (b->data_fd < 0 || b->hb_fd < 0) {
-		int fd = ft_accept_tuned(lfd);
-		if (fd < 0)
-			return -errno;
-		struct ft_frame f;
-		void *p;
-		int r = ft_recv(fd, &f, &p);
-		if (r) {
-			warnx("backup: a peer connected but %s", r == -EPROTO ? "does not speak the ftvmm protocol"
-				: r == -EPROTONOSUPPORT ? "speaks another ftvmm protocol version" : "sent no handshake");
-			if (r == -EPROTONOSUPPORT) {
-				const char *m = "protocol version mismatch";
-				ft_send_buf(fd, FT_HELLO_ERR, 0, m, strlen(m));
-			}
-			close(fd);
-			continue;
-		}
-		if (f.type == FT_HELLO && b->data_fd < 0) {
-			b->data_fd = fd;
-			session = f.seq;
-			shape = p;
-			shape_len = f.len;
-		} else if (f.type == FT_HB_HELLO && b->hb_fd < 0 && (b->data_fd < 0 || f.seq == session)) {
-			b->hb_fd = fd;
-			free(p);
-		} else {
-			free(p);
-			close(fd);
-		}
+	return MAX(b->timeout_ms, 1000u) * 1000000ull;
+}
+
+static const char *hello_error(int r)
+{
+	switch (r) {
+	case -EPROTO: return "does not speak the ftvmm protocol";
+	case -EPROTONOSUPPORT: return "speaks another ftvmm protocol version";
+	case -ETIMEDOUT: return "sent no handshake in time";
+	case -EMSGSIZE: return "sent an oversized handshake";
+	case -EBADMSG: return "sent a corrupt handshake";
+	case -ENOMSG: return "sent something other than a handshake";
+	default: return "sent no handshake";
 	}
+}
+
+static void pending_close(struct pending *p, int why)
+{
+	warnx("backup: a peer connected but %s", hello_error(why));
+	if (why == -EPROTONOSUPPORT) { /* an ftvmm of another version: tell it why */
+		const char *m = "protocol version mismatch";
+		ft_send_buf(p->fd, FT_HELLO_ERR, 0, m, strlen(m));
+	}
+	close(p->fd);
+	p->fd = -1;
+}
+
+static void drop_hello(struct hello *h)
+{
+	if (h->fd >= 0)
+		close(h->fd);
+	free(h->shape);
+	*h = (struct hello){ .fd = -1 };
+}
+
+/* A new connection into a free slot; with all taken, the one nearest its deadline makes room. */
+static void pending_add(struct pending *pend, int fd, uint64_t deadline)
+{
+	struct pending *slot = &pend[0];
+	for (int i = 0; i < PENDING_MAX; i++) {
+		if (pend[i].fd < 0) {
+			slot = &pend[i];
+			break;
+		}
+		if (pend[i].deadline_ns < slot->deadline_ns)
+			slot = &pend[i];
+	}
+	if (slot->fd >= 0)
+		pending_close(slot, -ETIMEDOUT);
+	slot->fd = fd;
+	slot->deadline_ns = deadline;
+	slot->got = 0;
+}
+
+/* The buffer holds a whole frame: a checksummed HELLO or HB_HELLO moves to *h (1), else an error. */
+static int hello_done(struct pending *p, struct hello *h)
+{
+	struct ft_frame f;
+	memcpy(&f, p->buf, sizeof(f));
+	const uint8_t *pl = p->buf + sizeof(f);
+	if (ft_payload_hash(f.type, f.seq, pl, f.len) != f.checksum)
+		return -EBADMSG;
+	if (f.type != FT_HELLO && f.type != FT_HB_HELLO)
+		return -ENOMSG;
+	void *shape = malloc(f.len ? f.len : 1); /* at most FT_MAX_HELLO_FRAME */
+	if (!shape)
+		return -ENOMEM;
+	memcpy(shape, pl, f.len);
+	*h = (struct hello){ .fd = p->fd, .type = f.type, .session = f.seq, .shape = shape, .len = f.len };
+	p->fd = -1;
+	return 1;
+}
+
+/* Take what the peer has sent so far without blocking: 1 a whole hello (in *h), 0 more to come, or
+ * the error to drop it for. The header is checked, its length capped, before the payload is read. */
+static int pending_read(struct pending *p, struct hello *h)
+{
+	const size_t hs = sizeof(struct ft_frame);
+	struct ft_frame f;
+	memcpy(&f, p->buf, hs);
+	size_t want = p->got < hs ? hs : hs + f.len; /* f.len was capped when the header came in */
+	ssize_t n = recv(p->fd, p->buf + p->got, want - p->got, MSG_DONTWAIT);
+	if (n == 0)
+		return -ECONNRESET;
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
+	p->got += (size_t)n;
+	if (p->got < want)
+		return 0;
+	if (want == hs) {
+		memcpy(&f, p->buf, hs);
+		int r = ft_frame_check(&f, FT_MAX_HELLO_FRAME);
+		if (r || f.len)
+			return r; /* refused, or its payload comes next */
+	}
+	return hello_done(p, h);
+}
+
+/* poll entries for the pending connections, and the wait until the first deadline (ms, -1: none) */
+static int pending_poll(const struct pending *pend, struct pollfd *pfd, uint64_t now)
+{
+	uint64_t first = UINT64_MAX;
+	for (int i = 0; i < PENDING_MAX; i++) {
+		pfd[i] = (struct pollfd){ .fd = pend[i].fd, .events = POLLIN }; /* poll skips fd -1 */
+		if (pend[i].fd >= 0)
+			first = MIN(first, pend[i].deadline_ns);
+	}
+	if (first == UINT64_MAX)
+		return -1;
+	return first <= now ? 0 : (int)MIN((first - now + 999999) / 1000000, (uint64_t)INT32_MAX);
+}
+
+static void pending_expire(struct pending *pend, uint64_t now)
+{
+	for (int i = 0; i < PENDING_MAX; i++)
+		if (pend[i].fd >= 0 && now >= pend[i].deadline_ns)
+			pending_close(&pend[i], -ETIMEDOUT);
+}
+
+/* accept(2) errors that concern one client (it reset, the network hiccuped), not the listener */
+static bool accept_transient(int e)
+{
+	return e == EINTR || e == EAGAIN || e == ECONNABORTED || e == EPROTO || e == EPERM || e == ENETDOWN ||
+	       e == ENOPROTOOPT || e == EHOSTDOWN || e == ENONET || e == EHOSTUNREACH || e == ENETUNREACH;
+}
+
+/* Accept and listen to connections until one completes a hello: 0 with *h, or -errno when the
+ * listening socket fails. */
+static int wait_hello(struct backup *b, int lfd, struct pending *pend, struct hello *h)
+{
+	for (;;) {
+		struct pollfd pfd[PENDING_MAX + 1];
+		int timeout = pending_poll(pend, pfd + 1, now_ns());
+		pfd[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		if (poll(pfd, PENDING_MAX + 1, timeout) < 0 && errno != EINTR)
+			return -errno;
+		pending_expire(pend, now_ns());
+		for (int i = 0; i < PENDING_MAX; i++) {
+			if (pend[i].fd < 0 || !pfd[i + 1].revents)
+				continue;
+			int r = pending_read(&pend[i], h);
+			if (r == 1)
+				return 0;
+			if (r < 0)
+				pending_close(&pend[i], r);
+		}
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		int fd = ft_accept_tuned(lfd);
+		if (fd >= 0)
+			pending_add(pend, fd, now_ns() + hello_timeout_ns(b));
+		else if (!accept_transient(errno))
+			return -errno;
+	}
+}
+
+/* Hold the new hello h with what is held. The newest HELLO wins (an older one is an attempt that
+ * gave up); a heartbeat link must carry the held HELLO's session. True once both are held. */
+static bool pair(struct hello *data, struct hello *hb, struct hello *h)
+{
+	if (h->type == FT_HELLO) {
+		drop_hello(data);
+		*data = *h;
+		if (hb->fd >= 0 && hb->session != data->session)
+			drop_hello(hb);
+	} else if (data->fd < 0 || h->session == data->session) {
+		drop_hello(hb);
+		*hb = *h;
+	} else {
+		drop_hello(h);
+	}
+	return data->fd >= 0 && hb->fd >= 0;
+}
+
+/* Paired: check the shape, map guest memory, answer HELLO_OK (or HELLO_ERR with the reason). */
+static int greet_primary(struct backup *b, const void *shape, size_t len)
+{
 	char why[256];
-	if (backup_check_shape(b, shape, shape_len, why, sizeof(why))) {
+	if (backup_check_shape(b, shape, len, why, sizeof(why))) {
 		ft_send_buf(b->data_fd, FT_HELLO_ERR, 0, why, strlen(why));
-		free(shape);
 		warnx("backup: refusing the primary: %s", why);
 		return -EINVAL;
 	}
-	free(shape);
 	int r = gmem_init(&b->mem, b->cfg.mem);
 	if (r) {
-		snprintf(err, sizeof(err), "cannot map %llu MiB of guest memory", (unsigned long long)(b->cfg.mem >> 20));
-		ft_send_buf(b->data_fd, FT_HELLO_ERR, 0, err, strlen(err));
-		warnx("backup: %s", err);
+		snprintf(why, sizeof(why), "cannot map %llu MiB of guest memory", (unsigned long long)(b->cfg.mem >> 20));
+		ft_send_buf(b->data_fd, FT_HELLO_ERR, 0, why, strlen(why));
+		warnx("backup: %s", why);
 		return r;
 	}
 	return ft_send_buf(b->data_fd, FT_HELLO_OK, 0, NULL, 0);
+}
+
+int backup_accept(struct backup *b, int lfd)
+{
+	b->data_fd = b->hb_fd = -1;
+	struct pending *pend = calloc(PENDING_MAX, sizeof(*pend));
+	if (!pend)
+		return -ENOMEM;
+	for (int i = 0; i < PENDING_MAX; i++)
+		pend[i].fd = -1;
+	struct hello data = { .fd = -1 }, hb = { .fd = -1 }, h;
+	int r;
+	do
+		r = wait_hello(b, lfd, pend, &h);
+	while (!r && !pair(&data, &hb, &h));
+	for (int i = 0; i < PENDING_MAX; i++)
+		if (pend[i].fd >= 0)
+			close(pend[i].fd); /* whoever else was still introducing itself */
+	free(pend);
+	if (r) {
+		drop_hello(&data);
+		drop_hello(&hb);
+		return r;
+	}
+	free(hb.shape);
+	b->data_fd = data.fd;
+	b->hb_fd = hb.fd;
+	r = greet_primary(b, data.shape, data.len);
+	free(data.shape);
+	return r;
 }
 
 static void backup_status(void *ctx, char *buf, size_t len)
@@ -602,7 +797,7 @@ int cmd_backup(int argc, char **argv)
 		b.ctl.ext_ctx = &b;
 	}
 	warnx("backup: listening on %s", b.listen);
-	if (accept_primary(&b, lfd)) {
+	if (backup_accept(&b, lfd)) {
 		close(lfd);
 		control_stop(&b.ctl);
 		return 1;

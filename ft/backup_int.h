@@ -1,4 +1,4 @@
-/* backup_int.h - the backup's state, and the two checks its unit test drives: shape and all-or-nothing commit. */
+/* backup_int.h - the backup's state, and what its unit tests and fuzz target drive: pairing, shape, initial sync, all-or-nothing commit. */
 #ifndef FTVMM_BACKUP_INT_H
 #define FTVMM_BACKUP_INT_H
 
@@ -48,5 +48,9 @@ int backup_sync_mem(struct backup *b, const void *p, size_t len);
 /* Apply one initial-sync FT_DISK payload (one disk record, then its data): 0, or an error with
  * nothing written. */
 int backup_sync_disk(struct backup *b, const void *p, size_t len);
+/* Pair with the primary on the listening socket lfd: its data and heartbeat connections (HELLO and
+ * HB_HELLO of one session), its shape checked, guest memory mapped, HELLO_OK sent. Sets data_fd and
+ * hb_fd. 0, or -errno (the shape refused: -EINVAL, HELLO_ERR sent). */
+int backup_accept(struct backup *b, int lfd);
 
 #endif

@@ -122,24 +122,32 @@ static int read_all(int fd, void *p, size_t len)
 	return 0;
 }
 
-int ft_recv(int fd, struct ft_frame *f, void **payload)
+int ft_frame_check(const struct ft_frame *f, uint64_t max_len)
 {
-	*payload = NULL;
-	int r = read_all(fd, f, sizeof(*f));
-	if (r)
-		return r;
 	if (f->magic != FT_MAGIC)
 		return -EPROTO;
 	if (f->version != FT_VERSION)
 		return -EPROTONOSUPPORT;
 	if (f->type == 0 || f->type >= FT_TYPE_MAX)
 		return -EPROTO;
-	if (f->len > FT_MAX_FRAME)
+	if (f->len > FT_MAX_FRAME || f->len > max_len)
 		return -EMSGSIZE;
 	/* only bulk frames may be large: a stray or hostile peer's header must not make us allocate gigabytes */
 	bool bulk = f->type == FT_EPOCH || f->type == FT_MEM || f->type == FT_DISK;
 	if (!bulk && f->len > FT_MAX_SMALL_FRAME)
 		return -EMSGSIZE;
+	return 0;
+}
+
+int ft_recv_max(int fd, struct ft_frame *f, void **payload, uint64_t max_len)
+{
+	*payload = NULL;
+	int r = read_all(fd, f, sizeof(*f));
+	if (r)
+		return r;
+	r = ft_frame_check(f, max_len);
+	if (r)
+		return r;
 	void *p = malloc(f->len ? f->len : 1);
 	if (!p)
 		return -ENOMEM;
@@ -154,6 +162,11 @@ int ft_recv(int fd, struct ft_frame *f, void **payload)
 	}
 	*payload = p;
 	return 0;
+}
+
+int ft_recv(int fd, struct ft_frame *f, void **payload)
+{
+	return ft_recv_max(fd, f, payload, FT_MAX_FRAME);
 }
 
 /* sizeof(hdr) + npages * (8 + PAGE_SIZE) + state_len + disk_len, false if it wraps: the fields come

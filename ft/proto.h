@@ -10,6 +10,7 @@
 #define FT_VERSION 1
 #define FT_MAX_FRAME (16ull << 30)
 #define FT_MAX_SMALL_FRAME (1u << 20) /* hello (the shape), acks, heartbeats, bye */
+#define FT_MAX_HELLO_FRAME 4096u      /* anything before the handshake: a shape is a few hundred bytes */
 
 enum ft_type {
 	FT_HELLO = 1,  /* primary -> backup, data connection: shape (fdt) */
@@ -69,6 +70,11 @@ int ft_send_buf(int fd, uint16_t type, uint64_t seq, const void *p, size_t len);
  * type, length bound and checksum: -EPROTO (other protocol), -EPROTONOSUPPORT (version), -EBADMSG
  * (checksum), -EMSGSIZE, -ECONNRESET on EOF. */
 int ft_recv(int fd, struct ft_frame *f, void **payload);
+/* ft_recv with a tighter bound on the length (for a peer that has not identified itself yet):
+ * a larger frame is -EMSGSIZE from its header alone, before any allocation. */
+int ft_recv_max(int fd, struct ft_frame *f, void **payload, uint64_t max_len);
+/* The header checks of ft_recv, length at most max_len (and the per-type bounds): 0 or its error. */
+int ft_frame_check(const struct ft_frame *f, uint64_t max_len);
 /* Validate an FT_EPOCH payload's internal sizes. 0 or -EBADMSG. */
 int ft_epoch_check(const void *payload, size_t len, struct ft_epoch_hdr *hdr);
 

@@ -4,8 +4,12 @@
 #include "../../vmm/util.h"
 #include "test.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libfdt.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -479,6 +483,153 @@ static void test_short_state(void)
 	pthread_mutex_destroy(&b.lock);
 }
 
+/* ---- pairing with the primary ---- */
+
+static struct sockaddr_in hs_addr;
+
+static int hs_listen(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	memset(&hs_addr, 0, sizeof(hs_addr));
+	hs_addr.sin_family = AF_INET;
+	hs_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t al = sizeof(hs_addr);
+	CHECK_EQ(bind(fd, (struct sockaddr *)&hs_addr, sizeof(hs_addr)), 0);
+	CHECK_EQ(listen(fd, 16), 0);
+	CHECK_EQ(getsockname(fd, (struct sockaddr *)&hs_addr, &al), 0);
+	return fd;
+}
+
+/* A client whose reads give up after 5 s: a backup that never answers fails the test, never hangs it. */
+static int hs_connect(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	CHECK_EQ(connect(fd, (struct sockaddr *)&hs_addr, sizeof(hs_addr)), 0);
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+static void hs_send(int fd, const void *p, size_t n)
+{
+	CHECK_EQ(write(fd, p, n), (ssize_t)n);
+}
+
+/* The backup closed this connection (EOF, or a reset when it left bytes unread), rather than keeping
+ * it or leaving it hanging (the read times out). */
+static void hs_dropped(int fd)
+{
+	char c;
+	ssize_t n;
+	while ((n = read(fd, &c, 1)) > 0)
+		; /* a HELLO_ERR it may have sent first */
+	CHECK(n == 0 || errno == ECONNRESET);
+	close(fd);
+}
+
+/* Same TCP connection: the backup's end's peer is the client's end. */
+static bool same_conn(int backup_fd, int client_fd)
+{
+	struct sockaddr_in a, c;
+	socklen_t al = sizeof(a), cl = sizeof(c);
+	CHECK_EQ(getpeername(backup_fd, (struct sockaddr *)&a, &al), 0);
+	CHECK_EQ(getsockname(client_fd, (struct sockaddr *)&c, &cl), 0);
+	return a.sin_port == c.sin_port;
+}
+
+struct hs_job {
+	struct backup *b;
+	int lfd, rc;
+};
+
+static void *hs_thread(void *arg)
+{
+	struct hs_job *j = arg;
+	j->rc = backup_accept(j->b, j->lfd);
+	return NULL;
+}
+
+/* A frame header as a peer would send it (no payload follows unless the caller writes one). */
+static struct ft_frame hs_hdr(uint16_t type, uint64_t len, uint64_t seq)
+{
+	struct ft_frame f = { .magic = FT_MAGIC, .version = FT_VERSION, .type = type, .len = len, .seq = seq };
+	return f;
+}
+
+/* Peers that connect first and never identify themselves, or not as a primary, must not keep the
+ * real primary from pairing: they are dropped (a timeout, a few KiB at most) and the backup goes on. */
+static void test_handshake(void)
+{
+	struct backup b;
+	memset(&b, 0, sizeof(b));
+	pthread_mutex_init(&b.lock, NULL);
+	b.timeout_ms = 200;
+	int lfd = hs_listen();
+	struct hs_job job = { &b, lfd, -1 };
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, hs_thread, &job), 0);
+
+	/* a silent peer alone: dropped after the hello timeout (1 s here), the backup listens on */
+	int slow = hs_connect();
+	uint64_t t0 = now_ns();
+	hs_dropped(slow);
+	CHECK(now_ns() - t0 >= 900000000ull && now_ns() - t0 < 4000000000ull);
+	/* another ftvmm version is told so */
+	int other = hs_connect();
+	struct ft_frame f = hs_hdr(FT_HELLO, 0, 9);
+	f.version = FT_VERSION + 1;
+	hs_send(other, &f, sizeof(f));
+	void *reply = NULL;
+	CHECK_EQ(ft_recv(other, &f, &reply), 0);
+	CHECK_EQ(f.type, FT_HELLO_ERR);
+	free(reply);
+	hs_dropped(other);
+
+	int idle = hs_connect(); /* says nothing at all */
+	int partial = hs_connect();
+	f = hs_hdr(FT_HELLO, 100, 9);
+	hs_send(partial, &f, 10); /* half a header, then silence */
+	int big = hs_connect();
+	f = hs_hdr(FT_HELLO, 64 << 10, 9); /* a "shape" of 64 KiB: more than a handshake needs */
+	hs_send(big, &f, sizeof(f));
+	int http = hs_connect();
+	static const char get[] = "GET / HTTP/1.1\r\nHost: backup\r\nUser-Agent: probe\r\n\r\n";
+	hs_send(http, get, sizeof(get) - 1);
+	int stale = hs_connect(); /* a heartbeat link of an earlier attempt, session 1 */
+	CHECK_EQ(ft_send_buf(stale, FT_HB_HELLO, 1, NULL, 0), 0);
+	int ack = hs_connect(); /* well-formed, but not a hello */
+	CHECK_EQ(ft_send_buf(ack, FT_ACK, 1, NULL, 0), 0);
+
+	/* the primary, session 2 */
+	int data = hs_connect(), hb = hs_connect();
+	size_t n = shape(16 * PAGE_SIZE, 1, 0, NULL, 0, 25);
+	CHECK_EQ(ft_send_buf(data, FT_HELLO, 2, shape_buf, n), 0);
+	CHECK_EQ(ft_send_buf(hb, FT_HB_HELLO, 2, NULL, 0), 0);
+	CHECK_EQ(ft_recv(data, &f, &reply), 0); /* fails after 5 s if the backup is stuck on a peer */
+	free(reply);
+	CHECK_EQ(f.type, FT_HELLO_OK);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	CHECK_EQ(job.rc, 0);
+	CHECK(same_conn(b.data_fd, data) && same_conn(b.hb_fd, hb));
+	CHECK_EQ(b.cfg.mem, 16 * PAGE_SIZE);
+	/* every other peer was dropped */
+	hs_dropped(idle);
+	hs_dropped(partial);
+	hs_dropped(big);
+	hs_dropped(http);
+	hs_dropped(stale);
+	hs_dropped(ack);
+	close(data);
+	close(hb);
+	close(b.data_fd);
+	close(b.hb_fd);
+	close(lfd);
+	gmem_free(&b.mem);
+	pthread_mutex_destroy(&b.lock);
+}
+
 int main(void)
 {
 	test_shape();
@@ -487,5 +638,6 @@ int main(void)
 	test_sync_disk();
 	test_short_shape();
 	test_short_state();
+	test_handshake();
 	TEST_DONE("test_backup");
 }
