@@ -65,7 +65,7 @@ struct virtio_blk {
 	struct blk_req *inflight[VIRTIO_BLK_QUEUE_SIZE]; /* by head */
 	struct virtio_blk_config cfg;
 	char serial[VIRTIO_BLK_ID_LEN];
-	blk_write_hook_fn write_hook; /* FT disk replication: sees every write as it is submitted */
+	blk_write_hook_fn write_hook; /* FT disk replication: sees what reached the image, as it completes */
 	void *write_hook_ctx;
 	char name[32];
 	struct vq_req scratch;
@@ -155,12 +155,26 @@ static int blk_submit_one(struct virtio_blk *b, struct blk_req *req)
 	}
 }
 
+/* FT: replicate results, not requests. A write's CQE covers res bytes at off + done from cur (not
+ * yet advanced); a zeroing counts only if its fallocate worked (a refused discard keeps the data,
+ * and a punched hole reads back as zeros). Failures, and the retries after them, add nothing. */
+static void blk_replicate(struct virtio_blk *b, const struct blk_req *req, int res)
+{
+	if (!b->write_hook || res < 0)
+		return;
+	if (req->op == OP_WRITE && res > 0)
+		b->write_hook(b->write_hook_ctx, req->off + req->done, req->cur, req->ncur, (uint64_t)res, false);
+	else if ((req->op == OP_DISCARD || req->op == OP_WRITE_ZEROES) && res == 0)
+		b->write_hook(b->write_hook_ctx, req->off, NULL, 0, req->len, true);
+}
+
 /* One io_uring completion. Lock held. */
 static void blk_on_cqe(void *ctx, void *tag, int res)
 {
 	struct virtio_blk *b = ctx;
 	struct blk_req *req = tag;
 
+	blk_replicate(b, req, res); /* also while dropping: the image changed all the same */
 	if (b->dropping) {
 		blk_req_done(b, req, VIRTIO_BLK_S_IOERR);
 		return;
@@ -244,8 +258,6 @@ static uint8_t blk_start_falloc(struct virtio_blk *b, const struct vq_req *r, ui
 	req->falloc_mode = (op == OP_DISCARD || (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
 				   ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
 				   : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
-	if (b->write_hook) /* a punched hole reads back as zeros: replicate it as zeroing */
-		b->write_hook(b->write_hook_ctx, req->off, NULL, 0, req->len, true);
 	*out = req;
 	return 0xff;
 }
@@ -277,8 +289,6 @@ static uint8_t blk_start_rw(struct virtio_blk *b, const struct vq_req *r, bool w
 	req->cur = req->iov + req->niov;
 	req->ncur = req->niov;
 	memcpy(req->cur, req->iov, req->niov * sizeof(struct iovec));
-	if (write && b->write_hook)
-		b->write_hook(b->write_hook_ctx, req->off, req->iov, req->niov, req->len, false);
 	*out = req;
 	return 0xff;
 }

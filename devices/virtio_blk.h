@@ -47,9 +47,11 @@ int virtio_blk_drain(struct virtio_dev *d);
 /* Requests currently submitted to the host and not yet completed. */
 unsigned virtio_blk_inflight(struct virtio_dev *d);
 
-/* Fault tolerance: called for every write (zero=false, iov = the guest's data) and every discard /
- * write-zeroes (zero=true, no iov) when it is submitted, on the I/O thread with the device locked.
- * A write submitted in an epoch completes before that epoch's checkpoint (quiesce drains). */
+/* Fault tolerance: called with what reached the image, when it completed: each completed piece of a
+ * write (zero=false, iov = the guest's data) and each discard / write-zeroes that worked (zero=true,
+ * no iov); never for a failed request. On the I/O thread (or the quiescing one) with the device
+ * locked. Every request completes before the checkpoint of the epoch it was submitted in (quiesce
+ * drains), so each result lands in that epoch's log. */
 typedef void (*blk_write_hook_fn)(void *ctx, uint64_t off, const struct iovec *iov, unsigned n, uint64_t len,
 				  bool zero);
 void virtio_blk_set_write_hook(struct virtio_dev *d, blk_write_hook_fn fn, void *ctx);
