@@ -54,11 +54,6 @@
 	 BIT(VIRTIO_NET_F_HOST_TSO6) | BIT(VIRTIO_NET_F_HOST_ECN) | BIT(VIRTIO_NET_F_GUEST_TSO4) |  \
 	 BIT(VIRTIO_NET_F_GUEST_TSO6) | BIT(VIRTIO_NET_F_GUEST_ECN))
 
-struct rx_used {
-	uint16_t head;
-	uint32_t len;
-};
-
 /* What a pass leaves for after n->lock is dropped. */
 struct net_work {
 	bool queue[2];
@@ -88,7 +83,7 @@ struct virtio_net {
 	uint8_t *rx_buf;  /* NET_MAX_PKT bytes */
 	size_t rx_len;    /* a packet read and not yet delivered, or 0 */
 	struct vq_req *rx_first, *rx_req, *tx_req;
-	struct rx_used *rx_used; /* one per chain of the packet being delivered */
+	struct vq_used *rx_used; /* one per chain of the packet being delivered */
 	struct net_work owed;    /* interrupts held back by quiesce */
 
 	pthread_mutex_t notify_lock;
@@ -164,6 +159,12 @@ static void net_tx(struct virtio_net *n, struct net_work *w)
 		}
 		if (n->dead) {
 			n->stats.tx_dropped++; /* complete it, as a NIC without carrier would */
+		} else if (req->out_len > NET_MAX_PKT) {
+			/* No real frame is this long (chains may reach 1024 descriptors of 4 GiB): drop it
+			 * before any sink sees it, so none ever sizes an allocation by it. */
+			debugx("virtio-net %s: TX chain %u of %llu bytes dropped (over %u)", n->vdev.name, req->head,
+			       (unsigned long long)req->out_len, (unsigned)NET_MAX_PKT);
+			n->stats.tx_dropped++;
 		} else {
 			int e = n->sink.send(n->sink.ctx, req->iov, (int)req->nout);
 			if (e == -EAGAIN) {
@@ -244,21 +245,18 @@ static int net_rx_deliver(struct virtio_net *n, struct virtqueue *vq)
 		}
 		vq_buf_to_iov(req->iov + req->nout, req->nin, 0, n->rx_buf + off, c);
 		mark_written(n->mem, req->iov + req->nout, req->nin, c);
-		n->rx_used[nbuf++] = (struct rx_used){ .head = req->head, .len = (uint32_t)c };
+		n->rx_used[nbuf++] = (struct vq_used){ .head = req->head, .len = (uint32_t)c };
 		off += c;
 	}
 	/* The TAP leaves num_buffers alone; it lies in the first 12 bytes, already written and dirty. */
 	uint16_t nb = htole16((uint16_t)nbuf);
 	vq_buf_to_iov(n->rx_first->iov + n->rx_first->nout, n->rx_first->nin,
 		      offsetof(struct virtio_net_hdr_mrg_rxbuf, num_buffers), &nb, sizeof(nb));
-	/* Each vq_push_used publishes used->idx, so a driver polling right now could see the first buffer
-	 * of a merged packet before the rest (Linux then drops it as an rx length error). Closing that
-	 * window needs a batch publish (one idx store) from the virtio core: asked for. */
-	for (unsigned i = 0; i < nbuf; i++) {
-		if (vq_push_used(vq, n->rx_used[i].head, n->rx_used[i].len) < 0) {
-			vq->broken = true;
-			return -1;
-		}
+	/* One used->idx store for all of them: a driver polling right now must never see the first
+	 * buffer of a merged packet without the rest (Linux drops it as an rx length error). */
+	if (vq_push_used_n(vq, n->rx_used, nbuf) < 0) {
+		vq->broken = true;
+		return -1;
 	}
 	n->stats.rx_packets++;
 	n->stats.rx_bytes += len - NET_HDR_LEN;
