@@ -35,12 +35,49 @@ void outbuf_destroy(struct outbuf *o)
 	pthread_mutex_destroy(&o->lock);
 }
 
+void outbuf_set_wake(struct outbuf *o, void (*wake)(void *ctx), void *ctx)
+{
+	pthread_mutex_lock(&o->lock);
+	o->wake = wake;
+	o->wake_ctx = ctx;
+	pthread_mutex_unlock(&o->lock);
+}
+
+/* The packet's length in *len; false if it is over OUTBUF_MAX_PKT. Summed with a bound per step, so
+ * a chain of huge descriptors can neither overflow the sum nor reach malloc. */
+static bool packet_len(const struct iovec *iov, int iovcnt, size_t *len)
+{
+	*len = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > OUTBUF_MAX_PKT - *len)
+			return false;
+		*len += iov[i].iov_len;
+	}
+	return true;
+}
+
+/* Room for len more bytes? An empty buffer always takes a packet (len <= OUTBUF_MAX_PKT is far
+ * below the cap), so a refusal always has a held packet whose release will wake the producer. */
+static bool has_room(struct outbuf *o, size_t len)
+{
+	pthread_mutex_lock(&o->lock);
+	bool ok = o->held_bytes == 0 || len <= OUTBUF_MAX_HELD - MIN(o->held_bytes, OUTBUF_MAX_HELD);
+	if (!ok)
+		o->full = true;
+	pthread_mutex_unlock(&o->lock);
+	return ok;
+}
+
 int outbuf_sink_send(void *ctx, const struct iovec *iov, int iovcnt)
 {
 	struct outbuf *o = ctx;
-	size_t len = 0;
-	for (int i = 0; i < iovcnt; i++)
-		len += iov[i].iov_len;
+	size_t len;
+	if (!packet_len(iov, iovcnt, &len))
+		return -EMSGSIZE;
+	/* one producer per outbuf (the NIC's TX pass) and releases only shrink held_bytes: the room
+	 * checked here is still there when the packet is queued below */
+	if (!has_room(o, len))
+		return -EAGAIN;
 	struct held_pkt *p = malloc(sizeof(*p) + len);
 	if (!p)
 		return -ENOMEM;
@@ -90,6 +127,19 @@ static void send_one(struct outbuf *o, const struct held_pkt *p)
 	o->dropped++;
 }
 
+/* After packets left the buffer: wake a producer that was refused for room. */
+static void room_freed(struct outbuf *o)
+{
+	pthread_mutex_lock(&o->lock);
+	bool wake = o->full;
+	o->full = false;
+	void (*fn)(void *) = o->wake;
+	void *ctx = o->wake_ctx;
+	pthread_mutex_unlock(&o->lock);
+	if (wake && fn)
+		fn(ctx);
+}
+
 uint64_t outbuf_release(struct outbuf *o, uint64_t upto)
 {
 	uint64_t n = 0;
@@ -113,6 +163,30 @@ uint64_t outbuf_release(struct outbuf *o, uint64_t upto)
 	pthread_mutex_lock(&o->lock);
 	o->released += n;
 	pthread_mutex_unlock(&o->lock);
+	if (n)
+		room_freed(o);
+	return n;
+}
+
+uint64_t outbuf_discard(struct outbuf *o)
+{
+	pthread_mutex_lock(&o->lock);
+	struct held_pkt *p = o->head;
+	o->head = o->tail = NULL;
+	o->held_bytes = 0;
+	pthread_mutex_unlock(&o->lock);
+	uint64_t n = 0;
+	while (p) {
+		struct held_pkt *next = p->next;
+		free(p);
+		p = next;
+		n++;
+	}
+	pthread_mutex_lock(&o->lock);
+	o->discarded += n;
+	pthread_mutex_unlock(&o->lock);
+	if (n)
+		room_freed(o);
 	return n;
 }
 

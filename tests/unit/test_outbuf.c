@@ -1,0 +1,116 @@
+/* test_outbuf.c - output commit limits and endings: oversized packets refused before any copy, the
+ * held-bytes cap with its wake-up, and dropping what was never acked. */
+#include "../../ft/outbuf.h"
+#include "test.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int wakes;
+static void on_wake(void *ctx)
+{
+	(void)ctx;
+	wakes++;
+}
+
+static int send_len(struct outbuf *o, size_t len, uint8_t tag)
+{
+	uint8_t *b = malloc(len);
+	CHECK(b);
+	memset(b, tag, len);
+	struct iovec iov = { b, len };
+	int r = outbuf_sink_send(o, &iov, 1);
+	free(b);
+	return r;
+}
+
+static size_t wire(int fd, uint8_t *tag)
+{
+	uint8_t buf[256];
+	ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	if (n <= 0)
+		return 0;
+	*tag = buf[0];
+	return (size_t)n;
+}
+
+/* The stop path: packets of acked epochs leave, the others are dropped, never sent. */
+static void test_release_then_discard(void)
+{
+	int fds[2];
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) == 0);
+	struct outbuf o;
+	outbuf_init(&o, fds[0], 0);
+	CHECK_EQ(send_len(&o, 60, 0xa0), 0);
+	outbuf_seal(&o, 0);
+	CHECK_EQ(send_len(&o, 61, 0xa1), 0);
+	CHECK_EQ(send_len(&o, 62, 0xa1), 0);
+	CHECK_EQ(outbuf_release(&o, 0), 1);
+	CHECK_EQ(outbuf_discard(&o), 2);
+	CHECK_EQ(outbuf_pending(&o), 0);
+	CHECK_EQ(o.held_bytes, 0);
+	CHECK_EQ(o.discarded, 2);
+	uint8_t tag = 0;
+	CHECK_EQ(wire(fds[1], &tag), 60);
+	CHECK_EQ(tag, 0xa0);
+	CHECK_EQ(wire(fds[1], &tag), 0); /* the unacked epoch never reached the TAP */
+	outbuf_destroy(&o);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/* A chain longer than any frame is refused from its lengths alone: iov_base is never read. */
+static void test_oversized(void)
+{
+	struct outbuf o;
+	outbuf_init(&o, -1, 0);
+	struct iovec huge[2] = { { NULL, OUTBUF_MAX_PKT / 2 + 1 }, { NULL, OUTBUF_MAX_PKT / 2 + 1 } };
+	CHECK_EQ(outbuf_sink_send(&o, huge, 2), -EMSGSIZE);
+	struct iovec wrap[2] = { { NULL, SIZE_MAX }, { NULL, 2 } }; /* would wrap a plain sum */
+	CHECK_EQ(outbuf_sink_send(&o, wrap, 2), -EMSGSIZE);
+	CHECK_EQ(outbuf_pending(&o), 0);
+	CHECK_EQ(o.held_bytes, 0);
+	CHECK_EQ(send_len(&o, OUTBUF_MAX_PKT, 1), 0); /* the largest real packet still goes */
+	outbuf_destroy(&o);
+}
+
+/* Held bytes never pass OUTBUF_MAX_HELD; the refused producer is woken when an ack frees room. */
+static void test_cap(void)
+{
+	int fds[2];
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) == 0);
+	struct outbuf o;
+	outbuf_init(&o, fds[0], 0);
+	outbuf_set_wake(&o, on_wake, NULL);
+	unsigned taken = 0;
+	int r;
+	while ((r = send_len(&o, OUTBUF_MAX_PKT, 2)) == 0)
+		taken++;
+	CHECK_EQ(r, -EAGAIN);
+	CHECK(o.held_bytes <= OUTBUF_MAX_HELD);
+	CHECK(o.held_bytes + OUTBUF_MAX_PKT > OUTBUF_MAX_HELD);
+	CHECK_EQ(taken, OUTBUF_MAX_HELD / OUTBUF_MAX_PKT);
+	CHECK_EQ(send_len(&o, OUTBUF_MAX_PKT, 2), -EAGAIN); /* still full: still refused */
+	CHECK_EQ(wakes, 0);
+	outbuf_seal(&o, 0);
+	/* the ack: the TAP end is closed so the packets are counted dropped, and room is back */
+	close(fds[1]);
+	CHECK_EQ(outbuf_release(&o, 0), taken);
+	CHECK_EQ(wakes, 1);
+	CHECK_EQ(o.held_bytes, 0);
+	CHECK_EQ(send_len(&o, OUTBUF_MAX_PKT, 3), 0);
+	CHECK_EQ(outbuf_discard(&o), 1);
+	CHECK_EQ(wakes, 1); /* no refusal since the last wake: nobody to wake */
+	outbuf_destroy(&o);
+	close(fds[0]);
+}
+
+int main(void)
+{
+	test_release_then_discard();
+	test_oversized();
+	test_cap();
+	TEST_DONE("test_outbuf");
+}
