@@ -2,6 +2,8 @@
 #include "disklog.h"
 #include "proto.h"
 
+#include "../vmm/util.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +21,18 @@ void disklog_destroy(struct disklog *l)
 	pthread_mutex_destroy(&l->lock);
 }
 
-static int reserve(struct disklog *l, size_t more)
+/* Room for `more` bytes, never past DISKLOG_MAX_BYTES: -EFBIG beyond it, -ENOMEM without memory. */
+static int reserve(struct disklog *l, uint64_t more)
 {
-	if (l->len + more <= l->cap)
+	if (more > DISKLOG_MAX_BYTES - l->len)
+		return -EFBIG;
+	size_t want = l->len + (size_t)more;
+	if (want <= l->cap)
 		return 0;
 	size_t ncap = l->cap ? l->cap : (1u << 20);
-	while (ncap < l->len + more)
+	while (ncap < want)
 		ncap *= 2;
+	ncap = MIN(ncap, (size_t)DISKLOG_MAX_BYTES);
 	uint8_t *n = realloc(l->buf, ncap);
 	if (!n)
 		return -ENOMEM;
@@ -34,33 +41,50 @@ static int reserve(struct disklog *l, size_t more)
 	return 0;
 }
 
+static void append(struct disklog *l, const struct ft_disk_rec *rec, const struct iovec *iov, unsigned n)
+{
+	memcpy(l->buf + l->len, rec, sizeof(*rec));
+	l->len += sizeof(*rec);
+	if (rec->kind != FT_DISK_WRITE)
+		return;
+	uint64_t left = rec->len;
+	for (unsigned i = 0; i < n && left; i++) {
+		size_t take = iov[i].iov_len < left ? iov[i].iov_len : (size_t)left;
+		memcpy(l->buf + l->len, iov[i].iov_base, take);
+		l->len += take;
+		left -= take;
+	}
+	if (left) { /* iovecs shorter than len: keep the record well-formed */
+		memset(l->buf + l->len, 0, (size_t)left);
+		l->len += (size_t)left;
+	}
+}
+
 void disklog_add(struct disklog *l, unsigned disk, uint64_t off, const struct iovec *iov, unsigned n, uint64_t len,
 		 bool zero)
 {
 	struct ft_disk_rec rec = { .disk = disk, .kind = zero ? FT_DISK_ZERO : FT_DISK_WRITE, .off = off, .len = len };
+	/* a len past the cap is refused as such, before the sum could wrap */
+	uint64_t need = sizeof(rec);
+	if (!zero)
+		need = len > DISKLOG_MAX_BYTES ? UINT64_MAX : need + len;
 	pthread_mutex_lock(&l->lock);
-	if (reserve(l, sizeof(rec) + (zero ? 0 : len))) {
-		l->error = -ENOMEM;
+	/* after a lost record the epoch fails anyway: keep no more of it */
+	int r = l->error ? l->error : reserve(l, need);
+	if (r) {
+		l->error = r;
 		pthread_mutex_unlock(&l->lock);
 		return;
 	}
-	memcpy(l->buf + l->len, &rec, sizeof(rec));
-	l->len += sizeof(rec);
-	if (!zero) {
-		uint64_t left = len;
-		for (unsigned i = 0; i < n && left; i++) {
-			size_t take = iov[i].iov_len < left ? iov[i].iov_len : (size_t)left;
-			memcpy(l->buf + l->len, iov[i].iov_base, take);
-			l->len += take;
-			left -= take;
-		}
-		if (left) { /* iovecs shorter than len: keep the record well-formed */
-			memset(l->buf + l->len, 0, (size_t)left);
-			l->len += (size_t)left;
-		}
-	}
+	append(l, &rec, iov, n);
 	l->writes++;
+	bool ask = !l->asked && l->len >= DISKLOG_SOFT_BYTES && l->full;
+	l->asked |= ask;
+	void (*full)(void *) = l->full;
+	void *ctx = l->full_ctx;
 	pthread_mutex_unlock(&l->lock);
+	if (ask)
+		full(ctx);
 }
 
 int disklog_take(struct disklog *l, uint8_t **buf, size_t *len, uint64_t *writes)
@@ -74,8 +98,17 @@ int disklog_take(struct disklog *l, uint8_t **buf, size_t *len, uint64_t *writes
 	l->len = l->cap = 0;
 	l->writes = 0;
 	l->error = 0;
+	l->asked = false;
 	pthread_mutex_unlock(&l->lock);
 	return e;
+}
+
+size_t disklog_bytes(struct disklog *l)
+{
+	pthread_mutex_lock(&l->lock);
+	size_t n = l->len;
+	pthread_mutex_unlock(&l->lock);
+	return n;
 }
 
 void disklog_hook_fn(void *ctx, uint64_t off, const struct iovec *iov, unsigned n, uint64_t len, bool zero)
