@@ -6,6 +6,7 @@
 #include "../vmm/cli.h"
 #include "../vmm/platform.h"
 #include "../vmm/util.h"
+#include "../vmm/vcpu.h"
 #include "../vmm/vm.h"
 #include "proto.h"
 #include "snapshot.h"
@@ -18,6 +19,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -27,9 +30,9 @@
 struct ft_staged {
 	struct ft_staged *next;
 	struct ft_epoch_hdr hdr;
-	uint64_t *pfns;
-	uint8_t *pages;
-	size_t pages_cap; /* bytes: pages comes from the pool */
+	uint8_t *pages;   /* from the pool: npages pages, then their npages pfns */
+	uint64_t *pfns;   /* inside pages */
+	size_t pages_cap; /* bytes of that pool buffer */
 	void *state;
 	uint8_t *disk;
 	uint64_t disk_writes;
@@ -94,7 +97,6 @@ static void staged_free(struct ft_primary *p, struct ft_staged *s)
 {
 	if (!s)
 		return;
-	free(s->pfns);
 	pool_put(p, s->pages, s->pages_cap);
 	free(s->state);
 	free(s->disk);
@@ -128,13 +130,16 @@ static void mark_lost(struct ft_primary *p, const char *fmt, const char *detail)
 	 * not tell a backup that may still be there to stand down */
 	bool frozen = primary_was_frozen(p);
 	pthread_mutex_lock(&p->lock);
+	/* while stopping a failure is not `lost` (nothing goes unprotected, and no BYE: a planned
+	 * failover's backup must still take over), but whoever waits for an ack must hear of it */
 	bool first = !p->lost && !p->stop;
 	if (first) {
 		p->lost = true;
 		p->fence = frozen;
 		snprintf(p->lost_reason, sizeof(p->lost_reason), fmt, detail);
-		pthread_cond_broadcast(&p->cond);
 	}
+	p->link_down = true;
+	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 	if (first && !frozen && p->hb_fd >= 0)
 		(void)hb_send(p, FT_BYE, 1); /* fails harmlessly when the backup is dead */
@@ -144,10 +149,21 @@ static void mark_lost(struct ft_primary *p, const char *fmt, const char *detail)
 		shutdown(p->hb_fd, SHUT_RDWR);
 }
 
+/* The engine's test: no more periodic checkpoints. */
 static bool should_quit(struct ft_primary *p)
 {
 	pthread_mutex_lock(&p->lock);
 	bool q = p->stop || p->lost;
+	pthread_mutex_unlock(&p->lock);
+	return q;
+}
+
+/* The link threads' test: they outlive `stop` until `closing`, so a planned failover's last epoch
+ * still goes out, gets its ack, and the backup keeps hearing heartbeats meanwhile. */
+static bool links_done(struct ft_primary *p)
+{
+	pthread_mutex_lock(&p->lock);
+	bool q = p->closing || p->lost || p->link_down;
 	pthread_mutex_unlock(&p->lock);
 	return q;
 }
@@ -181,6 +197,29 @@ static int build_shape(struct ft_primary *p, void **out, size_t *len)
 
 /* ---- initial sync ---------------------------------------------------------------------- */
 
+/* During the initial sync there is no epoch to carry the disk log: once it passes its soft limit, send
+ * its records as FT_DISK frames (one record each), after every range already sent, so a long sync
+ * of a busy guest never reaches DISKLOG_MAX_BYTES. */
+static int flush_disklog(struct ft_primary *p)
+{
+	if (disklog_bytes(&p->disklog) < DISKLOG_SOFT_BYTES)
+		return 0;
+	uint8_t *buf;
+	size_t len;
+	uint64_t writes;
+	int r = disklog_take(&p->disklog, &buf, &len, &writes);
+	for (size_t off = 0; !r && off < len;) {
+		struct ft_disk_rec rec;
+		memcpy(&rec, buf + off, sizeof(rec)); /* well-formed: disklog_add wrote it */
+		size_t data = rec.kind == FT_DISK_WRITE ? (size_t)rec.len : 0;
+		struct iovec iov[2] = { { &rec, sizeof(rec) }, { buf + off + sizeof(rec), data } };
+		r = ft_send(p->data_fd, FT_DISK, 0, iov, 2);
+		off += sizeof(rec) + data;
+	}
+	free(buf);
+	return r;
+}
+
 /* skip_zero: only for the first full pass; later a page that became zero must be sent too */
 static int send_pages(struct ft_primary *p, const unsigned long *bm, bool skip_zero, uint64_t *sent)
 {
@@ -205,6 +244,7 @@ static int send_pages(struct ft_primary *p, const unsigned long *bm, bool skip_z
 		if (n == BATCH || (pg == m->npages && n)) {
 			struct iovec iov[3] = { { &n, sizeof(n) }, { pfns, n * sizeof(uint64_t) }, { buf, n * PAGE_SIZE } };
 			r = ft_send(p->data_fd, FT_MEM, 0, iov, 3);
+			r = r ?: flush_disklog(p);
 			*sent += n;
 			n = 0;
 		}
@@ -239,6 +279,7 @@ static int send_disks(struct ft_primary *p)
 						   .len = (uint64_t)n };
 			struct iovec iov[2] = { { &rec, sizeof(rec) }, { buf, zero ? 0 : (size_t)n } };
 			r = ft_send(p->data_fd, FT_DISK, 0, iov, 2);
+			r = r ?: flush_disklog(p);
 		}
 		close(fd);
 	}
@@ -279,10 +320,13 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 		n += (uint64_t)__builtin_popcountl(p->dirty[i]);
 	}
 	uint64_t t2 = now_ns();
-	/* copy to staging so the guest may run on while the epoch streams */
-	s->pfns = malloc(n * sizeof(uint64_t) + 8);
-	s->pages = n ? pool_get(p, n * PAGE_SIZE, &s->pages_cap) : NULL;
-	if (!r && (!s->pfns || (n && !s->pages)))
+	/* copy to staging so the guest may run on while the epoch streams; pages and pfns share one
+	 * pooled buffer, which the sender gives back, so the pause reuses memory already faulted in */
+	if (n) {
+		s->pages = pool_get(p, n * (PAGE_SIZE + sizeof(uint64_t)), &s->pages_cap);
+		s->pfns = s->pages ? (uint64_t *)(s->pages + n * PAGE_SIZE) : NULL;
+	}
+	if (!r && n && !s->pages)
 		r = -ENOMEM;
 	uint64_t k = 0;
 	for (size_t i = 0; i < words && !r && s->pages; i++) {
@@ -345,45 +389,72 @@ static void enqueue(struct ft_primary *p, struct ft_staged *s)
 
 /* ---- threads --------------------------------------------------------------------------- */
 
-static void *sender_thread(void *arg)
+/* The next epoch to send, or NULL once the links close. Its epoch counts as sent from here on: the
+ * backup may ack it before ft_send even returns. */
+static struct ft_staged *next_to_send(struct ft_primary *p)
 {
-	struct ft_primary *p = arg;
-	for (;;) {
-		pthread_mutex_lock(&p->lock);
-		while (!p->sendq && !p->stop && !p->lost)
-			pthread_cond_wait(&p->cond, &p->lock);
-		struct ft_staged *s = p->sendq;
-		if (!s || p->lost) {
-			pthread_mutex_unlock(&p->lock);
-			break;
-		}
+	pthread_mutex_lock(&p->lock);
+	while (!p->sendq && !p->closing && !p->lost && !p->link_down)
+		pthread_cond_wait(&p->cond, &p->lock);
+	struct ft_staged *s = p->sendq;
+	if (s && !p->lost && !p->link_down) {
 		p->sendq = s->next;
 		if (!p->sendq)
 			p->sendq_tail = NULL;
-		pthread_mutex_unlock(&p->lock);
 		s->next = NULL;
+		p->sent_hi = s->hdr.epoch;
+		p->sent_any = true;
+	} else {
+		s = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+static void write_stats(struct ft_primary *p, struct ft_staged *s, uint64_t ack_ns, uint64_t released);
+
+/* The epoch is on the wire (or lost): its staging buffer goes back to the pool at once, the
+ * telemetry waits for the ack, unless that ack already came. */
+static void sent_done(struct ft_primary *p, struct ft_staged *s)
+{
+	pool_put(p, s->pages, s->pages_cap);
+	free(s->state);
+	free(s->disk);
+	s->pages = NULL;
+	s->pfns = NULL;
+	s->state = NULL;
+	s->disk = NULL;
+	pthread_mutex_lock(&p->lock);
+	bool acked = p->protected_ && s->hdr.epoch <= p->acked;
+	if (acked) {
+		if (p->sendq_len)
+			p->sendq_len--;
+		pthread_cond_broadcast(&p->cond);
+	} else if (p->ackq_tail) {
+		p->ackq_tail->next = s;
+		p->ackq_tail = s;
+	} else {
+		p->ackq = p->ackq_tail = s;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (acked) {
+		write_stats(p, s, now_ns(), 0);
+		staged_free(p, s);
+	}
+}
+
+static void *sender_thread(void *arg)
+{
+	struct ft_primary *p = arg;
+	struct ft_staged *s;
+	while ((s = next_to_send(p))) {
 		struct iovec iov[5] = {
 			{ &s->hdr, sizeof(s->hdr) }, { s->pfns, s->hdr.npages * 8 }, { s->pages, s->hdr.npages * PAGE_SIZE },
 			{ s->state, s->hdr.state_len }, { s->disk, s->hdr.disk_len },
 		};
 		s->sent_ns = now_ns();
 		int r = ft_send(p->data_fd, FT_EPOCH, s->hdr.epoch, iov, 5);
-		/* the pages are on the wire (or lost): keep only the telemetry until the ack */
-		free(s->pages);
-		free(s->pfns);
-		free(s->state);
-		free(s->disk);
-		s->pages = NULL;
-		s->pfns = NULL;
-		s->state = NULL;
-		s->disk = NULL;
-		pthread_mutex_lock(&p->lock);
-		if (p->ackq_tail)
-			p->ackq_tail->next = s;
-		else
-			p->ackq = s;
-		p->ackq_tail = s;
-		pthread_mutex_unlock(&p->lock);
+		sent_done(p, s);
 		if (r) {
 			mark_lost(p, "sending an epoch failed: %s", strerror(-r));
 			break;
@@ -411,6 +482,57 @@ static void write_stats(struct ft_primary *p, struct ft_staged *s, uint64_t ack_
 	fflush(p->stats);
 }
 
+/* An ack must name an epoch that was sent and is newer than the last one acked (the first may be
+ * the baseline, 0). Anything else is a protocol error: it proves nothing was committed. */
+static bool ack_ok(struct ft_primary *p, uint64_t seq)
+{
+	return p->sent_any && seq <= p->sent_hi && (!p->protected_ || seq > p->acked);
+}
+
+/* Epoch `seq` is committed on the backup: its output (and all before it) may leave. false if the
+ * ack is bogus; then nothing was released or changed. */
+static bool take_ack(struct ft_primary *p, uint64_t seq)
+{
+	uint64_t now = now_ns();
+	pthread_mutex_lock(&p->lock);
+	if (!ack_ok(p, seq)) {
+		pthread_mutex_unlock(&p->lock);
+		return false;
+	}
+	pthread_mutex_unlock(&p->lock);
+	uint64_t released = 0;
+	for (unsigned i = 0; i < p->nouts; i++)
+		released += outbuf_release(&p->out[i], seq);
+	pthread_mutex_lock(&p->lock);
+	bool first = !p->protected_;
+	p->acked = seq;
+	p->protected_ = true;
+	p->last_commit_ns = now;
+	struct ft_staged *done = NULL;
+	while (p->ackq && p->ackq->hdr.epoch <= seq) {
+		struct ft_staged *s = p->ackq;
+		p->ackq = s->next;
+		if (!p->ackq)
+			p->ackq_tail = NULL;
+		s->next = done;
+		done = s;
+		if (p->sendq_len)
+			p->sendq_len--;
+	}
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (struct ft_staged *s = done; s;) {
+		struct ft_staged *n = s->next;
+		write_stats(p, s, now, released);
+		released = 0;
+		staged_free(p, s);
+		s = n;
+	}
+	if (first)
+		warnx("ft: baseline committed on the backup: guest is PROTECTED (epoch %u ms)", p->epoch_ms);
+	return true;
+}
+
 static void *receiver_thread(void *arg)
 {
 	struct ft_primary *p = arg;
@@ -419,7 +541,7 @@ static void *receiver_thread(void *arg)
 		void *payload;
 		int r = ft_recv(p->data_fd, &f, &payload);
 		if (r) {
-			if (!should_quit(p))
+			if (!links_done(p))
 				mark_lost(p, "connection to the backup broke: %s", strerror(-r));
 			break;
 		}
@@ -428,37 +550,12 @@ static void *receiver_thread(void *arg)
 			mark_lost(p, "backup sent an unexpected %s", ft_type_name(f.type));
 			break;
 		}
-		uint64_t now = now_ns();
-		uint64_t released = 0;
-		for (unsigned i = 0; i < p->nouts; i++)
-			released += outbuf_release(&p->out[i], f.seq);
-		pthread_mutex_lock(&p->lock);
-		bool first = !p->protected_;
-		p->acked = f.seq;
-		p->protected_ = true;
-		p->last_commit_ns = now;
-		struct ft_staged *done = NULL;
-		while (p->ackq && p->ackq->hdr.epoch <= f.seq) {
-			struct ft_staged *s = p->ackq;
-			p->ackq = s->next;
-			if (!p->ackq)
-				p->ackq_tail = NULL;
-			s->next = done;
-			done = s;
-			if (p->sendq_len)
-				p->sendq_len--;
+		if (!take_ack(p, f.seq)) {
+			char what[64];
+			snprintf(what, sizeof(what), "%llu", (unsigned long long)f.seq);
+			mark_lost(p, "backup acked epoch %s, never sent or not newer than the last ack", what);
+			break;
 		}
-		pthread_cond_broadcast(&p->cond);
-		pthread_mutex_unlock(&p->lock);
-		for (struct ft_staged *s = done; s;) {
-			struct ft_staged *n = s->next;
-			write_stats(p, s, now, released);
-			released = 0;
-			staged_free(p, s);
-			s = n;
-		}
-		if (first)
-			warnx("ft: baseline committed on the backup: guest is PROTECTED (epoch %u ms)", p->epoch_ms);
 	}
 	return NULL;
 }
@@ -478,7 +575,7 @@ static void *heartbeat_thread(void *arg)
 	struct ft_primary *p = arg;
 	uint64_t last_rx = now_ns(), next_tx = 0, prev = last_rx;
 	__atomic_store_n(&p->hb_tick_ns, last_rx, __ATOMIC_RELEASE);
-	while (!should_quit(p)) {
+	while (!links_done(p)) {
 		hb_clock(p, &prev, &last_rx);
 		uint64_t now = now_ns();
 		if (now >= next_tx) {
@@ -495,7 +592,7 @@ static void *heartbeat_thread(void *arg)
 			struct ft_frame f;
 			void *pl;
 			if (ft_recv(p->hb_fd, &f, &pl)) {
-				if (!should_quit(p))
+				if (!links_done(p))
 					mark_lost(p, "heartbeat link closed by the backup%s", "");
 				break;
 			}
@@ -518,6 +615,7 @@ static void go_unprotected(struct ft_primary *p)
 	if (vm_pause(p->vm) == 0) {
 		for (unsigned i = 0; i < p->plat->nnics; i++)
 			virtio_net_set_tx_sink(p->plat->nics[i], NULL);
+		p->sinks_on = false;
 		for (unsigned i = 0; i < p->plat->ndisks; i++)
 			virtio_blk_set_write_hook(p->plat->disks[i], NULL, NULL);
 		for (unsigned i = 0; i < p->nouts; i++)
@@ -525,6 +623,42 @@ static void go_unprotected(struct ft_primary *p)
 		vm_dirty_log_enable(p->vm, false);
 		vm_resume(p->vm);
 	}
+}
+
+static void nic_wake(void *nic)
+{
+	virtio_net_kick(nic);
+}
+
+/* The disk log passed its soft limit: cut the epoch short (the engine still honours back-pressure). */
+static void disklog_full(void *ctx)
+{
+	struct ft_primary *p = ctx;
+	pthread_mutex_lock(&p->lock);
+	p->early = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Disk write hooks and the dirty log, switched on with the VM paused: quiesce has drained every
+ * request in flight, so none can complete unlogged after send_disks read its range. */
+static int start_logging(struct ft_primary *p)
+{
+	int r = vm_pause(p->vm);
+	if (r)
+		return r;
+	p->disklog.full = disklog_full;
+	p->disklog.full_ctx = p;
+	for (unsigned i = 0; i < p->plat->ndisks; i++) {
+		p->hooks[i] = (struct disklog_hook){ .log = &p->disklog, .disk = i };
+		virtio_blk_set_write_hook(p->plat->disks[i], disklog_hook_fn, &p->hooks[i]);
+	}
+	r = vm_dirty_log_enable(p->vm, true);
+	size_t words = gmem_bitmap_words(p->vm->mem.npages);
+	memset(p->dirty, 0, words * sizeof(long));
+	gmem_dirty_harvest(&p->vm->mem, p->dirty); /* old VMM writes: covered by the full copy */
+	vm_resume(p->vm);
+	return r;
 }
 
 static void *engine_thread(void *arg)
@@ -537,13 +671,7 @@ static void *engine_thread(void *arg)
 
 	/* Initial sync. Order matters: start logging disk writes and dirty pages first, then copy, so
 	 * anything that changes during the copy is sent again afterwards. */
-	for (unsigned i = 0; i < p->plat->ndisks; i++) {
-		p->hooks[i] = (struct disklog_hook){ .log = &p->disklog, .disk = i };
-		virtio_blk_set_write_hook(p->plat->disks[i], disklog_hook_fn, &p->hooks[i]);
-	}
-	r = vm_dirty_log_enable(p->vm, true);
-	memset(p->dirty, 0, words * sizeof(long));
-	gmem_dirty_harvest(m, p->dirty); /* old VMM writes: covered by the full copy */
+	r = start_logging(p);
 	if (!r) {
 		warnx("ft: initial sync to %s: disks", p->peer);
 		r = send_disks(p);
@@ -569,9 +697,11 @@ static void *engine_thread(void *arg)
 			p->nouts = p->plat->nnics;
 			for (unsigned i = 0; i < p->nouts; i++) {
 				outbuf_init(&p->out[i], p->plat->tap_fds[i], 0);
+				outbuf_set_wake(&p->out[i], nic_wake, p->plat->nics[i]);
 				struct net_tx_sink sink = { .send = outbuf_sink_send, .ctx = &p->out[i] };
 				virtio_net_set_tx_sink(p->plat->nics[i], &sink);
 			}
+			p->sinks_on = true;
 			vm_resume(p->vm);
 		}
 	}
@@ -584,6 +714,9 @@ static void *engine_thread(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		if (should_quit(p))
 			break;
+		pthread_mutex_lock(&p->lock);
+		p->early = false;
+		pthread_mutex_unlock(&p->lock);
 		struct ft_staged *s = checkpoint(p, epoch, epoch == 0, &r);
 		if (!s)
 			break;
@@ -603,12 +736,13 @@ static void *engine_thread(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		while (!p->stop && !p->lost && pthread_cond_timedwait(&p->cond, &p->lock, &ts) != ETIMEDOUT)
+		while (!p->stop && !p->lost && !p->early && pthread_cond_timedwait(&p->cond, &p->lock, &ts) != ETIMEDOUT)
 			;
 		pthread_mutex_unlock(&p->lock);
 	}
 	if (r && !should_quit(p))
-		mark_lost(p, "replication failed: %s", strerror(-r));
+		mark_lost(p, "replication failed: %s", r == -EFBIG ? "the guest wrote more to disk in one epoch than "
+				"the disk log holds" : strerror(-r));
 	pthread_mutex_lock(&p->lock);
 	bool lost = p->lost, fence = p->fence;
 	pthread_mutex_unlock(&p->lock);
@@ -720,7 +854,104 @@ int ft_primary_go(struct ft_primary *p)
 	return 0;
 }
 
-void ft_primary_stop(struct ft_primary *p, bool guest_ended)
+/* A vCPU that left its loop right after an I/O exit has that I/O half done inside KVM (an IN's
+ * value not yet in RAX, RIP not past it). One KVM_RUN with immediate_exit set completes it without
+ * entering the guest, so the state a last checkpoint reads is exact. vCPU threads are joined. */
+static void settle_vcpus(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		if (v->fd < 0 || !v->run || v->started)
+			continue;
+		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+		if (ioctl(v->fd, KVM_RUN, 0) == 0 || errno != EINTR)
+			debugx("ft: vcpu %u: completing its last exit: %s", i, strerror(errno));
+	}
+}
+
+/* Planned failover: one last checkpoint of the stopped guest, and its ack awaited (at most the ft
+ * timeout), so the output held for it may go out before the backup takes over. Nothing is lost
+ * either way: an unacked epoch's output is dropped, the backup resumes from its last commit. */
+static void handover(struct ft_primary *p)
+{
+	pthread_mutex_lock(&p->lock);
+	bool ok = p->protected_ && !p->lost && !p->link_down;
+	uint64_t last = p->epoch + 1;
+	pthread_mutex_unlock(&p->lock);
+	if (!ok)
+		return;
+	settle_vcpus(p->vm);
+	int r = 0;
+	struct ft_staged *s = checkpoint(p, last, false, &r);
+	if (!s) {
+		warnx("ft: planned failover: last checkpoint failed (%s); the backup resumes from its last commit",
+		      strerror(-r));
+		return;
+	}
+	enqueue(p, s);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(p->timeout_ms / 1000);
+	ts.tv_nsec += (long)(p->timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&p->lock);
+	while (p->acked < last && !p->link_down && pthread_cond_timedwait(&p->cond, &p->lock, &ts) != ETIMEDOUT)
+		;
+	bool acked = p->acked >= last;
+	pthread_mutex_unlock(&p->lock);
+	warnx("ft: planned failover: last epoch %llu %s; the backup takes over", (unsigned long long)last,
+	      acked ? "committed" : "not acked in time, its output is dropped");
+}
+
+static int refuse_send(void *ctx, const struct iovec *iov, int iovcnt)
+{
+	(void)ctx, (void)iov, (void)iovcnt;
+	return -EAGAIN;
+}
+
+/* Output at the end: what the backup acked may leave (the receiver has released it already, this
+ * only makes sure), the rest never does. The NICs still pointing at p->out are given a sink that
+ * takes nothing, so no TX pass can reach the freed buffers nor send a later packet unheld. */
+static void finish_output(struct ft_primary *p)
+{
+	uint64_t dropped = 0;
+	for (unsigned i = 0; i < p->nouts; i++) {
+		if (p->sinks_on) {
+			struct net_tx_sink hold = { .send = refuse_send, .ctx = NULL };
+			virtio_net_set_tx_sink(p->plat->nics[i], &hold);
+		}
+		if (p->protected_)
+			outbuf_release(&p->out[i], p->acked);
+		dropped += outbuf_discard(&p->out[i]);
+		outbuf_destroy(&p->out[i]);
+	}
+	if (dropped)
+		warnx("ft: %llu packets of unacknowledged epochs dropped", (unsigned long long)dropped);
+	p->nouts = 0;
+	p->sinks_on = false;
+}
+
+static void free_queues(struct ft_primary *p)
+{
+	while (p->sendq) {
+		struct ft_staged *s = p->sendq;
+		p->sendq = s->next;
+		staged_free(p, s);
+	}
+	p->sendq_tail = NULL;
+	while (p->ackq) {
+		struct ft_staged *s = p->ackq;
+		p->ackq = s->next;
+		staged_free(p, s);
+	}
+	p->ackq_tail = NULL;
+	pool_drain(p);
+}
+
+void ft_primary_stop(struct ft_primary *p, enum ft_stop why)
 {
 	if (!p->threads_started)
 		goto close_fds;
@@ -730,9 +961,15 @@ void ft_primary_stop(struct ft_primary *p, bool guest_ended)
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 	pthread_join(p->engine, NULL);
+	if (why == FT_STOP_HANDOVER)
+		handover(p);
+	pthread_mutex_lock(&p->lock);
+	p->closing = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
 	pthread_join(p->sender, NULL);
 	/* tell the backup the guest is gone so it does not take over; then close */
-	if (!was_lost && guest_ended && p->data_fd >= 0)
+	if (!was_lost && why == FT_STOP_GUEST_ENDED && p->data_fd >= 0)
 		ft_send_buf(p->data_fd, FT_BYE, 0, NULL, 0);
 	if (p->data_fd >= 0)
 		shutdown(p->data_fd, SHUT_RDWR);
@@ -741,22 +978,8 @@ void ft_primary_stop(struct ft_primary *p, bool guest_ended)
 	pthread_join(p->receiver, NULL);
 	pthread_join(p->heartbeat, NULL);
 	p->threads_started = false;
-	for (unsigned i = 0; i < p->nouts; i++) {
-		outbuf_release(&p->out[i], UINT64_MAX);
-		outbuf_destroy(&p->out[i]);
-	}
-	p->nouts = 0;
-	while (p->sendq) {
-		struct ft_staged *s = p->sendq;
-		p->sendq = s->next;
-		staged_free(p, s);
-	}
-	while (p->ackq) {
-		struct ft_staged *s = p->ackq;
-		p->ackq = s->next;
-		staged_free(p, s);
-	}
-	pool_drain(p);
+	finish_output(p);
+	free_queues(p);
 close_fds:
 	if (p->data_fd >= 0)
 		close(p->data_fd);

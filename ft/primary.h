@@ -34,13 +34,19 @@ struct ft_primary {
 	pthread_mutex_t hb_send_lock; /* the heartbeat thread and mark_lost both send on hb_fd */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool stop;          /* the guest ended or ftvmm is shutting down */
+	bool stop;          /* the guest ended or ftvmm is shutting down: no more periodic checkpoints */
+	bool closing;       /* ...and the links go too (after a planned failover's last epoch) */
+	bool link_down;     /* a link failed, also while stopping (when it no longer makes us `lost`) */
+	bool early;         /* the disk log is filling: take the next checkpoint now */
+	bool sinks_on;      /* the NICs' TX goes to p->out (installed with the baseline, removed unprotected) */
 	bool lost;          /* the backup is gone: run unprotected */
 	bool fence;         /* ...after this process was frozen past the timeout: stop the guest instead */
 	bool protected_;    /* baseline committed on the backup */
 	char lost_reason[160];
 	uint64_t epoch;     /* last checkpoint taken */
 	uint64_t acked;     /* last epoch the backup committed */
+	uint64_t sent_hi;   /* highest epoch handed to the data link (set before its send: acks may overtake) */
+	bool sent_any;
 	uint64_t started_ns, last_commit_ns;
 	struct ft_staged *sendq, *sendq_tail; unsigned sendq_len;
 	struct ft_staged *ackq, *ackq_tail;   /* sent, waiting for their ack */
@@ -64,8 +70,17 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 		     size_t errlen);
 /* Start the engine threads once the vCPUs run (initial sync, then epochs). 0 or -errno. */
 int ft_primary_go(struct ft_primary *p);
-/* The guest ended (guest_ended: tell the backup not to take over) or ftvmm is quitting. Joins all. */
-void ft_primary_stop(struct ft_primary *p, bool guest_ended);
+/* Why the protected run ends. Output of epochs the backup never acked is dropped in every case: only
+ * going on as the one running copy (backup lost, engine goes unprotected) releases it. */
+enum ft_stop {
+	FT_STOP_QUIT = 0,    /* an error, a fence, a failed start, a re-protect: the backup (if any) takes over */
+	FT_STOP_GUEST_ENDED, /* poweroff/reboot/panic: BYE, the guest ends on the backup too */
+	FT_STOP_HANDOVER,    /* SIGTERM / ctl stop: planned failover. Call after the vCPUs stopped: one last
+			      * checkpoint, its ack awaited (at most the ft timeout) so its output may go
+			      * out, then the links close and the backup takes over */
+};
+/* End protection as `why` says and join every thread. */
+void ft_primary_stop(struct ft_primary *p, enum ft_stop why);
 /* One-line status for `ftvmm ctl status`. */
 void ft_primary_status(void *ctx, char *buf, size_t len);
 bool ft_primary_active(struct ft_primary *p);

@@ -134,14 +134,14 @@ static int control_protect(void *ctx, int argc, char **argv, char *reply, size_t
 		return 0;
 	}
 	if (ft_started)
-		ft_primary_stop(&ft, false);
+		ft_primary_stop(&ft, FT_STOP_QUIT);
 	ft_started = false;
 	char err[512] = "";
 	unsigned epoch = cur_cfg->epoch_ms ? cur_cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
 	unsigned tmo = cur_cfg->ft_timeout_ms ? cur_cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
 	if (ft_primary_start(&ft, vm, &plat, cur_cfg, argv[1], epoch, tmo, cur_cfg->stats, err, sizeof(err)) ||
 	    ft_primary_go(&ft)) {
-		ft_primary_stop(&ft, false);
+		ft_primary_stop(&ft, FT_STOP_QUIT);
 		snprintf(reply, len, "error: %s", err[0] ? err : "cannot start the fault-tolerance threads");
 		return 0;
 	}
@@ -230,7 +230,7 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 		/* before the guest runs: a backup we cannot use is bad input, not a runtime failure */
 		if (ft_primary_start(&ft, &vm, &plat, cfg, cfg->backup, epoch, tmo, cfg->stats, err, sizeof(err))) {
 			warnx("%s", err);
-			ft_primary_stop(&ft, false);
+			ft_primary_stop(&ft, FT_STOP_QUIT);
 			goto out;
 		}
 		ft_started = true;
@@ -274,7 +274,8 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 	if (ft_started) {
 		bool guest_ended = why == VM_EXIT_REBOOT || why == VM_EXIT_POWEROFF || why == VM_EXIT_PANIC ||
 				   why == VM_EXIT_SHUTDOWN;
-		ft_primary_stop(&ft, guest_ended);
+		/* a stop request on a protected primary is a planned failover: last epoch acked first */
+		ft_primary_stop(&ft, guest_ended ? FT_STOP_GUEST_ENDED : why == VM_EXIT_SIGNAL ? FT_STOP_HANDOVER : FT_STOP_QUIT);
 		ft_started = false;
 	}
 	restore_terminal();
@@ -300,7 +301,7 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 	rc = exit_code_for(why);
 out:
 	if (ft_started) { /* failed before the vCPUs ran */
-		ft_primary_stop(&ft, false);
+		ft_primary_stop(&ft, FT_STOP_QUIT);
 		ft_started = false;
 	}
 	free((void *)src->kernel);

@@ -1,0 +1,158 @@
+/* test_primary.c - the epoch engine's pieces that need no KVM: acks (a bogus one ends the link and
+ * releases nothing), the staging pool (the sender gives its buffer back), and the end of output
+ * (acked epochs leave, the rest is dropped). primary.c is included for its static functions; the
+ * library's copy is then never linked in. */
+#include "../../ft/primary.c"
+#include "test.h"
+
+#include <sys/socket.h>
+
+static void prim_init(struct ft_primary *p, int data_fd, int hb_fd)
+{
+	memset(p, 0, sizeof(*p));
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->hb_send_lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	p->data_fd = data_fd;
+	p->hb_fd = hb_fd;
+	p->timeout_ms = 2000;
+}
+
+static void prim_fini(struct ft_primary *p)
+{
+	free_queues(p);
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->hb_send_lock);
+	pthread_mutex_destroy(&p->lock);
+}
+
+static void hold(struct outbuf *o, uint8_t tag)
+{
+	uint8_t b[64];
+	memset(b, tag, sizeof(b));
+	struct iovec iov = { b, sizeof(b) };
+	CHECK_EQ(outbuf_sink_send(o, &iov, 1), 0);
+}
+
+static int on_wire(int fd)
+{
+	uint8_t b[128];
+	ssize_t n = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+	return n > 0 ? b[0] : -1;
+}
+
+static void *run_receiver(void *arg)
+{
+	return receiver_thread(arg);
+}
+
+/* Epochs 0 and 1 sent, packets held for both; the backup acks `first` (if >= 0), then `bad`. */
+static void ack_case(int64_t first, uint64_t bad, int released_first)
+{
+	int data[2], hb[2], tap[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, data) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, hb) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, tap) == 0);
+	static struct ft_primary p;
+	prim_init(&p, data[0], hb[0]);
+	p.nouts = 1;
+	outbuf_init(&p.out[0], tap[0], 0);
+	hold(&p.out[0], 0xe0);
+	outbuf_seal(&p.out[0], 0);
+	hold(&p.out[0], 0xe1);
+	outbuf_seal(&p.out[0], 1);
+	p.sent_any = true;
+	p.sent_hi = 1;
+	if (first >= 0)
+		CHECK_EQ(ft_send_buf(data[1], FT_ACK, (uint64_t)first, NULL, 0), 0);
+	CHECK_EQ(ft_send_buf(data[1], FT_ACK, bad, NULL, 0), 0);
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, run_receiver, &p) == 0);
+	pthread_join(t, NULL);
+	CHECK(p.lost);
+	CHECK(strstr(p.lost_reason, "acked epoch") != NULL);
+	CHECK_EQ(p.out[0].released, released_first);
+	CHECK_EQ(outbuf_pending(&p.out[0]), 2 - released_first);
+	for (int i = 0; i < released_first; i++)
+		CHECK_EQ(on_wire(tap[1]), 0xe0 + i);
+	CHECK_EQ(on_wire(tap[1]), -1); /* the bogus ack let nothing out */
+	CHECK_EQ(p.acked, first >= 0 ? (uint64_t)first : 0);
+	outbuf_destroy(&p.out[0]);
+	prim_fini(&p);
+	for (int i = 0; i < 2; i++) {
+		close(data[i]);
+		close(hb[i]);
+		close(tap[i]);
+	}
+}
+
+static void test_bad_acks(void)
+{
+	ack_case(-1, 7, 0); /* an epoch never sent */
+	ack_case(0, 0, 1);  /* the same epoch again */
+	ack_case(1, 0, 2);  /* backwards */
+}
+
+/* The sender returns the staging buffer to the pool, so the next epoch's pause reuses it. */
+static void test_pool_reuse(void)
+{
+	int data[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, data) == 0);
+	static struct ft_primary p;
+	prim_init(&p, data[0], -1);
+	struct ft_staged *s = calloc(1, sizeof(*s));
+	CHECK(s);
+	s->pages = pool_get(&p, PAGE_SIZE + 8, &s->pages_cap);
+	CHECK(s->pages);
+	memset(s->pages, 0x5a, PAGE_SIZE);
+	s->pfns = (uint64_t *)(s->pages + PAGE_SIZE);
+	s->pfns[0] = 3;
+	s->hdr = (struct ft_epoch_hdr){ .epoch = 0, .npages = 1 };
+	uint8_t *buf = s->pages;
+	enqueue(&p, s);
+	p.closing = true; /* send what is queued, then end */
+	sender_thread(&p);
+	CHECK(!p.lost);
+	CHECK_EQ(p.sent_hi, 0);
+	CHECK_EQ(p.npool, 1);
+	CHECK(p.pool[0].p == buf);
+	size_t cap;
+	CHECK(pool_get(&p, PAGE_SIZE, &cap) == buf); /* the next epoch gets it back */
+	pool_put(&p, buf, cap);
+	prim_fini(&p);
+	close(data[0]);
+	close(data[1]);
+}
+
+/* The end of a protected run: the acked epoch's packets go out, the unacked ones never do. */
+static void test_finish_output(void)
+{
+	int tap[2];
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, tap) == 0);
+	static struct ft_primary p;
+	prim_init(&p, -1, -1);
+	p.nouts = 1;
+	outbuf_init(&p.out[0], tap[0], 0);
+	hold(&p.out[0], 0xc0);
+	outbuf_seal(&p.out[0], 0);
+	hold(&p.out[0], 0xc1);
+	outbuf_seal(&p.out[0], 1);
+	hold(&p.out[0], 0xc2);
+	p.protected_ = true;
+	p.acked = 0;
+	finish_output(&p);
+	CHECK_EQ(on_wire(tap[1]), 0xc0);
+	CHECK_EQ(on_wire(tap[1]), -1);
+	CHECK_EQ(p.nouts, 0);
+	prim_fini(&p);
+	close(tap[0]);
+	close(tap[1]);
+}
+
+int main(void)
+{
+	test_bad_acks();
+	test_pool_reuse();
+	test_finish_output();
+	TEST_DONE("test_primary");
+}
