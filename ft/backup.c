@@ -442,6 +442,30 @@ static int link_lost(struct backup *b, const char *why)
 	return 1;
 }
 
+int backup_apply_frame(struct backup *b, const struct ft_frame *f, void *p)
+{
+	switch (f->type) {
+	case FT_MEM: return backup_sync_mem(b, p, f->len);
+	case FT_DISK: return backup_sync_disk(b, p, f->len);
+	case FT_EPOCH: return backup_commit_epoch(b, f->seq, p, f->len);
+	default: return -ENOMSG;
+	}
+}
+
+/* Why the data link ends over a frame backup_apply_frame refused (said on stderr for an epoch). */
+static const char *refused(const struct backup *b, const struct ft_frame *f, int r)
+{
+	switch (f->type) {
+	case FT_MEM: return "malformed initial-sync memory frame";
+	case FT_DISK: return "malformed initial-sync disk frame";
+	case FT_EPOCH:
+		warnx("backup: epoch %llu rejected (%s); last commit %llu kept", (unsigned long long)f->seq,
+		      strerror(-r), (unsigned long long)b->committed);
+		return "bad epoch";
+	default: return "unexpected frame";
+	}
+}
+
 /* Returns 0 when the primary's guest ended normally (BYE), 1 when the primary is gone. */
 static int receive_loop(struct backup *b)
 {
@@ -457,41 +481,17 @@ static int receive_loop(struct backup *b)
 		}
 		if (r)
 			return link_lost(b, r == -ECONNRESET ? "connection closed by the primary" : strerror(-r));
-		switch (f.type) {
-		case FT_MEM:
-			if (backup_sync_mem(b, p, f.len)) {
-				free(p);
-				return link_lost(b, "malformed initial-sync memory frame");
-			}
-			break;
-		case FT_DISK:
-			if (backup_sync_disk(b, p, f.len)) {
-				free(p);
-				return link_lost(b, "malformed initial-sync disk frame");
-			}
-			break;
-		case FT_EPOCH:
-			r = backup_commit_epoch(b, f.seq, p, f.len);
-			if (r) {
-				warnx("backup: epoch %llu rejected (%s); last commit %llu kept", (unsigned long long)f.seq,
-				      strerror(-r), (unsigned long long)b->committed);
-				free(p);
-				return link_lost(b, "bad epoch");
-			}
-			if (ft_send_buf(b->data_fd, FT_ACK, f.seq, NULL, 0)) {
-				free(p);
-				return link_lost(b, "cannot ack");
-			}
-			break;
-		case FT_BYE:
+		if (f.type == FT_BYE) {
 			free(p);
 			set_done(b, "primary's guest ended");
 			return 0;
-		default:
-			free(p);
-			return link_lost(b, "unexpected frame");
 		}
+		r = backup_apply_frame(b, &f, p);
 		free(p);
+		if (r)
+			return link_lost(b, refused(b, &f, r));
+		if (f.type == FT_EPOCH && ft_send_buf(b->data_fd, FT_ACK, f.seq, NULL, 0))
+			return link_lost(b, "cannot ack");
 	}
 }
 

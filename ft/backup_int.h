@@ -48,6 +48,12 @@ int backup_sync_mem(struct backup *b, const void *p, size_t len);
 /* Apply one initial-sync FT_DISK payload (one disk record, then its data): 0, or an error with
  * nothing written. */
 int backup_sync_disk(struct backup *b, const void *p, size_t len);
+/* One checksum-verified frame of the data link after the handshake (FT_MEM, FT_DISK, FT_EPOCH), as
+ * the receive loop applies it: 0, or the error that ends the link with nothing of it applied.
+ * Another type is -ENOMSG. */
+struct ft_frame;
+int backup_apply_frame(struct backup *b, const struct ft_frame *f, void *p);
+
 /* Pair with the primary on the listening socket lfd: its data and heartbeat connections (HELLO and
  * HB_HELLO of one session), its shape checked, guest memory mapped, HELLO_OK sent. Sets data_fd and
  * hb_fd. 0, or -errno (the shape refused: -EINVAL, HELLO_ERR sent). */
