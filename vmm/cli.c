@@ -1,5 +1,6 @@
 /* cli.c - `ftvmm run` option parsing and the help texts. */
 #include "cli.h"
+#include "control.h"
 #include "util.h"
 #include "vm.h"
 
@@ -21,6 +22,8 @@ void cli_usage(FILE *f)
 		"  restore   resume a snapshot in a new process (see: ftvmm restore --help)\n"
 		"  inspect   print a snapshot's saved state readably\n"
 		"  ctl       send a command to a running VM's control socket\n"
+		"  backup    mirror a protected VM and take over when its primary dies\n"
+		"            (see: ftvmm backup --help)\n"
 		"  help      show this text\n"
 		"  version   print the version\n"
 		"\n"
@@ -56,7 +59,9 @@ void cli_run_usage(FILE *f)
 		"                         virtio-net NIC on TAP device NAME (repeatable); the MAC is\n"
 		"                         derived from the NIC's position and TAP name when not given\n"
 		"  --control PATH         Unix control socket: ftvmm ctl PATH status|pause|resume|\n"
-		"                         snapshot FILE|stop|protect HOST:PORT\n"
+		"                         snapshot FILE|stop|protect HOST:PORT. Mode 0600: only root\n"
+		"                         and this process's user may use it\n"
+		"  --control-group GROUP  also let members of GROUP (name or number) use it (0660)\n"
 		"\n"
 		"fault tolerance (see also: ftvmm backup --help):\n"
 		"  --backup HOST:PORT     protect the guest by continuous checkpointing to a backup VMM\n"
@@ -70,11 +75,13 @@ void cli_restore_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: ftvmm restore FILE [--disk PATH[,ro]]... [--net tap=NAME]... [--control PATH]\n"
+		"                     [--control-group GROUP]\n"
 		"\n"
 		"Resume a snapshot taken with `ftvmm ctl SOCKET snapshot FILE` in this new process, exactly\n"
 		"where it stopped: same memory size, vCPUs and devices. Disks and NICs default to the saved\n"
 		"host paths and TAP names; given here, they replace them in order (same count; each disk\n"
-		"must have the size it had when the snapshot was taken; MACs stay the saved ones).\n");
+		"must have the size it had when the snapshot was taken; MACs stay the saved ones).\n"
+		"--control and --control-group are as for ftvmm run (see: ftvmm run --help).\n");
 }
 
 static int parse_mac(const char *s, uint8_t mac[6])
@@ -147,6 +154,16 @@ static int parse_disk(const char *arg, struct cli_disk *d, char *err, size_t err
 	return 0;
 }
 
+/* Bad input, so refused here before anything starts rather than when the socket is made. */
+static int check_group(const char *name, char *err, size_t errlen)
+{
+	gid_t gid;
+	int r = *name ? control_group_lookup(name, &gid) : -ENOENT;
+	if (r)
+		snprintf(err, errlen, "--control-group '%s': %s", name, r == -ENOENT ? "no such group" : strerror(-r));
+	return r;
+}
+
 static int parse_common(int argc, char **argv, struct run_config *cfg, bool restore, char *err, size_t errlen);
 
 int cli_parse_run(int argc, char **argv, struct run_config *cfg, char *err, size_t errlen)
@@ -168,7 +185,8 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 		{ "net", required_argument, NULL, 'n' },    { "help", no_argument, NULL, 'h' },
 		{ "control", required_argument, NULL, 'C' }, { "backup", required_argument, NULL, 'B' },
 		{ "epoch", required_argument, NULL, 'E' },   { "stats", required_argument, NULL, 'S' },
-		{ "ft-timeout", required_argument, NULL, 'T' }, { NULL, 0, NULL, 0 },
+		{ "ft-timeout", required_argument, NULL, 'T' }, { "control-group", required_argument, NULL, 'G' },
+		{ NULL, 0, NULL, 0 },
 	};
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->mem = DEFAULT_MEM;
@@ -184,6 +202,11 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 		}
 		switch (c) {
 		case 'C': cfg->control = optarg; break;
+		case 'G':
+			if (check_group(optarg, err, errlen))
+				return -EINVAL;
+			cfg->control_group = optarg;
+			break;
 		case 'B': cfg->backup = optarg; break;
 		case 'S': cfg->stats = optarg; break;
 		case 'E':
@@ -269,6 +292,10 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 			return -EINVAL;
 		}
 		cfg->snapshot = argv[optind++];
+	}
+	if (cfg->control_group && !cfg->control) {
+		snprintf(err, errlen, "--control-group needs --control PATH (see ftvmm %s --help)", restore ? "restore" : "run");
+		return -EINVAL;
 	}
 	if (optind < argc) {
 		snprintf(err, errlen, "unexpected argument '%s' (see ftvmm %s --help)", argv[optind], restore ? "restore" : "run");

@@ -32,6 +32,7 @@ struct run_config {
 	struct cli_nic nics[CLI_MAX_NICS];
 	unsigned nnics;
 	const char *control;  /* --control PATH */
+	const char *control_group; /* --control-group GROUP: members may use the control socket too */
 	const char *backup;   /* --backup HOST:PORT: run protected by an FT backup */
 	unsigned epoch_ms;    /* --epoch MS */
 	unsigned ft_timeout_ms; /* --ft-timeout MS: heartbeat silence that counts as a failure */

@@ -7,11 +7,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -117,7 +119,7 @@ void control_execute(struct control *c, char *line, char *reply, size_t len)
 struct ctl_client {
 	int fd;
 	size_t used;
-	char buf[1024];
+	char buf[CTL_LINE_MAX];
 };
 
 /* Read what the client sent and answer every complete line. false: drop the client. */
@@ -146,6 +148,54 @@ static bool serve_client(struct control *c, struct ctl_client *cl)
 		cl->buf[cl->used] = '\0';
 	}
 	return cl->used < sizeof(cl->buf) - 1; /* a line too long: drop the client */
+}
+
+bool control_peer_allowed(const struct control *c, uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups)
+{
+	if (uid == 0 || uid == geteuid())
+		return true;
+	if (!c->has_group)
+		return false;
+	if (gid == c->group)
+		return true;
+	for (size_t i = 0; i < ngroups; i++)
+		if (groups[i] == c->group)
+			return true;
+	return false;
+}
+
+/* The peer's supplementary groups (SO_PEERGROUPS, Linux 4.13+); none where the kernel cannot say. */
+static size_t peer_groups(int fd, gid_t *groups, size_t max)
+{
+#ifdef SO_PEERGROUPS
+	socklen_t len = (socklen_t)(max * sizeof(gid_t));
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
+		return len / sizeof(gid_t);
+#else
+	(void)fd, (void)groups, (void)max;
+#endif
+	return 0;
+}
+
+/* The socket file's mode is the first gate; this one also holds where the file was made looser or
+ * the socket was reached another way. A refused client gets one line saying why. */
+static bool admit_peer(struct control *c, int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return false;
+	gid_t groups[256];
+	size_t ng = c->has_group ? peer_groups(fd, groups, ARRAY_SIZE(groups)) : 0;
+	if (control_peer_allowed(c, cred.uid, cred.gid, groups, ng))
+		return true;
+	char msg[128];
+	int n = snprintf(msg, sizeof(msg), "error: permission denied: uid %u may not use this control socket\n",
+			 (unsigned)cred.uid);
+	if (send(fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		/* the refusal stands whether or not the client reads why */
+	}
+	return false;
 }
 
 static void *control_thread(void *arg)
@@ -178,7 +228,9 @@ static void *control_thread(void *arg)
 		}
 		if (incoming && ncl < CTL_MAX_CLIENTS) {
 			int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-			if (fd >= 0) {
+			if (fd >= 0 && !admit_peer(c, fd)) {
+				close(fd);
+			} else if (fd >= 0) {
 				cl[ncl].fd = fd;
 				cl[ncl].used = 0;
 				ncl++;
@@ -190,6 +242,111 @@ static void *control_thread(void *arg)
 	return NULL;
 }
 
+int control_group_lookup(const char *name, gid_t *gid)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(name, &end, 10);
+	if (*name && !*end && !errno && name[0] != '-' && v < (gid_t)-1) {
+		*gid = (gid_t)v;
+		return 0;
+	}
+	struct group gr, *res = NULL;
+	char buf[4096];
+	int r = getgrnam_r(name, &gr, buf, sizeof(buf), &res);
+	if (r)
+		return -r;
+	if (!res)
+		return -ENOENT;
+	*gid = gr.gr_gid;
+	return 0;
+}
+
+/* bind() found something at the path. A socket whose server is gone is stale and replaced; a live
+ * one, or anything that is not a socket (a file the path was mistyped onto), is left alone. */
+static int replace_stale(int fd, const struct sockaddr_un *a, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "--control %s: exists and is not a socket (not replacing it)", path);
+		return -EEXIST;
+	}
+	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool live = probe >= 0 && connect(probe, (const struct sockaddr *)a, sizeof(*a)) == 0;
+	if (probe >= 0)
+		close(probe);
+	if (live) {
+		snprintf(err, errlen, "--control %s: another ftvmm is already listening there", path);
+		return -EADDRINUSE;
+	}
+	unlink(path);
+	if (bind(fd, (const struct sockaddr *)a, sizeof(*a)) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "--control %s: cannot bind: %s", path, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+/* Done before listen(), when nobody can connect yet, so the socket is never reachable with the
+ * umask's mode. Owner only (the socket pauses the guest, writes files as us and streams its memory
+ * and disks to any host), or owner and --control-group. */
+static int restrict_socket(const struct control *c, const char *path, char *err, size_t errlen)
+{
+	if (c->has_group && lchown(path, (uid_t)-1, c->group) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "--control-group: cannot give %s to group %u: %s", path, (unsigned)c->group,
+			 strerror(e));
+		return -e;
+	}
+	if (chmod(path, c->has_group ? 0660 : 0600) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "--control %s: cannot set its permissions: %s", path, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+/* The listening socket at path, or -errno with err. */
+static int bind_socket(const struct control *c, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(a.sun_path)) {
+		snprintf(err, errlen, "--control %s: path too long for a Unix socket", path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(a.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "--control %s: %s", path, strerror(e));
+		return -e;
+	}
+	int r = 0;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		r = -errno;
+		if (r == -EADDRINUSE)
+			r = replace_stale(fd, &a, path, err, errlen);
+		else
+			snprintf(err, errlen, "--control %s: cannot bind: %s", path, strerror(-r));
+		if (r) {
+			close(fd);
+			return r;
+		}
+	}
+	r = restrict_socket(c, path, err, errlen);
+	if (!r && listen(fd, 16) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "--control %s: %s", path, strerror(-r));
+	}
+	if (r) {
+		unlink(path); /* ours: bound just now */
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
 int control_start(struct control *c, struct vm *vm, const struct run_config *cfg, const char *path, char *err,
 		  size_t errlen)
 {
@@ -199,44 +356,32 @@ int control_start(struct control *c, struct vm *vm, const struct run_config *cfg
 	c->path = path;
 	c->started_ns = now_ns();
 	c->listen_fd = -1;
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof(a.sun_path)) {
-		snprintf(err, errlen, "--control %s: path too long for a Unix socket", path);
-		return -ENAMETOOLONG;
-	}
-	memcpy(a.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int br = bind(fd, (struct sockaddr *)&a, sizeof(a));
-	if (br < 0 && errno == EADDRINUSE) {
-		/* a socket file left by a dead ftvmm is stale; a live one answers connect */
-		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		bool live = probe >= 0 && connect(probe, (struct sockaddr *)&a, sizeof(a)) == 0;
-		if (probe >= 0)
-			close(probe);
-		if (live) {
-			snprintf(err, errlen, "--control %s: another ftvmm is already listening there", path);
-			close(fd);
-			return -EADDRINUSE;
+	if (cfg && cfg->control_group) {
+		int r = control_group_lookup(cfg->control_group, &c->group);
+		if (r) {
+			snprintf(err, errlen, "--control-group %s: %s", cfg->control_group,
+				 r == -ENOENT ? "no such group" : strerror(-r));
+			return r;
 		}
-		unlink(path);
-		br = bind(fd, (struct sockaddr *)&a, sizeof(a));
+		c->has_group = true;
 	}
-	if (br < 0) {
+	int fd = bind_socket(c, path, err, errlen);
+	if (fd < 0)
+		return fd;
+	if (pipe2(c->wake, O_CLOEXEC) < 0) {
 		int e = errno;
-		snprintf(err, errlen, "--control %s: cannot bind: %s", path, strerror(e));
+		snprintf(err, errlen, "--control %s: %s", path, strerror(e));
+		unlink(path);
 		close(fd);
 		return -e;
-	}
-	if (listen(fd, 16) < 0 || pipe2(c->wake, O_CLOEXEC) < 0) {
-		snprintf(err, errlen, "--control %s: %s", path, strerror(errno));
-		close(fd);
-		return -errno;
 	}
 	c->listen_fd = fd;
 	int r = pthread_create(&c->thread, NULL, control_thread, c);
 	if (r) {
+		snprintf(err, errlen, "--control %s: cannot start its thread: %s", path, strerror(r));
+		close(c->wake[0]);
+		close(c->wake[1]);
+		unlink(path);
 		close(fd);
 		return -r;
 	}
@@ -258,6 +403,24 @@ void control_stop(struct control *c)
 	c->running = false;
 }
 
+/* args joined by spaces plus a newline: one line the server takes whole (it drops a client whose
+ * line does not fit its buffer). Returns the length, or -1 when it would not fit. */
+static int build_line(char *line, size_t size, int argc, char **argv)
+{
+	size_t n = 0;
+	for (int i = 0; i < argc; i++) {
+		size_t l = strlen(argv[i]);
+		if (l + (i > 0) > size - 2 - n) /* room for the newline and the NUL the server keeps */
+			return -1;
+		if (i > 0)
+			line[n++] = ' ';
+		memcpy(line + n, argv[i], l);
+		n += l;
+	}
+	line[n++] = '\n';
+	return (int)n;
+}
+
 int cmd_ctl(int argc, char **argv)
 {
 	if (argc < 3 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -274,18 +437,19 @@ int cmd_ctl(int argc, char **argv)
 		warnx("ctl: socket path too long: %s", argv[1]);
 		return 2;
 	}
+	char line[CTL_LINE_MAX];
+	int n = build_line(line, sizeof(line), argc - 2, argv + 2);
+	if (n < 0) {
+		warnx("ctl: command too long (at most %d bytes)", CTL_LINE_MAX - 2);
+		return 2;
+	}
 	memcpy(a.sun_path, argv[1], strlen(argv[1]) + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
 		warnx("ctl: cannot connect to %s: %s (is ftvmm running with --control?)", argv[1], strerror(errno));
 		return 1;
 	}
-	char line[1024];
-	size_t n = 0;
-	for (int i = 2; i < argc; i++)
-		n += (size_t)snprintf(line + n, sizeof(line) - n - 1, "%s%s", i > 2 ? " " : "", argv[i]);
-	line[n++] = '\n';
-	if (write(fd, line, n) < 0) {
+	if (write(fd, line, (size_t)n) < 0) {
 		warnx("ctl: write: %s", strerror(errno));
 		close(fd);
 		return 1;

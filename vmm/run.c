@@ -439,6 +439,7 @@ int cmd_restore(int argc, char **argv)
 		}
 	}
 	cfg.control = given.control;
+	cfg.control_group = given.control_group;
 	struct run_source src = { .snap = &snap, .announce = cfg.nnics > 0 };
 	rc = run_vm(&cfg, &src);
 out:

@@ -181,10 +181,43 @@ static void test_help(void)
 	cli_run_usage(f);
 	cli_usage(f);
 	fclose(f);
-	const char *names[] = { "--kernel", "--initrd", "--cmdline", "--mem", "--cpus", "--disk", "--net", "--help", "run" };
+	const char *names[] = { "--kernel", "--initrd", "--cmdline", "--mem", "--cpus", "--disk", "--net", "--help", "run",
+				"--control-group" };
 	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		CHECK(strstr(text, names[i]) != NULL);
 	free(text);
+
+	/* `ftvmm --help` lists every command main() dispatches, each on its own line */
+	f = open_memstream(&text, &len);
+	CHECK(f != NULL);
+	cli_usage(f);
+	fclose(f);
+	const char *cmds[] = { "\n  run ", "\n  restore ", "\n  inspect ", "\n  ctl ", "\n  backup ", "\n  help ", "\n  version " };
+	for (unsigned i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		CHECK(strstr(text, cmds[i]) != NULL);
+	free(text);
+	f = open_memstream(&text, &len);
+	CHECK(f != NULL);
+	cli_restore_usage(f);
+	fclose(f);
+	CHECK(strstr(text, "--control-group") != NULL);
+	free(text);
+}
+
+/* --control-group: a group that exists (name or number), and only beside --control */
+static void test_control_group(void)
+{
+	struct run_config c;
+	PARSE_OK(&c, "-k", "bz", "--control", "/tmp/s", "--control-group", "daemon");
+	CHECK(!strcmp(c.control_group, "daemon"));
+	PARSE_OK(&c, "-k", "bz", "--control-group", "1", "--control", "/tmp/s");
+	CHECK(!strcmp(c.control_group, "1"));
+	PARSE_OK(&c, "-k", "bz", "--control", "/tmp/s");
+	CHECK(c.control_group == NULL);
+	EXPECT_ERR("no-such-group-ftvmm", "-k", "bz", "--control", "/tmp/s", "--control-group", "no-such-group-ftvmm");
+	EXPECT_ERR("--control-group needs --control", "-k", "bz", "--control-group", "daemon");
+	EXPECT_ERR("--control-group", "-k", "bz", "--control", "/tmp/s", "--control-group");
+	EXPECT_ERR("--control-group", "-k", "bz", "--control", "/tmp/s", "--control-group", "");
 }
 
 static void test_errors(void)
@@ -424,6 +457,7 @@ int main(void)
 	test_short_forms();
 	test_help();
 	test_errors();
+	test_control_group();
 	test_disk_and_net_edges();
 	test_reparse_after_early_return();
 	test_unknown_in_cluster();
