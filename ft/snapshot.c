@@ -77,7 +77,7 @@ static uint64_t header_seed(const struct snap_header *h)
 	return snap_hash_final(&s);
 }
 
-static int put_machine(void *fdt, struct vm *vm, const struct run_config *cfg)
+int snapshot_put_machine(void *fdt, const struct vm *vm, const struct run_config *cfg)
 {
 	int r = 0;
 	r |= fdt_begin_node(fdt, "machine");
@@ -85,12 +85,10 @@ static int put_machine(void *fdt, struct vm *vm, const struct run_config *cfg)
 	r |= fdt_property_u32(fdt, "ncpus", vm->ncpus);
 	for (unsigned i = 0; cfg && i < cfg->ndisks; i++) {
 		char name[16];
-		struct stat st;
 		snprintf(name, sizeof(name), "disk@%u", i);
-		uint64_t size = stat(cfg->disks[i].path, &st) == 0 ? (uint64_t)st.st_size : 0;
 		r |= fdt_begin_node(fdt, name);
 		r |= fdt_property_string(fdt, "path", cfg->disks[i].path);
-		r |= fdt_property_u64(fdt, "size", size);
+		r |= fdt_property_u64(fdt, "size", cfg->disks[i].size); /* no stat() inside the pause */
 		r |= fdt_property_u32(fdt, "readonly", cfg->disks[i].readonly);
 		r |= fdt_end_node(fdt);
 	}
@@ -118,7 +116,7 @@ int snapshot_build_state(struct vm *vm, const struct run_config *cfg, void **fdt
 		r = r ? r : fdt_finish_reservemap(fdt);
 		r = r ? r : fdt_begin_node(fdt, "");
 		r = r ? r : fdt_property_u32(fdt, "ftvmm,state-version", VMSTATE_VERSION);
-		r = r ? -ENOSPC : put_machine(fdt, vm, cfg);
+		r = r ? -ENOSPC : snapshot_put_machine(fdt, vm, cfg);
 		r = r ? r : vmstate_save_cpus(vm, fdt);
 		r = r ? r : vmstate_save_devices(vm, fdt);
 		r = r ? r : (fdt_end_node(fdt) ? -ENOSPC : 0);
@@ -476,6 +474,7 @@ int snapshot_machine_config(const void *fdt, struct run_config *cfg, char *err, 
 			d->path = fdt_getprop(fdt, child, "path", NULL);
 			fdt_get_u32(fdt, child, "readonly", &ro);
 			d->readonly = ro;
+			fdt_get_u64(fdt, child, "size", &d->size); /* restore checks the image still has it */
 			if (!d->path) {
 				snprintf(err, errlen, "snapshot: %s has no path", name);
 				return -EINVAL;

@@ -41,6 +41,9 @@ uint64_t snap_hash_final(const struct snap_hash *h);
 
 /* Build the machine description + CPU + device state of a paused VM as a finished fdt (malloc'd). */
 int snapshot_build_state(struct vm *vm, const struct run_config *cfg, void **fdt_out, size_t *len_out);
+/* The /machine node (memory size, vCPUs, disks with their sizes, NICs) of a state being written;
+ * called inside every pause, so it asks the filesystem nothing. 0 or -ENOSPC. Exposed for tests. */
+int snapshot_put_machine(void *fdt, const struct vm *vm, const struct run_config *cfg);
 
 /* What a snapshot cost, for the control reply and the benchmark. */
 struct snap_stats {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void cli_usage(FILE *f)
 {
@@ -151,6 +152,9 @@ static int parse_disk(const char *arg, struct cli_disk *d, char *err, size_t err
 	} else if (n > 3 && !strcmp(arg + n - 3, ",rw")) {
 		((char *)arg)[n - 3] = '\0';
 	}
+	/* a missing image is reported when it is opened; its size is only recorded here */
+	struct stat st;
+	d->size = stat(d->path, &st) == 0 ? (uint64_t)st.st_size : 0;
 	return 0;
 }
 

@@ -13,6 +13,9 @@
 struct cli_disk {
 	const char *path;
 	bool readonly;
+	/* bytes (stat's st_size, 0 where unknown), taken once at setup: every checkpoint records it,
+	 * and a checkpoint is taken with the guest paused */
+	uint64_t size;
 };
 
 struct cli_nic {
@@ -46,7 +49,8 @@ struct run_config {
  * guest a probe and an error line on a slow serial console */
 #define DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=-1 acpi=off"
 
-/* Parse argv (after "run"). Returns 0, or -EINVAL with one line in err. */
+/* Parse argv (after "run"); also records each --disk's current size. Returns 0, or -EINVAL with one
+ * line in err. */
 int cli_parse_run(int argc, char **argv, struct run_config *cfg, char *err, size_t errlen);
 /* Parse `ftvmm restore FILE [--disk ...] [--net ...] [--control PATH]`: the VM's shape comes from
  * the snapshot; disks and NICs given here replace the saved host paths/TAPs (counts must match). */

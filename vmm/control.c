@@ -28,12 +28,18 @@ static int split(char *line, char **argv)
 	return n;
 }
 
+/* "cannot pause: ..." with the one failure a user can meet on a healthy VM said plainly. */
+static void pause_error(int r, char *reply, size_t len)
+{
+	snprintf(reply, len, "error: cannot pause: %s", r == -ECANCELED ? "the VM is stopping" : strerror(-r));
+}
+
 static void do_snapshot(struct control *c, const char *file, char *reply, size_t len)
 {
 	uint64_t t0 = now_ns();
 	int r = vm_pause(c->vm);
 	if (r) {
-		snprintf(reply, len, "error: cannot pause: %s", strerror(-r));
+		pause_error(r, reply, len);
 		return;
 	}
 	uint64_t t1 = now_ns();
@@ -88,7 +94,7 @@ void control_execute(struct control *c, char *line, char *reply, size_t len)
 		if (!r)
 			c->user_paused = true;
 		if (r)
-			snprintf(reply, len, "error: cannot pause: %s", strerror(-r));
+			pause_error(r, reply, len);
 		else
 			snprintf(reply, len, "ok paused pause_us=%llu", (unsigned long long)((now_ns() - t0) / 1000));
 	} else if (!strcmp(argv[0], "resume")) {

@@ -271,6 +271,10 @@ static void *vcpu_thread(void *arg)
 			vm_request_exit(vm, VM_EXIT_ERROR);
 		}
 	}
+	/* a pause waiting for this vCPU to park must learn that it never will */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	return NULL;
 }
 

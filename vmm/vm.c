@@ -280,21 +280,40 @@ int vm_start(struct vm *vm)
 	return 0;
 }
 
-void vm_pause_vcpus(struct vm *vm)
+static unsigned started_vcpus(const struct vm *vm)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		n += vm->vcpus[i].started;
+	return n;
+}
+
+/* Only a parked vCPU is known to be stopped at a consistent point (KVM completed its last exit).
+ * One that leaves its loop because the VM is ending may have stopped right after an exit KVM has
+ * not completed, and then never parks: waiting for it would hang, taking the pause without it
+ * would pair memory with registers from another moment. So the pause fails instead (-ECANCELED)
+ * and lets the parked ones go. */
+int vm_pause_vcpus(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->pause_lock);
 	vm->pause_requested = true;
 	pthread_mutex_unlock(&vm->pause_lock);
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
+	int r = 0;
 	pthread_mutex_lock(&vm->pause_lock);
-	unsigned running = 0;
-	for (unsigned i = 0; i < vm->ncpus; i++)
-		running += vm->vcpus[i].started;
-	/* a vCPU that has already left its loop (VM ending) counts as parked */
-	while (vm->paused_vcpus < running && !__atomic_load_n(&vm->exit_reason, __ATOMIC_ACQUIRE))
+	/* woken by each vCPU that parks or leaves its loop, and by vm_run_until_exit */
+	while (vm->paused_vcpus < started_vcpus(vm)) {
+		if (__atomic_load_n(&vm->exit_reason, __ATOMIC_ACQUIRE) != VM_RUNNING) {
+			r = -ECANCELED;
+			vm->pause_requested = false;
+			pthread_cond_broadcast(&vm->pause_cond);
+			break;
+		}
 		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	}
 	pthread_mutex_unlock(&vm->pause_lock);
+	return r;
 }
 
 void vm_resume_vcpus(struct vm *vm)
@@ -314,7 +333,12 @@ int vm_pause(struct vm *vm)
 		pthread_mutex_unlock(&vm->pause_op_lock);
 		return 0;
 	}
-	vm_pause_vcpus(vm);
+	int pr = vm_pause_vcpus(vm);
+	if (pr) {
+		vm->pause_depth--;
+		pthread_mutex_unlock(&vm->pause_op_lock);
+		return pr;
+	}
 	/* devices after vCPUs: a vCPU could otherwise kick a queue of a device already quiesced */
 	for (struct vm_device *d = vm->devices; d; d = d->next) {
 		if (!d->quiesce)

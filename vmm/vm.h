@@ -130,12 +130,14 @@ int vm_irqfd(struct vm *vm, int efd, unsigned gsi, bool assign);
 int vm_ioeventfd(struct vm *vm, int efd, uint64_t addr, uint32_t len, bool pio, int64_t datamatch, bool assign);
 
 /* Stop every vCPU (signal + immediate_exit, wait until all are parked) and quiesce every device:
- * afterwards nothing writes guest memory or raises interrupts. 0 or -errno (then nothing is paused). */
+ * afterwards nothing writes guest memory or raises interrupts. 0 or -errno (then nothing is paused):
+ * -ECANCELED when the VM started ending before every vCPU parked. */
 int vm_pause(struct vm *vm);
 /* Undo vm_pause: resume devices, release vCPUs. */
 void vm_resume(struct vm *vm);
-/* Only the vCPU half (used by vm_pause and by tests that need device state live). */
-void vm_pause_vcpus(struct vm *vm);
+/* Only the vCPU half (used by vm_pause and by tests that need device state live): 0 with every started
+ * vCPU parked, or -ECANCELED with none held (the VM is ending). */
+int vm_pause_vcpus(struct vm *vm);
 void vm_resume_vcpus(struct vm *vm);
 
 /* Ask every vCPU to stop and end the VM with `reason` (first caller wins). Thread- and signal-safe

@@ -1,12 +1,16 @@
 /* test_snapshot.c - the snapshot file without KVM: snap_hash, page_is_zero, snapshot_open on crafted files (each
- * rejection and an accepted one), snapshot_load_memory into a buffer, snapshot_machine_config. */
+ * rejection and an accepted one), snapshot_load_memory into a buffer, snapshot_machine_config, the machine node's
+ * disk sizes; and vm_pause, which a checkpoint relies on to stop every vCPU or fail. */
 #include "../../ft/snapshot.h"
 #include "../../vmm/cli.h"
+#include "../../vmm/vcpu.h"
+#include "../../vmm/vm.h"
 #include "test.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libfdt.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -566,6 +570,8 @@ static void test_machine_config(void)
 	CHECK_EQ(cfg.ndisks, 2);
 	CHECK(!strcmp(cfg.disks[0].path, "/images/root.img") && !cfg.disks[0].readonly);
 	CHECK(!strcmp(cfg.disks[1].path, "/images/ro.iso") && cfg.disks[1].readonly);
+	CHECK_EQ(cfg.disks[0].size, 1 << 30);
+	CHECK_EQ(cfg.disks[1].size, 4096);
 	CHECK_EQ(cfg.nnics, 1);
 	CHECK(!strcmp(cfg.nics[0].tap, "tap-ft0"));
 	CHECK(cfg.nics[0].has_mac);
@@ -616,6 +622,182 @@ static void test_machine_config(void)
 	free(st);
 }
 
+/* ---- the machine node: disk sizes come from the config, not from a stat() in every pause ---- */
+
+static void test_machine_disk_sizes(void)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/disk-size.img", tmpdir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd >= 0);
+	CHECK_EQ(ftruncate(fd, 8192), 0);
+	char *argv[] = { "run", "-k", "bz", "--disk", path, NULL };
+	struct run_config cfg;
+	char err[256] = "";
+	CHECK_EQ(cli_parse_run(5, argv, &cfg, err, sizeof(err)), 0);
+	/* the size as it was at setup: a later change (or the file's absence) is not looked at */
+	CHECK_EQ(ftruncate(fd, 0), 0);
+	close(fd);
+	struct vm vm;
+	memset(&vm, 0, sizeof(vm));
+	vm.mem.size = 64ull << 20;
+	vm.ncpus = 2;
+	size_t size = 4096;
+	void *fdt = malloc(size);
+	CHECK(fdt != NULL);
+	CHECK_EQ(fdt_create(fdt, (int)size), 0);
+	CHECK_EQ(fdt_finish_reservemap(fdt), 0);
+	CHECK_EQ(fdt_begin_node(fdt, ""), 0);
+	CHECK_EQ(snapshot_put_machine(fdt, &vm, &cfg), 0);
+	CHECK_EQ(fdt_end_node(fdt), 0);
+	CHECK_EQ(fdt_finish(fdt), 0);
+	struct run_config back;
+	CHECK_EQ(snapshot_machine_config(fdt, &back, err, sizeof(err)), 0);
+	CHECK_EQ(back.ndisks, 1);
+	CHECK(!strcmp(back.disks[0].path, path));
+	int node = fdt_path_offset(fdt, "/machine/disk@0");
+	CHECK(node >= 0);
+	int len;
+	const void *sz = fdt_getprop(fdt, node, "size", &len);
+	CHECK(sz != NULL && len == 8);
+	fdt64_t v;
+	memcpy(&v, sz, sizeof(v));
+	CHECK_EQ(fdt64_to_cpu(v), 8192);
+	free(fdt);
+	unlink(path);
+}
+
+/* ---- vm_pause: every vCPU stopped, or an error (never a pause with a vCPU still running) ---- */
+
+/* Stand-ins for vCPU threads, following vcpu.c's protocol: a kicked vCPU either parks (counted in
+ * paused_vcpus until the pause ends) or, when the VM is ending, leaves its loop and says so. */
+enum fake_mode { FAKE_PARK, FAKE_EXIT };
+
+struct fake_cpu {
+	struct vcpu *v;
+	enum fake_mode mode;
+	pthread_t thread;
+};
+
+static bool pause_requested(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	bool r = vm->pause_requested;
+	pthread_mutex_unlock(&vm->pause_lock);
+	return r;
+}
+
+static void *fake_vcpu(void *arg)
+{
+	struct fake_cpu *f = arg;
+	struct vm *vm = f->v->vm;
+	while (!pause_requested(vm)) /* KVM_RUN until the kick */
+		usleep(1000);
+	if (f->mode == FAKE_EXIT) {
+		usleep(20000); /* the other one parks first */
+		vm_request_exit(vm, VM_EXIT_SIGNAL);
+		pthread_mutex_lock(&vm->pause_lock);
+		pthread_cond_broadcast(&vm->pause_cond);
+		pthread_mutex_unlock(&vm->pause_lock);
+		return NULL;
+	}
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->paused_vcpus++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (vm->pause_requested && !__atomic_load_n(&vm->exit_reason, __ATOMIC_ACQUIRE))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->paused_vcpus--;
+	pthread_mutex_unlock(&vm->pause_lock);
+	return NULL;
+}
+
+static unsigned quiesced, resumed;
+static int count_quiesce(void *o) { (void)o; quiesced++; return 0; }
+static void count_resume(void *o) { (void)o; resumed++; }
+
+static void fake_vm_init(struct vm *vm, struct vm_device *dev, unsigned ncpus)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm_fd = vm->vm_fd = vm->exit_efd = -1;
+	pthread_mutex_init(&vm->state_lock, NULL);
+	pthread_cond_init(&vm->state_cond, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_mutex_init(&vm->pause_op_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
+	vm->ncpus = ncpus;
+	vm->vcpus = calloc(ncpus, sizeof(*vm->vcpus));
+	CHECK(vm->vcpus != NULL);
+	for (unsigned i = 0; i < ncpus; i++)
+		vm->vcpus[i] = (struct vcpu){ .vm = vm, .id = i, .fd = -1, .started = true }; /* no run page: kicks do nothing */
+	*dev = (struct vm_device){ .name = "counter", .quiesce = count_quiesce, .resume = count_resume };
+	vm_add_device(vm, dev);
+	quiesced = resumed = 0;
+}
+
+static void fake_vm_fini(struct vm *vm)
+{
+	free(vm->vcpus);
+	pthread_mutex_destroy(&vm->state_lock);
+	pthread_cond_destroy(&vm->state_cond);
+	pthread_mutex_destroy(&vm->pause_lock);
+	pthread_mutex_destroy(&vm->pause_op_lock);
+	pthread_cond_destroy(&vm->pause_cond);
+}
+
+/* Nothing half done is left behind by a pause that failed. */
+static void check_not_paused(struct vm *vm)
+{
+	CHECK(!vm->paused);
+	CHECK_EQ(vm->pause_depth, 0);
+	CHECK(!pause_requested(vm));
+	CHECK_EQ(quiesced, resumed);
+}
+
+static void test_pause(void)
+{
+	struct vm vm;
+	struct vm_device dev;
+	struct fake_cpu f[2];
+
+	/* every vCPU parks: paused, devices quiesced; resume releases them */
+	fake_vm_init(&vm, &dev, 2);
+	for (unsigned i = 0; i < 2; i++) {
+		f[i] = (struct fake_cpu){ .v = &vm.vcpus[i], .mode = FAKE_PARK };
+		CHECK_EQ(pthread_create(&f[i].thread, NULL, fake_vcpu, &f[i]), 0);
+	}
+	CHECK_EQ(vm_pause(&vm), 0);
+	CHECK(vm.paused);
+	CHECK_EQ(vm.paused_vcpus, 2);
+	CHECK_EQ(quiesced, 1);
+	vm_resume(&vm);
+	for (unsigned i = 0; i < 2; i++)
+		pthread_join(f[i].thread, NULL);
+	check_not_paused(&vm);
+	fake_vm_fini(&vm);
+
+	/* the VM is already ending and its vCPUs never park: the pause fails instead of returning with
+	 * them in an unknown state */
+	fake_vm_init(&vm, &dev, 2);
+	vm_request_exit(&vm, VM_EXIT_SIGNAL);
+	CHECK(vm_pause(&vm) < 0);
+	check_not_paused(&vm);
+	CHECK_EQ(quiesced, 0);
+	fake_vm_fini(&vm);
+
+	/* one vCPU parked, the other leaves its loop as the VM ends: fails, and the parked one is let go */
+	fake_vm_init(&vm, &dev, 2);
+	f[0] = (struct fake_cpu){ .v = &vm.vcpus[0], .mode = FAKE_PARK };
+	f[1] = (struct fake_cpu){ .v = &vm.vcpus[1], .mode = FAKE_EXIT };
+	for (unsigned i = 0; i < 2; i++)
+		CHECK_EQ(pthread_create(&f[i].thread, NULL, fake_vcpu, &f[i]), 0);
+	CHECK(vm_pause(&vm) < 0);
+	for (unsigned i = 0; i < 2; i++)
+		pthread_join(f[i].thread, NULL);
+	check_not_paused(&vm);
+	CHECK_EQ(vm.paused_vcpus, 0);
+	fake_vm_fini(&vm);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "%s/ftvmm-test-snapshot.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -628,6 +810,8 @@ int main(void)
 	test_open_rejects();
 	test_open_accept_and_load();
 	test_machine_config();
+	test_machine_disk_sizes();
+	test_pause();
 	rmdir(tmpdir);
 	TEST_DONE("test_snapshot");
 }
