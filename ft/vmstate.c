@@ -263,12 +263,38 @@ int vmstate_save_devices(struct vm *vm, void *fdt)
 		}                                                                                  \
 	} while (0)
 
-/* Restore order and why: CPUID first (everything else is checked against it); REGS before
- * VCPU_EVENTS because SET_REGS clears pending exceptions; SREGS before LAPIC because SREGS sets the
- * APIC base MSR; LAPIC before MSRS because TSC_DEADLINE only sticks with the LAPIC configured (and
- * it is last in the MSR list, after the TSC); VCPU_EVENTS last; then tell kvmclock we were paused. */
-static int restore_vcpu(struct vm *vm, struct vcpu *v, const void *fdt, int node, char *err, size_t errlen)
+/* The guest calibrated its clocks (tsc_khz, delay loops) against the saved TSC rate: a vCPU on a host whose
+ * TSC runs at another rate gets the saved one back through KVM's TSC scaling, as Firecracker does. KVM
+ * refuses where the host cannot scale to it (no scaling support, a ratio out of range); the guest then
+ * runs at this host's rate, as every restore did before this existed, so it is said once and not fatal.
+ * Returns false on such a refusal. */
+static bool restore_tsc_khz(struct vcpu *v, const void *fdt, int node, bool quiet)
 {
+	uint32_t saved;
+	if (fdt_get_u32(fdt, node, "tsc-khz", &saved) || saved == 0) /* not known when it was saved */
+		return true;
+	int here = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
+	if (here > 0 && (uint32_t)here == saved)
+		return true;
+	if (ioctl(v->fd, KVM_SET_TSC_KHZ, (unsigned long)saved) == 0)
+		return true;
+	if (!quiet)
+		warnx("restore: cannot set the saved TSC frequency of %u kHz (this host: %d kHz): %s; the guest's clock "
+		      "runs at this host's rate", saved, here, strerror(errno));
+	return false;
+}
+
+/* Restore order and why: TSC frequency first (KVM writes the TSC MSR below as an offset at the
+ * scaling ratio in force, so the ratio must already be the saved one); CPUID next (everything else
+ * is checked against it); REGS before VCPU_EVENTS because SET_REGS clears pending exceptions; SREGS
+ * before LAPIC because SREGS sets the APIC base MSR; LAPIC before MSRS because TSC_DEADLINE only
+ * sticks with the LAPIC configured (and it is last in the MSR list, after the TSC); VCPU_EVENTS last;
+ * then tell kvmclock we were paused. */
+static int restore_vcpu(struct vm *vm, struct vcpu *v, const void *fdt, int node, char *err, size_t errlen,
+			bool *tsc_warned)
+{
+	if (!restore_tsc_khz(v, fdt, node, *tsc_warned))
+		*tsc_warned = true; /* one line for the VM, not one per vCPU */
 	int len;
 	const struct kvm_cpuid2 *cpuid = fdt_getprop(fdt, node, "cpuid", &len);
 	if (!cpuid || len < (int)sizeof(*cpuid) ||
@@ -409,6 +435,7 @@ int vmstate_restore_cpus(struct vm *vm, const void *fdt, char *err, size_t errle
 	int r = restore_vm_wide(vm, fdt, err, errlen);
 	if (r)
 		return r;
+	bool tsc_warned = false;
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		char name[24];
 		snprintf(name, sizeof(name), "vcpu@%u", i);
@@ -417,7 +444,7 @@ int vmstate_restore_cpus(struct vm *vm, const void *fdt, char *err, size_t errle
 			snprintf(err, errlen, "snapshot: %s missing", name);
 			return -EINVAL;
 		}
-		r = restore_vcpu(vm, &vm->vcpus[i], fdt, node, err, errlen);
+		r = restore_vcpu(vm, &vm->vcpus[i], fdt, node, err, errlen, &tsc_warned);
 		if (r)
 			return r;
 	}
