@@ -60,6 +60,7 @@ struct virtio_blk {
 	bool pushed;     /* used entries added since the last notify decision */
 	bool want_reset; /* a malformed chain was seen: raise NEEDS_RESET once unlocked */
 	bool restored;   /* common state replaced by a restore; adopted by the next run of the data path */
+	bool owe_irq;    /* re-raise the queue interrupt once not quiesced (after a restore) */
 	bool warned_io;  /* a host I/O error has been logged */
 	unsigned ninflight, notifying;
 	struct blk_req *inflight[VIRTIO_BLK_QUEUE_SIZE]; /* by head */
@@ -392,6 +393,10 @@ static void blk_unlock_and_notify(struct virtio_blk *b)
 		b->pushed = false;
 		n = vq_needs_notify(&b->dev.vqs[0]);
 	}
+	if (b->owe_irq && !b->quiesced) { /* raised unconditionally: a spurious one is always safe */
+		b->owe_irq = false;
+		n = true;
+	}
 	if (!n && !rst) {
 		pthread_mutex_unlock(&b->lock);
 		return;
@@ -416,6 +421,9 @@ static void blk_adopt_restored(struct virtio_blk *b)
 	uint8_t st = __atomic_load_n(&b->dev.status, __ATOMIC_RELAXED);
 	b->restored = false;
 	b->active = (st & VIRTIO_CONFIG_S_DRIVER_OK) && !(st & VIRTIO_CONFIG_S_FAILED);
+	/* Used entries whose interrupt was raised after the irqchip was captured would wait forever:
+	 * the checkpoint has the entries but not the interrupt. Re-raise it, as virtio-net does. */
+	b->owe_irq = b->active;
 }
 
 /* ioloop: the io_uring eventfd fired (completions, or the nudge a restore leaves behind). */
@@ -482,6 +490,7 @@ static void blk_reset(struct virtio_dev *d)
 	struct virtio_blk *b = to_blk(d);
 	pthread_mutex_lock(&b->lock);
 	b->active = false;
+	b->owe_irq = false; /* nothing is owed to a driver that reset the device */
 	blk_drop_inflight(b);
 	pthread_mutex_unlock(&b->lock);
 }
@@ -575,6 +584,7 @@ static void blk_restore_begin(struct virtio_blk *b)
 {
 	b->active = false;
 	b->restored = false;
+	b->owe_irq = false;
 	blk_drop_inflight(b);
 }
 

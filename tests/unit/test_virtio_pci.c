@@ -1,5 +1,7 @@
-/* test_virtio_pci.c - the virtio modern PCI transport against a fake device: caps, common cfg, kicks, MSI-X/INTx, checkpoint. */
+/* test_virtio_pci.c - the virtio modern PCI transport against a fake device: caps, common cfg, kicks, MSI-X/INTx,
+ * checkpoint, random guest accesses; and virtio-blk's interrupt after a restore. */
 #include <errno.h>
+#include <fcntl.h>
 #include <libfdt.h>
 #include <linux/kvm.h>
 #include <linux/pci_regs.h>
@@ -7,6 +9,7 @@
 #include <linux/virtio_pci.h>
 #include <stdint.h>
 
+#include "../../devices/virtio_blk.h"
 #include "../../devices/virtio_pci.h"
 #include "../../vmm/util.h"
 #include "test.h"
@@ -836,13 +839,90 @@ static void test_save_restore(void)
 	env_fini(&a);
 }
 
-/* Whatever the guest does through the BAR or config space, nothing breaks. */
+/* What must hold whatever the guest wrote: the device and transport state stays within its ranges and
+ * every register reads back something the spec allows. */
+static void check_invariants(struct env *e, uint32_t activates_before, uint8_t status_before)
+{
+	struct virtio_dev *d = &e->f.d;
+	uint8_t st = __atomic_load_n(&d->status, __ATOMIC_ACQUIRE);
+	/* DRIVER_OK only after a FEATURES_OK the device accepted: VERSION_1 and nothing never offered */
+	if (st & VIRTIO_CONFIG_S_DRIVER_OK)
+		CHECK(st & VIRTIO_CONFIG_S_FEATURES_OK);
+	if (st & VIRTIO_CONFIG_S_FEATURES_OK) {
+		CHECK(d->guest_features & (1ull << VIRTIO_F_VERSION_1));
+		CHECK_EQ(d->guest_features & ~(d->host_features | 1ull << VIRTIO_F_VERSION_1), 0);
+	}
+	/* the device is started once per DRIVER_OK the driver set, and only then */
+	if (e->f.activates != activates_before) {
+		CHECK_EQ(e->f.activates, activates_before + 1);
+		CHECK(st & VIRTIO_CONFIG_S_DRIVER_OK);
+		CHECK(!(status_before & VIRTIO_CONFIG_S_DRIVER_OK));
+	}
+	uint16_t cv = __atomic_load_n(&d->config_msix_vector, __ATOMIC_RELAXED);
+	CHECK(cv < NVEC || cv == VIRTIO_MSI_NO_VECTOR);
+	for (unsigned q = 0; q < NQ; q++) {
+		struct virtqueue *vq = &d->vqs[q];
+		CHECK(vq->size <= vq->max_size && (vq->size & (vq->size - 1)) == 0);
+		CHECK(vq->msix_vector < NVEC || vq->msix_vector == VIRTIO_MSI_NO_VECTOR);
+	}
+	/* config space: identity and the capability chain cannot be written */
+	CHECK_EQ(cfg_rd(e, PCI_VENDOR_ID, 2), 0x1af4);
+	CHECK_EQ(cfg_rd(e, PCI_DEVICE_ID, 2), 0x1040 + VIRTIO_ID_BLOCK);
+	struct caps c = walk_caps(e);
+	CHECK_EQ(c.nvndr, 5);
+	CHECK_EQ(cfg_rd(e, c.msix + PCI_MSIX_FLAGS, 2) & PCI_MSIX_FLAGS_QSIZE, NVEC - 1);
+	uint32_t bar = cfg_rd(e, PCI_BASE_ADDRESS_0, 4);
+	CHECK_EQ(bar & 0x7fff, 0); /* 32-bit memory BAR, 32 KiB aligned */
+	CHECK_EQ(e->vp->pci.bars[0].addr & 0x7fff, 0);
+	/* the BAR's registers read bounded values where it answers */
+	uint8_t b[2];
+	uint64_t base = e->vp->pci.bars[0].addr;
+	if (bus_dispatch(&e->vm.mmio, base + VIRTIO_PCI_COMMON_NUMQ, b, 2, false) == 0) {
+		CHECK_EQ(b[0] | b[1] << 8, NQ);
+		CHECK_EQ(bus_dispatch(&e->vm.mmio, base + VIRTIO_PCI_COMMON_STATUS, b, 1, false), 0);
+		CHECK_EQ(b[0], __atomic_load_n(&d->status, __ATOMIC_ACQUIRE));
+		CHECK_EQ(bus_dispatch(&e->vm.mmio, base + VIRTIO_PCI_COMMON_Q_SIZE, b, 2, false), 0);
+		unsigned qsz = b[0] | b[1] << 8;
+		CHECK(e->vp->qselect < NQ ? qsz == d->vqs[e->vp->qselect].size : qsz == 0);
+	}
+}
+
+/* Put BAR 0 back and decode it, so the random accesses keep reaching the device after the guest
+ * moved or disabled it. */
+static void bar_home(struct env *e)
+{
+	uint32_t cmd = cfg_rd(e, PCI_COMMAND, 2);
+	cfg_wr(e, PCI_COMMAND, cmd & ~PCI_COMMAND_MEMORY, 2);
+	cfg_wr(e, PCI_BASE_ADDRESS_0, 0xc0000000, 4);
+	cfg_wr(e, PCI_COMMAND, cmd | PCI_COMMAND_MEMORY, 2);
+}
+
+/* A driver's proper start (reset, features, FEATURES_OK, DRIVER_OK), so the garbage also lands on a
+ * started device. */
+static void driver_start(struct env *e)
+{
+	e->base = e->vp->pci.bars[0].addr;
+	bar_wr(e, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	bar_wr(e, VIRTIO_PCI_COMMON_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER, 1);
+	bar_wr(e, VIRTIO_PCI_COMMON_GFSELECT, 0, 4);
+	bar_wr(e, VIRTIO_PCI_COMMON_GF, (uint32_t)F_LOW, 4);
+	bar_wr(e, VIRTIO_PCI_COMMON_GFSELECT, 1, 4);
+	bar_wr(e, VIRTIO_PCI_COMMON_GF, (uint32_t)((F_HIGH | 1ull << VIRTIO_F_VERSION_1) >> 32), 4);
+	bar_wr(e, VIRTIO_PCI_COMMON_STATUS, VIRTIO_CONFIG_S_FEATURES_OK, 1);
+	uint32_t act = e->f.activates;
+	bar_wr(e, VIRTIO_PCI_COMMON_STATUS, VIRTIO_CONFIG_S_DRIVER_OK, 1);
+	CHECK_EQ(e->f.activates, act + 1);
+}
+
+/* Whatever the guest does through the BAR or config space (status, command and BAR writes included),
+ * nothing breaks and the invariants above hold after every access. */
 static void test_garbage(void)
 {
 	struct env e;
 	env_init(&e, ram1, sizeof(ram1));
 	uint64_t seed = 0x9e3779b97f4a7c15ull;
 	static const unsigned lens[] = { 1, 2, 3, 4, 8 };
+	unsigned status_writes = 0, cfg_hits = 0, bar_moves = 0;
 	for (unsigned i = 0; i < 40000; i++) {
 		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
 		unsigned len = lens[(seed >> 20) % ARRAY_SIZE(lens)];
@@ -850,24 +930,147 @@ static void test_garbage(void)
 		uint8_t data[8];
 		for (unsigned k = 0; k < 8; k++)
 			data[k] = (uint8_t)(seed >> (8 * k));
-		/* Keep the status register out of it so the device stays busy being abused. */
-		if (off >= VIRTIO_PCI_COMMON_STATUS && off <= VIRTIO_PCI_COMMON_STATUS + 1 && (seed & 1))
-			continue;
-		bus_dispatch(&e.vm.mmio, e.base + off, data, len, (seed >> 8) & 1);
+		bool wr = (seed >> 8) & 1;
+		uint32_t act = e.f.activates;
+		uint8_t st = e.f.d.status;
+		/* every 8th access aims at the status register, so the device goes through its states */
+		if (i % 8 == 0) {
+			off = VIRTIO_PCI_COMMON_STATUS;
+			len = 1;
+			wr = true;
+			data[0] = (uint8_t)(seed >> 33) & (i % 64 ? 0x0f : 0x7f); /* now and then NEEDS_RESET/FAILED bits too */
+			status_writes++;
+		}
+		bus_dispatch(&e.vm.mmio, e.vp->pci.bars[0].addr + off, data, len, wr);
+		check_invariants(&e, act, st);
 		if (i % 4 == 0) {
 			unsigned coff = (unsigned)(seed >> 40) % 264;
 			unsigned clen = lens[(seed >> 52) % ARRAY_SIZE(lens)];
-			if (coff == PCI_COMMAND || coff == PCI_BASE_ADDRESS_0)
-				continue; /* keep BAR 0 where the loop aims */
+			if (i % 32 == 0) /* the command register and BAR 0, which move or hide the BAR */
+				coff = (seed >> 45) & 1 ? PCI_COMMAND : PCI_BASE_ADDRESS_0;
+			cfg_hits += coff == PCI_COMMAND || coff == PCI_BASE_ADDRESS_0;
+			uint64_t was = e.vp->pci.bars[0].addr;
 			pci_bus_cfg_access(&e.bus, e.vp->pci.slot, 0, coff, data, clen, (seed >> 9) & 1);
+			bar_moves += e.vp->pci.bars[0].addr != was;
+			check_invariants(&e, e.f.activates, e.f.d.status);
 		}
 		if (i % 64 == 0) {
 			e.f.d.notify_queue(&e.f.d, &e.f.d.vqs[seed % NQ]);
 			e.f.d.notify_config(&e.f.d);
 			kick(&e);
+			CHECK(e.obs.intx == 0 || e.obs.last.msi || e.obs.last.gsi == 16); /* INTx only on its line */
+		}
+		if (i % 256 == 255) {
+			bar_home(&e);
+			if (i % 512 == 511)
+				driver_start(&e);
 		}
 	}
+	/* the loop did reach what it is meant to */
+	CHECK(status_writes >= 5000);
+	CHECK(cfg_hits >= 300);
+	CHECK(bar_moves > 0);
+	CHECK(e.f.activates > 0 && e.f.resets > 0);
 	env_fini(&e);
+}
+
+/* ---- virtio-blk after a restore: its queue interrupt is raised again, as virtio-net's are ---- */
+
+static unsigned blk_irqs;
+static void blk_irq(struct virtio_dev *d, struct virtqueue *vq)
+{
+	(void)d, (void)vq;
+	blk_irqs++;
+}
+static void blk_cfg_irq(struct virtio_dev *d)
+{
+	(void)d;
+}
+
+static struct virtio_dev *blk_new(struct guest_mem *m, struct ioloop *loop, const char *img)
+{
+	char err[256] = "";
+	struct virtio_dev *d = virtio_blk_create(m, loop, img, false, err, sizeof(err));
+	CHECK(d != NULL);
+	d->notify_queue = blk_irq;
+	d->notify_config = blk_cfg_irq;
+	return d;
+}
+
+static void *blk_save(struct virtio_dev *d)
+{
+	enum { SZ = 64 << 10 };
+	void *fdt = malloc(SZ);
+	CHECK(fdt != NULL);
+	struct vm_device *vd = virtio_blk_vm_device(d);
+	CHECK_EQ(vd->quiesce(vd->opaque), 0);
+	CHECK_EQ(fdt_create(fdt, SZ), 0);
+	CHECK_EQ(fdt_finish_reservemap(fdt), 0);
+	CHECK_EQ(fdt_begin_node(fdt, ""), 0);
+	CHECK_EQ(fdt_begin_node(fdt, vd->name), 0);
+	CHECK_EQ(vd->save(vd->opaque, fdt), 0);
+	CHECK_EQ(fdt_end_node(fdt), 0);
+	CHECK_EQ(fdt_end_node(fdt), 0);
+	CHECK_EQ(fdt_finish(fdt), 0);
+	vd->resume(vd->opaque);
+	return fdt;
+}
+
+/* Restore into a fresh device, resume it: how many queue interrupts came out. */
+static unsigned blk_irqs_after_restore(struct guest_mem *m, struct ioloop *loop, const char *img, const void *fdt)
+{
+	struct virtio_dev *b = blk_new(m, loop, img);
+	struct vm_device *vd = virtio_blk_vm_device(b);
+	blk_irqs = 0;
+	int node = fdt_first_subnode(fdt, 0); /* the one node blk_save wrote */
+	CHECK(node >= 0);
+	CHECK_EQ(vd->restore(vd->opaque, fdt, node), 0);
+	CHECK_EQ(blk_irqs, 0); /* not while restoring: the irqchip may not be restored yet */
+	vd->resume(vd->opaque);
+	unsigned n = blk_irqs;
+	virtio_blk_destroy(b);
+	return n;
+}
+
+static void test_blk_restore_reraises(void)
+{
+	char img[] = "/tmp/ftvmm-test-vpci-blk.XXXXXX";
+	int fd = mkstemp(img);
+	CHECK(fd >= 0);
+	CHECK_EQ(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	struct guest_mem m;
+	CHECK_EQ(gmem_init_buffer(&m, ram2, sizeof(ram2)), 0);
+	struct ioloop loop;
+	CHECK_EQ(ioloop_init(&loop, "blk"), 0);
+
+	/* a driver that set its device up: DRIVER_OK, queue 0 live (and idle) */
+	struct virtio_dev *a = blk_new(&m, &loop, img);
+	a->guest_features = a->host_features;
+	a->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
+	struct virtqueue *vq = &a->vqs[0];
+	vq->size = 16;
+	vq->desc_gpa = 0x1000;
+	vq->avail_gpa = 0x2000;
+	vq->used_gpa = 0x3000;
+	vq->ready = true;
+	a->status |= VIRTIO_CONFIG_S_DRIVER_OK;
+	CHECK_EQ(a->ops->activate(a), 0);
+	void *fdt = blk_save(a);
+	CHECK_EQ(blk_irqs_after_restore(&m, &loop, img, fdt), 1);
+	free(fdt);
+
+	/* a device its driver never started owes nothing */
+	a->ops->reset(a);
+	a->status = 0;
+	fdt = blk_save(a);
+	CHECK_EQ(blk_irqs_after_restore(&m, &loop, img, fdt), 0);
+	free(fdt);
+
+	virtio_blk_destroy(a);
+	ioloop_destroy(&loop);
+	gmem_free(&m);
+	unlink(img);
 }
 
 int main(void)
@@ -879,5 +1082,6 @@ int main(void)
 	test_msix();
 	test_save_restore();
 	test_garbage();
+	test_blk_restore_reraises();
 	TEST_DONE("test_virtio_pci");
 }
