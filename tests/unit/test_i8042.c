@@ -369,6 +369,35 @@ static void test_checkpoint(void)
 	i8042_free(b);
 }
 
+/* What holds after any access: the status register has only bits the controller sets, an IRQ line is
+ * high only with a byte waiting that is meant for it, and the state saves and restores. */
+static void check_status(const struct rec *r, uint8_t st)
+{
+	CHECK(st & 0x10);       /* keylock off */
+	CHECK_EQ(st & 0x82, 0); /* no parity error, input buffer never full */
+	if (!(st & 0x01))
+		CHECK_EQ(st & 0x60, 0); /* AUX data / timeout describe the byte waiting */
+	CHECK(!(r->level[1] && r->level[12]));
+	if (r->level[1])
+		CHECK((st & 0x21) == 0x01); /* a keyboard byte waits */
+	if (r->level[12])
+		CHECK((st & 0x21) == 0x21); /* an AUX byte waits */
+}
+
+/* A copy restored from a checkpoint of k: accepted (every field in its range) and reading the same. */
+static void check_checkpoint(struct i8042 *k, const struct rec *r)
+{
+	void *fdt = save(k);
+	struct rec r2;
+	struct i8042 *c = mk(&r2);
+	CHECK_EQ(i8042_restore(c, fdt, 0), 0);
+	CHECK_EQ(r2.level[1], r->level[1]);
+	CHECK_EQ(r2.level[12], r->level[12]);
+	CHECK_EQ(in(c, CMD), in(k, CMD));
+	free(fdt);
+	i8042_free(c);
+}
+
 static void test_fuzz(void)
 {
 	struct rec r;
@@ -376,12 +405,30 @@ static void test_fuzz(void)
 	uint32_t x = 777;
 	for (int i = 0; i < 200000; i++) {
 		x = x * 1103515245 + 12345;
-		uint8_t buf[4] = { (uint8_t)(x >> 16), (uint8_t)(x >> 8), 0, 0 };
+		/* canaries past the access: the device touches exactly len bytes */
+		uint8_t buf[8] = { (uint8_t)(x >> 16), (uint8_t)(x >> 8), 0, 0, 0xc5, 0xc5, 0xc5, 0xc5 };
 		uint16_t port = (x >> 24) & 1 ? CMD : DATA;
 		if (((x >> 25) & 15) == 0)
 			port = (uint16_t)(0x5e + ((x >> 12) & 7));
-		i8042_io(k, port, buf, 1 + ((x >> 29) & 3), (x >> 4) & 1);
+		uint32_t len = 1 + ((x >> 29) & 3);
+		bool wr = (x >> 4) & 1;
+		uint8_t before[8];
+		memcpy(before, buf, sizeof(buf));
+		i8042_io(k, port, buf, len, wr);
+		for (unsigned b = len; b < sizeof(buf); b++)
+			CHECK_EQ(buf[b], before[b]);
+		if (wr) {
+			CHECK(!memcmp(buf, before, len)); /* a write leaves the caller's bytes alone */
+		} else {
+			for (uint32_t b = 0; b < len; b++) /* not our ports: all ones */
+				if (port + b != DATA && port + b != CMD)
+					CHECK_EQ(buf[b], 0xff);
+		}
+		check_status(&r, in(k, CMD));
+		if (i % 1000 == 0)
+			check_checkpoint(k, &r);
 	}
+	check_checkpoint(k, &r);
 	i8042_free(k);
 }
 
