@@ -10,6 +10,7 @@
 #   ITEST_TEST_TIMEOUT=900   seconds per t_*.sh;  ITEST_BOOT_TIMEOUT=240  seconds per guest boot
 #   TESTBED_TIMEOUT (see tests/testbed/run.sh): default here 1800 s per test-bed boot
 #   ITEST_GROUPS="boot,panic,triplefault,badinput,blk,net snapshot ft"   tests that share one test-bed boot
+#   ITEST_LANES=<CPUs / TESTBED_SMP>   test-bed boots at once (each lane's output is printed when its group ends)
 #   ITEST_RERUN=1   rerun the unfinished tests of a group once in a fresh test bed after it hung (0: never)
 # Exit status: 0 if every case passed.
 set -euo pipefail
@@ -90,18 +91,23 @@ kvm_boots_linux() {
 	grep -q 'FTVMM-RESULT nproc PASS' <<<"$out"
 }
 
-# testbed_group NAME...: run these tests in one fresh test-bed boot; append their PASS/FAIL lines to results[].
+# testbed_group NAME...: run these tests in one fresh test-bed boot; their PASS/FAIL lines go to
+# $ITEST_OUT/group-NAME.results, test-bed hangs to group-NAME.hangs (NAME: the group's first test).
 # The test bed's own host (Debian under TCG's emulated SVM) can die or hang under nested load: a fault of the
 # emulation, not of a test (README: the test bed). Then, once (ITEST_RERUN=1), the tests of this group that had
 # not finished run again in a fresh test bed; finished ones keep their results, a failed one is never rerun,
 # and the log says which ran again and why.
 testbed_group() {
 	local todo=("$@") attempt rc tblog n why rest r
+	local res="$ITEST_OUT/group-$1.results" hangs="$ITEST_OUT/group-$1.hangs"
+	: >"$res"
+	: >"$hangs"
 	for attempt in 1 2; do
 		echo "integration: running ${todo[*]} inside the nested test bed (one boot$( ((attempt > 1)) && echo ", attempt $attempt"))"
 		tblog="$ITEST_OUT/testbed-${todo[0]}-attempt$attempt.log"
 		rc=0
 		TESTBED_TIMEOUT=${TESTBED_TIMEOUT:-1800} TESTBED_QUIET_LIMIT=${TESTBED_QUIET_LIMIT:-300} \
+			TESTBED_LOG="${TESTBED_LOG:-$ITEST_OUT/testbed-${todo[0]}-attempt$attempt.console}" \
 			TESTBED_PASSENV="FTVMM GUEST_KERNEL GUEST_INITRD ITEST_OUT ITEST_BOOT_TIMEOUT ITEST_TEST_TIMEOUT ITEST_GUEST_VERBOSE ITEST_TMP" \
 			bash "$repo/tests/testbed/run.sh" bash "$here/run.sh" --inside "${todo[@]}" 2>&1 | tee "$tblog" || rc=${PIPESTATUS[0]}
 		rest=()
@@ -109,7 +115,7 @@ testbed_group() {
 			if grep -aqE "^=== $n: [0-9]+s$" "$tblog"; then
 				mapfile -t r < <(awk -v n="$n" '$0 == "=== " n { on = 1; next } on && /^=== / { on = 0 } on && /^(PASS|FAIL) /' "$tblog")
 				((${#r[@]})) || r=("FAIL $n: reported no results")
-				results+=("${r[@]}")
+				printf '%s\n' "${r[@]}" >>"$res"
 			else
 				rest+=("$n")
 			fi
@@ -118,26 +124,27 @@ testbed_group() {
 		case $rc in 124) why="timed out" ;; 126) why="hung: stalled, silent or idle" ;; 125) why="its kernel died" ;; *) why="status $rc" ;; esac
 		echo "integration: the test bed did not complete (status $rc: $why); unfinished: ${rest[*]}"
 		if [[ $rc != 124 && $rc != 125 && $rc != 126 ]]; then
-			for n in "${rest[@]}"; do results+=("FAIL $n: did not run to its end in the test bed (status $rc)"); done
+			for n in "${rest[@]}"; do echo "FAIL $n: did not run to its end in the test bed (status $rc)"; done >>"$res"
 			return 1
 		fi
-		testbed_hangs+=("${todo[0]}: $why (attempt $attempt, unfinished: ${rest[*]})")
+		echo "${todo[0]}: $why (attempt $attempt, unfinished: ${rest[*]})" >>"$hangs"
 		if ((attempt == 1 && ${ITEST_RERUN:-1})); then
 			echo "integration: rerunning the unfinished tests once in a fresh test bed: ${rest[*]}"
 			todo=("${rest[@]}")
 			continue
 		fi
-		for n in "${rest[@]}"; do results+=("FAIL $n: the test bed did not complete ($why)"); done
+		for n in "${rest[@]}"; do echo "FAIL $n: the test bed did not complete ($why)"; done >>"$res"
 		return 1
 	done
 }
 
 # testbed_suite: the chosen tests in groups (ITEST_GROUPS, one test-bed boot each, so a hang costs one group);
-# tests named in no group run in a boot of their own. Prints the whole summary.
+# tests named in no group run in a boot of their own. ITEST_LANES test beds run at once (default: this machine's
+# CPUs / TESTBED_SMP): each lane's output goes to its log and is printed when its group ends. Prints the summary.
 testbed_suite() {
-	local g n t0=$(date +%s) npass=0 nfail=0 l
+	local g n t0=$(date +%s) npass=0 nfail=0 l first
 	local -A placed=()
-	local groups=()
+	local groups=() results=() hangs=() pids=()
 	for g in $ITEST_GROUPS; do
 		local members=()
 		for n in ${g//,/ }; do
@@ -146,18 +153,39 @@ testbed_suite() {
 		((${#members[@]})) && groups+=("${members[*]}")
 	done
 	for n in "${names[@]}"; do [[ -n "${placed[$n]:-}" ]] || groups+=("$n"); done
-	results=() testbed_hangs=()
+	local lanes=${ITEST_LANES:-$(($(nproc) / ${TESTBED_SMP:-1}))}
+	((lanes >= 1)) || lanes=1
+	((lanes <= ${#groups[@]})) || lanes=${#groups[@]}
+	echo "integration: ${#groups[@]} test-bed boots ($(printf '[%s] ' "${groups[@]}")), $lanes at a time"
 	for g in "${groups[@]}"; do
+		first=${g%% *}
+		if ((lanes == 1)); then
+			# shellcheck disable=SC2086
+			testbed_group $g || true
+			continue
+		fi
+		while (($(jobs -rp | wc -l) >= lanes)); do wait -n || true; done
+		echo "integration: [$first] started: $g ($(date -u +%T))"
 		# shellcheck disable=SC2086
-		testbed_group $g || true
+		(testbed_group $g >"$ITEST_OUT/lane-$first.log" 2>&1 || true
+			echo "integration: [$first] ended ($(date -u +%T)); its output:"
+			sed "s/^/[$first] /" "$ITEST_OUT/lane-$first.log") &
+		pids+=($!)
+	done
+	((${#pids[@]} == 0)) || wait "${pids[@]}" || true
+	for g in "${groups[@]}"; do
+		first=${g%% *}
+		[[ -f "$ITEST_OUT/group-$first.results" ]] && mapfile -t -O "${#results[@]}" results <"$ITEST_OUT/group-$first.results"
+		[[ -s "$ITEST_OUT/group-$first.hangs" ]] && mapfile -t -O "${#hangs[@]}" hangs <"$ITEST_OUT/group-$first.hangs"
+		[[ -s "$ITEST_OUT/group-$first.results" ]] || results+=("FAIL $first: its test-bed group reported nothing")
 	done
 	for l in "${results[@]}"; do
 		case "$l" in PASS*) npass=$((npass + 1)) ;; FAIL*) nfail=$((nfail + 1)) ;; esac
 	done
 	echo
-	echo "===== integration summary ($(($(date +%s) - t0))s, ${#groups[@]} test-bed boots, logs in $ITEST_OUT/logs)"
+	echo "===== integration summary ($(($(date +%s) - t0))s, ${#groups[@]} test-bed boots, $lanes at a time, logs in $ITEST_OUT/logs)"
 	printf '  %s\n' "${results[@]}"
-	((${#testbed_hangs[@]})) && printf 'integration: test-bed hang: %s\n' "${testbed_hangs[@]}"
+	((${#hangs[@]})) && printf 'integration: test-bed hang: %s\n' "${hangs[@]}"
 	echo "===== $npass passed, $nfail failed"
 	((nfail == 0 && ${#results[@]} > 0))
 }

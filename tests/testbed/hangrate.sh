@@ -7,7 +7,8 @@
 # TESTBED_KVM_ARGS, TESTBED_SMP, TESTBED_MEM, TESTBED_IDLE_LIMIT, TESTBED_QUIET_LIMIT); FTVMM_FT_KILLS defaults to
 # 8 as in CI. Needs build/ftvmm and the guest images (bash tests/run-tests.sh builds them).
 # Results: tests/testbed/results/hangrate-LABEL-STAMP/: runs.csv (one row per boot), summary.md (computed from
-# runs.csv by hangrate-report.py), runN.log (the run's output), runN.log.kernel (the test bed's kernel console).
+# runs.csv by hangrate-report.py), runN.log (the run's output), runN.console.kernel (the test bed's kernel console),
+# runN-logs.tar.gz (per-case logs of a run that did not pass).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -47,12 +48,14 @@ cat "$res/env.txt"
 one_boot=$(IFS=,; echo "${tests[*]}") # all the tests in one test-bed boot
 echo "run,rc,outcome,symptom,where,failed,seconds,load1_before,testbed_kernel" >"$res/runs.csv"
 
+itest="$(dirname "$FTVMM")/hangrate-itest" # per-case logs of the current run
 for i in $(seq 1 "$n"); do
+	rm -rf "$itest"
 	load=$(cut -d' ' -f1 /proc/loadavg)
 	t0=$(date +%s)
 	rc=0
 	ITEST_RERUN=0 ITEST_GROUPS="$one_boot" TESTBED_LOG="$res/run$i.console" \
-		FTVMM="$FTVMM" bash "$repo/tests/integration/run.sh" "${tests[@]}" >"$res/run$i.log" 2>&1 || rc=$?
+		FTVMM="$FTVMM" ITEST_OUT="$itest" bash "$repo/tests/integration/run.sh" "${tests[@]}" >"$res/run$i.log" 2>&1 || rc=$?
 	secs=$(($(date +%s) - t0))
 	log="$res/run$i.log" klog="$res/run$i.console.kernel"
 	# outcome: pass (every case passed), fail (the boot completed, some case failed), hang (no end: see symptom)
@@ -73,16 +76,20 @@ for i in $(seq 1 "$n"); do
 		esac
 		grep -aq 'stack guard page was hit\|Kernel panic\|BUG: unable to handle' "$klog" 2>/dev/null && symptom="$symptom:kernel-crash"
 		# where: the test that was running and the last case that had finished in it
-		cur=$(grep -aoE '^=== [a-z_]+$' "$log" | tail -n1 | cut -c5-)
-		last=$(grep -aoE '^(PASS|FAIL) [^ :]+' "$log" | tail -n1 | cut -d' ' -f2)
+		cur=$(grep -aoE '^=== [a-z_]+$' "$log" | tail -n1 | cut -c5- || true)
+		last=$(grep -aoE '^(PASS|FAIL) [^ :]+' "$log" | tail -n1 | cut -d' ' -f2 || true)
 		where="${cur:-boot}${last:+ after $last}"
 	elif [[ $rc == 0 ]]; then
 		outcome=pass
 	else
 		outcome=fail
 	fi
-	failed=$(sed -n '/^===== integration summary/,$p' "$log" | grep -aoE '^  FAIL [^ :]+' | awk '{print $2}' | tr '\n' ' ' | sed 's/ $//')
-	tbk=$(grep -aoE 'kernel [0-9][^,]*' "$log" | head -n1 | cut -d' ' -f2)
+	failed=$(sed -n '/^===== integration summary/,$p' "$log" | grep -aoE '^  FAIL [^ :]+' | awk '{print $2}' | tr '\n' ' ' | sed 's/ $//' || true)
+	tbk=$(grep -aoE 'kernel [0-9][^,]*' "$log" | head -n1 | cut -d' ' -f2 || true)
+	# keep the failing run's per-case logs (guest consoles, ftvmm stderr) for the post-mortem
+	if [[ $outcome != pass && -d "$itest/logs" ]]; then
+		tar -C "$itest" -czf "$res/run$i-logs.tar.gz" logs 2>/dev/null || true
+	fi
 	echo "$i,$rc,$outcome,$symptom,\"$where\",\"$failed\",$secs,$load,$tbk" >>"$res/runs.csv"
 	echo "hangrate: run $i/$n: $outcome${symptom:+ ($symptom at $where)}${failed:+ failed: $failed} in ${secs}s"
 done
