@@ -197,7 +197,9 @@ static int hb_read(struct backup *b)
 {
 	struct ft_frame f;
 	void *pl;
-	if (ft_recv(b->hb_fd, &f, &pl))
+	/* heartbeats and BYE are empty: a big header on this link is not our primary's, and must not
+	 * make us allocate for it */
+	if (ft_recv_max(b->hb_fd, &f, &pl, FT_MAX_HB_FRAME))
 		return -1;
 	free(pl);
 	if (f.type != FT_BYE)
@@ -472,7 +474,9 @@ static int receive_loop(struct backup *b)
 	for (;;) {
 		struct ft_frame f;
 		void *p;
-		int r = ft_recv(b->data_fd, &f, &p);
+		/* each frame no larger than this guest makes legitimate, refused before its payload is
+		 * allocated (its checksum is only known once it is all here) */
+		int r = ft_recv_data(b->data_fd, &f, &p, b->mem.npages, b->cfg.cpus);
 		if (r == -EBADMSG) {
 			/* a corrupted epoch is never applied; the link itself is now untrustworthy */
 			warnx("backup: corrupted frame rejected (checksum); last commit %llu kept",

@@ -1,6 +1,7 @@
 /* proto.c - frames on the replication stream: checked header, checksummed payload, TCP setup. */
 #include "proto.h"
 #include "../vmm/util.h"
+#include "disklog.h"
 #include "snapshot.h"
 
 #include <errno.h>
@@ -139,19 +140,13 @@ int ft_frame_check(const struct ft_frame *f, uint64_t max_len)
 	return 0;
 }
 
-int ft_recv_max(int fd, struct ft_frame *f, void **payload, uint64_t max_len)
+/* The payload of a header that passed the checks: allocated, read whole, checksum verified. */
+static int recv_payload(int fd, const struct ft_frame *f, void **payload)
 {
-	*payload = NULL;
-	int r = read_all(fd, f, sizeof(*f));
-	if (r)
-		return r;
-	r = ft_frame_check(f, max_len);
-	if (r)
-		return r;
 	void *p = malloc(f->len ? f->len : 1);
 	if (!p)
 		return -ENOMEM;
-	r = read_all(fd, p, f->len);
+	int r = read_all(fd, p, f->len);
 	if (r) {
 		free(p);
 		return r;
@@ -162,6 +157,62 @@ int ft_recv_max(int fd, struct ft_frame *f, void **payload, uint64_t max_len)
 	}
 	*payload = p;
 	return 0;
+}
+
+int ft_recv_max(int fd, struct ft_frame *f, void **payload, uint64_t max_len)
+{
+	*payload = NULL;
+	int r = read_all(fd, f, sizeof(*f));
+	if (r)
+		return r;
+	r = ft_frame_check(f, max_len);
+	return r ? r : recv_payload(fd, f, payload);
+}
+
+/* a + b, at most FT_MAX_FRAME: the bounds below are sums of products of peer-described sizes */
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	uint64_t s;
+	return __builtin_add_overflow(a, b, &s) || s > FT_MAX_FRAME ? FT_MAX_FRAME : s;
+}
+
+static uint64_t sat_mul(uint64_t a, uint64_t b)
+{
+	uint64_t p;
+	return __builtin_mul_overflow(a, b, &p) || p > FT_MAX_FRAME ? FT_MAX_FRAME : p;
+}
+
+uint64_t ft_data_frame_max(uint16_t type, uint64_t guest_pages, unsigned ncpus)
+{
+	const uint64_t pair = 8 + PAGE_SIZE; /* a pfn and its page */
+	switch (type) {
+	case FT_MEM: /* the count, then one batch: never more pages than the guest has */
+		return sat_add(8, sat_mul(MIN(guest_pages, (uint64_t)FT_MEM_BATCH_PAGES), pair));
+	case FT_DISK:
+		/* one record: a sync range (header + chunk), or a disk-log record sent on its own during the
+		 * sync (flush_disklog), which fits the whole log's cap with its header */
+		return MAX(DISKLOG_MAX_BYTES, sizeof(struct ft_disk_rec) + (uint64_t)FT_DISK_SYNC_CHUNK);
+	case FT_EPOCH: {
+		/* FT_MAX_STATE in steps: ncpus is the peer's number, the macro's product could wrap */
+		uint64_t state = sat_mul(sat_add(256ull << 10, sat_mul(ncpus, 64ull << 10)), 32);
+		uint64_t n = sat_add(sizeof(struct ft_epoch_hdr), sat_mul(guest_pages, pair));
+		return sat_add(sat_add(n, state), DISKLOG_MAX_BYTES);
+	}
+	default: /* BYE, or a type the receive loop refuses anyway: nothing big is ever legitimate */
+		return FT_MAX_HB_FRAME;
+	}
+}
+
+int ft_recv_data(int fd, struct ft_frame *f, void **payload, uint64_t guest_pages, unsigned ncpus)
+{
+	*payload = NULL;
+	int r = read_all(fd, f, sizeof(*f));
+	if (r)
+		return r;
+	/* the type is checked (inside ft_frame_check) before its bound is believed; the bound before malloc */
+	r = ft_frame_check(f, FT_MAX_FRAME);
+	r = r ? r : ft_frame_check(f, ft_data_frame_max(f->type, guest_pages, ncpus));
+	return r ? r : recv_payload(fd, f, payload);
 }
 
 int ft_recv(int fd, struct ft_frame *f, void **payload)

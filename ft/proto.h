@@ -73,6 +73,24 @@ int ft_recv(int fd, struct ft_frame *f, void **payload);
 /* ft_recv with a tighter bound on the length (for a peer that has not identified itself yet):
  * a larger frame is -EMSGSIZE from its header alone, before any allocation. */
 int ft_recv_max(int fd, struct ft_frame *f, void **payload, uint64_t max_len);
+/* After the handshake the backup knows the guest, so every data-link frame has a legitimate maximum
+ * far below FT_MAX_FRAME: ft_recv_data refuses a larger one from its header (-EMSGSIZE), before its
+ * payload is allocated, so a peer cannot make the backup allocate gigabytes for a frame whose
+ * checksum is only seen after it arrived. The bounds follow what ft/primary.c sends: */
+#define FT_MEM_BATCH_PAGES 256u         /* pages in one initial-sync FT_MEM frame (send_pages' BATCH) */
+#define FT_DISK_SYNC_CHUNK (1u << 20)   /* bytes of one initial-sync disk range (send_disks' CHUNK) */
+/* The largest state fdt of an ncpus guest: snapshot_build_state starts at 256 KiB + 64 KiB per vCPU
+ * and doubles it 5 times at most (6 attempts). */
+#define FT_MAX_STATE(ncpus) (((256ull << 10) + (uint64_t)(ncpus) * (64ull << 10)) << 5)
+/* The heartbeat link carries heartbeats and a BYE, all empty: a larger frame is not from a primary. */
+#define FT_MAX_HB_FRAME 64u
+/* The largest payload a primary sends in a data-link frame of this type to a guest of guest_pages
+ * pages and ncpus vCPUs (saturating, never above FT_MAX_FRAME): FT_MEM one batch, FT_DISK one range
+ * or disk-log record (DISKLOG_MAX_BYTES), FT_EPOCH every page + the largest state + a full disk log;
+ * other types FT_MAX_HB_FRAME. */
+uint64_t ft_data_frame_max(uint16_t type, uint64_t guest_pages, unsigned ncpus);
+/* ft_recv on the data link after the handshake: each type bounded by ft_data_frame_max. */
+int ft_recv_data(int fd, struct ft_frame *f, void **payload, uint64_t guest_pages, unsigned ncpus);
 /* The header checks of ft_recv, length at most max_len (and the per-type bounds): 0 or its error. */
 int ft_frame_check(const struct ft_frame *f, uint64_t max_len);
 /* Validate an FT_EPOCH payload's internal sizes. 0 or -EBADMSG. */

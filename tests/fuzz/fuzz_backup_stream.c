@@ -14,10 +14,10 @@
 /*
  * Input: frames as on the wire (struct ft_frame, then len payload bytes), one after another, into
  * backup_apply_frame: initial-sync pages and disk ranges, epochs committed all or nothing. The
- * checksum is not checked (ft_recv does that, and a fuzzer cannot forge it): every byte of a frame
- * reaches the parsers. A header ft_recv would refuse, or a payload longer than what is left, ends
- * the stream as it ends the link. Each payload is its own exact-size allocation (ASan sees any read
- * past it). Checks beyond the sanitizers, as the receive loop relies on them: a refused frame
+ * checksum is not checked (ft_recv_data does that, and a fuzzer cannot forge it): every byte of a
+ * frame reaches the parsers. A header ft_recv_data would refuse (its per-type bound included), or a
+ * payload longer than what is left, ends the stream as it ends the link. Each payload is its own
+ * exact-size allocation (ASan sees any read past it). Checks beyond the sanitizers, as the receive loop relies on them: a refused frame
  * leaves the mirror memory, both disk copies, the commit and its state exactly as they were; a
  * taken epoch is the next one and leaves a valid state fdt; nothing of the initial sync is taken
  * after the baseline.
@@ -131,7 +131,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(&f, data, sizeof(f));
 		data += sizeof(f);
 		size -= sizeof(f);
-		if (ft_frame_check(&f, size) || !one_frame(&f, data))
+		/* the bounds the receive loop applies (ft_recv_data) for this 16-page, 1-vCPU guest */
+		uint64_t max = ft_data_frame_max(f.type, NPAGES, 1);
+		if (ft_frame_check(&f, size < max ? size : max) || !one_frame(&f, data))
 			break;
 		data += f.len;
 		size -= f.len;

@@ -994,6 +994,80 @@ static void test_null_iov_array(void)
 	roundtrip(NULL, 0, FT_BYE, 0);
 }
 
+/* ---- data-link bounds after the handshake ------------------------------------------------ */
+
+/* Only a frame header on the wire: what ft_recv_data makes of it. -EMSGSIZE means refused from the
+ * header alone; -ECONNRESET means the header was taken and the payload (never sent) was waited for,
+ * i.e. a buffer of f.len bytes was allocated first. */
+static int recv_data_hdr(uint16_t type, uint64_t len, uint64_t guest_pages, unsigned ncpus)
+{
+	int fds[2];
+	sp(fds);
+	struct ft_frame h = { .magic = FT_MAGIC, .version = FT_VERSION, .type = type, .len = len, .seq = 1,
+			      .checksum = ft_payload_hash(type, 1, NULL, 0) }; /* right for an empty one */
+	CHECK_EQ(write(fds[0], &h, sizeof(h)), (ssize_t)sizeof(h));
+	shutdown(fds[0], SHUT_WR);
+	struct ft_frame f;
+	void *p = (void *)1;
+	int r = ft_recv_data(fds[1], &f, &p, guest_pages, ncpus);
+	CHECK(r ? p == NULL : p != NULL);
+	free(r ? NULL : p);
+	close(fds[0]);
+	close(fds[1]);
+	return r;
+}
+
+static void test_data_bounds(void)
+{
+	const uint64_t pair = 8 + PAGE_SIZE; /* a pfn and its page */
+	/* FT_MEM: the count, then at most one primary batch (or the whole guest, if smaller) */
+	CHECK_EQ(ft_data_frame_max(FT_MEM, 16, 1), 8 + 16 * pair);
+	CHECK_EQ(ft_data_frame_max(FT_MEM, 1u << 20, 1), 8 + FT_MEM_BATCH_PAGES * pair);
+	/* FT_DISK: one initial-sync chunk or one disk-log record, never more than the whole log */
+	CHECK_EQ(ft_data_frame_max(FT_DISK, 16, 1), DISKLOG_MAX_BYTES);
+	CHECK(ft_data_frame_max(FT_DISK, 16, 1) >= sizeof(struct ft_disk_rec) + FT_DISK_SYNC_CHUNK);
+	/* FT_EPOCH: header, every page of the guest, the largest state, a full disk log */
+	uint64_t ep = sizeof(struct ft_epoch_hdr) + 16 * pair + FT_MAX_STATE(2) + DISKLOG_MAX_BYTES;
+	CHECK_EQ(ft_data_frame_max(FT_EPOCH, 16, 2), ep);
+	CHECK(FT_MAX_STATE(2) > FT_MAX_STATE(1));
+	/* a guest whose every page would not fit a frame: capped by the protocol's own bound */
+	CHECK_EQ(ft_data_frame_max(FT_EPOCH, 1ull << 27, 254), FT_MAX_FRAME);
+	CHECK_EQ(ft_data_frame_max(FT_EPOCH, UINT64_MAX, UINT32_MAX), FT_MAX_FRAME); /* no wrap */
+	/* anything else on the data link is small */
+	CHECK(ft_data_frame_max(FT_BYE, 16, 1) <= FT_MAX_SMALL_FRAME);
+	CHECK(ft_data_frame_max(FT_HELLO, 16, 1) <= FT_MAX_SMALL_FRAME);
+
+	/* One byte over the bound: refused from its header, before an allocation of that size. The
+	 * largest legitimate size is taken (and then misses its payload). */
+	CHECK_EQ(recv_data_hdr(FT_EPOCH, FT_MAX_FRAME, 16, 1), -EMSGSIZE); /* the old 16 GiB allocation */
+	CHECK_EQ(recv_data_hdr(FT_EPOCH, ft_data_frame_max(FT_EPOCH, 16, 1) + 1, 16, 1), -EMSGSIZE);
+	CHECK_EQ(recv_data_hdr(FT_EPOCH, ft_data_frame_max(FT_EPOCH, 16, 1), 16, 1), -ECONNRESET);
+	CHECK_EQ(recv_data_hdr(FT_MEM, 8 + FT_MEM_BATCH_PAGES * pair + 1, 1u << 20, 1), -EMSGSIZE);
+	CHECK_EQ(recv_data_hdr(FT_MEM, 8 + FT_MEM_BATCH_PAGES * pair, 1u << 20, 1), -ECONNRESET);
+	CHECK_EQ(recv_data_hdr(FT_MEM, 8 + 16 * pair + 1, 16, 1), -EMSGSIZE);
+	CHECK_EQ(recv_data_hdr(FT_DISK, DISKLOG_MAX_BYTES + 1, 16, 1), -EMSGSIZE);
+	CHECK_EQ(recv_data_hdr(FT_DISK, DISKLOG_MAX_BYTES, 16, 1), -ECONNRESET);
+	CHECK_EQ(recv_data_hdr(FT_BYE, FT_MAX_SMALL_FRAME, 16, 1), -EMSGSIZE);
+	CHECK_EQ(recv_data_hdr(FT_BYE, 0, 16, 1), 0); /* a BYE has no payload and is complete */
+	/* the other header checks still come first */
+	CHECK_EQ(recv_data_hdr(FT_TYPE_MAX, 0, 16, 1), -EPROTO);
+
+	/* a real frame within its bound arrives whole */
+	int fds[2];
+	sp(fds);
+	uint8_t payload[8 + 2 * (8 + PAGE_SIZE)];
+	fill(payload, sizeof(payload));
+	CHECK_EQ(ft_send_buf(fds[0], FT_MEM, 0, payload, sizeof(payload)), 0);
+	struct ft_frame f;
+	void *p;
+	CHECK_EQ(ft_recv_data(fds[1], &f, &p, 16, 1), 0);
+	CHECK_EQ(f.len, sizeof(payload));
+	CHECK(memcmp(p, payload, sizeof(payload)) == 0);
+	free(p);
+	close(fds[0]);
+	close(fds[1]);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1004,6 +1078,7 @@ int main(void)
 	test_roundtrip_shapes();
 	test_recv_errors();
 	test_recv_max();
+	test_data_bounds();
 	test_epoch_check();
 	test_hostport();
 	test_tcp();
