@@ -28,7 +28,7 @@ static void backup_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: ftvmm backup --listen HOST:PORT [--disk PATH]... [--net tap=NAME]... [--control PATH]\n"
-		"                    [--ft-timeout MS]\n"
+		"                    [--control-group GROUP] [--ft-timeout MS]\n"
 		"\n"
 		"Wait for a primary (`ftvmm run ... --backup HOST:PORT`), mirror its guest epoch by epoch, and\n"
 		"when the primary dies resume the guest from the last committed epoch: this process then runs\n"
@@ -38,7 +38,8 @@ static void backup_usage(FILE *f)
 		"  --disk PATH         this host's copy of each primary disk, in order; same size. It is made\n"
 		"                      identical to the primary's during the initial sync (overwritten)\n"
 		"  --net tap=NAME      TAP for each NIC, attached only at takeover (the guest keeps its MAC)\n"
-		"  --control PATH      control socket (status before and after takeover)\n"
+		"  --control PATH      control socket (status before and after takeover), mode 0600\n"
+		"  --control-group GROUP  also let members of GROUP (name or number) use it (0660)\n"
 		"  --ft-timeout MS     heartbeat silence that counts as the primary's death (default 2000)\n");
 }
 
@@ -48,6 +49,7 @@ static int parse(int argc, char **argv, struct backup *b, char *err, size_t errl
 		{ "listen", required_argument, NULL, 'l' }, { "disk", required_argument, NULL, 'd' },
 		{ "net", required_argument, NULL, 'n' },    { "control", required_argument, NULL, 'C' },
 		{ "ft-timeout", required_argument, NULL, 'T' }, { "help", no_argument, NULL, 'h' },
+		{ "control-group", required_argument, NULL, 'G' },
 		{ NULL, 0, NULL, 0 },
 	};
 	optind = 0;
@@ -61,6 +63,18 @@ static int parse(int argc, char **argv, struct backup *b, char *err, size_t errl
 		switch (c) {
 		case 'l': b->listen = optarg; break;
 		case 'C': b->cfg.control = optarg; break;
+		case 'G': {
+			/* checked now, as run does: bad input is refused before the listener or socket exist */
+			gid_t gid;
+			int r = *optarg ? control_group_lookup(optarg, &gid) : -ENOENT;
+			if (r) {
+				snprintf(err, errlen, "--control-group '%s': %s", optarg,
+					 r == -ENOENT ? "no such group" : strerror(-r));
+				return -EINVAL;
+			}
+			b->cfg.control_group = optarg;
+			break;
+		}
 		case 'T': {
 			char *end;
 			unsigned long v = strtoul(optarg, &end, 10);
@@ -89,16 +103,23 @@ static int parse(int argc, char **argv, struct backup *b, char *err, size_t errl
 		snprintf(err, errlen, "unexpected argument '%s' (see ftvmm backup --help)", argv[optind]);
 		return -EINVAL;
 	}
+	if (b->cfg.control_group && !b->cfg.control) {
+		snprintf(err, errlen, "--control-group needs --control PATH (see ftvmm backup --help)");
+		return -EINVAL;
+	}
 	if (!b->listen) {
 		snprintf(err, errlen, "missing --listen HOST:PORT (see ftvmm backup --help)");
 		return -EINVAL;
 	}
 	sub[nsub++] = "--kernel";
 	sub[nsub++] = "unused";
-	const char *control = b->cfg.control;
+	/* cli_parse_run starts from a blank config: keep what only backup parsed (the socket and its
+	 * group, which control_start and, after a takeover, run_vm use) */
+	const char *control = b->cfg.control, *group = b->cfg.control_group;
 	if (cli_parse_run(nsub, sub, &b->cfg, err, errlen))
 		return -EINVAL;
 	b->cfg.control = control;
+	b->cfg.control_group = group;
 	b->cfg.kernel = NULL;
 	return 0;
 }

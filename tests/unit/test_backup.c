@@ -1,4 +1,5 @@
 /* test_backup.c - the backup's handshake shape check and its all-or-nothing epoch commit (memory, state, disk). */
+#include "../../ft/backup.h"
 #include "../../ft/backup_int.h"
 #include "../../ft/proto.h"
 #include "../../vmm/util.h"
@@ -6,10 +7,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libfdt.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -630,6 +635,102 @@ static void test_handshake(void)
 	pthread_mutex_destroy(&b.lock);
 }
 
+/* ---- ftvmm backup's options ---- */
+
+/* cmd_backup(argv) in a child, its stderr (and stdout) into out: the exit status, or -1 for a child
+ * still running after wait_ms (then *pid is left to the caller to stop; with wait_ms 0 its output
+ * goes nowhere). */
+static int run_backup(const char *const *args, char *out, size_t outlen, pid_t *pid, unsigned wait_ms)
+{
+	int pfd[2];
+	CHECK(pipe2(pfd, O_CLOEXEC) == 0);
+	fflush(NULL);
+	pid_t c = fork();
+	CHECK(c >= 0);
+	if (c == 0) {
+		/* a child left running must not die of SIGPIPE on its next line once we stop reading */
+		int o = wait_ms ? pfd[1] : open("/dev/null", O_WRONLY | O_CLOEXEC);
+		dup2(o, 1);
+		dup2(o, 2);
+		char *argv[16];
+		int n = 0;
+		for (; args[n]; n++)
+			argv[n] = (char *)args[n];
+		argv[n] = NULL;
+		_exit(cmd_backup(n, argv));
+	}
+	close(pfd[1]);
+	*pid = c;
+	int st;
+	for (unsigned t = 0; t < wait_ms; t += 10) {
+		if (waitpid(c, &st, WNOHANG) == c) {
+			ssize_t n = read(pfd[0], out, outlen - 1);
+			out[n > 0 ? n : 0] = '\0';
+			close(pfd[0]);
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
+		usleep(10000);
+	}
+	close(pfd[0]);
+	out[0] = '\0';
+	return -1;
+}
+
+/* --control-group GROUP as run/restore take it: checked while parsing, needs --control, and kept past
+ * the --disk/--net parse so the socket the backup serves is 0660 with that group. */
+static void test_control_group(void)
+{
+	char out[4096], dir[] = "/tmp/ftvmm-test-backup-ctl.XXXXXX", sock[128];
+	pid_t pid;
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(sock, sizeof(sock), "%s/ctl", dir);
+
+	const char *help[] = { "backup", "--help", NULL };
+	CHECK_EQ(run_backup(help, out, sizeof(out), &pid, 10000), 0);
+	CHECK(strstr(out, "--control-group GROUP") != NULL);
+
+	const char *nogroup[] = { "backup", "--listen", "127.0.0.1:0", "--control", sock, "--control-group",
+				  "no-such-group-ftvmm", NULL };
+	CHECK_EQ(run_backup(nogroup, out, sizeof(out), &pid, 10000), 2);
+	CHECK(strstr(out, "--control-group 'no-such-group-ftvmm': no such group") != NULL);
+	const char *nocontrol[] = { "backup", "--listen", "127.0.0.1:0", "--control-group", "0", NULL };
+	CHECK_EQ(run_backup(nocontrol, out, sizeof(out), &pid, 10000), 2);
+	CHECK(strstr(out, "--control-group needs --control") != NULL);
+
+	/* as root a group we are not in shows the option reached the socket; otherwise our own group */
+	char group[32];
+	gid_t want = getegid();
+	if (geteuid() == 0 && control_group_lookup("daemon", &want) == 0)
+		snprintf(group, sizeof(group), "daemon");
+	else
+		snprintf(group, sizeof(group), "%u", (unsigned)want);
+	/* a free port (ftvmm refuses port 0): the kernel's pick, released for the child to take */
+	int tfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	CHECK(tfd >= 0 && bind(tfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	      getsockname(tfd, (struct sockaddr *)&sa, &sl) == 0);
+	close(tfd);
+	char listen_at[32];
+	snprintf(listen_at, sizeof(listen_at), "127.0.0.1:%u", ntohs(sa.sin_port));
+	const char *ok[] = { "backup", "--listen", listen_at, "--control", sock, "--control-group", group, NULL };
+	/* it waits for a primary: look at its socket meanwhile */
+	CHECK_EQ(run_backup(ok, out, sizeof(out), &pid, 0), -1);
+	struct stat st;
+	int found = -1;
+	for (int i = 0; i < 1000 && (found = stat(sock, &st)) != 0; i++)
+		usleep(10000);
+	CHECK_EQ(found, 0);
+	CHECK(S_ISSOCK(st.st_mode));
+	CHECK_EQ(st.st_mode & 0777, 0660u);
+	CHECK_EQ(st.st_gid, want);
+	CHECK_EQ(kill(pid, SIGKILL), 0);
+	int ws;
+	CHECK_EQ(waitpid(pid, &ws, 0), pid);
+	unlink(sock);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	test_shape();
@@ -639,5 +740,6 @@ int main(void)
 	test_short_shape();
 	test_short_state();
 	test_handshake();
+	test_control_group();
 	TEST_DONE("test_backup");
 }
