@@ -5,7 +5,7 @@
  * (guest-images/checks/ftwork.sh: ftvmm.test=ftwork ftvmm.ftwork=--pages,256,--tcp,192.0.2.1:7000,...).
  *
  * usage: ftwork [--pages N] [--interval-ms M] [--stride S] [--disk DEV] [--dma-pages P] [--tcp HOST:PORT]
- *               [--timers] [--timer-stall-ms T] [--count K]
+ *               [--tcp-chain] [--timers] [--timer-stall-ms T] [--count K]
  *
  *   --pages N        N 4 KiB pages (default 64) whose contents are a function of the counter: each 8-byte word
  *                    is hash(last write counter of the page, page, word). Every tick verifies ALL pages against
@@ -29,20 +29,31 @@
  *   --tcp HOST:PORT  one TCP connection (IPv4 literal; connect retried for 60 s at start only), TCP_NODELAY,
  *                    sending "<seq>\n" every tick. Never reconnects: a send error, a reset or EOF from the
  *                    peer is BAD (the connection must survive restore/failover). Data from the peer is ignored.
+ *   --tcp-chain      (with --tcp) each line is "<seq> <nonce> <chain>\n" instead, both 16 lower-case hex digits:
+ *                    nonce = mix of RDTSC, CLOCK_REALTIME/CLOCK_MONOTONIC ns and getrandom(): a tick re-executed
+ *                    (after a restore or failover) sends a different nonce than the run it replaces; chain =
+ *                    64-bit FNV-1a over every byte this process sent on the connection before this line (the
+ *                    first line carries the FNV offset basis cbf29ce484222325). The receiver hashes what it
+ *                    received: a chain that disagrees means bytes before that line came from a run of the guest
+ *                    that did not go on (a splice: output of an epoch the surviving copy never produced). The
+ *                    line has the same length in both runs, so only the chain can tell them apart.
+ *                    tests/integration/ft_tcpcheck.py --chain checks it. Without --tcp-chain the bytes are
+ *                    deterministic (tests/integration/t_snapshot.sh reads the plain "<seq>\n" stream).
  *   --timers         one thread pinned per online CPU, each looping nanosleep(10 ms) and counting; the counts
  *                    are printed in CPU order (tests check every CPU's count keeps increasing).
  *   --timer-stall-ms T  BAD if some CPU's count has not moved for T ms of CLOCK_MONOTONIC (default 0: off).
  *   --count K        exit 0 after the line with seq=K (seq counts from 1 and survives restore/failover).
  *
  * Output (stdout, one write() per line):
- *   FTWORK start pages=N stride=S interval_ms=M cpus=C disk=DEV|- dma_pages=P tcp=HOST:PORT|- area=BYTES
+ *   FTWORK start pages=N stride=S interval_ms=M cpus=C disk=DEV|- dma_pages=P tcp=HOST:PORT|- area=BYTES tcp_chain=0|1
  *   FTWORK seq=<n> sum=<16 hex> ok mono_ns=<CLOCK_MONOTONIC ns> ticks=<cpu0>,<cpu1>,...   (ticks=- without --timers)
  *   FTWORK seq=<n> BAD <what>: <detail>       then exit 1 (memory mismatch, DMA pages stale, disk record
  *                                             mismatch, clock went backwards, TCP error, timer stall)
  *   FTWORK done seq=<K>                       after --count K, exit 0
  * Determinism: seq and sum (a checksum of the whole page region at seq) depend only on seq and the options, so a
  * tick re-done after a restore prints the same seq and sum, writes the same disk record and sends the same
- * bytes on TCP. mono_ns of a line is strictly greater than the previous line's (else BAD).
+ * bytes on TCP (except with --tcp-chain, whose nonce differs on purpose). mono_ns of a line is strictly greater
+ * than the previous line's (else BAD).
  * Exit status: 0 after --count, 1 on BAD, 2 on a usage or setup error.
  */
 #define _GNU_SOURCE
@@ -63,10 +74,14 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#endif
 
 #define PAGE 4096u
 #define WORDS (PAGE / 8)
@@ -76,7 +91,7 @@
 
 static uint64_t opt_pages = 64, opt_stride = 1, opt_interval_ms = 100, opt_count, opt_dma_pages, opt_stall_ms;
 static const char *opt_disk, *opt_tcp;
-static int opt_timers;
+static int opt_timers, opt_tcp_chain;
 
 static uint64_t seq;       /* the counter: the last completed tick */
 static uint8_t *region;    /* opt_pages pages */
@@ -86,6 +101,9 @@ static uint64_t dev_size, rec_area, dma_off;
 static uint8_t *recbuf, *rdbuf;      /* record write / read-back buffers */
 static uint8_t *dma_wbuf, *dma_rbuf; /* DMA area: CPU-written source, device-written destination */
 static int tcp_fd = -1;
+#define FNV_OFFSET 0xcbf29ce484222325ull
+#define FNV_PRIME 0x100000001b3ull
+static uint64_t tcp_chain = FNV_OFFSET; /* FNV-1a over every byte sent on tcp_fd so far (--tcp-chain) */
 static uint64_t last_mono, last_sum;
 
 static int ncpus;
@@ -379,6 +397,26 @@ static void tcp_connect(void)
 	setsockopt(tcp_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/* a value that differs each time a tick runs, including a tick re-executed from a checkpoint: the TSC and the
+ * clocks have moved on by then (the guest's CRNG alone would not do: its state is restored with memory) */
+static uint64_t tcp_nonce(void)
+{
+	uint64_t r = 0, x;
+	struct timespec rt, mo;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	clock_gettime(CLOCK_MONOTONIC, &mo);
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		r = 0; /* CRNG not ready yet: the clocks do */
+#if defined(__x86_64__) || defined(__i386__)
+	x = mix64((uint64_t)__rdtsc());
+#else
+	x = 0;
+#endif
+	x = mix64(x ^ (uint64_t)rt.tv_sec * 1000000000ull ^ (uint64_t)rt.tv_nsec);
+	x = mix64(x ^ (uint64_t)mo.tv_sec * 1000000000ull ^ (uint64_t)mo.tv_nsec);
+	return mix64(x ^ r);
+}
+
 static void tcp_tick(uint64_t s)
 {
 	/* anything from the peer: data is ignored, EOF or an error is fatal */
@@ -394,8 +432,10 @@ static void tcp_tick(uint64_t s)
 			bad("tcp", "receive: %s", strerror(errno));
 		}
 	}
-	char line[32];
-	int len = snprintf(line, sizeof(line), "%" PRIu64 "\n", s);
+	char line[80];
+	int len = opt_tcp_chain ? snprintf(line, sizeof(line), "%" PRIu64 " %016" PRIx64 " %016" PRIx64 "\n", s,
+					   tcp_nonce(), tcp_chain)
+				: snprintf(line, sizeof(line), "%" PRIu64 "\n", s);
 	int off = 0;
 	while (off < len) {
 		ssize_t n = send(tcp_fd, line + off, (size_t)(len - off), MSG_NOSIGNAL);
@@ -405,6 +445,10 @@ static void tcp_tick(uint64_t s)
 			bad("tcp", "send: %s", n < 0 ? strerror(errno) : "0 bytes");
 		off += (int)n;
 	}
+	/* only once the whole line is in the socket: a restore in the middle of the loop above goes on sending
+	 * the same buffer, then hashes it (memory and the socket's send queue come from the same checkpoint) */
+	for (int i = 0; i < len; i++)
+		tcp_chain = (tcp_chain ^ (uint8_t)line[i]) * FNV_PRIME;
 }
 
 /* ---- timers ---- */
@@ -517,7 +561,7 @@ static uint64_t num(const char *opt, const char *v)
 static void usage(void)
 {
 	fprintf(stderr, "usage: ftwork [--pages N] [--interval-ms M] [--stride S] [--disk DEV] [--dma-pages P]\n"
-			"              [--tcp IPV4:PORT] [--timers] [--timer-stall-ms T] [--count K]\n");
+			"              [--tcp IPV4:PORT] [--tcp-chain] [--timers] [--timer-stall-ms T] [--count K]\n");
 	exit(2);
 }
 
@@ -543,6 +587,8 @@ int main(int argc, char **argv)
 			opt_tcp = v, i++;
 		else if (!strcmp(a, "--timers"))
 			opt_timers = 1;
+		else if (!strcmp(a, "--tcp-chain"))
+			opt_tcp_chain = 1;
 		else
 			usage();
 	}
@@ -552,6 +598,8 @@ int main(int argc, char **argv)
 		die("--dma-pages needs --disk");
 	if (opt_stall_ms && !opt_timers)
 		die("--timer-stall-ms needs --timers");
+	if (opt_tcp_chain && !opt_tcp)
+		die("--tcp-chain needs --tcp");
 
 	region = mmap(NULL, opt_pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	pagesum = calloc(opt_pages, sizeof(*pagesum));
@@ -568,9 +616,9 @@ int main(int argc, char **argv)
 		start_timers();
 	setvbuf(stdout, NULL, _IONBF, 0);
 	out("FTWORK start pages=%" PRIu64 " stride=%" PRIu64 " interval_ms=%" PRIu64 " cpus=%d disk=%s dma_pages=%" PRIu64
-	    " tcp=%s area=%" PRIu64,
+	    " tcp=%s area=%" PRIu64 " tcp_chain=%d",
 	    opt_pages, opt_stride, opt_interval_ms, ncpus, opt_disk ? opt_disk : "-", opt_dma_pages, opt_tcp ? opt_tcp : "-",
-	    rec_area);
+	    rec_area, opt_tcp_chain);
 
 	uint64_t next = now_mono();
 	for (;;) {

@@ -16,6 +16,8 @@
 #   ft_tap_up NAME ADDR/LEN / ft_tap_down NAME
 #   ft_now                       time.time()-style seconds with decimals
 #   ft_log MSG                   "  [+Ns] MSG" (N: seconds since ft_lib.sh was sourced)
+#   ft_tcp_problems LOG SKIP     ft_tcpcheck.py's problem lines (error incl. SPLICE, reset, eof) after the first SKIP
+#                                of them, at most 3, on one line; ft_count LOG "$FT_TCP_PROBLEM_RE" counts them all
 
 FT_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 declare -A FT_PID=() FT_O=() FT_E=() FT_RCS=()
@@ -175,4 +177,12 @@ ft_last_seq() {
 	local s
 	s=$(grep -aoE 'FTWORK seq=[0-9]+ sum=[0-9a-f]+ ok' "$1" 2>/dev/null | tail -n1 | sed -E 's/FTWORK seq=([0-9]+).*/\1/')
 	echo "${s:-0}"
+}
+
+# ft_tcp_problems LOG SKIP: the problem lines of an ft_tcpcheck.py log (an error: SPLICE, a seq gap or repeat, a
+# malformed line, a second connection; a reset; EOF) after the first SKIP of them, at most 3, joined on one line
+FT_TCP_PROBLEM_RE='^(error|reset|eof)( |$)'
+ft_tcp_problems() {
+	awk -v s="$2" -v re="$FT_TCP_PROBLEM_RE" \
+		'$0 ~ re && ++n > s && n <= s + 3 { printf "%s%s", (n > s + 1 ? " | " : ""), $0 }' "$1" 2>/dev/null || true
 }

@@ -5,13 +5,18 @@
 # Cases:
 #   ft/chain            one guest (160M, 2 vCPUs, TAP ftft0 = 198.51.100.1/24, guest .2) boots unprotected, runs ftwork
 #                       (512 pages rewritten per tick, O_DIRECT disk records, DMA-read pages, one TCP connection to a
-#                       host checker, per-CPU timers) and is paired with a backup (`ctl protect`). FT_KILLS (default 20)
-#                       times: wait for protected=yes and one more tick, wait a random 0-250 ms (the epoch in flight
-#                       is counted: status epoch > last_commit at the kill), kill -9 the primary; the backup must take
-#                       over from an epoch >= the primary's
-#                       last acked one, the guest must go on (no BAD: memory, disk, DMA pages, clock, timers, TCP), the
-#                       host's TCP stream must move again without a gap, a repeat or a reset. Then the survivor is
-#                       paired with a fresh backup (`ftvmm ctl SOCK protect`), and so on.
+#                       host checker, per-CPU timers) and is paired with a backup (`ctl protect`). The TCP stream is
+#                       chained (ftwork --tcp-chain, ft_tcpcheck.py --chain): each line carries a nonce that differs
+#                       when the guest re-executes a tick (RDTSC, clocks, getrandom) and the FNV-1a of every byte the
+#                       guest sent before it, so output the host received from a run the surviving copy did not
+#                       continue (output commit broken: bytes of an epoch the backup never committed) shows as
+#                       "SPLICE at seq N", although the surviving copy re-sends lines of the same length.
+#                       FT_KILLS (default 20) times: wait for protected=yes and one more tick, wait a random 0-250 ms
+#                       (the epoch in flight is counted: status epoch > last_commit at the kill), kill -9 the primary;
+#                       the backup must take over from an epoch >= the primary's last acked one, the guest must go on
+#                       (no BAD: memory, disk, DMA pages, clock, timers, TCP), the host's TCP stream must move again
+#                       without a gap, a repeat, a reset or a splice (checked after every kill, once 3 more lines
+#                       arrived). Then the survivor is paired with a fresh backup (`ftvmm ctl SOCK protect`), and so on.
 #   ft/backup-status    a backup's --control answers `status` before the takeover (as `ftvmm backup --help` says)
 #                       and says role=backup (took over) after it.
 #   ft/kill-backup      (same guest) kill -9 the backup: the guest never notices, the primary says UNPROTECTED and
@@ -22,6 +27,12 @@
 #                       gap; every CPU's timer count advanced on every console; the host's last TCP seq matches.
 #   ft/device-pages     (same guest) ftwork --dma-pages: pages only the device model writes (O_DIRECT reads) are
 #                       verified by the first tick after every failover; the primary's --stats show device-dirty pages.
+#   ft/planned-sigterm  (same guest, after ft/disk-prefix, protected) SIGTERM to the primary: a planned failover. The
+#                       primary must exit (any status; what it printed on the way out is logged) and say on stderr
+#                       "planned failover: last epoch N committed"; the backup must take over from epoch N exactly;
+#                       the guest goes on (no BAD, no skipped tick); 3 chained lines arrive on the host after the
+#                       takeover with no splice, gap, repeat or reset. The survivor is then paired with a new backup.
+#   ft/planned-ctl-stop (same guest) the same with `ftvmm ctl SOCK stop` on the primary (the reply must be ok).
 #   ft/corrupt-epoch    a proxy between primary and backup flips a byte in one epoch's payload after the baseline: the
 #                       backup rejects the frame and keeps the last good commit; the primary (alive: its heartbeats
 #                       and its BYE on the heartbeat link say so) goes on unprotected and the backup exits non-zero
@@ -66,6 +77,14 @@ if ! grep -qE '^(\./)?bin/ftwork$' <<<"$initrd_files" || ! grep -qE '^(\./)?chec
 	case_end
 	it_end
 fi
+# (grep -c reads all of cpio's output: a grep -q leaving early would make the pipeline fail under pipefail)
+ftwork_name=$(grep -m1 -E '^(\./)?bin/ftwork$' <<<"$initrd_files")
+if (($(zcat "$GUEST_INITRD" | cpio -i --quiet --to-stdout "$ftwork_name" 2>/dev/null | grep -ac -- '--tcp-chain' || true) == 0)); then
+	case_begin ft/guest-image
+	case_error "$GUEST_INITRD has an older bin/ftwork (no --tcp-chain): rebuild it (guest-images/build.sh)"
+	case_end
+	it_end
+fi
 
 kargs=(--kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD")
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
@@ -91,7 +110,7 @@ case_begin ft/chain
 chain_t0=$(date +%s)
 ft_tap_up "$TAP" "$HOST_IP/24" || case_error "cannot create TAP $TAP"
 ft_port; TCP_PORT=$FT_PORT
-ft_bg tcpcheck "$PY" "$here/ft_tcpcheck.py" --listen "$HOST_IP:$TCP_PORT" --log "$L/tcpcheck.log"
+ft_bg tcpcheck "$PY" "$here/ft_tcpcheck.py" --listen "$HOST_IP:$TCP_PORT" --log "$L/tcpcheck.log" --chain
 truncate -s "$DISK_SIZE" "$W/disk0.img"
 ft_port; port=$FT_PORT
 truncate -s "$DISK_SIZE" "$W/disk1.img"
@@ -105,7 +124,7 @@ ft_alive b1 || case_error "backup died after a garbage peer"
 # `ftvmm backup --help`: "--control PATH  control socket (status before and after takeover)"
 b1_status_before=$(ft_ctl "$W/b1.sock" status)
 
-ftargs="--pages,$FT_PAGES,--interval-ms,50,--disk,/dev/vda,--dma-pages,16,--tcp,$HOST_IP:$TCP_PORT,--timers,--timer-stall-ms,15000,--count,1000000"
+ftargs="--pages,$FT_PAGES,--interval-ms,50,--disk,/dev/vda,--dma-pages,16,--tcp,$HOST_IP:$TCP_PORT,--tcp-chain,--timers,--timer-stall-ms,15000,--count,1000000"
 cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftnet=$GUEST_NET ftvmm.ftargs=$ftargs")
 # p0 boots unprotected (a guest boots ~3x slower while checkpointed in the test bed; ft/guest-shutdown covers
 # `run --backup`), then is paired with b1 by `protect` once ftwork ticks
@@ -155,19 +174,41 @@ ensure_protected() {
 		new_backup || return 1
 	done
 }
+# tcp_problems WHAT: one case_error for the TCP checker's new problem lines since the last call (a SPLICE: the host
+# received output that the surviving copy of the guest did not produce; a gap or repeat of seqs; a reset; EOF...)
+tcp_seen=0
+tcp_problems() {
+	local all
+	all=$(ft_count "$L/tcpcheck.log" "$FT_TCP_PROBLEM_RE")
+	((all > tcp_seen)) || return 0
+	local new
+	new=$(ft_tcp_problems "$L/tcpcheck.log" "$tcp_seen")
+	tcp_seen=$all
+	if [[ "$new" == *SPLICE* ]]; then
+		case_error "$1: the host received output the surviving copy of the guest did not produce (output commit broken): $new"
+	else
+		case_error "$1: TCP checker: $new"
+	fi
+	return 1
+}
 # tcp_moved: the host has received seqs past the one it had at the previous kill (the TCP connection survived that
-# failover and output flows again); checked lazily, while the next backup syncs, to keep the chain short.
-tcp_at_kill=-1 t_kill=0 t_take=0
+# failover and output flows again), with no problem in the checker's log (splice, gap, repeat, reset); checked
+# lazily, while the next backup syncs, to keep the chain short. 3 more lines: a line the dead primary leaked (if
+# any) may still come in after the count was taken, and a splice shows on the survivor's first line after it.
+tcp_at_kill=-1 t_kill=0 t_take=0 tcp_kill_no=0
 tcp_moved() {
 	((tcp_at_kill < 0)) && return 0
-	if ! ft_wait_count "$L/tcpcheck.log" '^seq ' $((tcp_at_kill + 2)) 30; then
-		case_error "kill $((k - 1)): the TCP stream did not move again within 30 s"
+	if ! ft_wait_count "$L/tcpcheck.log" '^seq ' $((tcp_at_kill + 3)) 30; then
+		case_error "kill $tcp_kill_no: the TCP stream did not move again within 30 s"
+		tcp_problems "kill $tcp_kill_no" || true
 		return 1
 	fi
 	# when did it move: the checker's timestamp of the first seq after the takeover (before it, seqs can still
 	# arrive from the dying primary's last released packets), from the kill
 	tcp_ms+=("$(awk -v a="$t_take" -v k="$t_kill" '$1 == "seq" && $3 > a { printf "%.0f", ($3 - k) * 1000; exit }' "$L/tcpcheck.log")")
 	tcp_at_kill=-1
+	# a splice is an error, but the chain goes on (later kills may show more)
+	tcp_problems "kill $tcp_kill_no" || true
 }
 for ((k = 1; k <= FT_KILLS && chain_ok; k++)); do
 	csock="$W/$cur.sock"
@@ -190,7 +231,7 @@ for ((k = 1; k <= FT_KILLS && chain_ok; k++)); do
 	taken=$(ft_field epoch "$st")
 	acked=$(ft_field last_commit "$st")
 	[[ -n "$taken" && -n "$acked" && "$taken" -gt "$acked" ]] && inflight=$((inflight + 1))
-	tcp_at_kill=$(grep -c '^seq ' "$L/tcpcheck.log" || true)
+	tcp_at_kill=$(grep -c '^seq ' "$L/tcpcheck.log" || true) tcp_kill_no=$k
 	seq_at_kill=$(ft_last_seq "${FT_O[$cur]}") # the last complete tick line
 	if ! ft_wait_line "${FT_E[$bk]}" 'taking over from epoch' 30 "$bk"; then
 		case_error "kill $k ($cur, epoch=$taken acked=$acked): $bk did not take over: $(tail -n 2 "${FT_E[$bk]}" | tr '\n' ' ')"
@@ -234,9 +275,7 @@ for ((k = 1; k <= FT_KILLS && chain_ok; k++)); do
 	new_backup || chain_ok=0
 done
 ((chain_ok)) && { tcp_moved || chain_ok=0; }
-if grep -q '^error' "$L/tcpcheck.log"; then
-	case_error "TCP checker: $(grep -m3 '^error' "$L/tcpcheck.log" | tr '\n' ' ')"
-fi
+tcp_problems "ft/chain" || true
 ((kills >= FT_KILLS)) || case_error "only $kills of $FT_KILLS failovers completed"
 ft_log "chain: $kills kills ($inflight with an epoch in flight at the kill, $spurious spurious link losses) in $(($(date +%s) - chain_t0)) s;" \
 	"takeover ms (seen by the test): ${takeover_ms[*]:-}; loss to running inside ftvmm ms: ${inside_ms[*]:-}; next tick ms: ${resume_ms[*]:-}; TCP moving again ms: ${tcp_ms[*]:-}"
@@ -272,6 +311,7 @@ if ((chain_ok)); then
 	tcp0=$(grep -c '^seq ' "$L/tcpcheck.log" || true)
 	sleep 1
 	(($(grep -c '^seq ' "$L/tcpcheck.log" || true) > tcp0)) || case_error "TCP output stopped while unprotected"
+	tcp_problems "backup killed" || true
 	# protect again
 	new_backup
 	ft_wait_status "$csock" 'protected=yes' 150 || case_error "never protected again: ${FT_LAST_STATUS:-}"
@@ -326,6 +366,107 @@ if ((chain_ok)); then
 else
 	case_error "skipped: the chain did not complete"
 fi
+case_end
+
+###############################################################################################################
+# Planned failovers of the chain's guest (still running): SIGTERM, then `ctl stop`, on its protected primary. The
+# primary takes a last checkpoint, waits for its ack, releases only acked output and exits; the backup takes over.
+# planned_failover HOW (sigterm | ctl-stop): on $cur (protected by $bk); $cur becomes $bk
+planned_failover() {
+	local how="$1" csock="$W/$cur.sock" n0 st acked tcp0 e0 t_stop t_take reply rc said final last_ep from first
+	local seq_stop moved=0 end t_tcp
+	if ! ((chain_ok)) || ! ft_alive "$cur"; then
+		case_error "skipped: ft/chain left no running guest"
+		return 0
+	fi
+	ensure_protected || return 0
+	n0=$(ft_count "${FT_O[$cur]}" 'FTWORK seq=[0-9]+ sum')
+	if ! ft_wait_count "${FT_O[$cur]}" 'FTWORK seq=[0-9]+ sum' $((n0 + 2)) 20 "$cur"; then
+		case_error "the guest on $cur stopped ticking before the $how"
+		return 0
+	fi
+	tcp_problems "before the $how" || true
+	st=$(ft_ctl "$csock" status)
+	acked=$(ft_field last_commit "$st")
+	tcp0=$(ft_count "$L/tcpcheck.log" '^seq ')
+	e0=$(wc -l <"${FT_E[$cur]}")
+	t_stop=$(ft_now)
+	if [[ "$how" == sigterm ]]; then
+		kill -TERM "${FT_PID[$cur]}"
+	else
+		reply=$(ft_ctl "$csock" stop)
+		[[ "$reply" == ok* ]] || case_error "ctl stop on $cur: $reply"
+	fi
+	# the last ack is awaited for at most --ft-timeout ($HB_TIMEOUT ms)
+	if ft_wait_exit "$cur" 40; then
+		rc=${FT_RCS[$cur]}
+	else
+		case_error "$cur still runs 40 s after the $how"
+		ft_kill "$cur"
+		rc="none (killed with -9 after 40 s)"
+	fi
+	seq_stop=$(ft_last_seq "${FT_O[$cur]}")
+	# what it printed on the way out, less the vCPU registers (FTVMM_DEBUG)
+	said=$(tail -n +$((e0 + 1)) "${FT_E[$cur]}" | grep -avE '^ |vcpu [0-9]+ registers' | head -n 8 | tr '\n' '|' || true)
+	ft_log "$how: $cur (status before: epoch=$(ft_field epoch "$st") acked=$acked) exited with status $rc; it printed: ${said:-nothing}"
+	final=$(grep -aE 'ft: planned failover: ' "${FT_E[$cur]}" | tail -n1 || true)
+	last_ep=""
+	if [[ "$final" =~ planned\ failover:\ last\ epoch\ ([0-9]+)\ committed ]]; then
+		last_ep=${BASH_REMATCH[1]}
+	else
+		case_error "$cur did not commit a final epoch: ${final:-no 'ft: planned failover: last epoch N committed' line on its stderr}"
+	fi
+	if ! ft_wait_line "${FT_E[$bk]}" 'taking over from epoch' 30 "$bk"; then
+		case_error "$bk did not take over after the $how of $cur: $(tail -n 2 "${FT_E[$bk]}" | tr '\n' ' ')"
+		chain_ok=0
+		return 0
+	fi
+	t_take=$(ft_now)
+	from=$(sed -nE 's/.*taking over from epoch ([0-9]+).*/\1/p' "${FT_E[$bk]}" | tail -n1)
+	if [[ -n "$last_ep" && "$from" != "$last_ep" ]]; then
+		case_error "$bk took over from epoch $from, but $cur's final committed epoch was $last_ep"
+	elif [[ -n "$acked" && -n "$from" ]] && ((from < acked)); then
+		case_error "$bk resumed from epoch $from but $cur had epoch $acked acked: a committed epoch was lost"
+	fi
+	if ! ft_wait_line "${FT_O[$bk]}" 'FTWORK seq=[0-9]+ (sum|BAD)' 60 "$bk"; then
+		case_error "the guest printed nothing on $bk in 60 s after the takeover from epoch $from"
+		ft_diagnose "$bk" "$W/$bk.sock"
+		chain_ok=0
+		return 0
+	fi
+	if grep -aq 'FTWORK.* BAD ' "${FT_O[$bk]}"; then
+		case_error "$(grep -a 'FTWORK.* BAD ' "${FT_O[$bk]}" | head -n1 | tr -d '\r')"
+		chain_ok=0
+	fi
+	first=$(grep -aoE 'FTWORK seq=[0-9]+ sum=' "${FT_O[$bk]}" | head -n1 | sed -E 's/FTWORK seq=([0-9]+) .*/\1/' || true)
+	((first <= seq_stop + 2)) || case_error "the guest resumed at seq $first after $cur printed $seq_stop: ticks were skipped"
+	# the stream moves again, from the survivor: 3 lines received after the takeover (the stopped primary has
+	# exited), each chained over every byte before it
+	end=$((SECONDS + 30))
+	while ((SECONDS < end)); do
+		moved=$(awk -v a="$t_take" '$1 == "seq" && $3 > a { n++ } END { print n + 0 }' "$L/tcpcheck.log")
+		((moved >= 3)) && break
+		sleep 0.2
+	done
+	((moved >= 3)) || case_error "the TCP stream did not move again within 30 s of the takeover ($moved lines)"
+	tcp_problems "$how" || true
+	t_tcp=$(awk -v a="$t_take" -v k="$t_stop" '$1 == "seq" && $3 > a { printf "%.0f", ($3 - k) * 1000; exit }' "$L/tcpcheck.log")
+	ft_log "$how: $cur (console seq $seq_stop, ${final:-no final epoch line}) -> $bk from epoch $from, resumed at seq" \
+		"$first; takeover $(ms "$t_stop" "$t_take") ms, TCP moving again ${t_tcp:-?} ms after the stop" \
+		"($((tcp0)) lines before it, $(ft_count "$L/tcpcheck.log" '^seq ') now)"
+	cur=$bk
+}
+
+case_begin ft/planned-sigterm
+planned_failover sigterm
+# the survivor is protected again for the next case
+if ((chain_ok)) && ft_alive "$cur"; then
+	new_backup || chain_ok=0
+fi
+case_end
+
+case_begin ft/planned-ctl-stop
+planned_failover ctl-stop
 ft_kill tcpcheck 15
 ft_tap_down "$TAP"
 case_end
