@@ -62,9 +62,11 @@ bench-boot: all
 demo:
 	bash tests/demo.sh
 
-# libFuzzer smoke run of the virtqueue / virtio-blk parsers (bounded time per target).
+# libFuzzer smoke run (tests/fuzz/run.sh): virtqueue, virtio-blk, virtio-net rings, virtio-pci/MSI-X
+# accesses, the backup's data-link stream and the snapshot file reader; FUZZ_SECS (default 120) is
+# the whole run's fuzzing time, split evenly among the targets.
 fuzz:
-	bash tests/fuzz/run.sh $(or $(FUZZ_SECS),30)
+	bash tests/fuzz/run.sh $(or $(FUZZ_SECS),120)
 
 lint:
 	cppcheck -q --error-exitcode=1 --enable=warning,performance,portability --inline-suppr \
