@@ -9,7 +9,8 @@
 #   ITEST_OUT=<dir of FTVMM>/integration   logs (per case: .console, .stderr, .cmd) and the kvmcheck binary
 #   ITEST_TEST_TIMEOUT=900   seconds per t_*.sh;  ITEST_BOOT_TIMEOUT=240  seconds per guest boot
 #   TESTBED_TIMEOUT (see tests/testbed/run.sh): default here 1800 s per test-bed boot
-#   ITEST_GROUPS="boot,panic,triplefault,badinput,blk,net snapshot ft"   tests that share one test-bed boot
+#   ITEST_GROUPS="ft boot,panic,triplefault,badinput,blk,net snapshot resume:npt"   tests that share one test-bed boot; a group
+#                  written NAME,...:npt runs with the test bed's nested paging on (kvm_amd.npt=1)
 #   ITEST_LANES=<CPUs / TESTBED_SMP>   test-bed boots at once (each lane's output is printed when its group ends)
 #   ITEST_RERUN=1   rerun the unfinished tests of a group once in a fresh test bed after it hung (0: never)
 # Exit status: 0 if every case passed.
@@ -32,7 +33,8 @@ export FTVMM GUEST_KERNEL GUEST_INITRD ITEST_OUT
 export ITEST_BOOT_TIMEOUT=${ITEST_BOOT_TIMEOUT:-240}
 ITEST_TEST_TIMEOUT=${ITEST_TEST_TIMEOUT:-900}
 ITEST_MODE=${ITEST_MODE:-auto}
-ITEST_GROUPS=${ITEST_GROUPS:-"boot,panic,triplefault,badinput,blk,net snapshot ft"}
+# longest first: with two lanes, ft runs beside the short groups
+ITEST_GROUPS=${ITEST_GROUPS:-"ft boot,panic,triplefault,badinput,blk,net snapshot resume:npt"}
 
 # Which tests.
 tests=()
@@ -143,14 +145,15 @@ testbed_group() {
 # CPUs / TESTBED_SMP): each lane's output goes to its log and is printed when its group ends. Prints the summary.
 testbed_suite() {
 	local g n t0=$(date +%s) npass=0 nfail=0 l first
-	local -A placed=()
+	local -A placed=() gopt=()
 	local groups=() results=() hangs=() pids=()
 	for g in $ITEST_GROUPS; do
-		local members=()
+		local members=() opt=""
+		[[ "$g" == *:* ]] && opt=${g#*:} g=${g%%:*}
 		for n in ${g//,/ }; do
 			[[ " ${names[*]} " == *" $n "* ]] && members+=("$n") && placed[$n]=1
 		done
-		((${#members[@]})) && groups+=("${members[*]}")
+		((${#members[@]})) && groups+=("${members[*]}") && gopt[${members[0]}]=$opt
 	done
 	for n in "${names[@]}"; do [[ -n "${placed[$n]:-}" ]] || groups+=("$n"); done
 	local lanes=${ITEST_LANES:-$(($(nproc) / ${TESTBED_SMP:-1}))}
@@ -159,15 +162,18 @@ testbed_suite() {
 	echo "integration: ${#groups[@]} test-bed boots ($(printf '[%s] ' "${groups[@]}")), $lanes at a time"
 	for g in "${groups[@]}"; do
 		first=${g%% *}
+		# a group marked :npt runs on the test bed's KVM with nested paging on (what every real host has)
+		local kargs=${TESTBED_KVM_ARGS-"kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"}
+		[[ "${gopt[$first]:-}" == npt ]] && kargs=${kargs//kvm_amd.npt=0/kvm_amd.npt=1}
 		if ((lanes == 1)); then
 			# shellcheck disable=SC2086
-			testbed_group $g || true
+			TESTBED_KVM_ARGS=$kargs testbed_group $g || true
 			continue
 		fi
 		while (($(jobs -rp | wc -l) >= lanes)); do wait -n || true; done
 		echo "integration: [$first] started: $g ($(date -u +%T))"
 		# shellcheck disable=SC2086
-		(testbed_group $g >"$ITEST_OUT/lane-$first.log" 2>&1 || true
+		(TESTBED_KVM_ARGS=$kargs testbed_group $g >"$ITEST_OUT/lane-$first.log" 2>&1 || true
 			echo "integration: [$first] ended ($(date -u +%T)); its output:"
 			sed "s/^/[$first] /" "$ITEST_OUT/lane-$first.log") &
 		pids+=($!)

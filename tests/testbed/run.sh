@@ -13,7 +13,7 @@
 # command's, carried back by a `TESTBED-EXIT <rc>` line on ttyS0; none (crash, hang, timeout) is a failure (125/124).
 # Env:
 #   TESTBED_TIMEOUT=1500   seconds before the test bed is killed (exit 124)
-#   TESTBED_MEM=3G TESTBED_SMP=2   test-bed host size
+#   TESTBED_MEM=3G TESTBED_SMP=1   test-bed host size (1 vCPU: see the README, the test bed)
 #   TESTBED_ACCEL=tcg      qemu accelerator for the test bed (tcg: what CI has; kvm only for experiments)
 #   TESTBED_SCRATCH_MB=8192  size of the sparse scratch disk (0: none)
 #   TESTBED_IDLE_LIMIT=120 seconds of a CPU-idle qemu after which the test bed counts as hung (exit 126; 0: off);
@@ -45,7 +45,7 @@ fi
 
 TESTBED_TIMEOUT=${TESTBED_TIMEOUT:-1500}
 TESTBED_MEM=${TESTBED_MEM:-3G}
-TESTBED_SMP=${TESTBED_SMP:-2}
+TESTBED_SMP=${TESTBED_SMP:-1}
 TESTBED_ACCEL=${TESTBED_ACCEL:-tcg}
 TESTBED_SCRATCH_MB=${TESTBED_SCRATCH_MB:-8192}
 TESTBED_KVM_ARGS=${TESTBED_KVM_ARGS-"kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"}
