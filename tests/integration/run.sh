@@ -39,7 +39,7 @@ ITEST_GROUPS=${ITEST_GROUPS:-"ft boot,panic,triplefault,badinput,blk,net snapsho
 # Which tests.
 tests=()
 # Not in the default suite yet (their end-to-end runs are not green; run them by name):
-ITEST_NOT_DEFAULT=${ITEST_NOT_DEFAULT-""}
+ITEST_NOT_DEFAULT=${ITEST_NOT_DEFAULT-"resume"} # resume: the nested-paging study (README, the test bed)
 if [[ $# -eq 0 ]]; then
 	for t in "$here"/t_*.sh; do
 		n=${t##*/t_}
@@ -156,7 +156,7 @@ testbed_suite() {
 		((${#members[@]})) && groups+=("${members[*]}") && gopt[${members[0]}]=$opt
 	done
 	for n in "${names[@]}"; do [[ -n "${placed[$n]:-}" ]] || groups+=("$n"); done
-	local lanes=${ITEST_LANES:-$(($(nproc) / ${TESTBED_SMP:-1}))}
+	local lanes=${ITEST_LANES:-$(($(nproc) / ${TESTBED_SMP:-2}))}
 	((lanes >= 1)) || lanes=1
 	((lanes <= ${#groups[@]})) || lanes=${#groups[@]}
 	echo "integration: ${#groups[@]} test-bed boots ($(printf '[%s] ' "${groups[@]}")), $lanes at a time"

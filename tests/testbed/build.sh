@@ -15,7 +15,7 @@ repo=$(cd "$here/../.." && pwd -P)
 # shellcheck source=guest-images/lib.sh
 source "$repo/guest-images/lib.sh"
 
-TESTBED_KSERIES=${TESTBED_KSERIES:-6.12}
+TESTBED_KSERIES=${TESTBED_KSERIES:-6.1}
 OUT=${OUT:-$here/out/$TESTBED_KSERIES}
 TESTBED_MODULES=(
 	virtio_pci virtio_blk 9pnet_virtio 9p          # transport for the shared roots and the scratch disk

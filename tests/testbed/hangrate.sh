@@ -26,9 +26,9 @@ tests=("$@")
 ((${#tests[@]})) || tests=(snapshot ft)
 [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "hangrate: -n wants a positive count, not '$n'" >&2; exit 2; }
 
-export TESTBED_KSERIES=${TESTBED_KSERIES:-6.12}
+export TESTBED_KSERIES=${TESTBED_KSERIES:-6.1}
 export TESTBED_KVM_ARGS=${TESTBED_KVM_ARGS-"kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"}
-export TESTBED_SMP=${TESTBED_SMP:-1} TESTBED_MEM=${TESTBED_MEM:-3G}
+export TESTBED_SMP=${TESTBED_SMP:-2} TESTBED_MEM=${TESTBED_MEM:-3G}
 export FTVMM_FT_KILLS=${FTVMM_FT_KILLS:-8}
 [[ -n "$label" ]] || label="k${TESTBED_KSERIES}-$(tr ' ' '\n' <<<"$TESTBED_KVM_ARGS" | sed -n 's/^kvm_amd\.npt=/npt/p' | head -n1)-smp$TESTBED_SMP"
 res="$here/results/hangrate-$label-$(date -u +%Y%m%d-%H%M%S)"

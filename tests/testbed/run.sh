@@ -13,7 +13,7 @@
 # command's, carried back by a `TESTBED-EXIT <rc>` line on ttyS0; none (crash, hang, timeout) is a failure (125/124).
 # Env:
 #   TESTBED_TIMEOUT=1500   seconds before the test bed is killed (exit 124)
-#   TESTBED_MEM=3G TESTBED_SMP=1   test-bed host size (1 vCPU: see the README, the test bed)
+#   TESTBED_MEM=3G TESTBED_SMP=2   test-bed host size (1 vCPU starves FT guests: see the README, the test bed)
 #   TESTBED_ACCEL=tcg      qemu accelerator for the test bed (tcg: what CI has; kvm only for experiments)
 #   TESTBED_SCRATCH_MB=8192  size of the sparse scratch disk (0: none)
 #   TESTBED_IDLE_LIMIT=120 seconds of a CPU-idle qemu after which the test bed counts as hung (exit 126; 0: off);
@@ -21,7 +21,7 @@
 #   TESTBED_QUIET_LIMIT=0  seconds without any console output after which the test bed counts as hung (exit 126;
 #                          0: off). For commands that report progress (the integration suite sets 300): the test
 #                          bed's kernel has also been seen spinning with both CPUs busy and no message at all
-#   TESTBED_KSERIES=6.12   the test bed's kernel series (Debian 12: 6.1 = linux-image-amd64, 6.12 =
+#   TESTBED_KSERIES=6.1    the test bed's kernel series (Debian 12: 6.1 = linux-image-amd64, 6.12 =
 #                          linux-image-6.12-amd64); its images live in tests/testbed/out/<series>/
 #   TESTBED_KVM_ARGS="kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"  kernel command line for the test
 #                          bed's KVM. No THP: khugepaged collapsing guest RAM (TLB-flush IPIs, KVM MMU notifiers)
@@ -45,13 +45,13 @@ fi
 
 TESTBED_TIMEOUT=${TESTBED_TIMEOUT:-1500}
 TESTBED_MEM=${TESTBED_MEM:-3G}
-TESTBED_SMP=${TESTBED_SMP:-1}
+TESTBED_SMP=${TESTBED_SMP:-2}
 TESTBED_ACCEL=${TESTBED_ACCEL:-tcg}
 TESTBED_SCRATCH_MB=${TESTBED_SCRATCH_MB:-8192}
 TESTBED_KVM_ARGS=${TESTBED_KVM_ARGS-"kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"}
 TESTBED_IDLE_LIMIT=${TESTBED_IDLE_LIMIT:-120}
 TESTBED_QUIET_LIMIT=${TESTBED_QUIET_LIMIT:-0}
-TESTBED_KSERIES=${TESTBED_KSERIES:-6.12}
+TESTBED_KSERIES=${TESTBED_KSERIES:-6.1}
 TESTBED_LOG=${TESTBED_LOG:-$here/out/last-run.log}
 out="$here/out/$TESTBED_KSERIES"
 export TESTBED_KSERIES
