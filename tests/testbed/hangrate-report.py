@@ -22,8 +22,10 @@ def main():
         print("No runs recorded.")
         return
     hung = out.get("hang", 0)
+    stopped = out.get("stopped", 0)
     print(f"**{hung} of {n} test-bed boots hung** ({100.0 * hung / n:.0f}%); "
-          f"{out.get('pass', 0)} passed every case, {out.get('fail', 0)} completed with a failed case.")
+          f"{out.get('pass', 0)} passed every case, {out.get('fail', 0)} completed with a failed case"
+          + (f", {stopped} stopped by hand before the end (not a hang)." if stopped else "."))
     print(f"Run time: median {statistics.median(secs):.0f} s (min {min(secs)}, max {max(secs)}); "
           f"{sum(secs) / 3600:.2f} test-bed hours in all, "
           f"{hung / (sum(secs) / 3600):.2f} hangs per hour.\n")
