@@ -93,6 +93,20 @@ kvm_boots_linux() {
 	grep -q 'FTVMM-RESULT nproc PASS' <<<"$out"
 }
 
+# print_summary WHAT RESULT...: the PASS/FAIL lines and their count; true when all passed (and there were some)
+print_summary() {
+	local what="$1" l npass=0 nfail=0
+	shift
+	for l in "$@"; do
+		case "$l" in PASS*) npass=$((npass + 1)) ;; FAIL*) nfail=$((nfail + 1)) ;; esac
+	done
+	echo
+	echo "===== integration summary ($what, logs in $ITEST_OUT/logs)"
+	(($#)) && printf '  %s\n' "$@"
+	echo "===== $npass passed, $nfail failed"
+	((nfail == 0 && $# > 0))
+}
+
 # testbed_group NAME...: run these tests in one fresh test-bed boot; their PASS/FAIL lines go to
 # $ITEST_OUT/group-NAME.results, test-bed hangs to group-NAME.hangs (NAME: the group's first test).
 # The test bed's own host (Debian under TCG's emulated SVM) can die or hang under nested load: a fault of the
@@ -144,7 +158,7 @@ testbed_group() {
 # tests named in no group run in a boot of their own. ITEST_LANES test beds run at once (default: this machine's
 # CPUs / TESTBED_SMP): each lane's output goes to its log and is printed when its group ends. Prints the summary.
 testbed_suite() {
-	local g n t0=$(date +%s) npass=0 nfail=0 l first
+	local g n t0=$(date +%s) first
 	local -A placed=() gopt=()
 	local groups=() results=() hangs=() pids=()
 	for g in $ITEST_GROUPS; do
@@ -185,15 +199,8 @@ testbed_suite() {
 		[[ -s "$ITEST_OUT/group-$first.hangs" ]] && mapfile -t -O "${#hangs[@]}" hangs <"$ITEST_OUT/group-$first.hangs"
 		[[ -s "$ITEST_OUT/group-$first.results" ]] || results+=("FAIL $first: its test-bed group reported nothing")
 	done
-	for l in "${results[@]}"; do
-		case "$l" in PASS*) npass=$((npass + 1)) ;; FAIL*) nfail=$((nfail + 1)) ;; esac
-	done
-	echo
-	echo "===== integration summary ($(($(date +%s) - t0))s, ${#groups[@]} test-bed boots, $lanes at a time, logs in $ITEST_OUT/logs)"
-	printf '  %s\n' "${results[@]}"
 	((${#hangs[@]})) && printf 'integration: test-bed hang: %s\n' "${hangs[@]}"
-	echo "===== $npass passed, $nfail failed"
-	((nfail == 0 && ${#results[@]} > 0))
+	print_summary "$(($(date +%s) - t0))s, ${#groups[@]} test-bed boots, $lanes at a time" "${results[@]}"
 }
 
 if [[ $inside == 0 ]]; then
@@ -253,12 +260,4 @@ for i in "${!tests[@]}"; do
 	echo "=== $n: $(($(date +%s) - t0))s"
 done
 
-npass=0 nfail=0
-for l in "${results[@]}"; do
-	case "$l" in PASS*) npass=$((npass + 1)) ;; FAIL*) nfail=$((nfail + 1)) ;; esac
-done
-echo
-echo "===== integration summary ($(($(date +%s) - suite_start))s, logs in $ITEST_OUT/logs)"
-printf '  %s\n' "${results[@]}"
-echo "===== $npass passed, $nfail failed"
-[[ $nfail == 0 ]]
+print_summary "$(($(date +%s) - suite_start))s" "${results[@]}"
