@@ -114,7 +114,7 @@ print_summary() {
 # not finished run again in a fresh test bed; finished ones keep their results, a failed one is never rerun,
 # and the log says which ran again and why.
 testbed_group() {
-	local todo=("$@") attempt rc tblog n why rest r
+	local todo=("$@") attempt rc tblog n why rest r failed_unfinished
 	local res="$ITEST_OUT/group-$1.results" hangs="$ITEST_OUT/group-$1.hangs"
 	: >"$res"
 	: >"$hangs"
@@ -126,24 +126,31 @@ testbed_group() {
 			TESTBED_LOG="${TESTBED_LOG:-$ITEST_OUT/testbed-${todo[0]}-attempt$attempt.console}" \
 			TESTBED_PASSENV="FTVMM GUEST_KERNEL GUEST_INITRD ITEST_OUT ITEST_BOOT_TIMEOUT ITEST_TEST_TIMEOUT ITEST_GUEST_VERBOSE ITEST_TMP" \
 			bash "$repo/tests/testbed/run.sh" bash "$here/run.sh" --inside "${todo[@]}" 2>&1 | tee "$tblog" || rc=${PIPESTATUS[0]}
-		rest=()
+		rest=() failed_unfinished=()
+		case $rc in 124) why="timed out" ;; 126) why="hung: stalled, silent or idle" ;; 125) why="its kernel died" ;; *) why="status $rc" ;; esac
 		for n in "${todo[@]}"; do
+			mapfile -t r < <(awk -v n="$n" '$0 == "=== " n { on = 1; next } on && /^=== / { on = 0 } on && /^(PASS|FAIL) /' "$tblog")
 			if grep -aqE "^=== $n: [0-9]+s$" "$tblog"; then
-				mapfile -t r < <(awk -v n="$n" '$0 == "=== " n { on = 1; next } on && /^=== / { on = 0 } on && /^(PASS|FAIL) /' "$tblog")
 				((${#r[@]})) || r=("FAIL $n: reported no results")
 				printf '%s\n' "${r[@]}" >>"$res"
+			elif printf '%s\n' "${r[@]}" | grep -q '^FAIL '; then
+				# a case that failed stays failed: the test is not run again, its results so far stand
+				printf '%s\n' "${r[@]}" "FAIL $n: did not finish: the test bed $why" >>"$res"
+				failed_unfinished+=("$n")
 			else
 				rest+=("$n")
 			fi
 		done
+		((${#failed_unfinished[@]})) && echo "integration: not rerun (a case had failed before the test bed stopped): ${failed_unfinished[*]}"
+		if [[ $rc == 124 || $rc == 125 || $rc == 126 ]]; then
+			echo "${todo[0]}: $why (attempt $attempt, unfinished: ${failed_unfinished[*]} ${rest[*]})" >>"$hangs"
+		fi
 		((${#rest[@]})) || return 0
-		case $rc in 124) why="timed out" ;; 126) why="hung: stalled, silent or idle" ;; 125) why="its kernel died" ;; *) why="status $rc" ;; esac
 		echo "integration: the test bed did not complete (status $rc: $why); unfinished: ${rest[*]}"
 		if [[ $rc != 124 && $rc != 125 && $rc != 126 ]]; then
 			for n in "${rest[@]}"; do echo "FAIL $n: did not run to its end in the test bed (status $rc)"; done >>"$res"
 			return 1
 		fi
-		echo "${todo[0]}: $why (attempt $attempt, unfinished: ${rest[*]})" >>"$hangs"
 		if ((attempt == 1 && ${ITEST_RERUN:-1})); then
 			echo "integration: rerunning the unfinished tests once in a fresh test bed: ${rest[*]}"
 			todo=("${rest[@]}")
