@@ -530,7 +530,7 @@ static void net_apply_saved(struct virtio_net *n, const struct net_saved *s)
 	bool kick;
 
 	pthread_mutex_lock(&n->lock);
-	if (memcmp(n->mac, s->mac, 6))
+	if (memcmp(n->mac, s->mac, 6) != 0)
 		debugx("virtio-net %s: restored MAC differs from the configured one", d->name);
 	memcpy(n->mac, s->mac, 6);
 	n->rx_len = s->rx_len;

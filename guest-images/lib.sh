@@ -17,7 +17,7 @@ gi_pick_kernel() {
 	fi
 	if [[ -z "$cand" || ! -f "/boot/vmlinuz-$cand" || ! -f "/lib/modules/$cand/modules.dep" ]]; then
 		echo "error: no usable kernel${series:+ of series $series} (/boot/vmlinuz-<ver> with" \
-			"/lib/modules/<ver>/modules.dep); install linux-image-amd64 or set KVER" >&2
+			"/lib/modules/<ver>/modules.dep); install linux-image-amd64 (6.1) or linux-image-6.12-amd64 (6.12)" >&2
 		return 1
 	fi
 	KVER="$cand"

@@ -81,6 +81,7 @@ cleanup() {
 	if [[ -f "$conlog" ]] && mkdir -p "$(dirname "$TESTBED_LOG")" 2>/dev/null; then
 		cp -f "$conlog" "$TESTBED_LOG.$$" 2>/dev/null && mv -f "$TESTBED_LOG.$$" "$TESTBED_LOG" 2>/dev/null || true
 		cp -f "$klog" "$TESTBED_LOG.kernel.$$" 2>/dev/null && mv -f "$TESTBED_LOG.kernel.$$" "$TESTBED_LOG.kernel" 2>/dev/null || true
+		[[ -s "$ctl/cpus.txt" ]] && cp -f "$ctl/cpus.txt" "$TESTBED_LOG.cpus" 2>/dev/null
 	fi
 	rm -rf "$ctl"
 }
@@ -110,7 +111,8 @@ qemu=(qemu-system-x86_64
 	-chardev file,id=kcon,path="$klog" -serial chardev:kcon
 	-chardev stdio,id=con,signal=off -serial chardev:con
 	-kernel "$out/bzImage" -initrd "$out/initramfs.cpio.gz"
-	-append "console=ttyS0 quiet panic=-1 mitigations=off $TESTBED_KVM_ARGS"
+	-append "console=ttyS0 quiet panic=-1 mitigations=off nokaslr $TESTBED_KVM_ARGS"
+	-monitor "unix:$ctl/mon.sock,server=on,wait=off"
 	-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
 	-virtfs "local,path=$repo,mount_tag=repo,security_model=none,multidevs=remap"
 	-virtfs "local,path=$ctl,mount_tag=tbctl,security_model=none"
@@ -147,7 +149,17 @@ if [[ "$TESTBED_IDLE_LIMIT" -gt 0 || "$TESTBED_QUIET_LIMIT" -gt 0 ]]; then
 			sleep 0.1
 		done
 		[[ -n "$qemu_pid" ]] || exit 0
-		stop_hung() { echo "$1" >"$ctl/hung"; kill "$qemu_pid" 2>/dev/null; exit 0; }
+		# where its CPUs are (twice, 2 s apart: stuck or spinning), named from the kallsyms its init saved, then stop it
+		stop_hung() {
+			{
+				python3 "$here/cpu-dump.py" "$ctl/mon.sock" "$ctl/kallsyms"
+				sleep 2
+				python3 "$here/cpu-dump.py" "$ctl/mon.sock" "$ctl/kallsyms" | grep '^testbed cpu'
+			} >"$ctl/cpus.txt" 2>&1
+			echo "$1" >"$ctl/hung"
+			kill "$qemu_pid" 2>/dev/null
+			exit 0
+		}
 		hz=$(getconf CLK_TCK)
 		quiet_since=$(date +%s) last_size=0
 		last=$(cpu_ticks "$qemu_pid") since=$(date +%s)
@@ -192,6 +204,7 @@ elif [[ -s "$ctl/rc" ]]; then
 	rc=$(tr -dc 0-9 <"$ctl/rc")
 	echo "testbed: warning: no TESTBED-EXIT line on the console, using the status file ($rc)" >&2
 elif [[ -f "$ctl/hung" ]]; then
+	grep '^testbed cpu' "$ctl/cpus.txt" 2>/dev/null | sed 's/^/testbed: hung: /' >&2 || true
 	if grep -q quiet "$ctl/hung"; then
 		echo "testbed: FAIL: the test bed printed nothing for ${TESTBED_QUIET_LIMIT}s (after ${elapsed}s): its kernel is" \
 			"stuck (TCG's nested SVM, not a fault of the command; log: $TESTBED_LOG)" >&2
