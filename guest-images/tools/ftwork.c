@@ -489,6 +489,29 @@ static void start_timers(void)
 	}
 }
 
+/* Before a timer-stall verdict: what the guest kernel says about its clocks and timer interrupts (the
+ * clocksource, every CPU's local timer interrupt count, and each CPU's next clock event against "now"),
+ * so a stall can be told apart: no interrupts arriving vs an event programmed far ahead (a clock jump). */
+static void dump_timer_state(void)
+{
+	static const char *const files[] = { "/sys/devices/system/clocksource/clocksource0/current_clocksource",
+					     "/proc/interrupts", "/proc/timer_list" };
+	char line[512];
+	for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+		FILE *fp = fopen(files[f], "r");
+		if (!fp)
+			continue;
+		while (fgets(line, sizeof(line), fp)) {
+			line[strcspn(line, "\n")] = '\0';
+			if (f == 0 || (f == 1 && strstr(line, "LOC:")) ||
+			    (f == 2 && (strstr(line, "now at") || !strncmp(line, "cpu:", 4) || strstr(line, "next_event") ||
+					strstr(line, "expires_next") || strstr(line, "event_handler"))))
+				out("FTWORK diag %s: %s", files[f], line);
+		}
+		fclose(fp);
+	}
+}
+
 static void check_stalls(uint64_t mono)
 {
 	for (int i = 0; i < ncpus; i++) {
@@ -497,6 +520,7 @@ static void check_stalls(uint64_t mono)
 			stall_last[i] = t;
 			stall_since[i] = mono;
 		} else if (opt_stall_ms && mono - stall_since[i] > opt_stall_ms * 1000000ull) {
+			dump_timer_state();
 			bad("timers", "CPU %d's timer count stuck at %" PRIu64 " for %" PRIu64 " ms", cpu_ids[i], t,
 			    (mono - stall_since[i]) / 1000000);
 		}

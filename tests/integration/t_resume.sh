@@ -4,8 +4,8 @@
 # Meant for the test bed's KVM with nested paging on (tests/testbed/run.sh with TESTBED_KVM_ARGS kvm_amd.npt=1), where
 # a guest taken over by a backup was seen to stop after a few lines. QEMU/KVM's own live migration between two QEMU
 # processes in the same test bed is the reference: if it also stops, the emulated host is at fault, not ftvmm.
-# Cases (each a chain of RESUME_N hops, default 5, of one guest running ftwork; after every hop the guest must print
-# RESUME_LINES (default 20) more FTWORK lines within 60 s, with no BAD):
+# Cases (each a chain of RESUME_N hops, default 5, of one guest (RESUME_CPUS=2 vCPUs) running ftwork with per-CPU
+# timers; after every hop the guest must print RESUME_LINES (default 20) more FTWORK lines within 60 s, with no BAD):
 #   resume/qemu-migrate    qemu -accel kvm, migrate over TCP on loopback to a fresh qemu -incoming (QMP)
 #   resume/snapshot        ftvmm ctl snapshot + kill -9 + ftvmm restore in a new process
 #   resume/failover        ftvmm run --backup, kill -9 the primary, the backup takes over; `protect` to a new backup
@@ -23,7 +23,10 @@ ft_setup
 W=$FT_WORK
 npt=$(cat /sys/module/kvm_amd/parameters/npt 2>/dev/null || cat /sys/module/kvm_intel/parameters/ept 2>/dev/null || echo '?')
 echo "resume: KVM nested paging: $npt"
-cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftargs=--pages,64,--interval-ms,50,--count,1000000")
+CPUS=${RESUME_CPUS:-2}
+# per-CPU timers with a stall check: a vCPU whose timer stops after a resume is a BAD line (with the guest's own
+# view of its timers dumped just before it)
+cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftargs=--pages,64,--interval-ms,50,--timers,--timer-stall-ms,15000,--count,1000000")
 
 # goes_on FILE NAME HOP: the guest printing to FILE (process NAME) prints LINES more FTWORK lines
 goes_on() {
@@ -63,7 +66,7 @@ if command -v qemu-system-x86_64 >/dev/null; then
 	qemu_vm() { # NAME [EXTRA...]
 		local name="$1"
 		shift
-		ft_bg "$name" qemu-system-x86_64 -accel kvm -cpu host -m 128M -smp 1 -nodefaults -no-user-config \
+		ft_bg "$name" qemu-system-x86_64 -accel kvm -cpu host -m 128M -smp "$CPUS" -nodefaults -no-user-config \
 			-display none -no-reboot -nic none -serial "file:$W/$name.console" -qmp "unix:$W/$name.qmp,server=on,wait=off" \
 			-kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" -append "$cmdline" "$@"
 		FT_O[$name]="$W/$name.console"
@@ -100,7 +103,7 @@ fi
 case_end
 
 case_begin resume/snapshot
-ft_bg s0 "$FTVMM" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --mem 128M --cpus 1 --control "$W/s0.sock" --cmdline "$cmdline"
+ft_bg s0 "$FTVMM" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --mem 128M --cpus "$CPUS" --control "$W/s0.sock" --cmdline "$cmdline"
 cur=s0
 if ft_wait_line "${FT_O[s0]}" "$RE" "$ITEST_BOOT_TIMEOUT" s0; then
 	for hop in $(seq 1 "$N"); do
@@ -126,7 +129,7 @@ backup() { # NAME PORT
 }
 ft_port
 backup f1 "$FT_PORT"
-ft_bg f0 "$FTVMM" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --mem 128M --cpus 1 --control "$W/f0.sock" \
+ft_bg f0 "$FTVMM" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --mem 128M --cpus "$CPUS" --control "$W/f0.sock" \
 	--epoch 25 --ft-timeout 10000 --backup "127.0.0.1:$FT_PORT" --cmdline "$cmdline"
 cur=f0
 if ft_wait_line "${FT_E[f0]}" 'guest is PROTECTED' 180 f0 && ft_wait_line "${FT_O[f0]}" "$RE" 120 f0; then
