@@ -740,6 +740,12 @@ static void *engine_thread(void *arg)
 			;
 		pthread_mutex_unlock(&p->lock);
 	}
+	/* A pause refused because the VM is ending (the guest powered off, a stop request): not a replication
+	 * failure. ft_primary_stop, called once the vCPUs are gone, tells the backup what happened (a BYE for a
+	 * guest that ended, a last epoch for a planned failover); going unprotected here would tell it that the
+	 * primary runs on, and the backup of a guest that shut down would exit 1 instead of 0. */
+	if (r == -ECANCELED)
+		r = 0;
 	if (r && !should_quit(p))
 		mark_lost(p, "replication failed: %s", r == -EFBIG ? "the guest wrote more to disk in one epoch than "
 				"the disk log holds" : strerror(-r));
