@@ -21,7 +21,9 @@
  *                    area (the last P pages, rounded down to 512). Record: 64 little-endian u64 words:
  *                    [0] magic, the bytes "FTWKREC1", [1] seq, [2] sum (as printed for seq), [3..62] zero,
  *                    [63] rec_check(words 0..62) (see rec_check below; tests re-implement it on the host).
- *   --dma-pages P    (needs --disk) the last P pages of DEV are a DMA area: each tick writes a fresh pattern
+ *   --dma-pages P    (needs --disk) the last 4 x P pages of DEV are a DMA area of 4 slots (tick n: slot n % 4,
+ *                    so a copy killed a few ticks after a live snapshot has not overwritten the slot the restored
+ *                    copy reads back next): each tick writes a fresh pattern
  *                    of the new seq there from one buffer, then reads it with O_DIRECT into ANOTHER buffer that
  *                    the CPU never writes (only the device model does, as a VMM write into guest memory). The
  *                    next tick verifies that buffer still holds the pattern: a snapshot or checkpoint that
@@ -97,6 +99,9 @@ static uint64_t seq;       /* the counter: the last completed tick */
 static uint8_t *region;    /* opt_pages pages */
 static uint64_t *pagesum;  /* per page: the sum of its current contents */
 static int disk_fd = -1;
+/* The DMA area on disk has DMA_SLOTS slots, tick n uses slot n % DMA_SLOTS: a process killed a few ticks after
+ * a live snapshot (it ran on meanwhile) then never overwrote the slot the restored guest reads back next. */
+#define DMA_SLOTS 4
 static uint64_t dev_size, rec_area, dma_off;
 static uint8_t *recbuf, *rdbuf;      /* record write / read-back buffers */
 static uint8_t *dma_wbuf, *dma_rbuf; /* DMA area: CPU-written source, device-written destination */
@@ -339,10 +344,10 @@ static void disk_open(void)
 		dev_size = (uint64_t)st.st_size;
 	}
 	uint64_t dma_bytes = opt_dma_pages * PAGE;
-	if (dev_size < dma_bytes + 64 * REC_SIZE)
+	if (dev_size < DMA_SLOTS * dma_bytes + 64 * REC_SIZE)
 		die("--disk %s: %" PRIu64 " bytes is too small for %" PRIu64 " DMA pages and 64 records", opt_disk, dev_size,
 		    opt_dma_pages);
-	dma_off = (dev_size - dma_bytes) & ~(uint64_t)(PAGE - 1);
+	dma_off = (dev_size - DMA_SLOTS * dma_bytes) & ~(uint64_t)(PAGE - 1);
 	rec_area = (opt_dma_pages ? dma_off : dev_size) & ~(uint64_t)(REC_SIZE - 1);
 	if (posix_memalign((void **)&recbuf, PAGE, PAGE) || posix_memalign((void **)&rdbuf, PAGE, PAGE))
 		die("out of memory");
@@ -548,8 +553,9 @@ static void tick(void)
 		if (opt_dma_pages) {
 			for (uint64_t i = 0; i < opt_dma_pages; i++)
 				fill_page(dma_wbuf + i * PAGE, n, i, SALT_DMA);
-			pio(1, dma_wbuf, opt_dma_pages * PAGE, dma_off, "DMA area write");
-			pio(0, dma_rbuf, opt_dma_pages * PAGE, dma_off, "DMA area read");
+			uint64_t slot = dma_off + (n % DMA_SLOTS) * opt_dma_pages * PAGE;
+			pio(1, dma_wbuf, opt_dma_pages * PAGE, slot, "DMA area write");
+			pio(0, dma_rbuf, opt_dma_pages * PAGE, slot, "DMA area read");
 			dma_verify(n, "dma-read");
 		}
 	}

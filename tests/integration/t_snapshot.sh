@@ -314,7 +314,7 @@ ip tuntap add dev "$TAP" mode tap
 ip addr add "$HOST_IP/24" dev "$TAP"
 ip link set "$TAP" up
 truncate -s "${DISK_MB}M" "$tmp/disk.img"
-AREA=$(((DISK_MB << 20) - DMA_PAGES * 4096))
+AREA=$(((DISK_MB << 20) - 4 * DMA_PAGES * 4096)) # ftwork's DMA area: 4 slots of DMA_PAGES at the end
 start_sink() { # start_sink MODE PORT STATUSFILE
 	python3 "$tmp/ftsink.py" "$1" "$HOST_IP" "$2" "$3" &
 	pids+=("$!")
