@@ -7,7 +7,8 @@
 #   - this repository visible read-write at the same path (build/ftvmm, guest-images/out/ are reachable),
 #   - /tmp, /run, /dev/shm as tmpfs; /var/tmp on an ext4 scratch disk (virtio-blk, sparse file outside),
 #   - /dev/kvm from kvm-amd (nested SVM emulated by TCG), loopback up, tun/bridge/veth loaded.
-# Two serial ports: ttyS0 carries the test bed's own kernel console and init's markers (prefixed `testbed| ` on
+# Two serial ports: ttyS0 carries the test bed's own kernel console (loglevel 5: a stall report comes with its
+# backtrace) and init's markers (prefixed `testbed| ` on
 # stdout), ttyS1 the command's output (as it is). Only ttyS0 is watched for the kernel's stall reports, so a
 # guest's console that a failing test prints can never be taken for the test bed's own. The exit status is the
 # command's, carried back by a `TESTBED-EXIT <rc>` line on ttyS0; none (crash, hang, timeout) is a failure (125/124).
@@ -111,7 +112,7 @@ qemu=(qemu-system-x86_64
 	-chardev file,id=kcon,path="$klog" -serial chardev:kcon
 	-chardev stdio,id=con,signal=off -serial chardev:con
 	-kernel "$out/bzImage" -initrd "$out/initramfs.cpio.gz"
-	-append "console=ttyS0 quiet panic=-1 mitigations=off nokaslr $TESTBED_KVM_ARGS"
+	-append "console=ttyS0 loglevel=5 panic=-1 mitigations=off nokaslr $TESTBED_KVM_ARGS"
 	-monitor "unix:$ctl/mon.sock,server=on,wait=off"
 	-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
 	-virtfs "local,path=$repo,mount_tag=repo,security_model=none,multidevs=remap"
