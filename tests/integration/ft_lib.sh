@@ -163,11 +163,24 @@ ft_last_seq_any() {
 	echo "${s:-0}"
 }
 
-# ft_diagnose NAME SOCK: when a guest stopped: its status, then SIGTERM (with FTVMM_DEBUG=1 in its environment
-# it prints every vCPU's registers on the way out) and the tail of its stderr, into the test log.
+# ft_threads NAME: where each thread of ftvmm process NAME is (state, kernel wait channel, current syscall number:
+# 16 = ioctl, i.e. a vCPU inside KVM_RUN; 202 = futex), into the test log. Tells a guest the test bed's KVM
+# stopped running from a VMM thread stuck in user space.
+ft_threads() {
+	local pid=${FT_PID[$1]:-} t
+	[[ -n "$pid" && -d /proc/$pid ]] || return 0
+	for t in /proc/"$pid"/task/*; do
+		echo "  | thread $(cat "$t/comm" 2>/dev/null): state $(awk '{print $3}' "$t/stat" 2>/dev/null)" \
+			"wchan $(cat "$t/wchan" 2>/dev/null) syscall $(cut -d' ' -f1 "$t/syscall" 2>/dev/null)"
+	done
+}
+
+# ft_diagnose NAME SOCK: when a guest stopped: its status and threads, then SIGTERM (with FTVMM_DEBUG=1 in its
+# environment it prints every vCPU's registers on the way out) and the tail of its stderr, into the test log.
 ft_diagnose() {
 	local name="$1" sock="$2"
 	echo "  --- diagnosis of $name: status: $(ft_ctl "$sock" status)"
+	ft_threads "$name"
 	ft_kill "$name" TERM
 	grep -v '^ftvmm: backup: \(listening\|primary connected\|baseline\)' "${FT_E[$name]}" | tail -n 30 | sed 's/^/  | /'
 }

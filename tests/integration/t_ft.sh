@@ -482,8 +482,9 @@ ft_bg proxy "$PY" "$here/ft_proxy.py" --listen "127.0.0.1:$pport" --to "127.0.0.
 ft_wait_line "$L/proxy.log" '^listening' 10 proxy || case_error "proxy did not start"
 # booted unprotected (faster), then paired through the proxy with `protect`
 cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftargs=--pages,256,--interval-ms,50,--disk,/dev/vda,--dma-pages,8,--count,1000000")
-ft_bg cp "$FTVMM" run "${kargs[@]}" --mem 192M --cpus 1 --disk "$W/cp.img" --control "$W/cp.sock" \
+ft_bg cp env FTVMM_DEBUG=1 "$FTVMM" run "${kargs[@]}" --mem 192M --cpus 1 --disk "$W/cp.img" --control "$W/cp.sock" \
 	--epoch 25 --ft-timeout "$HB_TIMEOUT" --cmdline "$cmdline"
+reply=""
 if ft_wait_line "${FT_O[cp]}" 'FTWORK seq=[0-9]+ sum' 180 cp &&
 	reply=$(ft_ctl "$W/cp.sock" protect "127.0.0.1:$pport") && [[ "$reply" == ok* ]] &&
 	ft_wait_line "${FT_E[cp]}" 'guest is PROTECTED' 120 cp; then
@@ -519,7 +520,8 @@ if ft_wait_line "${FT_O[cp]}" 'FTWORK seq=[0-9]+ sum' 180 cp &&
 		case_error "the proxy never saw an epoch to corrupt"
 	fi
 else
-	case_error "the guest behind the proxy never became ticking and protected (${reply:-})"
+	case_error "the guest behind the proxy never became ticking and protected (${reply:-no FTWORK line or no protect reply})"
+	ft_diagnose cp "$W/cp.sock"
 fi
 ft_kill cp
 ft_kill cb
