@@ -470,6 +470,10 @@ planned_failover ctl-stop
 ft_kill tcpcheck 15
 ft_tap_down "$TAP"
 case_end
+# the chain's guest and its backup have done their part: their CPU goes to the cases below
+for n in "${!FT_PID[@]}"; do
+	if [[ "$n" =~ ^(p0|b[0-9]+)$ ]]; then ft_kill "$n"; fi
+done
 
 ###############################################################################################################
 case_begin ft/corrupt-epoch
