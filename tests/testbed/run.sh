@@ -31,6 +31,10 @@
 #                          kernel itself crashed); with npt=0 25927 5 ms epochs ran clean, and faster. With vGIF the
 #                          test-bed kernel once lost its own timer (RCU stall) during an FT run. Both are emulated
 #                          features a real host would have; here they are off.
+#   TESTBED_CLOCK="tsc=reliable"  the test bed's clock. TCG reads every vCPU's TSC from the host's one TSC, yet the
+#                          kernel's boot-time TSC sync check (slow emulated CPUs) marks it unstable and falls back to
+#                          HPET: a 32-bit 100 MHz counter (wraps every 43 s) read by an MMIO exit under QEMU's big lock,
+#                          for every clock read of the kernel and of KVM's timers for the guests. "" = the kernel's choice
 #   TESTBED_PASSENV="A B"  extra variables to pass into the command's environment (FTVMM_* always pass)
 #   TESTBED_LOG=path       where to leave a copy of the command's output at the end, and the kernel console beside it
 #                          as path.kernel (default tests/testbed/out/last-run.log; concurrent runs: the last wins)
@@ -53,6 +57,7 @@ TESTBED_KVM_ARGS=${TESTBED_KVM_ARGS-"kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hu
 TESTBED_IDLE_LIMIT=${TESTBED_IDLE_LIMIT:-120}
 TESTBED_QUIET_LIMIT=${TESTBED_QUIET_LIMIT:-0}
 TESTBED_KSERIES=${TESTBED_KSERIES:-6.1}
+TESTBED_CLOCK=${TESTBED_CLOCK-"tsc=reliable"}
 TESTBED_LOG=${TESTBED_LOG:-$here/out/last-run.log}
 out="$here/out/$TESTBED_KSERIES"
 export TESTBED_KSERIES
@@ -112,7 +117,7 @@ qemu=(qemu-system-x86_64
 	-chardev file,id=kcon,path="$klog" -serial chardev:kcon
 	-chardev stdio,id=con,signal=off -serial chardev:con
 	-kernel "$out/bzImage" -initrd "$out/initramfs.cpio.gz"
-	-append "console=ttyS0 loglevel=5 panic=-1 mitigations=off nokaslr $TESTBED_KVM_ARGS"
+	-append "console=ttyS0 loglevel=5 panic=-1 mitigations=off nokaslr $TESTBED_CLOCK $TESTBED_KVM_ARGS"
 	-monitor "unix:$ctl/mon.sock,server=on,wait=off"
 	-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
 	-virtfs "local,path=$repo,mount_tag=repo,security_model=none,multidevs=remap"
@@ -123,7 +128,7 @@ if [[ "$TESTBED_SCRATCH_MB" -gt 0 ]]; then
 	qemu+=(-drive "file=$ctl/scratch.img,if=virtio,format=raw,cache=unsafe,discard=unmap")
 fi
 
-echo "testbed: booting ($TESTBED_ACCEL, ${TESTBED_SMP} vCPUs, $TESTBED_MEM, kernel $(cat "$out/kernel-version"), $TESTBED_KVM_ARGS," \
+echo "testbed: booting ($TESTBED_ACCEL, ${TESTBED_SMP} vCPUs, $TESTBED_MEM, kernel $(cat "$out/kernel-version"), $TESTBED_CLOCK $TESTBED_KVM_ARGS," \
 	"timeout ${TESTBED_TIMEOUT}s): $*" >&2
 : >"$klog"
 tail -n +1 -F "$klog" 2>/dev/null | sed -u 's/\r$//; s/^/testbed| /' &
