@@ -56,7 +56,7 @@ static int parse(int argc, char **argv, struct backup *b, char *err, size_t errl
 	opterr = 0;
 	int c;
 	/* reuse run's parser for --disk/--net syntax by building a tiny argv for it */
-	char *sub[2 + 2 * (CLI_MAX_DISKS + CLI_MAX_NICS)];
+	char *sub[2 + 2 * (MACHINE_MAX_DISKS + MACHINE_MAX_NICS)];
 	int nsub = 0;
 	sub[nsub++] = "backup";
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -139,20 +139,20 @@ int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why,
 	uint32_t ncpus, ndisks, nnics;
 	if (!fdt_whole(fdt, len) || fdt_get_u64(fdt, 0, "mem-size", &mem) ||
 	    fdt_get_u32(fdt, 0, "ncpus", &ncpus) || fdt_get_u32(fdt, 0, "ndisks", &ndisks) ||
-	    fdt_get_u32(fdt, 0, "nnics", &nnics) || ndisks > CLI_MAX_DISKS || nnics > CLI_MAX_NICS ||
+	    fdt_get_u32(fdt, 0, "nnics", &nnics) || ndisks > MACHINE_MAX_DISKS || nnics > MACHINE_MAX_NICS ||
 	    mem == 0 || mem % PAGE_SIZE || mem > VM_MAX_MEM || ncpus == 0) {
 		snprintf(why, wl, "malformed VM shape in the handshake");
 		return -EINVAL;
 	}
-	if (ndisks != b->cfg.ndisks) {
-		snprintf(why, wl, "primary has %u disks, backup was given %u --disk", ndisks, b->cfg.ndisks);
+	if (ndisks != b->cfg.machine.ndisks) {
+		snprintf(why, wl, "primary has %u disks, backup was given %u --disk", ndisks, b->cfg.machine.ndisks);
 		return -EINVAL;
 	}
-	if (nnics != b->cfg.nnics) {
-		snprintf(why, wl, "primary has %u NICs, backup was given %u --net", nnics, b->cfg.nnics);
+	if (nnics != b->cfg.machine.nnics) {
+		snprintf(why, wl, "primary has %u NICs, backup was given %u --net", nnics, b->cfg.machine.nnics);
 		return -EINVAL;
 	}
-	uint64_t sizes[CLI_MAX_DISKS];
+	uint64_t sizes[MACHINE_MAX_DISKS];
 	if (ndisks && fdt_get_blob(fdt, 0, "disk-sizes", sizes, ndisks * sizeof(uint64_t))) {
 		snprintf(why, wl, "malformed disk sizes in the handshake");
 		return -EINVAL;
@@ -160,20 +160,20 @@ int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why,
 	for (unsigned i = 0; i < ndisks; i++)
 		if (sizes[i] != b->disk_sizes[i]) {
 			snprintf(why, wl, "disk %u: primary's is %llu bytes, backup's %s is %llu", i,
-				 (unsigned long long)sizes[i], b->cfg.disks[i].path, (unsigned long long)b->disk_sizes[i]);
+				 (unsigned long long)sizes[i], b->cfg.machine.disks[i].path, (unsigned long long)b->disk_sizes[i]);
 			return -EINVAL;
 		}
-	uint8_t macs[CLI_MAX_NICS][6];
+	uint8_t macs[MACHINE_MAX_NICS][6];
 	if (nnics && fdt_get_blob(fdt, 0, "macs", macs, nnics * 6)) {
 		snprintf(why, wl, "malformed MACs in the handshake");
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < nnics; i++) { /* the guest keeps its MAC across the takeover */
-		memcpy(b->cfg.nics[i].mac, macs[i], 6);
-		b->cfg.nics[i].has_mac = true;
+		memcpy(b->cfg.machine.nics[i].mac, macs[i], 6);
+		b->cfg.machine.nics[i].has_mac = true;
 	}
-	b->cfg.mem = mem;
-	b->cfg.cpus = ncpus;
+	b->cfg.machine.mem = mem;
+	b->cfg.machine.cpus = ncpus;
 	/* after a takeover, `protect` keeps the protection this guest had: the primary's epoch, our timeout */
 	uint32_t epoch_ms;
 	if (!fdt_get_u32(fdt, 0, "epoch-ms", &epoch_ms) && epoch_ms >= 5 && epoch_ms <= 1000)
@@ -294,7 +294,7 @@ static int pwrite_all(int fd, const void *p, size_t len, uint64_t off)
 
 static bool disk_rec_fits(const struct backup *b, const struct ft_disk_rec *rec)
 {
-	return rec->disk < b->cfg.ndisks && rec->off <= b->disk_sizes[rec->disk] &&
+	return rec->disk < b->cfg.machine.ndisks && rec->off <= b->disk_sizes[rec->disk] &&
 	       rec->len <= b->disk_sizes[rec->disk] - rec->off;
 }
 
@@ -422,7 +422,7 @@ int backup_commit_epoch(struct backup *b, uint64_t seq, void *payload, size_t le
 			off += rec.len;
 	}
 	if (h.disk_len)
-		for (unsigned i = 0; i < b->cfg.ndisks; i++)
+		for (unsigned i = 0; i < b->cfg.machine.ndisks; i++)
 			fdatasync(b->disk_fds[i]);
 	pthread_mutex_lock(&b->lock);
 	free(b->state);
@@ -497,7 +497,7 @@ static int receive_loop(struct backup *b)
 		void *p;
 		/* each frame no larger than this guest makes legitimate, refused before its payload is
 		 * allocated (its checksum is only known once it is all here) */
-		int r = ft_recv_data(b->data_fd, &f, &p, b->mem.npages, b->cfg.cpus);
+		int r = ft_recv_data(b->data_fd, &f, &p, b->mem.npages, b->cfg.machine.cpus);
 		if (r == -EBADMSG) {
 			/* a corrupted epoch is never applied; the link itself is now untrustworthy */
 			warnx("backup: corrupted frame rejected (checksum); last commit %llu kept",
@@ -730,9 +730,9 @@ static int greet_primary(struct backup *b, const void *shape, size_t len)
 		warnx("backup: refusing the primary: %s", why);
 		return -EINVAL;
 	}
-	int r = gmem_init(&b->mem, b->cfg.mem);
+	int r = gmem_init(&b->mem, b->cfg.machine.mem);
 	if (r) {
-		snprintf(why, sizeof(why), "cannot map %llu MiB of guest memory", (unsigned long long)(b->cfg.mem >> 20));
+		snprintf(why, sizeof(why), "cannot map %llu MiB of guest memory", (unsigned long long)(b->cfg.machine.mem >> 20));
 		ft_send_buf(b->data_fd, FT_HELLO_ERR, 0, why, strlen(why));
 		warnx("backup: %s", why);
 		return r;
@@ -793,8 +793,8 @@ int cmd_backup(int argc, char **argv)
 		warnx("%s", err);
 		return 2;
 	}
-	for (unsigned i = 0; i < b.cfg.ndisks; i++) {
-		const char *path = b.cfg.disks[i].path;
+	for (unsigned i = 0; i < b.cfg.machine.ndisks; i++) {
+		const char *path = b.cfg.machine.disks[i].path;
 		struct stat st;
 		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
 			warnx("--disk %s: %s", path, errno == ENOENT ? "no such file" : "not a regular file");
@@ -829,14 +829,14 @@ int cmd_backup(int argc, char **argv)
 	}
 	close(lfd);
 	warnx("backup: primary connected (%llu MiB, %u vCPUs, %u disks, %u NICs): initial sync",
-	      (unsigned long long)(b.cfg.mem >> 20), b.cfg.cpus, b.cfg.ndisks, b.cfg.nnics);
+	      (unsigned long long)(b.cfg.machine.mem >> 20), b.cfg.machine.cpus, b.cfg.machine.ndisks, b.cfg.machine.nnics);
 	pthread_create(&b.hb_thread, NULL, hb_thread, &b);
 	int gone = receive_loop(&b);
 	set_done(&b, "receiver finished");
 	pthread_join(b.hb_thread, NULL);
 	close(b.data_fd);
 	close(b.hb_fd);
-	for (unsigned i = 0; i < b.cfg.ndisks; i++)
+	for (unsigned i = 0; i < b.cfg.machine.ndisks; i++)
 		close(b.disk_fds[i]);
 	control_stop(&b.ctl); /* the socket path is free again for the VM's own control server */
 	if (!gone) {

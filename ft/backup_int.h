@@ -15,8 +15,8 @@ struct backup {
 	const char *listen;
 	struct run_config cfg; /* disks, nics, control: what the guest gets here on takeover */
 	unsigned timeout_ms;
-	int disk_fds[CLI_MAX_DISKS];
-	uint64_t disk_sizes[CLI_MAX_DISKS];
+	int disk_fds[MACHINE_MAX_DISKS];
+	uint64_t disk_sizes[MACHINE_MAX_DISKS];
 	int data_fd, hb_fd;
 	struct guest_mem mem;
 	void *state; /* last committed epoch's state fdt */

@@ -3,7 +3,7 @@
 #include "../devices/virtio_blk.h"
 #include "../devices/virtio_net.h"
 #include "../devices/tap.h"
-#include "../vmm/cli.h"
+#include "../devices/machine.h"
 #include "../vmm/platform.h"
 #include "../vmm/util.h"
 #include "../vmm/vcpu.h"
@@ -261,7 +261,7 @@ static int send_disks(struct ft_primary *p)
 		return -ENOMEM;
 	int r = 0;
 	for (unsigned d = 0; d < p->plat->ndisks && !r; d++) {
-		int fd = open(p->cfg->disks[d].path, O_RDONLY | O_CLOEXEC);
+		int fd = open(p->machine->disks[d].path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
 			r = -errno;
 			break;
@@ -343,7 +343,7 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 	uint64_t t3 = now_ns();
 	size_t state_len = 0;
 	if (!r)
-		r = snapshot_build_state(vm, p->cfg, &s->state, &state_len);
+		r = snapshot_build_state(vm, p->machine, &s->state, &state_len);
 	uint64_t t4 = now_ns();
 	size_t disk_len = 0;
 	int dr = disklog_take(&p->disklog, &s->disk, &disk_len, &s->disk_writes);
@@ -765,14 +765,14 @@ static void *engine_thread(void *arg)
 	return NULL;
 }
 
-int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct run_config *cfg,
+int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct machine *machine,
 		     const char *peer, unsigned epoch_ms, unsigned timeout_ms, const char *stats_path, char *err,
 		     size_t errlen)
 {
 	memset(p, 0, sizeof(*p));
 	p->vm = vm;
 	p->plat = plat;
-	p->cfg = cfg;
+	p->machine = machine;
 	p->epoch_ms = epoch_ms;
 	p->timeout_ms = timeout_ms;
 	p->data_fd = p->hb_fd = -1;

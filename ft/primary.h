@@ -12,7 +12,7 @@
 
 struct vm;
 struct platform;
-struct run_config;
+struct machine;
 struct ft_staged;
 
 #define FT_DEFAULT_EPOCH_MS 50
@@ -22,7 +22,7 @@ struct ft_staged;
 struct ft_primary {
 	struct vm *vm;
 	struct platform *plat;
-	const struct run_config *cfg;
+	const struct machine *machine;
 	char peer[256];
 	unsigned epoch_ms, timeout_ms;
 	FILE *stats;
@@ -65,7 +65,7 @@ struct ft_primary {
 /* Connect and shake hands (bounded by timeout_ms); ft_primary_go then starts the engine. The guest
  * keeps running during the initial sync. 0 or -errno with one line in err (unreachable peer, another
  * protocol or version, refused shape...). */
-int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct run_config *cfg,
+int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct machine *machine,
 		     const char *peer, unsigned epoch_ms, unsigned timeout_ms, const char *stats_path, char *err,
 		     size_t errlen);
 /* Start the engine threads once the vCPUs run (initial sync, then epochs). 0 or -errno. */

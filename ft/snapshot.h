@@ -8,7 +8,7 @@
 #include "../vmm/guest_mem.h"
 
 struct vm;
-struct run_config;
+struct machine;
 
 #define SNAP_MAGIC "FTVMSNAP"
 #define SNAP_MAJOR 1 /* a reader refuses any other major */
@@ -40,10 +40,10 @@ void snap_hash_update(struct snap_hash *h, const void *p, size_t len);
 uint64_t snap_hash_final(const struct snap_hash *h);
 
 /* Build the machine description + CPU + device state of a paused VM as a finished fdt (malloc'd). */
-int snapshot_build_state(struct vm *vm, const struct run_config *cfg, void **fdt_out, size_t *len_out);
+int snapshot_build_state(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out);
 /* The /machine node (memory size, vCPUs, disks with their sizes, NICs) of a state being written;
  * called inside every pause, so it asks the filesystem nothing. 0 or -ENOSPC. Exposed for tests. */
-int snapshot_put_machine(void *fdt, const struct vm *vm, const struct run_config *cfg);
+int snapshot_put_machine(void *fdt, const struct vm *vm, const struct machine *mach);
 
 /* What a snapshot cost, for the control reply and the benchmark. */
 struct snap_stats {
@@ -56,7 +56,7 @@ struct snap_stats {
 
 /* Write a snapshot of a paused VM to path: temp file in the same directory, fsync, rename.
  * Returns 0 or -errno with one line in err. Fills *st when non-NULL. */
-int snapshot_write(struct vm *vm, const struct run_config *cfg, const char *path, struct snap_stats *st, char *err,
+int snapshot_write(struct vm *vm, const struct machine *mach, const char *path, struct snap_stats *st, char *err,
 		   size_t errlen);
 
 /* An opened, fully verified snapshot. */
@@ -76,9 +76,9 @@ int snapshot_open(const char *path, struct snapshot *s, char *err, size_t errlen
 int snapshot_load_memory(struct snapshot *s, struct guest_mem *m, char *err, size_t errlen);
 void snapshot_close(struct snapshot *s);
 
-/* The machine description stored in the state: fill cfg (mem, cpus, disks, nics) from it.
+/* The machine description stored in the state: fill mach (mem, cpus, disks, nics) from it.
  * String fields point into the fdt of s. */
-int snapshot_machine_config(const void *fdt, struct run_config *cfg, char *err, size_t errlen);
+int snapshot_machine_config(const void *fdt, struct machine *mach, char *err, size_t errlen);
 
 /* True if the 4 KiB page is all zeros. */
 int page_is_zero(const void *p);

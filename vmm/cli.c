@@ -98,7 +98,7 @@ static int parse_mac(const char *s, uint8_t mac[6])
 	return 0;
 }
 
-static int parse_net(const char *arg, struct cli_nic *nic, char *err, size_t errlen)
+static int parse_net(const char *arg, struct machine_nic *nic, char *err, size_t errlen)
 {
 	memset(nic, 0, sizeof(*nic));
 	char *copy = strdup(arg);
@@ -136,7 +136,7 @@ static int parse_net(const char *arg, struct cli_nic *nic, char *err, size_t err
 	return r;
 }
 
-static int parse_disk(const char *arg, struct cli_disk *d, char *err, size_t errlen)
+static int parse_disk(const char *arg, struct machine_disk *d, char *err, size_t errlen)
 {
 	size_t n = strlen(arg);
 	d->readonly = false;
@@ -193,8 +193,8 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 		{ NULL, 0, NULL, 0 },
 	};
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->mem = DEFAULT_MEM;
-	cfg->cpus = 1;
+	cfg->machine.mem = DEFAULT_MEM;
+	cfg->machine.cpus = 1;
 	optind = 0; /* 0, not 1: also forgets glibc's position inside a group of short options */
 	opterr = 0;
 	int c;
@@ -234,12 +234,12 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 		case 'i': cfg->initrd = optarg; break;
 		case 'c': cfg->cmdline = optarg; break;
 		case 'm': {
-			int r = parse_size(optarg, &cfg->mem);
+			int r = parse_size(optarg, &cfg->machine.mem);
 			if (r) {
 				snprintf(err, errlen, "--mem: bad memory size '%s' (want e.g. 512M or 4G)", optarg);
 				return -EINVAL;
 			}
-			if (cfg->mem > VM_MAX_MEM) {
+			if (cfg->machine.mem > VM_MAX_MEM) {
 				snprintf(err, errlen, "--mem %s: memory size is above the maximum of %lluG", optarg,
 					 VM_MAX_MEM >> 30);
 				return -EINVAL;
@@ -254,26 +254,26 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 				snprintf(err, errlen, "--cpus '%s': the number of vCPUs must be 1 or more", optarg);
 				return -EINVAL;
 			}
-			cfg->cpus = (unsigned)v;
+			cfg->machine.cpus = (unsigned)v;
 			break;
 		}
 		case 'd':
-			if (cfg->ndisks >= CLI_MAX_DISKS) {
-				snprintf(err, errlen, "--disk: at most %d disks", CLI_MAX_DISKS);
+			if (cfg->machine.ndisks >= MACHINE_MAX_DISKS) {
+				snprintf(err, errlen, "--disk: at most %d disks", MACHINE_MAX_DISKS);
 				return -EINVAL;
 			}
-			if (parse_disk(optarg, &cfg->disks[cfg->ndisks], err, errlen))
+			if (parse_disk(optarg, &cfg->machine.disks[cfg->machine.ndisks], err, errlen))
 				return -EINVAL;
-			cfg->ndisks++;
+			cfg->machine.ndisks++;
 			break;
 		case 'n':
-			if (cfg->nnics >= CLI_MAX_NICS) {
-				snprintf(err, errlen, "--net: at most %d NICs", CLI_MAX_NICS);
+			if (cfg->machine.nnics >= MACHINE_MAX_NICS) {
+				snprintf(err, errlen, "--net: at most %d NICs", MACHINE_MAX_NICS);
 				return -EINVAL;
 			}
-			if (parse_net(optarg, &cfg->nics[cfg->nnics], err, errlen))
+			if (parse_net(optarg, &cfg->machine.nics[cfg->machine.nnics], err, errlen))
 				return -EINVAL;
-			cfg->nnics++;
+			cfg->machine.nnics++;
 			break;
 		case 'h':
 			cfg->help = true;

@@ -7,33 +7,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define CLI_MAX_DISKS 16
-#define CLI_MAX_NICS 8
-
-struct cli_disk {
-	const char *path;
-	bool readonly;
-	/* bytes (stat's st_size, 0 where unknown), taken once at setup: every checkpoint records it,
-	 * and a checkpoint is taken with the guest paused */
-	uint64_t size;
-};
-
-struct cli_nic {
-	char tap[16];
-	bool has_mac;
-	uint8_t mac[6];
-};
+#include "../devices/machine.h"
 
 struct run_config {
 	const char *kernel;
 	const char *initrd;
 	const char *cmdline; /* appended to the defaults */
-	uint64_t mem;
-	unsigned cpus;
-	struct cli_disk disks[CLI_MAX_DISKS];
-	unsigned ndisks;
-	struct cli_nic nics[CLI_MAX_NICS];
-	unsigned nnics;
+	struct machine machine; /* --mem, --cpus, --disk, --net */
 	const char *control;  /* --control PATH */
 	const char *control_group; /* --control-group GROUP: members may use the control socket too */
 	const char *backup;   /* --backup HOST:PORT: run protected by an FT backup */

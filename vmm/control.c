@@ -45,7 +45,7 @@ static void do_snapshot(struct control *c, const char *file, char *reply, size_t
 	uint64_t t1 = now_ns();
 	char err[256] = "";
 	struct snap_stats st;
-	r = snapshot_write(c->vm, c->cfg, file, &st, err, sizeof(err));
+	r = snapshot_write(c->vm, c->cfg ? &c->cfg->machine : NULL, file, &st, err, sizeof(err));
 	uint64_t t2 = now_ns();
 	vm_resume(c->vm); /* undoes this pause only: a user's `pause` still holds */
 	if (r)

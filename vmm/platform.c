@@ -1,4 +1,4 @@
-/* platform.c - builds the guest's machine from the run config: legacy devices, PCI, virtio, pvpanic. */
+/* platform.c - builds the guest's machine from its description: legacy devices, PCI, virtio, pvpanic. */
 #include "platform.h"
 #include "../devices/i8042.h"
 #include "../devices/legacy.h"
@@ -25,36 +25,36 @@ static const struct { uint16_t base; unsigned irq; } com_ports[] = {
 	{ 0x3f8, IRQ_COM1 },
 };
 
-static int add_disks(struct vm *vm, const struct run_config *cfg, struct platform *p, char *err, size_t errlen)
+static int add_disks(struct vm *vm, const struct machine *m, struct platform *p, char *err, size_t errlen)
 {
-	for (unsigned i = 0; i < cfg->ndisks; i++) {
+	for (unsigned i = 0; i < m->ndisks; i++) {
 		char e[256] = "";
-		struct virtio_dev *d = virtio_blk_create(&vm->mem, &vm->io, cfg->disks[i].path, cfg->disks[i].readonly,
+		struct virtio_dev *d = virtio_blk_create(&vm->mem, &vm->io, m->disks[i].path, m->disks[i].readonly,
 							 e, sizeof(e));
 		if (!d) {
-			snprintf(err, errlen, "--disk %s: %s", cfg->disks[i].path, e[0] ? e : "cannot create the disk");
+			snprintf(err, errlen, "--disk %s: %s", m->disks[i].path, e[0] ? e : "cannot create the disk");
 			return -EINVAL;
 		}
 		struct virtio_pci *vp = virtio_pci_add(&p->pci, d, virtio_blk_destroy);
 		if (!vp) {
 			virtio_blk_destroy(d);
-			snprintf(err, errlen, "--disk %s: no PCI slot left", cfg->disks[i].path);
+			snprintf(err, errlen, "--disk %s: no PCI slot left", m->disks[i].path);
 			return -ENOSPC;
 		}
 		p->disks[i] = d;
 		p->disk_tr[i] = vp;
 		struct stat st;
-		p->disk_sizes[i] = stat(cfg->disks[i].path, &st) == 0 ? (uint64_t)st.st_size : 0;
+		p->disk_sizes[i] = stat(m->disks[i].path, &st) == 0 ? (uint64_t)st.st_size : 0;
 		p->ndisks++;
 		vm_add_device(vm, virtio_pci_vm_device(vp));
 	}
 	return 0;
 }
 
-static int add_nics(struct vm *vm, const struct run_config *cfg, struct platform *p, char *err, size_t errlen)
+static int add_nics(struct vm *vm, const struct machine *m, struct platform *p, char *err, size_t errlen)
 {
-	for (unsigned i = 0; i < cfg->nnics; i++) {
-		const struct cli_nic *n = &cfg->nics[i];
+	for (unsigned i = 0; i < m->nnics; i++) {
+		const struct machine_nic *n = &m->nics[i];
 		char e[256] = "";
 		int fd = tap_open(n->tap, e, sizeof(e));
 		if (fd < 0) {
@@ -116,7 +116,7 @@ static int pci_fixed_restore(void *opaque, const void *fdt, int node)
 	return r ? r : pci_dev_cfg_restore(&p->pvpanic.pci, pv);
 }
 
-int platform_create(struct vm *vm, const struct run_config *cfg, struct platform *p, char *err, size_t errlen)
+int platform_create(struct vm *vm, const struct machine *m, struct platform *p, char *err, size_t errlen)
 {
 	memset(p, 0, sizeof(*p));
 	p->vm = vm;
@@ -155,9 +155,9 @@ int platform_create(struct vm *vm, const struct run_config *cfg, struct platform
 	p->pci_vmdev = (struct vm_device){ .name = "pci-fixed", .opaque = p, .save = pci_fixed_save,
 					   .restore = pci_fixed_restore };
 	vm_add_device(vm, &p->pci_vmdev);
-	r = add_disks(vm, cfg, p, err, errlen);
+	r = add_disks(vm, m, p, err, errlen);
 	if (!r)
-		r = add_nics(vm, cfg, p, err, errlen);
+		r = add_nics(vm, m, p, err, errlen);
 	if (r)
 		return r;
 	struct pci_irq_info irqs[ARRAY_SIZE(p->pci_irqs)];

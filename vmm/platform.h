@@ -6,7 +6,7 @@
 
 #include "../devices/pci.h"
 #include "../devices/pvpanic.h"
-#include "cli.h"
+#include "../devices/machine.h"
 #include "mptable.h"
 #include "vm.h"
 
@@ -21,21 +21,21 @@ struct platform {
 	bool pci_ready;
 	struct pvpanic pvpanic;
 	struct vm_device pci_vmdev; /* checkpoint of the non-virtio PCI functions */
-	struct virtio_dev *disks[CLI_MAX_DISKS];
-	struct virtio_pci *disk_tr[CLI_MAX_DISKS];
+	struct virtio_dev *disks[MACHINE_MAX_DISKS];
+	struct virtio_pci *disk_tr[MACHINE_MAX_DISKS];
 	unsigned ndisks;
-	struct virtio_dev *nics[CLI_MAX_NICS];
-	struct virtio_pci *nic_tr[CLI_MAX_NICS];
-	int tap_fds[CLI_MAX_NICS];          /* owned by the NIC; kept for FT's released output */
-	uint8_t macs[CLI_MAX_NICS][6];      /* effective MACs (given or derived) */
-	uint64_t disk_sizes[CLI_MAX_DISKS];
+	struct virtio_dev *nics[MACHINE_MAX_NICS];
+	struct virtio_pci *nic_tr[MACHINE_MAX_NICS];
+	int tap_fds[MACHINE_MAX_NICS];      /* owned by the NIC; kept for FT's released output */
+	uint8_t macs[MACHINE_MAX_NICS][6];  /* effective MACs (given or derived) */
+	uint64_t disk_sizes[MACHINE_MAX_DISKS];
 	unsigned nnics;
 	struct mp_pci_irq pci_irqs[32];
 	unsigned npci_irqs;
 };
 
-/* Create every device of the run config and register it with the VM. 0, or -errno with one line in err. */
-int platform_create(struct vm *vm, const struct run_config *cfg, struct platform *p, char *err, size_t errlen);
+/* Create every device of the machine and register it with the VM. 0, or -errno with one line in err. */
+int platform_create(struct vm *vm, const struct machine *m, struct platform *p, char *err, size_t errlen);
 /* Call after vm_destroy_devices() (the virtio transports unplug from the bus) and before vm_destroy(). */
 void platform_destroy(struct platform *p);
 

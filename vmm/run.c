@@ -139,7 +139,8 @@ static int control_protect(void *ctx, int argc, char **argv, char *reply, size_t
 	char err[512] = "";
 	unsigned epoch = cur_cfg->epoch_ms ? cur_cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
 	unsigned tmo = cur_cfg->ft_timeout_ms ? cur_cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
-	if (ft_primary_start(&ft, vm, &plat, cur_cfg, argv[1], epoch, tmo, cur_cfg->stats, err, sizeof(err)) ||
+	if (ft_primary_start(&ft, vm, &plat, &cur_cfg->machine, argv[1], epoch, tmo, cur_cfg->stats, err,
+			     sizeof(err)) ||
 	    ft_primary_go(&ft)) {
 		ft_primary_stop(&ft, FT_STOP_QUIT);
 		snprintf(reply, len, "error: %s", err[0] ? err : "cannot start the fault-tolerance threads");
@@ -170,8 +171,8 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 	const void *state = src->snap ? src->snap->fdt : src->state;
 	uint64_t t_begin = src->t0_ns ? src->t0_ns : now_ns(), t_created = 0, t_restored = 0;
 	cur_cfg = cfg;
-	int cr = src->mem ? vm_create_with_mem(&vm, src->mem, cfg->cpus, err, sizeof(err))
-			  : vm_create(&vm, ALIGN_UP(cfg->mem, 2ull << 20), cfg->cpus, err, sizeof(err));
+	int cr = src->mem ? vm_create_with_mem(&vm, src->mem, cfg->machine.cpus, err, sizeof(err))
+			  : vm_create(&vm, ALIGN_UP(cfg->machine.mem, 2ull << 20), cfg->machine.cpus, err, sizeof(err));
 	if (cr) {
 		warnx("%s", err);
 		goto out;
@@ -185,7 +186,7 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 	free((void *)src->kernel);
 	free((void *)src->initrd);
 	src->kernel = src->initrd = NULL;
-	if (platform_create(&vm, cfg, &plat, err, sizeof(err))) {
+	if (platform_create(&vm, &cfg->machine, &plat, err, sizeof(err))) {
 		warnx("%s", err);
 		goto out;
 	}
@@ -228,7 +229,8 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 		unsigned epoch = cfg->epoch_ms ? cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
 		unsigned tmo = cfg->ft_timeout_ms ? cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
 		/* before the guest runs: a backup we cannot use is bad input, not a runtime failure */
-		if (ft_primary_start(&ft, &vm, &plat, cfg, cfg->backup, epoch, tmo, cfg->stats, err, sizeof(err))) {
+		if (ft_primary_start(&ft, &vm, &plat, &cfg->machine, cfg->backup, epoch, tmo, cfg->stats, err,
+				     sizeof(err))) {
 			warnx("%s", err);
 			ft_primary_stop(&ft, FT_STOP_QUIT);
 			goto out;
@@ -342,9 +344,9 @@ int cmd_run(int argc, char **argv)
 		free(kernel);
 		return 1;
 	}
-	if (ALIGN_UP(cfg.mem, 2ull << 20) < boot_min_mem(&bi)) {
+	if (ALIGN_UP(cfg.machine.mem, 2ull << 20) < boot_min_mem(&bi)) {
 		warnx("--mem: memory size %llu KiB is too small for this kernel (needs at least %llu MiB)",
-		      (unsigned long long)(cfg.mem >> 10), (unsigned long long)(boot_min_mem(&bi) >> 20));
+		      (unsigned long long)(cfg.machine.mem >> 10), (unsigned long long)(boot_min_mem(&bi) >> 20));
 		free(kernel);
 		free(initrd);
 		return 1;
@@ -381,66 +383,69 @@ int cmd_restore(int argc, char **argv)
 		return 1;
 	}
 	int rc = 1;
-	if (snapshot_machine_config(snap.fdt, &cfg, err, sizeof(err))) {
+	memset(&cfg, 0, sizeof(cfg)); /* the snapshot gives the machine; the rest is this command's */
+	if (snapshot_machine_config(snap.fdt, &cfg.machine, err, sizeof(err))) {
 		warnx("%s", err);
 		goto out;
 	}
+	struct machine *m = &cfg.machine;
+	const struct machine *g = &given.machine;
 	/* host resources given again replace the saved ones, in order, and must fit what was saved */
-	if (given.ndisks) {
-		if (given.ndisks != cfg.ndisks) {
-			warnx("restore: %u --disk given, the snapshot has %u disks", given.ndisks, cfg.ndisks);
+	if (g->ndisks) {
+		if (g->ndisks != m->ndisks) {
+			warnx("restore: %u --disk given, the snapshot has %u disks", g->ndisks, m->ndisks);
 			goto out;
 		}
-		for (unsigned i = 0; i < cfg.ndisks; i++) {
-			cfg.disks[i].path = given.disks[i].path;
-			if (given.disks[i].readonly != cfg.disks[i].readonly) {
-				warnx("restore: --disk %s: read-only setting differs from the snapshot's", given.disks[i].path);
+		for (unsigned i = 0; i < m->ndisks; i++) {
+			m->disks[i].path = g->disks[i].path;
+			if (g->disks[i].readonly != m->disks[i].readonly) {
+				warnx("restore: --disk %s: read-only setting differs from the snapshot's", g->disks[i].path);
 				goto out;
 			}
 		}
 	}
-	if (given.nnics) {
-		if (given.nnics != cfg.nnics) {
-			warnx("restore: %u --net given, the snapshot has %u NICs", given.nnics, cfg.nnics);
+	if (g->nnics) {
+		if (g->nnics != m->nnics) {
+			warnx("restore: %u --net given, the snapshot has %u NICs", g->nnics, m->nnics);
 			goto out;
 		}
-		for (unsigned i = 0; i < cfg.nnics; i++) {
-			if (given.nics[i].has_mac && memcmp(given.nics[i].mac, cfg.nics[i].mac, 6) != 0) {
-				warnx("restore: --net tap=%s: MAC differs from the snapshot's", given.nics[i].tap);
+		for (unsigned i = 0; i < m->nnics; i++) {
+			if (g->nics[i].has_mac && memcmp(g->nics[i].mac, m->nics[i].mac, 6) != 0) {
+				warnx("restore: --net tap=%s: MAC differs from the snapshot's", g->nics[i].tap);
 				goto out;
 			}
-			memcpy(cfg.nics[i].tap, given.nics[i].tap, sizeof(cfg.nics[i].tap));
+			memcpy(m->nics[i].tap, g->nics[i].tap, sizeof(m->nics[i].tap));
 		}
 	}
-	for (unsigned i = 0; i < cfg.ndisks; i++) {
+	for (unsigned i = 0; i < m->ndisks; i++) {
 		uint64_t want = 0, have = 0;
 		int node = fdt_path_offset(snap.fdt, "/machine");
 		char name[16];
 		snprintf(name, sizeof(name), "disk@%u", i);
 		int dn = node >= 0 ? fdt_subnode_offset(snap.fdt, node, name) : -1;
 		struct stat st;
-		if (dn >= 0 && fdt_get_u64(snap.fdt, dn, "size", &want) == 0 && stat(cfg.disks[i].path, &st) == 0) {
+		if (dn >= 0 && fdt_get_u64(snap.fdt, dn, "size", &want) == 0 && stat(m->disks[i].path, &st) == 0) {
 			have = (uint64_t)st.st_size;
 			if (have != want) {
-				warnx("restore: disk %s is %llu bytes, the snapshot expects %llu", cfg.disks[i].path,
+				warnx("restore: disk %s is %llu bytes, the snapshot expects %llu", m->disks[i].path,
 				      (unsigned long long)have, (unsigned long long)want);
 				goto out;
 			}
 		}
 	}
-	for (unsigned i = 0; i < cfg.nnics; i++) {
+	for (unsigned i = 0; i < m->nnics; i++) {
 		/* the snapshot expects this host network to exist: a restore does not invent one */
 		char sys[64];
-		snprintf(sys, sizeof(sys), "/sys/class/net/%s", cfg.nics[i].tap);
+		snprintf(sys, sizeof(sys), "/sys/class/net/%s", m->nics[i].tap);
 		if (access(sys, F_OK) != 0) {
 			warnx("restore: TAP %s does not exist on this host (create it, or name another with --net tap=NAME)",
-			      cfg.nics[i].tap);
+			      m->nics[i].tap);
 			goto out;
 		}
 	}
 	cfg.control = given.control;
 	cfg.control_group = given.control_group;
-	struct run_source src = { .snap = &snap, .announce = cfg.nnics > 0 };
+	struct run_source src = { .snap = &snap, .announce = m->nnics > 0 };
 	rc = run_vm(&cfg, &src);
 out:
 	snapshot_close(&snap);

@@ -13,7 +13,7 @@
 
 #include "../../ft/inspect.h"
 #include "../../ft/snapshot.h"
-#include "../../vmm/cli.h"
+#include "../../devices/machine.h"
 #include "../../vmm/guest_mem.h"
 #include "../../vmm/vm.h"
 
@@ -181,9 +181,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (memcmp(h, f, sizeof(*h)) || s.file_size != len ||
 		    memcmp(s.fdt, f + h->state_off, h->state_len) || memcmp(s.bitmap, f + h->bitmap_off, e.bm_bytes))
 			abort();
-		struct run_config cfg;
+		struct machine cfg;
 		if (snapshot_machine_config(s.fdt, &cfg, err, sizeof(err)) == 0) {
-			if (cfg.ndisks > CLI_MAX_DISKS || cfg.nnics > CLI_MAX_NICS || cfg.cpus == 0)
+			if (cfg.ndisks > MACHINE_MAX_DISKS || cfg.nnics > MACHINE_MAX_NICS || cfg.cpus == 0)
 				abort();
 			/* restore opens these paths: each a C string inside the state blob */
 			const char *end = (const char *)s.fdt + h->state_len;

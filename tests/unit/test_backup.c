@@ -52,16 +52,16 @@ static void test_shape(void)
 {
 	struct backup b;
 	memset(&b, 0, sizeof(b));
-	b.cfg.ndisks = 1;
-	b.cfg.disks[0].path = "b.img";
+	b.cfg.machine.ndisks = 1;
+	b.cfg.machine.disks[0].path = "b.img";
 	b.disk_sizes[0] = DISK_SIZE;
 	b.timeout_ms = 1234;
 	char why[256];
 	uint64_t sz = DISK_SIZE;
 	size_t n = shape(64 << 20, 2, 1, &sz, 0, 25);
 	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), 0);
-	CHECK_EQ(b.cfg.mem, 64 << 20);
-	CHECK_EQ(b.cfg.cpus, 2);
+	CHECK_EQ(b.cfg.machine.mem, 64 << 20);
+	CHECK_EQ(b.cfg.machine.cpus, 2);
 	CHECK_EQ(b.cfg.epoch_ms, 25);        /* kept for a later `protect` */
 	CHECK_EQ(b.cfg.ft_timeout_ms, 1234); /* ours */
 	/* a disk of another size: one line naming both */
@@ -77,10 +77,10 @@ static void test_shape(void)
 	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), -EINVAL);
 	CHECK(strstr(why, "NICs") != NULL);
 	/* with the NIC given, the guest's MAC is adopted */
-	b.cfg.nnics = 1;
+	b.cfg.machine.nnics = 1;
 	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), 0);
-	CHECK(b.cfg.nics[0].has_mac && b.cfg.nics[0].mac[5] == 0x56);
-	b.cfg.nnics = 0;
+	CHECK(b.cfg.machine.nics[0].has_mac && b.cfg.machine.nics[0].mac[5] == 0x56);
+	b.cfg.machine.nnics = 0;
 	/* malformed: no memory, unaligned memory, no vCPU, not an fdt, truncated, an absurd epoch */
 	n = shape(0, 2, 1, &sz, 0, 25);
 	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), -EINVAL);
@@ -186,7 +186,7 @@ static void test_commit(void)
 	CHECK(fd >= 0);
 	unlink(path);
 	CHECK_EQ(ftruncate(fd, DISK_SIZE), 0);
-	b.cfg.ndisks = 1;
+	b.cfg.machine.ndisks = 1;
 	b.disk_fds[0] = fd;
 	b.disk_sizes[0] = DISK_SIZE;
 	size_t len;
@@ -363,7 +363,7 @@ static void test_sync_disk(void)
 	CHECK(fd >= 0);
 	unlink(path);
 	CHECK_EQ(ftruncate(fd, DISK_SIZE), 0);
-	b.cfg.ndisks = 1;
+	b.cfg.machine.ndisks = 1;
 	b.disk_fds[0] = fd;
 	b.disk_sizes[0] = DISK_SIZE;
 	size_t len;
@@ -618,7 +618,7 @@ static void test_handshake(void)
 	CHECK_EQ(pthread_join(t, NULL), 0);
 	CHECK_EQ(job.rc, 0);
 	CHECK(same_conn(b.data_fd, data) && same_conn(b.hb_fd, hb));
-	CHECK_EQ(b.cfg.mem, 16 * PAGE_SIZE);
+	CHECK_EQ(b.cfg.machine.mem, 16 * PAGE_SIZE);
 	/* every other peer was dropped */
 	hs_dropped(idle);
 	hs_dropped(partial);

@@ -87,11 +87,11 @@ static void test_defaults(void)
 	CHECK(c.kernel && !strcmp(c.kernel, "bzImage"));
 	CHECK(c.initrd == NULL);
 	CHECK(c.cmdline == NULL);
-	CHECK_EQ(c.mem, 512ull << 20);
-	CHECK_EQ(c.mem, DEFAULT_MEM);
-	CHECK_EQ(c.cpus, 1);
-	CHECK_EQ(c.ndisks, 0);
-	CHECK_EQ(c.nnics, 0);
+	CHECK_EQ(c.machine.mem, 512ull << 20);
+	CHECK_EQ(c.machine.mem, DEFAULT_MEM);
+	CHECK_EQ(c.machine.cpus, 1);
+	CHECK_EQ(c.machine.ndisks, 0);
+	CHECK_EQ(c.machine.nnics, 0);
 	CHECK(!c.help);
 }
 
@@ -104,32 +104,32 @@ static void test_long_forms(void)
 	CHECK(!strcmp(c.kernel, "bz"));
 	CHECK(!strcmp(c.initrd, "rd.img"));
 	CHECK(!strcmp(c.cmdline, "quiet loglevel=3"));
-	CHECK_EQ(c.mem, 1ull << 30);
-	CHECK_EQ(c.cpus, 4);
-	CHECK_EQ(c.ndisks, 2);
-	CHECK(!strcmp(c.disks[0].path, "a.img"));
-	CHECK(!c.disks[0].readonly);
-	CHECK(!strcmp(c.disks[1].path, "b.img"));
-	CHECK(c.disks[1].readonly);
-	CHECK_EQ(c.nnics, 2);
-	CHECK(!strcmp(c.nics[0].tap, "tap0"));
-	CHECK(!c.nics[0].has_mac);
-	CHECK(!strcmp(c.nics[1].tap, "tap1"));
-	CHECK(c.nics[1].has_mac);
+	CHECK_EQ(c.machine.mem, 1ull << 30);
+	CHECK_EQ(c.machine.cpus, 4);
+	CHECK_EQ(c.machine.ndisks, 2);
+	CHECK(!strcmp(c.machine.disks[0].path, "a.img"));
+	CHECK(!c.machine.disks[0].readonly);
+	CHECK(!strcmp(c.machine.disks[1].path, "b.img"));
+	CHECK(c.machine.disks[1].readonly);
+	CHECK_EQ(c.machine.nnics, 2);
+	CHECK(!strcmp(c.machine.nics[0].tap, "tap0"));
+	CHECK(!c.machine.nics[0].has_mac);
+	CHECK(!strcmp(c.machine.nics[1].tap, "tap1"));
+	CHECK(c.machine.nics[1].has_mac);
 	static const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x5f };
-	CHECK(!memcmp(c.nics[1].mac, mac, 6));
+	CHECK(!memcmp(c.machine.nics[1].mac, mac, 6));
 	CHECK(!c.help);
 
 	/* --opt=value */
 	PARSE_OK(&c, "--kernel=bz2", "--mem=256M", "--cpus=2", "--disk=x.img,ro", "--net=tap=t9", "--initrd=r",
 		 "--cmdline=a=b");
 	CHECK(!strcmp(c.kernel, "bz2"));
-	CHECK_EQ(c.mem, 256ull << 20);
-	CHECK_EQ(c.cpus, 2);
-	CHECK_EQ(c.ndisks, 1);
-	CHECK(!strcmp(c.disks[0].path, "x.img"));
-	CHECK(c.disks[0].readonly);
-	CHECK(!strcmp(c.nics[0].tap, "t9"));
+	CHECK_EQ(c.machine.mem, 256ull << 20);
+	CHECK_EQ(c.machine.cpus, 2);
+	CHECK_EQ(c.machine.ndisks, 1);
+	CHECK(!strcmp(c.machine.disks[0].path, "x.img"));
+	CHECK(c.machine.disks[0].readonly);
+	CHECK(!strcmp(c.machine.nics[0].tap, "t9"));
 	CHECK(!strcmp(c.initrd, "r"));
 	CHECK(!strcmp(c.cmdline, "a=b"));
 }
@@ -142,26 +142,26 @@ static void test_short_forms(void)
 	CHECK(!strcmp(c.kernel, "bz"));
 	CHECK(!strcmp(c.initrd, "rd"));
 	CHECK(!strcmp(c.cmdline, "x=1"));
-	CHECK_EQ(c.mem, 2ull << 30);
-	CHECK_EQ(c.cpus, 8);
-	CHECK_EQ(c.ndisks, 2);
-	CHECK(!strcmp(c.disks[0].path, "d0.img") && c.disks[0].readonly);
-	CHECK(!strcmp(c.disks[1].path, "d1.img") && !c.disks[1].readonly);
-	CHECK_EQ(c.nnics, 1);
-	CHECK(!strcmp(c.nics[0].tap, "vm0"));
-	CHECK(c.nics[0].has_mac && c.nics[0].mac[0] == 0x02 && c.nics[0].mac[5] == 0x01);
+	CHECK_EQ(c.machine.mem, 2ull << 30);
+	CHECK_EQ(c.machine.cpus, 8);
+	CHECK_EQ(c.machine.ndisks, 2);
+	CHECK(!strcmp(c.machine.disks[0].path, "d0.img") && c.machine.disks[0].readonly);
+	CHECK(!strcmp(c.machine.disks[1].path, "d1.img") && !c.machine.disks[1].readonly);
+	CHECK_EQ(c.machine.nnics, 1);
+	CHECK(!strcmp(c.machine.nics[0].tap, "vm0"));
+	CHECK(c.machine.nics[0].has_mac && c.machine.nics[0].mac[0] == 0x02 && c.machine.nics[0].mac[5] == 0x01);
 	/* attached values */
 	PARSE_OK(&c, "-kbz", "-m64M", "-p3");
 	CHECK(!strcmp(c.kernel, "bz"));
-	CHECK_EQ(c.mem, 64ull << 20);
-	CHECK_EQ(c.cpus, 3);
+	CHECK_EQ(c.machine.mem, 64ull << 20);
+	CHECK_EQ(c.machine.cpus, 3);
 	/* options after a positional-looking value of an option are still options */
 	PARSE_OK(&c, "-c", "-not-an-option", "-k", "bz");
 	CHECK(!strcmp(c.cmdline, "-not-an-option"));
 	/* the last of a repeated single-valued option wins */
 	PARSE_OK(&c, "-k", "a", "-k", "b", "-m", "1G", "-m", "2G");
 	CHECK(!strcmp(c.kernel, "b"));
-	CHECK_EQ(c.mem, 2ull << 30);
+	CHECK_EQ(c.machine.mem, 2ull << 30);
 }
 
 static void test_help(void)
@@ -271,7 +271,7 @@ static void test_errors(void)
 		char max[32];
 		snprintf(max, sizeof(max), "%llu", (unsigned long long)VM_MAX_MEM);
 		PARSE_OK(&c, "-k", "bz", "--mem", max);
-		CHECK_EQ(c.mem, VM_MAX_MEM);
+		CHECK_EQ(c.machine.mem, VM_MAX_MEM);
 		snprintf(max, sizeof(max), "%llu", (unsigned long long)VM_MAX_MEM + 1);
 		EXPECT_ERR("--mem", "-k", "bz", "--mem", max);
 	}
@@ -305,19 +305,19 @@ static void test_disk_and_net_edges(void)
 	struct run_config c;
 	/* only a trailing ",ro"/",rw" is an option; other commas are part of the path */
 	PARSE_OK(&c, "-k", "bz", "-d", "a,b.img", "-d", "c.img,rw", "-d", "/x/ro", "-d", ",ro", "-d", "d.img,ro,ro");
-	CHECK_EQ(c.ndisks, 5);
-	CHECK(!strcmp(c.disks[0].path, "a,b.img") && !c.disks[0].readonly);
-	CHECK(!strcmp(c.disks[1].path, "c.img") && !c.disks[1].readonly);
-	CHECK(!strcmp(c.disks[2].path, "/x/ro") && !c.disks[2].readonly);
-	CHECK(!strcmp(c.disks[3].path, ",ro")); /* nothing before the suffix: it is a file name */
-	CHECK(!strcmp(c.disks[4].path, "d.img,ro") && c.disks[4].readonly);
+	CHECK_EQ(c.machine.ndisks, 5);
+	CHECK(!strcmp(c.machine.disks[0].path, "a,b.img") && !c.machine.disks[0].readonly);
+	CHECK(!strcmp(c.machine.disks[1].path, "c.img") && !c.machine.disks[1].readonly);
+	CHECK(!strcmp(c.machine.disks[2].path, "/x/ro") && !c.machine.disks[2].readonly);
+	CHECK(!strcmp(c.machine.disks[3].path, ",ro")); /* nothing before the suffix: it is a file name */
+	CHECK(!strcmp(c.machine.disks[4].path, "d.img,ro") && c.machine.disks[4].readonly);
 	/* 16 disks are fine, 17 are not */
 	{
-		char *v[2 + 2 * (CLI_MAX_DISKS + 1) + 1];
-		char names[CLI_MAX_DISKS + 1][32];
+		char *v[2 + 2 * (MACHINE_MAX_DISKS + 1) + 1];
+		char names[MACHINE_MAX_DISKS + 1][32];
 		int n = 0;
 		v[n++] = (char *)"run";
-		for (int i = 0; i < CLI_MAX_DISKS; i++) {
+		for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
 			snprintf(names[i], sizeof(names[i]), "d%d.img", i);
 			v[n++] = (char *)"-d";
 			v[n++] = names[i];
@@ -326,11 +326,11 @@ static void test_disk_and_net_edges(void)
 		v[n++] = kk;
 		v[n] = NULL;
 		CHECK_EQ(cli_parse_run(n, v, &c, err, sizeof(err)), 0);
-		CHECK_EQ(c.ndisks, CLI_MAX_DISKS);
-		CHECK(!strcmp(c.disks[CLI_MAX_DISKS - 1].path, "d15.img"));
-		snprintf(names[CLI_MAX_DISKS], sizeof(names[0]), "extra.img");
+		CHECK_EQ(c.machine.ndisks, MACHINE_MAX_DISKS);
+		CHECK(!strcmp(c.machine.disks[MACHINE_MAX_DISKS - 1].path, "d15.img"));
+		snprintf(names[MACHINE_MAX_DISKS], sizeof(names[0]), "extra.img");
 		v[n++] = (char *)"-d";
-		v[n++] = names[CLI_MAX_DISKS];
+		v[n++] = names[MACHINE_MAX_DISKS];
 		v[n] = NULL;
 		err[0] = '\0';
 		CHECK_EQ(cli_parse_run(n, v, &c, err, sizeof(err)), -EINVAL);
@@ -339,25 +339,25 @@ static void test_disk_and_net_edges(void)
 	}
 	/* 15-character TAP names are the longest */
 	PARSE_OK(&c, "-k", "bz", "-n", "tap=0123456789abcde");
-	CHECK(!strcmp(c.nics[0].tap, "0123456789abcde"));
+	CHECK(!strcmp(c.machine.nics[0].tap, "0123456789abcde"));
 	/* MAC hex digits of either case; single-digit octets */
 	PARSE_OK(&c, "-k", "bz", "-n", "tap=a,mac=AA:bb:0C:d:E:f");
 	static const uint8_t mac[6] = { 0xaa, 0xbb, 0x0c, 0x0d, 0x0e, 0x0f };
-	CHECK(!memcmp(c.nics[0].mac, mac, 6));
+	CHECK(!memcmp(c.machine.nics[0].mac, mac, 6));
 	/* locally administered unicast (bit 1 set, bit 0 clear) is fine */
 	PARSE_OK(&c, "-k", "bz", "-n", "tap=a,mac=fe:00:00:00:00:00");
 	/* 8 NICs are fine, 9 are not */
 	PARSE_OK(&c, "-k", "bz", "-n", "tap=n0", "-n", "tap=n1", "-n", "tap=n2", "-n", "tap=n3", "-n", "tap=n4", "-n",
 		 "tap=n5", "-n", "tap=n6", "-n", "tap=n7");
-	CHECK_EQ(c.nnics, 8);
-	CHECK(!strcmp(c.nics[7].tap, "n7"));
+	CHECK_EQ(c.machine.nnics, 8);
+	CHECK(!strcmp(c.machine.nics[7].tap, "n7"));
 	EXPECT_ERR("--net", "-k", "bz", "-n", "tap=n0", "-n", "tap=n1", "-n", "tap=n2", "-n", "tap=n3", "-n", "tap=n4",
 		   "-n", "tap=n5", "-n", "tap=n6", "-n", "tap=n7", "-n", "tap=n8");
 	/* --cpus upper values pass the parser (the VM checks them against KVM) */
 	PARSE_OK(&c, "-k", "bz", "-p", "254");
-	CHECK_EQ(c.cpus, 254);
+	CHECK_EQ(c.machine.cpus, 254);
 	PARSE_OK(&c, "-k", "bz", "-p", "0010");
-	CHECK_EQ(c.cpus, 10);
+	CHECK_EQ(c.machine.cpus, 10);
 	/* argv is not changed except for the ",ro" cut: option values are pointers into it */
 	{
 		char a0[] = "run", a1[] = "-k", a2[] = "bz", a3[] = "-c", a4[] = "x y";

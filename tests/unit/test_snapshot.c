@@ -562,7 +562,7 @@ static void test_machine_config(void)
 	static const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 	size_t sl;
 	char err[256] = "";
-	struct run_config cfg;
+	struct machine cfg;
 	void *st = make_state(512ull << 20, 4, true, disks, 2, "tap-ft0", mac, 6, &sl);
 	CHECK_EQ(snapshot_machine_config(st, &cfg, err, sizeof(err)), 0);
 	CHECK_EQ(cfg.mem, 512ull << 20);
@@ -576,7 +576,6 @@ static void test_machine_config(void)
 	CHECK(!strcmp(cfg.nics[0].tap, "tap-ft0"));
 	CHECK(cfg.nics[0].has_mac);
 	CHECK(!memcmp(cfg.nics[0].mac, mac, 6));
-	CHECK(cfg.kernel == NULL && cfg.control == NULL && cfg.backup == NULL);
 	free(st);
 
 	/* no devices at all */
@@ -614,10 +613,10 @@ static void test_machine_config(void)
 	CHECK(strstr(err, "nic@0 is malformed") != NULL);
 	free(st);
 	/* more disks than the CLI allows: refused */
-	struct disk_desc many[CLI_MAX_DISKS + 1];
-	for (unsigned i = 0; i <= CLI_MAX_DISKS; i++)
+	struct disk_desc many[MACHINE_MAX_DISKS + 1];
+	for (unsigned i = 0; i <= MACHINE_MAX_DISKS; i++)
 		many[i] = (struct disk_desc){ "/d", 4096, 0 };
-	st = make_state(64ull << 20, 1, true, many, CLI_MAX_DISKS + 1, NULL, NULL, 0, &sl);
+	st = make_state(64ull << 20, 1, true, many, MACHINE_MAX_DISKS + 1, NULL, NULL, 0, &sl);
 	CHECK(snapshot_machine_config(st, &cfg, err, sizeof(err)) < 0);
 	free(st);
 }
@@ -648,10 +647,10 @@ static void test_machine_disk_sizes(void)
 	CHECK_EQ(fdt_create(fdt, (int)size), 0);
 	CHECK_EQ(fdt_finish_reservemap(fdt), 0);
 	CHECK_EQ(fdt_begin_node(fdt, ""), 0);
-	CHECK_EQ(snapshot_put_machine(fdt, &vm, &cfg), 0);
+	CHECK_EQ(snapshot_put_machine(fdt, &vm, &cfg.machine), 0);
 	CHECK_EQ(fdt_end_node(fdt), 0);
 	CHECK_EQ(fdt_finish(fdt), 0);
-	struct run_config back;
+	struct machine back;
 	CHECK_EQ(snapshot_machine_config(fdt, &back, err, sizeof(err)), 0);
 	CHECK_EQ(back.ndisks, 1);
 	CHECK(!strcmp(back.disks[0].path, path));
