@@ -4,7 +4,7 @@
 #include "../devices/virtio_net.h"
 #include "../devices/tap.h"
 #include "../devices/machine.h"
-#include "../vmm/platform.h"
+#include "../devices/platform.h"
 #include "../vmm/util.h"
 #include "../vmm/vcpu.h"
 #include "../vmm/vm.h"

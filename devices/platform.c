@@ -1,15 +1,15 @@
 /* platform.c - builds the guest's machine from its description: legacy devices, PCI, virtio, pvpanic. */
 #include "platform.h"
-#include "../devices/i8042.h"
-#include "../devices/legacy.h"
-#include "../devices/rtc.h"
-#include "../devices/serial.h"
-#include "../devices/tap.h"
-#include "../devices/virtio_blk.h"
-#include "../devices/virtio_net.h"
-#include "../devices/virtio_pci.h"
-#include "util.h"
-#include "vm.h"
+#include "../vmm/util.h"
+#include "../vmm/vm.h"
+#include "i8042.h"
+#include "legacy.h"
+#include "rtc.h"
+#include "serial.h"
+#include "tap.h"
+#include "virtio_blk.h"
+#include "virtio_net.h"
+#include "virtio_pci.h"
 
 #include <errno.h>
 #include <libfdt.h>

@@ -4,11 +4,11 @@
 
 #include <stddef.h>
 
-#include "../devices/pci.h"
-#include "../devices/pvpanic.h"
-#include "../devices/machine.h"
-#include "mptable.h"
-#include "vm.h"
+#include "../vmm/mptable.h"
+#include "../vmm/vm.h"
+#include "machine.h"
+#include "pci.h"
+#include "pvpanic.h"
 
 struct vm;
 struct virtio_dev;
