@@ -6,7 +6,7 @@ LDLIBS  := -luring -lfdt -pthread
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 B := build
-SRCS := $(filter-out vmm/main.c,$(wildcard vmm/*.c devices/*.c ft/*.c))
+SRCS := $(filter-out cmd/main.c,$(wildcard vmm/*.c devices/*.c ft/*.c cmd/*.c))
 OBJS := $(SRCS:%.c=$(B)/obj/%.o)
 SOBJS := $(SRCS:%.c=$(B)/san/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -16,7 +16,7 @@ UNIT_PLAIN := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 .PHONY: all clean test test-unit test-valgrind test-integration bench-boot demo fuzz lint
 all: $(B)/ftvmm
 
-$(B)/ftvmm: $(B)/obj/vmm/main.o $(B)/libftvmm.a
+$(B)/ftvmm: $(B)/obj/cmd/main.o $(B)/libftvmm.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/libftvmm.a: $(OBJS)
@@ -70,7 +70,7 @@ fuzz:
 
 lint:
 	cppcheck -q --error-exitcode=1 --enable=warning,performance,portability --inline-suppr \
-	  --suppress=missingIncludeSystem -D__x86_64__ vmm devices ft
+	  --suppress=missingIncludeSystem -D__x86_64__ vmm devices ft cmd
 
 clean:
 	rm -rf $(B)

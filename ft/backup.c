@@ -1,9 +1,9 @@
 /* backup.c - the backup VMM: handshake, initial sync, staged all-or-nothing epoch commits, acks, failover. */
 #include "backup.h"
 #include "backup_int.h"
-#include "../vmm/cli.h"
-#include "../vmm/control.h"
-#include "../vmm/run.h"
+#include "../cmd/cli.h"
+#include "../cmd/control.h"
+#include "../cmd/run.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
 #include "primary.h"

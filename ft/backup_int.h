@@ -2,8 +2,8 @@
 #ifndef FTVMM_BACKUP_INT_H
 #define FTVMM_BACKUP_INT_H
 
-#include "../vmm/cli.h"
-#include "../vmm/control.h"
+#include "../cmd/cli.h"
+#include "../cmd/control.h"
 #include "../vmm/guest_mem.h"
 
 #include <pthread.h>

@@ -73,7 +73,7 @@ if [[ $inside == 0 ]]; then
 	BENCH_OUTER_KERNEL="$(uname -r)"
 	BENCH_OUTER_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
 	BENCH_REV="$(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$repo" &&
-		[[ -n "$(git status --porcelain -- vmm devices ft 2>/dev/null)" ]] && echo +dirty || true)"
+		[[ -n "$(git status --porcelain -- vmm devices ft cmd 2>/dev/null)" ]] && echo +dirty || true)"
 	export BENCH_OUTER_CPU BENCH_OUTER_KERNEL BENCH_OUTER_LOAD BENCH_REV
 	case "$mode" in
 	direct) export BENCH_WHERE=direct; exec bash "$here/devices.sh" --inside ;;

@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../../ft/inspect.h"
+#include "../../cmd/inspect.h"
 #include "../../ft/snapshot.h"
 #include "../../devices/machine.h"
 #include "../../vmm/guest_mem.h"

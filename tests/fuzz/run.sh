@@ -28,7 +28,7 @@ cd "$root"
 mkdir -p "$out/artifacts" "$out/obj"
 # The VMM once, instrumented for coverage, as an archive: each target takes the objects it needs
 # (the backup's and the snapshot reader's code reach into most of it). Two compilers at a time.
-mapfile -t srcs < <(ls vmm/*.c devices/*.c ft/*.c | grep -vx vmm/main.c)
+mapfile -t srcs < <(ls vmm/*.c devices/*.c ft/*.c cmd/*.c | grep -vx cmd/main.c)
 rm -f "$out"/obj/*.o "$out/libftvmm-fuzz.a"
 objs=() pids=()
 for s in "${srcs[@]}"; do

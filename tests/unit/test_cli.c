@@ -1,5 +1,5 @@
 /* test_cli.c - `ftvmm run` option parsing (cli_parse_run) and size parsing (parse_size). */
-#include "../../vmm/cli.h"
+#include "../../cmd/cli.h"
 #include "../../vmm/util.h"
 #include "../../vmm/vm.h"
 #include "test.h"

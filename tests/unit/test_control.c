@@ -1,7 +1,7 @@
 /* test_control.c - the control socket: several clients at once, an idle client never blocks another or control_stop;
  * who may connect (mode 0600, --control-group, SO_PEERCRED), what is never replaced, and the ctl client's line. */
-#include "../../vmm/cli.h"
-#include "../../vmm/control.h"
+#include "../../cmd/cli.h"
+#include "../../cmd/control.h"
 #include "test.h"
 
 #include <errno.h>

@@ -2,7 +2,7 @@
  * rejection and an accepted one), snapshot_load_memory into a buffer, snapshot_machine_config, the machine node's
  * disk sizes; and vm_pause, which a checkpoint relies on to stop every vCPU or fail. */
 #include "../../ft/snapshot.h"
-#include "../../vmm/cli.h"
+#include "../../cmd/cli.h"
 #include "../../vmm/vcpu.h"
 #include "../../vmm/vm.h"
 #include "test.h"

@@ -2,8 +2,8 @@
 #include "control.h"
 #include "../ft/snapshot.h"
 #include "cli.h"
-#include "util.h"
-#include "vm.h"
+#include "../vmm/util.h"
+#include "../vmm/vm.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,9 +2,9 @@
 #include "cli.h"
 #include "control.h"
 #include "../ft/backup.h"
-#include "../ft/inspect.h"
+#include "inspect.h"
 #include "run.h"
-#include "util.h"
+#include "../vmm/util.h"
 
 #include <stdio.h>
 #include <signal.h>

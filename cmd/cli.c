@@ -1,8 +1,8 @@
 /* cli.c - `ftvmm run` option parsing and the help texts. */
 #include "cli.h"
 #include "control.h"
-#include "util.h"
-#include "vm.h"
+#include "../vmm/util.h"
+#include "../vmm/vm.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -1,8 +1,8 @@
 /* inspect.c - prints a snapshot readably: header, machine, vCPU registers, VM devices, device nodes, memory map. */
 #include "inspect.h"
 #include "../vmm/util.h"
-#include "snapshot.h"
-#include "vmstate.h"
+#include "../ft/snapshot.h"
+#include "../ft/vmstate.h"
 
 #include <libfdt.h>
 #include <linux/kvm.h>

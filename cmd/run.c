@@ -1,6 +1,6 @@
 /* run.c - `ftvmm run`: validates inputs, builds the VM and its devices, boots Linux, maps the VM's end to an exit code. */
 #include "run.h"
-#include "boot.h"
+#include "../vmm/boot.h"
 #include "cli.h"
 #include "control.h"
 #include "../ft/snapshot.h"
@@ -8,11 +8,11 @@
 #include "../ft/primary.h"
 #include "../devices/platform.h"
 #include "../devices/virtio_net.h"
-#include "cpuid.h"
-#include "mptable.h"
-#include "util.h"
-#include "vcpu.h"
-#include "vm.h"
+#include "../vmm/cpuid.h"
+#include "../vmm/mptable.h"
+#include "../vmm/util.h"
+#include "../vmm/vcpu.h"
+#include "../vmm/vm.h"
 
 #include <errno.h>
 #include <libfdt.h>
