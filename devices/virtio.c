@@ -185,18 +185,27 @@ static void vq_set_avail_event(struct virtqueue *vq, const struct vring_ptrs *r)
 	gmem_mark_dirty_host(vq->dev->mem, p, 2);
 }
 
+/* What every walk starts with: 1 with the rings mapped into *r, 0 if the queue is not ready, or
+ * -EINVAL on a broken queue (now or before). */
+static int vq_begin(struct virtqueue *vq, struct vring_ptrs *r)
+{
+	if (vq->broken)
+		return -EINVAL;
+	if (!vq->ready)
+		return 0;
+	if (vq_map(vq, r))
+		return vq_break(vq, "bad ring layout");
+	return 1;
+}
+
 int vq_pop(struct virtqueue *vq, struct vq_req *req)
 {
 	struct vring_ptrs r;
 	const char *why = NULL;
 
-	if (vq->broken)
-		return -EINVAL;
-	if (!vq->ready)
-		return 0;
-	if (vq_map(vq, &r))
-		return vq_break(vq, "bad ring layout");
-
+	int s = vq_begin(vq, &r);
+	if (s <= 0)
+		return s;
 	bool event_idx = vq_feature(vq, VIRTIO_RING_F_EVENT_IDX);
 	/* Acquire: the ring entry and descriptors the driver wrote before bumping idx are visible. */
 	uint16_t avail_idx = ld16_acquire(r.avail + 2);
@@ -221,6 +230,22 @@ int vq_pop(struct virtqueue *vq, struct vq_req *req)
 	if (event_idx)
 		vq_set_avail_event(vq, &r);
 	return 1;
+}
+
+int vq_chain_at(struct virtqueue *vq, uint16_t head, struct vq_req *req)
+{
+	struct vring_ptrs r;
+	const char *why = NULL;
+
+	int s = vq_begin(vq, &r);
+	if (s < 0)
+		return s;
+	/* A chain in flight on a queue that is not running: the state that says so is inconsistent. */
+	if (s == 0)
+		return vq_break(vq, "chain on a queue that is not ready");
+	if (vq_walk(vq, &r, head, req, &why))
+		return vq_break(vq, why);
+	return 0;
 }
 
 int vq_push_used_n(struct virtqueue *vq, const struct vq_used *u, unsigned n)

@@ -50,6 +50,11 @@ struct vq_req {
  * errno if the guest's ring or chain is malformed (address outside RAM, loop, too long, nested or
  * oversized indirect table, writable-before-readable, bad avail idx); then vq->broken is set. */
 int vq_pop(struct virtqueue *vq, struct vq_req *req);
+/* Rebuild the request of a chain popped earlier, from its head, without touching the avail ring or
+ * last_avail: for requests a checkpoint recorded as in flight, re-walked from restored guest memory.
+ * Every check of vq_pop applies (head < queue size included). 0 with *req filled, or -EINVAL with
+ * vq->broken set (also for a queue that is not ready: nothing can be in flight on it). */
+int vq_chain_at(struct virtqueue *vq, uint16_t head, struct vq_req *req);
 /* Return a chain: write the used element (head, written) and bump used->idx. Marks dirty the used
  * ring and the first `written` bytes of the writable segments (the device wrote them). 0 or -EFAULT. */
 int vq_push(struct virtqueue *vq, const struct vq_req *req, uint32_t written);

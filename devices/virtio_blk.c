@@ -25,9 +25,19 @@
  * Data path: readv/writev iovecs point straight into guest memory (buffered I/O, so no alignment
  * demands on the guest). A request stays in b->inflight[head] until its CQE is reaped, which also
  * catches a driver that makes a head available again while it is still in flight.
+ *
+ * Quiesce does not wait for I/O (an fsync or a big fallocate on a slow disk would stretch the pause
+ * without bound): it stops reaping instead. A completion is only ever handled outside a pause, so it
+ * writes guest memory, raises interrupts and reaches the FT write hook in the epoch after the
+ * checkpoint. Requests still in flight belong to the saved state ("blk-inflight", their heads in
+ * submission order) and a restore re-submits them, as QEMU does.
  */
 
-#define BLK_STATE_VERSION 1
+/* Version 2 may carry "blk-inflight". A state with nothing in flight is still written as version 1,
+ * so an older build (which would drop the list and leave the guest waiting forever) refuses only the
+ * checkpoints it cannot honour. Both are read. */
+#define BLK_STATE_VERSION 2
+#define BLK_STATE_VERSION_PLAIN 1
 #define SECTOR 512u
 #define MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB per request keeps one fallocate short */
 #define MAX_RETRIES 8
@@ -38,6 +48,7 @@ struct blk_req {
 	uint16_t head;
 	uint8_t op;
 	uint8_t retries;
+	uint64_t seq;             /* submission order, for the saved in-flight list */
 	bool fallback_tried;      /* write-zeroes: second fallocate mode attempted */
 	int falloc_mode;
 	uint64_t off, len, done;  /* image byte offset, data bytes, bytes completed */
@@ -63,7 +74,11 @@ struct virtio_blk {
 	bool owe_irq;    /* re-raise the queue interrupt once not quiesced (after a restore) */
 	bool warned_io;  /* a host I/O error has been logged */
 	unsigned ninflight, notifying;
+	uint64_t next_seq;
 	struct blk_req *inflight[VIRTIO_BLK_QUEUE_SIZE]; /* by head */
+	/* Heads in flight at the restored checkpoint, in submission order: re-submitted once running. */
+	unsigned nsaved;
+	uint16_t saved[VIRTIO_BLK_QUEUE_SIZE];
 	struct virtio_blk_config cfg;
 	char serial[VIRTIO_BLK_ID_LEN];
 	blk_write_hook_fn write_hook; /* FT disk replication: sees what reached the image, as it completes */
@@ -351,6 +366,7 @@ static int blk_start(struct virtio_blk *b, const struct vq_req *r)
 		req->head = r->head;
 		req->status = status;
 		if (blk_submit_one(b, req) == 0) {
+			req->seq = b->next_seq++;
 			b->inflight[r->head] = req;
 			b->ninflight++;
 			return 0;
@@ -363,19 +379,48 @@ now:
 	return 0;
 }
 
-/* Consume the avail ring. Lock held. */
+/* Malformed ring or chain: stop this queue until the driver resets the device. Lock held. */
+static void blk_break(struct virtio_blk *b)
+{
+	b->dev.vqs[0].broken = true;
+	b->want_reset = true; /* raised with the lock dropped: notify_config may take d->lock */
+}
+
+/*
+ * Lock held, running. Re-submit the requests the restored checkpoint had in flight: the driver
+ * popped them before it (last_avail already counts them) and waits for their used entries. Their
+ * chains are walked again from the restored guest memory; one that no longer parses is a malformed
+ * chain like any other. Why this is right for FT: a write in flight at checkpoint E completes on the
+ * primary after E was taken, so its result went to epoch E+1's disk log, which a backup taking over
+ * at E never applied; doing the write again (the data is still in the guest's buffer, which the
+ * driver may not touch until completion) gives the image it would have had. A read reads again into
+ * guest memory, marked dirty at completion as usual. Flush, discard and write-zeroes repeat safely.
+ */
+static void blk_resubmit_saved(struct virtio_blk *b)
+{
+	struct virtqueue *vq = &b->dev.vqs[0];
+	for (unsigned i = 0; i < b->nsaved; i++) {
+		if (vq_chain_at(vq, b->saved[i], &b->scratch) || blk_start(b, &b->scratch)) {
+			blk_break(b);
+			break;
+		}
+	}
+	b->nsaved = 0;
+}
+
+/* Consume the avail ring (after what the restored checkpoint had in flight). Lock held. */
 static void blk_process(struct virtio_blk *b)
 {
 	struct virtqueue *vq = &b->dev.vqs[0];
+	if (b->nsaved && b->active && !b->quiesced)
+		blk_resubmit_saved(b);
 	while (b->active && !b->quiesced) {
 		int r = vq_pop(vq, &b->scratch);
 		if (r == 0)
 			break;
 		if (r > 0 && blk_start(b, &b->scratch) == 0)
 			continue;
-		/* Malformed ring or chain: stop this queue until the driver resets the device. */
-		vq->broken = true;
-		b->want_reset = true; /* raised with the lock dropped: notify_config may take d->lock */
+		blk_break(b);
 		break;
 	}
 	int r = blk_backend_submit(&b->be);
@@ -413,7 +458,6 @@ static void blk_unlock_and_notify(struct virtio_blk *b)
 	pthread_mutex_unlock(&b->lock);
 }
 
-/* ioloop: the io_uring eventfd fired. */
 /* Lock held. After a restore the driver will not kick again for chains it made available before
  * the checkpoint, and only the restored status says whether the driver is up: adopt both. */
 static void blk_adopt_restored(struct virtio_blk *b)
@@ -421,9 +465,21 @@ static void blk_adopt_restored(struct virtio_blk *b)
 	uint8_t st = __atomic_load_n(&b->dev.status, __ATOMIC_RELAXED);
 	b->restored = false;
 	b->active = (st & VIRTIO_CONFIG_S_DRIVER_OK) && !(st & VIRTIO_CONFIG_S_FAILED);
+	if (!b->active)
+		b->nsaved = 0; /* a driver that is not running has nothing in flight: never run them later */
 	/* Used entries whose interrupt was raised after the irqchip was captured would wait forever:
 	 * the checkpoint has the entries but not the interrupt. Re-raise it, as virtio-net does. */
 	b->owe_irq = b->active;
+}
+
+/* Lock held, quiesced: consume the eventfd's count without reaping. The loop watches it level
+ * triggered, so an unread count would spin the I/O thread for the whole pause; resume reaps. */
+static void blk_event_clear(struct virtio_blk *b)
+{
+	uint64_t v;
+	if (read(b->be.efd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: already cleared */
+	}
 }
 
 /* ioloop: the io_uring eventfd fired (completions, or the nudge a restore leaves behind). */
@@ -432,8 +488,13 @@ static void blk_on_event(void *opaque, uint32_t events)
 	struct virtio_blk *b = opaque;
 	(void)events;
 	pthread_mutex_lock(&b->lock);
+	if (b->quiesced) {
+		blk_event_clear(b);
+		pthread_mutex_unlock(&b->lock);
+		return;
+	}
 	blk_backend_reap(&b->be, false, blk_on_cqe, b);
-	if (b->restored && !b->quiesced) {
+	if (b->restored) {
 		blk_adopt_restored(b);
 		blk_process(b);
 	}
@@ -475,12 +536,14 @@ static int blk_activate(struct virtio_dev *d)
 	return 0;
 }
 
-/* Lock held: complete (and throw away) everything in flight; rings are about to be forgotten. */
+/* Lock held: complete (and throw away) everything in flight; rings are about to be forgotten. Not a
+ * pause: this does wait for the I/O (reset, destroy, restore). */
 static void blk_drop_inflight(struct virtio_blk *b)
 {
 	b->dropping = true;
 	blk_wait_all(b);
 	b->dropping = false;
+	b->nsaved = 0;
 	b->pushed = false;
 	b->want_reset = false;
 }
@@ -509,18 +572,18 @@ static void blk_config_write(struct virtio_dev *d, uint32_t off, const void *dat
 	(void)d, (void)off, (void)data, (void)len;
 }
 
+/* Stop touching guest-visible state without waiting for I/O: requests in flight stay in flight (and
+ * in the saved state); only an interrupt being raised right now is waited for, so none escapes
+ * after this returns. Every path that pushes notifies before it unlocks: nothing is owed here. */
 static int blk_quiesce(struct virtio_dev *d)
 {
 	struct virtio_blk *b = to_blk(d);
 	pthread_mutex_lock(&b->lock);
 	b->quiesced = true;
-	int r = blk_wait_all(b);
-	blk_unlock_and_notify(b);
-	pthread_mutex_lock(&b->lock);
 	while (b->notifying)
 		pthread_cond_wait(&b->cond, &b->lock);
 	pthread_mutex_unlock(&b->lock);
-	return r;
+	return 0;
 }
 
 static void blk_resume(struct virtio_dev *d)
@@ -528,33 +591,101 @@ static void blk_resume(struct virtio_dev *d)
 	struct virtio_blk *b = to_blk(d);
 	pthread_mutex_lock(&b->lock);
 	b->quiesced = false;
+	/* Completions that arrived during the pause (their eventfd count was consumed unreaped). */
+	blk_backend_reap(&b->be, false, blk_on_cqe, b);
 	if (b->restored)
 		blk_adopt_restored(b);
 	blk_process(b); /* also catches kicks that arrived while quiesced */
 	blk_unlock_and_notify(b);
 }
 
+static int blk_req_cmp_seq(const void *x, const void *y)
+{
+	const struct blk_req *a = *(struct blk_req *const *)x, *c = *(struct blk_req *const *)y;
+	return a->seq < c->seq ? -1 : a->seq > c->seq;
+}
+
+/* Lock held: the heads to re-submit after a restore, in submission order. Heads restored but not yet
+ * re-submitted come first (in fact alone: they go before anything is popped). Returns the count. */
+static unsigned blk_inflight_heads(struct virtio_blk *b, fdt32_t *out)
+{
+	struct blk_req *reqs[VIRTIO_BLK_QUEUE_SIZE] = { NULL };
+	unsigned n = 0, k = 0;
+	for (unsigned h = 0; h < VIRTIO_BLK_QUEUE_SIZE; h++)
+		if (b->inflight[h])
+			reqs[k++] = b->inflight[h];
+	qsort(reqs, k, sizeof(reqs[0]), blk_req_cmp_seq);
+	for (unsigned i = 0; i < b->nsaved; i++)
+		out[n++] = cpu_to_fdt32(b->saved[i]);
+	for (unsigned i = 0; i < k && n < VIRTIO_BLK_QUEUE_SIZE; i++)
+		out[n++] = cpu_to_fdt32(reqs[i]->head);
+	return n;
+}
+
+/* Needs a quiesced device (or one restored and not yet running), as the common state saved beside it
+ * would otherwise not match. Requests in flight are part of the state. */
 static int blk_save(struct virtio_dev *d, void *fdt)
 {
 	struct virtio_blk *b = to_blk(d);
+	fdt32_t heads[VIRTIO_BLK_QUEUE_SIZE];
 	pthread_mutex_lock(&b->lock);
-	unsigned busy = b->ninflight;
+	unsigned n = blk_inflight_heads(b, heads);
 	pthread_mutex_unlock(&b->lock);
-	if (busy)
-		return -EBUSY; /* quiesce first: the saved state has no in-flight table */
-	int r = fdt_property_u32(fdt, "blk-version", BLK_STATE_VERSION);
+	int r = fdt_property_u32(fdt, "blk-version", n ? BLK_STATE_VERSION : BLK_STATE_VERSION_PLAIN);
 	r = r ?: fdt_property_u64(fdt, "blk-capacity", b->be.size / SECTOR);
 	r = r ?: fdt_property_u32(fdt, "blk-readonly", b->be.ro);
+	if (n)
+		r = r ?: fdt_property(fdt, "blk-inflight", heads, (int)(n * sizeof(heads[0])));
 	return r ? -EINVAL : 0;
 }
 
-/* Device-specific half of restore: check the checkpoint matches this image, drop any in-flight
- * work and stay quiesced until resume (guest memory may not be restored yet). */
-static int blk_restore_check(struct virtio_blk *b, const void *fdt, int node)
+/* The saved in-flight heads, untrusted (a snapshot file or the FT peer wrote them): a whole number
+ * of be32 cells, at most a queue's worth, each a head the queue can have, none twice. Absent: none. */
+static int blk_parse_inflight(const struct virtio_blk *b, const void *fdt, int node, uint16_t *heads,
+			      unsigned *n)
+{
+	int len;
+	const uint8_t *p = fdt_getprop(fdt, node, "blk-inflight", &len);
+	bool seen[VIRTIO_BLK_QUEUE_SIZE] = { false };
+
+	*n = 0;
+	if (!p && len == -FDT_ERR_NOTFOUND)
+		return 0;
+	if (!p || len < 0 || len % sizeof(fdt32_t) || len / sizeof(fdt32_t) > VIRTIO_BLK_QUEUE_SIZE) {
+		warnx("%s: restore: in-flight request list of %d bytes: not whole heads, or more than the queue holds",
+		      b->name, len);
+		return -EINVAL;
+	}
+	unsigned cnt = (unsigned)len / sizeof(fdt32_t);
+	for (unsigned i = 0; i < cnt; i++) {
+		fdt32_t c;
+		memcpy(&c, p + i * sizeof(c), sizeof(c)); /* fdt properties are only 4-byte aligned */
+		uint32_t h = fdt32_to_cpu(c);
+		if (h >= VIRTIO_BLK_QUEUE_SIZE || seen[h]) {
+			warnx("%s: restore: in-flight request list has a bad or repeated head (%u)", b->name, h);
+			return -EINVAL;
+		}
+		seen[h] = true;
+		heads[i] = (uint16_t)h;
+	}
+	*n = cnt;
+	return 0;
+}
+
+/* A restore's device-specific list, checked before anything changes. */
+struct blk_saved {
+	unsigned n;
+	uint16_t heads[VIRTIO_BLK_QUEUE_SIZE];
+};
+
+/* Device-specific half of restore: check the checkpoint matches this image and parse its in-flight
+ * list into *sv; nothing changes yet. */
+static int blk_restore_check(struct virtio_blk *b, const void *fdt, int node, struct blk_saved *sv)
 {
 	int len;
 	const fdt32_t *ver = fdt_getprop(fdt, node, "blk-version", &len);
-	if (!ver || len != 4 || fdt32_to_cpu(*ver) != BLK_STATE_VERSION) {
+	uint32_t v = ver && len == 4 ? fdt32_to_cpu(*ver) : 0;
+	if (v != BLK_STATE_VERSION && v != BLK_STATE_VERSION_PLAIN) {
 		warnx("%s: restore: missing or unsupported version", b->name);
 		return -EINVAL;
 	}
@@ -575,7 +706,7 @@ static int blk_restore_check(struct virtio_blk *b, const void *fdt, int node)
 		warnx("%s: restore: read-only mode differs from the checkpoint", b->name);
 		return -EINVAL;
 	}
-	return 0;
+	return blk_parse_inflight(b, fdt, node, sv->heads, &sv->n);
 }
 
 /* Lock held: forget in-flight work (its queues are being replaced) and stop consuming until the
@@ -588,12 +719,18 @@ static void blk_restore_begin(struct virtio_blk *b)
 	blk_drop_inflight(b);
 }
 
-/* Lock held: the common state is in place. The I/O thread adopts it when it next runs (the nudge
- * waits in the eventfd if the loop is not started yet), a kick or resume adopts it sooner. Not
- * quiescing here: the usual restore path (restore, then start the VM) never calls resume. */
-static void blk_restore_end(struct virtio_blk *b)
+/* Lock held: the common state is in place (sv: its in-flight list, or NULL if the common state could
+ * not be restored). The I/O thread adopts it when it next runs (the nudge waits in the eventfd if
+ * the loop is not started yet), a kick or resume adopts it sooner; the saved requests are re-submitted
+ * before anything new is popped. Not quiescing here: the usual restore path (restore, then start the
+ * VM) never calls resume. */
+static void blk_restore_end(struct virtio_blk *b, const struct blk_saved *sv)
 {
 	uint64_t one = 1;
+	if (sv) {
+		b->nsaved = sv->n;
+		memcpy(b->saved, sv->heads, sv->n * sizeof(sv->heads[0]));
+	}
 	b->restored = true;
 	if (write(b->be.efd, &one, sizeof(one)) != sizeof(one))
 		warnx("%s: cannot schedule the restart after restore", b->name);
@@ -603,12 +740,13 @@ static void blk_restore_end(struct virtio_blk *b)
 static int blk_restore(struct virtio_dev *d, const void *fdt, int node)
 {
 	struct virtio_blk *b = to_blk(d);
-	int r = blk_restore_check(b, fdt, node);
+	struct blk_saved sv;
+	int r = blk_restore_check(b, fdt, node, &sv);
 	if (r)
 		return r;
 	pthread_mutex_lock(&b->lock);
 	blk_restore_begin(b);
-	blk_restore_end(b);
+	blk_restore_end(b, &sv);
 	pthread_mutex_unlock(&b->lock);
 	return 0;
 }
@@ -646,14 +784,16 @@ static int vmdev_restore(void *opaque, const void *fdt, int node)
 {
 	struct virtio_dev *d = opaque;
 	struct virtio_blk *b = to_blk(d);
+	struct blk_saved sv;
 	/* Check the image first, and stop the data path before the queues change under it. */
-	int r = blk_restore_check(b, fdt, node);
+	int r = blk_restore_check(b, fdt, node, &sv);
 	if (r)
 		return r;
 	pthread_mutex_lock(&b->lock);
 	blk_restore_begin(b);
 	r = virtio_dev_restore(d, fdt, node);
-	blk_restore_end(b); /* on failure too: the old state is intact and the device resumes with it */
+	/* On failure too: the old state is intact and the device resumes with it (minus its requests). */
+	blk_restore_end(b, r ? NULL : &sv);
 	pthread_mutex_unlock(&b->lock);
 	return r;
 }
@@ -773,6 +913,10 @@ int virtio_blk_drain(struct virtio_dev *d)
 {
 	struct virtio_blk *b = to_blk(d);
 	pthread_mutex_lock(&b->lock);
+	if (b->quiesced) { /* completing now would write guest memory (and the FT log) during a pause */
+		pthread_mutex_unlock(&b->lock);
+		return -EBUSY;
+	}
 	int r = blk_wait_all(b);
 	blk_unlock_and_notify(b);
 	return r;

@@ -35,23 +35,28 @@ struct virtio_dev *virtio_blk_create(struct guest_mem *mem, struct ioloop *loop,
  * Restore needs no resume: the device picks up chains the driver made available before the
  * checkpoint (it will not kick for those again) as soon as the ioloop runs, a kick arrives or resume
  * is called, so restore guest memory before starting the loop. A quiesced device stays quiesced
- * until resume. Save needs a quiesced device (-EBUSY with I/O in flight). Its destroy hook frees
- * the device (virtio_blk_destroy). */
+ * until resume. Quiesce does not wait for I/O: while quiesced no completion is reaped (no guest write,
+ * no interrupt, no write hook call) and requests still in flight are saved with the state; a restore
+ * re-submits them (walking their chains again in the restored guest memory) before it pops anything
+ * new. Save needs a quiesced device (or one restored and not yet running). Its destroy hook frees the
+ * device (virtio_blk_destroy). */
 struct vm_device *virtio_blk_vm_device(struct virtio_dev *d);
 /* Free everything. Call with the ioloop stopped (or from its thread) and the transport gone. */
 void virtio_blk_destroy(struct virtio_dev *d);
 
 /* Wait until every in-flight request has completed and been pushed to the used ring (the guest is
- * notified as usual). Unlike quiesce, the device keeps accepting work. Tests and shutdown. */
+ * notified as usual). The device keeps accepting work. -EBUSY while quiesced (completing would break
+ * the pause). Tests and shutdown. */
 int virtio_blk_drain(struct virtio_dev *d);
 /* Requests currently submitted to the host and not yet completed. */
 unsigned virtio_blk_inflight(struct virtio_dev *d);
 
 /* Fault tolerance: called with what reached the image, when it completed: each completed piece of a
  * write (zero=false, iov = the guest's data) and each discard / write-zeroes that worked (zero=true,
- * no iov); never for a failed request. On the I/O thread (or the quiescing one) with the device
- * locked. Every request completes before the checkpoint of the epoch it was submitted in (quiesce
- * drains), so each result lands in that epoch's log. */
+ * no iov); never for a failed request. With the device locked, on the I/O thread or one calling
+ * resume, reset or destroy; never while quiesced. So a result lands in the log of the epoch in which
+ * it completed: a request in flight at a checkpoint is in that checkpoint's device state (a restore
+ * re-submits it) and its result in the next epoch's log. */
 typedef void (*blk_write_hook_fn)(void *ctx, uint64_t off, const struct iovec *iov, unsigned n, uint64_t len,
 				  bool zero);
 void virtio_blk_set_write_hook(struct virtio_dev *d, blk_write_hook_fn fn, void *ctx);

@@ -640,8 +640,8 @@ static void disklog_full(void *ctx)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Disk write hooks and the dirty log, switched on with the VM paused: quiesce has drained every
- * request in flight, so none can complete unlogged after send_disks read its range. */
+/* Disk write hooks and the dirty log, switched on with the VM paused: a quiesced disk reaps nothing and
+ * the hook runs at reap, so a write is either on the image before send_disks reads it or logged. */
 static int start_logging(struct ft_primary *p)
 {
 	int r = vm_pause(p->vm);

@@ -1,4 +1,5 @@
-/* test_virtio_blk.c - virtio-blk end to end on a temp image: I/O, refusals, dirty pages, quiesce, checkpoint. */
+/* test_virtio_blk.c - virtio-blk end to end on a temp image: I/O, refusals, dirty pages, quiesce, checkpoint
+ * (requests in flight saved and re-submitted), crafted in-flight lists. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libfdt.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -206,6 +208,38 @@ static unsigned dirty_count(struct tctx *t)
 	for (uint64_t g = 0; g < MEM_SIZE; g += PAGE_SIZE)
 		n += page_dirty(t, g);
 	return n;
+}
+
+/* Is any callback of the loop ready? A quiesced device must leave its eventfd cleared, or the I/O
+ * thread would spin on it for the whole pause. */
+static bool loop_ready(void)
+{
+	struct epoll_event ev;
+	return epoll_wait(loop.epfd, &ev, 1, 0) > 0;
+}
+
+/* Run the loop's callbacks here until nothing is ready (a spinning eventfd never gets there). */
+static void loop_settle(void)
+{
+	for (int i = 0; i < 100 && loop_ready(); i++)
+		CHECK(ioloop_poll_once(&loop, 20) >= 0);
+	CHECK(!loop_ready());
+}
+
+/* The FT write hook, checked: never called while `paused` (between quiesce and resume). */
+struct hook_rec {
+	bool paused;
+	unsigned calls;
+	uint64_t bytes;
+};
+
+static void count_hook(void *ctx, uint64_t off, const struct iovec *iov, unsigned n, uint64_t len, bool zero)
+{
+	struct hook_rec *h = ctx;
+	(void)off, (void)iov, (void)n, (void)zero;
+	CHECK(!__atomic_load_n(&h->paused, __ATOMIC_ACQUIRE));
+	__atomic_fetch_add(&h->calls, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&h->bytes, len, __ATOMIC_RELAXED);
 }
 
 static void test_open_errors(void)
@@ -462,9 +496,42 @@ static void test_many_inflight_and_quiesce(void)
 	/* nothing is reaped until the completion path runs: all N are in flight at once */
 	CHECK_EQ(virtio_blk_inflight(t.d), N);
 	CHECK_EQ(t.d->vqs[0].last_avail, N);
+	int n0 = t.notifies;
+	dirty_clear(&t);
+	/* quiesce does not wait for them */
 	CHECK_EQ(t.d->ops->quiesce(t.d), 0);
-	CHECK_EQ(virtio_blk_inflight(t.d), 0);
-	CHECK_EQ(used_idx(&t), N);
+	CHECK_EQ(virtio_blk_inflight(t.d), N);
+	/* The host finishes the reads (the data lands in guest memory), the I/O thread runs: still no
+	 * status byte, used entry, dirty page or interrupt while quiesced, and no busy eventfd. */
+	unsigned landed = 0;
+	for (int spin = 0; spin < 5000 && landed < N; spin++) {
+		usleep(1000);
+		landed = 0;
+		for (unsigned i = 0; i < N; i++)
+			landed += t.ram[DATA_GPA + (uint64_t)i * 4096 + 4095] == pattern(((uint64_t)i * 8 + 1) * 512 + 4095);
+	}
+	CHECK_EQ(landed, N);
+	loop_settle();
+	CHECK_EQ(virtio_blk_inflight(t.d), N);
+	CHECK_EQ(used_idx(&t), 0);
+	CHECK_EQ(dirty_count(&t), 0);
+	CHECK_EQ(t.notifies, n0);
+	for (unsigned i = 0; i < N; i++)
+		CHECK_EQ(status_of(&t, slots[i]), 0xee);
+	CHECK_EQ(virtio_blk_drain(t.d), -EBUSY); /* nothing completes during a pause, not even on request */
+	/* quiesced: kicks are not acted on either */
+	unsigned slot = post(&t, VIRTIO_BLK_T_IN, 0, DATA_GPA + N * 4096, 512, true);
+	kick(&t);
+	CHECK_EQ(virtio_blk_inflight(t.d), N);
+	CHECK_EQ(t.d->vqs[0].last_avail, N);
+	CHECK_EQ(dirty_count(&t), 0);
+	CHECK_EQ(status_of(&t, slot), 0xee);
+	/* resume completes what was in flight and picks up what was made available meanwhile, without
+	 * another kick */
+	t.d->ops->resume(t.d);
+	CHECK_EQ(virtio_blk_drain(t.d), 0);
+	CHECK_EQ(used_idx(&t), N + 1);
+	CHECK(t.notifies > n0);
 	bool seen[QS] = { 0 };
 	for (unsigned i = 0; i < N; i++) {
 		struct vring_used_elem e = used_elem(&t, i);
@@ -472,21 +539,8 @@ static void test_many_inflight_and_quiesce(void)
 		seen[e.id] = true;
 		CHECK_EQ(status_of(&t, slots[i]), VIRTIO_BLK_S_OK);
 		CHECK_EQ(t.ram[DATA_GPA + (uint64_t)i * 4096 + 4095], pattern(((uint64_t)i * 8 + 1) * 512 + 4095));
+		CHECK(page_dirty(&t, DATA_GPA + (uint64_t)i * 4096)); /* marked when reaped, after the pause */
 	}
-	/* quiesced: kicks are not acted on, guest memory is not written, no interrupts */
-	int n0 = t.notifies;
-	dirty_clear(&t);
-	unsigned slot = post(&t, VIRTIO_BLK_T_IN, 0, DATA_GPA, 512, true);
-	kick(&t);
-	CHECK_EQ(virtio_blk_inflight(t.d), 0);
-	CHECK_EQ(used_idx(&t), N);
-	CHECK_EQ(dirty_count(&t), 0);
-	CHECK_EQ(t.notifies, n0);
-	CHECK_EQ(status_of(&t, slot), 0xee);
-	/* resume picks up what was made available meanwhile, without another kick */
-	t.d->ops->resume(t.d);
-	CHECK_EQ(virtio_blk_drain(t.d), 0);
-	CHECK_EQ(used_idx(&t), N + 1);
 	CHECK_EQ(status_of(&t, slot), VIRTIO_BLK_S_OK);
 
 	/* completions delivered by the ioloop (the eventfd path) with an interrupt requested */
@@ -570,46 +624,123 @@ static void workload(struct tctx *t, unsigned round)
 	CHECK_EQ(virtio_blk_drain(t->d), 0);
 }
 
+/* The "blk-inflight" cells of a saved node (NULL if absent), and the node's blk-version. */
+static const fdt32_t *saved_list(const void *fdt, int node, int *len, uint32_t *version)
+{
+	const fdt32_t *v = fdt_getprop(fdt, node, "blk-version", len);
+	CHECK(v && *len == 4);
+	*version = fdt32_to_cpu(*v);
+	return fdt_getprop(fdt, node, "blk-inflight", len);
+}
+
+/* A backup as of the checkpoint: guest memory `snap`, the image `img` (already a copy), a fresh
+ * device restored from fdt, through the vm_device or (as a transport does) the common state first,
+ * then the device half. */
+static void backup_restore(struct tctx *b, const char *img, const struct tctx *a, const uint8_t *snap,
+			   const void *fdt, int node, uint16_t last_avail, bool via_ops)
+{
+	ctx_init(b, img, false);
+	memcpy(b->ram, snap, MEM_SIZE);
+	b->avail_idx = a->avail_idx;
+	b->next_desc = a->next_desc;
+	b->next_slot = a->next_slot;
+	if (via_ops) {
+		CHECK_EQ(virtio_dev_restore(b->d, fdt, node), 0);
+		CHECK_EQ(b->d->ops->restore(b->d, fdt, node), 0);
+	} else {
+		CHECK_EQ(virtio_blk_vm_device(b->d)->restore(b->d, fdt, node), 0);
+	}
+	CHECK_EQ(b->d->vqs[0].last_avail, last_avail);
+	CHECK_EQ(b->d->guest_features, a->d->guest_features);
+	CHECK_EQ(virtio_blk_inflight(b->d), 0); /* re-submitted once it runs, not while restoring */
+}
+
+#define CK_N 6          /* in flight at the checkpoint: writes (even) and reads (odd) */
+#define CK_DATA (DATA_GPA + 0xc0000)
+
 static void test_checkpoint(void)
 {
 	struct tctx a, b, c;
+	struct hook_rec hook = { 0 };
+	char path[128], path2[128];
 	ctx_init(&a, "disk.img", false);
 	ctx_up(&a);
+	virtio_blk_set_write_hook(a.d, count_hook, &hook);
 	workload(&a, 0);
-	/* in flight at quiesce, plus three made available but not yet acted upon */
-	for (unsigned i = 0; i < 6; i++)
-		post(&a, i % 2 ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT, 300 + i * 8, DATA_GPA + 0xc0000 + i * 4096, 4096, i % 2);
+	/* The backup's images as of the checkpoint: what completed before it. The writes in flight at
+	 * the checkpoint complete after it (their results belong to the next epoch): not in them. */
+	snprintf(path, sizeof(path), "%s/backup.img", tmpdir);
+	snprintf(path2, sizeof(path2), "%s/backup2.img", tmpdir);
+	copy_file(a.img, path);
+	copy_file(a.img, path2);
+	uint16_t heads[CK_N];
+	for (unsigned i = 0; i < CK_N; i++) {
+		if (i % 2 == 0)
+			memset(a.ram + CK_DATA + i * 4096, 0xa0 + i, 4096);
+		heads[i] = a.next_desc % QS;
+		post(&a, i % 2 ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT, 300 + i * 8, CK_DATA + i * 4096, 4096, i % 2);
+	}
 	kick(&a);
+	unsigned calls0 = hook.calls;
 	CHECK_EQ(virtio_blk_vm_device(a.d)->quiesce(a.d), 0);
+	hook.paused = true;
+	CHECK_EQ(virtio_blk_inflight(a.d), CK_N);
+	/* plus three made available but not yet acted upon */
 	for (unsigned i = 0; i < 3; i++)
 		post(&a, VIRTIO_BLK_T_IN, 400 + i * 8, DATA_GPA + 0xd0000 + i * 4096, 4096, true);
 	kick(&a);
 	void *fdt = save_dev(a.d);
-
-	/* the backup: memory and image as of the checkpoint, a fresh device */
-	char path[128];
-	snprintf(path, sizeof(path), "%s/backup.img", tmpdir);
-	copy_file(a.img, path);
-	ctx_init(&b, "backup.img", false);
-	memcpy(b.ram, a.ram, MEM_SIZE);
-	b.avail_idx = a.avail_idx;
-	b.next_desc = a.next_desc;
-	b.next_slot = a.next_slot;
 	int node = fdt_subnode_offset(fdt, 0, virtio_blk_vm_device(a.d)->name);
 	CHECK(node >= 0);
-	CHECK_EQ(virtio_blk_vm_device(b.d)->restore(b.d, fdt, node), 0);
-	CHECK_EQ(b.d->vqs[0].last_avail, a.d->vqs[0].last_avail);
-	CHECK_EQ(b.d->guest_features, a.d->guest_features);
+	/* the heads in flight, in submission order */
+	int len;
+	uint32_t version;
+	const fdt32_t *list = saved_list(fdt, node, &len, &version);
+	CHECK(list);
+	CHECK_EQ(version, 2);
+	CHECK_EQ(len, CK_N * 4);
+	for (unsigned i = 0; i < CK_N; i++)
+		CHECK_EQ(fdt32_to_cpu(list[i]), heads[i]);
+	/* Guest memory as the checkpoint has it: no used entry or status for the six. A read the host
+	 * had not finished yet when the pages were copied: the restore must read again. */
+	uint16_t u0 = used_idx(&a), la0 = a.d->vqs[0].last_avail;
+	uint8_t *snap = malloc(MEM_SIZE);
+	CHECK(snap);
+	memcpy(snap, a.ram, MEM_SIZE);
+	for (unsigned i = 1; i < CK_N; i += 2)
+		memset(snap + CK_DATA + i * 4096, 0, 4096);
+	CHECK_EQ(hook.calls, calls0); /* nothing reaped during the pause */
 
-	/* the primary resumes; the backup only gets its I/O thread started, as after a failover */
+	/* the primary resumes: the six complete now, their writes reach the hook (the next epoch's log) */
+	__atomic_store_n(&hook.paused, false, __ATOMIC_RELEASE);
 	virtio_blk_vm_device(a.d)->resume(a.d);
 	CHECK_EQ(virtio_blk_drain(a.d), 0);
-	CHECK_EQ(used_idx(&b), used_idx(&a) - 3);
+	CHECK_EQ(used_idx(&a), (uint16_t)(u0 + CK_N + 3));
+	CHECK_EQ(hook.calls, calls0 + CK_N / 2);
+
+	/* the backup only gets its I/O thread started, as after a failover; the other one, restored as
+	 * a transport does it, is resumed */
+	backup_restore(&b, "backup.img", &a, snap, fdt, node, la0, false);
+	backup_restore(&c, "backup2.img", &a, snap, fdt, node, la0, true);
+	CHECK_EQ(used_idx(&b), u0);
+	c.d->ops->resume(c.d);
+	CHECK_EQ(virtio_blk_drain(c.d), 0);
+	CHECK_EQ(used_idx(&c), used_idx(&a));
 	for (int i = 0; i < 100 && used_idx(&b) != used_idx(&a); i++) {
 		CHECK(ioloop_poll_once(&loop, 100) >= 0);
 		CHECK_EQ(virtio_blk_drain(b.d), 0);
 	}
 	CHECK_EQ(used_idx(&b), used_idx(&a));
+	/* the re-submitted ones completed with the right results: reads read again, writes on the image */
+	for (unsigned i = 0; i < CK_N; i++) {
+		CHECK_EQ(b.ram[HDR_GPA + 32 * ((a.next_slot - 3 - CK_N + i) % QS) + 16], VIRTIO_BLK_S_OK);
+		CHECK(memcmp(b.ram + CK_DATA + i * 4096, a.ram + CK_DATA + i * 4096, 4096) == 0);
+		CHECK(memcmp(c.ram + CK_DATA + i * 4096, a.ram + CK_DATA + i * 4096, 4096) == 0);
+		uint8_t buf[4096];
+		read_image(path2, (300 + i * 8) * 512, buf, sizeof(buf));
+		CHECK(memcmp(buf, a.ram + CK_DATA + i * 4096, 4096) == 0);
+	}
+	ctx_free(&c);
 	for (unsigned round = 1; round < 4; round++) {
 		workload(&a, round);
 		workload(&b, round);
@@ -641,18 +772,138 @@ static void test_checkpoint(void)
 	CHECK_EQ(virtio_blk_vm_device(c.d)->restore(c.d, fdt, node), -EINVAL);
 	ctx_free(&c);
 
+	free(snap);
 	free(fdt);
 	ctx_free(&a);
 	ctx_free(&b);
 }
 
-/* Completions on the running ioloop thread while this thread kicks, quiesces and resumes. */
+/* An idle device's state with a crafted "blk-inflight" (len bytes of list) and version 2. */
+static void *save_with_list(struct virtio_dev *d, const void *list, int len, int *node)
+{
+	void *fdt = malloc(65536);
+	CHECK(fdt);
+	CHECK_EQ(fdt_create(fdt, 65536), 0);
+	CHECK_EQ(fdt_finish_reservemap(fdt), 0);
+	CHECK_EQ(fdt_begin_node(fdt, ""), 0);
+	CHECK_EQ(fdt_begin_node(fdt, virtio_blk_vm_device(d)->name), 0);
+	CHECK_EQ(virtio_blk_vm_device(d)->save(d, fdt), 0);
+	CHECK_EQ(fdt_property(fdt, "blk-inflight", list, len), 0);
+	CHECK_EQ(fdt_end_node(fdt), 0);
+	CHECK_EQ(fdt_end_node(fdt), 0);
+	CHECK_EQ(fdt_finish(fdt), 0);
+	*node = fdt_subnode_offset(fdt, 0, virtio_blk_vm_device(d)->name);
+	CHECK(*node >= 0);
+	CHECK_EQ(fdt_setprop_inplace_u32(fdt, *node, "blk-version", 2), 0);
+	return fdt;
+}
+
+/* Restore a crafted list into a fresh device: the result, and the device untouched on refusal. */
+static int restore_list(struct virtio_dev *from, const uint32_t *heads, unsigned n, int bytes)
+{
+	fdt32_t cells[QS + 1];
+	struct tctx u;
+	int node;
+	CHECK(n <= QS + 1);
+	for (unsigned i = 0; i < n; i++)
+		cells[i] = cpu_to_fdt32(heads[i]);
+	void *fdt = save_with_list(from, cells, bytes, &node);
+	ctx_init(&u, "disk.img", false);
+	int r = virtio_blk_vm_device(u.d)->restore(u.d, fdt, node);
+	if (r)
+		CHECK_EQ(u.d->status, 0);
+	int r2 = u.d->ops->restore(u.d, fdt, node); /* the transport's half checks the same */
+	CHECK_EQ(r2, r);
+	ctx_free(&u);
+	free(fdt);
+	return r;
+}
+
+static void test_inflight_list(void)
+{
+	struct tctx t, u;
+	ctx_init(&t, "disk.img", false);
+	ctx_up(&t);
+	CHECK_EQ(t.d->ops->quiesce(t.d), 0);
+
+	/* nothing in flight: no list, version 1 (what older builds wrote and read); restores idle */
+	void *fdt = save_dev(t.d);
+	int node = fdt_subnode_offset(fdt, 0, virtio_blk_vm_device(t.d)->name), len;
+	uint32_t version;
+	CHECK(node >= 0);
+	CHECK(!saved_list(fdt, node, &len, &version));
+	CHECK_EQ(version, 1);
+	ctx_init(&u, "disk.img", false);
+	CHECK_EQ(virtio_blk_vm_device(u.d)->restore(u.d, fdt, node), 0);
+	u.d->ops->resume(u.d);
+	loop_settle();
+	CHECK_EQ(virtio_blk_inflight(u.d), 0);
+	CHECK_EQ(used_idx(&u), 0);
+	CHECK(!u.d->vqs[0].broken);
+	CHECK_EQ(run1(&u, VIRTIO_BLK_T_IN, 2, DATA_GPA, 512, true), VIRTIO_BLK_S_OK);
+	ctx_free(&u);
+	free(fdt);
+
+	/* crafted lists are refused */
+	uint32_t heads[QS + 1];
+	for (unsigned i = 0; i <= QS; i++)
+		heads[i] = i;
+	CHECK_EQ(restore_list(t.d, heads, 0, 0), 0);         /* empty: nothing in flight */
+	CHECK_EQ(restore_list(t.d, heads, 3, 12), 0);        /* 0, 1, 2 */
+	CHECK_EQ(restore_list(t.d, heads, QS, QS * 4), 0);   /* a whole queue's worth */
+	CHECK_EQ(restore_list(t.d, heads, QS + 1, (QS + 1) * 4), -EINVAL); /* too many */
+	CHECK_EQ(restore_list(t.d, heads, 2, 6), -EINVAL);   /* not a whole number of cells */
+	CHECK_EQ(restore_list(t.d, heads, 1, 3), -EINVAL);
+	heads[1] = 0;
+	CHECK_EQ(restore_list(t.d, heads, 2, 8), -EINVAL);   /* the same head twice */
+	heads[1] = QS;
+	CHECK_EQ(restore_list(t.d, heads, 2, 8), -EINVAL);   /* head out of range */
+	heads[1] = 0xffffffffu;
+	CHECK_EQ(restore_list(t.d, heads, 2, 8), -EINVAL);
+	heads[1] = 0x10001u;                                 /* would alias head 1 if truncated */
+	CHECK_EQ(restore_list(t.d, heads, 2, 8), -EINVAL);
+
+	/* a well-formed list whose chain no longer parses: a malformed chain like any other */
+	uint32_t h = 5;
+	fdt32_t cell = cpu_to_fdt32(h);
+	fdt = save_with_list(t.d, &cell, 4, &node);
+	ctx_init(&u, "disk.img", false); /* all-zero memory: descriptor 5 has no writable byte */
+	CHECK_EQ(virtio_blk_vm_device(u.d)->restore(u.d, fdt, node), 0);
+	u.d->ops->resume(u.d);
+	CHECK(u.d->vqs[0].broken);
+	CHECK(u.d->status & VIRTIO_CONFIG_S_NEEDS_RESET);
+	CHECK_EQ(u.config_notifies, 1);
+	CHECK_EQ(used_idx(&u), 0);
+	CHECK_EQ(virtio_blk_inflight(u.d), 0);
+	ctx_free(&u);
+	/* and one restored into a device whose driver is not running is dropped, never run later */
+	CHECK_EQ(fdt_setprop_inplace_u32(fdt, node, "virtio-status", 0), 0);
+	ctx_init(&u, "disk.img", false);
+	CHECK_EQ(virtio_blk_vm_device(u.d)->restore(u.d, fdt, node), 0);
+	u.d->ops->resume(u.d);
+	u.d->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |
+		      VIRTIO_CONFIG_S_DRIVER_OK;
+	CHECK_EQ(u.d->ops->activate(u.d), 0);
+	kick(&u);
+	CHECK(!u.d->vqs[0].broken);
+	CHECK_EQ(u.config_notifies, 0);
+	ctx_free(&u);
+	free(fdt);
+
+	t.d->ops->resume(t.d);
+	ctx_free(&t);
+}
+
+/* Completions on the running ioloop thread while this thread kicks, quiesces and resumes. The write
+ * hook is never called between quiesce and resume, and nothing completes in between. */
 static void test_threaded(void)
 {
 	struct tctx t;
+	struct hook_rec hook = { 0 };
 	ctx_init(&t, "disk.img", false);
 	ctx_up(&t);
 	t.indirect = true;
+	virtio_blk_set_write_hook(t.d, count_hook, &hook);
 	CHECK_EQ(ioloop_start(&loop), 0);
 	uint16_t want = 0;
 	for (unsigned round = 0; round < 40; round++) {
@@ -664,7 +915,11 @@ static void test_threaded(void)
 		kick(&t);
 		if (round % 3 == 0) {
 			CHECK_EQ(t.d->ops->quiesce(t.d), 0);
-			CHECK_EQ(used_idx(&t), want); /* quiesce completed everything */
+			__atomic_store_n(&hook.paused, true, __ATOMIC_RELEASE);
+			uint16_t u = used_idx(&t);
+			usleep(2000); /* the host finishes I/O, the I/O thread sees it */
+			CHECK_EQ(used_idx(&t), u);
+			__atomic_store_n(&hook.paused, false, __ATOMIC_RELEASE);
 			t.d->ops->resume(t.d);
 		}
 		for (int spin = 0; spin < 5000 && used_idx(&t) != want; spin++)
@@ -674,6 +929,8 @@ static void test_threaded(void)
 	ioloop_stop(&loop);
 	for (unsigned i = 0; i < 16; i++)
 		CHECK(status_of(&t, (want - 16 + i) % QS) == VIRTIO_BLK_S_OK);
+	CHECK_EQ(hook.calls, 40 * 4); /* every write, once: 4 per round */
+	CHECK_EQ(hook.bytes, 40 * 4 * 4096);
 	ctx_free(&t);
 }
 
@@ -697,6 +954,7 @@ int main(void)
 		test_malformed_chain();
 		test_many_inflight_and_quiesce();
 		test_checkpoint();
+		test_inflight_list();
 		test_threaded();
 	}
 

@@ -419,6 +419,84 @@ static void test_malformed_indirect(void)
 	CHECK_EQ(dev.guest_features, 0);
 }
 
+/* vq_chain_at: a chain popped before a checkpoint, rebuilt from its head in restored memory. */
+static void chain_at_refused(void)
+{
+	CHECK_EQ(vq_chain_at(vq, 0, &req), -EINVAL);
+	CHECK(vq->broken);
+	CHECK_EQ(vq_chain_at(vq, 0, &req), -EINVAL); /* and stays refused */
+	CHECK_EQ(vq_pop(vq, &req), -EINVAL);
+}
+
+static void test_chain_at(void)
+{
+	static struct vq_req popped;
+	const uint64_t F = 1ull << VIRTIO_RING_F_INDIRECT_DESC | 1ull << VIRTIO_RING_F_EVENT_IDX;
+
+	/* the same request vq_pop built, with nothing consumed or written */
+	setup(F);
+	desc(3, DATA_GPA, 100, VRING_DESC_F_NEXT, 5);
+	desc(5, IND_GPA, 32, VRING_DESC_F_INDIRECT, 0);
+	desc_at(IND_GPA, 0, DATA_GPA + 0x2000, 200, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1);
+	desc_at(IND_GPA, 1, DATA_GPA + 0x5000, 10, VRING_DESC_F_WRITE, 0);
+	avail_put(3);
+	CHECK_EQ(vq_pop(vq, &popped), 1);
+	memset(mem.dirty, 0, gmem_bitmap_words(mem.npages) * sizeof(unsigned long));
+	memset(&req, 0xa5, sizeof(req));
+	CHECK_EQ(vq_chain_at(vq, 3, &req), 0);
+	CHECK_EQ(req.head, 3);
+	CHECK_EQ(req.nout, 1);
+	CHECK_EQ(req.nin, 2);
+	CHECK_EQ(req.out_len, 100);
+	CHECK_EQ(req.in_len, 210);
+	CHECK(memcmp(req.iov, popped.iov, 3 * sizeof(req.iov[0])) == 0);
+	CHECK_EQ(vq->last_avail, 1);
+	CHECK_EQ(dirty_count(), 0); /* no avail_event update: the ring is not consumed */
+	CHECK(!vq->broken);
+	/* a head never made available is walked all the same: the caller vouches for it */
+	desc(9, DATA_GPA, 8, VRING_DESC_F_WRITE, 0);
+	CHECK_EQ(vq_chain_at(vq, 9, &req), 0);
+	CHECK_EQ(req.nin, 1);
+	CHECK_EQ(vq_pending(vq), 0);
+
+	/* every check of the walker applies: head out of range (of the programmed size, too) */
+	setup(F);
+	CHECK_EQ(vq_chain_at(vq, QSIZE, &req), -EINVAL);
+	CHECK(vq->broken);
+	setup(F);
+	vq->size = 8;
+	CHECK_EQ(vq_chain_at(vq, 8, &req), -EINVAL);
+	/* a loop */
+	setup(F);
+	desc(0, DATA_GPA, 16, VRING_DESC_F_NEXT, 1);
+	desc(1, DATA_GPA, 16, VRING_DESC_F_NEXT, 0);
+	chain_at_refused();
+	/* a buffer outside RAM */
+	setup(F);
+	desc(0, MEM_SIZE - 4, 8, VRING_DESC_F_WRITE, 0);
+	chain_at_refused();
+	/* indirect: not negotiated, nested, table outside RAM */
+	setup(0);
+	desc(0, IND_GPA, 16, VRING_DESC_F_INDIRECT, 0);
+	desc_at(IND_GPA, 0, DATA_GPA, 8, VRING_DESC_F_WRITE, 0);
+	chain_at_refused();
+	setup(F);
+	desc(0, IND_GPA, 16, VRING_DESC_F_INDIRECT, 0);
+	desc_at(IND_GPA, 0, IND_GPA + 0x100, 16, VRING_DESC_F_INDIRECT, 0);
+	chain_at_refused();
+	setup(F);
+	desc(0, MEM_SIZE - 16, 32, VRING_DESC_F_INDIRECT, 0);
+	chain_at_refused();
+	/* rings the checks refuse, a queue that is not ready (nothing can be in flight on it) */
+	setup(F);
+	vq->desc_gpa = DESC_GPA + 8;
+	chain_at_refused();
+	setup(F);
+	desc(0, DATA_GPA, 8, VRING_DESC_F_WRITE, 0);
+	vq->ready = false;
+	chain_at_refused();
+}
+
 static void test_notify(void)
 {
 	const uint64_t EV = 1ull << VIRTIO_RING_F_EVENT_IDX;
@@ -631,6 +709,7 @@ int main(void)
 	test_zero_len_and_indirect();
 	test_malformed();
 	test_malformed_indirect();
+	test_chain_at();
 	test_notify();
 	test_iov_copy();
 	test_save_restore();
