@@ -1,7 +1,7 @@
 /* main.c - ftvmm's entry point: dispatches the subcommands. */
 #include "cli.h"
 #include "control.h"
-#include "../ft/backup.h"
+#include "backup.h"
 #include "inspect.h"
 #include "run.h"
 #include "../vmm/util.h"

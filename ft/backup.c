@@ -1,9 +1,6 @@
 /* backup.c - the backup VMM: handshake, initial sync, staged all-or-nothing epoch commits, acks, failover. */
 #include "backup.h"
 #include "backup_int.h"
-#include "../cmd/cli.h"
-#include "../cmd/control.h"
-#include "../cmd/run.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
 #include "primary.h"
@@ -12,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <libfdt.h>
 #include <poll.h>
 #include <pthread.h>
@@ -23,106 +19,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
-static void backup_usage(FILE *f)
-{
-	fprintf(f,
-		"usage: ftvmm backup --listen HOST:PORT [--disk PATH]... [--net tap=NAME]... [--control PATH]\n"
-		"                    [--control-group GROUP] [--ft-timeout MS]\n"
-		"\n"
-		"Wait for a primary (`ftvmm run ... --backup HOST:PORT`), mirror its guest epoch by epoch, and\n"
-		"when the primary dies resume the guest from the last committed epoch: this process then runs\n"
-		"it as an ordinary VM (console on stdout, control socket, exit code on guest reboot).\n"
-		"\n"
-		"  --listen HOST:PORT  where the primary connects\n"
-		"  --disk PATH         this host's copy of each primary disk, in order; same size. It is made\n"
-		"                      identical to the primary's during the initial sync (overwritten)\n"
-		"  --net tap=NAME      TAP for each NIC, attached only at takeover (the guest keeps its MAC)\n"
-		"  --control PATH      control socket (status before and after takeover), mode 0600\n"
-		"  --control-group GROUP  also let members of GROUP (name or number) use it (0660)\n"
-		"  --ft-timeout MS     heartbeat silence that counts as the primary's death (default 2000)\n");
-}
-
-static int parse(int argc, char **argv, struct backup *b, char *err, size_t errlen)
-{
-	static const struct option opts[] = {
-		{ "listen", required_argument, NULL, 'l' }, { "disk", required_argument, NULL, 'd' },
-		{ "net", required_argument, NULL, 'n' },    { "control", required_argument, NULL, 'C' },
-		{ "ft-timeout", required_argument, NULL, 'T' }, { "help", no_argument, NULL, 'h' },
-		{ "control-group", required_argument, NULL, 'G' },
-		{ NULL, 0, NULL, 0 },
-	};
-	optind = 0;
-	opterr = 0;
-	int c;
-	/* reuse run's parser for --disk/--net syntax by building a tiny argv for it */
-	char *sub[2 + 2 * (MACHINE_MAX_DISKS + MACHINE_MAX_NICS)];
-	int nsub = 0;
-	sub[nsub++] = "backup";
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'l': b->listen = optarg; break;
-		case 'C': b->cfg.control = optarg; break;
-		case 'G': {
-			/* checked now, as run does: bad input is refused before the listener or socket exist */
-			gid_t gid;
-			int r = *optarg ? control_group_lookup(optarg, &gid) : -ENOENT;
-			if (r) {
-				snprintf(err, errlen, "--control-group '%s': %s", optarg,
-					 r == -ENOENT ? "no such group" : strerror(-r));
-				return -EINVAL;
-			}
-			b->cfg.control_group = optarg;
-			break;
-		}
-		case 'T': {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-			if (*end || v < 100 || v > 600000) {
-				snprintf(err, errlen, "--ft-timeout '%s': want milliseconds between 100 and 600000", optarg);
-				return -EINVAL;
-			}
-			b->timeout_ms = (unsigned)v;
-			break;
-		}
-		case 'd':
-		case 'n':
-			if (nsub + 2 >= (int)ARRAY_SIZE(sub)) {
-				snprintf(err, errlen, "too many --disk/--net");
-				return -EINVAL;
-			}
-			sub[nsub++] = c == 'd' ? "--disk" : "--net";
-			sub[nsub++] = optarg;
-			break;
-		case 'h': backup_usage(stdout); exit(0);
-		case ':': snprintf(err, errlen, "option '%s' needs a value (see ftvmm backup --help)", argv[optind - 1]); return -EINVAL;
-		default: snprintf(err, errlen, "unknown option '%s' (see ftvmm backup --help)", argv[optind - 1]); return -EINVAL;
-		}
-	}
-	if (optind < argc) {
-		snprintf(err, errlen, "unexpected argument '%s' (see ftvmm backup --help)", argv[optind]);
-		return -EINVAL;
-	}
-	if (b->cfg.control_group && !b->cfg.control) {
-		snprintf(err, errlen, "--control-group needs --control PATH (see ftvmm backup --help)");
-		return -EINVAL;
-	}
-	if (!b->listen) {
-		snprintf(err, errlen, "missing --listen HOST:PORT (see ftvmm backup --help)");
-		return -EINVAL;
-	}
-	sub[nsub++] = "--kernel";
-	sub[nsub++] = "unused";
-	/* cli_parse_run starts from a blank config: keep what only backup parsed (the socket and its
-	 * group, which control_start and, after a takeover, run_vm use) */
-	const char *control = b->cfg.control, *group = b->cfg.control_group;
-	if (cli_parse_run(nsub, sub, &b->cfg, err, errlen))
-		return -EINVAL;
-	b->cfg.control = control;
-	b->cfg.control_group = group;
-	b->cfg.kernel = NULL;
-	return 0;
-}
 
 /* An fdt from the wire, whole and well-formed inside its len bytes. Checked before libfdt reads
  * anything else: fdt_check_header reads a full header whatever the buffer's size and trusts the
@@ -144,12 +40,12 @@ int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why,
 		snprintf(why, wl, "malformed VM shape in the handshake");
 		return -EINVAL;
 	}
-	if (ndisks != b->cfg.machine.ndisks) {
-		snprintf(why, wl, "primary has %u disks, backup was given %u --disk", ndisks, b->cfg.machine.ndisks);
+	if (ndisks != b->machine.ndisks) {
+		snprintf(why, wl, "primary has %u disks, backup was given %u --disk", ndisks, b->machine.ndisks);
 		return -EINVAL;
 	}
-	if (nnics != b->cfg.machine.nnics) {
-		snprintf(why, wl, "primary has %u NICs, backup was given %u --net", nnics, b->cfg.machine.nnics);
+	if (nnics != b->machine.nnics) {
+		snprintf(why, wl, "primary has %u NICs, backup was given %u --net", nnics, b->machine.nnics);
 		return -EINVAL;
 	}
 	uint64_t sizes[MACHINE_MAX_DISKS];
@@ -160,7 +56,7 @@ int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why,
 	for (unsigned i = 0; i < ndisks; i++)
 		if (sizes[i] != b->disk_sizes[i]) {
 			snprintf(why, wl, "disk %u: primary's is %llu bytes, backup's %s is %llu", i,
-				 (unsigned long long)sizes[i], b->cfg.machine.disks[i].path, (unsigned long long)b->disk_sizes[i]);
+				 (unsigned long long)sizes[i], b->machine.disks[i].path, (unsigned long long)b->disk_sizes[i]);
 			return -EINVAL;
 		}
 	uint8_t macs[MACHINE_MAX_NICS][6];
@@ -169,16 +65,15 @@ int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why,
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < nnics; i++) { /* the guest keeps its MAC across the takeover */
-		memcpy(b->cfg.machine.nics[i].mac, macs[i], 6);
-		b->cfg.machine.nics[i].has_mac = true;
+		memcpy(b->machine.nics[i].mac, macs[i], 6);
+		b->machine.nics[i].has_mac = true;
 	}
-	b->cfg.machine.mem = mem;
-	b->cfg.machine.cpus = ncpus;
+	b->machine.mem = mem;
+	b->machine.cpus = ncpus;
 	/* after a takeover, `protect` keeps the protection this guest had: the primary's epoch, our timeout */
 	uint32_t epoch_ms;
 	if (!fdt_get_u32(fdt, 0, "epoch-ms", &epoch_ms) && epoch_ms >= 5 && epoch_ms <= 1000)
-		b->cfg.epoch_ms = epoch_ms;
-	b->cfg.ft_timeout_ms = b->timeout_ms;
+		b->epoch_ms = epoch_ms;
 	return 0;
 }
 
@@ -294,7 +189,7 @@ static int pwrite_all(int fd, const void *p, size_t len, uint64_t off)
 
 static bool disk_rec_fits(const struct backup *b, const struct ft_disk_rec *rec)
 {
-	return rec->disk < b->cfg.machine.ndisks && rec->off <= b->disk_sizes[rec->disk] &&
+	return rec->disk < b->machine.ndisks && rec->off <= b->disk_sizes[rec->disk] &&
 	       rec->len <= b->disk_sizes[rec->disk] - rec->off;
 }
 
@@ -422,7 +317,7 @@ int backup_commit_epoch(struct backup *b, uint64_t seq, void *payload, size_t le
 			off += rec.len;
 	}
 	if (h.disk_len)
-		for (unsigned i = 0; i < b->cfg.machine.ndisks; i++)
+		for (unsigned i = 0; i < b->machine.ndisks; i++)
 			fdatasync(b->disk_fds[i]);
 	pthread_mutex_lock(&b->lock);
 	free(b->state);
@@ -497,7 +392,7 @@ static int receive_loop(struct backup *b)
 		void *p;
 		/* each frame no larger than this guest makes legitimate, refused before its payload is
 		 * allocated (its checksum is only known once it is all here) */
-		int r = ft_recv_data(b->data_fd, &f, &p, b->mem.npages, b->cfg.machine.cpus);
+		int r = ft_recv_data(b->data_fd, &f, &p, b->mem.npages, b->machine.cpus);
 		if (r == -EBADMSG) {
 			/* a corrupted epoch is never applied; the link itself is now untrustworthy */
 			warnx("backup: corrupted frame rejected (checksum); last commit %llu kept",
@@ -730,9 +625,9 @@ static int greet_primary(struct backup *b, const void *shape, size_t len)
 		warnx("backup: refusing the primary: %s", why);
 		return -EINVAL;
 	}
-	int r = gmem_init(&b->mem, b->cfg.machine.mem);
+	int r = gmem_init(&b->mem, b->machine.mem);
 	if (r) {
-		snprintf(why, sizeof(why), "cannot map %llu MiB of guest memory", (unsigned long long)(b->cfg.machine.mem >> 20));
+		snprintf(why, sizeof(why), "cannot map %llu MiB of guest memory", (unsigned long long)(b->machine.mem >> 20));
 		ft_send_buf(b->data_fd, FT_HELLO_ERR, 0, why, strlen(why));
 		warnx("backup: %s", why);
 		return r;
@@ -770,7 +665,7 @@ int backup_accept(struct backup *b, int lfd)
 	return r;
 }
 
-static void backup_status(void *ctx, char *buf, size_t len)
+void backup_status(void *ctx, char *buf, size_t len)
 {
 	struct backup *b = ctx;
 	pthread_mutex_lock(&b->lock);
@@ -781,87 +676,77 @@ static void backup_status(void *ctx, char *buf, size_t len)
 	pthread_mutex_unlock(&b->lock);
 }
 
-int cmd_backup(int argc, char **argv)
+
+/* ---- the backup's life, as the command layer drives it ----------------------------------- */
+
+void backup_init(struct backup *b)
 {
-	static struct backup b;
-	char err[512] = "";
-	memset(&b, 0, sizeof(b));
-	b.timeout_ms = FT_DEFAULT_TIMEOUT_MS;
-	b.data_fd = b.hb_fd = -1;
-	pthread_mutex_init(&b.lock, NULL);
-	if (parse(argc, argv, &b, err, sizeof(err))) {
-		warnx("%s", err);
-		return 2;
-	}
-	for (unsigned i = 0; i < b.cfg.machine.ndisks; i++) {
-		const char *path = b.cfg.machine.disks[i].path;
+	memset(b, 0, sizeof(*b));
+	b->timeout_ms = FT_DEFAULT_TIMEOUT_MS;
+	b->data_fd = b->hb_fd = -1;
+	pthread_mutex_init(&b->lock, NULL);
+}
+
+int backup_open_disks(struct backup *b)
+{
+	for (unsigned i = 0; i < b->machine.ndisks; i++) {
+		const char *path = b->machine.disks[i].path;
 		struct stat st;
 		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
 			warnx("--disk %s: %s", path, errno == ENOENT ? "no such file" : "not a regular file");
-			return 1;
+			return -1;
 		}
-		b.disk_fds[i] = open(path, O_RDWR | O_CLOEXEC);
-		if (b.disk_fds[i] < 0) {
+		b->disk_fds[i] = open(path, O_RDWR | O_CLOEXEC);
+		if (b->disk_fds[i] < 0) {
 			warnx("--disk %s: cannot open for writing: %s", path, strerror(errno));
-			return 1;
+			return -1;
 		}
-		b.disk_sizes[i] = (uint64_t)st.st_size;
+		b->disk_sizes[i] = (uint64_t)st.st_size;
 	}
-	int lfd = ft_listen(b.listen, err, sizeof(err));
-	if (lfd < 0) {
-		warnx("%s", err);
-		return 1;
-	}
-	if (b.cfg.control) {
-		if (control_start(&b.ctl, NULL, &b.cfg, b.cfg.control, err, sizeof(err))) {
-			warnx("%s", err);
-			return 1;
-		}
-		b.ctl.role = "backup";
-		b.ctl.status_ext = backup_status;
-		b.ctl.ext_ctx = &b;
-	}
-	warnx("backup: listening on %s", b.listen);
-	if (backup_accept(&b, lfd)) {
+	return 0;
+}
+
+int backup_mirror(struct backup *b, int lfd)
+{
+	if (backup_accept(b, lfd)) {
 		close(lfd);
-		control_stop(&b.ctl);
-		return 1;
+		return -1;
 	}
 	close(lfd);
 	warnx("backup: primary connected (%llu MiB, %u vCPUs, %u disks, %u NICs): initial sync",
-	      (unsigned long long)(b.cfg.machine.mem >> 20), b.cfg.machine.cpus, b.cfg.machine.ndisks, b.cfg.machine.nnics);
-	pthread_create(&b.hb_thread, NULL, hb_thread, &b);
-	int gone = receive_loop(&b);
-	set_done(&b, "receiver finished");
-	pthread_join(b.hb_thread, NULL);
-	close(b.data_fd);
-	close(b.hb_fd);
-	for (unsigned i = 0; i < b.cfg.machine.ndisks; i++)
-		close(b.disk_fds[i]);
-	control_stop(&b.ctl); /* the socket path is free again for the VM's own control server */
+	      (unsigned long long)(b->machine.mem >> 20), b->machine.cpus, b->machine.ndisks, b->machine.nnics);
+	pthread_create(&b->hb_thread, NULL, hb_thread, b);
+	int gone = receive_loop(b);
+	set_done(b, "receiver finished");
+	pthread_join(b->hb_thread, NULL);
+	close(b->data_fd);
+	close(b->hb_fd);
+	for (unsigned i = 0; i < b->machine.ndisks; i++)
+		close(b->disk_fds[i]);
+	return gone;
+}
+
+int backup_outcome(struct backup *b, int gone, struct backup_takeover *to)
+{
 	if (!gone) {
 		warnx("backup: the primary's guest shut down normally; nothing to take over");
-		gmem_free(&b.mem);
+		gmem_free(&b->mem);
 		return 0;
 	}
-	if (b.primary_alive) {
+	if (b->primary_alive) {
 		warnx("backup: the primary is alive and runs on unprotected (%s%s%s): not taking over",
-		      b.link_why[0] ? b.link_why : b.why, b.link_why[0] ? "; " : "", b.link_why[0] ? b.why : "");
-		gmem_free(&b.mem);
-		free(b.state);
+		      b->link_why[0] ? b->link_why : b->why, b->link_why[0] ? "; " : "", b->link_why[0] ? b->why : "");
+		gmem_free(&b->mem);
+		free(b->state);
 		return 1;
 	}
-	if (!b.have_baseline) {
-		warnx("backup: primary lost during the initial sync (%s): no consistent state to resume", b.why);
-		gmem_free(&b.mem);
+	if (!b->have_baseline) {
+		warnx("backup: primary lost during the initial sync (%s): no consistent state to resume", b->why);
+		gmem_free(&b->mem);
 		return 1;
 	}
-	uint64_t t0 = b.done_ns ? b.done_ns : now_ns();
-	warnx("backup: primary lost (%s): taking over from epoch %llu", b.why, (unsigned long long)b.committed);
-	/* the committed memory becomes the VM's memory as it is: no copy */
-	struct run_source src = { .state = b.state, .mem = &b.mem, .announce = true, .role = "backup (took over)",
-				  .t0_ns = t0 };
-	int rc = run_vm(&b.cfg, &src);
-	free(b.state);
-	return rc;
+	uint64_t t0 = b->done_ns ? b->done_ns : now_ns();
+	warnx("backup: primary lost (%s): taking over from epoch %llu", b->why, (unsigned long long)b->committed);
+	*to = (struct backup_takeover){ .state = b->state, .mem = &b->mem, .t0_ns = t0 };
+	return BACKUP_TAKE_OVER;
 }

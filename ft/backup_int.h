@@ -1,38 +1,11 @@
-/* backup_int.h - the backup's state, and what its unit tests and fuzz target drive: pairing, shape, initial sync, all-or-nothing commit. */
+/* backup_int.h - what the backup's unit tests and fuzz target drive: pairing, shape, initial sync, all-or-nothing commit. */
 #ifndef FTVMM_BACKUP_INT_H
 #define FTVMM_BACKUP_INT_H
 
-#include "../cmd/cli.h"
-#include "../cmd/control.h"
-#include "../vmm/guest_mem.h"
+#include "backup.h"
 
-#include <pthread.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-struct backup {
-	const char *listen;
-	struct run_config cfg; /* disks, nics, control: what the guest gets here on takeover */
-	unsigned timeout_ms;
-	int disk_fds[MACHINE_MAX_DISKS];
-	uint64_t disk_sizes[MACHINE_MAX_DISKS];
-	int data_fd, hb_fd;
-	struct guest_mem mem;
-	void *state; /* last committed epoch's state fdt */
-	uint64_t committed;
-	bool have_baseline;
-	struct control ctl; /* status while mirroring; run_vm serves the socket after a takeover */
-	/* heartbeat watchdog */
-	pthread_t hb_thread;
-	pthread_mutex_t lock;
-	bool done;
-	uint64_t done_ns; /* when the first failure was seen: the failover clock starts here */
-	bool primary_alive; /* it said (BYE on the heartbeat link) it runs on without us: never take over */
-	bool hb_closed;     /* the heartbeat link ended (EOF/error): the data link says next whether with a BYE */
-	char why[160];
-	char link_why[160]; /* why the data link ended, when it did first */
-};
 
 /* Compare the primary's shape (handshake fdt) with what this backup was given: 0, or -EINVAL with one
  * line in why. On success the guest's memory size, vCPUs, MACs and epoch are taken from it. */

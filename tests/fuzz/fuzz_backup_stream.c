@@ -38,7 +38,7 @@ static void setup_once(void)
 	if (!ram || !ram_before || gmem_init_buffer(&b.mem, ram, MEM_SIZE))
 		abort();
 	pthread_mutex_init(&b.lock, NULL);
-	b.cfg.machine.ndisks = 2;
+	b.machine.ndisks = 2;
 	for (int i = 0; i < 2; i++) {
 		b.disk_fds[i] = memfd_create("fuzz-disk", MFD_CLOEXEC); /* punch-hole capable, never full */
 		b.disk_sizes[i] = disk_size[i];

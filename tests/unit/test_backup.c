@@ -1,4 +1,7 @@
 /* test_backup.c - the backup's handshake shape check and its all-or-nothing epoch commit (memory, state, disk). */
+#include "../../cmd/backup.h"
+#include "../../cmd/cli.h"
+#include "../../cmd/control.h"
 #include "../../ft/backup.h"
 #include "../../ft/backup_int.h"
 #include "../../ft/proto.h"
@@ -52,18 +55,28 @@ static void test_shape(void)
 {
 	struct backup b;
 	memset(&b, 0, sizeof(b));
-	b.cfg.machine.ndisks = 1;
-	b.cfg.machine.disks[0].path = "b.img";
+	b.machine.ndisks = 1;
+	b.machine.disks[0].path = "b.img";
 	b.disk_sizes[0] = DISK_SIZE;
 	b.timeout_ms = 1234;
 	char why[256];
 	uint64_t sz = DISK_SIZE;
 	size_t n = shape(64 << 20, 2, 1, &sz, 0, 25);
 	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), 0);
-	CHECK_EQ(b.cfg.machine.mem, 64 << 20);
-	CHECK_EQ(b.cfg.machine.cpus, 2);
-	CHECK_EQ(b.cfg.epoch_ms, 25);        /* kept for a later `protect` */
-	CHECK_EQ(b.cfg.ft_timeout_ms, 1234); /* ours */
+	CHECK_EQ(b.machine.mem, 64 << 20);
+	CHECK_EQ(b.machine.cpus, 2);
+	CHECK_EQ(b.epoch_ms, 25);
+	/* the VM run on takeover */
+	struct run_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.control = "ctl.sock";
+	backup_run_config(&b, &cfg);
+	CHECK_EQ(cfg.machine.mem, 64 << 20);
+	CHECK_EQ(cfg.machine.cpus, 2);
+	CHECK(cfg.machine.ndisks == 1 && !strcmp(cfg.machine.disks[0].path, "b.img"));
+	CHECK_EQ(cfg.epoch_ms, 25);        /* kept for a later `protect` */
+	CHECK_EQ(cfg.ft_timeout_ms, 1234); /* ours */
+	CHECK(!strcmp(cfg.control, "ctl.sock"));
 	/* a disk of another size: one line naming both */
 	uint64_t other = DISK_SIZE * 2;
 	n = shape(64 << 20, 2, 1, &other, 0, 25);
@@ -77,10 +90,10 @@ static void test_shape(void)
 	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), -EINVAL);
 	CHECK(strstr(why, "NICs") != NULL);
 	/* with the NIC given, the guest's MAC is adopted */
-	b.cfg.machine.nnics = 1;
+	b.machine.nnics = 1;
 	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), 0);
-	CHECK(b.cfg.machine.nics[0].has_mac && b.cfg.machine.nics[0].mac[5] == 0x56);
-	b.cfg.machine.nnics = 0;
+	CHECK(b.machine.nics[0].has_mac && b.machine.nics[0].mac[5] == 0x56);
+	b.machine.nnics = 0;
 	/* malformed: no memory, unaligned memory, no vCPU, not an fdt, truncated, an absurd epoch */
 	n = shape(0, 2, 1, &sz, 0, 25);
 	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), -EINVAL);
@@ -94,10 +107,13 @@ static void test_shape(void)
 	CHECK_EQ(backup_check_shape(&b, junk, sizeof(junk), why, sizeof(why)), -EINVAL);
 	n = shape(64 << 20, 2, 1, &sz, 0, 25);
 	CHECK_EQ(backup_check_shape(&b, shape_buf, n / 2, why, sizeof(why)), -EINVAL);
-	b.cfg.epoch_ms = 0;
+	b.epoch_ms = 0;
 	n = shape(64 << 20, 2, 1, &sz, 0, 1);
 	CHECK_EQ(backup_check_shape(&b, shape_buf, n, why, sizeof(why)), 0);
-	CHECK_EQ(b.cfg.epoch_ms, 0); /* 1 ms is outside 5..1000: the default applies later */
+	CHECK_EQ(b.epoch_ms, 0); /* 1 ms is outside 5..1000: the default applies later */
+	cfg.epoch_ms = 0;
+	backup_run_config(&b, &cfg);
+	CHECK_EQ(cfg.epoch_ms, 0);
 }
 
 /* ---- epochs ---- */
@@ -186,7 +202,7 @@ static void test_commit(void)
 	CHECK(fd >= 0);
 	unlink(path);
 	CHECK_EQ(ftruncate(fd, DISK_SIZE), 0);
-	b.cfg.machine.ndisks = 1;
+	b.machine.ndisks = 1;
 	b.disk_fds[0] = fd;
 	b.disk_sizes[0] = DISK_SIZE;
 	size_t len;
@@ -363,7 +379,7 @@ static void test_sync_disk(void)
 	CHECK(fd >= 0);
 	unlink(path);
 	CHECK_EQ(ftruncate(fd, DISK_SIZE), 0);
-	b.cfg.machine.ndisks = 1;
+	b.machine.ndisks = 1;
 	b.disk_fds[0] = fd;
 	b.disk_sizes[0] = DISK_SIZE;
 	size_t len;
@@ -618,7 +634,7 @@ static void test_handshake(void)
 	CHECK_EQ(pthread_join(t, NULL), 0);
 	CHECK_EQ(job.rc, 0);
 	CHECK(same_conn(b.data_fd, data) && same_conn(b.hb_fd, hb));
-	CHECK_EQ(b.cfg.machine.mem, 16 * PAGE_SIZE);
+	CHECK_EQ(b.machine.mem, 16 * PAGE_SIZE);
 	/* every other peer was dropped */
 	hs_dropped(idle);
 	hs_dropped(partial);

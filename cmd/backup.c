@@ -1,0 +1,175 @@
+/* backup.c - `ftvmm backup`: its options, its control socket while mirroring, and running the guest it took over. */
+#include "backup.h"
+#include "../ft/backup.h"
+#include "../ft/proto.h"
+#include "../vmm/util.h"
+#include "cli.h"
+#include "control.h"
+#include "run.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void backup_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ftvmm backup --listen HOST:PORT [--disk PATH]... [--net tap=NAME]... [--control PATH]\n"
+		"                    [--control-group GROUP] [--ft-timeout MS]\n"
+		"\n"
+		"Wait for a primary (`ftvmm run ... --backup HOST:PORT`), mirror its guest epoch by epoch, and\n"
+		"when the primary dies resume the guest from the last committed epoch: this process then runs\n"
+		"it as an ordinary VM (console on stdout, control socket, exit code on guest reboot).\n"
+		"\n"
+		"  --listen HOST:PORT  where the primary connects\n"
+		"  --disk PATH         this host's copy of each primary disk, in order; same size. It is made\n"
+		"                      identical to the primary's during the initial sync (overwritten)\n"
+		"  --net tap=NAME      TAP for each NIC, attached only at takeover (the guest keeps its MAC)\n"
+		"  --control PATH      control socket (status before and after takeover), mode 0600\n"
+		"  --control-group GROUP  also let members of GROUP (name or number) use it (0660)\n"
+		"  --ft-timeout MS     heartbeat silence that counts as the primary's death (default 2000)\n");
+}
+
+/* Options into b (listen, timeout, machine) and cfg (the control socket, and the VM run on takeover). */
+static int parse(int argc, char **argv, struct backup *b, struct run_config *cfg, char *err, size_t errlen)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' }, { "disk", required_argument, NULL, 'd' },
+		{ "net", required_argument, NULL, 'n' },    { "control", required_argument, NULL, 'C' },
+		{ "ft-timeout", required_argument, NULL, 'T' }, { "help", no_argument, NULL, 'h' },
+		{ "control-group", required_argument, NULL, 'G' },
+		{ NULL, 0, NULL, 0 },
+	};
+	optind = 0;
+	opterr = 0;
+	int c;
+	/* reuse run's parser for --disk/--net syntax by building a tiny argv for it */
+	char *sub[2 + 2 * (MACHINE_MAX_DISKS + MACHINE_MAX_NICS)];
+	int nsub = 0;
+	sub[nsub++] = "backup";
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l': b->listen = optarg; break;
+		case 'C': cfg->control = optarg; break;
+		case 'G': {
+			/* checked now, as run does: bad input is refused before the listener or socket exist */
+			gid_t gid;
+			int r = *optarg ? control_group_lookup(optarg, &gid) : -ENOENT;
+			if (r) {
+				snprintf(err, errlen, "--control-group '%s': %s", optarg,
+					 r == -ENOENT ? "no such group" : strerror(-r));
+				return -EINVAL;
+			}
+			cfg->control_group = optarg;
+			break;
+		}
+		case 'T': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || v < 100 || v > 600000) {
+				snprintf(err, errlen, "--ft-timeout '%s': want milliseconds between 100 and 600000", optarg);
+				return -EINVAL;
+			}
+			b->timeout_ms = (unsigned)v;
+			break;
+		}
+		case 'd':
+		case 'n':
+			if (nsub + 2 >= (int)ARRAY_SIZE(sub)) {
+				snprintf(err, errlen, "too many --disk/--net");
+				return -EINVAL;
+			}
+			sub[nsub++] = c == 'd' ? "--disk" : "--net";
+			sub[nsub++] = optarg;
+			break;
+		case 'h': backup_usage(stdout); exit(0);
+		case ':': snprintf(err, errlen, "option '%s' needs a value (see ftvmm backup --help)", argv[optind - 1]); return -EINVAL;
+		default: snprintf(err, errlen, "unknown option '%s' (see ftvmm backup --help)", argv[optind - 1]); return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%s' (see ftvmm backup --help)", argv[optind]);
+		return -EINVAL;
+	}
+	if (cfg->control_group && !cfg->control) {
+		snprintf(err, errlen, "--control-group needs --control PATH (see ftvmm backup --help)");
+		return -EINVAL;
+	}
+	if (!b->listen) {
+		snprintf(err, errlen, "missing --listen HOST:PORT (see ftvmm backup --help)");
+		return -EINVAL;
+	}
+	sub[nsub++] = "--kernel";
+	sub[nsub++] = "unused";
+	/* cli_parse_run starts from a blank config: keep what only backup parsed (the socket and its
+	 * group, which control_start and, after a takeover, run_vm use) */
+	const char *control = cfg->control, *group = cfg->control_group;
+	if (cli_parse_run(nsub, sub, cfg, err, errlen))
+		return -EINVAL;
+	cfg->control = control;
+	cfg->control_group = group;
+	cfg->kernel = NULL;
+	b->machine = cfg->machine;
+	return 0;
+}
+
+void backup_run_config(const struct backup *b, struct run_config *cfg)
+{
+	cfg->machine = b->machine;
+	if (b->epoch_ms) /* after a takeover, `protect` keeps the protection this guest had */
+		cfg->epoch_ms = b->epoch_ms;
+	cfg->ft_timeout_ms = b->timeout_ms;
+}
+
+/* The primary is gone: its last committed epoch becomes the guest, run here as an ordinary VM. */
+static int take_over(struct run_config *cfg, const struct backup *b, const struct backup_takeover *to)
+{
+	backup_run_config(b, cfg);
+	/* the committed memory becomes the VM's memory as it is: no copy */
+	struct run_source src = { .state = to->state, .mem = to->mem, .announce = true, .role = "backup (took over)",
+				  .t0_ns = to->t0_ns };
+	int rc = run_vm(cfg, &src);
+	free(to->state);
+	return rc;
+}
+
+int cmd_backup(int argc, char **argv)
+{
+	static struct backup b;
+	static struct control ctl;
+	static struct run_config cfg;
+	char err[512] = "";
+	backup_init(&b);
+	memset(&ctl, 0, sizeof(ctl));
+	memset(&cfg, 0, sizeof(cfg));
+	if (parse(argc, argv, &b, &cfg, err, sizeof(err))) {
+		warnx("%s", err);
+		return 2;
+	}
+	if (backup_open_disks(&b))
+		return 1;
+	int lfd = ft_listen(b.listen, err, sizeof(err));
+	if (lfd < 0) {
+		warnx("%s", err);
+		return 1;
+	}
+	if (cfg.control) {
+		if (control_start(&ctl, NULL, &cfg, cfg.control, err, sizeof(err))) {
+			warnx("%s", err);
+			return 1;
+		}
+		ctl.role = "backup";
+		ctl.status_ext = backup_status;
+		ctl.ext_ctx = &b;
+	}
+	warnx("backup: listening on %s", b.listen);
+	int gone = backup_mirror(&b, lfd);
+	control_stop(&ctl); /* the socket path is free again for the VM's own control server */
+	if (gone < 0)
+		return 1;
+	struct backup_takeover to;
+	int rc = backup_outcome(&b, gone, &to);
+	return rc == BACKUP_TAKE_OVER ? take_over(&cfg, &b, &to) : rc;
+}
