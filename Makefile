@@ -13,8 +13,12 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_SAN := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit-san/%)
 UNIT_PLAIN := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 
-.PHONY: all clean test test-unit test-valgrind test-integration bench-boot demo fuzz lint
-all: $(B)/ftvmm
+.PHONY: all clean test test-unit test-valgrind test-integration bench-boot demo fuzz lint layers
+all: layers $(B)/ftvmm
+
+# Layers point one way, vmm/ <- devices/ <- ft/ <- cmd/: a lower one including a higher one fails the build.
+layers:
+	@bash tests/layers.sh
 
 $(B)/ftvmm: $(B)/obj/cmd/main.o $(B)/libftvmm.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
