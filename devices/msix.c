@@ -9,28 +9,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "../vmm/le.h"
 #include "../vmm/vm.h"
 
 #define ENTRY_MASKED 0x1u
-
-static inline uint32_t ld_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline void st_le(uint8_t *p, uint64_t v, unsigned len)
-{
-	for (unsigned i = 0; i < len; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint64_t ld_le(const uint8_t *p, unsigned len)
-{
-	uint64_t v = 0;
-	for (unsigned i = 0; i < len; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 int msix_init(struct msix *m, struct vm *vm, unsigned nvec)
 {
@@ -187,7 +169,7 @@ void msix_pba_access(struct msix *m, uint64_t off, uint8_t *data, unsigned len, 
 
 static void apply_ctrl(struct msix *m, const struct pci_dev *dev)
 {
-	uint16_t ctrl = (uint16_t)ld_le(dev->cfg + m->cap + PCI_MSIX_FLAGS, 2);
+	uint16_t ctrl = ld_le16(dev->cfg + m->cap + PCI_MSIX_FLAGS);
 	m->enabled = ctrl & PCI_MSIX_FLAGS_ENABLE;
 	m->fmask = ctrl & PCI_MSIX_FLAGS_MASKALL;
 	for (unsigned v = 0; v < m->nvec; v++)

@@ -5,31 +5,13 @@
 #include <linux/pci_regs.h>
 #include <string.h>
 
+#include "../vmm/le.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
 
 #define CONF1_ENABLE 0x80000000u
 #define CONF1_RESERVED 0x7f000000u /* AMD extended register bits and reserved: we decode none */
 #define CLASS_BRIDGE_HOST 0x060000u
-
-static inline uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline void put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static inline void put_le16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
 
 static bool overlaps(unsigned a, unsigned alen, unsigned b, unsigned blen)
 {
@@ -41,20 +23,20 @@ void pci_dev_init(struct pci_dev *dev, const char *name, uint16_t vendor, uint16
 {
 	memset(dev, 0, sizeof(*dev));
 	dev->name = name;
-	put_le16(dev->cfg + PCI_VENDOR_ID, vendor);
-	put_le16(dev->cfg + PCI_DEVICE_ID, device);
+	st_le16(dev->cfg + PCI_VENDOR_ID, vendor);
+	st_le16(dev->cfg + PCI_DEVICE_ID, device);
 	dev->cfg[PCI_REVISION_ID] = revision;
 	dev->cfg[PCI_CLASS_PROG] = (uint8_t)class_code;
-	put_le16(dev->cfg + PCI_CLASS_DEVICE, (uint16_t)(class_code >> 8));
+	st_le16(dev->cfg + PCI_CLASS_DEVICE, (uint16_t)(class_code >> 8));
 	dev->cfg[PCI_HEADER_TYPE] = PCI_HEADER_TYPE_NORMAL;
-	put_le16(dev->cfg + PCI_SUBSYSTEM_VENDOR_ID, subsys_vendor);
-	put_le16(dev->cfg + PCI_SUBSYSTEM_ID, subsys_id);
+	st_le16(dev->cfg + PCI_SUBSYSTEM_VENDOR_ID, subsys_vendor);
+	st_le16(dev->cfg + PCI_SUBSYSTEM_ID, subsys_id);
 	dev->cfg[PCI_INTERRUPT_PIN] = 1; /* INTA# */
 
 	/* No I/O BARs, so I/O decode stays read-only zero; INTX_DISABLE is honoured by the device. */
-	put_le16(dev->wmask + PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_PARITY |
+	st_le16(dev->wmask + PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_PARITY |
 						   PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE);
-	put_le16(dev->w1cmask + PCI_STATUS, PCI_STATUS_PARITY | PCI_STATUS_SIG_TARGET_ABORT | PCI_STATUS_REC_TARGET_ABORT |
+	st_le16(dev->w1cmask + PCI_STATUS, PCI_STATUS_PARITY | PCI_STATUS_SIG_TARGET_ABORT | PCI_STATUS_REC_TARGET_ABORT |
 						    PCI_STATUS_REC_MASTER_ABORT | PCI_STATUS_SIG_SYSTEM_ERROR |
 						    PCI_STATUS_DETECTED_PARITY);
 	dev->wmask[PCI_CACHE_LINE_SIZE] = 0xff;
@@ -70,8 +52,8 @@ int pci_dev_add_bar(struct pci_dev *dev, unsigned bar, uint32_t size, bus_handle
 	struct pci_bar *b = &dev->bars[bar];
 	*b = (struct pci_bar){ .size = size, .fn = fn, .opaque = opaque, .dev = dev };
 	/* Sizing: the low address bits never take a 1, so all-ones reads back ~(size - 1) | flags. */
-	put_le32(dev->wmask + PCI_BASE_ADDRESS_0 + 4 * bar, ~(size - 1) & ~0xfu);
-	put_le32(dev->cfg + PCI_BASE_ADDRESS_0 + 4 * bar, PCI_BASE_ADDRESS_SPACE_MEMORY | PCI_BASE_ADDRESS_MEM_TYPE_32);
+	st_le32(dev->wmask + PCI_BASE_ADDRESS_0 + 4 * bar, ~(size - 1) & ~0xfu);
+	st_le32(dev->cfg + PCI_BASE_ADDRESS_0 + 4 * bar, PCI_BASE_ADDRESS_SPACE_MEMORY | PCI_BASE_ADDRESS_MEM_TYPE_32);
 	return 0;
 }
 
@@ -103,7 +85,7 @@ static uint64_t bar_target(const struct pci_dev *dev, unsigned i)
 	const struct pci_bar *b = &dev->bars[i];
 	if (!b->size || !(dev->cfg[PCI_COMMAND] & PCI_COMMAND_MEMORY))
 		return 0;
-	uint64_t addr = get_le32(dev->cfg + PCI_BASE_ADDRESS_0 + 4 * i) & PCI_BASE_ADDRESS_MEM_MASK;
+	uint64_t addr = ld_le32(dev->cfg + PCI_BASE_ADDRESS_0 + 4 * i) & PCI_BASE_ADDRESS_MEM_MASK;
 	uint64_t low_ram = dev->bus && dev->bus->vm ? dev->bus->vm->mem.low_size : 0;
 	if (addr < PCI_BAR_MIN || addr < low_ram || addr + b->size > PCI_BAR_LIMIT)
 		return 0;
@@ -235,9 +217,9 @@ static void conf1_io(void *opaque, uint64_t off, uint8_t *data, uint32_t len, bo
 		pthread_mutex_lock(&bus->lock);
 		if (off == 0 && len == 4) {
 			if (is_write)
-				bus->cfg_addr = get_le32(data) & ~3u;
+				bus->cfg_addr = ld_le32(data) & ~3u;
 			else
-				put_le32(data, bus->cfg_addr);
+				st_le32(data, bus->cfg_addr);
 		} else if (!is_write) {
 			memset(data, 0xff, len);
 		}
@@ -267,8 +249,8 @@ int pci_bus_init(struct pci_bus *bus, struct vm *vm)
 	bus->host.bus = bus;
 	bus->host.cfg[PCI_INTERRUPT_PIN] = 0;
 	bus->host.wmask[PCI_INTERRUPT_LINE] = 0;
-	put_le16(bus->host.wmask + PCI_COMMAND, 0);
-	put_le16(bus->host.cfg + PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	st_le16(bus->host.wmask + PCI_COMMAND, 0);
+	st_le16(bus->host.cfg + PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 	int r = bus_register(&vm->pio, PCI_CONF1_PORT, PCI_CONF1_LEN, conf1_io, bus, "pci-conf1");
 	if (r) {
 		pthread_mutex_destroy(&bus->lock);
@@ -314,8 +296,8 @@ int pci_bus_add_dev(struct pci_bus *bus, struct pci_dev *dev)
 	bus->mmio_next = (uint32_t)next;
 	for (unsigned i = 0; i < PCI_NUM_BARS; i++)
 		if (dev->bars[i].size)
-			put_le32(dev->cfg + PCI_BASE_ADDRESS_0 + 4 * i,
-				 (uint32_t)addr[i] | (get_le32(dev->cfg + PCI_BASE_ADDRESS_0 + 4 * i) & 0xf));
+			st_le32(dev->cfg + PCI_BASE_ADDRESS_0 + 4 * i,
+				 (uint32_t)addr[i] | (ld_le32(dev->cfg + PCI_BASE_ADDRESS_0 + 4 * i) & 0xf));
 	dev->bus = bus;
 	dev->slot = slot;
 	dev->cfg[PCI_INTERRUPT_LINE] = (uint8_t)pci_dev_irq_gsi(dev);

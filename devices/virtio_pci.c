@@ -13,36 +13,12 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "../vmm/le.h"
 #include "../vmm/util.h"
 #include "msix.h"
 
 #define ISR_QUEUE 0x1
 #define ISR_CONFIG VIRTIO_PCI_ISR_CONFIG
-
-static inline uint32_t ld_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline void st_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void st_le16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static uint64_t ld_le(const uint8_t *p, unsigned len)
-{
-	uint64_t v = 0;
-	for (unsigned i = 0; i < len; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 /* ---- interrupts ---- */
 
