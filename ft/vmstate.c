@@ -1,6 +1,5 @@
 /* vmstate.c - the vCPU and VM-wide KVM state of a checkpoint, saved and restored in the orders the KVM API needs. */
 #include "vmstate.h"
-#include "../vmm/cpuid.h"
 #include "../vmm/util.h"
 #include "../vmm/vcpu.h"
 #include "../vmm/vm.h"
@@ -13,7 +12,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#define MSR_IA32_TSC 0x10
 #define MSR_IA32_TSC_DEADLINE 0x6e0
 #define MAX_MSRS 512
 
@@ -47,16 +45,6 @@ int fdt_get_blob(const void *fdt, int node, const char *name, void *out, size_t 
 		return -EINVAL;
 	memcpy(out, p, len);
 	return 0;
-}
-
-const void *fdt_get_blob_any(const void *fdt, int node, const char *name, int *len)
-{
-	return fdt_getprop(fdt, node, name, len);
-}
-
-int fdt_put_u64(void *fdt, const char *name, uint64_t v)
-{
-	return fdt_property_u64(fdt, name, v);
 }
 
 /* MSRs worth saving: KVM's list, minus the ones this vCPU refuses to read (they depend on CPUID).

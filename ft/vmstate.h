@@ -23,7 +23,5 @@ int vmstate_restore_devices(struct vm *vm, const void *fdt, char *err, size_t er
 int fdt_get_u32(const void *fdt, int node, const char *name, uint32_t *v);
 int fdt_get_u64(const void *fdt, int node, const char *name, uint64_t *v);
 int fdt_get_blob(const void *fdt, int node, const char *name, void *out, size_t len);
-const void *fdt_get_blob_any(const void *fdt, int node, const char *name, int *len);
-int fdt_put_u64(void *fdt, const char *name, uint64_t v);
 
 #endif
