@@ -171,22 +171,6 @@ static void *hb_thread(void *arg)
 	return NULL;
 }
 
-static int pwrite_all(int fd, const void *p, size_t len, uint64_t off)
-{
-	const uint8_t *c = p;
-	while (len) {
-		ssize_t n = pwrite(fd, c, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		c += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 static bool disk_rec_fits(const struct backup *b, const struct ft_disk_rec *rec)
 {
 	return rec->disk < b->machine.ndisks && rec->off <= b->disk_sizes[rec->disk] &&

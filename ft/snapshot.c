@@ -133,37 +133,6 @@ int snapshot_build_state(struct vm *vm, const struct machine *mach, void **fdt_o
 	return -E2BIG;
 }
 
-static int write_all(int fd, const void *p, size_t len)
-{
-	const uint8_t *b = p;
-	while (len) {
-		ssize_t n = write(fd, b, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		b += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int pwrite_all(int fd, const void *p, size_t len, uint64_t off)
-{
-	const uint8_t *b = p;
-	while (len) {
-		ssize_t n = pwrite(fd, b, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		b += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* Pages go out in runs of consecutive non-zero pages, up to IOV_MAX iovecs per writev. */
 static int write_pages(int fd, struct guest_mem *m, const unsigned long *bitmap, struct snap_hash *h)
 {
@@ -311,22 +280,6 @@ out:
 	free(fdt);
 	free(bitmap);
 	return r;
-}
-
-static int pread_all(int fd, void *p, size_t len, uint64_t off)
-{
-	uint8_t *b = p;
-	while (len) {
-		ssize_t n = pread(fd, b, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		b += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
 }
 
 int snapshot_open(const char *path, struct snapshot *s, char *err, size_t errlen)

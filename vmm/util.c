@@ -1,4 +1,4 @@
-/* util.c - fatal errors, logging, size parsing and file helpers. */
+/* util.c - fatal errors, logging, size parsing, whole-buffer file I/O and file helpers. */
 #include "util.h"
 
 #include <errno.h>
@@ -63,6 +63,45 @@ void debugx(const char *fmt, ...)
 	va_end(ap);
 }
 
+enum io_op { IO_WRITE, IO_PWRITE, IO_PREAD };
+
+/* The one loop behind write_all, pwrite_all and pread_all: retries EINTR and short transfers. */
+static int io_all(enum io_op op, int fd, void *p, size_t len, uint64_t off)
+{
+	/* an offset past what off_t holds would turn negative in the cast */
+	if (op != IO_WRITE && (off > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - off))
+		return -EINVAL;
+	uint8_t *b = p;
+	while (len) {
+		ssize_t n = op == IO_WRITE  ? write(fd, b, len)
+			    : op == IO_PWRITE ? pwrite(fd, b, len, (off_t)off)
+					      : pread(fd, b, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		b += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int write_all(int fd, const void *p, size_t len)
+{
+	return io_all(IO_WRITE, fd, (void *)p, len, 0);
+}
+
+int pwrite_all(int fd, const void *p, size_t len, uint64_t off)
+{
+	return io_all(IO_PWRITE, fd, (void *)p, len, off);
+}
+
+int pread_all(int fd, void *p, size_t len, uint64_t off)
+{
+	return io_all(IO_PREAD, fd, p, len, off);
+}
+
 int read_file_all(const char *path, uint8_t **buf, size_t *len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -88,20 +127,12 @@ int read_file_all(const char *path, uint8_t **buf, size_t *len)
 		close(fd);
 		return -ENOMEM;
 	}
-	size_t off = 0;
-	while (off < size) {
-		ssize_t r = read(fd, b + off, size - off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			int e = r < 0 ? -errno : -EIO;
-			free(b);
-			close(fd);
-			return e;
-		}
-		off += (size_t)r;
-	}
+	int r = pread_all(fd, b, size, 0);
 	close(fd);
+	if (r) {
+		free(b);
+		return r;
+	}
 	*buf = b;
 	*len = size;
 	return 0;

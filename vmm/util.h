@@ -20,6 +20,11 @@ __attribute__((format(printf, 1, 2))) void warnx(const char *fmt, ...);
 /* Debug line, printed only when FTVMM_DEBUG is set in the environment. */
 __attribute__((format(printf, 1, 2))) void debugx(const char *fmt, ...);
 
+/* write(2), pwrite(2), pread(2) of all len bytes, retrying EINTR and short transfers: 0, or -errno
+ * (-EIO when the file ends or takes nothing, -EINVAL for an offset off_t cannot hold). */
+int write_all(int fd, const void *p, size_t len);
+int pwrite_all(int fd, const void *p, size_t len, uint64_t off);
+int pread_all(int fd, void *p, size_t len, uint64_t off);
 /* Read a whole file into a malloc'd buffer. Returns 0 or -errno. */
 int read_file_all(const char *path, uint8_t **buf, size_t *len);
 /* Parse "512", "64K", "256M", "2G", "1T" (binary multiples). Returns 0 or -EINVAL/-ERANGE. */
