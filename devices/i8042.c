@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
-#include "legacy.h"
 
 #define STR_OBF 0x01
 #define STR_SYS 0x04
@@ -381,11 +381,11 @@ int i8042_save(struct i8042 *k, void *fdt)
 	};
 	pthread_mutex_unlock(&k->lock);
 
-	int r = legacy_save_blob(fdt, "ram", ram, sizeof(ram));
+	int r = fdtp_put_blob(fdt, "ram", ram, sizeof(ram));
 	if (!r)
-		r = legacy_save_blob(fdt, "queue", q, 2 * n);
+		r = fdtp_put_blob(fdt, "queue", q, 2 * n);
 	for (size_t i = 0; i < ARRAY_SIZE(regs) && !r; i++)
-		r = legacy_save_u32(fdt, regs[i].name, regs[i].v);
+		r = fdtp_put_u32(fdt, regs[i].name, regs[i].v);
 	return r;
 }
 
@@ -393,27 +393,27 @@ int i8042_restore(struct i8042 *k, const void *fdt, int node)
 {
 	const uint8_t *ram, *q;
 	uint32_t ramlen, qlen, outport, pending, last_cmd, last_out, kpend, kset, kleds, klast, kscan;
-	int r = legacy_load_blob(fdt, node, "ram", I8042_RAM, &ram, &ramlen);
+	int r = fdtp_ref(fdt, node, "ram", I8042_RAM, &ram, &ramlen);
 	if (!r)
-		r = legacy_load_blob(fdt, node, "queue", 2 * I8042_QUEUE, &q, &qlen);
+		r = fdtp_ref(fdt, node, "queue", 2 * I8042_QUEUE, &q, &qlen);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "outport", 0xff, &outport);
+		r = fdtp_u32_max(fdt, node, "outport", 0xff, &outport);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "pending", 0xff, &pending);
+		r = fdtp_u32_max(fdt, node, "pending", 0xff, &pending);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "last-cmd", 1, &last_cmd);
+		r = fdtp_u32_max(fdt, node, "last-cmd", 1, &last_cmd);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "last-out", 0xff, &last_out);
+		r = fdtp_u32_max(fdt, node, "last-out", 0xff, &last_out);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "kbd-pending", 0xff, &kpend);
+		r = fdtp_u32_max(fdt, node, "kbd-pending", 0xff, &kpend);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "kbd-set", 3, &kset);
+		r = fdtp_u32_max(fdt, node, "kbd-set", 3, &kset);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "kbd-leds", 7, &kleds);
+		r = fdtp_u32_max(fdt, node, "kbd-leds", 7, &kleds);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "kbd-last", 0xff, &klast);
+		r = fdtp_u32_max(fdt, node, "kbd-last", 0xff, &klast);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "kbd-scan", 1, &kscan);
+		r = fdtp_u32_max(fdt, node, "kbd-scan", 1, &kscan);
 	if (r)
 		return r;
 	if (ramlen != I8042_RAM || (qlen & 1) || (pending && !takes_data((uint8_t)pending)) || kset < 1 ||

@@ -1,12 +1,12 @@
-/* legacy.c - POST port 0x80, system control port A (0x92), reset control 0xCF9, ISA checkpoint helpers. */
+/* legacy.c - POST port 0x80, system control port A (0x92), reset control 0xCF9. */
 #include "legacy.h"
 
 #include <errno.h>
-#include <libfdt.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
 
@@ -111,18 +111,18 @@ int legacy_save(struct legacy *lg, void *fdt)
 	pthread_mutex_lock(&lg->lock);
 	uint8_t p92 = lg->port92, rcr = lg->rcr;
 	pthread_mutex_unlock(&lg->lock);
-	int r = legacy_save_u32(fdt, "port92", p92);
+	int r = fdtp_put_u32(fdt, "port92", p92);
 	if (!r)
-		r = legacy_save_u32(fdt, "rcr", rcr);
+		r = fdtp_put_u32(fdt, "rcr", rcr);
 	return r;
 }
 
 int legacy_restore(struct legacy *lg, const void *fdt, int node)
 {
 	uint32_t p92, rcr;
-	int r = legacy_load_u32(fdt, node, "port92", P92_A20, &p92);
+	int r = fdtp_u32_max(fdt, node, "port92", P92_A20, &p92);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "rcr", 0xff, &rcr);
+		r = fdtp_u32_max(fdt, node, "rcr", 0xff, &rcr);
 	if (r)
 		return r;
 	if (rcr & ~(uint32_t)(RCR_SYS_RST | RCR_FULL_RST))
@@ -192,77 +192,5 @@ int legacy_create(struct vm *vm, struct legacy **out)
 	vm_add_device(vm, &lg->dev);
 	if (out)
 		*out = lg;
-	return 0;
-}
-
-/* ---- checkpoint helpers ---- */
-
-static int fdt_errno(int err)
-{
-	return err == -FDT_ERR_NOSPACE ? -ENOSPC : -EINVAL;
-}
-
-int legacy_save_u32(void *fdt, const char *name, uint32_t v)
-{
-	int r = fdt_property_u32(fdt, name, v);
-	return r ? fdt_errno(r) : 0;
-}
-
-int legacy_save_u64(void *fdt, const char *name, uint64_t v)
-{
-	int r = fdt_property_u64(fdt, name, v);
-	return r ? fdt_errno(r) : 0;
-}
-
-int legacy_save_blob(void *fdt, const char *name, const void *p, uint32_t len)
-{
-	if (len > INT32_MAX)
-		return -EINVAL;
-	int r = fdt_property(fdt, name, p, (int)len);
-	return r ? fdt_errno(r) : 0;
-}
-
-int legacy_load_u32(const void *fdt, int node, const char *name, uint32_t max, uint32_t *v)
-{
-	int len;
-	const fdt32_t *p = fdt_getprop(fdt, node, name, &len);
-	if (!p || len != (int)sizeof(*p)) {
-		debugx("restore: property %s missing or malformed", name);
-		return -EINVAL;
-	}
-	uint32_t x = fdt32_to_cpu(*p);
-	if (x > max) {
-		debugx("restore: property %s = %u out of range", name, x);
-		return -EINVAL;
-	}
-	*v = x;
-	return 0;
-}
-
-int legacy_load_u64(const void *fdt, int node, const char *name, uint64_t *v)
-{
-	int len;
-	const void *p = fdt_getprop(fdt, node, name, &len);
-	if (!p || len != (int)sizeof(fdt64_t)) {
-		debugx("restore: property %s missing or malformed", name);
-		return -EINVAL;
-	}
-	fdt64_t x;
-	memcpy(&x, p, sizeof(x)); /* fdt properties are only 4-byte aligned */
-	*v = fdt64_to_cpu(x);
-	return 0;
-}
-
-int legacy_load_blob(const void *fdt, int node, const char *name, uint32_t maxlen, const uint8_t **p,
-		     uint32_t *len)
-{
-	int l;
-	const uint8_t *b = fdt_getprop(fdt, node, name, &l);
-	if (!b || l < 0 || (uint32_t)l > maxlen) {
-		debugx("restore: property %s missing or too long", name);
-		return -EINVAL;
-	}
-	*p = b;
-	*len = (uint32_t)l;
 	return 0;
 }

@@ -1,4 +1,4 @@
-/* legacy.h - PC odds and ends (POST port 0x80, port 0x92, reset control 0xCF9) and checkpoint helpers. */
+/* legacy.h - PC odds and ends: POST port 0x80, port 0x92 (A20, fast reset), reset control 0xCF9. */
 #ifndef FTVMM_LEGACY_H
 #define FTVMM_LEGACY_H
 
@@ -27,17 +27,5 @@ int legacy_restore(struct legacy *lg, const void *fdt, int node);
 /* Glue: claim ports 0x80 and 0x92 on vm->pio, reset => vm_request_exit(VM_EXIT_REBOOT), register
  * the "legacy" vm_device (destroyed by vm_destroy). 0 or -errno. */
 int legacy_create(struct vm *vm, struct legacy **out);
-
-/* Checkpoint helpers shared by the ISA devices. Properties go into the current node of a libfdt tree
- * in sequential-write mode; libfdt errors come back as -ENOSPC (tree full) or -EINVAL. Loads fail
- * with -EINVAL when the property is missing, has the wrong length, or exceeds `max`. */
-int legacy_save_u32(void *fdt, const char *name, uint32_t v);
-int legacy_save_u64(void *fdt, const char *name, uint64_t v);
-int legacy_save_blob(void *fdt, const char *name, const void *p, uint32_t len);
-int legacy_load_u32(const void *fdt, int node, const char *name, uint32_t max, uint32_t *v);
-int legacy_load_u64(const void *fdt, int node, const char *name, uint64_t *v);
-/* *len gets the blob length, which must be <= maxlen; *p points into the tree. */
-int legacy_load_blob(const void *fdt, int node, const char *name, uint32_t maxlen, const uint8_t **p,
-		     uint32_t *len);
 
 #endif

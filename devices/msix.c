@@ -9,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "../vmm/fdt_prop.h"
 #include "../vmm/le.h"
 #include "../vmm/vm.h"
 
@@ -231,25 +232,18 @@ int msix_save(struct msix *m, void *fdt)
 	return r ? -EINVAL : 0;
 }
 
-static const uint8_t *prop_exact(const void *fdt, int node, const char *name, uint32_t len)
-{
-	int l;
-	const uint8_t *p = fdt_getprop(fdt, node, name, &l);
-	return p && (uint32_t)l == len ? p : NULL;
-}
-
 int msix_check_saved(const struct msix *m, const void *fdt, int node)
 {
-	if (!prop_exact(fdt, node, "pci-msix-table", msix_table_bytes(m->nvec)) ||
-	    !prop_exact(fdt, node, "pci-msix-pba", msix_pba_bytes(m->nvec)))
+	if (!fdtp_exact(fdt, node, "pci-msix-table", msix_table_bytes(m->nvec)) ||
+	    !fdtp_exact(fdt, node, "pci-msix-pba", msix_pba_bytes(m->nvec)))
 		return -EINVAL;
 	return 0;
 }
 
 void msix_restore(struct msix *m, const struct pci_dev *dev, const void *fdt, int node)
 {
-	const uint8_t *tbl = prop_exact(fdt, node, "pci-msix-table", msix_table_bytes(m->nvec));
-	const uint8_t *pba = prop_exact(fdt, node, "pci-msix-pba", msix_pba_bytes(m->nvec));
+	const uint8_t *tbl = fdtp_exact(fdt, node, "pci-msix-table", msix_table_bytes(m->nvec));
+	const uint8_t *pba = fdtp_exact(fdt, node, "pci-msix-pba", msix_pba_bytes(m->nvec));
 	if (!tbl || !pba)
 		return;
 	pthread_mutex_lock(&m->lock);

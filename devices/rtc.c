@@ -7,9 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
-#include "legacy.h"
 
 #define REG_SEC 0x00
 #define REG_MIN 0x02
@@ -238,11 +238,11 @@ int rtc_save(struct rtc *rtc, void *fdt)
 	uint8_t index = rtc->index;
 	int64_t offset = rtc->offset;
 	pthread_mutex_unlock(&rtc->lock);
-	int r = legacy_save_blob(fdt, "cmos", cmos, sizeof(cmos));
+	int r = fdtp_put_blob(fdt, "cmos", cmos, sizeof(cmos));
 	if (!r)
-		r = legacy_save_u32(fdt, "index", index);
+		r = fdtp_put_u32(fdt, "index", index);
 	if (!r)
-		r = legacy_save_u64(fdt, "offset", (uint64_t)offset);
+		r = fdtp_put_u64(fdt, "offset", (uint64_t)offset);
 	return r;
 }
 
@@ -251,11 +251,11 @@ int rtc_restore(struct rtc *rtc, const void *fdt, int node)
 	const uint8_t *cmos;
 	uint32_t len, index;
 	uint64_t offset;
-	int r = legacy_load_blob(fdt, node, "cmos", RTC_CMOS_SIZE, &cmos, &len);
+	int r = fdtp_ref(fdt, node, "cmos", RTC_CMOS_SIZE, &cmos, &len);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "index", RTC_CMOS_SIZE - 1, &index);
+		r = fdtp_u32_max(fdt, node, "index", RTC_CMOS_SIZE - 1, &index);
 	if (!r)
-		r = legacy_load_u64(fdt, node, "offset", &offset);
+		r = fdtp_u64(fdt, node, "offset", &offset);
 	if (r)
 		return r;
 	/* any guest-written date lies within a few ten thousand years; beyond that, time arithmetic

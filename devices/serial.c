@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "../vmm/ioloop.h"
+#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
-#include "legacy.h"
 
 enum { UART_RX, UART_IER, UART_IIR, UART_LCR, UART_MCR, UART_LSR, UART_MSR, UART_SCR };
 #define UART_TX UART_RX
@@ -478,9 +478,9 @@ int serial_save(struct serial *s, void *fdt)
 
 	int r = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(regs) && !r; i++)
-		r = legacy_save_u32(fdt, regs[i].name, regs[i].v);
+		r = fdtp_put_u32(fdt, regs[i].name, regs[i].v);
 	if (!r)
-		r = legacy_save_blob(fdt, "rx-fifo", fifo, n);
+		r = fdtp_put_blob(fdt, "rx-fifo", fifo, n);
 	return r;
 }
 
@@ -488,27 +488,27 @@ int serial_restore(struct serial *s, const void *fdt, int node)
 {
 	uint32_t ier, lcr, mcr, fcr, scr, dll, dlm, lsr_err, msr, thri, n;
 	const uint8_t *fifo;
-	int r = legacy_load_u32(fdt, node, "ier", IER_MASK, &ier);
+	int r = fdtp_u32_max(fdt, node, "ier", IER_MASK, &ier);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "lcr", 0xff, &lcr);
+		r = fdtp_u32_max(fdt, node, "lcr", 0xff, &lcr);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "mcr", MCR_MASK, &mcr);
+		r = fdtp_u32_max(fdt, node, "mcr", MCR_MASK, &mcr);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "fcr", 0xff, &fcr);
+		r = fdtp_u32_max(fdt, node, "fcr", 0xff, &fcr);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "scr", 0xff, &scr);
+		r = fdtp_u32_max(fdt, node, "scr", 0xff, &scr);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "dll", 0xff, &dll);
+		r = fdtp_u32_max(fdt, node, "dll", 0xff, &dll);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "dlm", 0xff, &dlm);
+		r = fdtp_u32_max(fdt, node, "dlm", 0xff, &dlm);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "lsr-err", LSR_ERRORS, &lsr_err);
+		r = fdtp_u32_max(fdt, node, "lsr-err", LSR_ERRORS, &lsr_err);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "msr", 0xff, &msr);
+		r = fdtp_u32_max(fdt, node, "msr", 0xff, &msr);
 	if (!r)
-		r = legacy_load_u32(fdt, node, "thri-pending", 1, &thri);
+		r = fdtp_u32_max(fdt, node, "thri-pending", 1, &thri);
 	if (!r)
-		r = legacy_load_blob(fdt, node, "rx-fifo", SERIAL_RX_FIFO_SIZE, &fifo, &n);
+		r = fdtp_ref(fdt, node, "rx-fifo", SERIAL_RX_FIFO_SIZE, &fifo, &n);
 	if (r)
 		return r;
 	/* reject states the register model cannot reach */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 
 /*
@@ -483,28 +484,6 @@ int virtio_dev_save(struct virtio_dev *d, void *fdt)
 	return r ? -EINVAL : 0;
 }
 
-static int prop_u32(const void *fdt, int node, const char *name, uint32_t *v)
-{
-	int len;
-	const fdt32_t *p = fdt_getprop(fdt, node, name, &len);
-	if (!p || len != sizeof(*p))
-		return -EINVAL;
-	*v = fdt32_to_cpu(*p);
-	return 0;
-}
-
-static int prop_u64(const void *fdt, int node, const char *name, uint64_t *v)
-{
-	int len;
-	const void *p = fdt_getprop(fdt, node, name, &len);
-	fdt64_t x;
-	if (!p || len != sizeof(x))
-		return -EINVAL;
-	memcpy(&x, p, sizeof(x)); /* fdt properties are only 4-byte aligned */
-	*v = fdt64_to_cpu(x);
-	return 0;
-}
-
 static int restore_fail(struct virtio_dev *d, const char *what)
 {
 	warnx("virtio %s: restore: %s", d->name ? d->name : "?", what);
@@ -517,12 +496,12 @@ int virtio_dev_restore(struct virtio_dev *d, const void *fdt, int node)
 	uint32_t version, devid, status, isr, cfgvec, cfggen, nq;
 	uint64_t hostf, guestf;
 
-	if (prop_u32(fdt, node, "virtio-version", &version) || version != VIRTIO_STATE_VERSION)
+	if (fdtp_u32(fdt, node, "virtio-version", &version) || version != VIRTIO_STATE_VERSION)
 		return restore_fail(d, "missing or unsupported virtio-version");
-	if (prop_u32(fdt, node, "virtio-device-id", &devid) || prop_u64(fdt, node, "virtio-host-features", &hostf) ||
-	    prop_u64(fdt, node, "virtio-guest-features", &guestf) || prop_u32(fdt, node, "virtio-status", &status) ||
-	    prop_u32(fdt, node, "virtio-isr", &isr) || prop_u32(fdt, node, "virtio-config-vector", &cfgvec) ||
-	    prop_u32(fdt, node, "virtio-config-generation", &cfggen) || prop_u32(fdt, node, "virtio-nqueues", &nq))
+	if (fdtp_u32(fdt, node, "virtio-device-id", &devid) || fdtp_u64(fdt, node, "virtio-host-features", &hostf) ||
+	    fdtp_u64(fdt, node, "virtio-guest-features", &guestf) || fdtp_u32(fdt, node, "virtio-status", &status) ||
+	    fdtp_u32(fdt, node, "virtio-isr", &isr) || fdtp_u32(fdt, node, "virtio-config-vector", &cfgvec) ||
+	    fdtp_u32(fdt, node, "virtio-config-generation", &cfggen) || fdtp_u32(fdt, node, "virtio-nqueues", &nq))
 		return restore_fail(d, "missing or malformed property");
 	if (devid != d->device_id || nq != d->nqueues)
 		return restore_fail(d, "device type or queue count differs");

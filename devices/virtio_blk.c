@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 
 /*
@@ -682,27 +683,22 @@ struct blk_saved {
  * list into *sv; nothing changes yet. */
 static int blk_restore_check(struct virtio_blk *b, const void *fdt, int node, struct blk_saved *sv)
 {
-	int len;
-	const fdt32_t *ver = fdt_getprop(fdt, node, "blk-version", &len);
-	uint32_t v = ver && len == 4 ? fdt32_to_cpu(*ver) : 0;
-	if (v != BLK_STATE_VERSION && v != BLK_STATE_VERSION_PLAIN) {
+	uint32_t v = 0, ro;
+	uint64_t cap;
+	if (fdtp_u32(fdt, node, "blk-version", &v) || (v != BLK_STATE_VERSION && v != BLK_STATE_VERSION_PLAIN)) {
 		warnx("%s: restore: missing or unsupported version", b->name);
 		return -EINVAL;
 	}
-	const void *capp = fdt_getprop(fdt, node, "blk-capacity", &len);
-	fdt64_t cap;
-	if (!capp || len != sizeof(cap)) {
+	if (fdtp_u64(fdt, node, "blk-capacity", &cap)) {
 		warnx("%s: restore: missing capacity", b->name);
 		return -EINVAL;
 	}
-	memcpy(&cap, capp, sizeof(cap));
-	if (fdt64_to_cpu(cap) != b->be.size / SECTOR) {
+	if (cap != b->be.size / SECTOR) {
 		warnx("%s: restore: image has %llu sectors but the checkpoint expects %llu", b->name,
-		      (unsigned long long)(b->be.size / SECTOR), (unsigned long long)fdt64_to_cpu(cap));
+		      (unsigned long long)(b->be.size / SECTOR), (unsigned long long)cap);
 		return -EINVAL;
 	}
-	const fdt32_t *ro = fdt_getprop(fdt, node, "blk-readonly", &len);
-	if (!ro || len != 4 || fdt32_to_cpu(*ro) != (uint32_t)b->be.ro) {
+	if (fdtp_u32(fdt, node, "blk-readonly", &ro) || ro != (uint32_t)b->be.ro) {
 		warnx("%s: restore: read-only mode differs from the checkpoint", b->name);
 		return -EINVAL;
 	}

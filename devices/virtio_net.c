@@ -1,5 +1,6 @@
 /* virtio_net.c - virtio-net device model: TX/RX data path on the ioloop, link state, checkpoint state. */
 #include "virtio_net.h"
+#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 
 #include <endian.h>
@@ -99,6 +100,12 @@ struct net_saved {
 static struct virtio_net *to_net(struct virtio_dev *d)
 {
 	return d->priv;
+}
+
+/* Unicast and not all zeros: the only MACs a NIC may have. */
+static bool mac_ok(const uint8_t m[6])
+{
+	return !(m[0] & 1) && (m[0] | m[1] | m[2] | m[3] | m[4] | m[5]);
 }
 
 static void net_kick(struct virtio_net *n)
@@ -492,24 +499,20 @@ static int net_save(struct virtio_dev *d, void *fdt)
 static int net_parse_saved(struct virtio_net *n, const void *fdt, int node, struct net_saved *s)
 {
 	const char *why = NULL;
-	int len;
-	const fdt32_t *ver = fdt_getprop(fdt, node, "net-version", &len);
-	if (!ver || len != sizeof(*ver) || fdt32_to_cpu(*ver) != NET_STATE_VERSION) {
+	uint32_t ver;
+	if (fdtp_u32(fdt, node, "net-version", &ver) || ver != NET_STATE_VERSION) {
 		why = "missing or unsupported net-version";
 		goto bad;
 	}
-	const uint8_t *mac = fdt_getprop(fdt, node, "net-mac", &len);
-	if (!mac || len != 6 || (mac[0] & 1) || !(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5])) {
+	if (fdtp_copy(fdt, node, "net-mac", s->mac, 6) || !mac_ok(s->mac)) {
 		why = "missing or invalid net-mac";
 		goto bad;
 	}
-	memcpy(s->mac, mac, 6);
-	const fdt32_t *st = fdt_getprop(fdt, node, "net-status", &len);
-	if (!st || len != sizeof(*st) || (fdt32_to_cpu(*st) & ~NET_STATUS_KNOWN)) {
+	if (fdtp_u32(fdt, node, "net-status", &s->status) || (s->status & ~NET_STATUS_KNOWN)) {
 		why = "missing or invalid net-status";
 		goto bad;
 	}
-	s->status = fdt32_to_cpu(*st);
+	int len; /* optional and of any length up to a frame: absent is not an error */
 	s->rx_pkt = fdt_getprop(fdt, node, "net-rx-pending", &len);
 	s->rx_len = s->rx_pkt ? (size_t)len : 0;
 	if (s->rx_pkt && (len < NET_HDR_LEN || len > NET_MAX_PKT)) {
@@ -633,11 +636,6 @@ static void vmdev_destroy(void *opaque)
 }
 
 /* ---- public ---- */
-
-static bool mac_ok(const uint8_t m[6])
-{
-	return !(m[0] & 1) && (m[0] | m[1] | m[2] | m[3] | m[4] | m[5]);
-}
 
 int virtio_net_create(struct virtio_dev **out, struct guest_mem *mem, struct ioloop *io, int fd,
 		      const uint8_t mac[6], const struct virtio_net_opts *opts)

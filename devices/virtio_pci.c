@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "../vmm/fdt_prop.h"
 #include "../vmm/le.h"
 #include "../vmm/util.h"
 #include "msix.h"
@@ -536,13 +537,6 @@ int virtio_pci_save(struct virtio_pci *vp, void *fdt)
 	return r ?: d->ops->save ? d->ops->save(d, fdt) : 0;
 }
 
-static const void *prop_exact(const void *fdt, int node, const char *name, int len)
-{
-	int l;
-	const void *p = fdt_getprop(fdt, node, name, &l);
-	return p && l == len ? p : NULL;
-}
-
 static int restore_fail(struct virtio_pci *vp, const char *why)
 {
 	warnx("%s: restore: %s", vp->name, why);
@@ -552,9 +546,9 @@ static int restore_fail(struct virtio_pci *vp, const char *why)
 int virtio_pci_restore(struct virtio_pci *vp, const void *fdt, int node)
 {
 	struct virtio_dev *d = vp->vdev;
-	const uint8_t *cfg = prop_exact(fdt, node, "pci-config", PCI_CFG_SIZE);
-	const fdt32_t *regs = prop_exact(fdt, node, "virtio-pci-regs", R_NCELLS * sizeof(fdt32_t));
-	const fdt32_t *noff = prop_exact(fdt, node, "virtio-pci-notify-off", (int)(vp->nqueues * sizeof(fdt32_t)));
+	const uint8_t *cfg = fdtp_exact(fdt, node, "pci-config", PCI_CFG_SIZE);
+	const fdt32_t *regs = fdtp_exact(fdt, node, "virtio-pci-regs", R_NCELLS * sizeof(fdt32_t));
+	const fdt32_t *noff = fdtp_exact(fdt, node, "virtio-pci-notify-off", vp->nqueues * sizeof(fdt32_t));
 	if (!vp->pci.bus)
 		return -EINVAL;
 	/* Hold kicks from here until resume, as after quiesce: guest memory may not be restored yet. */

@@ -1,5 +1,6 @@
 /* vmstate.c - the vCPU and VM-wide KVM state of a checkpoint, saved and restored in the orders the KVM API needs. */
 #include "vmstate.h"
+#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vcpu.h"
 #include "../vmm/vm.h"
@@ -14,38 +15,6 @@
 
 #define MSR_IA32_TSC_DEADLINE 0x6e0
 #define MAX_MSRS 512
-
-int fdt_get_u32(const void *fdt, int node, const char *name, uint32_t *v)
-{
-	int len;
-	const fdt32_t *p = fdt_getprop(fdt, node, name, &len);
-	if (!p || len != 4)
-		return -EINVAL;
-	*v = fdt32_to_cpu(*p);
-	return 0;
-}
-
-int fdt_get_u64(const void *fdt, int node, const char *name, uint64_t *v)
-{
-	int len;
-	const void *p = fdt_getprop(fdt, node, name, &len);
-	if (!p || len != 8)
-		return -EINVAL;
-	fdt64_t x;
-	memcpy(&x, p, 8);
-	*v = fdt64_to_cpu(x);
-	return 0;
-}
-
-int fdt_get_blob(const void *fdt, int node, const char *name, void *out, size_t len)
-{
-	int l;
-	const void *p = fdt_getprop(fdt, node, name, &l);
-	if (!p || l < 0 || (size_t)l != len)
-		return -EINVAL;
-	memcpy(out, p, len);
-	return 0;
-}
 
 /* MSRs worth saving: KVM's list, minus the ones this vCPU refuses to read (they depend on CPUID).
  * Probed once per process: a checkpoint every few ms must not re-probe. */
@@ -245,7 +214,7 @@ int vmstate_save_devices(struct vm *vm, void *fdt)
 
 #define PROP(name, var)                                                                            \
 	do {                                                                                       \
-		if (fdt_get_blob(fdt, node, name, &(var), sizeof(var))) {                          \
+		if (fdtp_copy(fdt, node, name, &(var), sizeof(var))) {                          \
 			snprintf(err, errlen, "snapshot: vcpu %u: '%s' missing or of the wrong size", v->id, name); \
 			return -EINVAL;                                                            \
 		}                                                                                  \
@@ -259,7 +228,7 @@ int vmstate_save_devices(struct vm *vm, void *fdt)
 static bool restore_tsc_khz(struct vcpu *v, const void *fdt, int node, bool quiet)
 {
 	uint32_t saved;
-	if (fdt_get_u32(fdt, node, "tsc-khz", &saved) || saved == 0) /* not known when it was saved */
+	if (fdtp_u32(fdt, node, "tsc-khz", &saved) || saved == 0) /* not known when it was saved */
 		return true;
 	int here = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
 	if (here > 0 && (uint32_t)here == saved)
@@ -310,7 +279,7 @@ static int restore_vcpu(struct vm *vm, struct vcpu *v, const void *fdt, int node
 	struct kvm_debugregs dbg;
 	struct kvm_lapic_state lapic;
 	struct kvm_vcpu_events ev;
-	if (fdt_get_u32(fdt, node, "mp-state", &mp_state)) {
+	if (fdtp_u32(fdt, node, "mp-state", &mp_state)) {
 		snprintf(err, errlen, "snapshot: vcpu %u: mp-state missing", v->id);
 		return -EINVAL;
 	}
@@ -384,13 +353,13 @@ static int restore_vm_wide(struct vm *vm, const void *fdt, char *err, size_t err
 	struct kvm_clock_data clk;
 	struct kvm_irqchip chips[3];
 	static const char *const names[3] = { "pic-master", "pic-slave", "ioapic" };
-	if (node < 0 || fdt_get_blob(fdt, node, "pit2", &pit, sizeof(pit)) ||
-	    fdt_get_blob(fdt, node, "clock", &clk, sizeof(clk))) {
+	if (node < 0 || fdtp_copy(fdt, node, "pit2", &pit, sizeof(pit)) ||
+	    fdtp_copy(fdt, node, "clock", &clk, sizeof(clk))) {
 		snprintf(err, errlen, "snapshot: VM-wide state (PIT, clock) missing");
 		return -EINVAL;
 	}
 	for (int i = 0; i < 3; i++)
-		if (fdt_get_blob(fdt, node, names[i], &chips[i], sizeof(chips[i]))) {
+		if (fdtp_copy(fdt, node, names[i], &chips[i], sizeof(chips[i]))) {
 			snprintf(err, errlen, "snapshot: %s state missing", names[i]);
 			return -EINVAL;
 		}

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../vmm/fdt_prop.h"
+
 struct vm;
 struct vcpu;
 
@@ -19,9 +21,22 @@ int vmstate_save_devices(struct vm *vm, void *fdt);
 int vmstate_restore_cpus(struct vm *vm, const void *fdt, char *err, size_t errlen);
 int vmstate_restore_devices(struct vm *vm, const void *fdt, char *err, size_t errlen);
 
-/* fdt property helpers shared by ft/: return 0 or -EINVAL if missing or of the wrong size. */
-int fdt_get_u32(const void *fdt, int node, const char *name, uint32_t *v);
-int fdt_get_u64(const void *fdt, int node, const char *name, uint64_t *v);
-int fdt_get_blob(const void *fdt, int node, const char *name, void *out, size_t len);
+/* Transitional: the old names of vmm/fdt_prop.h's readers, which wear libfdt's fdt_ prefix. Kept only for
+ * the callers outside this file (cmd/inspect.c, cmd/run.c, ft/snapshot.c, ft/backup.c); delete once they
+ * call fdtp_u32 / fdtp_u64 / fdtp_copy directly. */
+static inline int fdt_get_u32(const void *fdt, int node, const char *name, uint32_t *v)
+{
+	return fdtp_u32(fdt, node, name, v);
+}
+
+static inline int fdt_get_u64(const void *fdt, int node, const char *name, uint64_t *v)
+{
+	return fdtp_u64(fdt, node, name, v);
+}
+
+static inline int fdt_get_blob(const void *fdt, int node, const char *name, void *out, size_t len)
+{
+	return fdtp_copy(fdt, node, name, out, len);
+}
 
 #endif
