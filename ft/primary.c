@@ -8,6 +8,7 @@
 #include "../vmm/util.h"
 #include "../vmm/vcpu.h"
 #include "../vmm/vm.h"
+#include "hash.h"
 #include "proto.h"
 #include "snapshot.h"
 

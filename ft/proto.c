@@ -1,8 +1,9 @@
 /* proto.c - frames on the replication stream: checked header, checksummed payload, TCP setup. */
 #include "proto.h"
+#include "../vmm/guest_mem.h"
 #include "../vmm/util.h"
 #include "disklog.h"
-#include "snapshot.h"
+#include "hash.h"
 
 #include <errno.h>
 #include <netdb.h>

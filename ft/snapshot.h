@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "../vmm/guest_mem.h"
+#include "hash.h"
 
 struct vm;
 struct machine;
@@ -27,17 +28,6 @@ struct snap_header {
 	uint64_t checksum; /* snap_hash over state, bitmap and pages, seeded with the fields above */
 	uint64_t reserved[3];
 };
-
-/* Fast 64-bit hash (4 independent lanes, so it keeps up with memcpy). Not cryptographic: it catches
- * truncation and corruption, not an attacker. */
-struct snap_hash {
-	uint64_t lane[4];
-	uint64_t len;
-};
-void snap_hash_init(struct snap_hash *h, uint64_t seed);
-/* len must be a multiple of 32 except for the last call */
-void snap_hash_update(struct snap_hash *h, const void *p, size_t len);
-uint64_t snap_hash_final(const struct snap_hash *h);
 
 /* Build the machine description + CPU + device state of a paused VM as a finished fdt (malloc'd). */
 int snapshot_build_state(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out);
@@ -79,8 +69,5 @@ void snapshot_close(struct snapshot *s);
 /* The machine description stored in the state: fill mach (mem, cpus, disks, nics) from it.
  * String fields point into the fdt of s. */
 int snapshot_machine_config(const void *fdt, struct machine *mach, char *err, size_t errlen);
-
-/* True if the 4 KiB page is all zeros. */
-int page_is_zero(const void *p);
 
 #endif

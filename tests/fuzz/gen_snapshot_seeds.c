@@ -1,7 +1,7 @@
 /* gen_snapshot_seeds.c - writes the seed corpus of fuzz_snapshot: small snapshot files laid out as
  * ft/snapshot.c writes them (header, state fdt with machine, vCPU, VM and device nodes, bitmap,
  * stored pages, checksum), each after fuzz_snapshot's flags byte. No KVM needed. Rebuild:
- *   cc -std=gnu11 -D_GNU_SOURCE -o /tmp/gen tests/fuzz/gen_snapshot_seeds.c ft/snapshot.c vmm/guest_mem.c \
+ *   cc -std=gnu11 -D_GNU_SOURCE -o /tmp/gen tests/fuzz/gen_snapshot_seeds.c ft/hash.c vmm/guest_mem.c \
  *     vmm/util.c -lfdt -pthread   (or link build/libftvmm.a -luring -lfdt -pthread)
  *   /tmp/gen tests/fuzz/corpus-fuzz_snapshot
  */

@@ -1,6 +1,7 @@
 /* test_snapshot.c - the snapshot file without KVM: snap_hash, page_is_zero, snapshot_open on crafted files (each
  * rejection and an accepted one), snapshot_load_memory into a buffer, snapshot_machine_config, the machine node's
  * disk sizes; and vm_pause, which a checkpoint relies on to stop every vCPU or fail. */
+#include "../../ft/hash.h"
 #include "../../ft/snapshot.h"
 #include "../../cmd/cli.h"
 #include "../../vmm/vcpu.h"
