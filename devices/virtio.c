@@ -281,12 +281,7 @@ int vq_push_used(struct virtqueue *vq, uint16_t head, uint32_t len)
 
 int vq_push(struct virtqueue *vq, const struct vq_req *req, uint32_t written)
 {
-	uint64_t left = written;
-	for (unsigned i = req->nout; i < req->nout + req->nin && left; i++) {
-		uint64_t n = MIN(left, (uint64_t)req->iov[i].iov_len);
-		gmem_mark_dirty_host(vq->dev->mem, req->iov[i].iov_base, n);
-		left -= n;
-	}
+	gmem_mark_iov(vq->dev->mem, req->iov + req->nout, req->nin, written);
 	return vq_push_used(vq, req->head, written);
 }
 

@@ -93,15 +93,6 @@ static struct virtio_blk *to_blk(struct virtio_dev *d)
 	return d->priv;
 }
 
-static void mark_iov(struct guest_mem *mem, const struct iovec *iov, unsigned n, uint64_t bytes)
-{
-	for (unsigned i = 0; i < n && bytes; i++) {
-		uint64_t c = MIN(bytes, (uint64_t)iov[i].iov_len);
-		gmem_mark_dirty_host(mem, iov[i].iov_base, c);
-		bytes -= c;
-	}
-}
-
 /* dst[] = the bytes [skip, skip+len) of src[]; returns the segment count (<= n). */
 static unsigned iov_slice(const struct iovec *src, unsigned n, uint64_t skip, uint64_t len, struct iovec *dst)
 {
@@ -148,7 +139,7 @@ static void blk_req_done(struct virtio_blk *b, struct blk_req *req, uint8_t st)
 	/* A read lands in guest memory even when it fails half way: mark every data byte it may have
 	 * touched, success or not, and even when the result is discarded by a reset. */
 	if (req->op == OP_READ)
-		mark_iov(b->dev.mem, req->iov, req->niov, req->len);
+		gmem_mark_iov(b->dev.mem, req->iov, req->niov, req->len);
 	if (!b->dropping) {
 		uint32_t used = 1 + (req->op == OP_READ && st == VIRTIO_BLK_S_OK ? (uint32_t)req->len : 0);
 		blk_finish(b, req->head, req->status, st, used);
@@ -345,7 +336,7 @@ static int blk_start(struct virtio_blk *b, const struct vq_req *r)
 		break;
 	case VIRTIO_BLK_T_GET_ID: {
 		size_t n = vq_buf_to_iov(r->iov + r->nout, r->nin, 0, b->serial, MIN(r->in_len - 1, VIRTIO_BLK_ID_LEN));
-		mark_iov(b->dev.mem, r->iov + r->nout, r->nin, n);
+		gmem_mark_iov(b->dev.mem, r->iov + r->nout, r->nin, n);
 		used += (uint32_t)n;
 		st = VIRTIO_BLK_S_OK;
 		break;

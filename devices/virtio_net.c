@@ -203,15 +203,6 @@ static void net_tx(struct virtio_net *n, struct net_work *w)
 
 /* ---- RX ---- */
 
-static void mark_written(struct guest_mem *mem, const struct iovec *iov, unsigned n, size_t len)
-{
-	for (unsigned i = 0; i < n && len; i++) {
-		size_t c = MIN(len, iov[i].iov_len);
-		gmem_mark_dirty_host(mem, iov[i].iov_base, c);
-		len -= c;
-	}
-}
-
 /* Deliver n->rx_buf. 2: delivered; 1: dropped for good; 0: not enough buffers yet (nothing
  * consumed); -1: malformed ring (the queue is broken). Buffers are filled as they are popped and published
  * together once the packet is complete, so num_buffers is known before the driver sees any. */
@@ -251,7 +242,7 @@ static int net_rx_deliver(struct virtio_net *n, struct virtqueue *vq)
 			return 1;
 		}
 		vq_buf_to_iov(req->iov + req->nout, req->nin, 0, n->rx_buf + off, c);
-		mark_written(n->mem, req->iov + req->nout, req->nin, c);
+		gmem_mark_iov(n->mem, req->iov + req->nout, req->nin, c);
 		n->rx_used[nbuf++] = (struct vq_used){ .head = req->head, .len = (uint32_t)c };
 		off += c;
 	}

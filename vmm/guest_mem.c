@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 
 #define BITS_PER_LONG (8 * sizeof(unsigned long))
 
@@ -125,6 +126,15 @@ void gmem_mark_dirty_host(struct guest_mem *m, const void *p, uint64_t len)
 	if (b < m->host || b >= m->host + m->size)
 		return;
 	mark_range(m, (uint64_t)(b - m->host), len);
+}
+
+void gmem_mark_iov(struct guest_mem *m, const struct iovec *iov, unsigned n, uint64_t bytes)
+{
+	for (unsigned i = 0; i < n && bytes; i++) {
+		uint64_t c = bytes < iov[i].iov_len ? bytes : (uint64_t)iov[i].iov_len;
+		gmem_mark_dirty_host(m, iov[i].iov_base, c);
+		bytes -= c;
+	}
 }
 
 void gmem_dirty_harvest(struct guest_mem *m, unsigned long *out)

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct iovec;
+
 #define PAGE_SHIFT 12
 #define PAGE_SIZE (1ull << PAGE_SHIFT)
 
@@ -48,6 +50,9 @@ int gmem_write(struct guest_mem *m, uint64_t gpa, const void *buf, uint64_t len)
 void gmem_mark_dirty(struct guest_mem *m, uint64_t gpa, uint64_t len);
 /* Same, for a host pointer inside the mapping (what device code holds after gpa_ptr). */
 void gmem_mark_dirty_host(struct guest_mem *m, const void *p, uint64_t len);
+/* Same, for the first `bytes` bytes of a device-written iovec list (segments from gpa_ptr, in order),
+ * e.g. the writable part of a virtqueue chain; bytes past the list's end are ignored. */
+void gmem_mark_iov(struct guest_mem *m, const struct iovec *iov, unsigned n, uint64_t bytes);
 /* Move the VMM dirty bits into `out` (OR), clearing them. `out` has npages bits. Thread-safe. */
 void gmem_dirty_harvest(struct guest_mem *m, unsigned long *out);
 /* Words in a bitmap of npages bits. */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
@@ -265,6 +266,22 @@ static void test_dirty(void)
 	gmem_mark_dirty_host(&m, buf + 20 * PAGE_SIZE + 1, PAGE_SIZE);
 	const uint64_t e6[] = { 0, NP - 1, 20, 21, UINT64_MAX };
 	expect_dirty(&m, e6);
+
+	/* gmem_mark_iov: the first `bytes` of the list, segment by segment; zero-length segments and
+	 * anything past the list are skipped */
+	struct iovec iov[4] = {
+		{ .iov_base = buf + 30 * PAGE_SIZE + PAGE_SIZE - 2, .iov_len = 4 }, /* pages 30, 31 */
+		{ .iov_base = buf + 40 * PAGE_SIZE, .iov_len = 0 },
+		{ .iov_base = buf + 50 * PAGE_SIZE, .iov_len = 3 * PAGE_SIZE },     /* only 2 bytes used */
+		{ .iov_base = buf + 60 * PAGE_SIZE, .iov_len = PAGE_SIZE },         /* never reached */
+	};
+	gmem_mark_iov(&m, iov, 4, 6);
+	const uint64_t e7[] = { 30, 31, 50, UINT64_MAX };
+	expect_dirty(&m, e7);
+	gmem_mark_iov(&m, iov, 2, UINT64_MAX); /* more bytes than the list holds */
+	gmem_mark_iov(&m, iov + 3, 1, 0);
+	const uint64_t e8[] = { 30, 31, UINT64_MAX };
+	expect_dirty(&m, e8);
 
 	/* harvest ORs into what the caller already has */
 	unsigned long *out = new_bitmap(&m);
