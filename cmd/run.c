@@ -4,7 +4,7 @@
 #include "cli.h"
 #include "control.h"
 #include "../ft/snapshot.h"
-#include "../ft/vmstate.h"
+#include "../ft/state.h"
 #include "../ft/primary.h"
 #include "../devices/platform.h"
 #include "../devices/virtio_net.h"
@@ -15,7 +15,6 @@
 #include "../vmm/vm.h"
 
 #include <errno.h>
-#include <libfdt.h>
 #include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
@@ -193,16 +192,10 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 	t_created = now_ns();
 	if (restoring) {
 		if ((src->snap && snapshot_load_memory(src->snap, &vm.mem, err, sizeof(err))) ||
-		    vmstate_restore_devices(&vm, state, err, sizeof(err)) ||
-		    vmstate_restore_cpus(&vm, state, err, sizeof(err))) {
+		    state_apply(&vm, state, err, sizeof(err))) {
 			warnx("restore: %s", err);
 			goto out;
 		}
-		/* restored devices come back quiesced: let them run (and pick up work the guest queued
-		 * before the checkpoint) before the vCPUs do */
-		for (struct vm_device *d = vm.devices; d; d = d->next)
-			if (d->resume)
-				d->resume(d->opaque);
 		t_restored = now_ns();
 	} else {
 		if (write_mptable(&vm, plat.pci_irqs, plat.npci_irqs)) {
@@ -384,7 +377,7 @@ int cmd_restore(int argc, char **argv)
 	}
 	int rc = 1;
 	memset(&cfg, 0, sizeof(cfg)); /* the snapshot gives the machine; the rest is this command's */
-	if (snapshot_machine_config(snap.fdt, &cfg.machine, err, sizeof(err))) {
+	if (state_read_machine(snap.fdt, &cfg.machine, err, sizeof(err))) {
 		warnx("%s", err);
 		goto out;
 	}
@@ -419,12 +412,8 @@ int cmd_restore(int argc, char **argv)
 	}
 	for (unsigned i = 0; i < m->ndisks; i++) {
 		uint64_t want = 0, have = 0;
-		int node = fdt_path_offset(snap.fdt, "/machine");
-		char name[16];
-		snprintf(name, sizeof(name), "disk@%u", i);
-		int dn = node >= 0 ? fdt_subnode_offset(snap.fdt, node, name) : -1;
 		struct stat st;
-		if (dn >= 0 && fdt_get_u64(snap.fdt, dn, "size", &want) == 0 && stat(m->disks[i].path, &st) == 0) {
+		if (state_disk_size(snap.fdt, i, &want) == 0 && stat(m->disks[i].path, &st) == 0) {
 			have = (uint64_t)st.st_size;
 			if (have != want) {
 				warnx("restore: disk %s is %llu bytes, the snapshot expects %llu", m->disks[i].path,

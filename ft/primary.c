@@ -10,7 +10,7 @@
 #include "../vmm/vm.h"
 #include "hash.h"
 #include "proto.h"
-#include "snapshot.h"
+#include "state.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -344,7 +344,7 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 	uint64_t t3 = now_ns();
 	size_t state_len = 0;
 	if (!r)
-		r = snapshot_build_state(vm, p->machine, &s->state, &state_len);
+		r = state_capture(vm, p->machine, &s->state, &state_len);
 	uint64_t t4 = now_ns();
 	size_t disk_len = 0;
 	int dr = disklog_take(&p->disklog, &s->disk, &disk_len, &s->disk_writes);

@@ -79,7 +79,7 @@ int ft_recv_max(int fd, struct ft_frame *f, void **payload, uint64_t max_len);
  * checksum is only seen after it arrived. The bounds follow what ft/primary.c sends: */
 #define FT_MEM_BATCH_PAGES 256u         /* pages in one initial-sync FT_MEM frame (send_pages' BATCH) */
 #define FT_DISK_SYNC_CHUNK (1u << 20)   /* bytes of one initial-sync disk range (send_disks' CHUNK) */
-/* The largest state fdt of an ncpus guest: snapshot_build_state starts at 256 KiB + 64 KiB per vCPU
+/* The largest state fdt of an ncpus guest: state_capture (ft/state.c) starts at 256 KiB + 64 KiB per vCPU
  * and doubles it 5 times at most (6 attempts). */
 #define FT_MAX_STATE(ncpus) (((256ull << 10) + (uint64_t)(ncpus) * (64ull << 10)) << 5)
 /* The heartbeat link carries heartbeats and a BYE, all empty: a larger frame is not from a primary. */

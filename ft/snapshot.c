@@ -1,9 +1,8 @@
 /* snapshot.c - writes and verifies snapshot files: header, fdt state, page bitmap, non-zero pages. */
 #include "snapshot.h"
-#include "../devices/machine.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
-#include "vmstate.h"
+#include "state.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,62 +23,6 @@ static uint64_t header_seed(const struct snap_header *h)
 	snap_hash_init(&s, 0x46545653ull);
 	snap_hash_update(&s, &c, sizeof(c));
 	return snap_hash_final(&s);
-}
-
-int snapshot_put_machine(void *fdt, const struct vm *vm, const struct machine *mach)
-{
-	int r = 0;
-	r |= fdt_begin_node(fdt, "machine");
-	r |= fdt_property_u64(fdt, "mem-size", vm->mem.size);
-	r |= fdt_property_u32(fdt, "ncpus", vm->ncpus);
-	for (unsigned i = 0; mach && i < mach->ndisks; i++) {
-		char name[16];
-		snprintf(name, sizeof(name), "disk@%u", i);
-		r |= fdt_begin_node(fdt, name);
-		r |= fdt_property_string(fdt, "path", mach->disks[i].path);
-		r |= fdt_property_u64(fdt, "size", mach->disks[i].size); /* no stat() inside the pause */
-		r |= fdt_property_u32(fdt, "readonly", mach->disks[i].readonly);
-		r |= fdt_end_node(fdt);
-	}
-	for (unsigned i = 0; mach && i < mach->nnics; i++) {
-		char name[16];
-		snprintf(name, sizeof(name), "nic@%u", i);
-		r |= fdt_begin_node(fdt, name);
-		r |= fdt_property_string(fdt, "tap", mach->nics[i].tap);
-		r |= fdt_property_u32(fdt, "has-mac", mach->nics[i].has_mac);
-		r |= fdt_property(fdt, "mac", mach->nics[i].mac, 6);
-		r |= fdt_end_node(fdt);
-	}
-	r |= fdt_end_node(fdt);
-	return r ? -ENOSPC : 0;
-}
-
-int snapshot_build_state(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out)
-{
-	size_t size = (256u << 10) + vm->ncpus * (64u << 10);
-	for (int attempt = 0; attempt < 6; attempt++, size *= 2) {
-		void *fdt = malloc(size);
-		if (!fdt)
-			return -ENOMEM;
-		int r = fdt_create(fdt, (int)size);
-		r = r ? r : fdt_finish_reservemap(fdt);
-		r = r ? r : fdt_begin_node(fdt, "");
-		r = r ? r : fdt_property_u32(fdt, "ftvmm,state-version", VMSTATE_VERSION);
-		r = r ? -ENOSPC : snapshot_put_machine(fdt, vm, mach);
-		r = r ? r : vmstate_save_cpus(vm, fdt);
-		r = r ? r : vmstate_save_devices(vm, fdt);
-		r = r ? r : (fdt_end_node(fdt) ? -ENOSPC : 0);
-		r = r ? r : (fdt_finish(fdt) ? -ENOSPC : 0);
-		if (!r) {
-			*fdt_out = fdt;
-			*len_out = fdt_totalsize(fdt);
-			return 0;
-		}
-		free(fdt);
-		if (r != -ENOSPC)
-			return r;
-	}
-	return -E2BIG;
 }
 
 /* Pages go out in runs of consecutive non-zero pages, up to IOV_MAX iovecs per writev. */
@@ -122,7 +65,7 @@ int snapshot_write(struct vm *vm, const struct machine *mach, const char *path, 
 	void *fdt = NULL;
 	size_t fdt_len = 0;
 	uint64_t t0 = now_ns();
-	int r = snapshot_build_state(vm, mach, &fdt, &fdt_len);
+	int r = state_capture(vm, mach, &fdt, &fdt_len);
 	uint64_t t1 = now_ns();
 	if (r) {
 		snprintf(err, errlen, "cannot capture the VM state: %s", strerror(-r));
@@ -351,50 +294,4 @@ void snapshot_close(struct snapshot *s)
 	s->fd = -1;
 	s->fdt = NULL;
 	s->bitmap = NULL;
-}
-
-int snapshot_machine_config(const void *fdt, struct machine *mach, char *err, size_t errlen)
-{
-	memset(mach, 0, sizeof(*mach));
-	int node = fdt_subnode_offset(fdt, 0, "machine");
-	uint32_t ncpus;
-	if (node < 0 || fdt_get_u64(fdt, node, "mem-size", &mach->mem) || fdt_get_u32(fdt, node, "ncpus", &ncpus) ||
-	    ncpus == 0) {
-		snprintf(err, errlen, "snapshot: machine description missing");
-		return -EINVAL;
-	}
-	mach->cpus = ncpus;
-	for (int child = fdt_first_subnode(fdt, node); child >= 0; child = fdt_next_subnode(fdt, child)) {
-		const char *name = fdt_get_name(fdt, child, NULL);
-		if (!name)
-			continue;
-		if (!strncmp(name, "disk@", 5)) {
-			if (mach->ndisks >= MACHINE_MAX_DISKS)
-				return -EINVAL;
-			struct machine_disk *d = &mach->disks[mach->ndisks++];
-			uint32_t ro = 0;
-			d->path = fdt_getprop(fdt, child, "path", NULL);
-			fdt_get_u32(fdt, child, "readonly", &ro);
-			d->readonly = ro;
-			fdt_get_u64(fdt, child, "size", &d->size); /* restore checks the image still has it */
-			if (!d->path) {
-				snprintf(err, errlen, "snapshot: %s has no path", name);
-				return -EINVAL;
-			}
-		} else if (!strncmp(name, "nic@", 4)) {
-			if (mach->nnics >= MACHINE_MAX_NICS)
-				return -EINVAL;
-			struct machine_nic *n = &mach->nics[mach->nnics++];
-			const char *tap = fdt_getprop(fdt, child, "tap", NULL);
-			uint32_t has = 0;
-			fdt_get_u32(fdt, child, "has-mac", &has);
-			if (!tap || strlen(tap) >= sizeof(n->tap) || fdt_get_blob(fdt, child, "mac", n->mac, 6)) {
-				snprintf(err, errlen, "snapshot: %s is malformed", name);
-				return -EINVAL;
-			}
-			memcpy(n->tap, tap, strlen(tap) + 1);
-			n->has_mac = has;
-		}
-	}
-	return 0;
 }

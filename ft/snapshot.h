@@ -29,12 +29,6 @@ struct snap_header {
 	uint64_t reserved[3];
 };
 
-/* Build the machine description + CPU + device state of a paused VM as a finished fdt (malloc'd). */
-int snapshot_build_state(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out);
-/* The /machine node (memory size, vCPUs, disks with their sizes, NICs) of a state being written;
- * called inside every pause, so it asks the filesystem nothing. 0 or -ENOSPC. Exposed for tests. */
-int snapshot_put_machine(void *fdt, const struct vm *vm, const struct machine *mach);
-
 /* What a snapshot cost, for the control reply and the benchmark. */
 struct snap_stats {
 	uint64_t bytes;     /* file size */
@@ -65,9 +59,5 @@ int snapshot_open(const char *path, struct snapshot *s, char *err, size_t errlen
  * the mapping must be fresh). Marks nothing dirty: this is the baseline. */
 int snapshot_load_memory(struct snapshot *s, struct guest_mem *m, char *err, size_t errlen);
 void snapshot_close(struct snapshot *s);
-
-/* The machine description stored in the state: fill mach (mem, cpus, disks, nics) from it.
- * String fields point into the fdt of s. */
-int snapshot_machine_config(const void *fdt, struct machine *mach, char *err, size_t errlen);
 
 #endif

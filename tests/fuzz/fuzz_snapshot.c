@@ -13,6 +13,7 @@
 
 #include "../../cmd/inspect.h"
 #include "../../ft/snapshot.h"
+#include "../../ft/state.h"
 #include "../../devices/machine.h"
 #include "../../vmm/guest_mem.h"
 #include "../../vmm/vm.h"
@@ -30,7 +31,7 @@
  *    refused, and a refusal leaves nothing behind (no state, no bitmap, fd closed);
  *  - an accepted file: the state blob and bitmap are exactly the file's bytes (so nothing read past
  *    the buffers, ASan checks the reads); cmd_inspect accepts it too (and walks all of it), refuses
- *    what snapshot_open refused; snapshot_machine_config stays within its limits; loading memory
+ *    what snapshot_open refused; state_read_machine stays within its limits; loading memory
  *    (small guests) gives exactly the stored pages where the bitmap says and zeros elsewhere.
  */
 
@@ -182,7 +183,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    memcmp(s.fdt, f + h->state_off, h->state_len) || memcmp(s.bitmap, f + h->bitmap_off, e.bm_bytes))
 			abort();
 		struct machine cfg;
-		if (snapshot_machine_config(s.fdt, &cfg, err, sizeof(err)) == 0) {
+		if (state_read_machine(s.fdt, &cfg, err, sizeof(err)) == 0) {
 			if (cfg.ndisks > MACHINE_MAX_DISKS || cfg.nnics > MACHINE_MAX_NICS || cfg.cpus == 0)
 				abort();
 			/* restore opens these paths: each a C string inside the state blob */

@@ -21,7 +21,7 @@
 			abort();                                                  \
 	} while (0)
 
-/* A state like snapshot_build_state's: machine (mem, vCPUs, a disk, a NIC), one vCPU, vm, devices. */
+/* A state like state_capture's: machine (mem, vCPUs, a disk, a NIC), one vCPU, vm, devices. */
 static size_t make_state(uint8_t *fdt, size_t cap, uint64_t mem)
 {
 	static const uint8_t mac[6] = { 0x52, 0x54, 0, 0x12, 0x34, 0x56 };

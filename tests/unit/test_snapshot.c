@@ -1,8 +1,10 @@
 /* test_snapshot.c - the snapshot file without KVM: snap_hash, page_is_zero, snapshot_open on crafted files (each
- * rejection and an accepted one), snapshot_load_memory into a buffer, snapshot_machine_config, the machine node's
- * disk sizes; and vm_pause, which a checkpoint relies on to stop every vCPU or fail. */
+ * rejection and an accepted one), snapshot_load_memory into a buffer; the machine description of ft/state.c
+ * (state_read_machine, the machine node's disk sizes); and vm_pause, which a checkpoint relies on to stop every
+ * vCPU or fail. */
 #include "../../ft/hash.h"
 #include "../../ft/snapshot.h"
+#include "../../ft/state.h"
 #include "../../cmd/cli.h"
 #include "../../vmm/vcpu.h"
 #include "../../vmm/vm.h"
@@ -134,7 +136,7 @@ struct disk_desc {
 	uint32_t ro;
 };
 
-/* A finished fdt like snapshot_build_state's root, with a machine node (or none), malloc'd. */
+/* A finished fdt like state_capture's root, with a machine node (or none), malloc'd. */
 static void *make_state(uint64_t mem, uint32_t ncpus, bool machine, const struct disk_desc *disks, unsigned ndisks,
 			const char *tap, const uint8_t *mac, int maclen, size_t *len)
 {
@@ -565,7 +567,7 @@ static void test_machine_config(void)
 	char err[256] = "";
 	struct machine cfg;
 	void *st = make_state(512ull << 20, 4, true, disks, 2, "tap-ft0", mac, 6, &sl);
-	CHECK_EQ(snapshot_machine_config(st, &cfg, err, sizeof(err)), 0);
+	CHECK_EQ(state_read_machine(st, &cfg, err, sizeof(err)), 0);
 	CHECK_EQ(cfg.mem, 512ull << 20);
 	CHECK_EQ(cfg.cpus, 4);
 	CHECK_EQ(cfg.ndisks, 2);
@@ -581,7 +583,7 @@ static void test_machine_config(void)
 
 	/* no devices at all */
 	st = make_state(64ull << 20, 1, true, NULL, 0, NULL, NULL, 0, &sl);
-	CHECK_EQ(snapshot_machine_config(st, &cfg, err, sizeof(err)), 0);
+	CHECK_EQ(state_read_machine(st, &cfg, err, sizeof(err)), 0);
 	CHECK_EQ(cfg.ndisks, 0);
 	CHECK_EQ(cfg.nnics, 0);
 	CHECK_EQ(cfg.cpus, 1);
@@ -589,28 +591,28 @@ static void test_machine_config(void)
 
 	/* malformed descriptions: each refused with a message */
 	st = make_state(64ull << 20, 1, false, NULL, 0, NULL, NULL, 0, &sl);
-	CHECK(snapshot_machine_config(st, &cfg, err, sizeof(err)) < 0);
+	CHECK(state_read_machine(st, &cfg, err, sizeof(err)) < 0);
 	CHECK(strstr(err, "machine description missing") != NULL);
 	free(st);
 	st = make_state(64ull << 20, 0, true, NULL, 0, NULL, NULL, 0, &sl);
 	err[0] = '\0';
-	CHECK(snapshot_machine_config(st, &cfg, err, sizeof(err)) < 0);
+	CHECK(state_read_machine(st, &cfg, err, sizeof(err)) < 0);
 	CHECK(strstr(err, "machine description missing") != NULL);
 	free(st);
 	static const struct disk_desc nopath[1] = { { NULL, 4096, 0 } };
 	st = make_state(64ull << 20, 1, true, nopath, 1, NULL, NULL, 0, &sl);
 	err[0] = '\0';
-	CHECK(snapshot_machine_config(st, &cfg, err, sizeof(err)) < 0);
+	CHECK(state_read_machine(st, &cfg, err, sizeof(err)) < 0);
 	CHECK(strstr(err, "disk@0 has no path") != NULL);
 	free(st);
 	st = make_state(64ull << 20, 1, true, NULL, 0, "a-tap-name-longer-than-ifnamsiz", mac, 6, &sl);
 	err[0] = '\0';
-	CHECK(snapshot_machine_config(st, &cfg, err, sizeof(err)) < 0);
+	CHECK(state_read_machine(st, &cfg, err, sizeof(err)) < 0);
 	CHECK(strstr(err, "nic@0 is malformed") != NULL);
 	free(st);
 	st = make_state(64ull << 20, 1, true, NULL, 0, "tap0", mac, 5, &sl);
 	err[0] = '\0';
-	CHECK(snapshot_machine_config(st, &cfg, err, sizeof(err)) < 0);
+	CHECK(state_read_machine(st, &cfg, err, sizeof(err)) < 0);
 	CHECK(strstr(err, "nic@0 is malformed") != NULL);
 	free(st);
 	/* more disks than the CLI allows: refused */
@@ -618,7 +620,7 @@ static void test_machine_config(void)
 	for (unsigned i = 0; i <= MACHINE_MAX_DISKS; i++)
 		many[i] = (struct disk_desc){ "/d", 4096, 0 };
 	st = make_state(64ull << 20, 1, true, many, MACHINE_MAX_DISKS + 1, NULL, NULL, 0, &sl);
-	CHECK(snapshot_machine_config(st, &cfg, err, sizeof(err)) < 0);
+	CHECK(state_read_machine(st, &cfg, err, sizeof(err)) < 0);
 	free(st);
 }
 
@@ -648,11 +650,11 @@ static void test_machine_disk_sizes(void)
 	CHECK_EQ(fdt_create(fdt, (int)size), 0);
 	CHECK_EQ(fdt_finish_reservemap(fdt), 0);
 	CHECK_EQ(fdt_begin_node(fdt, ""), 0);
-	CHECK_EQ(snapshot_put_machine(fdt, &vm, &cfg.machine), 0);
+	CHECK_EQ(state_put_machine(fdt, &vm, &cfg.machine), 0);
 	CHECK_EQ(fdt_end_node(fdt), 0);
 	CHECK_EQ(fdt_finish(fdt), 0);
 	struct machine back;
-	CHECK_EQ(snapshot_machine_config(fdt, &back, err, sizeof(err)), 0);
+	CHECK_EQ(state_read_machine(fdt, &back, err, sizeof(err)), 0);
 	CHECK_EQ(back.ndisks, 1);
 	CHECK(!strcmp(back.disks[0].path, path));
 	int node = fdt_path_offset(fdt, "/machine/disk@0");
@@ -663,6 +665,12 @@ static void test_machine_disk_sizes(void)
 	fdt64_t v;
 	memcpy(&v, sz, sizeof(v));
 	CHECK_EQ(fdt64_to_cpu(v), 8192);
+	/* what restore compares with the image: the recorded size, or nothing for a disk not described */
+	uint64_t want = 0;
+	CHECK_EQ(state_disk_size(fdt, 0, &want), 0);
+	CHECK_EQ(want, 8192);
+	CHECK_EQ(state_disk_size(fdt, 1, &want), -ENOENT);
+	CHECK_EQ(want, 8192);
 	free(fdt);
 	unlink(path);
 }
