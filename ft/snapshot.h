@@ -38,8 +38,9 @@ struct snap_stats {
 	uint64_t write_ns;  /* pages + state to the file, fsync and rename */
 };
 
-/* Write a snapshot of a paused VM to path: temp file in the same directory, fsync, rename.
- * Returns 0 or -errno with one line in err. Fills *st when non-NULL. */
+/* Write a snapshot of a paused VM to path: its state (state_capture), then a temp file in the same
+ * directory, fsync, rename. Returns 0 or -errno with one line in err. On success fills *st when
+ * non-NULL. */
 int snapshot_write(struct vm *vm, const struct machine *mach, const char *path, struct snap_stats *st, char *err,
 		   size_t errlen);
 
