@@ -88,10 +88,15 @@ struct virtio_dev_ops {
 	int (*activate)(struct virtio_dev *d);
 	/* the driver wrote status 0: drop in-flight work, stop backends. */
 	void (*reset)(struct virtio_dev *d);
-	/* checkpointing halves, see struct vm_device; the core saves the common part itself */
+	/* Checkpointing halves, called by the transport's vm_device (virtio_pci_vm_device), which saves
+	 * and restores the common part itself: see virtio_pci_save/restore for the order. restore_check
+	 * validates the device half of a checkpoint and changes nothing; the transport calls it before it
+	 * touches any state, so a refused restore leaves the device as it was. restore then applies it
+	 * (checking again: it must never trust its caller) once the common state is back. */
 	int (*quiesce)(struct virtio_dev *d);
 	void (*resume)(struct virtio_dev *d);
 	int (*save)(struct virtio_dev *d, void *fdt);
+	int (*restore_check)(struct virtio_dev *d, const void *fdt, int node);
 	int (*restore)(struct virtio_dev *d, const void *fdt, int node);
 };
 

@@ -61,7 +61,6 @@ struct blk_req {
 
 struct virtio_blk {
 	struct virtio_dev dev;
-	struct vm_device vmdev;
 	struct blk_backend be;
 	struct ioloop *loop;
 	pthread_mutex_t lock;
@@ -706,24 +705,28 @@ static void blk_restore_begin(struct virtio_blk *b)
 	blk_drop_inflight(b);
 }
 
-/* Lock held: the common state is in place (sv: its in-flight list, or NULL if the common state could
- * not be restored). The I/O thread adopts it when it next runs (the nudge waits in the eventfd if
- * the loop is not started yet), a kick or resume adopts it sooner; the saved requests are re-submitted
- * before anything new is popped. Not quiescing here: the usual restore path (restore, then start the
- * VM) never calls resume. */
+/* Lock held: the common state is in place, sv is its in-flight list. The device adopts both when it
+ * is resumed (cmd/run.c resumes every device after a restore), when a kick arrives or when the I/O
+ * thread next runs (the nudge waits in the eventfd if the loop is not started yet), whichever comes
+ * first; the saved requests are re-submitted before anything new is popped. */
 static void blk_restore_end(struct virtio_blk *b, const struct blk_saved *sv)
 {
 	uint64_t one = 1;
-	if (sv) {
-		b->nsaved = sv->n;
-		memcpy(b->saved, sv->heads, sv->n * sizeof(sv->heads[0]));
-	}
+	b->nsaved = sv->n;
+	memcpy(b->saved, sv->heads, sv->n * sizeof(sv->heads[0]));
 	b->restored = true;
 	if (write(b->be.efd, &one, sizeof(one)) != sizeof(one))
 		warnx("%s: cannot schedule the restart after restore", b->name);
 }
 
-/* d->ops->restore, for a transport that has already restored the common state. */
+/* d->ops->restore_check: the checkpoint fits this image and its in-flight list parses. */
+static int blk_restore_check_op(struct virtio_dev *d, const void *fdt, int node)
+{
+	struct blk_saved sv;
+	return blk_restore_check(to_blk(d), fdt, node, &sv);
+}
+
+/* d->ops->restore, once the transport has restored the common state. */
 static int blk_restore(struct virtio_dev *d, const void *fdt, int node)
 {
 	struct virtio_blk *b = to_blk(d);
@@ -747,48 +750,9 @@ static const struct virtio_dev_ops blk_ops = {
 	.quiesce = blk_quiesce,
 	.resume = blk_resume,
 	.save = blk_save,
+	.restore_check = blk_restore_check_op,
 	.restore = blk_restore,
 };
-
-/* vm_device hooks: common virtio state + the device part, in one node. */
-static int vmdev_quiesce(void *opaque)
-{
-	return blk_quiesce(opaque);
-}
-
-static void vmdev_resume(void *opaque)
-{
-	blk_resume(opaque);
-}
-
-static int vmdev_save(void *opaque, void *fdt)
-{
-	struct virtio_dev *d = opaque;
-	return blk_save(d, fdt) ?: virtio_dev_save(d, fdt);
-}
-
-static int vmdev_restore(void *opaque, const void *fdt, int node)
-{
-	struct virtio_dev *d = opaque;
-	struct virtio_blk *b = to_blk(d);
-	struct blk_saved sv;
-	/* Check the image first, and stop the data path before the queues change under it. */
-	int r = blk_restore_check(b, fdt, node, &sv);
-	if (r)
-		return r;
-	pthread_mutex_lock(&b->lock);
-	blk_restore_begin(b);
-	r = virtio_dev_restore(d, fdt, node);
-	/* On failure too: the old state is intact and the device resumes with it (minus its requests). */
-	blk_restore_end(b, r ? NULL : &sv);
-	pthread_mutex_unlock(&b->lock);
-	return r;
-}
-
-static void vmdev_destroy(void *opaque)
-{
-	virtio_blk_destroy(opaque);
-}
 
 struct virtio_dev *virtio_blk_create(struct guest_mem *mem, struct ioloop *loop, const char *path,
 				     bool readonly, char *err, size_t errlen)
@@ -854,15 +818,6 @@ struct virtio_dev *virtio_blk_create(struct guest_mem *mem, struct ioloop *loop,
 		errno = -r;
 		return NULL;
 	}
-	b->vmdev = (struct vm_device){
-		.name = b->name,
-		.opaque = &b->dev,
-		.quiesce = vmdev_quiesce,
-		.resume = vmdev_resume,
-		.save = vmdev_save,
-		.restore = vmdev_restore,
-		.destroy = vmdev_destroy,
-	};
 	return &b->dev;
 }
 
@@ -873,11 +828,6 @@ void virtio_blk_set_write_hook(struct virtio_dev *d, blk_write_hook_fn fn, void 
 	b->write_hook = fn;
 	b->write_hook_ctx = ctx;
 	pthread_mutex_unlock(&b->lock);
-}
-
-struct vm_device *virtio_blk_vm_device(struct virtio_dev *d)
-{
-	return &to_blk(d)->vmdev;
 }
 
 void virtio_blk_destroy(struct virtio_dev *d)

@@ -23,24 +23,21 @@ static inline int virtio_blk_open_image(const char *path, bool ro, int *fd, uint
 	return blk_image_open(path, ro, fd, size, err, errlen);
 }
 
-/* Create a single-queue virtio-blk device on `path`. Completions run on `loop`'s thread. The
- * device (and its vm_device, "virtio-blk@N", serial "ftvmm-vdX") is numbered in creation order.
+/* Create a single-queue virtio-blk device on `path`. Completions run on `loop`'s thread. Devices are
+ * numbered in creation order: name "virtio-blk@N" (also its checkpoint node's), serial "ftvmm-vdX".
  * Returns the transport-neutral device, or NULL with errno set and a one-line reason in err. */
 struct virtio_dev *virtio_blk_create(struct guest_mem *mem, struct ioloop *loop, const char *path,
 				     bool readonly, char *err, size_t errlen);
-/* Checkpointing. d->ops carries the device halves (quiesce/resume, save/restore of "blk-*" properties
- * only) for a transport that wraps them in its own vm_device and saves the common virtio state itself
- * (virtio_pci_vm_device does). virtio_blk_vm_device() is the standalone form: common + blk state in
- * one node. Register exactly one of the two, or the common state is saved (and restored) twice.
- * Restore needs no resume: the device picks up chains the driver made available before the
- * checkpoint (it will not kick for those again) as soon as the ioloop runs, a kick arrives or resume
- * is called, so restore guest memory before starting the loop. A quiesced device stays quiesced
- * until resume. Quiesce does not wait for I/O: while quiesced no completion is reaped (no guest write,
- * no interrupt, no write hook call) and requests still in flight are saved with the state; a restore
- * re-submits them (walking their chains again in the restored guest memory) before it pops anything
- * new. Save needs a quiesced device (or one restored and not yet running). Its destroy hook frees the
- * device (virtio_blk_destroy). */
-struct vm_device *virtio_blk_vm_device(struct virtio_dev *d);
+/* Checkpointing goes through the transport's vm_device (virtio_pci_vm_device), which saves the common
+ * virtio state and calls the device halves in d->ops: quiesce/resume and save/restore_check/restore of
+ * the "blk-*" properties. Quiesce does not wait for I/O: while quiesced no completion is reaped (no
+ * guest write, no interrupt, no write hook call) and requests still in flight are saved with the state;
+ * a restore re-submits them (walking their chains again in the restored guest memory) before it pops
+ * anything new. Save needs a quiesced device (or one restored and not yet running). A restored device
+ * picks up chains the driver made available before the checkpoint (it will not kick for those again)
+ * when resumed, when its ioloop runs or when a kick arrives, so restore guest memory first. A quiesced
+ * device stays quiesced until resume. */
+
 /* Free everything. Call with the ioloop stopped (or from its thread) and the transport gone. */
 void virtio_blk_destroy(struct virtio_dev *d);
 

@@ -65,7 +65,6 @@ struct net_work {
 
 struct virtio_net {
 	struct virtio_dev vdev;
-	struct vm_device vmdev;
 	struct guest_mem *mem;
 	struct ioloop *io;
 	int fd, kickfd;
@@ -548,6 +547,14 @@ static void net_apply_saved(struct virtio_net *n, const struct net_saved *s)
 		net_kick(n);
 }
 
+/* d->ops->restore_check: nothing changes. */
+static int net_restore_check(struct virtio_dev *d, const void *fdt, int node)
+{
+	struct net_saved s;
+	return net_parse_saved(to_net(d), fdt, node, &s);
+}
+
+/* d->ops->restore, once the transport has restored the common state. */
 static int net_restore(struct virtio_dev *d, const void *fdt, int node)
 {
 	struct net_saved s;
@@ -566,65 +573,9 @@ static const struct virtio_dev_ops net_ops = {
 	.quiesce = net_quiesce,
 	.resume = net_resume,
 	.save = net_save,
+	.restore_check = net_restore_check,
 	.restore = net_restore,
 };
-
-/* ---- vm_device: the common virtio state and ours together ---- */
-
-static int vmdev_quiesce(void *opaque)
-{
-	struct virtio_net *n = opaque;
-	return net_quiesce(&n->vdev);
-}
-
-static void vmdev_resume(void *opaque)
-{
-	struct virtio_net *n = opaque;
-	net_resume(&n->vdev);
-}
-
-static int vmdev_save(void *opaque, void *fdt)
-{
-	struct virtio_net *n = opaque;
-	bool q;
-	pthread_mutex_lock(&n->lock);
-	q = n->quiesced;
-	pthread_mutex_unlock(&n->lock);
-	if (!q) {
-		warnx("virtio-net %s: save while not quiesced", n->vdev.name);
-		return -EBUSY;
-	}
-	pthread_mutex_lock(&n->vdev.lock);
-	int r = virtio_dev_save(&n->vdev, fdt);
-	pthread_mutex_unlock(&n->vdev.lock);
-	return r ?: net_save(&n->vdev, fdt);
-}
-
-static int vmdev_restore(void *opaque, const void *fdt, int node)
-{
-	struct virtio_net *n = opaque;
-	struct net_saved s;
-	/* All or nothing: ours is checked before the core (itself all or nothing) changes anything. */
-	int r = net_parse_saved(n, fdt, node, &s);
-	if (r)
-		return r;
-	/* Lock order d->lock -> n->lock: no register access and no data-path pass see half of it. */
-	pthread_mutex_lock(&n->vdev.lock);
-	pthread_mutex_lock(&n->lock);
-	r = virtio_dev_restore(&n->vdev, fdt, node);
-	pthread_mutex_unlock(&n->lock);
-	pthread_mutex_unlock(&n->vdev.lock);
-	if (r)
-		return r;
-	net_apply_saved(n, &s);
-	return 0;
-}
-
-static void vmdev_destroy(void *opaque)
-{
-	struct virtio_net *n = opaque;
-	virtio_net_destroy(&n->vdev);
-}
 
 /* ---- public ---- */
 
@@ -682,15 +633,6 @@ int virtio_net_create(struct virtio_dev **out, struct guest_mem *mem, struct iol
 	n->sink = (struct net_tx_sink){ .send = tap_sink_send, .ctx = &n->fd };
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_mutex_init(&n->notify_lock, NULL);
-	n->vmdev = (struct vm_device){
-		.name = n->vdev.name,
-		.opaque = n,
-		.quiesce = vmdev_quiesce,
-		.resume = vmdev_resume,
-		.save = vmdev_save,
-		.restore = vmdev_restore,
-		.destroy = vmdev_destroy,
-	};
 
 	n->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (n->kickfd < 0) {
@@ -744,11 +686,6 @@ void virtio_net_destroy(struct virtio_dev *d)
 	free(n->tx_req);
 	free(n->rx_used);
 	free(n);
-}
-
-struct vm_device *virtio_net_vm_device(struct virtio_dev *d)
-{
-	return &to_net(d)->vmdev;
 }
 
 void virtio_net_set_tx_sink(struct virtio_dev *d, const struct net_tx_sink *sink)

@@ -30,18 +30,16 @@ struct virtio_net_stats {
  * frame) per read and takes one per writev; a TAP from tap_open(), or a SOCK_DGRAM socketpair in
  * tests. The device owns fd from here on (closed by virtio_net_destroy, also on failure) and watches
  * it on `io` edge-triggered; the data path runs on io's thread. mac must be unicast. opts may be NULL.
- * *out is the struct virtio_dev for the transport; its ops also carry the device-specific checkpoint
- * halves for a transport that saves the common part itself. Returns 0 or -errno. */
+ * *out is the struct virtio_dev for the transport. Returns 0 or -errno. */
 int virtio_net_create(struct virtio_dev **out, struct guest_mem *mem, struct ioloop *io, int fd,
 		      const uint8_t mac[6], const struct virtio_net_opts *opts);
 /* Call with io's thread stopped (ioloop_stop) or never started: unregisters and closes the fd. */
 void virtio_net_destroy(struct virtio_dev *d);
 
-/* Lifecycle/checkpoint hooks (quiesce/resume, and save/restore of the common virtio state *and* the
- * net state) for vm_add_device(). Register this one only if the transport does not already wrap
- * d->ops->save/restore in a vm_device of its own: the common state must be saved exactly once.
- * quiesce must be called without d->lock held (it waits for an in-flight interrupt to be raised). */
-struct vm_device *virtio_net_vm_device(struct virtio_dev *d);
+/* Checkpointing goes through the transport's vm_device (virtio_pci_vm_device), which saves the common
+ * virtio state and calls the device halves in d->ops: quiesce/resume and save/restore_check/restore of
+ * the "net-*" properties. quiesce must be called without d->lock held (it waits for an in-flight
+ * interrupt to be raised). */
 
 /* Replace where TX packets go (NULL: back to writev on the fd). Takes effect at the next packet;
  * call while quiesced to switch atomically with respect to an epoch. */

@@ -564,6 +564,12 @@ int virtio_pci_restore(struct virtio_pci *vp, const void *fdt, int node)
 	for (unsigned i = 0; i < vp->nqueues; i++)
 		if (fdt32_to_cpu(noff[i]) != i)
 			return restore_fail(vp, "queue notify offsets differ");
+	/* The device's own half, before anything changes (it says why itself). */
+	if (d->ops->restore_check) {
+		int r = d->ops->restore_check(d, fdt, node);
+		if (r)
+			return r;
+	}
 
 	uint8_t old[PCI_CFG_SIZE];
 	pthread_mutex_lock(&vp->pci.bus->lock);

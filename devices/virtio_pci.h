@@ -82,19 +82,20 @@ struct virtio_pci *virtio_pci_add(struct pci_bus *bus, struct virtio_dev *d, voi
 /* Unplug and free the transport, then the device through dev_destroy. Call with the VM's ioloop stopped. */
 void virtio_pci_destroy(struct virtio_pci *vp);
 
-/* The device's one vm_device for vm_add_device(), named d->name ("virtio-blk@0"): quiesce holds queue
- * kicks then calls d->ops->quiesce, resume calls d->ops->resume then replays held kicks, save/restore
- * are virtio_pci_save/restore, destroy is virtio_pci_destroy. Register this one *instead of* the
- * device's own vm_device (virtio_blk_vm_device...): the common virtio state must be saved once. */
+/* The device's one vm_device for vm_add_device(), named d->name ("virtio-blk@0"), and the only way a
+ * virtio device is checkpointed: quiesce holds queue kicks then calls d->ops->quiesce, resume calls
+ * d->ops->resume then replays held kicks, save/restore are virtio_pci_save/restore, destroy is
+ * virtio_pci_destroy. */
 struct vm_device *virtio_pci_vm_device(struct virtio_pci *vp);
 
 /* Checkpoint the whole device as properties of the current fdt node: the transport (config space incl.
  * BAR and command, MSI-X table/PBA/enable/mask, selectors, notify offsets), then the common virtio state
  * (virtio_dev_save, under d->lock), then the device half (d->ops->save). Save is refused (-EBUSY) unless
  * the vm_device's quiesce ran. Restore holds kicks like quiesce (call resume afterwards), checks the
- * transport part before changing anything, then restores the common state, then d->ops->restore (which
- * may read the restored common state), then re-maps the BAR where the snapshot had it and rebuilds MSI
- * routes, irqfds, ioeventfds and the INTx level. 0 or -errno. */
+ * transport part and the device half (d->ops->restore_check) before changing anything, then re-maps the
+ * BAR where the snapshot had it, restores the common state, then d->ops->restore (which may read the
+ * restored common state), then rebuilds MSI routes, irqfds, ioeventfds and the INTx level (the reasons
+ * for this order are commented at the function). 0 or -errno. */
 int virtio_pci_save(struct virtio_pci *vp, void *fdt);
 int virtio_pci_restore(struct virtio_pci *vp, const void *fdt, int node);
 

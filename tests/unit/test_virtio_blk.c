@@ -14,6 +14,7 @@
 
 #include "../../devices/virtio_blk.h"
 #include "test.h"
+#include "vp_harness.h"
 
 #define MEM_SIZE (512 * PAGE_SIZE)
 #define DESC_GPA 0x1000ull
@@ -29,6 +30,7 @@ struct tctx {
 	uint8_t *ram;
 	struct guest_mem mem;
 	struct virtio_dev *d;
+	struct vp_harness h; /* d behind virtio-pci: checkpoints take the production vm_device */
 	char img[64];
 	uint16_t avail_idx, next_desc, next_slot;
 	bool indirect; /* post() puts each chain in an indirect table: one ring slot per request */
@@ -86,9 +88,28 @@ static void ctx_init(struct tctx *t, const char *img_name, bool ro)
 	char err[256];
 	t->d = virtio_blk_create(&t->mem, &loop, t->img, ro, err, sizeof(err));
 	CHECK(t->d);
-	t->d->transport = t;
-	t->d->notify_queue = on_notify;
-	t->d->notify_config = on_config;
+	vph_attach(&t->h, t->ram, MEM_SIZE, t->d, virtio_blk_destroy, t, on_notify, on_config);
+}
+
+/* The device's vm_device, as devices/platform.c registers it: quiesce, resume, save, restore. */
+static struct vm_device *vmdev(struct tctx *t)
+{
+	return vph_vmdev(&t->h);
+}
+
+static int dev_quiesce(struct tctx *t)
+{
+	return vmdev(t)->quiesce(vmdev(t)->opaque);
+}
+
+static void dev_resume(struct tctx *t)
+{
+	vmdev(t)->resume(vmdev(t)->opaque);
+}
+
+static int dev_restore(struct tctx *t, const void *fdt, int node)
+{
+	return vmdev(t)->restore(vmdev(t)->opaque, fdt, node);
 }
 
 static void ctx_up(struct tctx *t)
@@ -108,7 +129,7 @@ static void ctx_up(struct tctx *t)
 
 static void ctx_free(struct tctx *t)
 {
-	virtio_blk_destroy(t->d);
+	vph_fini(&t->h); /* the transport, then the device */
 	gmem_free(&t->mem);
 	free(t->ram);
 }
@@ -499,7 +520,7 @@ static void test_many_inflight_and_quiesce(void)
 	int n0 = t.notifies;
 	dirty_clear(&t);
 	/* quiesce does not wait for them */
-	CHECK_EQ(t.d->ops->quiesce(t.d), 0);
+	CHECK_EQ(dev_quiesce(&t), 0);
 	CHECK_EQ(virtio_blk_inflight(t.d), N);
 	/* The host finishes the reads (the data lands in guest memory), the I/O thread runs: still no
 	 * status byte, used entry, dirty page or interrupt while quiesced, and no busy eventfd. */
@@ -528,7 +549,7 @@ static void test_many_inflight_and_quiesce(void)
 	CHECK_EQ(status_of(&t, slot), 0xee);
 	/* resume completes what was in flight and picks up what was made available meanwhile, without
 	 * another kick */
-	t.d->ops->resume(t.d);
+	dev_resume(&t);
 	CHECK_EQ(virtio_blk_drain(t.d), 0);
 	CHECK_EQ(used_idx(&t), N + 1);
 	CHECK(t.notifies > n0);
@@ -571,17 +592,12 @@ static void test_many_inflight_and_quiesce(void)
 	ctx_free(&t);
 }
 
-static void *save_dev(struct virtio_dev *d)
+/* A quiesced device's checkpoint, and its node. */
+static void *save_dev(struct tctx *t, int *node)
 {
-	void *fdt = malloc(65536);
-	CHECK_EQ(fdt_create(fdt, 65536), 0);
-	CHECK_EQ(fdt_finish_reservemap(fdt), 0);
-	CHECK_EQ(fdt_begin_node(fdt, ""), 0);
-	CHECK_EQ(fdt_begin_node(fdt, virtio_blk_vm_device(d)->name), 0);
-	CHECK_EQ(virtio_blk_vm_device(d)->save(d, fdt), 0);
-	CHECK_EQ(fdt_end_node(fdt), 0);
-	CHECK_EQ(fdt_end_node(fdt), 0);
-	CHECK_EQ(fdt_finish(fdt), 0);
+	void *fdt = vph_save(vmdev(t), 65536, NULL, NULL, 0);
+	*node = fdt_subnode_offset(fdt, 0, vmdev(t)->name);
+	CHECK(*node >= 0);
 	return fdt;
 }
 
@@ -634,22 +650,16 @@ static const fdt32_t *saved_list(const void *fdt, int node, int *len, uint32_t *
 }
 
 /* A backup as of the checkpoint: guest memory `snap`, the image `img` (already a copy), a fresh
- * device restored from fdt, through the vm_device or (as a transport does) the common state first,
- * then the device half. */
+ * device restored from fdt through its vm_device. */
 static void backup_restore(struct tctx *b, const char *img, const struct tctx *a, const uint8_t *snap,
-			   const void *fdt, int node, uint16_t last_avail, bool via_ops)
+			   const void *fdt, int node, uint16_t last_avail)
 {
 	ctx_init(b, img, false);
 	memcpy(b->ram, snap, MEM_SIZE);
 	b->avail_idx = a->avail_idx;
 	b->next_desc = a->next_desc;
 	b->next_slot = a->next_slot;
-	if (via_ops) {
-		CHECK_EQ(virtio_dev_restore(b->d, fdt, node), 0);
-		CHECK_EQ(b->d->ops->restore(b->d, fdt, node), 0);
-	} else {
-		CHECK_EQ(virtio_blk_vm_device(b->d)->restore(b->d, fdt, node), 0);
-	}
+	CHECK_EQ(dev_restore(b, fdt, node), 0);
 	CHECK_EQ(b->d->vqs[0].last_avail, last_avail);
 	CHECK_EQ(b->d->guest_features, a->d->guest_features);
 	CHECK_EQ(virtio_blk_inflight(b->d), 0); /* re-submitted once it runs, not while restoring */
@@ -682,16 +692,15 @@ static void test_checkpoint(void)
 	}
 	kick(&a);
 	unsigned calls0 = hook.calls;
-	CHECK_EQ(virtio_blk_vm_device(a.d)->quiesce(a.d), 0);
+	CHECK_EQ(dev_quiesce(&a), 0);
 	hook.paused = true;
 	CHECK_EQ(virtio_blk_inflight(a.d), CK_N);
 	/* plus three made available but not yet acted upon */
 	for (unsigned i = 0; i < 3; i++)
 		post(&a, VIRTIO_BLK_T_IN, 400 + i * 8, DATA_GPA + 0xd0000 + i * 4096, 4096, true);
 	kick(&a);
-	void *fdt = save_dev(a.d);
-	int node = fdt_subnode_offset(fdt, 0, virtio_blk_vm_device(a.d)->name);
-	CHECK(node >= 0);
+	int node;
+	void *fdt = save_dev(&a, &node);
 	/* the heads in flight, in submission order */
 	int len;
 	uint32_t version;
@@ -713,17 +722,17 @@ static void test_checkpoint(void)
 
 	/* the primary resumes: the six complete now, their writes reach the hook (the next epoch's log) */
 	__atomic_store_n(&hook.paused, false, __ATOMIC_RELEASE);
-	virtio_blk_vm_device(a.d)->resume(a.d);
+	dev_resume(&a);
 	CHECK_EQ(virtio_blk_drain(a.d), 0);
 	CHECK_EQ(used_idx(&a), (uint16_t)(u0 + CK_N + 3));
 	CHECK_EQ(hook.calls, calls0 + CK_N / 2);
 
-	/* the backup only gets its I/O thread started, as after a failover; the other one, restored as
-	 * a transport does it, is resumed */
-	backup_restore(&b, "backup.img", &a, snap, fdt, node, la0, false);
-	backup_restore(&c, "backup2.img", &a, snap, fdt, node, la0, true);
+	/* one restored copy is resumed, as cmd/run.c does after a restore or a takeover; the other only
+	 * gets its I/O thread run (the nudge the restore leaves in its eventfd adopts the state) */
+	backup_restore(&b, "backup.img", &a, snap, fdt, node, la0);
+	backup_restore(&c, "backup2.img", &a, snap, fdt, node, la0);
 	CHECK_EQ(used_idx(&b), u0);
-	c.d->ops->resume(c.d);
+	dev_resume(&c);
 	CHECK_EQ(virtio_blk_drain(c.d), 0);
 	CHECK_EQ(used_idx(&c), used_idx(&a));
 	for (int i = 0; i < 100 && used_idx(&b) != used_idx(&a); i++) {
@@ -764,12 +773,13 @@ static void test_checkpoint(void)
 	snprintf(path, sizeof(path), "%s/small.img", tmpdir);
 	make_image(path, IMG_SIZE / 2);
 	ctx_init(&c, "small.img", false);
-	CHECK_EQ(virtio_blk_vm_device(c.d)->restore(c.d, fdt, node), -EINVAL);
-	CHECK_EQ(c.d->status, 0);
+	CHECK_EQ(dev_restore(&c, fdt, node), -EINVAL);
+	CHECK_EQ(c.d->status, 0); /* refused before anything changed */
 	ctx_free(&c);
 	/* so is a read-only device for a read-write checkpoint */
 	ctx_init(&c, "backup.img", true);
-	CHECK_EQ(virtio_blk_vm_device(c.d)->restore(c.d, fdt, node), -EINVAL);
+	CHECK_EQ(dev_restore(&c, fdt, node), -EINVAL);
+	CHECK_EQ(c.d->status, 0);
 	ctx_free(&c);
 
 	free(snap);
@@ -778,28 +788,18 @@ static void test_checkpoint(void)
 	ctx_free(&b);
 }
 
-/* An idle device's state with a crafted "blk-inflight" (len bytes of list) and version 2. */
-static void *save_with_list(struct virtio_dev *d, const void *list, int len, int *node)
+/* An idle (quiesced) device's state with a crafted "blk-inflight" (len bytes of list) and version 2. */
+static void *save_with_list(struct tctx *t, const void *list, int len, int *node)
 {
-	void *fdt = malloc(65536);
-	CHECK(fdt);
-	CHECK_EQ(fdt_create(fdt, 65536), 0);
-	CHECK_EQ(fdt_finish_reservemap(fdt), 0);
-	CHECK_EQ(fdt_begin_node(fdt, ""), 0);
-	CHECK_EQ(fdt_begin_node(fdt, virtio_blk_vm_device(d)->name), 0);
-	CHECK_EQ(virtio_blk_vm_device(d)->save(d, fdt), 0);
-	CHECK_EQ(fdt_property(fdt, "blk-inflight", list, len), 0);
-	CHECK_EQ(fdt_end_node(fdt), 0);
-	CHECK_EQ(fdt_end_node(fdt), 0);
-	CHECK_EQ(fdt_finish(fdt), 0);
-	*node = fdt_subnode_offset(fdt, 0, virtio_blk_vm_device(d)->name);
+	void *fdt = vph_save(vmdev(t), 65536, "blk-inflight", list, len);
+	*node = fdt_subnode_offset(fdt, 0, vmdev(t)->name);
 	CHECK(*node >= 0);
 	CHECK_EQ(fdt_setprop_inplace_u32(fdt, *node, "blk-version", 2), 0);
 	return fdt;
 }
 
 /* Restore a crafted list into a fresh device: the result, and the device untouched on refusal. */
-static int restore_list(struct virtio_dev *from, const uint32_t *heads, unsigned n, int bytes)
+static int restore_list(struct tctx *from, const uint32_t *heads, unsigned n, int bytes)
 {
 	fdt32_t cells[QS + 1];
 	struct tctx u;
@@ -809,11 +809,9 @@ static int restore_list(struct virtio_dev *from, const uint32_t *heads, unsigned
 		cells[i] = cpu_to_fdt32(heads[i]);
 	void *fdt = save_with_list(from, cells, bytes, &node);
 	ctx_init(&u, "disk.img", false);
-	int r = virtio_blk_vm_device(u.d)->restore(u.d, fdt, node);
+	int r = dev_restore(&u, fdt, node);
 	if (r)
 		CHECK_EQ(u.d->status, 0);
-	int r2 = u.d->ops->restore(u.d, fdt, node); /* the transport's half checks the same */
-	CHECK_EQ(r2, r);
 	ctx_free(&u);
 	free(fdt);
 	return r;
@@ -824,18 +822,17 @@ static void test_inflight_list(void)
 	struct tctx t, u;
 	ctx_init(&t, "disk.img", false);
 	ctx_up(&t);
-	CHECK_EQ(t.d->ops->quiesce(t.d), 0);
+	CHECK_EQ(dev_quiesce(&t), 0);
 
 	/* nothing in flight: no list, version 1 (what older builds wrote and read); restores idle */
-	void *fdt = save_dev(t.d);
-	int node = fdt_subnode_offset(fdt, 0, virtio_blk_vm_device(t.d)->name), len;
+	int node, len;
+	void *fdt = save_dev(&t, &node);
 	uint32_t version;
-	CHECK(node >= 0);
 	CHECK(!saved_list(fdt, node, &len, &version));
 	CHECK_EQ(version, 1);
 	ctx_init(&u, "disk.img", false);
-	CHECK_EQ(virtio_blk_vm_device(u.d)->restore(u.d, fdt, node), 0);
-	u.d->ops->resume(u.d);
+	CHECK_EQ(dev_restore(&u, fdt, node), 0);
+	dev_resume(&u);
 	loop_settle();
 	CHECK_EQ(virtio_blk_inflight(u.d), 0);
 	CHECK_EQ(used_idx(&u), 0);
@@ -848,28 +845,28 @@ static void test_inflight_list(void)
 	uint32_t heads[QS + 1];
 	for (unsigned i = 0; i <= QS; i++)
 		heads[i] = i;
-	CHECK_EQ(restore_list(t.d, heads, 0, 0), 0);         /* empty: nothing in flight */
-	CHECK_EQ(restore_list(t.d, heads, 3, 12), 0);        /* 0, 1, 2 */
-	CHECK_EQ(restore_list(t.d, heads, QS, QS * 4), 0);   /* a whole queue's worth */
-	CHECK_EQ(restore_list(t.d, heads, QS + 1, (QS + 1) * 4), -EINVAL); /* too many */
-	CHECK_EQ(restore_list(t.d, heads, 2, 6), -EINVAL);   /* not a whole number of cells */
-	CHECK_EQ(restore_list(t.d, heads, 1, 3), -EINVAL);
+	CHECK_EQ(restore_list(&t, heads, 0, 0), 0);         /* empty: nothing in flight */
+	CHECK_EQ(restore_list(&t, heads, 3, 12), 0);        /* 0, 1, 2 */
+	CHECK_EQ(restore_list(&t, heads, QS, QS * 4), 0);   /* a whole queue's worth */
+	CHECK_EQ(restore_list(&t, heads, QS + 1, (QS + 1) * 4), -EINVAL); /* too many */
+	CHECK_EQ(restore_list(&t, heads, 2, 6), -EINVAL);   /* not a whole number of cells */
+	CHECK_EQ(restore_list(&t, heads, 1, 3), -EINVAL);
 	heads[1] = 0;
-	CHECK_EQ(restore_list(t.d, heads, 2, 8), -EINVAL);   /* the same head twice */
+	CHECK_EQ(restore_list(&t, heads, 2, 8), -EINVAL);   /* the same head twice */
 	heads[1] = QS;
-	CHECK_EQ(restore_list(t.d, heads, 2, 8), -EINVAL);   /* head out of range */
+	CHECK_EQ(restore_list(&t, heads, 2, 8), -EINVAL);   /* head out of range */
 	heads[1] = 0xffffffffu;
-	CHECK_EQ(restore_list(t.d, heads, 2, 8), -EINVAL);
+	CHECK_EQ(restore_list(&t, heads, 2, 8), -EINVAL);
 	heads[1] = 0x10001u;                                 /* would alias head 1 if truncated */
-	CHECK_EQ(restore_list(t.d, heads, 2, 8), -EINVAL);
+	CHECK_EQ(restore_list(&t, heads, 2, 8), -EINVAL);
 
 	/* a well-formed list whose chain no longer parses: a malformed chain like any other */
 	uint32_t h = 5;
 	fdt32_t cell = cpu_to_fdt32(h);
-	fdt = save_with_list(t.d, &cell, 4, &node);
+	fdt = save_with_list(&t, &cell, 4, &node);
 	ctx_init(&u, "disk.img", false); /* all-zero memory: descriptor 5 has no writable byte */
-	CHECK_EQ(virtio_blk_vm_device(u.d)->restore(u.d, fdt, node), 0);
-	u.d->ops->resume(u.d);
+	CHECK_EQ(dev_restore(&u, fdt, node), 0);
+	dev_resume(&u);
 	CHECK(u.d->vqs[0].broken);
 	CHECK(u.d->status & VIRTIO_CONFIG_S_NEEDS_RESET);
 	CHECK_EQ(u.config_notifies, 1);
@@ -879,8 +876,8 @@ static void test_inflight_list(void)
 	/* and one restored into a device whose driver is not running is dropped, never run later */
 	CHECK_EQ(fdt_setprop_inplace_u32(fdt, node, "virtio-status", 0), 0);
 	ctx_init(&u, "disk.img", false);
-	CHECK_EQ(virtio_blk_vm_device(u.d)->restore(u.d, fdt, node), 0);
-	u.d->ops->resume(u.d);
+	CHECK_EQ(dev_restore(&u, fdt, node), 0);
+	dev_resume(&u);
 	u.d->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |
 		      VIRTIO_CONFIG_S_DRIVER_OK;
 	CHECK_EQ(u.d->ops->activate(u.d), 0);
@@ -890,7 +887,7 @@ static void test_inflight_list(void)
 	ctx_free(&u);
 	free(fdt);
 
-	t.d->ops->resume(t.d);
+	dev_resume(&t);
 	ctx_free(&t);
 }
 
@@ -914,13 +911,13 @@ static void test_threaded(void)
 		want += 16;
 		kick(&t);
 		if (round % 3 == 0) {
-			CHECK_EQ(t.d->ops->quiesce(t.d), 0);
+			CHECK_EQ(dev_quiesce(&t), 0);
 			__atomic_store_n(&hook.paused, true, __ATOMIC_RELEASE);
 			uint16_t u = used_idx(&t);
 			usleep(2000); /* the host finishes I/O, the I/O thread sees it */
 			CHECK_EQ(used_idx(&t), u);
 			__atomic_store_n(&hook.paused, false, __ATOMIC_RELEASE);
-			t.d->ops->resume(t.d);
+			dev_resume(&t);
 		}
 		for (int spin = 0; spin < 5000 && used_idx(&t) != want; spin++)
 			usleep(1000);

@@ -2,6 +2,7 @@
 #include "../../devices/tap.h"
 #include "../../devices/virtio_net.h"
 #include "test.h"
+#include "vp_harness.h"
 
 #include <arpa/inet.h>
 #include <endian.h>
@@ -44,6 +45,7 @@ struct env {
 	struct guest_mem mem;
 	struct ioloop io;
 	struct virtio_dev *d;
+	struct vp_harness h; /* d behind virtio-pci: checkpoints take the production vm_device */
 	int peer;
 	uint16_t next_desc[2], avail_idx[2];
 	unsigned notified[2], cfg_notified;
@@ -89,9 +91,7 @@ static void env_open_fd(struct env *e, int fd, int peer, const uint8_t mac[6], c
 	CHECK_EQ(ioloop_init(&e->io, "test"), 0);
 	CHECK_EQ(virtio_net_create(&e->d, &e->mem, &e->io, fd, mac, o), 0);
 	e->peer = peer;
-	e->d->transport = e;
-	e->d->notify_queue = on_queue;
-	e->d->notify_config = on_config;
+	vph_attach(&e->h, e->ram, MEM_SIZE, e->d, virtio_net_destroy, e, on_queue, on_config);
 }
 
 static void env_open(struct env *e, int sndbuf)
@@ -106,7 +106,7 @@ static void env_open(struct env *e, int sndbuf)
 
 static void env_close(struct env *e)
 {
-	virtio_net_destroy(e->d);
+	vph_fini(&e->h); /* the transport, then the device */
 	ioloop_destroy(&e->io);
 	if (e->peer >= 0)
 		close(e->peer);
@@ -585,7 +585,7 @@ static void test_quiesce(void)
 	struct env e;
 	env_open(&e, 0);
 	drv_start(&e, ALL_FEATURES);
-	struct vm_device *v = virtio_net_vm_device(e.d);
+	struct vm_device *v = vph_vmdev(&e.h);
 	CHECK(strcmp(v->name, "virtio-net@0") == 0);
 
 	CHECK_EQ(v->quiesce(v->opaque), 0);
@@ -618,22 +618,6 @@ static void test_quiesce(void)
 	env_close(&e);
 }
 
-static void *save_fdt(struct vm_device *v)
-{
-	size_t sz = 1 << 18;
-	void *fdt = calloc(1, sz);
-	CHECK(fdt);
-	CHECK_EQ(fdt_create(fdt, (int)sz), 0);
-	CHECK_EQ(fdt_finish_reservemap(fdt), 0);
-	CHECK_EQ(fdt_begin_node(fdt, ""), 0);
-	CHECK_EQ(fdt_begin_node(fdt, v->name), 0);
-	CHECK_EQ(v->save(v->opaque, fdt), 0);
-	CHECK_EQ(fdt_end_node(fdt), 0);
-	CHECK_EQ(fdt_end_node(fdt), 0);
-	CHECK_EQ(fdt_finish(fdt), 0);
-	return fdt;
-}
-
 /* The same guest steps on two devices. */
 static void both_rxbuf(struct env *a, struct env *b, unsigned i, uint32_t len)
 {
@@ -650,7 +634,7 @@ static void test_save_restore(void)
 	struct env a, b, c;
 	env_open(&a, 0);
 	drv_start(&a, ALL_FEATURES);
-	struct vm_device *va = virtio_net_vm_device(a.d);
+	struct vm_device *va = vph_vmdev(&a.h);
 
 	/* Some history, then a packet that waits for buffers at the checkpoint. */
 	drv_tx(&a, 0, 100, 1);
@@ -674,7 +658,7 @@ static void test_save_restore(void)
 	CHECK_EQ(va->save(va->opaque, unq), -EBUSY); /* only a quiesced device saves */
 	free(unq);
 	CHECK_EQ(va->quiesce(va->opaque), 0);
-	void *fdt = save_fdt(va);
+	void *fdt = vph_save(va, 1 << 18, NULL, NULL, 0);
 	int node = fdt_path_offset(fdt, "/virtio-net@0");
 	CHECK(node >= 0);
 
@@ -688,8 +672,9 @@ static void test_save_restore(void)
 	memcpy(b.ram, a.ram, MEM_SIZE);
 	memcpy(b.next_desc, a.next_desc, sizeof(a.next_desc));
 	memcpy(b.avail_idx, a.avail_idx, sizeof(a.avail_idx));
-	struct vm_device *vb = virtio_net_vm_device(b.d);
+	struct vm_device *vb = vph_vmdev(&b.h);
 	CHECK_EQ(vb->restore(vb->opaque, fdt, node), 0);
+	vb->resume(vb->opaque); /* as cmd/run.c does after a restore or a takeover */
 	uint8_t m[6];
 	b.d->ops->config_read(b.d, 0, m, 6);
 	CHECK(memcmp(m, mac0, 6) == 0);
@@ -749,7 +734,7 @@ static void test_save_restore(void)
 	int sv2[2];
 	CHECK_EQ(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv2), 0);
 	env_open_fd(&c, sv2[0], sv2[1], mac0, &opts0);
-	struct vm_device *vc = virtio_net_vm_device(c.d);
+	struct vm_device *vc = vph_vmdev(&c.h);
 	static const uint8_t mcast[6] = { 0x01, 0x00, 0x5e, 0x00, 0x00, 0x01 };
 	CHECK_EQ(fdt_setprop_inplace(fdt, node, "net-mac", mcast, 6), 0);
 	CHECK_EQ(vc->restore(vc->opaque, fdt, node), -EINVAL);

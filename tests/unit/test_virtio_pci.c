@@ -13,8 +13,7 @@
 #include "../../devices/virtio_pci.h"
 #include "../../vmm/util.h"
 #include "test.h"
-
-int vm_irq_routing_init(struct vm *vm);
+#include "vp_harness.h"
 
 #define NQ 2
 #define NVEC (NQ + 1)
@@ -132,13 +131,7 @@ static uint8_t ram2[1 << 20] __attribute__((aligned(4096)));
 static void env_init(struct env *e, uint8_t *ram, size_t size)
 {
 	memset(e, 0, sizeof(*e));
-	e->vm.kvm_fd = e->vm.vm_fd = -1;
-	CHECK_EQ(gmem_init_buffer(&e->vm.mem, ram, size), 0);
-	bus_init(&e->vm.pio, "pio");
-	bus_init(&e->vm.mmio, "mmio");
-	CHECK_EQ(ioloop_init(&e->vm.io, "io"), 0);
-	pthread_mutex_init(&e->vm.irq_lock, NULL);
-	CHECK_EQ(vm_irq_routing_init(&e->vm), 0);
+	vph_vm_init(&e->vm, ram, size);
 	CHECK_EQ(pci_bus_init(&e->bus, &e->vm), 0);
 	CHECK_EQ(virtio_dev_init(&e->f.d, "virtio-fake@0", VIRTIO_ID_BLOCK, NQ, 256, CFG_LEN, &e->vm.mem, &fake_ops,
 				 &e->f), 0);
@@ -156,12 +149,7 @@ static void env_fini(struct env *e)
 	virtio_pci_destroy(e->vp);
 	virtio_dev_destroy(&e->f.d);
 	pci_bus_destroy(&e->bus);
-	ioloop_destroy(&e->vm.io);
-	bus_destroy(&e->vm.pio);
-	bus_destroy(&e->vm.mmio);
-	gmem_free(&e->vm.mem);
-	free(e->vm.gsi_routes);
-	pthread_mutex_destroy(&e->vm.irq_lock);
+	vph_vm_fini(&e->vm);
 }
 
 static uint64_t bar_rd(struct env *e, uint64_t off, unsigned len)
@@ -675,21 +663,15 @@ static void test_msix(void)
 
 static void *save_env(struct env *e)
 {
-	size_t size = 1 << 16;
-	void *fdt = malloc(size);
-	CHECK(fdt != NULL);
-	CHECK_EQ(fdt_create(fdt, (int)size), 0);
-	CHECK_EQ(fdt_finish_reservemap(fdt), 0);
-	CHECK_EQ(fdt_begin_node(fdt, ""), 0);
-	CHECK_EQ(fdt_begin_node(fdt, virtio_pci_vm_device(e->vp)->name), 0);
 	struct vm_device *vd = virtio_pci_vm_device(e->vp);
-	CHECK_EQ(vd->save(vd->opaque, fdt), -EBUSY); /* only a quiesced device has a state worth saving */
+	void *unq = calloc(1, 4096);
+	CHECK(unq != NULL);
+	CHECK_EQ(fdt_create(unq, 4096), 0);
+	CHECK_EQ(vd->save(vd->opaque, unq), -EBUSY); /* only a quiesced device has a state worth saving */
+	free(unq);
 	CHECK_EQ(vd->quiesce(vd->opaque), 0);
-	CHECK_EQ(vd->save(vd->opaque, fdt), 0);
+	void *fdt = vph_save(vd, 1 << 16, NULL, NULL, 0);
 	vd->resume(vd->opaque);
-	CHECK_EQ(fdt_end_node(fdt), 0);
-	CHECK_EQ(fdt_end_node(fdt), 0);
-	CHECK_EQ(fdt_finish(fdt), 0);
 	return fdt;
 }
 
@@ -987,49 +969,40 @@ static void blk_cfg_irq(struct virtio_dev *d)
 	(void)d;
 }
 
-static struct virtio_dev *blk_new(struct guest_mem *m, struct ioloop *loop, const char *img)
+/* A virtio-blk device behind the transport, its interrupts counted in blk_irqs. */
+static struct virtio_dev *blk_new(struct vp_harness *h, struct guest_mem *m, struct ioloop *loop, const char *img)
 {
 	char err[256] = "";
 	struct virtio_dev *d = virtio_blk_create(m, loop, img, false, err, sizeof(err));
 	CHECK(d != NULL);
-	d->notify_queue = blk_irq;
-	d->notify_config = blk_cfg_irq;
+	vph_attach(h, ram2, sizeof(ram2), d, virtio_blk_destroy, NULL, blk_irq, blk_cfg_irq);
 	return d;
 }
 
-static void *blk_save(struct virtio_dev *d)
-{
-	enum { SZ = 64 << 10 };
-	void *fdt = malloc(SZ);
-	CHECK(fdt != NULL);
-	struct vm_device *vd = virtio_blk_vm_device(d);
-	CHECK_EQ(vd->quiesce(vd->opaque), 0);
-	CHECK_EQ(fdt_create(fdt, SZ), 0);
-	CHECK_EQ(fdt_finish_reservemap(fdt), 0);
-	CHECK_EQ(fdt_begin_node(fdt, ""), 0);
-	CHECK_EQ(fdt_begin_node(fdt, vd->name), 0);
-	CHECK_EQ(vd->save(vd->opaque, fdt), 0);
-	CHECK_EQ(fdt_end_node(fdt), 0);
-	CHECK_EQ(fdt_end_node(fdt), 0);
-	CHECK_EQ(fdt_finish(fdt), 0);
-	vd->resume(vd->opaque);
-	return fdt;
-}
-
-/* Restore into a fresh device, resume it: how many queue interrupts came out. */
+/* Restore into a fresh device and resume it, as cmd/run.c does: how many queue interrupts came out. */
 static unsigned blk_irqs_after_restore(struct guest_mem *m, struct ioloop *loop, const char *img, const void *fdt)
 {
-	struct virtio_dev *b = blk_new(m, loop, img);
-	struct vm_device *vd = virtio_blk_vm_device(b);
+	struct vp_harness h;
+	blk_new(&h, m, loop, img);
+	struct vm_device *vd = vph_vmdev(&h);
 	blk_irqs = 0;
-	int node = fdt_first_subnode(fdt, 0); /* the one node blk_save wrote */
+	int node = fdt_first_subnode(fdt, 0); /* the one node vph_save wrote */
 	CHECK(node >= 0);
 	CHECK_EQ(vd->restore(vd->opaque, fdt, node), 0);
 	CHECK_EQ(blk_irqs, 0); /* not while restoring: the irqchip may not be restored yet */
 	vd->resume(vd->opaque);
 	unsigned n = blk_irqs;
-	virtio_blk_destroy(b);
+	vph_fini(&h);
 	return n;
+}
+
+/* The checkpoint of a device its driver set up, taken the way a pause does: quiesce, save, resume. */
+static void *blk_save(struct vm_device *vd)
+{
+	CHECK_EQ(vd->quiesce(vd->opaque), 0);
+	void *fdt = vph_save(vd, 64 << 10, NULL, NULL, 0);
+	vd->resume(vd->opaque);
+	return fdt;
 }
 
 static void test_blk_restore_reraises(void)
@@ -1045,7 +1018,8 @@ static void test_blk_restore_reraises(void)
 	CHECK_EQ(ioloop_init(&loop, "blk"), 0);
 
 	/* a driver that set its device up: DRIVER_OK, queue 0 live (and idle) */
-	struct virtio_dev *a = blk_new(&m, &loop, img);
+	struct vp_harness ha;
+	struct virtio_dev *a = blk_new(&ha, &m, &loop, img);
 	a->guest_features = a->host_features;
 	a->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
 	struct virtqueue *vq = &a->vqs[0];
@@ -1056,18 +1030,18 @@ static void test_blk_restore_reraises(void)
 	vq->ready = true;
 	a->status |= VIRTIO_CONFIG_S_DRIVER_OK;
 	CHECK_EQ(a->ops->activate(a), 0);
-	void *fdt = blk_save(a);
+	void *fdt = blk_save(vph_vmdev(&ha));
 	CHECK_EQ(blk_irqs_after_restore(&m, &loop, img, fdt), 1);
 	free(fdt);
 
 	/* a device its driver never started owes nothing */
 	a->ops->reset(a);
 	a->status = 0;
-	fdt = blk_save(a);
+	fdt = blk_save(vph_vmdev(&ha));
 	CHECK_EQ(blk_irqs_after_restore(&m, &loop, img, fdt), 0);
 	free(fdt);
 
-	virtio_blk_destroy(a);
+	vph_fini(&ha);
 	ioloop_destroy(&loop);
 	gmem_free(&m);
 	unlink(img);
