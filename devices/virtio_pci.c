@@ -640,17 +640,18 @@ static void vp_resume(void *opaque)
 	pthread_mutex_unlock(&vp->qlock);
 }
 
-static int vm_save(void *opaque, void *fdt)
+/* The vm_device's save, restore and destroy hooks: the public functions, with the opaque pointer. */
+static int vp_vmdev_save(void *opaque, void *fdt)
 {
 	return virtio_pci_save(opaque, fdt);
 }
 
-static int vm_restore(void *opaque, const void *fdt, int node)
+static int vp_vmdev_restore(void *opaque, const void *fdt, int node)
 {
 	return virtio_pci_restore(opaque, fdt, node);
 }
 
-static void vm_destroy_cb(void *opaque)
+static void vp_vmdev_destroy(void *opaque)
 {
 	virtio_pci_destroy(opaque);
 }
@@ -724,8 +725,8 @@ struct virtio_pci *virtio_pci_add(struct pci_bus *bus, struct virtio_dev *d, voi
 	snprintf(vp->name, sizeof(vp->name), "virtio-pci@%x", vp->pci.slot);
 	vp->dev_destroy = dev_destroy;
 	vp->vmdev = (struct vm_device){ .name = d->name ? d->name : vp->name, .opaque = vp, .quiesce = vp_quiesce,
-					.resume = vp_resume, .save = vm_save, .restore = vm_restore,
-					.destroy = vm_destroy_cb };
+					.resume = vp_resume, .save = vp_vmdev_save,
+					.restore = vp_vmdev_restore, .destroy = vp_vmdev_destroy };
 	return vp;
 fail:
 	virtio_pci_destroy(vp);
