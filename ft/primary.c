@@ -309,10 +309,7 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 		return NULL;
 	}
 	/* harvest: KVM's log of guest writes, OR the VMM's own writes (used rings, RX, disk reads) */
-	memset(p->dirty, 0, words * sizeof(long));
-	memset(p->devdirty, 0, words * sizeof(long));
-	r = vm_dirty_log_harvest(vm, p->dirty);
-	gmem_dirty_harvest(m, p->devdirty);
+	r = vm_dirty_harvest(vm, p->dirty, p->devdirty);
 	uint64_t guest = 0, dev = 0, n = 0;
 	for (size_t i = 0; i < words; i++) {
 		guest += (uint64_t)__builtin_popcountl(p->dirty[i]);
@@ -683,9 +680,7 @@ static void *engine_thread(void *arg)
 		warnx("ft: initial sync: memory round 0, %llu non-zero pages", (unsigned long long)sent);
 	}
 	for (int round = 1; !r && round <= PRECOPY_ROUNDS && !should_quit(p); round++) {
-		memset(p->dirty, 0, words * sizeof(long));
-		r = vm_dirty_log_harvest(p->vm, p->dirty);
-		gmem_dirty_harvest(m, p->dirty);
+		r = vm_dirty_harvest(p->vm, p->dirty, p->dirty);
 		if (!r)
 			r = send_pages(p, p->dirty, false, &sent);
 		warnx("ft: initial sync: memory round %d, %llu dirty pages", round, (unsigned long long)sent);

@@ -97,11 +97,22 @@ static int harvest_slot(struct vm *vm, uint32_t slot, uint64_t first_page, uint6
 	return 0;
 }
 
-int vm_dirty_log_harvest(struct vm *vm, unsigned long *out)
+/* KVM's log of guest writes, both RAM slots, ORed into out. */
+static int harvest_kvm_log(struct vm *vm, unsigned long *out)
 {
 	int r = harvest_slot(vm, 0, 0, vm->mem.low_size >> PAGE_SHIFT, out);
 	if (!r && vm->mem.size > vm->mem.low_size)
 		r = harvest_slot(vm, 1, vm->mem.low_size >> PAGE_SHIFT, (vm->mem.size - vm->mem.low_size) >> PAGE_SHIFT, out);
+	return r;
+}
+
+int vm_dirty_harvest(struct vm *vm, unsigned long *guest, unsigned long *vmm)
+{
+	size_t bytes = gmem_bitmap_words(vm->mem.npages) * sizeof(long);
+	memset(guest, 0, bytes);
+	memset(vmm, 0, bytes);
+	int r = harvest_kvm_log(vm, guest);
+	gmem_dirty_harvest(&vm->mem, vmm); /* taken even when KVM failed: it is cleared as it is read */
 	return r;
 }
 

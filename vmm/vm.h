@@ -96,9 +96,11 @@ int vm_create(struct vm *vm, uint64_t mem_size, unsigned ncpus, char *err, size_
 int vm_create_with_mem(struct vm *vm, struct guest_mem *mem, unsigned ncpus, char *err, size_t errlen);
 /* Turn KVM's dirty page logging on or off for all of guest RAM. */
 int vm_dirty_log_enable(struct vm *vm, bool on);
-/* OR the pages the guest wrote since the last call into `out` (one bit per RAM page, npages bits)
- * and clear KVM's log. VMM writes are in the separate guest_mem bitmap. 0 or -errno. */
-int vm_dirty_log_harvest(struct vm *vm, unsigned long *out);
+/* The pages written since the last harvest, one bit per RAM page: by the guest (KVM's dirty log) into
+ * guest, by the VMM itself (guest_mem's bitmap: used rings, RX buffers, disk reads) into vmm. Both
+ * are cleared first and may be the same bitmap (then it holds both). Both logs are cleared as they
+ * are read. 0, or -errno from KVM (the VMM's bitmap is harvested all the same). */
+int vm_dirty_harvest(struct vm *vm, unsigned long *guest, unsigned long *vmm);
 /* Start the I/O loop and every vCPU thread. */
 int vm_start(struct vm *vm);
 /* Wait until the VM ends (guest reboot, triple fault, error, signal), stop every thread. */
