@@ -1,9 +1,9 @@
-/* virtio_blk.c - virtio-blk: request parsing and checks, the io_uring data path, quiesce/save/restore. */
+/* virtio_blk.c - virtio-blk: request parsing and checks, the io_uring data path, quiesce and resume. */
 #include "virtio_blk.h"
+#include "virtio_blk_int.h"
 
 #include <endian.h>
 #include <errno.h>
-#include <libfdt.h>
 #include <linux/falloc.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ids.h>
@@ -13,7 +13,6 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 
 /*
@@ -34,63 +33,8 @@
  * submission order) and a restore re-submits them, as QEMU does.
  */
 
-/* Version 2 may carry "blk-inflight". A state with nothing in flight is still written as version 1,
- * so an older build (which would drop the list and leave the guest waiting forever) refuses only the
- * checkpoints it cannot honour. Both are read. */
-#define BLK_STATE_VERSION 2
-#define BLK_STATE_VERSION_PLAIN 1
-#define SECTOR 512u
 #define MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB per request keeps one fallocate short */
 #define MAX_RETRIES 8
-
-enum blk_op { OP_READ, OP_WRITE, OP_FLUSH, OP_DISCARD, OP_WRITE_ZEROES };
-
-struct blk_req {
-	uint16_t head;
-	uint8_t op;
-	uint8_t retries;
-	uint64_t seq;             /* submission order, for the saved in-flight list */
-	bool fallback_tried;      /* write-zeroes: second fallocate mode attempted */
-	int falloc_mode;
-	uint64_t off, len, done;  /* image byte offset, data bytes, bytes completed */
-	uint8_t *status;          /* the guest's status byte */
-	unsigned niov, ncur;
-	struct iovec *cur;        /* working copy, advanced on short transfers */
-	struct iovec iov[];       /* [0, niov) data segments as the guest gave them, then the working copy */
-};
-
-struct virtio_blk {
-	struct virtio_dev dev;
-	struct blk_backend be;
-	struct ioloop *loop;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool active;     /* DRIVER_OK seen and no reset since */
-	bool quiesced;   /* no popping, no guest writes, no interrupts */
-	bool dropping;   /* reset: completions are discarded instead of pushed */
-	bool pushed;     /* used entries added since the last notify decision */
-	bool want_reset; /* a malformed chain was seen: raise NEEDS_RESET once unlocked */
-	bool restored;   /* common state replaced by a restore; adopted by the next run of the data path */
-	bool owe_irq;    /* re-raise the queue interrupt once not quiesced (after a restore) */
-	bool warned_io;  /* a host I/O error has been logged */
-	unsigned ninflight, notifying;
-	uint64_t next_seq;
-	struct blk_req *inflight[VIRTIO_BLK_QUEUE_SIZE]; /* by head */
-	/* Heads in flight at the restored checkpoint, in submission order: re-submitted once running. */
-	unsigned nsaved;
-	uint16_t saved[VIRTIO_BLK_QUEUE_SIZE];
-	struct virtio_blk_config cfg;
-	char serial[VIRTIO_BLK_ID_LEN];
-	blk_write_hook_fn write_hook; /* FT disk replication: sees what reached the image, as it completes */
-	void *write_hook_ctx;
-	char name[32];
-	struct vq_req scratch;
-};
-
-static struct virtio_blk *to_blk(struct virtio_dev *d)
-{
-	return d->priv;
-}
 
 /* dst[] = the bytes [skip, skip+len) of src[]; returns the segment count (<= n). */
 static unsigned iov_slice(const struct iovec *src, unsigned n, uint64_t skip, uint64_t len, struct iovec *dst)
@@ -529,7 +473,7 @@ static int blk_activate(struct virtio_dev *d)
 
 /* Lock held: complete (and throw away) everything in flight; rings are about to be forgotten. Not a
  * pause: this does wait for the I/O (reset, destroy, restore). */
-static void blk_drop_inflight(struct virtio_blk *b)
+void blk_drop_inflight(struct virtio_blk *b)
 {
 	b->dropping = true;
 	blk_wait_all(b);
@@ -590,157 +534,6 @@ static void blk_resume(struct virtio_dev *d)
 	blk_unlock_and_notify(b);
 }
 
-static int blk_req_cmp_seq(const void *x, const void *y)
-{
-	const struct blk_req *a = *(struct blk_req *const *)x, *c = *(struct blk_req *const *)y;
-	return a->seq < c->seq ? -1 : a->seq > c->seq;
-}
-
-/* Lock held: the heads to re-submit after a restore, in submission order. Heads restored but not yet
- * re-submitted come first (in fact alone: they go before anything is popped). Returns the count. */
-static unsigned blk_inflight_heads(struct virtio_blk *b, fdt32_t *out)
-{
-	struct blk_req *reqs[VIRTIO_BLK_QUEUE_SIZE] = { NULL };
-	unsigned n = 0, k = 0;
-	for (unsigned h = 0; h < VIRTIO_BLK_QUEUE_SIZE; h++)
-		if (b->inflight[h])
-			reqs[k++] = b->inflight[h];
-	qsort(reqs, k, sizeof(reqs[0]), blk_req_cmp_seq);
-	for (unsigned i = 0; i < b->nsaved; i++)
-		out[n++] = cpu_to_fdt32(b->saved[i]);
-	for (unsigned i = 0; i < k && n < VIRTIO_BLK_QUEUE_SIZE; i++)
-		out[n++] = cpu_to_fdt32(reqs[i]->head);
-	return n;
-}
-
-/* Needs a quiesced device (or one restored and not yet running), as the common state saved beside it
- * would otherwise not match. Requests in flight are part of the state. */
-static int blk_save(struct virtio_dev *d, void *fdt)
-{
-	struct virtio_blk *b = to_blk(d);
-	fdt32_t heads[VIRTIO_BLK_QUEUE_SIZE];
-	pthread_mutex_lock(&b->lock);
-	unsigned n = blk_inflight_heads(b, heads);
-	pthread_mutex_unlock(&b->lock);
-	int r = fdt_property_u32(fdt, "blk-version", n ? BLK_STATE_VERSION : BLK_STATE_VERSION_PLAIN);
-	r = r ?: fdt_property_u64(fdt, "blk-capacity", b->be.size / SECTOR);
-	r = r ?: fdt_property_u32(fdt, "blk-readonly", b->be.ro);
-	if (n)
-		r = r ?: fdt_property(fdt, "blk-inflight", heads, (int)(n * sizeof(heads[0])));
-	return r ? -EINVAL : 0;
-}
-
-/* The saved in-flight heads, untrusted (a snapshot file or the FT peer wrote them): a whole number
- * of be32 cells, at most a queue's worth, each a head the queue can have, none twice. Absent: none. */
-static int blk_parse_inflight(const struct virtio_blk *b, const void *fdt, int node, uint16_t *heads,
-			      unsigned *n)
-{
-	int len;
-	const uint8_t *p = fdt_getprop(fdt, node, "blk-inflight", &len);
-	bool seen[VIRTIO_BLK_QUEUE_SIZE] = { false };
-
-	*n = 0;
-	if (!p && len == -FDT_ERR_NOTFOUND)
-		return 0;
-	if (!p || len < 0 || len % sizeof(fdt32_t) || len / sizeof(fdt32_t) > VIRTIO_BLK_QUEUE_SIZE) {
-		warnx("%s: restore: in-flight request list of %d bytes: not whole heads, or more than the queue holds",
-		      b->name, len);
-		return -EINVAL;
-	}
-	unsigned cnt = (unsigned)len / sizeof(fdt32_t);
-	for (unsigned i = 0; i < cnt; i++) {
-		fdt32_t c;
-		memcpy(&c, p + i * sizeof(c), sizeof(c)); /* fdt properties are only 4-byte aligned */
-		uint32_t h = fdt32_to_cpu(c);
-		if (h >= VIRTIO_BLK_QUEUE_SIZE || seen[h]) {
-			warnx("%s: restore: in-flight request list has a bad or repeated head (%u)", b->name, h);
-			return -EINVAL;
-		}
-		seen[h] = true;
-		heads[i] = (uint16_t)h;
-	}
-	*n = cnt;
-	return 0;
-}
-
-/* A restore's device-specific list, checked before anything changes. */
-struct blk_saved {
-	unsigned n;
-	uint16_t heads[VIRTIO_BLK_QUEUE_SIZE];
-};
-
-/* Device-specific half of restore: check the checkpoint matches this image and parse its in-flight
- * list into *sv; nothing changes yet. */
-static int blk_restore_check(struct virtio_blk *b, const void *fdt, int node, struct blk_saved *sv)
-{
-	uint32_t v = 0, ro;
-	uint64_t cap;
-	if (fdtp_u32(fdt, node, "blk-version", &v) || (v != BLK_STATE_VERSION && v != BLK_STATE_VERSION_PLAIN)) {
-		warnx("%s: restore: missing or unsupported version", b->name);
-		return -EINVAL;
-	}
-	if (fdtp_u64(fdt, node, "blk-capacity", &cap)) {
-		warnx("%s: restore: missing capacity", b->name);
-		return -EINVAL;
-	}
-	if (cap != b->be.size / SECTOR) {
-		warnx("%s: restore: image has %llu sectors but the checkpoint expects %llu", b->name,
-		      (unsigned long long)(b->be.size / SECTOR), (unsigned long long)cap);
-		return -EINVAL;
-	}
-	if (fdtp_u32(fdt, node, "blk-readonly", &ro) || ro != (uint32_t)b->be.ro) {
-		warnx("%s: restore: read-only mode differs from the checkpoint", b->name);
-		return -EINVAL;
-	}
-	return blk_parse_inflight(b, fdt, node, sv->heads, &sv->n);
-}
-
-/* Lock held: forget in-flight work (its queues are being replaced) and stop consuming until the
- * restored state is adopted. */
-static void blk_restore_begin(struct virtio_blk *b)
-{
-	b->active = false;
-	b->restored = false;
-	b->owe_irq = false;
-	blk_drop_inflight(b);
-}
-
-/* Lock held: the common state is in place, sv is its in-flight list. The device adopts both when it
- * is resumed (cmd/run.c resumes every device after a restore), when a kick arrives or when the I/O
- * thread next runs (the nudge waits in the eventfd if the loop is not started yet), whichever comes
- * first; the saved requests are re-submitted before anything new is popped. */
-static void blk_restore_end(struct virtio_blk *b, const struct blk_saved *sv)
-{
-	uint64_t one = 1;
-	b->nsaved = sv->n;
-	memcpy(b->saved, sv->heads, sv->n * sizeof(sv->heads[0]));
-	b->restored = true;
-	if (write(b->be.efd, &one, sizeof(one)) != sizeof(one))
-		warnx("%s: cannot schedule the restart after restore", b->name);
-}
-
-/* d->ops->restore_check: the checkpoint fits this image and its in-flight list parses. */
-static int blk_restore_check_op(struct virtio_dev *d, const void *fdt, int node)
-{
-	struct blk_saved sv;
-	return blk_restore_check(to_blk(d), fdt, node, &sv);
-}
-
-/* d->ops->restore, once the transport has restored the common state. */
-static int blk_restore(struct virtio_dev *d, const void *fdt, int node)
-{
-	struct virtio_blk *b = to_blk(d);
-	struct blk_saved sv;
-	int r = blk_restore_check(b, fdt, node, &sv);
-	if (r)
-		return r;
-	pthread_mutex_lock(&b->lock);
-	blk_restore_begin(b);
-	blk_restore_end(b, &sv);
-	pthread_mutex_unlock(&b->lock);
-	return 0;
-}
-
 static const struct virtio_dev_ops blk_ops = {
 	.config_read = blk_config_read,
 	.config_write = blk_config_write,
@@ -750,7 +543,7 @@ static const struct virtio_dev_ops blk_ops = {
 	.quiesce = blk_quiesce,
 	.resume = blk_resume,
 	.save = blk_save,
-	.restore_check = blk_restore_check_op,
+	.restore_check = blk_restore_check,
 	.restore = blk_restore,
 };
 
