@@ -1,12 +1,11 @@
-/* virtio_net.c - virtio-net device model: TX/RX data path on the ioloop, link state, checkpoint state. */
+/* virtio_net.c - virtio-net device model: TX/RX data path on the ioloop, link state, quiesce and resume. */
 #include "virtio_net.h"
-#include "../vmm/fdt_prop.h"
+#include "virtio_net_int.h"
 #include "../vmm/util.h"
 
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libfdt.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_net.h>
 #include <stddef.h>
@@ -37,9 +36,7 @@
  * driver's RX kick, on resume or on a kick of our eventfd, each of which reads until EAGAIN.
  */
 
-#define NET_STATE_VERSION 1
 #define NET_CONFIG_LEN (offsetof(struct virtio_net_config, mtu) + sizeof(uint16_t))
-#define NET_STATUS_KNOWN (VIRTIO_NET_S_LINK_UP | VIRTIO_NET_S_ANNOUNCE)
 /* Per pass: bounded so a busy guest or a flooding peer cannot starve the other direction or keep
  * interrupts from being raised; the pass re-kicks itself to go on. */
 #define RX_BUDGET 64
@@ -55,59 +52,7 @@
 	 BIT(VIRTIO_NET_F_HOST_TSO6) | BIT(VIRTIO_NET_F_HOST_ECN) | BIT(VIRTIO_NET_F_GUEST_TSO4) |  \
 	 BIT(VIRTIO_NET_F_GUEST_TSO6) | BIT(VIRTIO_NET_F_GUEST_ECN))
 
-/* What a pass leaves for after n->lock is dropped. */
-struct net_work {
-	bool queue[2];
-	bool config;
-	bool needs_reset;
-	bool rekick;
-};
-
-struct virtio_net {
-	struct virtio_dev vdev;
-	struct guest_mem *mem;
-	struct ioloop *io;
-	int fd, kickfd;
-	uint16_t mtu;
-	char name[32]; /* d->name and the vm_device name point here */
-
-	pthread_mutex_t lock;
-	uint8_t mac[6];
-	uint16_t status;  /* config status: LINK_UP while the backend works */
-	bool active;      /* DRIVER_OK and not reset since */
-	bool quiesced;
-	bool dead;        /* backend failed: unregistered, never read or written again */
-	bool tx_blocked;  /* the sink said -EAGAIN: wait for EPOLLOUT or a kick */
-	struct net_tx_sink sink;
-	struct virtio_net_stats stats;
-	uint8_t *rx_buf;  /* NET_MAX_PKT bytes */
-	size_t rx_len;    /* a packet read and not yet delivered, or 0 */
-	struct vq_req *rx_first, *rx_req, *tx_req;
-	struct vq_used *rx_used; /* one per chain of the packet being delivered */
-	struct net_work owed;    /* interrupts held back by quiesce */
-
-	pthread_mutex_t notify_lock;
-};
-
-struct net_saved {
-	uint8_t mac[6];
-	uint32_t status;
-	const void *rx_pkt;
-	size_t rx_len;
-};
-
-static struct virtio_net *to_net(struct virtio_dev *d)
-{
-	return d->priv;
-}
-
-/* Unicast and not all zeros: the only MACs a NIC may have. */
-static bool mac_ok(const uint8_t m[6])
-{
-	return !(m[0] & 1) && (m[0] | m[1] | m[2] | m[3] | m[4] | m[5]);
-}
-
-static void net_kick(struct virtio_net *n)
+void net_kick(struct virtio_net *n)
 {
 	uint64_t one = 1;
 	/* EAGAIN means the counter is already non-zero: a kick is pending anyway. */
@@ -410,7 +355,7 @@ static void net_queue_notify(struct virtio_dev *d, unsigned q)
 	net_run(to_net(d), q == VIRTIO_NET_RXQ, q == VIRTIO_NET_TXQ, false);
 }
 
-static void net_apply_offload(struct virtio_net *n)
+void net_apply_offload(struct virtio_net *n)
 {
 	int r = tap_set_offload(n->fd, n->vdev.guest_features);
 	/* ENOTTY/EINVAL: not a TAP (a test socketpair); it never hands us offloaded packets anyway. */
@@ -464,104 +409,6 @@ static void net_resume(struct virtio_dev *d)
 	n->quiesced = false;
 	pthread_mutex_unlock(&n->lock);
 	net_kick(n); /* edges seen while quiesced were ignored; owed interrupts go out in that pass */
-}
-
-static int net_save(struct virtio_dev *d, void *fdt)
-{
-	struct virtio_net *n = to_net(d);
-	int r = 0;
-
-	pthread_mutex_lock(&n->lock);
-	if (!n->quiesced) {
-		pthread_mutex_unlock(&n->lock);
-		warnx("virtio-net %s: save while not quiesced", d->name);
-		return -EBUSY;
-	}
-	r = r ?: fdt_property_u32(fdt, "net-version", NET_STATE_VERSION);
-	r = r ?: fdt_property(fdt, "net-mac", n->mac, sizeof(n->mac));
-	r = r ?: fdt_property_u32(fdt, "net-status", n->status);
-	if (n->rx_len)
-		r = r ?: fdt_property(fdt, "net-rx-pending", n->rx_buf, (int)n->rx_len);
-	pthread_mutex_unlock(&n->lock);
-	return r ? -ENOSPC : 0;
-}
-
-static int net_parse_saved(struct virtio_net *n, const void *fdt, int node, struct net_saved *s)
-{
-	const char *why = NULL;
-	uint32_t ver;
-	if (fdtp_u32(fdt, node, "net-version", &ver) || ver != NET_STATE_VERSION) {
-		why = "missing or unsupported net-version";
-		goto bad;
-	}
-	if (fdtp_copy(fdt, node, "net-mac", s->mac, 6) || !mac_ok(s->mac)) {
-		why = "missing or invalid net-mac";
-		goto bad;
-	}
-	if (fdtp_u32(fdt, node, "net-status", &s->status) || (s->status & ~NET_STATUS_KNOWN)) {
-		why = "missing or invalid net-status";
-		goto bad;
-	}
-	int len; /* optional and of any length up to a frame: absent is not an error */
-	s->rx_pkt = fdt_getprop(fdt, node, "net-rx-pending", &len);
-	s->rx_len = s->rx_pkt ? (size_t)len : 0;
-	if (s->rx_pkt && (len < NET_HDR_LEN || len > NET_MAX_PKT)) {
-		why = "bad net-rx-pending length";
-		goto bad;
-	}
-	return 0;
-bad:
-	warnx("virtio-net %s: restore: %s", n->vdev.name, why);
-	return -EINVAL;
-}
-
-/* The common part (features, status, queues) is in place already. */
-static void net_apply_saved(struct virtio_net *n, const struct net_saved *s)
-{
-	struct virtio_dev *d = &n->vdev;
-	uint8_t st = __atomic_load_n(&d->status, __ATOMIC_ACQUIRE);
-	bool kick;
-
-	pthread_mutex_lock(&n->lock);
-	if (memcmp(n->mac, s->mac, 6) != 0)
-		debugx("virtio-net %s: restored MAC differs from the configured one", d->name);
-	memcpy(n->mac, s->mac, 6);
-	n->rx_len = s->rx_len;
-	if (s->rx_len)
-		memcpy(n->rx_buf, s->rx_pkt, s->rx_len);
-	n->active = st & VIRTIO_CONFIG_S_DRIVER_OK;
-	n->tx_blocked = false;
-	/* The link is this host's backend, not the saved one's: tell the driver if they differ. */
-	n->status = n->dead ? 0 : VIRTIO_NET_S_LINK_UP;
-	memset(&n->owed, 0, sizeof(n->owed));
-	n->owed.config = n->status != (s->status & VIRTIO_NET_S_LINK_UP);
-	/* Interrupts raised after the irqchip was captured are not in the checkpoint: re-raise them
-	 * (a spurious one is always safe). */
-	n->owed.queue[0] = n->owed.queue[1] = n->active;
-	n->owed.needs_reset = (d->vqs[0].broken || d->vqs[1].broken) && !(st & VIRTIO_CONFIG_S_NEEDS_RESET);
-	if (n->active)
-		net_apply_offload(n);
-	kick = !n->quiesced;
-	pthread_mutex_unlock(&n->lock);
-	if (kick)
-		net_kick(n);
-}
-
-/* d->ops->restore_check: nothing changes. */
-static int net_restore_check(struct virtio_dev *d, const void *fdt, int node)
-{
-	struct net_saved s;
-	return net_parse_saved(to_net(d), fdt, node, &s);
-}
-
-/* d->ops->restore, once the transport has restored the common state. */
-static int net_restore(struct virtio_dev *d, const void *fdt, int node)
-{
-	struct net_saved s;
-	int r = net_parse_saved(to_net(d), fdt, node, &s);
-	if (r == 0)
-		net_apply_saved(to_net(d), &s);
-	return r;
 }
 
 static const struct virtio_dev_ops net_ops = {
