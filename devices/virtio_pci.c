@@ -1,8 +1,8 @@
-/* virtio_pci.c - virtio 1.x modern PCI transport: BAR 0 registers, capabilities, kicks, MSI-X/INTx, checkpoint. */
+/* virtio_pci.c - virtio 1.x modern PCI transport: BAR 0 registers, capabilities, kicks, MSI-X/INTx, lifecycle. */
 #include "virtio_pci.h"
+#include "virtio_pci_int.h"
 
 #include <errno.h>
-#include <libfdt.h>
 #include <linux/pci_regs.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_pci.h>
@@ -13,7 +13,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "../vmm/fdt_prop.h"
 #include "../vmm/le.h"
 #include "../vmm/util.h"
 #include "msix.h"
@@ -29,9 +28,8 @@ static void observe(struct virtio_pci *vp, const struct virtio_pci_irq_event *ev
 		vp->irq_observer(vp->irq_observer_opaque, ev);
 }
 
-/* INTx follows the ISR: asserted while any ISR bit is set, MSI-X is off and the guest has not set
- * INTX_DISABLE. Level-triggered, so the guest sees it until it reads the ISR. Caller holds vp->lock. */
-static void intx_update(struct virtio_pci *vp, bool force)
+/* Level-triggered, so the guest sees it until it reads the ISR. */
+void vp_intx_update(struct virtio_pci *vp, bool force)
 {
 	bool want = !msix_enabled(&vp->msix) && !vp->intx_disabled && __atomic_load_n(&vp->vdev->isr, __ATOMIC_ACQUIRE);
 	if (want == vp->intx_level && !force)
@@ -48,7 +46,7 @@ static void vp_raise(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
 	pthread_mutex_lock(&vp->lock);
 	if (!msix_notify(&vp->msix, vector)) {
 		__atomic_fetch_or(&vp->vdev->isr, isr_bit, __ATOMIC_ACQ_REL);
-		intx_update(vp, false);
+		vp_intx_update(vp, false);
 	}
 	pthread_mutex_unlock(&vp->lock);
 }
@@ -211,7 +209,7 @@ static void status_write(struct virtio_pci *vp, uint8_t val)
 	if (val == 0) {
 		virtio_dev_reset(d);
 		pthread_mutex_lock(&vp->lock);
-		intx_update(vp, false); /* the reset cleared the ISR */
+		vp_intx_update(vp, false); /* the reset cleared the ISR */
 		pthread_mutex_unlock(&vp->lock);
 		return;
 	}
@@ -329,7 +327,7 @@ static void isr_read(struct virtio_pci *vp, uint64_t off, uint8_t *data, unsigne
 	/* Read-to-clear, and the read is what deasserts INTx. */
 	pthread_mutex_lock(&vp->lock);
 	data[0] = __atomic_exchange_n(&vp->vdev->isr, 0, __ATOMIC_ACQ_REL);
-	intx_update(vp, false);
+	vp_intx_update(vp, false);
 	pthread_mutex_unlock(&vp->lock);
 }
 
@@ -425,7 +423,7 @@ static void vp_cfg_write(struct pci_dev *dev, unsigned off, unsigned len)
 		pthread_mutex_lock(&vp->lock);
 		vp->intx_disabled = dev->cfg[PCI_COMMAND + 1] & (PCI_COMMAND_INTX_DISABLE >> 8);
 		msix_cfg_update(&vp->msix, dev);
-		intx_update(vp, false);
+		vp_intx_update(vp, false);
 		pthread_mutex_unlock(&vp->lock);
 	}
 }
@@ -484,140 +482,20 @@ static int build_config_space(struct virtio_pci *vp)
 	return pci_dev_add_bar(&vp->pci, 0, vp->bar_size, vp_bar_access, vp);
 }
 
-/* ---- checkpoint ---- */
+/* ---- lifecycle ---- */
 
-#define VP_STATE_VERSION 1
-enum { R_VERSION, R_DFSELECT, R_GFSELECT, R_QSELECT, R_NVEC, R_NQUEUES, R_NCELLS };
-
-static bool is_quiesced(struct virtio_pci *vp)
+/* Quiesce and restore: kicks arriving now are marked pending, not handed to the device. */
+void vp_hold_kicks(struct virtio_pci *vp)
 {
-	pthread_mutex_lock(&vp->qlock);
-	bool q = vp->quiesced;
-	pthread_mutex_unlock(&vp->qlock);
-	return q;
-}
-
-int virtio_pci_save(struct virtio_pci *vp, void *fdt)
-{
-	struct virtio_dev *d = vp->vdev;
-	if (!is_quiesced(vp)) {
-		/* A running device's queues move under us: the checkpoint would not be a state it was in. */
-		warnx("%s: save while not quiesced", vp->name);
-		return -EBUSY;
-	}
-	uint8_t cfg[PCI_CFG_SIZE];
-	fdt32_t *cells = malloc((R_NCELLS + vp->nqueues) * sizeof(fdt32_t));
-	if (!cells)
-		return -ENOMEM;
-	if (!vp->pci.bus) {
-		free(cells);
-		return -EINVAL;
-	}
-	pthread_mutex_lock(&vp->pci.bus->lock);
-	memcpy(cfg, vp->pci.cfg, sizeof(cfg));
-	pthread_mutex_unlock(&vp->pci.bus->lock);
-
-	pthread_mutex_lock(&d->lock);
-	cells[R_VERSION] = cpu_to_fdt32(VP_STATE_VERSION);
-	cells[R_DFSELECT] = cpu_to_fdt32(vp->dfselect);
-	cells[R_GFSELECT] = cpu_to_fdt32(vp->gfselect);
-	cells[R_QSELECT] = cpu_to_fdt32(vp->qselect);
-	cells[R_NVEC] = cpu_to_fdt32(vp->msix.nvec);
-	cells[R_NQUEUES] = cpu_to_fdt32(vp->nqueues);
-	for (unsigned i = 0; i < vp->nqueues; i++)
-		cells[R_NCELLS + i] = cpu_to_fdt32(d->vqs[i].notify_off);
-	int r = virtio_dev_save(d, fdt);
-	pthread_mutex_unlock(&d->lock);
-
-	r = r ?: fdt_property(fdt, "pci-config", cfg, sizeof(cfg));
-	r = r ?: fdt_property(fdt, "virtio-pci-regs", cells, R_NCELLS * sizeof(fdt32_t));
-	r = r ?: fdt_property(fdt, "virtio-pci-notify-off", cells + R_NCELLS, (int)(vp->nqueues * sizeof(fdt32_t)));
-	free(cells);
-	r = r ? -EINVAL : msix_save(&vp->msix, fdt);
-	return r ?: d->ops->save ? d->ops->save(d, fdt) : 0;
-}
-
-static int restore_fail(struct virtio_pci *vp, const char *why)
-{
-	warnx("%s: restore: %s", vp->name, why);
-	return -EINVAL;
-}
-
-int virtio_pci_restore(struct virtio_pci *vp, const void *fdt, int node)
-{
-	struct virtio_dev *d = vp->vdev;
-	const uint8_t *cfg = fdtp_exact(fdt, node, "pci-config", PCI_CFG_SIZE);
-	const fdt32_t *regs = fdtp_exact(fdt, node, "virtio-pci-regs", R_NCELLS * sizeof(fdt32_t));
-	const fdt32_t *noff = fdtp_exact(fdt, node, "virtio-pci-notify-off", vp->nqueues * sizeof(fdt32_t));
-	if (!vp->pci.bus)
-		return -EINVAL;
-	/* Hold kicks from here until resume, as after quiesce: guest memory may not be restored yet. */
-	pthread_mutex_lock(&vp->qlock);
+	pthread_mutex_lock(&vp->qlock); /* waits out a queue_notify in progress */
 	vp->quiesced = true;
 	pthread_mutex_unlock(&vp->qlock);
-	if (!cfg || !regs || !noff || msix_check_saved(&vp->msix, fdt, node))
-		return restore_fail(vp, "missing or malformed transport property");
-	if (fdt32_to_cpu(regs[R_VERSION]) != VP_STATE_VERSION || fdt32_to_cpu(regs[R_NVEC]) != vp->msix.nvec ||
-	    fdt32_to_cpu(regs[R_NQUEUES]) != vp->nqueues || fdt32_to_cpu(regs[R_QSELECT]) > 0xffff)
-		return restore_fail(vp, "version, vector or queue count differs");
-	/* Our notify layout is fixed: queue i at slot i. Anything else came from another transport. */
-	for (unsigned i = 0; i < vp->nqueues; i++)
-		if (fdt32_to_cpu(noff[i]) != i)
-			return restore_fail(vp, "queue notify offsets differ");
-	/* The device's own half, before anything changes (it says why itself). */
-	if (d->ops->restore_check) {
-		int r = d->ops->restore_check(d, fdt, node);
-		if (r)
-			return r;
-	}
-
-	uint8_t old[PCI_CFG_SIZE];
-	pthread_mutex_lock(&vp->pci.bus->lock);
-	memcpy(old, vp->pci.cfg, sizeof(old));
-	pthread_mutex_unlock(&vp->pci.bus->lock);
-	/* Re-maps BAR 0 (and its ioeventfds) where the snapshot had it; refuses another device's layout. */
-	if (pci_dev_cfg_restore(&vp->pci, cfg))
-		return restore_fail(vp, "config space does not match this device");
-
-	pthread_mutex_lock(&d->lock);
-	int r = virtio_dev_restore(d, fdt, node);
-	if (!r) {
-		vp->dfselect = fdt32_to_cpu(regs[R_DFSELECT]);
-		vp->gfselect = fdt32_to_cpu(regs[R_GFSELECT]);
-		vp->qselect = (uint16_t)fdt32_to_cpu(regs[R_QSELECT]);
-		for (unsigned i = 0; i < vp->nqueues; i++)
-			d->vqs[i].notify_off = (uint16_t)i;
-	}
-	pthread_mutex_unlock(&d->lock);
-	if (r) {
-		pci_dev_cfg_restore(&vp->pci, old);
-		return r;
-	}
-	/* The device half last: it may look at the restored common state (status, queues). */
-	if (d->ops->restore) {
-		r = d->ops->restore(d, fdt, node);
-		if (r)
-			return r;
-	}
-
-	pthread_mutex_lock(&vp->pci.bus->lock);
-	pthread_mutex_lock(&vp->lock);
-	vp->intx_disabled = vp->pci.cfg[PCI_COMMAND + 1] & (PCI_COMMAND_INTX_DISABLE >> 8);
-	msix_restore(&vp->msix, &vp->pci, fdt, node); /* routes and irqfds for the restored messages */
-	intx_update(vp, true); /* a fresh VM's line is low: drive it whatever we believed */
-	pthread_mutex_unlock(&vp->lock);
-	pthread_mutex_unlock(&vp->pci.bus->lock);
-	return 0;
 }
-
-/* ---- lifecycle ---- */
 
 static int vp_quiesce(void *opaque)
 {
 	struct virtio_pci *vp = opaque;
-	pthread_mutex_lock(&vp->qlock); /* waits out a queue_notify in progress */
-	vp->quiesced = true;
-	pthread_mutex_unlock(&vp->qlock);
+	vp_hold_kicks(vp);
 	return vp->vdev->ops->quiesce ? vp->vdev->ops->quiesce(vp->vdev) : 0;
 }
 

@@ -95,7 +95,7 @@ struct vm_device *virtio_pci_vm_device(struct virtio_pci *vp);
  * transport part and the device half (d->ops->restore_check) before changing anything, then re-maps the
  * BAR where the snapshot had it, restores the common state, then d->ops->restore (which may read the
  * restored common state), then rebuilds MSI routes, irqfds, ioeventfds and the INTx level (the reasons
- * for this order are commented at the function). 0 or -errno. */
+ * for this order: virtio_pci_persist.c). 0 or -errno. */
 int virtio_pci_save(struct virtio_pci *vp, void *fdt);
 int virtio_pci_restore(struct virtio_pci *vp, const void *fdt, int node);
 
