@@ -76,9 +76,10 @@ int ft_recv_max(int fd, struct ft_frame *f, void **payload, uint64_t max_len);
 /* After the handshake the backup knows the guest, so every data-link frame has a legitimate maximum
  * far below FT_MAX_FRAME: ft_recv_data refuses a larger one from its header (-EMSGSIZE), before its
  * payload is allocated, so a peer cannot make the backup allocate gigabytes for a frame whose
- * checksum is only seen after it arrived. The bounds follow what ft/primary.c sends: */
-#define FT_MEM_BATCH_PAGES 256u         /* pages in one initial-sync FT_MEM frame (send_pages' BATCH) */
-#define FT_DISK_SYNC_CHUNK (1u << 20)   /* bytes of one initial-sync disk range (send_disks' CHUNK) */
+ * checksum is only seen after it arrived. The bounds follow what the primary sends (primary_sync.c
+ * sends its initial sync in these units): */
+#define FT_MEM_BATCH_PAGES 256u         /* pages in one initial-sync FT_MEM frame */
+#define FT_DISK_SYNC_CHUNK (1u << 20)   /* bytes of one initial-sync disk range */
 /* The largest state fdt of an ncpus guest: state_capture (ft/state.c) starts at 256 KiB + 64 KiB per vCPU
  * and doubles it 5 times at most (6 attempts). */
 #define FT_MAX_STATE(ncpus) (((256ull << 10) + (uint64_t)(ncpus) * (64ull << 10)) << 5)

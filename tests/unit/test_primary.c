@@ -1,8 +1,10 @@
 /* test_primary.c - the epoch engine's pieces that need no KVM: acks (a bogus one ends the link and
  * releases nothing), the staging pool (the sender gives its buffer back), and the end of output
- * (acked epochs leave, the rest is dropped). primary.c is included for its static functions; the
- * library's copy is then never linked in. */
+ * (acked epochs leave, the rest is dropped). The primary's three files are included for their static
+ * functions; the library's copies are then never linked in. */
 #include "../../ft/primary.c"
+#include "../../ft/primary_link.c"
+#include "../../ft/primary_sync.c"
 #include "test.h"
 
 #include <sys/socket.h>
@@ -43,7 +45,7 @@ static int on_wire(int fd)
 
 static void *run_receiver(void *arg)
 {
-	return receiver_thread(arg);
+	return primary_receiver_thread(arg);
 }
 
 /* Epochs 0 and 1 sent, packets held for both; the backup acks `first` (if >= 0), then `bad`. */
@@ -111,7 +113,7 @@ static void test_pool_reuse(void)
 	uint8_t *buf = s->pages;
 	enqueue(&p, s);
 	p.closing = true; /* send what is queued, then end */
-	sender_thread(&p);
+	primary_sender_thread(&p);
 	CHECK(!p.lost);
 	CHECK_EQ(p.sent_hi, 0);
 	CHECK_EQ(p.npool, 1);

@@ -1,0 +1,49 @@
+/* primary_int.h - what the primary's three files share: the staged epoch, the link threads, the initial sync. */
+#ifndef FTVMM_PRIMARY_INT_H
+#define FTVMM_PRIMARY_INT_H
+
+#include "primary.h"
+#include "proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One checkpoint, from its pause until its ack: what the sender streams, then its telemetry. */
+struct ft_staged {
+	struct ft_staged *next;
+	struct ft_epoch_hdr hdr;
+	uint8_t *pages;   /* from the pool: npages pages, then their npages pfns */
+	uint64_t *pfns;   /* inside pages */
+	size_t pages_cap; /* bytes of that pool buffer */
+	void *state;
+	uint8_t *disk;
+	uint64_t disk_writes;
+	/* telemetry */
+	uint64_t t_start_ns, stop_ns, harvest_ns, copy_ns, state_ns, resume_ns, pause_ns;
+	uint64_t sent_ns, bytes;
+	uint64_t pkts_held;
+};
+
+/* primary.c: the staging buffers. release gives the epoch's buffers back (the pages to the pool) and
+ * keeps s for its telemetry; free does that and frees s (NULL is fine). */
+void primary_staged_release(struct ft_primary *p, struct ft_staged *s);
+void primary_staged_free(struct ft_primary *p, struct ft_staged *s);
+
+/* primary_sync.c: the initial sync while the guest runs (disk logging on, disks, memory, pre-copy
+ * rounds). 0 or -errno. */
+int primary_initial_sync(struct ft_primary *p);
+
+/* primary_link.c: connect to peer and shake hands (bounded by p->timeout_ms). 0, or -errno with one line
+ * in err. */
+int primary_connect(struct ft_primary *p, const char *peer, char *err, size_t errlen);
+/* The link threads (arg: the struct ft_primary). */
+void *primary_sender_thread(void *arg);
+void *primary_receiver_thread(void *arg);
+void *primary_heartbeat_thread(void *arg);
+/* The backup is lost: first failure wins, every thread blocked on a socket is woken. fmt has one %s. */
+void primary_mark_lost(struct ft_primary *p, const char *fmt, const char *detail);
+/* No more periodic checkpoints: stopping, or the backup is lost. */
+bool primary_should_quit(struct ft_primary *p);
+
+#endif

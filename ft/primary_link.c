@@ -1,0 +1,407 @@
+/* primary_link.c - the primary's links to its backup: handshake, the sender, acks releasing output, heartbeats, the first failure. */
+#include "primary_int.h"
+#include "../vmm/util.h"
+#include "../vmm/vm.h"
+#include "../devices/platform.h"
+
+#include <errno.h>
+#include <libfdt.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/*
+ * Two TCP connections to the backup: the data link (HELLO with the VM's shape, then initial-sync
+ * frames and epochs out, acks in) and the heartbeat link (heartbeats both ways, a BYE). Three threads
+ * beside the engine (primary.c):
+ *   sender     takes staged epochs off p->sendq, streams them, gives their pages back to the pool
+ *   receiver   reads acks: an epoch committed on the backup releases its held output (take_ack)
+ *   heartbeat  sends and watches heartbeats, and notices a freeze of this process
+ * Any failure goes through primary_mark_lost: the first wins, the others only wake whoever waits.
+ */
+
+/* ---- what every thread tests: lost, stopping, closing ------------------------------------- */
+
+/* Was this process frozen for longer than the timeout just now? The heartbeat thread either saw the
+ * gap already, or has not run since (all threads resume together; the engine may look first). */
+static bool primary_was_frozen(struct ft_primary *p)
+{
+	uint64_t now = now_ns(), tmo = p->timeout_ms * 1000000ull;
+	uint64_t tick = __atomic_load_n(&p->hb_tick_ns, __ATOMIC_ACQUIRE);
+	uint64_t frozen = __atomic_load_n(&p->frozen_at_ns, __ATOMIC_ACQUIRE);
+	return (tick && now - tick > tmo) || (frozen && now - frozen < 2 * tmo + 1000000000ull);
+}
+
+static int hb_send(struct ft_primary *p, enum ft_type type, uint64_t seq)
+{
+	pthread_mutex_lock(&p->hb_send_lock);
+	int r = ft_send_buf(p->hb_fd, type, seq, NULL, 0);
+	pthread_mutex_unlock(&p->hb_send_lock);
+	return r;
+}
+
+/* First failure wins; everyone blocked on a socket is woken by the shutdown. Before that, a BYE on
+ * the heartbeat link tells a backup that is still there (it rejected a corrupt epoch, or only the
+ * data link broke) that this guest runs on: it must not take over, or two copies would run. */
+void primary_mark_lost(struct ft_primary *p, const char *fmt, const char *detail)
+{
+	/* decided once, here: a primary that was frozen past the timeout stops (engine_end, primary.c), so it must
+	 * not tell a backup that may still be there to stand down */
+	bool frozen = primary_was_frozen(p);
+	pthread_mutex_lock(&p->lock);
+	/* while stopping a failure is not `lost` (nothing goes unprotected, and no BYE: a planned
+	 * failover's backup must still take over), but whoever waits for an ack must hear of it */
+	bool first = !p->lost && !p->stop;
+	if (first) {
+		p->lost = true;
+		p->fence = frozen;
+		snprintf(p->lost_reason, sizeof(p->lost_reason), fmt, detail);
+	}
+	p->link_down = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	if (first && !frozen && p->hb_fd >= 0)
+		(void)hb_send(p, FT_BYE, 1); /* fails harmlessly when the backup is dead */
+	if (p->data_fd >= 0)
+		shutdown(p->data_fd, SHUT_RDWR);
+	if (p->hb_fd >= 0)
+		shutdown(p->hb_fd, SHUT_RDWR);
+}
+
+/* The engine's test: no more periodic checkpoints. */
+bool primary_should_quit(struct ft_primary *p)
+{
+	pthread_mutex_lock(&p->lock);
+	bool q = p->stop || p->lost;
+	pthread_mutex_unlock(&p->lock);
+	return q;
+}
+
+/* The link threads' test: they outlive `stop` until `closing`, so a planned failover's last epoch
+ * still goes out, gets its ack, and the backup keeps hearing heartbeats meanwhile. */
+static bool links_done(struct ft_primary *p)
+{
+	pthread_mutex_lock(&p->lock);
+	bool q = p->closing || p->lost || p->link_down;
+	pthread_mutex_unlock(&p->lock);
+	return q;
+}
+
+/* ---- pairing ------------------------------------------------------------------------------ */
+
+/* The VM's shape for the HELLO, which the backup checks against what it was given (backup_check_shape). */
+static int build_shape(struct ft_primary *p, void **out, size_t *len)
+{
+	size_t size = 16384;
+	void *fdt = malloc(size);
+	if (!fdt)
+		return -ENOMEM;
+	int r = fdt_create(fdt, (int)size);
+	r |= fdt_finish_reservemap(fdt);
+	r |= fdt_begin_node(fdt, "");
+	r |= fdt_property_u64(fdt, "mem-size", p->vm->mem.size);
+	r |= fdt_property_u32(fdt, "ncpus", p->vm->ncpus);
+	r |= fdt_property_u32(fdt, "ndisks", p->plat->ndisks);
+	r |= fdt_property_u32(fdt, "nnics", p->plat->nnics);
+	r |= fdt_property(fdt, "disk-sizes", p->plat->disk_sizes, (int)(p->plat->ndisks * sizeof(uint64_t)));
+	r |= fdt_property(fdt, "macs", p->plat->macs, (int)(p->plat->nnics * 6));
+	r |= fdt_property_u32(fdt, "epoch-ms", p->epoch_ms);
+	r |= fdt_end_node(fdt);
+	r |= fdt_finish(fdt);
+	if (r) {
+		free(fdt);
+		return -EINVAL;
+	}
+	*out = fdt;
+	*len = fdt_totalsize(fdt);
+	return 0;
+}
+
+/* HELLO with the VM's shape on the data link and HB_HELLO on the heartbeat link, one session. */
+static int send_hellos(struct ft_primary *p)
+{
+	uint64_t session = now_ns() ^ ((uint64_t)getpid() << 32);
+	void *shape;
+	size_t shape_len;
+	int r = build_shape(p, &shape, &shape_len);
+	if (r)
+		return r;
+	r = ft_send_buf(p->data_fd, FT_HELLO, session, shape, shape_len);
+	free(shape);
+	return r ? r : ft_send_buf(p->hb_fd, FT_HB_HELLO, session, NULL, 0);
+}
+
+/* The backup's answer to our HELLO: HELLO_OK, or why not (one line in err). */
+static int read_reply(struct ft_primary *p, const char *peer, char *err, size_t errlen)
+{
+	struct ft_frame f;
+	void *reply;
+	int r = ft_recv(p->data_fd, &f, &reply);
+	if (r == -EPROTO || r == -EPROTONOSUPPORT) {
+		snprintf(err, errlen, "backup %s speaks another protocol or version (%s)", peer,
+			 r == -EPROTO ? "not ftvmm" : "ftvmm protocol version differs");
+		return r;
+	}
+	if (r) {
+		snprintf(err, errlen, "backup %s: no handshake reply: %s", peer,
+			 r == -EAGAIN || r == -EWOULDBLOCK ? "timed out (is it an ftvmm backup?)" : strerror(-r));
+		return r;
+	}
+	if (f.type == FT_HELLO_ERR) {
+		snprintf(err, errlen, "backup %s refused: %.*s", peer, (int)MIN(f.len, 300u), (char *)reply);
+		free(reply);
+		return -EINVAL;
+	}
+	free(reply);
+	if (f.type != FT_HELLO_OK) {
+		snprintf(err, errlen, "backup %s: unexpected reply %s", peer, ft_type_name(f.type));
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int primary_connect(struct ft_primary *p, const char *peer, char *err, size_t errlen)
+{
+	p->data_fd = ft_connect(peer, err, errlen);
+	if (p->data_fd < 0)
+		return p->data_fd;
+	p->hb_fd = ft_connect(peer, err, errlen);
+	if (p->hb_fd < 0)
+		return p->hb_fd;
+	/* a peer that accepts but never answers must not hang us: bound the handshake */
+	struct timeval tv = { .tv_sec = p->timeout_ms / 1000, .tv_usec = (p->timeout_ms % 1000) * 1000 };
+	setsockopt(p->data_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	int r = send_hellos(p);
+	if (r) {
+		snprintf(err, errlen, "backup %s: handshake failed: %s", peer, strerror(-r));
+		return r;
+	}
+	r = read_reply(p, peer, err, errlen);
+	if (r)
+		return r;
+	/* the handshake is over: from here on, waiting is the heartbeat's job */
+	struct timeval none = { 0, 0 };
+	setsockopt(p->data_fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+	return 0;
+}
+
+/* ---- the sender ---------------------------------------------------------------------------- */
+
+/* The next epoch to send, or NULL once the links close. Its epoch counts as sent from here on: the
+ * backup may ack it before ft_send even returns. */
+static struct ft_staged *next_to_send(struct ft_primary *p)
+{
+	pthread_mutex_lock(&p->lock);
+	while (!p->sendq && !p->closing && !p->lost && !p->link_down)
+		pthread_cond_wait(&p->cond, &p->lock);
+	struct ft_staged *s = p->sendq;
+	if (s && !p->lost && !p->link_down) {
+		p->sendq = s->next;
+		if (!p->sendq)
+			p->sendq_tail = NULL;
+		s->next = NULL;
+		p->sent_hi = s->hdr.epoch;
+		p->sent_any = true;
+	} else {
+		s = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+/* One JSON line per committed epoch (--stats). */
+static void write_stats(struct ft_primary *p, struct ft_staged *s, uint64_t ack_ns, uint64_t released)
+{
+	if (!p->stats)
+		return;
+	fprintf(p->stats,
+		"{\"epoch\":%llu,\"wall_ms\":%.3f,\"pause_us\":%.1f,\"stop_us\":%.1f,\"harvest_us\":%.1f,"
+		"\"copy_us\":%.1f,\"state_us\":%.1f,\"resume_us\":%.1f,\"dirty_guest\":%llu,\"dirty_device\":%llu,\"pages\":%llu,"
+		"\"bytes\":%llu,\"ack_latency_us\":%.1f,\"pkts_held\":%llu,\"pkts_released\":%llu,\"disk_writes\":%llu,"
+		"\"baseline\":%s}\n",
+		(unsigned long long)s->hdr.epoch, (double)(s->t_start_ns - p->started_ns) / 1e6, (double)s->pause_ns / 1e3,
+		(double)s->stop_ns / 1e3, (double)s->harvest_ns / 1e3, (double)s->copy_ns / 1e3, (double)s->state_ns / 1e3,
+		(double)s->resume_ns / 1e3,
+		(unsigned long long)s->hdr.guest_dirty, (unsigned long long)s->hdr.device_dirty,
+		(unsigned long long)s->hdr.npages, (unsigned long long)s->bytes, (double)(ack_ns - s->sent_ns) / 1e3,
+		(unsigned long long)s->pkts_held, (unsigned long long)released, (unsigned long long)s->disk_writes,
+		(s->hdr.flags & FT_EPOCH_BASELINE) ? "true" : "false");
+	fflush(p->stats);
+}
+
+/* The epoch is on the wire (or lost): its staging buffer goes back to the pool at once, the
+ * telemetry waits for the ack, unless that ack already came. */
+static void sent_done(struct ft_primary *p, struct ft_staged *s)
+{
+	primary_staged_release(p, s);
+	pthread_mutex_lock(&p->lock);
+	bool acked = p->protected_ && s->hdr.epoch <= p->acked;
+	if (acked) {
+		if (p->sendq_len)
+			p->sendq_len--;
+		pthread_cond_broadcast(&p->cond);
+	} else if (p->ackq_tail) {
+		p->ackq_tail->next = s;
+		p->ackq_tail = s;
+	} else {
+		p->ackq = p->ackq_tail = s;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (acked) {
+		write_stats(p, s, now_ns(), 0);
+		primary_staged_free(p, s);
+	}
+}
+
+void *primary_sender_thread(void *arg)
+{
+	struct ft_primary *p = arg;
+	struct ft_staged *s;
+	while ((s = next_to_send(p))) {
+		struct iovec iov[5] = {
+			{ &s->hdr, sizeof(s->hdr) }, { s->pfns, s->hdr.npages * 8 }, { s->pages, s->hdr.npages * PAGE_SIZE },
+			{ s->state, s->hdr.state_len }, { s->disk, s->hdr.disk_len },
+		};
+		s->sent_ns = now_ns();
+		int r = ft_send(p->data_fd, FT_EPOCH, s->hdr.epoch, iov, 5);
+		sent_done(p, s);
+		if (r) {
+			primary_mark_lost(p, "sending an epoch failed: %s", strerror(-r));
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* ---- the receiver: acks ---------------------------------------------------------------------- */
+
+/* An ack must name an epoch that was sent and is newer than the last one acked (the first may be
+ * the baseline, 0). Anything else is a protocol error: it proves nothing was committed. */
+static bool ack_ok(struct ft_primary *p, uint64_t seq)
+{
+	return p->sent_any && seq <= p->sent_hi && (!p->protected_ || seq > p->acked);
+}
+
+/* Epoch `seq` is committed on the backup: its output (and all before it) may leave. false if the
+ * ack is bogus; then nothing was released or changed. */
+static bool take_ack(struct ft_primary *p, uint64_t seq)
+{
+	uint64_t now = now_ns();
+	pthread_mutex_lock(&p->lock);
+	if (!ack_ok(p, seq)) {
+		pthread_mutex_unlock(&p->lock);
+		return false;
+	}
+	pthread_mutex_unlock(&p->lock);
+	uint64_t released = 0;
+	for (unsigned i = 0; i < p->nouts; i++)
+		released += outbuf_release(&p->out[i], seq);
+	pthread_mutex_lock(&p->lock);
+	bool first = !p->protected_;
+	p->acked = seq;
+	p->protected_ = true;
+	p->last_commit_ns = now;
+	struct ft_staged *done = NULL;
+	while (p->ackq && p->ackq->hdr.epoch <= seq) {
+		struct ft_staged *s = p->ackq;
+		p->ackq = s->next;
+		if (!p->ackq)
+			p->ackq_tail = NULL;
+		s->next = done;
+		done = s;
+		if (p->sendq_len)
+			p->sendq_len--;
+	}
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (struct ft_staged *s = done; s;) {
+		struct ft_staged *n = s->next;
+		write_stats(p, s, now, released);
+		released = 0;
+		primary_staged_free(p, s);
+		s = n;
+	}
+	if (first)
+		warnx("ft: baseline committed on the backup: guest is PROTECTED (epoch %u ms)", p->epoch_ms);
+	return true;
+}
+
+void *primary_receiver_thread(void *arg)
+{
+	struct ft_primary *p = arg;
+	for (;;) {
+		struct ft_frame f;
+		void *payload;
+		int r = ft_recv(p->data_fd, &f, &payload);
+		if (r) {
+			if (!links_done(p))
+				primary_mark_lost(p, "connection to the backup broke: %s", strerror(-r));
+			break;
+		}
+		free(payload);
+		if (f.type != FT_ACK) {
+			primary_mark_lost(p, "backup sent an unexpected %s", ft_type_name(f.type));
+			break;
+		}
+		if (!take_ack(p, f.seq)) {
+			char what[64];
+			snprintf(what, sizeof(what), "%llu", (unsigned long long)f.seq);
+			primary_mark_lost(p, "backup acked epoch %s, never sent or not newer than the last ack", what);
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* ---- heartbeats ------------------------------------------------------------------------------ */
+
+/* ft_hb_clock, plus what the fencing decision needs: a freeze past the timeout means the backup may
+ * have taken over meanwhile (primary_was_frozen). */
+static void hb_clock(struct ft_primary *p, uint64_t *prev, uint64_t *last_rx)
+{
+	uint64_t t = now_ns();
+	if (ft_hb_clock(t, prev, last_rx) > p->timeout_ms * 1000000ull)
+		__atomic_store_n(&p->frozen_at_ns, t, __ATOMIC_RELEASE);
+	__atomic_store_n(&p->hb_tick_ns, t, __ATOMIC_RELEASE);
+}
+
+void *primary_heartbeat_thread(void *arg)
+{
+	struct ft_primary *p = arg;
+	uint64_t last_rx = now_ns(), next_tx = 0, prev = last_rx;
+	__atomic_store_n(&p->hb_tick_ns, last_rx, __ATOMIC_RELEASE);
+	while (!links_done(p)) {
+		hb_clock(p, &prev, &last_rx);
+		uint64_t now = now_ns();
+		if (now >= next_tx) {
+			if (hb_send(p, FT_HEARTBEAT, now)) {
+				primary_mark_lost(p, "heartbeat link broke%s", "");
+				break;
+			}
+			next_tx = now + FT_HEARTBEAT_MS * 1000000ull;
+		}
+		struct pollfd pf = { .fd = p->hb_fd, .events = POLLIN };
+		int n = poll(&pf, 1, FT_HEARTBEAT_MS / 2);
+		hb_clock(p, &prev, &last_rx); /* a freeze most likely happened in poll: see it before reading */
+		if (n > 0) {
+			struct ft_frame f;
+			void *pl;
+			if (ft_recv(p->hb_fd, &f, &pl)) {
+				if (!links_done(p))
+					primary_mark_lost(p, "heartbeat link closed by the backup%s", "");
+				break;
+			}
+			free(pl);
+			last_rx = now_ns();
+		}
+		if (now_ns() - last_rx > p->timeout_ms * 1000000ull) {
+			primary_mark_lost(p, "no heartbeat from the backup for %s", "the timeout");
+			break;
+		}
+	}
+	return NULL;
+}
