@@ -4,11 +4,16 @@
 
 #include "backup.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* Compare the primary's shape (handshake fdt) with what this backup was given: 0, or -EINVAL with one
- * line in why. On success the guest's memory size, vCPUs, MACs and epoch are taken from it. */
+/* An fdt from the wire, whole and well-formed inside its len bytes (backup.c). */
+bool backup_fdt_whole(const void *fdt, size_t len);
+
+/* Compare the primary's shape (handshake fdt) with what this backup was given (backup_pair.c): 0, or
+ * -EINVAL with one line in why. On success the guest's memory size, vCPUs, MACs and epoch are taken
+ * from it. */
 int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why, size_t wl);
 
 /* Apply one checksum-verified FT_EPOCH payload: everything is checked (sizes, page numbers, the state
@@ -27,9 +32,9 @@ int backup_sync_disk(struct backup *b, const void *p, size_t len);
 struct ft_frame;
 int backup_apply_frame(struct backup *b, const struct ft_frame *f, void *p);
 
-/* Pair with the primary on the listening socket lfd: its data and heartbeat connections (HELLO and
- * HB_HELLO of one session), its shape checked, guest memory mapped, HELLO_OK sent. Sets data_fd and
- * hb_fd. 0, or -errno (the shape refused: -EINVAL, HELLO_ERR sent). */
+/* Pair with the primary on the listening socket lfd (backup_pair.c): its data and heartbeat
+ * connections (HELLO and HB_HELLO of one session), its shape checked, guest memory mapped, HELLO_OK
+ * sent. Sets data_fd and hb_fd. 0, or -errno (the shape refused: -EINVAL, HELLO_ERR sent). */
 int backup_accept(struct backup *b, int lfd);
 
 #endif

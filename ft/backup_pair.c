@@ -1,0 +1,320 @@
+/* backup_pair.c - pairing the backup with its primary: hellos on the listening socket, the shape check, HELLO_OK. */
+#include "backup_int.h"
+#include "../vmm/fdt_prop.h"
+#include "../vmm/util.h"
+#include "../vmm/vm.h"
+#include "proto.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/*
+ * backup_accept, called by backup_mirror (backup.c) before anything else: wait_hello takes
+ * connections and their hellos (any number of strangers may connect; each gets a deadline and a few
+ * KiB), pair matches a HELLO with the HB_HELLO of its session, greet_primary checks the shape
+ * (backup_check_shape), maps guest memory and answers.
+ */
+
+/* Compare the primary's shape with what this backup was given; one line on mismatch. */
+int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why, size_t wl)
+{
+	uint64_t mem;
+	uint32_t ncpus, ndisks, nnics;
+	if (!backup_fdt_whole(fdt, len) || fdtp_u64(fdt, 0, "mem-size", &mem) ||
+	    fdtp_u32(fdt, 0, "ncpus", &ncpus) || fdtp_u32(fdt, 0, "ndisks", &ndisks) ||
+	    fdtp_u32(fdt, 0, "nnics", &nnics) || ndisks > MACHINE_MAX_DISKS || nnics > MACHINE_MAX_NICS ||
+	    mem == 0 || mem % PAGE_SIZE || mem > VM_MAX_MEM || ncpus == 0) {
+		snprintf(why, wl, "malformed VM shape in the handshake");
+		return -EINVAL;
+	}
+	if (ndisks != b->machine.ndisks) {
+		snprintf(why, wl, "primary has %u disks, backup was given %u --disk", ndisks, b->machine.ndisks);
+		return -EINVAL;
+	}
+	if (nnics != b->machine.nnics) {
+		snprintf(why, wl, "primary has %u NICs, backup was given %u --net", nnics, b->machine.nnics);
+		return -EINVAL;
+	}
+	uint64_t sizes[MACHINE_MAX_DISKS];
+	if (ndisks && fdtp_copy(fdt, 0, "disk-sizes", sizes, ndisks * sizeof(uint64_t))) {
+		snprintf(why, wl, "malformed disk sizes in the handshake");
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < ndisks; i++)
+		if (sizes[i] != b->disk_sizes[i]) {
+			snprintf(why, wl, "disk %u: primary's is %llu bytes, backup's %s is %llu", i,
+				 (unsigned long long)sizes[i], b->machine.disks[i].path, (unsigned long long)b->disk_sizes[i]);
+			return -EINVAL;
+		}
+	uint8_t macs[MACHINE_MAX_NICS][6];
+	if (nnics && fdtp_copy(fdt, 0, "macs", macs, nnics * 6)) {
+		snprintf(why, wl, "malformed MACs in the handshake");
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < nnics; i++) { /* the guest keeps its MAC across the takeover */
+		memcpy(b->machine.nics[i].mac, macs[i], 6);
+		b->machine.nics[i].has_mac = true;
+	}
+	b->machine.mem = mem;
+	b->machine.cpus = ncpus;
+	/* after a takeover, `protect` keeps the protection this guest had: the primary's epoch, our timeout */
+	uint32_t epoch_ms;
+	if (!fdtp_u32(fdt, 0, "epoch-ms", &epoch_ms) && epoch_ms >= 5 && epoch_ms <= 1000)
+		b->epoch_ms = epoch_ms;
+	return 0;
+}
+
+/* ---- pairing ---------------------------------------------------------------------------- */
+
+/* Before the handshake anyone may connect. Every connection gets a few KiB and a deadline to say who
+ * it is, all of them at once (poll), so a silent, slow or foreign peer is dropped and never holds up
+ * the primary, whose hellos arrive within a round trip of its connects. */
+enum { PENDING_MAX = 8 };
+
+struct pending {
+	int fd; /* -1: a free slot */
+	uint64_t deadline_ns;
+	size_t got; /* bytes of buf filled: the frame header, then its payload */
+	uint8_t buf[sizeof(struct ft_frame) + FT_MAX_HELLO_FRAME];
+};
+
+/* A peer that said HELLO (with its shape) or HB_HELLO. */
+struct hello {
+	int fd;
+	uint16_t type;
+	uint64_t session;
+	void *shape;
+	size_t len;
+};
+
+/* How long a new connection has to identify itself: the heartbeat timeout, but at least a second
+ * so that a primary behind a slow link with a short --ft-timeout can still pair. */
+static uint64_t hello_timeout_ns(const struct backup *b)
+{
+	return MAX(b->timeout_ms, 1000u) * 1000000ull;
+}
+
+static const char *hello_error(int r)
+{
+	switch (r) {
+	case -EPROTO: return "does not speak the ftvmm protocol";
+	case -EPROTONOSUPPORT: return "speaks another ftvmm protocol version";
+	case -ETIMEDOUT: return "sent no handshake in time";
+	case -EMSGSIZE: return "sent an oversized handshake";
+	case -EBADMSG: return "sent a corrupt handshake";
+	case -ENOMSG: return "sent something other than a handshake";
+	default: return "sent no handshake";
+	}
+}
+
+static void pending_close(struct pending *p, int why)
+{
+	warnx("backup: a peer connected but %s", hello_error(why));
+	if (why == -EPROTONOSUPPORT) { /* an ftvmm of another version: tell it why */
+		const char *m = "protocol version mismatch";
+		ft_send_buf(p->fd, FT_HELLO_ERR, 0, m, strlen(m));
+	}
+	close(p->fd);
+	p->fd = -1;
+}
+
+static void drop_hello(struct hello *h)
+{
+	if (h->fd >= 0)
+		close(h->fd);
+	free(h->shape);
+	*h = (struct hello){ .fd = -1 };
+}
+
+/* A new connection into a free slot; with all taken, the one nearest its deadline makes room. */
+static void pending_add(struct pending *pend, int fd, uint64_t deadline)
+{
+	struct pending *slot = &pend[0];
+	for (int i = 0; i < PENDING_MAX; i++) {
+		if (pend[i].fd < 0) {
+			slot = &pend[i];
+			break;
+		}
+		if (pend[i].deadline_ns < slot->deadline_ns)
+			slot = &pend[i];
+	}
+	if (slot->fd >= 0)
+		pending_close(slot, -ETIMEDOUT);
+	slot->fd = fd;
+	slot->deadline_ns = deadline;
+	slot->got = 0;
+}
+
+/* The buffer holds a whole frame: a checksummed HELLO or HB_HELLO moves to *h (1), else an error. */
+static int hello_done(struct pending *p, struct hello *h)
+{
+	struct ft_frame f;
+	memcpy(&f, p->buf, sizeof(f));
+	const uint8_t *pl = p->buf + sizeof(f);
+	if (ft_payload_hash(f.type, f.seq, pl, f.len) != f.checksum)
+		return -EBADMSG;
+	if (f.type != FT_HELLO && f.type != FT_HB_HELLO)
+		return -ENOMSG;
+	void *shape = malloc(f.len ? f.len : 1); /* at most FT_MAX_HELLO_FRAME */
+	if (!shape)
+		return -ENOMEM;
+	memcpy(shape, pl, f.len);
+	*h = (struct hello){ .fd = p->fd, .type = f.type, .session = f.seq, .shape = shape, .len = f.len };
+	p->fd = -1;
+	return 1;
+}
+
+/* Take what the peer has sent so far without blocking: 1 a whole hello (in *h), 0 more to come, or
+ * the error to drop it for. The header is checked, its length capped, before the payload is read. */
+static int pending_read(struct pending *p, struct hello *h)
+{
+	const size_t hs = sizeof(struct ft_frame);
+	struct ft_frame f;
+	memcpy(&f, p->buf, hs);
+	size_t want = p->got < hs ? hs : hs + f.len; /* f.len was capped when the header came in */
+	ssize_t n = recv(p->fd, p->buf + p->got, want - p->got, MSG_DONTWAIT);
+	if (n == 0)
+		return -ECONNRESET;
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
+	p->got += (size_t)n;
+	if (p->got < want)
+		return 0;
+	if (want == hs) {
+		memcpy(&f, p->buf, hs);
+		int r = ft_frame_check(&f, FT_MAX_HELLO_FRAME);
+		if (r || f.len)
+			return r; /* refused, or its payload comes next */
+	}
+	return hello_done(p, h);
+}
+
+/* poll entries for the pending connections, and the wait until the first deadline (ms, -1: none) */
+static int pending_poll(const struct pending *pend, struct pollfd *pfd, uint64_t now)
+{
+	uint64_t first = UINT64_MAX;
+	for (int i = 0; i < PENDING_MAX; i++) {
+		pfd[i] = (struct pollfd){ .fd = pend[i].fd, .events = POLLIN }; /* poll skips fd -1 */
+		if (pend[i].fd >= 0)
+			first = MIN(first, pend[i].deadline_ns);
+	}
+	if (first == UINT64_MAX)
+		return -1;
+	return first <= now ? 0 : (int)MIN((first - now + 999999) / 1000000, (uint64_t)INT32_MAX);
+}
+
+static void pending_expire(struct pending *pend, uint64_t now)
+{
+	for (int i = 0; i < PENDING_MAX; i++)
+		if (pend[i].fd >= 0 && now >= pend[i].deadline_ns)
+			pending_close(&pend[i], -ETIMEDOUT);
+}
+
+/* accept(2) errors that concern one client (it reset, the network hiccuped), not the listener */
+static bool accept_transient(int e)
+{
+	return e == EINTR || e == EAGAIN || e == ECONNABORTED || e == EPROTO || e == EPERM || e == ENETDOWN ||
+	       e == ENOPROTOOPT || e == EHOSTDOWN || e == ENONET || e == EHOSTUNREACH || e == ENETUNREACH;
+}
+
+/* Accept and listen to connections until one completes a hello: 0 with *h, or -errno when the
+ * listening socket fails. */
+static int wait_hello(struct backup *b, int lfd, struct pending *pend, struct hello *h)
+{
+	for (;;) {
+		struct pollfd pfd[PENDING_MAX + 1];
+		int timeout = pending_poll(pend, pfd + 1, now_ns());
+		pfd[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		if (poll(pfd, PENDING_MAX + 1, timeout) < 0 && errno != EINTR)
+			return -errno;
+		pending_expire(pend, now_ns());
+		for (int i = 0; i < PENDING_MAX; i++) {
+			if (pend[i].fd < 0 || !pfd[i + 1].revents)
+				continue;
+			int r = pending_read(&pend[i], h);
+			if (r == 1)
+				return 0;
+			if (r < 0)
+				pending_close(&pend[i], r);
+		}
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		int fd = ft_accept_tuned(lfd);
+		if (fd >= 0)
+			pending_add(pend, fd, now_ns() + hello_timeout_ns(b));
+		else if (!accept_transient(errno))
+			return -errno;
+	}
+}
+
+/* Hold the new hello h with what is held. The newest HELLO wins (an older one is an attempt that
+ * gave up); a heartbeat link must carry the held HELLO's session. True once both are held. */
+static bool pair(struct hello *data, struct hello *hb, struct hello *h)
+{
+	if (h->type == FT_HELLO) {
+		drop_hello(data);
+		*data = *h;
+		if (hb->fd >= 0 && hb->session != data->session)
+			drop_hello(hb);
+	} else if (data->fd < 0 || h->session == data->session) {
+		drop_hello(hb);
+		*hb = *h;
+	} else {
+		drop_hello(h);
+	}
+	return data->fd >= 0 && hb->fd >= 0;
+}
+
+/* Paired: check the shape, map guest memory, answer HELLO_OK (or HELLO_ERR with the reason). */
+static int greet_primary(struct backup *b, const void *shape, size_t len)
+{
+	char why[256];
+	if (backup_check_shape(b, shape, len, why, sizeof(why))) {
+		ft_send_buf(b->data_fd, FT_HELLO_ERR, 0, why, strlen(why));
+		warnx("backup: refusing the primary: %s", why);
+		return -EINVAL;
+	}
+	int r = gmem_init(&b->mem, b->machine.mem);
+	if (r) {
+		snprintf(why, sizeof(why), "cannot map %llu MiB of guest memory", (unsigned long long)(b->machine.mem >> 20));
+		ft_send_buf(b->data_fd, FT_HELLO_ERR, 0, why, strlen(why));
+		warnx("backup: %s", why);
+		return r;
+	}
+	return ft_send_buf(b->data_fd, FT_HELLO_OK, 0, NULL, 0);
+}
+
+int backup_accept(struct backup *b, int lfd)
+{
+	b->data_fd = b->hb_fd = -1;
+	struct pending *pend = calloc(PENDING_MAX, sizeof(*pend));
+	if (!pend)
+		return -ENOMEM;
+	for (int i = 0; i < PENDING_MAX; i++)
+		pend[i].fd = -1;
+	struct hello data = { .fd = -1 }, hb = { .fd = -1 }, h;
+	int r;
+	do
+		r = wait_hello(b, lfd, pend, &h);
+	while (!r && !pair(&data, &hb, &h));
+	for (int i = 0; i < PENDING_MAX; i++)
+		if (pend[i].fd >= 0)
+			close(pend[i].fd); /* whoever else was still introducing itself */
+	free(pend);
+	if (r) {
+		drop_hello(&data);
+		drop_hello(&hb);
+		return r;
+	}
+	free(hb.shape);
+	b->data_fd = data.fd;
+	b->hb_fd = hb.fd;
+	r = greet_primary(b, data.shape, data.len);
+	free(data.shape);
+	return r;
+}
