@@ -1,14 +1,12 @@
-/* virtio.c - virtio 1.x core: the checked split-virtqueue walker, iov helpers, common device state. */
+/* virtio.c - virtio 1.x core: the checked split-virtqueue walker, iov helpers, common device state and reset. */
 #include "virtio.h"
+#include "virtio_int.h"
 
 #include <endian.h>
 #include <errno.h>
-#include <libfdt.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 
 /*
@@ -24,10 +22,6 @@
 
 #define DESC_SIZE 16u
 #define RING_HDR 4u /* flags + idx of the avail and used rings */
-
-#define STATUS_KNOWN                                                                                \
-	(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_DRIVER_OK |        \
-	 VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED)
 
 struct vring_ptrs {
 	uint8_t *desc, *avail, *used;
@@ -78,6 +72,12 @@ static int vq_map(const struct virtqueue *vq, struct vring_ptrs *r)
 	if (((uintptr_t)r->avail & 1) || ((uintptr_t)r->used & 3))
 		return -EINVAL;
 	return 0;
+}
+
+int vq_rings_check(const struct virtqueue *vq)
+{
+	struct vring_ptrs r;
+	return vq_map(vq, &r);
 }
 
 static int vq_break(struct virtqueue *vq, const char *why)
@@ -435,137 +435,4 @@ void virtio_queue_notify_guest(struct virtio_dev *d, struct virtqueue *vq)
 {
 	if (vq_needs_notify(vq) && d->notify_queue)
 		d->notify_queue(d, vq);
-}
-
-/* ---- checkpoint: common state as properties of the current fdt node ---- */
-
-#define VIRTIO_STATE_VERSION 1
-enum { VQ_SIZE, VQ_READY, VQ_MSIX, VQ_NOTIFY_OFF, VQ_LAST_AVAIL, VQ_USED_IDX, VQ_BROKEN,
-       VQ_DESC_HI, VQ_DESC_LO, VQ_AVAIL_HI, VQ_AVAIL_LO, VQ_USED_HI, VQ_USED_LO, VQ_NCELLS };
-
-int virtio_dev_save(struct virtio_dev *d, void *fdt)
-{
-	int r = 0;
-	r = r ?: fdt_property_u32(fdt, "virtio-version", VIRTIO_STATE_VERSION);
-	r = r ?: fdt_property_u32(fdt, "virtio-device-id", d->device_id);
-	r = r ?: fdt_property_u64(fdt, "virtio-host-features", d->host_features);
-	r = r ?: fdt_property_u64(fdt, "virtio-guest-features", d->guest_features);
-	r = r ?: fdt_property_u32(fdt, "virtio-status", __atomic_load_n(&d->status, __ATOMIC_RELAXED));
-	r = r ?: fdt_property_u32(fdt, "virtio-isr", d->isr);
-	r = r ?: fdt_property_u32(fdt, "virtio-config-vector", d->config_msix_vector);
-	r = r ?: fdt_property_u32(fdt, "virtio-config-generation", d->config_generation);
-	r = r ?: fdt_property_u32(fdt, "virtio-nqueues", d->nqueues);
-	for (unsigned i = 0; i < d->nqueues && !r; i++) {
-		const struct virtqueue *vq = &d->vqs[i];
-		fdt32_t c[VQ_NCELLS] = {
-			[VQ_SIZE] = cpu_to_fdt32(vq->size),
-			[VQ_READY] = cpu_to_fdt32(vq->ready),
-			[VQ_MSIX] = cpu_to_fdt32(vq->msix_vector),
-			[VQ_NOTIFY_OFF] = cpu_to_fdt32(vq->notify_off),
-			[VQ_LAST_AVAIL] = cpu_to_fdt32(vq->last_avail),
-			[VQ_USED_IDX] = cpu_to_fdt32(vq->used_idx),
-			[VQ_BROKEN] = cpu_to_fdt32(vq->broken),
-			[VQ_DESC_HI] = cpu_to_fdt32(vq->desc_gpa >> 32),
-			[VQ_DESC_LO] = cpu_to_fdt32((uint32_t)vq->desc_gpa),
-			[VQ_AVAIL_HI] = cpu_to_fdt32(vq->avail_gpa >> 32),
-			[VQ_AVAIL_LO] = cpu_to_fdt32((uint32_t)vq->avail_gpa),
-			[VQ_USED_HI] = cpu_to_fdt32(vq->used_gpa >> 32),
-			[VQ_USED_LO] = cpu_to_fdt32((uint32_t)vq->used_gpa),
-		};
-		char name[32];
-		snprintf(name, sizeof(name), "virtio-vq%u", i);
-		r = fdt_property(fdt, name, c, sizeof(c));
-	}
-	return r ? -EINVAL : 0;
-}
-
-static int restore_fail(struct virtio_dev *d, const char *what)
-{
-	warnx("virtio %s: restore: %s", d->name ? d->name : "?", what);
-	return -EINVAL;
-}
-
-/* All-or-nothing: everything is parsed and checked into copies before the device is touched. */
-int virtio_dev_restore(struct virtio_dev *d, const void *fdt, int node)
-{
-	uint32_t version, devid, status, isr, cfgvec, cfggen, nq;
-	uint64_t hostf, guestf;
-
-	if (fdtp_u32(fdt, node, "virtio-version", &version) || version != VIRTIO_STATE_VERSION)
-		return restore_fail(d, "missing or unsupported virtio-version");
-	if (fdtp_u32(fdt, node, "virtio-device-id", &devid) || fdtp_u64(fdt, node, "virtio-host-features", &hostf) ||
-	    fdtp_u64(fdt, node, "virtio-guest-features", &guestf) || fdtp_u32(fdt, node, "virtio-status", &status) ||
-	    fdtp_u32(fdt, node, "virtio-isr", &isr) || fdtp_u32(fdt, node, "virtio-config-vector", &cfgvec) ||
-	    fdtp_u32(fdt, node, "virtio-config-generation", &cfggen) || fdtp_u32(fdt, node, "virtio-nqueues", &nq))
-		return restore_fail(d, "missing or malformed property");
-	if (devid != d->device_id || nq != d->nqueues)
-		return restore_fail(d, "device type or queue count differs");
-	if (hostf != d->host_features)
-		return restore_fail(d, "offered features differ from the saved device");
-	if (guestf & ~hostf)
-		return restore_fail(d, "negotiated features were never offered");
-	if ((status & ~STATUS_KNOWN) || isr > 0xff || cfgvec > 0xffff)
-		return restore_fail(d, "bad status, isr or config vector");
-
-	struct virtqueue *qs = calloc(nq, sizeof(*qs));
-	if (!qs)
-		return -ENOMEM;
-	/* A scratch device so the ring checks see the restored features and memory. */
-	struct virtio_dev tmp = *d;
-	tmp.guest_features = guestf;
-	for (unsigned i = 0; i < nq; i++) {
-		struct virtqueue *vq = &qs[i];
-		char name[32];
-		int len;
-		snprintf(name, sizeof(name), "virtio-vq%u", i);
-		const fdt32_t *c = fdt_getprop(fdt, node, name, &len);
-		if (!c || len != VQ_NCELLS * (int)sizeof(fdt32_t)) {
-			free(qs);
-			return restore_fail(d, "missing or malformed queue property");
-		}
-		uint32_t v[VQ_NCELLS];
-		for (unsigned k = 0; k < VQ_NCELLS; k++)
-			v[k] = fdt32_to_cpu(c[k]);
-		*vq = d->vqs[i];
-		vq->dev = &tmp;
-		vq->size = (uint16_t)v[VQ_SIZE];
-		vq->ready = v[VQ_READY];
-		vq->msix_vector = (uint16_t)v[VQ_MSIX];
-		vq->notify_off = (uint16_t)v[VQ_NOTIFY_OFF];
-		vq->last_avail = (uint16_t)v[VQ_LAST_AVAIL];
-		vq->used_idx = (uint16_t)v[VQ_USED_IDX];
-		vq->broken = v[VQ_BROKEN];
-		vq->desc_gpa = (uint64_t)v[VQ_DESC_HI] << 32 | v[VQ_DESC_LO];
-		vq->avail_gpa = (uint64_t)v[VQ_AVAIL_HI] << 32 | v[VQ_AVAIL_LO];
-		vq->used_gpa = (uint64_t)v[VQ_USED_HI] << 32 | v[VQ_USED_LO];
-		vq->signalled_used = 0;
-		vq->signalled_used_valid = false;
-		bool ok = v[VQ_SIZE] <= 0xffff && v[VQ_READY] <= 1 && v[VQ_MSIX] <= 0xffff &&
-			  v[VQ_NOTIFY_OFF] <= 0xffff && v[VQ_LAST_AVAIL] <= 0xffff && v[VQ_USED_IDX] <= 0xffff &&
-			  v[VQ_BROKEN] <= 1;
-		if (!ok) {
-			free(qs);
-			return restore_fail(d, "queue state out of range");
-		}
-		/* Rings that fail the walker's checks restore as broken, not as an error: a guest may
-		 * enable a bogus queue, and that must not make its checkpoints unrestorable. The state is
-		 * then exactly what the live device would reach at its next pop. */
-		struct vring_ptrs r;
-		if (vq->ready && !vq->broken && vq_map(vq, &r)) {
-			warnx("virtio %s: restore: queue %u rings fail the checks; restored as broken",
-			      d->name ? d->name : "?", i);
-			vq->broken = true;
-		}
-	}
-	for (unsigned i = 0; i < nq; i++) {
-		qs[i].dev = d;
-		d->vqs[i] = qs[i];
-	}
-	free(qs);
-	d->guest_features = guestf;
-	__atomic_store_n(&d->status, (uint8_t)status, __ATOMIC_RELAXED);
-	d->isr = (uint8_t)isr;
-	d->config_msix_vector = (uint16_t)cfgvec;
-	d->config_generation = cfggen;
-	return 0;
 }

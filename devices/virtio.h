@@ -135,7 +135,8 @@ void virtio_dev_set_needs_reset(struct virtio_dev *d);
 void virtio_queue_notify_guest(struct virtio_dev *d, struct virtqueue *vq);
 bool virtio_has_feature(const struct virtio_dev *d, unsigned bit);
 
-/* Common (transport-neutral) state: features, status, queues. Properties of the current fdt node. */
+/* Common (transport-neutral) state: features, status, queues, as properties of the current fdt node
+ * (virtio_persist.c). Restore is all or nothing: 0, or -EINVAL / -ENOMEM with the device unchanged. */
 int virtio_dev_save(struct virtio_dev *d, void *fdt);
 int virtio_dev_restore(struct virtio_dev *d, const void *fdt, int node);
 
