@@ -1,5 +1,6 @@
-/* serial.c - 16550A UART: registers, host input with FIFO backpressure, the IRQ line, checkpoint state. */
+/* serial.c - 16550A UART: registers, host input with FIFO backpressure, the IRQ line, quiesce and resume. */
 #include "serial.h"
+#include "serial_int.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -11,84 +12,8 @@
 #include <unistd.h>
 
 #include "../vmm/ioloop.h"
-#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
-
-enum { UART_RX, UART_IER, UART_IIR, UART_LCR, UART_MCR, UART_LSR, UART_MSR, UART_SCR };
-#define UART_TX UART_RX
-#define UART_FCR UART_IIR
-
-#define IER_RDI 0x01
-#define IER_THRI 0x02
-#define IER_RLSI 0x04
-#define IER_MSI 0x08
-#define IER_MASK 0x0f
-
-#define IIR_NO_INT 0x01
-#define IIR_MSI 0x00
-#define IIR_THRI 0x02
-#define IIR_RDI 0x04
-#define IIR_RLSI 0x06
-#define IIR_ID_MASK 0x0f
-#define IIR_FIFO_ON 0xc0
-
-#define FCR_ENABLE 0x01
-#define FCR_CLEAR_RX 0x02
-#define FCR_DMA 0x08
-#define FCR_TRIGGER 0xc0
-#define FCR_KEPT (FCR_ENABLE | FCR_DMA | FCR_TRIGGER)
-
-#define LCR_DLAB 0x80
-
-#define MCR_DTR 0x01
-#define MCR_RTS 0x02
-#define MCR_OUT1 0x04
-#define MCR_OUT2 0x08
-#define MCR_LOOP 0x10
-#define MCR_MASK 0x1f
-
-#define LSR_DR 0x01
-#define LSR_OE 0x02
-#define LSR_ERRORS 0x1e /* OE, PE, FE, BI: latched until LSR is read */
-#define LSR_THRE 0x20
-#define LSR_TEMT 0x40
-
-#define MSR_DCTS 0x01
-#define MSR_DDSR 0x02
-#define MSR_TERI 0x04
-#define MSR_DDCD 0x08
-#define MSR_DELTAS 0x0f
-#define MSR_CTS 0x10
-#define MSR_DSR 0x20
-#define MSR_RI 0x40
-#define MSR_DCD 0x80
-
-struct serial {
-	pthread_mutex_t lock; /* registers are touched by vCPU threads, the FIFO also by the I/O loop */
-	struct serial_config cfg;
-
-	/* guest-visible state: exactly what save/restore carries */
-	uint8_t ier, lcr, mcr, fcr, scr, dll, dlm;
-	uint8_t lsr_err;
-	uint8_t msr; /* line status bits 4..7 plus the delta bits 0..3 */
-	bool thri_pending;
-	uint8_t rx[SERIAL_RX_FIFO_SIZE];
-	unsigned rx_head, rx_count;
-
-	/* host side. in_fd sits in a private epoll set that the loop watches: adding and removing in_fd
-	 * there gates input without re-registering with the loop (which keeps a node per registration). */
-	int epfd;
-	bool pollable; /* false for regular files and /dev/null, which epoll refuses: read on demand */
-	bool watching, in_eof, out_dead, quiesced;
-	int irq_level; /* the level last driven */
-
-	/* VM glue */
-	struct vm *vm;
-	uint16_t base;
-	char name[16];
-	struct vm_device dev;
-};
 
 static unsigned rx_cap(const struct serial *s)
 {
@@ -139,7 +64,7 @@ static uint8_t serial_lsr(const struct serial *s)
 	return (s->rx_count ? LSR_DR : 0) | s->lsr_err | LSR_THRE | LSR_TEMT;
 }
 
-static void serial_update_irq(struct serial *s)
+void serial_update_irq(struct serial *s)
 {
 	/* On a PC the UART's interrupt pin reaches the PIC only through OUT2, and loopback forces OUT2
 	 * inactive. Keeping that wiring keeps the line quiet while Linux probes the chip. */
@@ -151,7 +76,7 @@ static void serial_update_irq(struct serial *s)
 		s->cfg.set_irq(s->cfg.ctx, s->cfg.irq, level);
 }
 
-static uint8_t msr_lines(uint8_t mcr)
+uint8_t serial_msr_lines(uint8_t mcr)
 {
 	if (!(mcr & MCR_LOOP))
 		return MSR_DCD | MSR_DSR | MSR_CTS; /* a modem that is always there and ready */
@@ -161,7 +86,7 @@ static uint8_t msr_lines(uint8_t mcr)
 
 static void serial_set_mcr(struct serial *s, uint8_t mcr)
 {
-	uint8_t old = s->msr & ~MSR_DELTAS, now = msr_lines(mcr);
+	uint8_t old = s->msr & ~MSR_DELTAS, now = serial_msr_lines(mcr);
 	uint8_t delta = s->msr & MSR_DELTAS;
 	if ((old ^ now) & MSR_CTS)
 		delta |= MSR_DCTS;
@@ -210,7 +135,7 @@ static void serial_fill(struct serial *s, uint32_t events)
  * done, so input typed early waits in the host fd instead of being thrown away, and a throttled tty
  * (RDI off) becomes real backpressure. Watching resumes only when the FIFO is half empty, so a full
  * FIFO does not turn every RBR read into two epoll_ctl calls. */
-static void serial_update_input(struct serial *s)
+void serial_update_input(struct serial *s)
 {
 	if (s->cfg.in_fd < 0 || s->in_eof)
 		return;
@@ -389,7 +314,7 @@ int serial_new(const struct serial_config *cfg, struct serial **out)
 	s->irq_level = 0; /* lines start low */
 	s->dll = 12;      /* 9600 baud, as firmware would leave it */
 	s->lcr = 0x03;    /* 8N1 */
-	s->msr = msr_lines(0);
+	s->msr = serial_msr_lines(0);
 	pthread_mutex_init(&s->lock, NULL);
 	if (cfg->in_fd >= 0) {
 		s->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -457,85 +382,6 @@ void serial_resume(struct serial *s)
 	serial_update_input(s);
 	serial_update_irq(s);
 	pthread_mutex_unlock(&s->lock);
-}
-
-int serial_save(struct serial *s, void *fdt)
-{
-	pthread_mutex_lock(&s->lock);
-	const struct {
-		const char *name;
-		uint32_t v;
-	} regs[] = {
-		{ "ier", s->ier }, { "lcr", s->lcr }, { "mcr", s->mcr }, { "fcr", s->fcr },
-		{ "scr", s->scr }, { "dll", s->dll }, { "dlm", s->dlm }, { "lsr-err", s->lsr_err },
-		{ "msr", s->msr }, { "thri-pending", s->thri_pending },
-	};
-	uint8_t fifo[SERIAL_RX_FIFO_SIZE];
-	unsigned n = s->rx_count;
-	for (unsigned i = 0; i < n; i++)
-		fifo[i] = s->rx[(s->rx_head + i) % SERIAL_RX_FIFO_SIZE];
-	pthread_mutex_unlock(&s->lock);
-
-	int r = 0;
-	for (size_t i = 0; i < ARRAY_SIZE(regs) && !r; i++)
-		r = fdtp_put_u32(fdt, regs[i].name, regs[i].v);
-	if (!r)
-		r = fdtp_put_blob(fdt, "rx-fifo", fifo, n);
-	return r;
-}
-
-int serial_restore(struct serial *s, const void *fdt, int node)
-{
-	uint32_t ier, lcr, mcr, fcr, scr, dll, dlm, lsr_err, msr, thri, n;
-	const uint8_t *fifo;
-	int r = fdtp_u32_max(fdt, node, "ier", IER_MASK, &ier);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "lcr", 0xff, &lcr);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "mcr", MCR_MASK, &mcr);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "fcr", 0xff, &fcr);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "scr", 0xff, &scr);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "dll", 0xff, &dll);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "dlm", 0xff, &dlm);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "lsr-err", LSR_ERRORS, &lsr_err);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "msr", 0xff, &msr);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "thri-pending", 1, &thri);
-	if (!r)
-		r = fdtp_ref(fdt, node, "rx-fifo", SERIAL_RX_FIFO_SIZE, &fifo, &n);
-	if (r)
-		return r;
-	/* reject states the register model cannot reach */
-	if ((lsr_err & ~LSR_ERRORS) || (fcr & ~FCR_KEPT) || (!(fcr & FCR_ENABLE) && fcr) ||
-	    (msr & ~MSR_DELTAS) != msr_lines((uint8_t)mcr))
-		return -EINVAL;
-
-	pthread_mutex_lock(&s->lock);
-	s->ier = (uint8_t)ier;
-	s->lcr = (uint8_t)lcr;
-	s->mcr = (uint8_t)mcr;
-	s->fcr = (uint8_t)fcr;
-	s->scr = (uint8_t)scr;
-	s->dll = (uint8_t)dll;
-	s->dlm = (uint8_t)dlm;
-	s->lsr_err = (uint8_t)lsr_err;
-	s->msr = (uint8_t)msr;
-	s->thri_pending = thri;
-	memcpy(s->rx, fifo, n);
-	s->rx_head = 0;
-	s->rx_count = n;
-	/* irq_level is what KVM holds for our source (KVM_SET_IRQCHIP leaves per-source line levels
-	 * alone), so driving only a difference keeps the two in agreement */
-	serial_update_input(s);
-	serial_update_irq(s);
-	pthread_mutex_unlock(&s->lock);
-	return 0;
 }
 
 /* ---- VM glue ---- */
