@@ -159,79 +159,107 @@ static void status_ext(void *ctx, char *buf, size_t len)
 		snprintf(buf, len, "protected=no");
 }
 
-/* Everything after the inputs are validated: build, (boot | restore), run, tear down. */
-int run_vm(const struct run_config *cfg, struct run_source *src)
+/* Timestamps of a restore, for its "guest running ... after" line. */
+struct run_times {
+	uint64_t begin, created, restored;
+};
+
+/* A fresh guest: the MP table, and the boot vCPU at the kernel's entry. 0, or -1 after one line on stderr. */
+static int boot_guest(struct vm *vm, const struct boot_entry *entry)
 {
-	static struct vm vm;
-	static struct control ctl;
+	if (write_mptable(vm, plat.pci_irqs, plat.npci_irqs)) {
+		warnx("cannot build the MP table");
+		return -1;
+	}
+	if (vcpu_setup_boot(&vm->vcpus[0], entry)) {
+		warnx("cannot set up the boot vCPU: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* A saved guest: a snapshot file's memory (a takeover's is in place already), then its state. */
+static int restore_guest(struct vm *vm, const struct run_source *src, struct run_times *t)
+{
 	char err[512] = "";
-	int rc = 1;
-	bool restoring = src->snap || src->state;
 	const void *state = src->snap ? src->snap->fdt : src->state;
-	uint64_t t_begin = src->t0_ns ? src->t0_ns : now_ns(), t_created = 0, t_restored = 0;
-	cur_cfg = cfg;
-	int cr = src->mem ? vm_create_with_mem(&vm, src->mem, cfg->machine.cpus, err, sizeof(err))
-			  : vm_create(&vm, ALIGN_UP(cfg->machine.mem, 2ull << 20), cfg->machine.cpus, err, sizeof(err));
+	if ((src->snap && snapshot_load_memory(src->snap, &vm->mem, err, sizeof(err))) ||
+	    state_apply(vm, state, err, sizeof(err))) {
+		warnx("restore: %s", err);
+		return -1;
+	}
+	t->restored = now_ns();
+	return 0;
+}
+
+/* The VM, its board, and the guest in it, booted or restored. 0, or -1 after one line on stderr. */
+static int build_vm(struct vm *vm, const struct run_config *cfg, struct run_source *src, struct run_times *t)
+{
+	char err[512] = "";
+	bool restoring = src->snap || src->state;
+	int cr = src->mem ? vm_create_with_mem(vm, src->mem, cfg->machine.cpus, err, sizeof(err))
+			  : vm_create(vm, ALIGN_UP(cfg->machine.mem, 2ull << 20), cfg->machine.cpus, err, sizeof(err));
 	if (cr) {
 		warnx("%s", err);
-		goto out;
+		return -1;
 	}
 	struct boot_entry entry;
-	if (!restoring && boot_load_linux(&vm.mem, src->kernel, src->kernel_len, src->initrd, src->initrd_len,
+	if (!restoring && boot_load_linux(&vm->mem, src->kernel, src->kernel_len, src->initrd, src->initrd_len,
 					  src->cmdline, &entry, err, sizeof(err))) {
 		warnx("%s", err);
-		goto out;
+		return -1;
 	}
 	free((void *)src->kernel);
 	free((void *)src->initrd);
 	src->kernel = src->initrd = NULL;
-	if (platform_create(&vm, &cfg->machine, &plat, err, sizeof(err))) {
+	if (platform_create(vm, &cfg->machine, &plat, err, sizeof(err))) {
 		warnx("%s", err);
-		goto out;
+		return -1;
 	}
-	t_created = now_ns();
-	if (restoring) {
-		if ((src->snap && snapshot_load_memory(src->snap, &vm.mem, err, sizeof(err))) ||
-		    state_apply(&vm, state, err, sizeof(err))) {
-			warnx("restore: %s", err);
-			goto out;
-		}
-		t_restored = now_ns();
-	} else {
-		if (write_mptable(&vm, plat.pci_irqs, plat.npci_irqs)) {
-			warnx("cannot build the MP table");
-			goto out;
-		}
-		if (vcpu_setup_boot(&vm.vcpus[0], &entry)) {
-			warnx("cannot set up the boot vCPU: %s", strerror(errno));
-			goto out;
-		}
-	}
-	if (cfg->control) {
-		if (control_start(&ctl, &vm, cfg, cfg->control, err, sizeof(err))) {
-			warnx("%s", err);
-			goto out;
-		}
-		ctl.role = src->role ? src->role : cfg->backup ? "primary" : "standalone";
-		ctl.status_ext = status_ext;
-		ctl.ext = control_protect;
-		ctl.ext_ctx = &vm;
-	}
+	t->created = now_ns();
+	return restoring ? restore_guest(vm, src, t) : boot_guest(vm, &entry);
+}
 
-	if (cfg->backup) {
-		unsigned epoch = cfg->epoch_ms ? cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
-		unsigned tmo = cfg->ft_timeout_ms ? cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
-		/* before the guest runs: a backup we cannot use is bad input, not a runtime failure */
-		if (ft_primary_start(&ft, &vm, &plat, &cfg->machine, cfg->backup, epoch, tmo, cfg->stats, err,
-				     sizeof(err))) {
-			warnx("%s", err);
-			ft_primary_stop(&ft, FT_STOP_QUIT);
-			goto out;
-		}
-		ft_started = true;
+/* --control: the socket, with `protect` and the FT status as this command's extensions. */
+static int open_control(struct control *ctl, struct vm *vm, const struct run_config *cfg, const struct run_source *src)
+{
+	char err[512] = "";
+	if (!cfg->control)
+		return 0;
+	if (control_start(ctl, vm, cfg, cfg->control, err, sizeof(err))) {
+		warnx("%s", err);
+		return -1;
 	}
+	ctl->role = src->role ? src->role : cfg->backup ? "primary" : "standalone";
+	ctl->status_ext = status_ext;
+	ctl->ext = control_protect;
+	ctl->ext_ctx = vm;
+	return 0;
+}
 
-	signal_vm = &vm;
+/* --backup: pair with the backup before the guest runs: a backup we cannot use is bad input, not a
+ * runtime failure. The engine itself starts once the vCPUs run (run_guest). */
+static int start_protection(struct vm *vm, const struct run_config *cfg)
+{
+	char err[512] = "";
+	if (!cfg->backup)
+		return 0;
+	unsigned epoch = cfg->epoch_ms ? cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
+	unsigned tmo = cfg->ft_timeout_ms ? cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
+	if (ft_primary_start(&ft, vm, &plat, &cfg->machine, cfg->backup, epoch, tmo, cfg->stats, err, sizeof(err))) {
+		warnx("%s", err);
+		ft_primary_stop(&ft, FT_STOP_QUIT);
+		return -1;
+	}
+	ft_started = true;
+	return 0;
+}
+
+/* SIGINT/SIGTERM/SIGHUP stop the VM (a protected primary's planned failover), SIGPIPE is an error
+ * return instead; the console goes raw. */
+static void take_signals(struct vm *vm)
+{
+	signal_vm = vm;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = stop_handler;
@@ -241,31 +269,39 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	terminal_raw();
+}
 
-	int r = vm_start(&vm);
+/* After a takeover the guest's MACs live behind this host's TAPs: tell the switches (RARP, as QEMU does). */
+static void announce_nics(void)
+{
+	for (int round = 0; round < 3; round++) {
+		for (unsigned i = 0; i < plat.nnics; i++)
+			virtio_net_announce(plat.nics[i]);
+		usleep(50000u << round);
+	}
+}
+
+/* Start the vCPUs (and the FT engine), wait for the VM's end, end the protection as that end says. */
+static enum vm_exit_reason run_guest(struct vm *vm, const struct run_source *src, const struct run_times *t)
+{
+	int r = vm_start(vm);
 	if (r) {
 		warnx("cannot start the VM: %s", strerror(-r));
-		vm_request_exit(&vm, VM_EXIT_ERROR);
-	} else if (restoring) {
-		uint64_t t = now_ns();
+		vm_request_exit(vm, VM_EXIT_ERROR);
+	} else if (src->snap || src->state) {
+		uint64_t now = now_ns();
 		warnx("restore: guest running %.1f ms after the restore began (VM and devices built %.1f ms, "
-		      "memory and state loaded %.1f ms, start %.1f ms)", (double)(t - t_begin) / 1e6,
-		      (double)(t_created - t_begin) / 1e6, (double)(t_restored - t_created) / 1e6,
-		      (double)(t - t_restored) / 1e6);
+		      "memory and state loaded %.1f ms, start %.1f ms)", (double)(now - t->begin) / 1e6,
+		      (double)(t->created - t->begin) / 1e6, (double)(t->restored - t->created) / 1e6,
+		      (double)(now - t->restored) / 1e6);
 	}
-	if (src->announce) {
-		/* the guest's MACs now live behind this host's TAPs: tell the switches (RARP, as QEMU does) */
-		for (int round = 0; round < 3; round++) {
-			for (unsigned i = 0; i < plat.nnics; i++)
-				virtio_net_announce(plat.nics[i]);
-			usleep(50000u << round);
-		}
-	}
+	if (src->announce)
+		announce_nics();
 	if (!r && ft_started && ft_primary_go(&ft)) {
 		warnx("cannot start the fault-tolerance threads");
-		vm_request_exit(&vm, VM_EXIT_ERROR);
+		vm_request_exit(vm, VM_EXIT_ERROR);
 	}
-	enum vm_exit_reason why = vm_run_until_exit(&vm);
+	enum vm_exit_reason why = vm_run_until_exit(vm);
 	if (ft_started) {
 		bool guest_ended = why == VM_EXIT_REBOOT || why == VM_EXIT_POWEROFF || why == VM_EXIT_PANIC ||
 				   why == VM_EXIT_SHUTDOWN;
@@ -273,13 +309,19 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 		ft_primary_stop(&ft, guest_ended ? FT_STOP_GUEST_ENDED : why == VM_EXIT_SIGNAL ? FT_STOP_HANDOVER : FT_STOP_QUIT);
 		ft_started = false;
 	}
+	return why;
+}
+
+/* The console back, one line on how the VM ended, and the exit code for it. */
+static int report_end(struct vm *vm, enum vm_exit_reason why)
+{
 	restore_terminal();
 	switch (why) {
 	case VM_EXIT_SIGNAL:
 		warnx("VM stopped by request");
 		if (getenv("FTVMM_DEBUG"))
-			for (unsigned i = 0; i < vm.ncpus; i++)
-				vcpu_dump(&vm.vcpus[i], stderr);
+			for (unsigned i = 0; i < vm->ncpus; i++)
+				vcpu_dump(&vm->vcpus[i], stderr);
 		break;
 	case VM_EXIT_PANIC:
 		warnx("guest kernel panicked (pvpanic)");
@@ -293,8 +335,21 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 	default:
 		break;
 	}
-	rc = exit_code_for(why);
-out:
+	return exit_code_for(why);
+}
+
+/* Everything after the inputs are validated: build, (boot | restore), run, tear down. */
+int run_vm(const struct run_config *cfg, struct run_source *src)
+{
+	static struct vm vm;
+	static struct control ctl;
+	int rc = 1;
+	struct run_times t = { .begin = src->t0_ns ? src->t0_ns : now_ns() };
+	cur_cfg = cfg;
+	if (!build_vm(&vm, cfg, src, &t) && !open_control(&ctl, &vm, cfg, src) && !start_protection(&vm, cfg)) {
+		take_signals(&vm);
+		rc = report_end(&vm, run_guest(&vm, src, &t));
+	}
 	if (ft_started) { /* failed before the vCPUs ran */
 		ft_primary_stop(&ft, FT_STOP_QUIT);
 		ft_started = false;
@@ -310,18 +365,30 @@ out:
 	return rc;
 }
 
+/* A command's options into cfg: -1 to go on, else the exit code (2 after one line on stderr for bad
+ * input, 0 after the help text). */
+static int parse_args(int (*parse)(int, char **, struct run_config *, char *, size_t), void (*usage)(FILE *),
+		      int argc, char **argv, struct run_config *cfg)
+{
+	char err[512] = "";
+	if (parse(argc, argv, cfg, err, sizeof(err))) {
+		warnx("%s", err);
+		return 2;
+	}
+	if (cfg->help) {
+		usage(stdout);
+		return 0;
+	}
+	return -1;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct run_config cfg;
 	char err[512] = "";
-	if (cli_parse_run(argc, argv, &cfg, err, sizeof(err))) {
-		warnx("%s", err);
-		return 2;
-	}
-	if (cfg.help) {
-		cli_run_usage(stdout);
-		return 0;
-	}
+	int pr = parse_args(cli_parse_run, cli_run_usage, argc, argv, &cfg);
+	if (pr >= 0)
+		return pr;
 
 	uint8_t *kernel = NULL, *initrd = NULL;
 	size_t kernel_len = 0, initrd_len = 0;
@@ -358,67 +425,47 @@ int cmd_run(int argc, char **argv)
 	return rc;
 }
 
-int cmd_restore(int argc, char **argv)
+/* Host resources given to restore replace the saved ones, in order, and must fit what was saved.
+ * 0, or -1 after one line on stderr. */
+static int merge_given(struct machine *m, const struct machine *g)
 {
-	struct run_config given, cfg;
-	char err[512] = "";
-	if (cli_parse_restore(argc, argv, &given, err, sizeof(err))) {
-		warnx("%s", err);
-		return 2;
+	if (g->ndisks && g->ndisks != m->ndisks) {
+		warnx("restore: %u --disk given, the snapshot has %u disks", g->ndisks, m->ndisks);
+		return -1;
 	}
-	if (given.help) {
-		cli_restore_usage(stdout);
-		return 0;
-	}
-	struct snapshot snap;
-	if (snapshot_open(given.snapshot, &snap, err, sizeof(err))) {
-		warnx("%s", err);
-		return 1;
-	}
-	int rc = 1;
-	memset(&cfg, 0, sizeof(cfg)); /* the snapshot gives the machine; the rest is this command's */
-	if (state_read_machine(snap.fdt, &cfg.machine, err, sizeof(err))) {
-		warnx("%s", err);
-		goto out;
-	}
-	struct machine *m = &cfg.machine;
-	const struct machine *g = &given.machine;
-	/* host resources given again replace the saved ones, in order, and must fit what was saved */
-	if (g->ndisks) {
-		if (g->ndisks != m->ndisks) {
-			warnx("restore: %u --disk given, the snapshot has %u disks", g->ndisks, m->ndisks);
-			goto out;
-		}
-		for (unsigned i = 0; i < m->ndisks; i++) {
-			m->disks[i].path = g->disks[i].path;
-			if (g->disks[i].readonly != m->disks[i].readonly) {
-				warnx("restore: --disk %s: read-only setting differs from the snapshot's", g->disks[i].path);
-				goto out;
-			}
+	for (unsigned i = 0; i < g->ndisks; i++) {
+		m->disks[i].path = g->disks[i].path;
+		if (g->disks[i].readonly != m->disks[i].readonly) {
+			warnx("restore: --disk %s: read-only setting differs from the snapshot's", g->disks[i].path);
+			return -1;
 		}
 	}
-	if (g->nnics) {
-		if (g->nnics != m->nnics) {
-			warnx("restore: %u --net given, the snapshot has %u NICs", g->nnics, m->nnics);
-			goto out;
-		}
-		for (unsigned i = 0; i < m->nnics; i++) {
-			if (g->nics[i].has_mac && memcmp(g->nics[i].mac, m->nics[i].mac, 6) != 0) {
-				warnx("restore: --net tap=%s: MAC differs from the snapshot's", g->nics[i].tap);
-				goto out;
-			}
-			memcpy(m->nics[i].tap, g->nics[i].tap, sizeof(m->nics[i].tap));
-		}
+	if (g->nnics && g->nnics != m->nnics) {
+		warnx("restore: %u --net given, the snapshot has %u NICs", g->nnics, m->nnics);
+		return -1;
 	}
+	for (unsigned i = 0; i < g->nnics; i++) {
+		if (g->nics[i].has_mac && memcmp(g->nics[i].mac, m->nics[i].mac, 6) != 0) {
+			warnx("restore: --net tap=%s: MAC differs from the snapshot's", g->nics[i].tap);
+			return -1;
+		}
+		memcpy(m->nics[i].tap, g->nics[i].tap, sizeof(m->nics[i].tap));
+	}
+	return 0;
+}
+
+/* What this host must have for the snapshot: each disk at the size it was saved with, each TAP. */
+static int check_host(const void *state, const struct machine *m)
+{
 	for (unsigned i = 0; i < m->ndisks; i++) {
 		uint64_t want = 0, have = 0;
 		struct stat st;
-		if (state_disk_size(snap.fdt, i, &want) == 0 && stat(m->disks[i].path, &st) == 0) {
+		if (state_disk_size(state, i, &want) == 0 && stat(m->disks[i].path, &st) == 0) {
 			have = (uint64_t)st.st_size;
 			if (have != want) {
 				warnx("restore: disk %s is %llu bytes, the snapshot expects %llu", m->disks[i].path,
 				      (unsigned long long)have, (unsigned long long)want);
-				goto out;
+				return -1;
 			}
 		}
 	}
@@ -429,14 +476,34 @@ int cmd_restore(int argc, char **argv)
 		if (access(sys, F_OK) != 0) {
 			warnx("restore: TAP %s does not exist on this host (create it, or name another with --net tap=NAME)",
 			      m->nics[i].tap);
-			goto out;
+			return -1;
 		}
 	}
-	cfg.control = given.control;
-	cfg.control_group = given.control_group;
-	struct run_source src = { .snap = &snap, .announce = m->nnics > 0 };
-	rc = run_vm(&cfg, &src);
-out:
+	return 0;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+	struct run_config given, cfg;
+	char err[512] = "";
+	int pr = parse_args(cli_parse_restore, cli_restore_usage, argc, argv, &given);
+	if (pr >= 0)
+		return pr;
+	struct snapshot snap;
+	if (snapshot_open(given.snapshot, &snap, err, sizeof(err))) {
+		warnx("%s", err);
+		return 1;
+	}
+	int rc = 1;
+	memset(&cfg, 0, sizeof(cfg)); /* the snapshot gives the machine; the rest is this command's */
+	if (state_read_machine(snap.fdt, &cfg.machine, err, sizeof(err))) {
+		warnx("%s", err);
+	} else if (!merge_given(&cfg.machine, &given.machine) && !check_host(snap.fdt, &cfg.machine)) {
+		cfg.control = given.control;
+		cfg.control_group = given.control_group;
+		struct run_source src = { .snap = &snap, .announce = cfg.machine.nnics > 0 };
+		rc = run_vm(&cfg, &src);
+	}
 	snapshot_close(&snap);
 	return rc;
 }
