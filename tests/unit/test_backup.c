@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -692,6 +693,20 @@ static int run_backup(const char *const *args, char *out, size_t outlen, pid_t *
 	return -1;
 }
 
+/* True once a Unix socket at path accepts connections. */
+static bool connects(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(a.sun_path))
+		return false;
+	memcpy(a.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
 /* --control-group GROUP as run/restore take it: checked while parsing, needs --control, and kept past
  * the --disk/--net parse so the socket the backup serves is 0660 with that group. */
 static void test_control_group(void)
@@ -732,11 +747,17 @@ static void test_control_group(void)
 	const char *ok[] = { "backup", "--listen", listen_at, "--control", sock, "--control-group", group, NULL };
 	/* it waits for a primary: look at its socket meanwhile */
 	CHECK_EQ(run_backup(ok, out, sizeof(out), &pid, 0), -1);
+	/* the socket exists from bind() on, but gets its mode and group just before listen(): wait until it
+	 * takes connections, or this would race the child's chmod */
 	struct stat st;
-	int found = -1;
-	for (int i = 0; i < 1000 && (found = stat(sock, &st)) != 0; i++)
-		usleep(10000);
-	CHECK_EQ(found, 0);
+	bool listening = false;
+	for (int i = 0; i < 1000 && !listening; i++) {
+		listening = connects(sock);
+		if (!listening)
+			usleep(10000);
+	}
+	CHECK(listening);
+	CHECK_EQ(stat(sock, &st), 0);
 	CHECK(S_ISSOCK(st.st_mode));
 	CHECK_EQ(st.st_mode & 0777, 0660u);
 	CHECK_EQ(st.st_gid, want);
