@@ -168,16 +168,137 @@ static int check_group(const char *name, char *err, size_t errlen)
 	return r;
 }
 
-static int parse_common(int argc, char **argv, struct run_config *cfg, bool restore, char *err, size_t errlen);
-
-int cli_parse_run(int argc, char **argv, struct run_config *cfg, char *err, size_t errlen)
+/* --disk and --net append to the machine, up to its limits. */
+static int add_disk(struct machine *m, const char *arg, char *err, size_t errlen)
 {
-	return parse_common(argc, argv, cfg, false, err, errlen);
+	if (m->ndisks >= MACHINE_MAX_DISKS) {
+		snprintf(err, errlen, "--disk: at most %d disks", MACHINE_MAX_DISKS);
+		return -EINVAL;
+	}
+	if (parse_disk(arg, &m->disks[m->ndisks], err, errlen))
+		return -EINVAL;
+	m->ndisks++;
+	return 0;
 }
 
-int cli_parse_restore(int argc, char **argv, struct run_config *cfg, char *err, size_t errlen)
+static int add_net(struct machine *m, const char *arg, char *err, size_t errlen)
 {
-	return parse_common(argc, argv, cfg, true, err, errlen);
+	if (m->nnics >= MACHINE_MAX_NICS) {
+		snprintf(err, errlen, "--net: at most %d NICs", MACHINE_MAX_NICS);
+		return -EINVAL;
+	}
+	if (parse_net(arg, &m->nics[m->nnics], err, errlen))
+		return -EINVAL;
+	m->nnics++;
+	return 0;
+}
+
+/* --epoch (c 'E', 5..1000) or --ft-timeout ('T', 100..600000), in milliseconds. */
+static int parse_ms(int c, const char *opt, const char *arg, struct run_config *cfg, char *err, size_t errlen)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(arg, &end, 10);
+	unsigned long lo = c == 'E' ? 5 : 100, hi = c == 'E' ? 1000 : 600000;
+	if (errno || *end || end == arg || arg[0] == '-' || v < lo || v > hi) {
+		snprintf(err, errlen, "%s '%s': want milliseconds between %lu and %lu", opt, arg, lo, hi);
+		return -EINVAL;
+	}
+	if (c == 'E')
+		cfg->epoch_ms = (unsigned)v;
+	else
+		cfg->ft_timeout_ms = (unsigned)v;
+	return 0;
+}
+
+static int parse_mem(const char *arg, struct run_config *cfg, char *err, size_t errlen)
+{
+	if (parse_size(arg, &cfg->machine.mem)) {
+		snprintf(err, errlen, "--mem: bad memory size '%s' (want e.g. 512M or 4G)", arg);
+		return -EINVAL;
+	}
+	if (cfg->machine.mem > VM_MAX_MEM) {
+		snprintf(err, errlen, "--mem %s: memory size is above the maximum of %lluG", arg, VM_MAX_MEM >> 30);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_cpus(const char *arg, struct run_config *cfg, char *err, size_t errlen)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(arg, &end, 10);
+	if (errno || *end || end == arg || arg[0] == '-' || v == 0 || v > 100000000ul) {
+		snprintf(err, errlen, "--cpus '%s': the number of vCPUs must be 1 or more", arg);
+		return -EINVAL;
+	}
+	cfg->machine.cpus = (unsigned)v;
+	return 0;
+}
+
+/* getopt's answer c about argv[optind - 1] into cfg: 0, 1 for --help (stop there), or -EINVAL with
+ * one line in err. */
+static int parse_option(int c, char **argv, struct run_config *cfg, char *err, size_t errlen)
+{
+	const char *opt = argv[optind - 1];
+	switch (c) {
+	case 'C': cfg->control = optarg; return 0;
+	case 'G':
+		if (check_group(optarg, err, errlen))
+			return -EINVAL;
+		cfg->control_group = optarg;
+		return 0;
+	case 'B': cfg->backup = optarg; return 0;
+	case 'S': cfg->stats = optarg; return 0;
+	case 'E':
+	case 'T': return parse_ms(c, opt, optarg, cfg, err, errlen);
+	case 'k': cfg->kernel = optarg; return 0;
+	case 'i': cfg->initrd = optarg; return 0;
+	case 'c': cfg->cmdline = optarg; return 0;
+	case 'm': return parse_mem(optarg, cfg, err, errlen);
+	case 'p': return parse_cpus(optarg, cfg, err, errlen);
+	case 'd': return add_disk(&cfg->machine, optarg, err, errlen);
+	case 'n': return add_net(&cfg->machine, optarg, err, errlen);
+	case 'h':
+		cfg->help = true;
+		return 1;
+	case ':':
+		snprintf(err, errlen, "option '%s' needs a value (see ftvmm run --help)", opt);
+		return -EINVAL;
+	default:
+		/* inside a group like -zk glibc does not advance optind: name the letter itself */
+		if (optopt && strncmp(opt, "--", 2) != 0)
+			snprintf(err, errlen, "unknown option '-%c' (see ftvmm run --help)", optopt);
+		else
+			snprintf(err, errlen, "unknown option '%s' (see ftvmm run --help)", opt);
+		return -EINVAL;
+	}
+}
+
+/* What follows the options: restore's snapshot FILE, nothing else; and what must have been given. */
+static int parse_rest(int argc, char **argv, struct run_config *cfg, bool restore, char *err, size_t errlen)
+{
+	if (restore) {
+		if (optind >= argc) {
+			snprintf(err, errlen, "missing snapshot FILE (see ftvmm restore --help)");
+			return -EINVAL;
+		}
+		cfg->snapshot = argv[optind++];
+	}
+	if (cfg->control_group && !cfg->control) {
+		snprintf(err, errlen, "--control-group needs --control PATH (see ftvmm %s --help)", restore ? "restore" : "run");
+		return -EINVAL;
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%s' (see ftvmm %s --help)", argv[optind], restore ? "restore" : "run");
+		return -EINVAL;
+	}
+	if (!restore && !cfg->kernel) {
+		snprintf(err, errlen, "missing --kernel PATH (see ftvmm run --help)");
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static int parse_common(int argc, char **argv, struct run_config *cfg, bool restore, char *err, size_t errlen)
@@ -204,112 +325,19 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 				 argv[optind - 1]);
 			return -EINVAL;
 		}
-		switch (c) {
-		case 'C': cfg->control = optarg; break;
-		case 'G':
-			if (check_group(optarg, err, errlen))
-				return -EINVAL;
-			cfg->control_group = optarg;
-			break;
-		case 'B': cfg->backup = optarg; break;
-		case 'S': cfg->stats = optarg; break;
-		case 'E':
-		case 'T': {
-			char *end;
-			errno = 0;
-			unsigned long v = strtoul(optarg, &end, 10);
-			unsigned long lo = c == 'E' ? 5 : 100, hi = c == 'E' ? 1000 : 600000;
-			if (errno || *end || end == optarg || optarg[0] == '-' || v < lo || v > hi) {
-				snprintf(err, errlen, "%s '%s': want milliseconds between %lu and %lu", argv[optind - 1],
-					 optarg, lo, hi);
-				return -EINVAL;
-			}
-			if (c == 'E')
-				cfg->epoch_ms = (unsigned)v;
-			else
-				cfg->ft_timeout_ms = (unsigned)v;
-			break;
-		}
-		case 'k': cfg->kernel = optarg; break;
-		case 'i': cfg->initrd = optarg; break;
-		case 'c': cfg->cmdline = optarg; break;
-		case 'm': {
-			int r = parse_size(optarg, &cfg->machine.mem);
-			if (r) {
-				snprintf(err, errlen, "--mem: bad memory size '%s' (want e.g. 512M or 4G)", optarg);
-				return -EINVAL;
-			}
-			if (cfg->machine.mem > VM_MAX_MEM) {
-				snprintf(err, errlen, "--mem %s: memory size is above the maximum of %lluG", optarg,
-					 VM_MAX_MEM >> 30);
-				return -EINVAL;
-			}
-			break;
-		}
-		case 'p': {
-			char *end;
-			errno = 0;
-			unsigned long v = strtoul(optarg, &end, 10);
-			if (errno || *end || end == optarg || optarg[0] == '-' || v == 0 || v > 100000000ul) {
-				snprintf(err, errlen, "--cpus '%s': the number of vCPUs must be 1 or more", optarg);
-				return -EINVAL;
-			}
-			cfg->machine.cpus = (unsigned)v;
-			break;
-		}
-		case 'd':
-			if (cfg->machine.ndisks >= MACHINE_MAX_DISKS) {
-				snprintf(err, errlen, "--disk: at most %d disks", MACHINE_MAX_DISKS);
-				return -EINVAL;
-			}
-			if (parse_disk(optarg, &cfg->machine.disks[cfg->machine.ndisks], err, errlen))
-				return -EINVAL;
-			cfg->machine.ndisks++;
-			break;
-		case 'n':
-			if (cfg->machine.nnics >= MACHINE_MAX_NICS) {
-				snprintf(err, errlen, "--net: at most %d NICs", MACHINE_MAX_NICS);
-				return -EINVAL;
-			}
-			if (parse_net(optarg, &cfg->machine.nics[cfg->machine.nnics], err, errlen))
-				return -EINVAL;
-			cfg->machine.nnics++;
-			break;
-		case 'h':
-			cfg->help = true;
-			return 0;
-		case ':':
-			snprintf(err, errlen, "option '%s' needs a value (see ftvmm run --help)", argv[optind - 1]);
-			return -EINVAL;
-		default:
-			/* inside a group like -zk glibc does not advance optind: name the letter itself */
-			if (optopt && strncmp(argv[optind - 1], "--", 2) != 0)
-				snprintf(err, errlen, "unknown option '-%c' (see ftvmm run --help)", optopt);
-			else
-				snprintf(err, errlen, "unknown option '%s' (see ftvmm run --help)", argv[optind - 1]);
-			return -EINVAL;
-		}
+		int r = parse_option(c, argv, cfg, err, errlen);
+		if (r)
+			return r < 0 ? r : 0;
 	}
-	if (restore) {
-		if (optind >= argc) {
-			snprintf(err, errlen, "missing snapshot FILE (see ftvmm restore --help)");
-			return -EINVAL;
-		}
-		cfg->snapshot = argv[optind++];
-	}
-	if (cfg->control_group && !cfg->control) {
-		snprintf(err, errlen, "--control-group needs --control PATH (see ftvmm %s --help)", restore ? "restore" : "run");
-		return -EINVAL;
-	}
-	if (optind < argc) {
-		snprintf(err, errlen, "unexpected argument '%s' (see ftvmm %s --help)", argv[optind], restore ? "restore" : "run");
-		return -EINVAL;
-	}
-	if (restore)
-		return 0;
-	if (!cfg->kernel) {
-		snprintf(err, errlen, "missing --kernel PATH (see ftvmm run --help)");
-		return -EINVAL;
-	}
-	return 0;
+	return parse_rest(argc, argv, cfg, restore, err, errlen);
+}
+
+int cli_parse_run(int argc, char **argv, struct run_config *cfg, char *err, size_t errlen)
+{
+	return parse_common(argc, argv, cfg, false, err, errlen);
+}
+
+int cli_parse_restore(int argc, char **argv, struct run_config *cfg, char *err, size_t errlen)
+{
+	return parse_common(argc, argv, cfg, true, err, errlen);
 }
