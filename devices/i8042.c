@@ -1,71 +1,14 @@
-/* i8042.c - 8042 keyboard controller: commands, output buffer, a minimal keyboard, reset line, checkpoint. */
+/* i8042.c - 8042 keyboard controller: commands, output buffer, a minimal keyboard, reset line. */
 #include "i8042.h"
+#include "i8042_int.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
-
-#define STR_OBF 0x01
-#define STR_SYS 0x04
-#define STR_CMD 0x08 /* last write went to the command port */
-#define STR_KEYLOCK 0x10 /* set = keyboard not inhibited; Linux warns "Keylock active" when clear */
-#define STR_AUXDATA 0x20
-#define STR_TIMEOUT 0x40
-
-#define CTR_KBDINT 0x01
-#define CTR_AUXINT 0x02
-#define CTR_SYS 0x04
-#define CTR_KBDDIS 0x10
-#define CTR_AUXDIS 0x20
-#define CTR_XLATE 0x40
-
-#define OUT_RESET 0x01 /* active low */
-#define OUT_A20 0x02
-#define OUT_KBD_OBF 0x10
-#define OUT_AUX_OBF 0x20
-
-#define Q_AUX 0x01
-#define Q_TIMEOUT 0x02
-#define Q_FLAGS (Q_AUX | Q_TIMEOUT)
-#define I8042_QUEUE 16
-#define I8042_RAM 32
-
-#define KBD_ACK 0xfa
-#define KBD_RESEND 0xfe
-#define KBD_BAT_OK 0xaa
-#define KBD_SETLEDS 0xed
-#define KBD_SCANSET 0xf0
-#define KBD_SETREP 0xf3
-
-struct i8042 {
-	pthread_mutex_t lock;
-	struct i8042_config cfg;
-
-	uint8_t ram[I8042_RAM]; /* ram[0] is the command byte (CTR) */
-	uint8_t outport;
-	uint8_t pending;  /* controller command waiting for its data byte, 0 = none */
-	bool last_cmd;
-	uint8_t last_out; /* what the data port reads when nothing is buffered */
-	/* The output buffer and what queues behind it. Controller replies and device bytes share it, as
-	 * they share the one buffer on the chip; a real device waits while the buffer is full. */
-	uint8_t q_data[I8042_QUEUE], q_flags[I8042_QUEUE];
-	unsigned q_head, q_count;
-
-	/* the keyboard on the first port; nothing is plugged into the second (mouse) port */
-	uint8_t kbd_pending; /* command waiting for its parameter */
-	uint8_t kbd_set, kbd_leds, kbd_last;
-	bool kbd_scan;
-
-	int irq_level[2]; /* kbd, aux: the levels last driven */
-
-	struct vm *vm;
-	struct vm_device dev;
-};
 
 static void q_put(struct i8042 *k, uint8_t v, uint8_t flags)
 {
@@ -105,7 +48,7 @@ static void set_line(struct i8042 *k, int which, int level)
 
 /* IRQ 1 and 12 are edge-triggered ISA lines: each byte needs its own rising edge, so when a read
  * uncovers the next byte the line first drops (`edge`), as the chip's OBF pin does. */
-static void i8042_update_irq(struct i8042 *k, bool edge)
+void i8042_update_irq(struct i8042 *k, bool edge)
 {
 	int kbd = 0, aux = 0;
 	if (k->q_count) {
@@ -199,7 +142,7 @@ static void kbd_write(struct i8042 *k, uint8_t v)
 	}
 }
 
-static bool takes_data(uint8_t cmd)
+bool i8042_takes_data(uint8_t cmd)
 {
 	return (cmd >= 0x60 && cmd <= 0x7f) || (cmd >= 0xd1 && cmd <= 0xd4);
 }
@@ -212,7 +155,7 @@ static bool i8042_command(struct i8042 *k, uint8_t cmd)
 		q_put(k, k->ram[cmd & 0x1f], 0);
 		return false;
 	}
-	if (takes_data(cmd)) {
+	if (i8042_takes_data(cmd)) {
 		k->pending = cmd;
 		return false;
 	}
@@ -358,93 +301,6 @@ void i8042_free(struct i8042 *k)
 		return;
 	pthread_mutex_destroy(&k->lock);
 	free(k);
-}
-
-int i8042_save(struct i8042 *k, void *fdt)
-{
-	pthread_mutex_lock(&k->lock);
-	uint8_t ram[I8042_RAM], q[2 * I8042_QUEUE];
-	memcpy(ram, k->ram, sizeof(ram));
-	unsigned n = k->q_count;
-	for (unsigned i = 0; i < n; i++) {
-		unsigned j = (k->q_head + i) % I8042_QUEUE;
-		q[2 * i] = k->q_data[j];
-		q[2 * i + 1] = k->q_flags[j];
-	}
-	const struct {
-		const char *name;
-		uint32_t v;
-	} regs[] = {
-		{ "outport", k->outport }, { "pending", k->pending }, { "last-cmd", k->last_cmd },
-		{ "last-out", k->last_out }, { "kbd-pending", k->kbd_pending }, { "kbd-set", k->kbd_set },
-		{ "kbd-leds", k->kbd_leds }, { "kbd-last", k->kbd_last }, { "kbd-scan", k->kbd_scan },
-	};
-	pthread_mutex_unlock(&k->lock);
-
-	int r = fdtp_put_blob(fdt, "ram", ram, sizeof(ram));
-	if (!r)
-		r = fdtp_put_blob(fdt, "queue", q, 2 * n);
-	for (size_t i = 0; i < ARRAY_SIZE(regs) && !r; i++)
-		r = fdtp_put_u32(fdt, regs[i].name, regs[i].v);
-	return r;
-}
-
-int i8042_restore(struct i8042 *k, const void *fdt, int node)
-{
-	const uint8_t *ram, *q;
-	uint32_t ramlen, qlen, outport, pending, last_cmd, last_out, kpend, kset, kleds, klast, kscan;
-	int r = fdtp_ref(fdt, node, "ram", I8042_RAM, &ram, &ramlen);
-	if (!r)
-		r = fdtp_ref(fdt, node, "queue", 2 * I8042_QUEUE, &q, &qlen);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "outport", 0xff, &outport);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "pending", 0xff, &pending);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "last-cmd", 1, &last_cmd);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "last-out", 0xff, &last_out);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "kbd-pending", 0xff, &kpend);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "kbd-set", 3, &kset);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "kbd-leds", 7, &kleds);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "kbd-last", 0xff, &klast);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "kbd-scan", 1, &kscan);
-	if (r)
-		return r;
-	if (ramlen != I8042_RAM || (qlen & 1) || (pending && !takes_data((uint8_t)pending)) || kset < 1 ||
-	    (kpend && kpend != KBD_SETLEDS && kpend != KBD_SETREP && kpend != KBD_SCANSET))
-		return -EINVAL;
-	for (uint32_t i = 1; i < qlen; i += 2)
-		if (q[i] & ~Q_FLAGS)
-			return -EINVAL;
-
-	pthread_mutex_lock(&k->lock);
-	memcpy(k->ram, ram, I8042_RAM);
-	k->q_head = 0;
-	k->q_count = qlen / 2;
-	for (unsigned i = 0; i < k->q_count; i++) {
-		k->q_data[i] = q[2 * i];
-		k->q_flags[i] = q[2 * i + 1];
-	}
-	k->outport = (uint8_t)outport;
-	k->pending = (uint8_t)pending;
-	k->last_cmd = last_cmd;
-	k->last_out = (uint8_t)last_out;
-	k->kbd_pending = (uint8_t)kpend;
-	k->kbd_set = (uint8_t)kset;
-	k->kbd_leds = (uint8_t)kleds;
-	k->kbd_last = (uint8_t)klast;
-	k->kbd_scan = kscan;
-	/* the cached levels are what KVM holds for our source (KVM_SET_IRQCHIP does not touch per-source
-	 * line levels), so moving only the lines that differ leaves both in agreement */
-	i8042_update_irq(k, false);
-	pthread_mutex_unlock(&k->lock);
-	return 0;
 }
 
 /* ---- VM glue ---- */
