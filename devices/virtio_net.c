@@ -426,11 +426,75 @@ static const struct virtio_dev_ops net_ops = {
 
 /* ---- public ---- */
 
+/* A half-built device's buffers and the struct (each may be NULL). */
+static void net_free(struct virtio_net *n)
+{
+	free(n->rx_buf);
+	free(n->rx_first);
+	free(n->rx_req);
+	free(n->tx_req);
+	free(n->rx_used);
+	free(n);
+}
+
+/* The struct and its buffers: a frame, the three request scratch areas, a used list per queue slot. */
+static struct virtio_net *net_alloc(int fd, uint16_t qsize)
+{
+	struct virtio_net *n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	n->fd = fd;
+	n->kickfd = -1;
+	n->rx_buf = malloc(NET_MAX_PKT);
+	n->rx_first = malloc(sizeof(*n->rx_first));
+	n->rx_req = malloc(sizeof(*n->rx_req));
+	n->tx_req = malloc(sizeof(*n->tx_req));
+	n->rx_used = calloc(qsize, sizeof(*n->rx_used));
+	if (!n->rx_buf || !n->rx_first || !n->rx_req || !n->tx_req || !n->rx_used) {
+		net_free(n);
+		return NULL;
+	}
+	return n;
+}
+
+/* After virtio_dev_init: what the device offers, and its state at power-on. */
+static void net_setup(struct virtio_net *n, struct guest_mem *mem, struct ioloop *io, const uint8_t mac[6],
+		      const struct virtio_net_opts *opts)
+{
+	n->vdev.host_features |= NET_FEATURES_BASE | (opts->no_offloads ? 0 : NET_FEATURES_OFFLOAD);
+	if (opts->mtu)
+		n->vdev.host_features |= BIT(VIRTIO_NET_F_MTU);
+	n->mem = mem;
+	n->io = io;
+	n->mtu = opts->mtu;
+	memcpy(n->mac, mac, 6);
+	n->status = VIRTIO_NET_S_LINK_UP;
+	n->sink = (struct net_tx_sink){ .send = tap_sink_send, .ctx = &n->fd };
+	pthread_mutex_init(&n->lock, NULL);
+	pthread_mutex_init(&n->notify_lock, NULL);
+}
+
+/* The kick eventfd, then the packet fd and it on the I/O loop. 0, or -errno with neither registered
+ * (the caller closes a kickfd left open). */
+static int net_watch(struct virtio_net *n)
+{
+	n->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (n->kickfd < 0)
+		return -errno;
+	int r = ioloop_add(n->io, n->fd, EPOLLIN | EPOLLOUT | EPOLLET, net_fd_event, n);
+	if (r)
+		return r;
+	r = ioloop_add(n->io, n->kickfd, EPOLLIN, net_kick_event, n);
+	if (r)
+		ioloop_del(n->io, n->fd);
+	return r;
+}
+
 int virtio_net_create(struct virtio_dev **out, struct guest_mem *mem, struct ioloop *io, int fd,
 		      const uint8_t mac[6], const struct virtio_net_opts *opts)
 {
 	static const struct virtio_net_opts defaults;
-	struct virtio_net *n = NULL;
+	struct virtio_net *n;
 	int r;
 
 	if (!opts)
@@ -448,68 +512,31 @@ int virtio_net_create(struct virtio_dev **out, struct guest_mem *mem, struct iol
 		r = -errno;
 		goto fail_fd;
 	}
-
-	n = calloc(1, sizeof(*n));
+	n = net_alloc(fd, qsize);
 	if (!n) {
 		r = -ENOMEM;
 		goto fail_fd;
 	}
-	n->fd = fd;
-	n->kickfd = -1;
-	n->rx_buf = malloc(NET_MAX_PKT);
-	n->rx_first = malloc(sizeof(*n->rx_first));
-	n->rx_req = malloc(sizeof(*n->rx_req));
-	n->tx_req = malloc(sizeof(*n->tx_req));
-	n->rx_used = calloc(qsize, sizeof(*n->rx_used));
-	if (!n->rx_buf || !n->rx_first || !n->rx_req || !n->tx_req || !n->rx_used) {
-		r = -ENOMEM;
-		goto fail_mem;
-	}
 	snprintf(n->name, sizeof(n->name), "%s", opts->name ? opts->name : "virtio-net");
 	r = virtio_dev_init(&n->vdev, n->name, VIRTIO_ID_NET, 2, qsize, NET_CONFIG_LEN, mem, &net_ops, n);
-	if (r)
-		goto fail_mem;
-	n->vdev.host_features |= NET_FEATURES_BASE | (opts->no_offloads ? 0 : NET_FEATURES_OFFLOAD);
-	if (opts->mtu)
-		n->vdev.host_features |= BIT(VIRTIO_NET_F_MTU);
-	n->mem = mem;
-	n->io = io;
-	n->mtu = opts->mtu;
-	memcpy(n->mac, mac, 6);
-	n->status = VIRTIO_NET_S_LINK_UP;
-	n->sink = (struct net_tx_sink){ .send = tap_sink_send, .ctx = &n->fd };
-	pthread_mutex_init(&n->lock, NULL);
-	pthread_mutex_init(&n->notify_lock, NULL);
-
-	n->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (n->kickfd < 0) {
-		r = -errno;
-		goto fail_dev;
-	}
-	r = ioloop_add(io, fd, EPOLLIN | EPOLLOUT | EPOLLET, net_fd_event, n);
-	if (r)
-		goto fail_dev;
-	r = ioloop_add(io, n->kickfd, EPOLLIN, net_kick_event, n);
 	if (r) {
-		ioloop_del(io, fd);
-		goto fail_dev;
+		net_free(n);
+		goto fail_fd;
+	}
+	net_setup(n, mem, io, mac, opts);
+	r = net_watch(n);
+	if (r) {
+		if (n->kickfd >= 0)
+			close(n->kickfd);
+		pthread_mutex_destroy(&n->lock);
+		pthread_mutex_destroy(&n->notify_lock);
+		virtio_dev_destroy(&n->vdev);
+		net_free(n);
+		goto fail_fd;
 	}
 	*out = &n->vdev;
 	return 0;
 
-fail_dev:
-	if (n->kickfd >= 0)
-		close(n->kickfd);
-	pthread_mutex_destroy(&n->lock);
-	pthread_mutex_destroy(&n->notify_lock);
-	virtio_dev_destroy(&n->vdev);
-fail_mem:
-	free(n->rx_buf);
-	free(n->rx_first);
-	free(n->rx_req);
-	free(n->tx_req);
-	free(n->rx_used);
-	free(n);
 fail_fd:
 	close(fd);
 	return r;
@@ -527,12 +554,7 @@ void virtio_net_destroy(struct virtio_dev *d)
 	virtio_dev_destroy(d);
 	pthread_mutex_destroy(&n->lock);
 	pthread_mutex_destroy(&n->notify_lock);
-	free(n->rx_buf);
-	free(n->rx_first);
-	free(n->rx_req);
-	free(n->tx_req);
-	free(n->rx_used);
-	free(n);
+	net_free(n);
 }
 
 void virtio_net_set_tx_sink(struct virtio_dev *d, const struct net_tx_sink *sink)
