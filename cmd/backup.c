@@ -45,8 +45,9 @@ static int parse(int argc, char **argv, struct backup *b, struct run_config *cfg
 	optind = 0;
 	opterr = 0;
 	int c;
-	/* reuse run's parser for --disk/--net syntax by building a tiny argv for it */
-	char *sub[2 + 2 * (MACHINE_MAX_DISKS + MACHINE_MAX_NICS)];
+	/* reuse run's parser for --disk/--net syntax by building a tiny argv for it: "backup", a pair per
+	 * disk and NIC at most, "--kernel unused" */
+	char *sub[1 + 2 * (MACHINE_MAX_DISKS + MACHINE_MAX_NICS) + 2];
 	int nsub = 0;
 	sub[nsub++] = "backup";
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -77,7 +78,7 @@ static int parse(int argc, char **argv, struct backup *b, struct run_config *cfg
 		}
 		case 'd':
 		case 'n':
-			if (nsub + 2 >= (int)ARRAY_SIZE(sub)) {
+			if (nsub + 2 > (int)ARRAY_SIZE(sub) - 2) {
 				snprintf(err, errlen, "too many --disk/--net");
 				return -EINVAL;
 			}

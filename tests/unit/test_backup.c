@@ -669,9 +669,9 @@ static int run_backup(const char *const *args, char *out, size_t outlen, pid_t *
 		int o = wait_ms ? pfd[1] : open("/dev/null", O_WRONLY | O_CLOEXEC);
 		dup2(o, 1);
 		dup2(o, 2);
-		char *argv[16];
+		char *argv[64];
 		int n = 0;
-		for (; args[n]; n++)
+		for (; args[n] && n < 63; n++)
 			argv[n] = (char *)args[n];
 		argv[n] = NULL;
 		_exit(cmd_backup(n, argv));
@@ -691,6 +691,36 @@ static int run_backup(const char *const *args, char *out, size_t outlen, pid_t *
 	close(pfd[0]);
 	out[0] = '\0';
 	return -1;
+}
+
+/* As many disks and NICs as a machine holds: every one reaches run's parser (through an argv built
+ * for it, which must hold them all: ASan watches this build), then the first missing disk is
+ * refused. One more is too many. */
+static void test_many_devices(void)
+{
+	const char *args[64];
+	int n = 0;
+	args[n++] = "backup";
+	args[n++] = "--listen";
+	args[n++] = "127.0.0.1:1";
+	for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
+		args[n++] = "--disk";
+		args[n++] = "/nonexistent/ftvmm-disk.img";
+	}
+	for (int i = 0; i < MACHINE_MAX_NICS; i++) {
+		args[n++] = "--net";
+		args[n++] = "tap=ftvmm0";
+	}
+	args[n] = NULL;
+	char out[512];
+	pid_t pid;
+	CHECK_EQ(run_backup(args, out, sizeof(out), &pid, 10000), 1);
+	CHECK(strstr(out, "/nonexistent/ftvmm-disk.img: no such file") != NULL);
+	args[n++] = "--net";
+	args[n++] = "tap=ftvmm0";
+	args[n] = NULL;
+	CHECK_EQ(run_backup(args, out, sizeof(out), &pid, 10000), 2);
+	CHECK(strstr(out, "too many --disk/--net") != NULL);
 }
 
 /* True once a Unix socket at path accepts connections. */
@@ -778,5 +808,6 @@ int main(void)
 	test_short_state();
 	test_handshake();
 	test_control_group();
+	test_many_devices();
 	TEST_DONE("test_backup");
 }
