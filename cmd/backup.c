@@ -32,6 +32,67 @@ static void backup_usage(FILE *f)
 		"  --ft-timeout MS     heartbeat silence that counts as the primary's death (default 2000)\n");
 }
 
+/* The --disk and --net options, kept for run's parser (cli_parse_run), which knows their syntax:
+ * "backup", a pair per disk and NIC at most, "--kernel unused". */
+struct sub_argv {
+	char *v[1 + 2 * (MACHINE_MAX_DISKS + MACHINE_MAX_NICS) + 2];
+	int n;
+};
+
+/* One option into b, cfg or sub: 0, or -EINVAL with one line in err. --help exits. */
+static int parse_option(int c, char **argv, struct backup *b, struct run_config *cfg, struct sub_argv *sub, char *err,
+			size_t errlen)
+{
+	switch (c) {
+	case 'l': b->listen = optarg; return 0;
+	case 'C': cfg->control = optarg; return 0;
+	case 'G': /* checked now, as run does: bad input is refused before the listener or socket exist */
+		if (cli_check_group(optarg, err, errlen))
+			return -EINVAL;
+		cfg->control_group = optarg;
+		return 0;
+	case 'T': {
+		char *end;
+		unsigned long v = strtoul(optarg, &end, 10);
+		if (*end || v < 100 || v > 600000) {
+			snprintf(err, errlen, "--ft-timeout '%s': want milliseconds between 100 and 600000", optarg);
+			return -EINVAL;
+		}
+		b->timeout_ms = (unsigned)v;
+		return 0;
+	}
+	case 'd':
+	case 'n':
+		if (sub->n + 2 > (int)ARRAY_SIZE(sub->v) - 2) {
+			snprintf(err, errlen, "too many --disk/--net");
+			return -EINVAL;
+		}
+		sub->v[sub->n++] = c == 'd' ? "--disk" : "--net";
+		sub->v[sub->n++] = optarg;
+		return 0;
+	case 'h': backup_usage(stdout); exit(0);
+	case ':': snprintf(err, errlen, "option '%s' needs a value (see ftvmm backup --help)", argv[optind - 1]); return -EINVAL;
+	default: snprintf(err, errlen, "unknown option '%s' (see ftvmm backup --help)", argv[optind - 1]); return -EINVAL;
+	}
+}
+
+/* The disks and NICs through run's parser: cli_parse_run starts from a blank config, so what only
+ * backup parsed (the socket and its group, which control_start and, after a takeover, run_vm use)
+ * is kept across it. */
+static int parse_machine(struct sub_argv *sub, struct backup *b, struct run_config *cfg, char *err, size_t errlen)
+{
+	sub->v[sub->n++] = "--kernel";
+	sub->v[sub->n++] = "unused";
+	const char *control = cfg->control, *group = cfg->control_group;
+	if (cli_parse_run(sub->n, sub->v, cfg, err, errlen))
+		return -EINVAL;
+	cfg->control = control;
+	cfg->control_group = group;
+	cfg->kernel = NULL;
+	b->machine = cfg->machine;
+	return 0;
+}
+
 /* Options into b (listen, timeout, machine) and cfg (the control socket, and the VM run on takeover). */
 static int parse(int argc, char **argv, struct backup *b, struct run_config *cfg, char *err, size_t errlen)
 {
@@ -44,52 +105,11 @@ static int parse(int argc, char **argv, struct backup *b, struct run_config *cfg
 	};
 	optind = 0;
 	opterr = 0;
+	struct sub_argv sub = { .v = { "backup" }, .n = 1 };
 	int c;
-	/* reuse run's parser for --disk/--net syntax by building a tiny argv for it: "backup", a pair per
-	 * disk and NIC at most, "--kernel unused" */
-	char *sub[1 + 2 * (MACHINE_MAX_DISKS + MACHINE_MAX_NICS) + 2];
-	int nsub = 0;
-	sub[nsub++] = "backup";
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'l': b->listen = optarg; break;
-		case 'C': cfg->control = optarg; break;
-		case 'G': {
-			/* checked now, as run does: bad input is refused before the listener or socket exist */
-			gid_t gid;
-			int r = *optarg ? control_group_lookup(optarg, &gid) : -ENOENT;
-			if (r) {
-				snprintf(err, errlen, "--control-group '%s': %s", optarg,
-					 r == -ENOENT ? "no such group" : strerror(-r));
-				return -EINVAL;
-			}
-			cfg->control_group = optarg;
-			break;
-		}
-		case 'T': {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-			if (*end || v < 100 || v > 600000) {
-				snprintf(err, errlen, "--ft-timeout '%s': want milliseconds between 100 and 600000", optarg);
-				return -EINVAL;
-			}
-			b->timeout_ms = (unsigned)v;
-			break;
-		}
-		case 'd':
-		case 'n':
-			if (nsub + 2 > (int)ARRAY_SIZE(sub) - 2) {
-				snprintf(err, errlen, "too many --disk/--net");
-				return -EINVAL;
-			}
-			sub[nsub++] = c == 'd' ? "--disk" : "--net";
-			sub[nsub++] = optarg;
-			break;
-		case 'h': backup_usage(stdout); exit(0);
-		case ':': snprintf(err, errlen, "option '%s' needs a value (see ftvmm backup --help)", argv[optind - 1]); return -EINVAL;
-		default: snprintf(err, errlen, "unknown option '%s' (see ftvmm backup --help)", argv[optind - 1]); return -EINVAL;
-		}
-	}
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1)
+		if (parse_option(c, argv, b, cfg, &sub, err, errlen))
+			return -EINVAL;
 	if (optind < argc) {
 		snprintf(err, errlen, "unexpected argument '%s' (see ftvmm backup --help)", argv[optind]);
 		return -EINVAL;
@@ -102,18 +122,7 @@ static int parse(int argc, char **argv, struct backup *b, struct run_config *cfg
 		snprintf(err, errlen, "missing --listen HOST:PORT (see ftvmm backup --help)");
 		return -EINVAL;
 	}
-	sub[nsub++] = "--kernel";
-	sub[nsub++] = "unused";
-	/* cli_parse_run starts from a blank config: keep what only backup parsed (the socket and its
-	 * group, which control_start and, after a takeover, run_vm use) */
-	const char *control = cfg->control, *group = cfg->control_group;
-	if (cli_parse_run(nsub, sub, cfg, err, errlen))
-		return -EINVAL;
-	cfg->control = control;
-	cfg->control_group = group;
-	cfg->kernel = NULL;
-	b->machine = cfg->machine;
-	return 0;
+	return parse_machine(&sub, b, cfg, err, errlen);
 }
 
 void backup_run_config(const struct backup *b, struct run_config *cfg)

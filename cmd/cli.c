@@ -158,8 +158,7 @@ static int parse_disk(const char *arg, struct machine_disk *d, char *err, size_t
 	return 0;
 }
 
-/* Bad input, so refused here before anything starts rather than when the socket is made. */
-static int check_group(const char *name, char *err, size_t errlen)
+int cli_check_group(const char *name, char *err, size_t errlen)
 {
 	gid_t gid;
 	int r = *name ? control_group_lookup(name, &gid) : -ENOENT;
@@ -245,7 +244,7 @@ static int parse_option(int c, char **argv, struct run_config *cfg, char *err, s
 	switch (c) {
 	case 'C': cfg->control = optarg; return 0;
 	case 'G':
-		if (check_group(optarg, err, errlen))
+		if (cli_check_group(optarg, err, errlen))
 			return -EINVAL;
 		cfg->control_group = optarg;
 		return 0;

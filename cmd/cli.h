@@ -35,6 +35,9 @@ int cli_parse_run(int argc, char **argv, struct run_config *cfg, char *err, size
 /* Parse `ftvmm restore FILE [--disk ...] [--net ...] [--control PATH]`: the VM's shape comes from
  * the snapshot; disks and NICs given here replace the saved host paths/TAPs (counts must match). */
 int cli_parse_restore(int argc, char **argv, struct run_config *cfg, char *err, size_t errlen);
+/* --control-group GROUP must name a group: bad input, so refused before anything starts rather than
+ * when the socket is made. 0, or -errno with one line in err. */
+int cli_check_group(const char *name, char *err, size_t errlen);
 void cli_usage(FILE *f);
 void cli_restore_usage(FILE *f);
 void cli_run_usage(FILE *f);
