@@ -241,17 +241,9 @@ static bool restore_tsc_khz(struct vcpu *v, const void *fdt, int node, bool quie
 	return false;
 }
 
-/* Restore order and why: TSC frequency first (KVM writes the TSC MSR below as an offset at the
- * scaling ratio in force, so the ratio must already be the saved one); CPUID next (everything else
- * is checked against it); REGS before VCPU_EVENTS because SET_REGS clears pending exceptions; SREGS
- * before LAPIC because SREGS sets the APIC base MSR; LAPIC before MSRS because TSC_DEADLINE only
- * sticks with the LAPIC configured (and it is last in the MSR list, after the TSC); VCPU_EVENTS last;
- * then tell kvmclock we were paused. */
-static int restore_vcpu(struct vm *vm, struct vcpu *v, const void *fdt, int node, char *err, size_t errlen,
-			bool *tsc_warned)
+/* CPUID first after the TSC rate: KVM checks everything else against it. */
+static int restore_cpuid(struct vcpu *v, const void *fdt, int node, char *err, size_t errlen)
 {
-	if (!restore_tsc_khz(v, fdt, node, *tsc_warned))
-		*tsc_warned = true; /* one line for the VM, not one per vCPU */
 	int len;
 	const struct kvm_cpuid2 *cpuid = fdt_getprop(fdt, node, "cpuid", &len);
 	if (!cpuid || len < (int)sizeof(*cpuid) ||
@@ -271,7 +263,12 @@ static int restore_vcpu(struct vm *vm, struct vcpu *v, const void *fdt, int node
 	}
 	free(v->cpuid);
 	v->cpuid = c;
+	return 0;
+}
 
+/* One vCPU's saved state, every property checked before the first KVM_SET. xsave and msrs point
+ * into the tree. */
+struct vcpu_saved {
 	uint32_t mp_state;
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
@@ -279,38 +276,47 @@ static int restore_vcpu(struct vm *vm, struct vcpu *v, const void *fdt, int node
 	struct kvm_debugregs dbg;
 	struct kvm_lapic_state lapic;
 	struct kvm_vcpu_events ev;
-	if (fdtp_u32(fdt, node, "mp-state", &mp_state)) {
+	const void *xsave;
+	int xlen;
+	const struct kvm_msr_entry *msrs;
+	unsigned nmsrs;
+};
+
+static int parse_vcpu(struct vm *vm, struct vcpu *v, const void *fdt, int node, struct vcpu_saved *s, char *err,
+		      size_t errlen)
+{
+	if (fdtp_u32(fdt, node, "mp-state", &s->mp_state)) {
 		snprintf(err, errlen, "snapshot: vcpu %u: mp-state missing", v->id);
 		return -EINVAL;
 	}
-	PROP("regs", regs);
-	PROP("sregs", sregs);
-	PROP("xcrs", xcrs);
-	PROP("debugregs", dbg);
-	PROP("lapic", lapic);
-	PROP("events", ev);
-	int xlen;
-	const void *xs = fdt_getprop(fdt, node, "xsave", &xlen);
-	if (!xs || xlen < (int)sizeof(struct kvm_xsave) || xlen > xsave_size(vm)) {
+	PROP("regs", s->regs);
+	PROP("sregs", s->sregs);
+	PROP("xcrs", s->xcrs);
+	PROP("debugregs", s->dbg);
+	PROP("lapic", s->lapic);
+	PROP("events", s->ev);
+	s->xsave = fdt_getprop(fdt, node, "xsave", &s->xlen);
+	if (!s->xsave || s->xlen < (int)sizeof(struct kvm_xsave) || s->xlen > xsave_size(vm)) {
 		snprintf(err, errlen, "snapshot: vcpu %u: xsave area missing or larger than this host supports", v->id);
 		return -EINVAL;
 	}
 	int mlen;
-	const struct kvm_msr_entry *saved_msrs = fdt_getprop(fdt, node, "msrs", &mlen);
-	if (!saved_msrs || mlen % (int)sizeof(struct kvm_msr_entry) || mlen / (int)sizeof(struct kvm_msr_entry) > MAX_MSRS) {
+	s->msrs = fdt_getprop(fdt, node, "msrs", &mlen);
+	if (!s->msrs || mlen % (int)sizeof(struct kvm_msr_entry) || mlen / (int)sizeof(struct kvm_msr_entry) > MAX_MSRS) {
 		snprintf(err, errlen, "snapshot: vcpu %u: bad msrs", v->id);
 		return -EINVAL;
 	}
-	unsigned nmsrs = (unsigned)mlen / sizeof(struct kvm_msr_entry);
+	s->nmsrs = (unsigned)mlen / sizeof(struct kvm_msr_entry);
+	return 0;
+}
 
-	struct kvm_mp_state mp = { .mp_state = mp_state };
-	SET(KVM_SET_MP_STATE, "KVM_SET_MP_STATE", &mp);
-	SET(KVM_SET_REGS, "KVM_SET_REGS", &regs);
-	SET(KVM_SET_SREGS, "KVM_SET_SREGS", &sregs);
+/* The saved area may be shorter than this host's (an older or smaller XSAVE layout): zero-padded. */
+static int set_xsave(struct vm *vm, struct vcpu *v, const struct vcpu_saved *s, char *err, size_t errlen)
+{
 	struct kvm_xsave *xbuf = calloc(1, (size_t)xsave_size(vm));
 	if (!xbuf)
 		return -ENOMEM;
-	memcpy(xbuf, xs, (size_t)xlen);
+	memcpy(xbuf, s->xsave, (size_t)s->xlen);
 	int xr = ioctl(v->fd, KVM_SET_XSAVE, xbuf);
 	int xerr = errno;
 	free(xbuf);
@@ -318,26 +324,61 @@ static int restore_vcpu(struct vm *vm, struct vcpu *v, const void *fdt, int node
 		snprintf(err, errlen, "vcpu %u: KVM_SET_XSAVE failed: %s", v->id, strerror(xerr));
 		return -xerr;
 	}
-	SET(KVM_SET_XCRS, "KVM_SET_XCRS", &xcrs);
-	SET(KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", &dbg);
-	SET(KVM_SET_LAPIC, "KVM_SET_LAPIC", &lapic);
+	return 0;
+}
+
+static int set_msrs(struct vcpu *v, const struct vcpu_saved *s, char *err, size_t errlen)
+{
 	struct {
 		struct kvm_msrs h;
 		struct kvm_msr_entry e[MAX_MSRS];
 	} *msrs = calloc(1, sizeof(*msrs));
 	if (!msrs)
 		return -ENOMEM;
-	msrs->h.nmsrs = nmsrs;
-	memcpy(msrs->e, saved_msrs, (size_t)mlen);
+	msrs->h.nmsrs = s->nmsrs;
+	memcpy(msrs->e, s->msrs, s->nmsrs * sizeof(struct kvm_msr_entry));
 	int set = ioctl(v->fd, KVM_SET_MSRS, msrs);
-	uint32_t bad = set >= 0 && (unsigned)set < nmsrs ? msrs->e[set].index : 0;
+	uint32_t bad = set >= 0 && (unsigned)set < s->nmsrs ? msrs->e[set].index : 0;
 	free(msrs);
 	/* KVM_SET_MSRS returns how many it set: a short count is a failure, not a success */
-	if (set != (int)nmsrs) {
-		snprintf(err, errlen, "vcpu %u: KVM_SET_MSRS set %d of %u MSRs (refused MSR 0x%x)", v->id, set, nmsrs, bad);
+	if (set != (int)s->nmsrs) {
+		snprintf(err, errlen, "vcpu %u: KVM_SET_MSRS set %d of %u MSRs (refused MSR 0x%x)", v->id, set, s->nmsrs,
+			 bad);
 		return -EINVAL;
 	}
-	SET(KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", &ev);
+	return 0;
+}
+
+/* Restore order and why: TSC frequency first (KVM writes the TSC MSR below as an offset at the
+ * scaling ratio in force, so the ratio must already be the saved one); CPUID next (everything else
+ * is checked against it); REGS before VCPU_EVENTS because SET_REGS clears pending exceptions; SREGS
+ * before LAPIC because SREGS sets the APIC base MSR; LAPIC before MSRS because TSC_DEADLINE only
+ * sticks with the LAPIC configured (and it is last in the MSR list, after the TSC); VCPU_EVENTS last;
+ * then tell kvmclock we were paused. */
+static int restore_vcpu(struct vm *vm, struct vcpu *v, const void *fdt, int node, char *err, size_t errlen,
+			bool *tsc_warned)
+{
+	struct vcpu_saved s;
+	if (!restore_tsc_khz(v, fdt, node, *tsc_warned))
+		*tsc_warned = true; /* one line for the VM, not one per vCPU */
+	int r = restore_cpuid(v, fdt, node, err, errlen);
+	r = r ?: parse_vcpu(vm, v, fdt, node, &s, err, errlen);
+	if (r)
+		return r;
+	struct kvm_mp_state mp = { .mp_state = s.mp_state };
+	SET(KVM_SET_MP_STATE, "KVM_SET_MP_STATE", &mp);
+	SET(KVM_SET_REGS, "KVM_SET_REGS", &s.regs);
+	SET(KVM_SET_SREGS, "KVM_SET_SREGS", &s.sregs);
+	r = set_xsave(vm, v, &s, err, errlen);
+	if (r)
+		return r;
+	SET(KVM_SET_XCRS, "KVM_SET_XCRS", &s.xcrs);
+	SET(KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", &s.dbg);
+	SET(KVM_SET_LAPIC, "KVM_SET_LAPIC", &s.lapic);
+	r = set_msrs(v, &s, err, errlen);
+	if (r)
+		return r;
+	SET(KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", &s.ev);
 	/* tells the guest's watchdogs the vCPU was stopped on purpose; EINVAL when kvmclock is unused */
 	if (ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0) < 0 && errno != EINVAL)
 		debugx("vcpu %u: KVM_KVMCLOCK_CTRL: %s", v->id, strerror(errno));
