@@ -116,21 +116,8 @@ int vm_dirty_harvest(struct vm *vm, unsigned long *guest, unsigned long *vmm)
 	return r;
 }
 
-static int vm_create_common(struct vm *vm, uint64_t mem_size, struct guest_mem *adopt, unsigned ncpus, char *err,
-			    size_t errlen);
-
-int vm_create(struct vm *vm, uint64_t mem_size, unsigned ncpus, char *err, size_t errlen)
-{
-	return vm_create_common(vm, mem_size, NULL, ncpus, err, errlen);
-}
-
-int vm_create_with_mem(struct vm *vm, struct guest_mem *mem, unsigned ncpus, char *err, size_t errlen)
-{
-	return vm_create_common(vm, mem->size, mem, ncpus, err, errlen);
-}
-
-static int vm_create_common(struct vm *vm, uint64_t mem_size, struct guest_mem *adopt, unsigned ncpus, char *err,
-			    size_t errlen)
+/* Nothing open yet: every fd -1, so a failed create can always be vm_destroy'ed. */
+static void init_fields(struct vm *vm)
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = vm->exit_efd = -1;
@@ -143,7 +130,11 @@ static int vm_create_common(struct vm *vm, uint64_t mem_size, struct guest_mem *
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 	vm->next_gsi = GSI_FIRST_MSI;
+}
 
+/* The KVM VM with its in-kernel LAPIC/IOAPIC/PIC and PIT, and the interrupt routes. */
+static int create_kvm_vm(struct vm *vm, unsigned ncpus, char *err, size_t errlen)
+{
 	int r = open_kvm(vm, err, errlen);
 	if (r)
 		return r;
@@ -183,15 +174,18 @@ static int vm_create_common(struct vm *vm, uint64_t mem_size, struct guest_mem *
 		return r;
 	}
 	r = vm_irq_routing_init(vm);
-	if (r) {
+	if (r)
 		snprintf(err, errlen, "cannot set up interrupt routing: %s", strerror(-r));
-		return r;
-	}
+	return r;
+}
 
+/* Guest RAM, fresh or adopted as it is (a takeover's last commit), in KVM's memory slots. */
+static int attach_memory(struct vm *vm, uint64_t mem_size, struct guest_mem *adopt, char *err, size_t errlen)
+{
+	int r = 0;
 	if (adopt) {
 		vm->mem = *adopt;
 		memset(adopt, 0, sizeof(*adopt));
-		r = 0;
 	} else {
 		r = gmem_init(&vm->mem, mem_size);
 	}
@@ -201,14 +195,16 @@ static int vm_create_common(struct vm *vm, uint64_t mem_size, struct guest_mem *
 		return r;
 	}
 	r = set_memslots(vm);
-	if (r) {
+	if (r)
 		snprintf(err, errlen, "KVM_SET_USER_MEMORY_REGION failed: %s", strerror(-r));
-		return r;
-	}
+	return r;
+}
 
+static int create_vcpus(struct vm *vm, unsigned ncpus, char *err, size_t errlen)
+{
 	vm->supported_cpuid = cpuid_get_supported(vm->kvm_fd);
 	if (!vm->supported_cpuid) {
-		r = -errno;
+		int r = -errno;
 		snprintf(err, errlen, "KVM_GET_SUPPORTED_CPUID failed: %s", strerror(errno));
 		return r;
 	}
@@ -218,12 +214,24 @@ static int vm_create_common(struct vm *vm, uint64_t mem_size, struct guest_mem *
 	for (unsigned i = 0; i < ncpus; i++)
 		vm->vcpus[i].fd = -1;
 	for (unsigned i = 0; i < ncpus; i++) {
-		r = vcpu_create(vm, i, &vm->vcpus[i]);
+		int r = vcpu_create(vm, i, &vm->vcpus[i]);
 		if (r) {
 			snprintf(err, errlen, "cannot create vCPU %u: %s", i, strerror(-r));
 			return r;
 		}
 	}
+	return 0;
+}
+
+static int vm_create_common(struct vm *vm, uint64_t mem_size, struct guest_mem *adopt, unsigned ncpus, char *err,
+			    size_t errlen)
+{
+	init_fields(vm);
+	int r = create_kvm_vm(vm, ncpus, err, errlen);
+	r = r ? r : attach_memory(vm, mem_size, adopt, err, errlen);
+	r = r ? r : create_vcpus(vm, ncpus, err, errlen);
+	if (r)
+		return r;
 	r = ioloop_init(&vm->io, "io");
 	if (r) {
 		snprintf(err, errlen, "cannot create the I/O loop: %s", strerror(-r));
@@ -233,6 +241,16 @@ static int vm_create_common(struct vm *vm, uint64_t mem_size, struct guest_mem *
 	if (vm->exit_efd < 0)
 		return -errno;
 	return 0;
+}
+
+int vm_create(struct vm *vm, uint64_t mem_size, unsigned ncpus, char *err, size_t errlen)
+{
+	return vm_create_common(vm, mem_size, NULL, ncpus, err, errlen);
+}
+
+int vm_create_with_mem(struct vm *vm, struct guest_mem *mem, unsigned ncpus, char *err, size_t errlen)
+{
+	return vm_create_common(vm, mem->size, mem, ncpus, err, errlen);
 }
 
 void vm_add_device(struct vm *vm, struct vm_device *dev)
