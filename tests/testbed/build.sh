@@ -39,6 +39,8 @@ if ! gcc -O2 -static -o "$stage/bin/kvmcheck" "$repo/tests/integration/kvmcheck.
 	cat "$stage/kvmcheck.err" >&2
 fi
 rm -f "$stage/kvmcheck.err"
+gcc -O2 -static -o "$stage/bin/kvmpin" "$repo/tests/testbed/kvmpin.c" ||
+	echo "testbed: warning: could not build a static kvmpin: VM lifecycles will patch the kernel's code" >&2
 
 gi_make_cpio "$stage" "$OUT/initramfs.cpio.gz"
 gi_install_file "$KIMAGE" "$OUT/bzImage"

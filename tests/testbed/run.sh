@@ -35,6 +35,9 @@
 #                          kernel's boot-time TSC sync check (slow emulated CPUs) marks it unstable and falls back to
 #                          HPET: a 32-bit 100 MHz counter (wraps every 43 s) read by an MMIO exit under QEMU's big lock,
 #                          for every clock read of the kernel and of KVM's timers for the guests. "" = the kernel's choice
+#   TESTBED_KVMPIN=1       init keeps one idle VM for the test bed's lifetime (tests/testbed/kvmpin.c), so the VMs
+#                          tests create and destroy no longer flip static keys, i.e. no longer rewrite kernel code
+#                          under the other emulated CPU (0: off, for comparisons)
 #   TESTBED_PASSENV="A B"  extra variables to pass into the command's environment (FTVMM_* always pass)
 #   TESTBED_LOG=path       where to leave a copy of the command's output at the end, and the kernel console beside it
 #                          as path.kernel (default tests/testbed/out/last-run.log; concurrent runs: the last wins)
@@ -58,6 +61,7 @@ TESTBED_IDLE_LIMIT=${TESTBED_IDLE_LIMIT:-120}
 TESTBED_QUIET_LIMIT=${TESTBED_QUIET_LIMIT:-0}
 TESTBED_KSERIES=${TESTBED_KSERIES:-6.1}
 TESTBED_CLOCK=${TESTBED_CLOCK-"tsc=reliable"}
+TESTBED_KVMPIN=${TESTBED_KVMPIN:-1}
 TESTBED_LOG=${TESTBED_LOG:-$here/out/last-run.log}
 out="$here/out/$TESTBED_KSERIES"
 export TESTBED_KSERIES
@@ -68,7 +72,7 @@ command -v qemu-system-x86_64 >/dev/null || { echo "testbed: qemu-system-x86_64 
 stale=0
 for f in "$out/bzImage" "$out/initramfs.cpio.gz"; do [[ -f "$f" ]] || stale=1; done
 if [[ $stale == 0 ]]; then
-	for src in "$here/build.sh" "$here/init" "$repo/guest-images/lib.sh" "$repo/tests/integration/kvmcheck.c"; do
+	for src in "$here/build.sh" "$here/init" "$repo/guest-images/lib.sh" "$repo/tests/integration/kvmcheck.c" "$here/kvmpin.c"; do
 		[[ "$src" -nt "$out/initramfs.cpio.gz" ]] && stale=1
 	done
 fi
@@ -109,6 +113,7 @@ cwd=$(pwd -P)
 {
 	printf 'TB_REPO=%q\n' "$repo"
 	[[ "$TESTBED_SCRATCH_MB" -gt 0 ]] && echo "TB_SCRATCH=1" || echo "TB_SCRATCH=0"
+	echo "TB_KVMPIN=$TESTBED_KVMPIN"
 } >"$ctl/config"
 
 qemu=(qemu-system-x86_64
@@ -128,7 +133,7 @@ if [[ "$TESTBED_SCRATCH_MB" -gt 0 ]]; then
 	qemu+=(-drive "file=$ctl/scratch.img,if=virtio,format=raw,cache=unsafe,discard=unmap")
 fi
 
-echo "testbed: booting ($TESTBED_ACCEL, ${TESTBED_SMP} vCPUs, $TESTBED_MEM, kernel $(cat "$out/kernel-version"), $TESTBED_CLOCK $TESTBED_KVM_ARGS," \
+echo "testbed: booting ($TESTBED_ACCEL, ${TESTBED_SMP} vCPUs, $TESTBED_MEM, kernel $(cat "$out/kernel-version"), $TESTBED_CLOCK $TESTBED_KVM_ARGS, kvmpin=$TESTBED_KVMPIN," \
 	"timeout ${TESTBED_TIMEOUT}s): $*" >&2
 : >"$klog"
 tail -n +1 -F "$klog" 2>/dev/null | sed -u 's/\r$//; s/^/testbed| /' &
