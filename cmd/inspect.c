@@ -1,8 +1,8 @@
 /* inspect.c - prints a snapshot readably: header, machine, vCPU registers, VM devices, device nodes, memory map. */
 #include "inspect.h"
+#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../ft/snapshot.h"
-#include "../ft/vmstate.h"
 
 #include <libfdt.h>
 #include <linux/kvm.h>
@@ -12,19 +12,19 @@
 static void print_vcpu(const void *fdt, int node)
 {
 	uint32_t id = 0, mp = 0, khz = 0;
-	fdt_get_u32(fdt, node, "id", &id);
-	fdt_get_u32(fdt, node, "mp-state", &mp);
-	fdt_get_u32(fdt, node, "tsc-khz", &khz);
+	fdtp_u32(fdt, node, "id", &id);
+	fdtp_u32(fdt, node, "mp-state", &mp);
+	fdtp_u32(fdt, node, "tsc-khz", &khz);
 	static const char *const mps[] = { "runnable", "uninitialized", "init-received", "halted", "sipi-received" };
 	printf("  vcpu %u: mp-state %s, TSC %u kHz\n", id, mp < 5 ? mps[mp] : "?", khz);
 	struct kvm_regs r;
 	struct kvm_sregs s;
-	if (!fdt_get_blob(fdt, node, "regs", &r, sizeof(r))) {
+	if (!fdtp_copy(fdt, node, "regs", &r, sizeof(r))) {
 		printf("    RIP %016llx RSP %016llx RFLAGS %08llx\n", r.rip, r.rsp, r.rflags);
 		printf("    RAX %016llx RBX %016llx RCX %016llx RDX %016llx\n", r.rax, r.rbx, r.rcx, r.rdx);
 		printf("    RSI %016llx RDI %016llx RBP %016llx\n", r.rsi, r.rdi, r.rbp);
 	}
-	if (!fdt_get_blob(fdt, node, "sregs", &s, sizeof(s))) {
+	if (!fdtp_copy(fdt, node, "sregs", &s, sizeof(s))) {
 		printf("    CR0 %llx CR3 %llx CR4 %llx EFER %llx APIC_BASE %llx CS %04x (%s)\n", s.cr0, s.cr3, s.cr4, s.efer,
 		       s.apic_base, s.cs.selector, s.cs.l ? "64-bit" : s.cs.db ? "32-bit" : "16-bit");
 		int pending = 0;
@@ -38,7 +38,7 @@ static void print_vcpu(const void *fdt, int node)
 	if (fdt_getprop(fdt, node, "xsave", &len))
 		printf("    XSAVE area: %d bytes\n", len);
 	struct kvm_vcpu_events ev;
-	if (!fdt_get_blob(fdt, node, "events", &ev, sizeof(ev)))
+	if (!fdtp_copy(fdt, node, "events", &ev, sizeof(ev)))
 		printf("    events: exception %s, interrupt %s, NMI %s\n", ev.exception.injected ? "injected" : "none",
 		       ev.interrupt.injected ? "injected" : "none", ev.nmi.pending ? "pending" : "none");
 }
@@ -138,7 +138,7 @@ int cmd_inspect(int argc, char **argv)
 	int vmn = fdt_subnode_offset(fdt, 0, "vm");
 	if (vmn >= 0) {
 		struct kvm_clock_data clk;
-		if (!fdt_get_blob(fdt, vmn, "clock", &clk, sizeof(clk)))
+		if (!fdtp_copy(fdt, vmn, "clock", &clk, sizeof(clk)))
 			printf("kvmclock: %.6f s\n", (double)clk.clock / 1e9);
 		printf("irqchip: PIC master/slave, IOAPIC; PIT channel state saved\n");
 	}
