@@ -57,24 +57,13 @@ int i8042_restore(struct i8042 *k, const void *fdt, int node)
 	int r = fdtp_ref(fdt, node, "ram", I8042_RAM, &ram, &ramlen);
 	if (!r)
 		r = fdtp_ref(fdt, node, "queue", 2 * I8042_QUEUE, &q, &qlen);
+	const struct fdtp_field regs[] = {
+		{ "outport", 0xff, &outport },   { "pending", 0xff, &pending }, { "last-cmd", 1, &last_cmd },
+		{ "last-out", 0xff, &last_out }, { "kbd-pending", 0xff, &kpend }, { "kbd-set", 3, &kset },
+		{ "kbd-leds", 7, &kleds },       { "kbd-last", 0xff, &klast },  { "kbd-scan", 1, &kscan },
+	};
 	if (!r)
-		r = fdtp_u32_max(fdt, node, "outport", 0xff, &outport);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "pending", 0xff, &pending);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "last-cmd", 1, &last_cmd);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "last-out", 0xff, &last_out);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "kbd-pending", 0xff, &kpend);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "kbd-set", 3, &kset);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "kbd-leds", 7, &kleds);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "kbd-last", 0xff, &klast);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "kbd-scan", 1, &kscan);
+		r = fdtp_u32_fields(fdt, node, regs, ARRAY_SIZE(regs));
 	if (r)
 		return r;
 	if (ramlen != I8042_RAM || (qlen & 1) || (pending && !i8042_takes_data((uint8_t)pending)) || kset < 1 ||

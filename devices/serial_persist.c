@@ -50,25 +50,13 @@ int serial_restore(struct serial *s, const void *fdt, int node)
 {
 	uint32_t ier, lcr, mcr, fcr, scr, dll, dlm, lsr_err, msr, thri, n;
 	const uint8_t *fifo;
-	int r = fdtp_u32_max(fdt, node, "ier", IER_MASK, &ier);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "lcr", 0xff, &lcr);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "mcr", MCR_MASK, &mcr);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "fcr", 0xff, &fcr);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "scr", 0xff, &scr);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "dll", 0xff, &dll);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "dlm", 0xff, &dlm);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "lsr-err", LSR_ERRORS, &lsr_err);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "msr", 0xff, &msr);
-	if (!r)
-		r = fdtp_u32_max(fdt, node, "thri-pending", 1, &thri);
+	const struct fdtp_field regs[] = {
+		{ "ier", IER_MASK, &ier }, { "lcr", 0xff, &lcr }, { "mcr", MCR_MASK, &mcr },
+		{ "fcr", 0xff, &fcr },     { "scr", 0xff, &scr }, { "dll", 0xff, &dll },
+		{ "dlm", 0xff, &dlm },     { "lsr-err", LSR_ERRORS, &lsr_err }, { "msr", 0xff, &msr },
+		{ "thri-pending", 1, &thri },
+	};
+	int r = fdtp_u32_fields(fdt, node, regs, ARRAY_SIZE(regs));
 	if (!r)
 		r = fdtp_ref(fdt, node, "rx-fifo", SERIAL_RX_FIFO_SIZE, &fifo, &n);
 	if (r)

@@ -39,6 +39,14 @@ int fdtp_u32_max(const void *fdt, int node, const char *name, uint32_t max, uint
 	return 0;
 }
 
+int fdtp_u32_fields(const void *fdt, int node, const struct fdtp_field *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fdtp_u32_max(fdt, node, f[i].name, f[i].max, f[i].v))
+			return -EINVAL;
+	return 0;
+}
+
 int fdtp_u64(const void *fdt, int node, const char *name, uint64_t *v)
 {
 	fdt64_t x;

@@ -17,6 +17,13 @@
 /* A 32-bit cell; _max also refuses a value above max. */
 int fdtp_u32(const void *fdt, int node, const char *name, uint32_t *v);
 int fdtp_u32_max(const void *fdt, int node, const char *name, uint32_t max, uint32_t *v);
+/* Several bounded 32-bit cells, fdtp_u32_max for each in turn, stopping at the first failure. */
+struct fdtp_field {
+	const char *name;
+	uint32_t max;
+	uint32_t *v;
+};
+int fdtp_u32_fields(const void *fdt, int node, const struct fdtp_field *f, size_t n);
 /* A 64-bit value (two cells). */
 int fdtp_u64(const void *fdt, int node, const char *name, uint64_t *v);
 /* Exactly len bytes, copied to out. */
