@@ -28,10 +28,10 @@ tests=("$@")
 
 export TESTBED_KSERIES=${TESTBED_KSERIES:-6.1}
 export TESTBED_KVM_ARGS=${TESTBED_KVM_ARGS-"kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"}
-export TESTBED_CLOCK=${TESTBED_CLOCK-"tsc=reliable"}
+export TESTBED_CLOCK=${TESTBED_CLOCK-"tsc=reliable"} TESTBED_KVMPIN=${TESTBED_KVMPIN:-1}
 export TESTBED_SMP=${TESTBED_SMP:-2} TESTBED_MEM=${TESTBED_MEM:-3G}
 export FTVMM_FT_KILLS=${FTVMM_FT_KILLS:-8}
-[[ -n "$label" ]] || label="k${TESTBED_KSERIES}-$(tr ' ' '\n' <<<"$TESTBED_KVM_ARGS" | sed -n 's/^kvm_amd\.npt=/npt/p' | head -n1)-smp$TESTBED_SMP$([[ "$TESTBED_CLOCK" == *tsc=reliable* ]] && echo -tsc)"
+[[ -n "$label" ]] || label="k${TESTBED_KSERIES}-$(tr ' ' '\n' <<<"$TESTBED_KVM_ARGS" | sed -n 's/^kvm_amd\.npt=/npt/p' | head -n1)-smp$TESTBED_SMP$([[ "$TESTBED_CLOCK" == *tsc=reliable* ]] && echo -tsc)$([[ "$TESTBED_KVMPIN" == 1 ]] && echo -pin)"
 res="$here/results/hangrate-$label-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$res"
 FTVMM=${FTVMM:-$repo/build/ftvmm}
@@ -42,7 +42,7 @@ FTVMM=${FTVMM:-$repo/build/ftvmm}
 	echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null)$(git -C "$repo" diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
 	echo "outer: $(uname -sr), $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 	echo "qemu: $(qemu-system-x86_64 --version | head -n1)"
-	echo "test bed: kernel series $TESTBED_KSERIES, $TESTBED_SMP vCPUs, $TESTBED_MEM, args: $TESTBED_CLOCK $TESTBED_KVM_ARGS"
+	echo "test bed: kernel series $TESTBED_KSERIES, $TESTBED_SMP vCPUs, $TESTBED_MEM, args: $TESTBED_CLOCK $TESTBED_KVM_ARGS, kvmpin=$TESTBED_KVMPIN"
 	echo "ftvmm: $FTVMM (sha256 $(sha256sum "$FTVMM" | cut -c1-12))"
 	echo "tests: ${tests[*]} (FTVMM_FT_KILLS=$FTVMM_FT_KILLS), runs: $n"
 } >"$res/env.txt"
