@@ -311,27 +311,39 @@ static void tune(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 }
 
+/* A socket on the first address of res that connects (or, listening, binds and listens): its fd, or
+ * -errno of the last address that failed (-e when none got that far). */
+static int first_socket(const struct addrinfo *res, bool listening, int e)
+{
+	for (const struct addrinfo *a = res; a; a = a->ai_next) {
+		int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+		if (fd < 0)
+			continue;
+		if (listening) {
+			int one = 1;
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 4) == 0)
+				return fd;
+		} else if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+			return fd;
+		}
+		e = errno;
+		close(fd);
+	}
+	return -e;
+}
+
 int ft_connect(const char *hostport, char *err, size_t errlen)
 {
 	struct addrinfo *res;
 	int r = resolve(hostport, false, &res, err, errlen);
 	if (r)
 		return r;
-	int fd = -1, e = ECONNREFUSED;
-	for (struct addrinfo *a = res; a; a = a->ai_next) {
-		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-		if (fd < 0)
-			continue;
-		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
-			break;
-		e = errno;
-		close(fd);
-		fd = -1;
-	}
+	int fd = first_socket(res, false, ECONNREFUSED);
 	freeaddrinfo(res);
 	if (fd < 0) {
-		snprintf(err, errlen, "cannot reach backup %s: %s", hostport, strerror(e));
-		return -e;
+		snprintf(err, errlen, "cannot reach backup %s: %s", hostport, strerror(-fd));
+		return fd;
 	}
 	tune(fd);
 	return fd;
@@ -343,24 +355,10 @@ int ft_listen(const char *hostport, char *err, size_t errlen)
 	int r = resolve(hostport, true, &res, err, errlen);
 	if (r)
 		return r;
-	int fd = -1, e = EADDRNOTAVAIL;
-	for (struct addrinfo *a = res; a; a = a->ai_next) {
-		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-		if (fd < 0)
-			continue;
-		int one = 1;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 4) == 0)
-			break;
-		e = errno;
-		close(fd);
-		fd = -1;
-	}
+	int fd = first_socket(res, true, EADDRNOTAVAIL);
 	freeaddrinfo(res);
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", hostport, strerror(e));
-		return -e;
-	}
+	if (fd < 0)
+		snprintf(err, errlen, "cannot listen on %s: %s", hostport, strerror(-fd));
 	return fd;
 }
 
