@@ -180,6 +180,20 @@ static void snap(int fd)
 	CHECK_EQ(pread(fd, disk_before, DISK_SIZE, 0), DISK_SIZE);
 }
 
+/* The backup's one disk copy: an unlinked DISK_SIZE file of zeros. Its fd (the caller closes it). */
+static int scratch_disk(struct backup *b)
+{
+	char path[] = "/tmp/ftvmm-test-backup.XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	unlink(path);
+	CHECK_EQ(ftruncate(fd, DISK_SIZE), 0);
+	b->machine.ndisks = 1;
+	b->disk_fds[0] = fd;
+	b->disk_sizes[0] = DISK_SIZE;
+	return fd;
+}
+
 /* nothing of a refused epoch may be applied */
 static void unchanged(struct backup *b, int fd, uint64_t committed, const void *state)
 {
@@ -198,14 +212,7 @@ static void test_commit(void)
 	pthread_mutex_init(&b.lock, NULL);
 	memset(mem_buf, 0, sizeof(mem_buf));
 	CHECK_EQ(gmem_init_buffer(&b.mem, mem_buf, sizeof(mem_buf)), 0);
-	char path[] = "/tmp/ftvmm-test-backup.XXXXXX";
-	int fd = mkstemp(path);
-	CHECK(fd >= 0);
-	unlink(path);
-	CHECK_EQ(ftruncate(fd, DISK_SIZE), 0);
-	b.machine.ndisks = 1;
-	b.disk_fds[0] = fd;
-	b.disk_sizes[0] = DISK_SIZE;
+	int fd = scratch_disk(&b);
 	size_t len;
 	void *p;
 	uint64_t pf[3] = { 1, 5, 15 };
@@ -290,14 +297,22 @@ static void test_commit(void)
 
 /* ---- initial sync ---- */
 
+/* A payload of *len = hlen + rest bytes (exactly: ASan sees any read past it), starting with head;
+ * the rest is the caller's to fill. */
+static uint8_t *payload(const void *head, size_t hlen, size_t rest, size_t *len)
+{
+	*len = hlen + rest;
+	uint8_t *p = malloc(*len ? *len : 1);
+	CHECK(p != NULL);
+	memcpy(p, head, hlen);
+	return p;
+}
+
 /* An FT_MEM payload as the primary sends it: u64 count (claimed, may lie), pfns, pages (page i filled
  * with tag + i); exactly as long as `have` pages make it, so ASan sees any read past it. */
 static void *mem_frame(uint64_t claimed, const uint64_t *pfns, unsigned have, uint8_t tag, size_t *len)
 {
-	*len = 8 + have * (8 + PAGE_SIZE);
-	uint8_t *p = malloc(*len);
-	CHECK(p != NULL);
-	memcpy(p, &claimed, 8);
+	uint8_t *p = payload(&claimed, 8, have * (8 + PAGE_SIZE), len);
 	if (have)
 		memcpy(p + 8, pfns, have * 8);
 	for (unsigned i = 0; i < have; i++)
@@ -363,10 +378,7 @@ static void *disk_frame(uint32_t disk, uint32_t kind, uint64_t off, uint64_t len
 {
 	struct ft_disk_rec r = { .disk = disk, .kind = kind, .off = off, .len = len };
 	size_t data = kind == FT_DISK_WRITE ? (size_t)len : 0;
-	*flen = sizeof(r) + data;
-	uint8_t *p = malloc(*flen);
-	CHECK(p != NULL);
-	memcpy(p, &r, sizeof(r));
+	uint8_t *p = payload(&r, sizeof(r), data, flen);
 	memset(p + sizeof(r), fill, data);
 	return p;
 }
@@ -375,14 +387,7 @@ static void test_sync_disk(void)
 {
 	struct backup b;
 	memset(&b, 0, sizeof(b));
-	char path[] = "/tmp/ftvmm-test-backup.XXXXXX";
-	int fd = mkstemp(path);
-	CHECK(fd >= 0);
-	unlink(path);
-	CHECK_EQ(ftruncate(fd, DISK_SIZE), 0);
-	b.machine.ndisks = 1;
-	b.disk_fds[0] = fd;
-	b.disk_sizes[0] = DISK_SIZE;
+	int fd = scratch_disk(&b);
 	size_t len;
 	uint8_t *p = disk_frame(0, FT_DISK_WRITE, 512, 1024, 0xc1, &len);
 	CHECK_EQ(backup_sync_disk(&b, p, len), 0);
@@ -467,10 +472,7 @@ static void test_short_shape(void)
 static void *state_epoch(uint64_t num, const void *state, size_t slen, size_t *len)
 {
 	struct ft_epoch_hdr h = { .epoch = num, .state_len = slen, .flags = FT_EPOCH_BASELINE };
-	*len = sizeof(h) + slen;
-	uint8_t *p = malloc(*len);
-	CHECK(p != NULL);
-	memcpy(p, &h, sizeof(h));
+	uint8_t *p = payload(&h, sizeof(h), slen, len);
 	memcpy(p + sizeof(h), state, slen);
 	return p;
 }

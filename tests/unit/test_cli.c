@@ -164,6 +164,20 @@ static void test_short_forms(void)
 	CHECK_EQ(c.machine.mem, 2ull << 30);
 }
 
+/* What one or two usage functions print, as a malloc'd string. */
+static char *usage_text(void (*first)(FILE *), void (*second)(FILE *))
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	CHECK(f != NULL);
+	first(f);
+	if (second)
+		second(f);
+	fclose(f);
+	return text;
+}
+
 static void test_help(void)
 {
 	struct run_config c;
@@ -174,13 +188,7 @@ static void test_help(void)
 	PARSE_OK(&c, "-k", "bz", "-h");
 	CHECK(c.help);
 	/* the usage texts mention every option */
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-	CHECK(f != NULL);
-	cli_run_usage(f);
-	cli_usage(f);
-	fclose(f);
+	char *text = usage_text(cli_run_usage, cli_usage);
 	const char *names[] = { "--kernel", "--initrd", "--cmdline", "--mem", "--cpus", "--disk", "--net", "--help", "run",
 				"--control-group" };
 	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -188,18 +196,12 @@ static void test_help(void)
 	free(text);
 
 	/* `ftvmm --help` lists every command main() dispatches, each on its own line */
-	f = open_memstream(&text, &len);
-	CHECK(f != NULL);
-	cli_usage(f);
-	fclose(f);
+	text = usage_text(cli_usage, NULL);
 	const char *cmds[] = { "\n  run ", "\n  restore ", "\n  inspect ", "\n  ctl ", "\n  backup ", "\n  help ", "\n  version " };
 	for (unsigned i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		CHECK(strstr(text, cmds[i]) != NULL);
 	free(text);
-	f = open_memstream(&text, &len);
-	CHECK(f != NULL);
-	cli_restore_usage(f);
-	fclose(f);
+	text = usage_text(cli_restore_usage, NULL);
 	CHECK(strstr(text, "--control-group") != NULL);
 	free(text);
 }
