@@ -317,7 +317,9 @@ unsigned vq_pending(struct virtqueue *vq)
 	return n > vq->size ? 0 : n;
 }
 
-size_t vq_iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
+/* Up to len bytes between the iovec bytes from `skip` on and a buffer: into `out` when it is set,
+ * else from `in`. Returns bytes copied. */
+static size_t iov_copy(const struct iovec *iov, unsigned n, size_t skip, uint8_t *out, const uint8_t *in, size_t len)
 {
 	size_t done = 0;
 	for (unsigned i = 0; i < n && done < len; i++) {
@@ -326,28 +328,26 @@ size_t vq_iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf
 			continue;
 		}
 		size_t c = MIN(iov[i].iov_len - skip, len - done);
-		memcpy((uint8_t *)buf + done, (const uint8_t *)iov[i].iov_base + skip, c);
+		uint8_t *seg = (uint8_t *)iov[i].iov_base + skip;
+		if (out)
+			memcpy(out + done, seg, c);
+		else
+			memcpy(seg, in + done, c);
 		done += c;
 		skip = 0;
 	}
 	return done;
 }
 
+size_t vq_iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
+{
+	return iov_copy(iov, n, skip, buf, NULL, len);
+}
+
 /* The caller marks the destination dirty (it knows which guest bytes it wrote). */
 size_t vq_buf_to_iov(const struct iovec *iov, unsigned n, size_t skip, const void *buf, size_t len)
 {
-	size_t done = 0;
-	for (unsigned i = 0; i < n && done < len; i++) {
-		if (skip >= iov[i].iov_len) {
-			skip -= iov[i].iov_len;
-			continue;
-		}
-		size_t c = MIN(iov[i].iov_len - skip, len - done);
-		memcpy((uint8_t *)iov[i].iov_base + skip, (const uint8_t *)buf + done, c);
-		done += c;
-		skip = 0;
-	}
-	return done;
+	return iov_copy(iov, n, skip, NULL, buf, len);
 }
 
 bool virtio_has_feature(const struct virtio_dev *d, unsigned bit)
