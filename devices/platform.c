@@ -1,5 +1,6 @@
 /* platform.c - builds the guest's machine from its description: legacy devices, PCI, virtio, pvpanic. */
 #include "platform.h"
+#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
 #include "i8042.h"
@@ -107,10 +108,9 @@ static int pci_fixed_save(void *opaque, void *fdt)
 static int pci_fixed_restore(void *opaque, const void *fdt, int node)
 {
 	struct platform *p = opaque;
-	int l1, l2;
-	const uint8_t *host = fdt_getprop(fdt, node, "host-cfg", &l1);
-	const uint8_t *pv = fdt_getprop(fdt, node, "pvpanic-cfg", &l2);
-	if (!host || !pv || l1 != PCI_CFG_SIZE || l2 != PCI_CFG_SIZE)
+	const uint8_t *host = fdtp_exact(fdt, node, "host-cfg", PCI_CFG_SIZE);
+	const uint8_t *pv = fdtp_exact(fdt, node, "pvpanic-cfg", PCI_CFG_SIZE);
+	if (!host || !pv)
 		return -EINVAL;
 	int r = pci_dev_cfg_restore(&p->pci.host, host);
 	return r ? r : pci_dev_cfg_restore(&p->pvpanic.pci, pv);
