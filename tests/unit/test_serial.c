@@ -440,7 +440,7 @@ static void test_file_input(void)
 
 #define FDT_SIZE 16384
 
-static void *fdt_save(struct serial *s, int *node)
+static void *save_serial(struct serial *s, int *node)
 {
 	void *fdt = calloc(1, FDT_SIZE);
 	CHECK_EQ(fdt_create(fdt, FDT_SIZE), 0);
@@ -484,7 +484,7 @@ static void test_checkpoint(void)
 	CHECK_EQ(rec.level, 1);
 
 	int node;
-	void *fdt = fdt_save(a, &node);
+	void *fdt = save_serial(a, &node);
 
 	struct irqrec rec2 = { 0 };
 	struct serial *b = mk(&rec2, -1, p[1], NULL);
