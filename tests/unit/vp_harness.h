@@ -1,7 +1,9 @@
-/* vp_harness.h - unit tests: a virtio device behind the virtio-pci transport on a VM without KVM, checkpointed
- * through the vm_device production registers (devices/platform.c: virtio_pci_vm_device). */
+/* vp_harness.h - unit tests: a virtio device behind virtio-pci on a VM without KVM, checkpointed as production does. */
 #ifndef FTVMM_TEST_VP_HARNESS_H
 #define FTVMM_TEST_VP_HARNESS_H
+
+/* Production checkpoints a virtio device only through the vm_device devices/platform.c registers,
+ * virtio_pci_vm_device(); the device tests quiesce, save, restore and resume through the same one. */
 
 #include <libfdt.h>
 #include <pthread.h>
