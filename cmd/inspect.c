@@ -9,6 +9,47 @@
 #include <stdio.h>
 #include <string.h>
 
+static uint32_t lapic_reg(const struct kvm_lapic_state *l, unsigned off)
+{
+	uint32_t v;
+	memcpy(&v, l->regs + off, sizeof(v));
+	return v;
+}
+
+/* Vectors set in one of the 256-bit LAPIC vector registers (ISR at 0x100, IRR at 0x200), as a list. */
+static void print_vectors(const struct kvm_lapic_state *l, unsigned base, const char *name)
+{
+	printf(" %s", name);
+	int n = 0;
+	for (unsigned vec = 0; vec < 256; vec++)
+		if (lapic_reg(l, base + (vec / 32) * 0x10) & (1u << (vec % 32)))
+			printf("%s%#x", n++ ? "," : "=", vec);
+	if (!n)
+		printf("=none");
+}
+
+/* The timer half of the LAPIC and the vectors in service or requested: what a guest whose timer stopped
+ * needs looking at (an ISR bit nobody will EOI, a masked LVTT, an expired count no interrupt followed). */
+static void print_lapic(const void *fdt, int node)
+{
+	static const char *const modes[] = { "one-shot", "periodic", "tsc-deadline", "reserved" };
+	struct kvm_lapic_state l;
+	if (fdtp_copy(fdt, node, "lapic", &l, sizeof(l)))
+		return;
+	uint32_t lvtt = lapic_reg(&l, 0x320);
+	printf("    LAPIC: SVR %#x, LVTT %#x (vector %#x, %s%s), TMICT %u, TMCCT %u, TDCR %#x, TPR %#x\n\t  ",
+	       lapic_reg(&l, 0xf0), lvtt, lvtt & 0xff, modes[(lvtt >> 17) & 3], lvtt & (1u << 16) ? ", masked" : "",
+	       lapic_reg(&l, 0x380), lapic_reg(&l, 0x390), lapic_reg(&l, 0x3e0), lapic_reg(&l, 0x80));
+	print_vectors(&l, 0x100, "ISR");
+	print_vectors(&l, 0x200, "IRR");
+	int len;
+	const struct kvm_msr_entry *e = fdt_getprop(fdt, node, "msrs", &len);
+	for (int i = 0; e && len > 0 && i < len / (int)sizeof(*e); i++)
+		if (e[i].index == 0x6e0 || e[i].index == 0x10)
+			printf(" %s=%llu", e[i].index == 0x10 ? "TSC" : "TSC_DEADLINE", (unsigned long long)e[i].data);
+	printf("\n");
+}
+
 static void print_vcpu(const void *fdt, int node)
 {
 	uint32_t id = 0, mp = 0, khz = 0;
@@ -39,8 +80,10 @@ static void print_vcpu(const void *fdt, int node)
 		printf("    XSAVE area: %d bytes\n", len);
 	struct kvm_vcpu_events ev;
 	if (!fdtp_copy(fdt, node, "events", &ev, sizeof(ev)))
-		printf("    events: exception %s, interrupt %s, NMI %s\n", ev.exception.injected ? "injected" : "none",
-		       ev.interrupt.injected ? "injected" : "none", ev.nmi.pending ? "pending" : "none");
+		printf("    events: exception %s, interrupt %s (vector %#x), NMI %s, interrupt shadow %u\n",
+		       ev.exception.injected ? "injected" : "none", ev.interrupt.injected ? "injected" : "none",
+		       ev.interrupt.nr, ev.nmi.pending ? "pending" : "none", ev.interrupt.shadow);
+	print_lapic(fdt, node);
 }
 
 static bool prop_is_string(const uint8_t *v, int len)

@@ -210,6 +210,28 @@ tcp_moved() {
 	# a splice is an error, but the chain goes on (later kills may show more)
 	tcp_problems "kill $tcp_kill_no" || true
 }
+# A vCPU whose timer stopped (seen after takeovers, not understood yet): if one CPU's count in ftwork's last ticks
+# stood still for >= 3 s of guest time while another's moved, print the vCPUs' LAPIC state from a snapshot taken now,
+# before the kill destroys the evidence. Prints only: ftwork's own check (15 s) fails the guest later.
+timer_stall_evidence() {
+	local name="$1" sock="$2" cpu
+	cpu=$(grep -aoE 'FTWORK seq=[0-9]+ sum=[0-9a-f]+ ok mono_ns=[0-9]+ ticks=[0-9,]+' "${FT_O[$name]}" 2>/dev/null |
+		tail -n 60 | sed -E 's/.*mono_ns=([0-9]+) ticks=([0-9,]+)/\1 \2/' | awk '
+		{ t[NR] = $1; c[NR] = $2 } END {
+			if (NR < 2) exit
+			n = split(c[NR], last, ",")
+			for (i = NR - 1; i >= 1 && t[NR] - t[i] < 3e9; i--) ;
+			if (i < 1) exit
+			split(c[i], first, ",")
+			for (j = 1; j <= n; j++) if (last[j] == first[j]) { print j - 1; exit }
+		}')
+	[[ -n "$cpu" ]] || return 0
+	echo "  timer stall: CPU $cpu of the guest on $name has had no timer interrupt for >= 3 s; its vCPUs now:"
+	if ft_ctl "$sock" snapshot "$W/stall-$name.snap" | grep -q '^ok'; then
+		"$FTVMM" inspect "$W/stall-$name.snap" 2>&1 | grep -E '^  vcpu|RIP|events|LAPIC|ISR' | sed 's/^/  | /'
+		rm -f "$W/stall-$name.snap"
+	fi
+}
 for ((k = 1; k <= FT_KILLS && chain_ok; k++)); do
 	csock="$W/$cur.sock"
 	ensure_protected || { chain_ok=0; break; }
@@ -223,6 +245,7 @@ for ((k = 1; k <= FT_KILLS && chain_ok; k++)); do
 		chain_ok=0
 		break
 	fi
+	timer_stall_evidence "$cur" "$csock"
 	sleep "0.$(printf '%03d' $((RANDOM % 250)))"
 	st=$(ft_ctl "$csock" status)
 	t_kill=$(ft_now)
