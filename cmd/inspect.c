@@ -43,10 +43,13 @@ static void print_lapic(const void *fdt, int node)
 	print_vectors(&l, 0x100, "ISR");
 	print_vectors(&l, 0x200, "IRR");
 	int len;
-	const struct kvm_msr_entry *e = fdt_getprop(fdt, node, "msrs", &len);
-	for (int i = 0; e && len > 0 && i < len / (int)sizeof(*e); i++)
-		if (e[i].index == 0x6e0 || e[i].index == 0x10)
-			printf(" %s=%llu", e[i].index == 0x10 ? "TSC" : "TSC_DEADLINE", (unsigned long long)e[i].data);
+	const uint8_t *p = fdt_getprop(fdt, node, "msrs", &len);
+	for (int i = 0; p && len > 0 && i < len / (int)sizeof(struct kvm_msr_entry); i++) {
+		struct kvm_msr_entry e; /* copied: an fdt property is only 4-byte aligned */
+		memcpy(&e, p + (size_t)i * sizeof(e), sizeof(e));
+		if (e.index == 0x6e0 || e.index == 0x10)
+			printf(" %s=%llu", e.index == 0x10 ? "TSC" : "TSC_DEADLINE", (unsigned long long)e.data);
+	}
 	printf("\n");
 }
 
