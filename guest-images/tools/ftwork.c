@@ -46,6 +46,25 @@
  *   --timer-stall-ms T  BAD if some CPU's count has not moved for T ms of CLOCK_MONOTONIC (default 0: off).
  *   --count K        exit 0 after the line with seq=K (seq counts from 1 and survives restore/failover).
  *
+ * Flood mode (tests/integration/t_ftflood.sh: a hostile guest must not make the VMM grow). --flood-udp or
+ * --flood-disk start threads beside the ticks above that run until the VM ends, plus a progress line every second:
+ *   --flood-udp IPV4:PORT  send UDP datagrams of --flood-udp-size bytes (default 65507, the largest; the NIC sends
+ *                    them as MTU-sized IP fragments) to IPV4:PORT as fast as the socket takes them (unconnected:
+ *                    ICMP errors are not reported; a send error is counted and retried after 1 ms)
+ *   --flood-disk DEV write --flood-block bytes (default 1 MiB, a multiple of 4096) per O_DIRECT pwrite over all of
+ *                    DEV, front to back, round and round (each block carries the pass and its offset; never read
+ *                    back). Use a device --disk does not use: its records would be overwritten.
+ *   --flood-nic IF   the interface whose tx_bytes the progress line shows (default eth0)
+ *   Output:  FTWORK flood start udp=IPV4:PORT|- udp_size=N disk=DEV|- disk_size=BYTES block=N nic=IF
+ *            FTWORK flood tick=<n> udp_bytes=<b> udp_pkts=<n> udp_errs=<n> disk_bytes=<b> disk_writes=<n>
+ *                  disk_errs=<n> nic_tx_bytes=<b> mono_ns=<CLOCK_MONOTONIC ns>
+ *            every second (tick and the counters live in guest memory: they go on after a failover).
+ *            udp_bytes: what the socket took (a full device queue drops datagrams silently: an unconnected UDP
+ *            socket without IP_RECVERR reports no error); nic_tx_bytes: /sys/class/net/IF/statistics/tx_bytes,
+ *            frames the device has consumed (virtio-net counts a frame when the device returns its buffer), -1
+ *            if unreadable.
+ *   Without these options ftwork behaves (and prints) exactly as it did before they existed.
+ *
  * Output (stdout, one write() per line):
  *   FTWORK start pages=N stride=S interval_ms=M cpus=C disk=DEV|- dma_pages=P tcp=HOST:PORT|- area=BYTES tcp_chain=0|1
  *   FTWORK seq=<n> sum=<16 hex> ok mono_ns=<CLOCK_MONOTONIC ns> ticks=<cpu0>,<cpu1>,...   (ticks=- without --timers)
@@ -94,6 +113,8 @@
 static uint64_t opt_pages = 64, opt_stride = 1, opt_interval_ms = 100, opt_count, opt_dma_pages, opt_stall_ms;
 static const char *opt_disk, *opt_tcp;
 static int opt_timers, opt_tcp_chain;
+static const char *opt_flood_udp, *opt_flood_disk, *opt_flood_nic = "eth0";
+static uint64_t opt_flood_udp_size = 65507, opt_flood_block = 1u << 20;
 
 static uint64_t seq;       /* the counter: the last completed tick */
 static uint8_t *region;    /* opt_pages pages */
@@ -532,6 +553,165 @@ static void check_stalls(uint64_t mono)
 	}
 }
 
+/* ---- flood (--flood-udp, --flood-disk) ---- */
+
+static volatile uint64_t fl_udp_bytes, fl_udp_pkts, fl_udp_errs, fl_disk_bytes, fl_disk_writes, fl_disk_errs;
+static struct sockaddr_in fl_udp_to;
+static int fl_udp_fd = -1, fl_disk_fd = -1;
+static uint64_t fl_disk_size;
+static uint8_t *fl_udp_buf, *fl_disk_buf;
+
+static void fl_pause_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+	}
+}
+
+static void *flood_udp_thread(void *arg)
+{
+	(void)arg;
+	for (uint64_t n = 0;; n++) {
+		/* a datagram counter in the first (up to 8) bytes */
+		memcpy(fl_udp_buf, &n, opt_flood_udp_size < sizeof(n) ? (size_t)opt_flood_udp_size : sizeof(n));
+		ssize_t r = sendto(fl_udp_fd, fl_udp_buf, (size_t)opt_flood_udp_size, 0, (struct sockaddr *)&fl_udp_to,
+				   sizeof(fl_udp_to));
+		if (r < 0) {
+			__atomic_add_fetch(&fl_udp_errs, 1, __ATOMIC_RELAXED);
+			if (errno != EINTR)
+				fl_pause_ms(1);
+			continue;
+		}
+		__atomic_add_fetch(&fl_udp_bytes, (uint64_t)r, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&fl_udp_pkts, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static void *flood_disk_thread(void *arg)
+{
+	(void)arg;
+	uint64_t blocks = fl_disk_size / opt_flood_block;
+	for (uint64_t pass = 0;; pass++) {
+		for (uint64_t b = 0; b < blocks; b++) {
+			uint64_t off = b * opt_flood_block, *w = (uint64_t *)fl_disk_buf;
+			for (uint64_t i = 0; i < opt_flood_block / 8; i += PAGE / 8) { /* one stamp per 4 KiB */
+				w[i] = pass;
+				w[i + 1] = off + i * 8;
+			}
+			ssize_t r = pwrite(fl_disk_fd, fl_disk_buf, (size_t)opt_flood_block, (off_t)off);
+			if (r < 0) {
+				__atomic_add_fetch(&fl_disk_errs, 1, __ATOMIC_RELAXED);
+				if (errno != EINTR)
+					fl_pause_ms(10);
+				continue;
+			}
+			__atomic_add_fetch(&fl_disk_bytes, (uint64_t)r, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&fl_disk_writes, 1, __ATOMIC_RELAXED);
+		}
+	}
+	return NULL;
+}
+
+/* IF's tx_bytes, or -1 */
+static long long nic_tx_bytes(void)
+{
+	char path[128], buf[32];
+	snprintf(path, sizeof(path), "/sys/class/net/%s/statistics/tx_bytes", opt_flood_nic);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return strtoll(buf, NULL, 10);
+}
+
+static void *flood_progress_thread(void *arg)
+{
+	(void)arg;
+	uint64_t next = now_mono();
+	for (uint64_t tick = 1;; tick++) {
+		next += 1000000000ull;
+		uint64_t now = now_mono();
+		if (next < now)
+			next = now; /* paused or starved: no burst of lines */
+		struct timespec ts = { (time_t)(next / 1000000000ull), (long)(next % 1000000000ull) };
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+		}
+		out("FTWORK flood tick=%" PRIu64 " udp_bytes=%" PRIu64 " udp_pkts=%" PRIu64 " udp_errs=%" PRIu64
+		    " disk_bytes=%" PRIu64 " disk_writes=%" PRIu64 " disk_errs=%" PRIu64 " nic_tx_bytes=%lld mono_ns=%" PRIu64,
+		    tick, __atomic_load_n(&fl_udp_bytes, __ATOMIC_RELAXED), __atomic_load_n(&fl_udp_pkts, __ATOMIC_RELAXED),
+		    __atomic_load_n(&fl_udp_errs, __ATOMIC_RELAXED), __atomic_load_n(&fl_disk_bytes, __ATOMIC_RELAXED),
+		    __atomic_load_n(&fl_disk_writes, __ATOMIC_RELAXED), __atomic_load_n(&fl_disk_errs, __ATOMIC_RELAXED),
+		    nic_tx_bytes(), now_mono());
+	}
+	return NULL;
+}
+
+static void flood_thread(void *(*fn)(void *))
+{
+	pthread_t t;
+	pthread_attr_t a;
+	pthread_attr_init(&a);
+	pthread_attr_setstacksize(&a, 64 << 10);
+	if (pthread_create(&t, &a, fn, NULL))
+		die("pthread_create failed");
+	pthread_attr_destroy(&a);
+}
+
+/* Open what the flood needs (errors are setup errors: exit 2), print its start line, start its threads. */
+static void flood_start(void)
+{
+	if (opt_flood_udp) {
+		char host[64];
+		const char *colon = strrchr(opt_flood_udp, ':');
+		if (!colon || (size_t)(colon - opt_flood_udp) >= sizeof(host))
+			die("--flood-udp %s: want IPV4:PORT", opt_flood_udp);
+		memcpy(host, opt_flood_udp, (size_t)(colon - opt_flood_udp));
+		host[colon - opt_flood_udp] = '\0';
+		fl_udp_to = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1)) };
+		if (inet_pton(AF_INET, host, &fl_udp_to.sin_addr) != 1 || !fl_udp_to.sin_port)
+			die("--flood-udp %s: want IPV4:PORT", opt_flood_udp);
+		fl_udp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		fl_udp_buf = calloc(1, (size_t)opt_flood_udp_size);
+		if (fl_udp_fd < 0 || !fl_udp_buf)
+			die("--flood-udp: %s", fl_udp_fd < 0 ? strerror(errno) : "out of memory");
+		for (uint64_t i = 8; i < opt_flood_udp_size; i++)
+			fl_udp_buf[i] = (uint8_t)(i * 131);
+	}
+	if (opt_flood_disk) {
+		fl_disk_fd = open(opt_flood_disk, O_WRONLY | O_DIRECT | O_CLOEXEC);
+		if (fl_disk_fd < 0)
+			die("--flood-disk %s: %s", opt_flood_disk, strerror(errno));
+		struct stat st;
+		if (fstat(fl_disk_fd, &st) < 0)
+			die("--flood-disk %s: %s", opt_flood_disk, strerror(errno));
+		if (S_ISBLK(st.st_mode)) {
+			if (ioctl(fl_disk_fd, BLKGETSIZE64, &fl_disk_size) < 0)
+				die("--flood-disk %s: BLKGETSIZE64: %s", opt_flood_disk, strerror(errno));
+		} else {
+			fl_disk_size = (uint64_t)st.st_size;
+		}
+		if (fl_disk_size < opt_flood_block)
+			die("--flood-disk %s: %" PRIu64 " bytes is smaller than one --flood-block", opt_flood_disk,
+			    fl_disk_size);
+		if (posix_memalign((void **)&fl_disk_buf, PAGE, (size_t)opt_flood_block))
+			die("out of memory");
+		memset(fl_disk_buf, 0xa5, (size_t)opt_flood_block);
+	}
+	out("FTWORK flood start udp=%s udp_size=%" PRIu64 " disk=%s disk_size=%" PRIu64 " block=%" PRIu64 " nic=%s",
+	    opt_flood_udp ? opt_flood_udp : "-", opt_flood_udp_size, opt_flood_disk ? opt_flood_disk : "-", fl_disk_size,
+	    opt_flood_block, opt_flood_nic);
+	flood_thread(flood_progress_thread);
+	if (opt_flood_udp)
+		flood_thread(flood_udp_thread);
+	if (opt_flood_disk)
+		flood_thread(flood_disk_thread);
+}
+
 /* ---- main loop ---- */
 
 static void tick(void)
@@ -619,6 +799,16 @@ int main(int argc, char **argv)
 			opt_timers = 1;
 		else if (!strcmp(a, "--tcp-chain"))
 			opt_tcp_chain = 1;
+		else if (!strcmp(a, "--flood-udp") && v)
+			opt_flood_udp = v, i++;
+		else if (!strcmp(a, "--flood-udp-size"))
+			opt_flood_udp_size = num(a, v), i++;
+		else if (!strcmp(a, "--flood-disk") && v)
+			opt_flood_disk = v, i++;
+		else if (!strcmp(a, "--flood-block"))
+			opt_flood_block = num(a, v), i++;
+		else if (!strcmp(a, "--flood-nic") && v)
+			opt_flood_nic = v, i++;
 		else
 			usage();
 	}
@@ -630,6 +820,10 @@ int main(int argc, char **argv)
 		die("--timer-stall-ms needs --timers");
 	if (opt_tcp_chain && !opt_tcp)
 		die("--tcp-chain needs --tcp");
+	if (!opt_flood_udp_size || opt_flood_udp_size > 65507)
+		die("--flood-udp-size must be 1..65507");
+	if (!opt_flood_block || opt_flood_block % PAGE || opt_flood_block > (64u << 20))
+		die("--flood-block must be a multiple of 4096, at most 64 MiB");
 
 	region = mmap(NULL, opt_pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	pagesum = calloc(opt_pages, sizeof(*pagesum));
@@ -649,6 +843,8 @@ int main(int argc, char **argv)
 	    " tcp=%s area=%" PRIu64 " tcp_chain=%d",
 	    opt_pages, opt_stride, opt_interval_ms, ncpus, opt_disk ? opt_disk : "-", opt_dma_pages, opt_tcp ? opt_tcp : "-",
 	    rec_area, opt_tcp_chain);
+	if (opt_flood_udp || opt_flood_disk)
+		flood_start();
 
 	uint64_t next = now_mono();
 	for (;;) {
