@@ -89,6 +89,8 @@ static void blk_req_done(struct virtio_blk *b, struct blk_req *req, uint8_t st)
 	}
 	b->inflight[req->head] = NULL;
 	b->ninflight--;
+	if (req->op == OP_WRITE)
+		b->wbytes_inflight -= req->len;
 	free(req);
 }
 
@@ -304,6 +306,8 @@ static int blk_start(struct virtio_blk *b, const struct vq_req *r)
 			req->seq = b->next_seq++;
 			b->inflight[r->head] = req;
 			b->ninflight++;
+			if (req->op == OP_WRITE)
+				b->wbytes_inflight += req->len;
 			return 0;
 		}
 		free(req);
@@ -350,6 +354,8 @@ static void blk_process(struct virtio_blk *b)
 	if (b->nsaved && b->active && !b->quiesced)
 		blk_resubmit_saved(b);
 	while (b->active && !b->quiesced) {
+		if (b->admit && !b->admit(b->admit_ctx, b->wbytes_inflight))
+			break; /* left in the ring: a kick or the next resume asks again */
 		int r = vq_pop(vq, &b->scratch);
 		if (r == 0)
 			break;
@@ -612,6 +618,20 @@ struct virtio_dev *virtio_blk_create(struct guest_mem *mem, struct ioloop *loop,
 		return NULL;
 	}
 	return &b->dev;
+}
+
+void virtio_blk_set_admit(struct virtio_dev *d, blk_admit_fn fn, void *ctx)
+{
+	struct virtio_blk *b = to_blk(d);
+	pthread_mutex_lock(&b->lock);
+	b->admit = fn;
+	b->admit_ctx = ctx;
+	pthread_mutex_unlock(&b->lock);
+}
+
+void virtio_blk_kick(struct virtio_dev *d)
+{
+	blk_queue_notify(d, 0);
 }
 
 void virtio_blk_set_write_hook(struct virtio_dev *d, blk_write_hook_fn fn, void *ctx)

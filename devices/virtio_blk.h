@@ -58,4 +58,13 @@ typedef void (*blk_write_hook_fn)(void *ctx, uint64_t off, const struct iovec *i
 				  bool zero);
 void virtio_blk_set_write_hook(struct virtio_dev *d, blk_write_hook_fn fn, void *ctx);
 
+/* Fault tolerance: asked (device locked) before each new request is taken from the ring, with the data
+ * bytes of the writes now in flight; false leaves the guest's requests in the ring (the guest sees a
+ * slow disk) until virtio_blk_kick() or the next resume asks again. Requests a restore re-submits are
+ * not asked: they are already the guest's. Bounds what one epoch's disk log can receive. */
+typedef bool (*blk_admit_fn)(void *ctx, uint64_t wbytes_inflight);
+void virtio_blk_set_admit(struct virtio_dev *d, blk_admit_fn fn, void *ctx);
+/* Run the data path again now (admission may have room again). */
+void virtio_blk_kick(struct virtio_dev *d);
+
 #endif

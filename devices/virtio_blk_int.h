@@ -57,6 +57,9 @@ struct virtio_blk {
 	char serial[VIRTIO_BLK_ID_LEN];
 	blk_write_hook_fn write_hook; /* FT disk replication: sees what reached the image, as it completes */
 	void *write_hook_ctx;
+	blk_admit_fn admit; /* FT: asked before each new request is taken from the ring */
+	void *admit_ctx;
+	uint64_t wbytes_inflight; /* data bytes of the writes in flight: what their completions may still log */
 	char name[32];
 	struct vq_req scratch;
 };

@@ -116,3 +116,28 @@ void disklog_hook_fn(void *ctx, uint64_t off, const struct iovec *iov, unsigned 
 	struct disklog_hook *h = ctx;
 	disklog_add(h->log, h->disk, off, iov, n, len, zero);
 }
+
+bool disklog_admit(struct disklog *l, unsigned disk, uint64_t inflight)
+{
+	pthread_mutex_lock(&l->lock);
+	if (disk < DISKLOG_MAX_DISKS)
+		l->pending[disk] = inflight;
+	uint64_t total = l->len;
+	for (unsigned i = 0; i < DISKLOG_MAX_DISKS; i++)
+		total += MIN(l->pending[i], (uint64_t)DISKLOG_MAX_BYTES); /* no wrap: each term is capped */
+	bool ok = !l->error && total < DISKLOG_SOFT_BYTES;
+	bool ask = !ok && !l->asked && l->full;
+	l->asked |= ask;
+	void (*full)(void *) = l->full;
+	void *ctx = l->full_ctx;
+	pthread_mutex_unlock(&l->lock);
+	if (ask)
+		full(ctx);
+	return ok;
+}
+
+bool disklog_hook_admit(void *ctx, uint64_t inflight)
+{
+	struct disklog_hook *h = ctx;
+	return disklog_admit(h->log, h->disk, inflight);
+}

@@ -15,6 +15,7 @@
  * -EFBIG (it cannot be replicated faithfully: the primary goes on unprotected). */
 #define DISKLOG_MAX_BYTES (64ull << 20)
 #define DISKLOG_SOFT_BYTES (DISKLOG_MAX_BYTES / 2)
+#define DISKLOG_MAX_DISKS 16
 
 struct disklog {
 	pthread_mutex_t lock;
@@ -25,6 +26,7 @@ struct disklog {
 	bool asked; /* the soft limit was passed and `full` called, this epoch */
 	void (*full)(void *ctx); /* past DISKLOG_SOFT_BYTES: take a checkpoint soon (called without l->lock) */
 	void *full_ctx;
+	uint64_t pending[DISKLOG_MAX_DISKS]; /* per disk: data bytes of writes in flight, as last admitted */
 };
 
 void disklog_init(struct disklog *l);
@@ -46,5 +48,12 @@ struct disklog_hook {
 	unsigned disk;
 };
 void disklog_hook_fn(void *ctx, uint64_t off, const struct iovec *iov, unsigned n, uint64_t len, bool zero);
+
+/* May disk `disk`, with `inflight` data bytes of writes in flight, take another request? Only while
+ * this epoch's log plus every disk's writes in flight stays under DISKLOG_SOFT_BYTES (and asks for an
+ * early checkpoint otherwise). The guest's disk waits instead of the log growing past its cap: only a
+ * single request larger than DISKLOG_MAX_BYTES - DISKLOG_SOFT_BYTES can still overflow it. */
+bool disklog_admit(struct disklog *l, unsigned disk, uint64_t inflight);
+bool disklog_hook_admit(void *ctx, uint64_t inflight); /* virtio-blk's admit hook; ctx: a disklog_hook */
 
 #endif

@@ -291,8 +291,10 @@ static void go_unprotected(struct ft_primary *p)
 		for (unsigned i = 0; i < p->plat->nnics; i++)
 			virtio_net_set_tx_sink(p->plat->nics[i], NULL);
 		p->sinks_on = false;
-		for (unsigned i = 0; i < p->plat->ndisks; i++)
+		for (unsigned i = 0; i < p->plat->ndisks; i++) {
 			virtio_blk_set_write_hook(p->plat->disks[i], NULL, NULL);
+			virtio_blk_set_admit(p->plat->disks[i], NULL, NULL);
+		}
 		for (unsigned i = 0; i < p->nouts; i++)
 			outbuf_release(&p->out[i], UINT64_MAX);
 		vm_dirty_log_enable(p->vm, false);

@@ -44,6 +44,7 @@ static int start_logging(struct ft_primary *p)
 	for (unsigned i = 0; i < p->plat->ndisks; i++) {
 		p->hooks[i] = (struct disklog_hook){ .log = &p->disklog, .disk = i };
 		virtio_blk_set_write_hook(p->plat->disks[i], disklog_hook_fn, &p->hooks[i]);
+		virtio_blk_set_admit(p->plat->disks[i], disklog_hook_admit, &p->hooks[i]);
 	}
 	r = vm_dirty_log_enable(p->vm, true);
 	size_t words = gmem_bitmap_words(p->vm->mem.npages);
@@ -53,12 +54,12 @@ static int start_logging(struct ft_primary *p)
 	return r;
 }
 
-/* During the initial sync there is no epoch to carry the disk log: once it passes its soft limit, send
- * its records as FT_DISK frames (one record each), after every range already sent, so a long sync
- * of a busy guest never reaches DISKLOG_MAX_BYTES. */
+/* During the initial sync there is no epoch to carry the disk log: once it passes half its soft limit
+ * (admission stops the guest's disk at the soft limit), send its records as FT_DISK frames (one record
+ * each), after every range already sent, then let the disks take requests again. */
 static int flush_disklog(struct ft_primary *p)
 {
-	if (disklog_bytes(&p->disklog) < DISKLOG_SOFT_BYTES)
+	if (disklog_bytes(&p->disklog) < DISKLOG_SOFT_BYTES / 2)
 		return 0;
 	uint8_t *buf;
 	size_t len;
@@ -73,6 +74,8 @@ static int flush_disklog(struct ft_primary *p)
 		off += sizeof(rec) + data;
 	}
 	free(buf);
+	for (unsigned i = 0; i < p->plat->ndisks; i++)
+		virtio_blk_kick(p->plat->disks[i]);
 	return r;
 }
 

@@ -52,6 +52,43 @@ static void test_cap(void)
 	disklog_destroy(&l);
 }
 
+/* Admission: a disk may take requests only while the log plus every disk's writes in flight stays under
+ * the soft limit; a refusal asks for an early checkpoint once; a fresh epoch admits again. */
+static void test_admit(void)
+{
+	struct disklog l;
+	disklog_init(&l);
+	l.full = on_full;
+	asked = 0;
+	const uint64_t mib = 1u << 20;
+	CHECK(disklog_admit(&l, 0, 0));
+	CHECK(disklog_admit(&l, 0, DISKLOG_SOFT_BYTES - mib));
+	CHECK(!disklog_admit(&l, 1, mib)); /* disk 0's writes in flight count for disk 1 too */
+	CHECK_EQ(asked, 1);
+	CHECK(!disklog_admit(&l, 1, 2 * mib));
+	CHECK_EQ(asked, 1); /* asked once per epoch */
+	CHECK(disklog_admit(&l, 1, 0)); /* disk 1's writes completed: room for one more request */
+	CHECK(disklog_admit(&l, 0, 0)); /* disk 0's writes completed (and were not logged: failed) */
+	uint8_t *data = calloc(1, mib);
+	CHECK(data);
+	struct iovec iov = { data, mib };
+	for (uint64_t i = 0; i < DISKLOG_SOFT_BYTES / mib; i++)
+		disklog_add(&l, 0, i * mib, &iov, 1, mib, false);
+	CHECK(!disklog_admit(&l, 0, 0)); /* the log itself is full */
+	CHECK(!disklog_admit(&l, 7, UINT64_MAX)); /* a count from nowhere does not wrap the sum */
+	uint8_t *buf;
+	size_t len;
+	uint64_t writes;
+	CHECK_EQ(disklog_take(&l, &buf, &len, &writes), 0);
+	free(buf);
+	CHECK(!disklog_admit(&l, 1, 0)); /* disk 7's stale count still stands until it reports again */
+	CHECK(disklog_admit(&l, 7, 0));
+	CHECK(disklog_admit(&l, 99, UINT64_MAX)); /* a disk index past the table is not recorded */
+	asked = 0;
+	free(data);
+	disklog_destroy(&l);
+}
+
 /* A length no epoch could hold is refused before its iovecs are looked at (or a sum wraps). */
 static void test_huge(void)
 {
@@ -72,6 +109,7 @@ static void test_huge(void)
 
 int main(void)
 {
+	test_admit();
 	test_cap();
 	test_huge();
 	TEST_DONE("test_disklog");

@@ -426,6 +426,46 @@ static void test_readonly(void)
 	ctx_free(&t);
 }
 
+/* FT admission: a refusal leaves the guest's requests in the ring (nothing popped, nothing completed);
+ * the hook sees the data bytes of the writes in flight; once it admits again a kick runs them. */
+static bool admit_open;
+static uint64_t admit_seen;
+static unsigned admit_calls;
+static bool test_admit_fn(void *ctx, uint64_t inflight)
+{
+	(void)ctx;
+	admit_calls++;
+	admit_seen = inflight;
+	return admit_open;
+}
+
+static void test_admit(void)
+{
+	struct tctx t;
+	ctx_init(&t, "disk.img", false);
+	ctx_up(&t);
+	virtio_blk_set_admit(t.d, test_admit_fn, NULL);
+	admit_open = false;
+	admit_calls = 0;
+	uint16_t before = used_idx(&t);
+	unsigned slot = post(&t, VIRTIO_BLK_T_OUT, 8, DATA_GPA + 0x50000, 8192, false);
+	kick(&t);
+	CHECK_EQ(virtio_blk_drain(t.d), 0);
+	CHECK(admit_calls >= 1);
+	CHECK_EQ(used_idx(&t), before); /* still the guest's, in the ring */
+	CHECK_EQ(virtio_blk_inflight(t.d), 0);
+	admit_open = true;
+	virtio_blk_kick(t.d);
+	CHECK_EQ(virtio_blk_drain(t.d), 0);
+	CHECK_EQ(used_idx(&t), (uint16_t)(before + 1));
+	CHECK_EQ(status_of(&t, slot), VIRTIO_BLK_S_OK);
+	CHECK_EQ(admit_seen, 8192); /* asked again before the next pop: the write taken is in flight */
+	virtio_blk_set_admit(t.d, NULL, NULL);
+	CHECK_EQ(run1(&t, VIRTIO_BLK_T_IN, 8, DATA_GPA + 0x40000, 8192, true), VIRTIO_BLK_S_OK);
+	ctx_free(&t);
+	make_image(t.img, IMG_SIZE); /* the tests after this one expect the pattern */
+}
+
 static void test_dirty(void)
 {
 	struct tctx t;
@@ -948,6 +988,7 @@ int main(void)
 		test_rw_flush_id();
 		test_readonly();
 		test_dirty();
+		test_admit();
 		test_malformed_chain();
 		test_many_inflight_and_quiesce();
 		test_checkpoint();
