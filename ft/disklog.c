@@ -60,6 +60,19 @@ static void append(struct disklog *l, const struct ft_disk_rec *rec, const struc
 	}
 }
 
+/* Lock held; drops it. When `over` (the log or its admissions passed the soft limit), ask the engine
+ * for an early checkpoint, once per epoch, with the lock dropped (the callback takes the engine's). */
+static void unlock_and_ask(struct disklog *l, bool over)
+{
+	bool ask = over && !l->asked && l->full;
+	l->asked |= ask;
+	void (*full)(void *) = l->full;
+	void *ctx = l->full_ctx;
+	pthread_mutex_unlock(&l->lock);
+	if (ask)
+		full(ctx);
+}
+
 void disklog_add(struct disklog *l, unsigned disk, uint64_t off, const struct iovec *iov, unsigned n, uint64_t len,
 		 bool zero)
 {
@@ -78,13 +91,7 @@ void disklog_add(struct disklog *l, unsigned disk, uint64_t off, const struct io
 	}
 	append(l, &rec, iov, n);
 	l->writes++;
-	bool ask = !l->asked && l->len >= DISKLOG_SOFT_BYTES && l->full;
-	l->asked |= ask;
-	void (*full)(void *) = l->full;
-	void *ctx = l->full_ctx;
-	pthread_mutex_unlock(&l->lock);
-	if (ask)
-		full(ctx);
+	unlock_and_ask(l, l->len >= DISKLOG_SOFT_BYTES);
 }
 
 int disklog_take(struct disklog *l, uint8_t **buf, size_t *len, uint64_t *writes)
@@ -126,13 +133,7 @@ bool disklog_admit(struct disklog *l, unsigned disk, uint64_t inflight)
 	for (unsigned i = 0; i < DISKLOG_MAX_DISKS; i++)
 		total += MIN(l->pending[i], (uint64_t)DISKLOG_MAX_BYTES); /* no wrap: each term is capped */
 	bool ok = !l->error && total < DISKLOG_SOFT_BYTES;
-	bool ask = !ok && !l->asked && l->full;
-	l->asked |= ask;
-	void (*full)(void *) = l->full;
-	void *ctx = l->full_ctx;
-	pthread_mutex_unlock(&l->lock);
-	if (ask)
-		full(ctx);
+	unlock_and_ask(l, !ok);
 	return ok;
 }
 
