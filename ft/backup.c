@@ -1,6 +1,7 @@
 /* backup.c - the backup's side of every epoch: receive it whole, verify, commit all or nothing, ack; and the takeover decision. */
 #include "backup.h"
 #include "backup_int.h"
+#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
 #include "primary.h"
@@ -100,14 +101,6 @@ int backup_apply_frame(struct backup *b, const struct ft_frame *f, void *p)
 }
 
 /* ---- the initial sync and the epochs: checked whole, then applied ------------------------------ */
-
-/* An fdt from the wire, whole and well-formed inside its len bytes. Checked before libfdt reads
- * anything else: fdt_check_header reads a full header whatever the buffer's size and trusts the
- * structure block, which every later lookup walks. */
-bool backup_fdt_whole(const void *fdt, size_t len)
-{
-	return len >= sizeof(struct fdt_header) && fdt_check_full(fdt, len) == 0;
-}
 
 static bool disk_rec_fits(const struct backup *b, const struct ft_disk_rec *rec)
 {
@@ -217,7 +210,7 @@ static int epoch_parts(const struct backup *b, uint64_t seq, const void *payload
 	e->disk = e->state + h->state_len;
 	if (h->npages > b->mem.npages || !pages_fit(b, h->npages, e->pfns))
 		return -EBADMSG;
-	if (!backup_fdt_whole(e->state, h->state_len))
+	if (!fdtp_whole(e->state, h->state_len))
 		return -EBADMSG;
 	/* every disk record in range before anything is applied (ft_epoch_check saw that they tile disk_len) */
 	for (uint64_t off = 0; off < h->disk_len;) {

@@ -8,9 +8,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* An fdt from the wire, whole and well-formed inside its len bytes (backup.c). */
-bool backup_fdt_whole(const void *fdt, size_t len);
-
 /* Compare the primary's shape (handshake fdt) with what this backup was given (backup_pair.c): 0, or
  * -EINVAL with one line in why. On success the guest's memory size, vCPUs, MACs and epoch are taken
  * from it. */

@@ -25,7 +25,7 @@ int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why,
 {
 	uint64_t mem;
 	uint32_t ncpus, ndisks, nnics;
-	if (!backup_fdt_whole(fdt, len) || fdtp_u64(fdt, 0, "mem-size", &mem) ||
+	if (!fdtp_whole(fdt, len) || fdtp_u64(fdt, 0, "mem-size", &mem) ||
 	    fdtp_u32(fdt, 0, "ncpus", &ncpus) || fdtp_u32(fdt, 0, "ndisks", &ndisks) ||
 	    fdtp_u32(fdt, 0, "nnics", &nnics) || ndisks > MACHINE_MAX_DISKS || nnics > MACHINE_MAX_NICS ||
 	    mem == 0 || mem % PAGE_SIZE || mem > VM_MAX_MEM || ncpus == 0) {

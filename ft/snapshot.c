@@ -1,5 +1,6 @@
 /* snapshot.c - the snapshot file: header, state fdt, page bitmap, non-zero pages; written atomically, read back verified. */
 #include "snapshot.h"
+#include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
 #include "state.h"
@@ -299,7 +300,7 @@ static int verify_checksum(struct snapshot *s, const char *path, char *err, size
 		snprintf(err, errlen, "snapshot %s: checksum mismatch (file corrupted)", path);
 		return -EINVAL;
 	}
-	if (fdt_check_header(s->fdt) || fdt_totalsize(s->fdt) > h->state_len) {
+	if (!fdtp_whole(s->fdt, h->state_len)) {
 		snprintf(err, errlen, "snapshot %s: state is not a valid device tree", path);
 		return -EINVAL;
 	}

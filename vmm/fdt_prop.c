@@ -8,6 +8,29 @@
 
 #include "util.h"
 
+/* libfdt 1.6.1 (Debian 12) fdt_check_full dereferences a NULL name when it cannot read the root
+ * node's name (a crafted tree from the fuzzer, fixed in later libfdt): so the header is checked
+ * against len first (fdt_check_header reads a full header whatever the buffer's size), then every
+ * node's name is read with the checked fdt_get_name, and only then does fdt_check_full run. */
+bool fdtp_whole(const void *fdt, size_t len)
+{
+	if (len < sizeof(struct fdt_header) || fdt_check_header(fdt) || fdt_totalsize(fdt) > len ||
+	    fdt_version(fdt) < 17)
+		return false;
+	int off = 0, next = 0;
+	for (;;) {
+		uint32_t tag = fdt_next_tag(fdt, off, &next);
+		if (next < 0)
+			return false;
+		if (tag == FDT_END)
+			break;
+		if (tag == FDT_BEGIN_NODE && !fdt_get_name(fdt, off, NULL))
+			return false;
+		off = next; /* fdt_next_tag only moves forward, inside the structure block */
+	}
+	return fdt_check_full(fdt, len) == 0;
+}
+
 /* The property's bytes if it is there with exactly len of them. */
 static const void *get_exact(const void *fdt, int node, const char *name, size_t len)
 {

@@ -2,6 +2,7 @@
 #ifndef FTVMM_FDT_PROP_H
 #define FTVMM_FDT_PROP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,6 +14,10 @@
  * current node of a tree in sequential-write mode; libfdt's errors come back as -ENOSPC (tree full)
  * or -EINVAL.
  */
+
+/* True when the len bytes at fdt hold one whole, well-formed tree (version >= 17) that libfdt may
+ * walk: the header, every block inside len, every tag and name inside the structure block. */
+bool fdtp_whole(const void *fdt, size_t len);
 
 /* A 32-bit cell; _max also refuses a value above max. */
 int fdtp_u32(const void *fdt, int node, const char *name, uint32_t *v);
