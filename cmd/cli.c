@@ -55,6 +55,9 @@ void cli_run_usage(FILE *f)
 		"  -m, --mem SIZE         guest RAM, K/M/G/T suffixes (default 512M, at most 512G);\n"
 		"                         mapped lazily: untouched memory costs nothing\n"
 		"  -p, --cpus N           number of vCPUs (default 1, at most KVM's limit and 254)\n"
+		"  --tsc-khz KHZ          the guest's TSC rate (default: this host's); a snapshot or an\n"
+		"                         FT backup keeps it. Without TSC scaling in the CPU, KVM can only\n"
+		"                         run a guest's TSC faster than the host's\n"
 		"  -d, --disk PATH[,ro]   raw disk image as /dev/vda, /dev/vdb, ... (repeatable)\n"
 		"  -n, --net tap=NAME[,mac=XX:XX:XX:XX:XX:XX]\n"
 		"                         virtio-net NIC on TAP device NAME (repeatable); the MAC is\n"
@@ -210,6 +213,20 @@ static int parse_ms(int c, const char *opt, const char *arg, struct run_config *
 	return 0;
 }
 
+/* --tsc-khz: 1 MHz .. 10 GHz; whether KVM can give it is known only when the vCPUs exist */
+static int parse_tsc_khz(const char *arg, struct run_config *cfg, char *err, size_t errlen)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(arg, &end, 10);
+	if (errno || *end || end == arg || arg[0] == '-' || v < 1000 || v > 10000000) {
+		snprintf(err, errlen, "--tsc-khz '%s': want a TSC rate in kHz between 1000 and 10000000", arg);
+		return -EINVAL;
+	}
+	cfg->tsc_khz = (uint32_t)v;
+	return 0;
+}
+
 static int parse_mem(const char *arg, struct run_config *cfg, char *err, size_t errlen)
 {
 	if (parse_size(arg, &cfg->machine.mem)) {
@@ -257,6 +274,7 @@ static int parse_option(int c, char **argv, struct run_config *cfg, char *err, s
 	case 'c': cfg->cmdline = optarg; return 0;
 	case 'm': return parse_mem(optarg, cfg, err, errlen);
 	case 'p': return parse_cpus(optarg, cfg, err, errlen);
+	case 'K': return parse_tsc_khz(optarg, cfg, err, errlen);
 	case 'd': return add_disk(&cfg->machine, optarg, err, errlen);
 	case 'n': return add_net(&cfg->machine, optarg, err, errlen);
 	case 'h':
@@ -310,6 +328,7 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 		{ "control", required_argument, NULL, 'C' }, { "backup", required_argument, NULL, 'B' },
 		{ "epoch", required_argument, NULL, 'E' },   { "stats", required_argument, NULL, 'S' },
 		{ "ft-timeout", required_argument, NULL, 'T' }, { "control-group", required_argument, NULL, 'G' },
+		{ "tsc-khz", required_argument, NULL, 'K' },
 		{ NULL, 0, NULL, 0 },
 	};
 	memset(cfg, 0, sizeof(*cfg));
@@ -318,12 +337,18 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 	optind = 0; /* 0, not 1: also forgets glibc's position inside a group of short options */
 	opterr = 0;
 	int c;
-	while ((c = getopt_long(argc, argv, ":k:i:c:m:p:d:n:h", opts, NULL)) != -1) {
-		if (restore && strchr("kicmpBEST", c)) {
-			snprintf(err, errlen, "option '%s' is not accepted by restore: the snapshot fixes the VM's shape",
-				 argv[optind - 1]);
+	int li = -1;
+	while ((c = getopt_long(argc, argv, ":k:i:c:m:p:d:n:h", opts, &li)) != -1) {
+		if (restore && strchr("kicmpBESTK", c)) {
+			/* named as given: argv[optind - 1] is the value when it came as a separate word */
+			if (li >= 0)
+				snprintf(err, errlen, "option '--%s' is not accepted by restore: the snapshot fixes the VM's shape",
+					 opts[li].name);
+			else
+				snprintf(err, errlen, "option '-%c' is not accepted by restore: the snapshot fixes the VM's shape", c);
 			return -EINVAL;
 		}
+		li = -1;
 		int r = parse_option(c, argv, cfg, err, errlen);
 		if (r)
 			return r < 0 ? r : 0;

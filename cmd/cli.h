@@ -21,6 +21,7 @@ struct run_config {
 	unsigned ft_timeout_ms; /* --ft-timeout MS: heartbeat silence that counts as a failure */
 	const char *stats;    /* --stats FILE: one JSON line per epoch */
 	const char *snapshot; /* restore: the snapshot file */
+	uint32_t tsc_khz;     /* --tsc-khz KHZ: the guest's TSC rate (0: this host's) */
 	bool help;
 };
 

@@ -203,6 +203,10 @@ static int build_vm(struct vm *vm, const struct run_config *cfg, struct run_sour
 		warnx("%s", err);
 		return -1;
 	}
+	if (!restoring && cfg->tsc_khz && vm_set_tsc_khz(vm, cfg->tsc_khz, err, sizeof(err))) {
+		warnx("%s", err);
+		return -1;
+	}
 	struct boot_entry entry;
 	if (!restoring && boot_load_linux(&vm->mem, src->kernel, src->kernel_len, src->initrd, src->initrd_len,
 					  src->cmdline, &entry, err, sizeof(err))) {

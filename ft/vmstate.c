@@ -230,14 +230,15 @@ static bool restore_tsc_khz(struct vcpu *v, const void *fdt, int node, bool quie
 	uint32_t saved;
 	if (fdtp_u32(fdt, node, "tsc-khz", &saved) || saved == 0) /* not known when it was saved */
 		return true;
-	int here = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
+	int here = vcpu_tsc_khz(v);
 	if (here > 0 && (uint32_t)here == saved)
 		return true;
-	if (ioctl(v->fd, KVM_SET_TSC_KHZ, (unsigned long)saved) == 0)
+	int r = vcpu_set_tsc_khz(v, saved);
+	if (r == 0)
 		return true;
 	if (!quiet)
 		warnx("restore: cannot set the saved TSC frequency of %u kHz (this host: %d kHz): %s; the guest's clock "
-		      "runs at this host's rate", saved, here, strerror(errno));
+		      "runs at this host's rate", saved, here, strerror(-r));
 	return false;
 }
 

@@ -107,6 +107,17 @@ int vcpu_create(struct vm *vm, unsigned id, struct vcpu *v)
 	return setup_lapic(v);
 }
 
+int vcpu_set_tsc_khz(struct vcpu *v, uint32_t khz)
+{
+	return ioctl(v->fd, KVM_SET_TSC_KHZ, (unsigned long)khz) < 0 ? -errno : 0;
+}
+
+int vcpu_tsc_khz(struct vcpu *v)
+{
+	int khz = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
+	return khz < 0 ? -errno : khz;
+}
+
 static void seg_flat(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code)
 {
 	*s = (struct kvm_segment){ .base = 0, .limit = 0xffffffff, .selector = sel, .type = type,

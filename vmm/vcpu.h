@@ -5,6 +5,7 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 struct vm;
@@ -24,6 +25,9 @@ struct vcpu {
 int vcpu_create(struct vm *vm, unsigned id, struct vcpu *v);
 /* Put the BSP at the kernel's 64-bit entry: long mode, flat segments, identity paging. */
 int vcpu_setup_boot(struct vcpu *v, const struct boot_entry *entry);
+/* KVM_SET_TSC_KHZ, and KVM_GET_TSC_KHZ: the rate in force (-errno on failure). */
+int vcpu_set_tsc_khz(struct vcpu *v, uint32_t khz);
+int vcpu_tsc_khz(struct vcpu *v);
 int vcpu_start(struct vcpu *v);
 /* Make the vCPU leave KVM_RUN soon (immediate_exit + signal). */
 void vcpu_kick(struct vcpu *v);

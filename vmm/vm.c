@@ -223,6 +223,19 @@ static int create_vcpus(struct vm *vm, unsigned ncpus, char *err, size_t errlen)
 	return 0;
 }
 
+int vm_set_tsc_khz(struct vm *vm, uint32_t khz, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		int r = vcpu_set_tsc_khz(&vm->vcpus[i], khz);
+		if (r) {
+			snprintf(err, errlen, "--tsc-khz %u: KVM cannot run the guest's TSC at that rate (this host's: %d kHz; "
+				 "without TSC scaling only a faster one): %s", khz, vcpu_tsc_khz(&vm->vcpus[i]), strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
 static int vm_create_common(struct vm *vm, uint64_t mem_size, struct guest_mem *adopt, unsigned ncpus, char *err,
 			    size_t errlen)
 {

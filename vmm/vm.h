@@ -95,6 +95,9 @@ int vm_create(struct vm *vm, uint64_t mem_size, unsigned ncpus, char *err, size_
  * without a copy). *mem is moved into the VM. */
 int vm_create_with_mem(struct vm *vm, struct guest_mem *mem, unsigned ncpus, char *err, size_t errlen);
 /* Turn KVM's dirty page logging on or off for all of guest RAM. */
+/* Every vCPU's TSC at khz (a booted VM, before it runs): 0, or -errno with one line in err. KVM
+ * without TSC scaling emulates only a rate above the host's (by catching up at each entry). */
+int vm_set_tsc_khz(struct vm *vm, uint32_t khz, char *err, size_t errlen);
 int vm_dirty_log_enable(struct vm *vm, bool on);
 /* The pages written since the last harvest, one bit per RAM page: by the guest (KVM's dirty log) into
  * guest, by the VMM itself (guest_mem's bitmap: used rings, RX buffers, disk reads) into vmm. Both

@@ -621,7 +621,78 @@ vm_kill
 rm -f "$tmp/busy.snap" "$tmp/busy.img"
 case_end
 
-# ======== 5. bad snapshot files and restore arguments: one clear line, non-zero, no VM ========
+# ======== 5. the guest's TSC rate: set at boot (--tsc-khz), kept by a snapshot, set again by restore ========
+# KVM without TSC scaling (the test bed's emulated CPU has none) can still run a guest's TSC faster than the
+# host's (it catches the TSC up at every entry), so the rate asked for is this host's + 20%: a restore that
+# did not set it (no KVM_SET_TSC_KHZ) would run the guest at the host's rate, and a snapshot of the restored
+# process would say so. A rate below the host's is refused with one line unless the CPU scales TSCs.
+case_begin snapshot/tsc-rate
+tsc_of() { "$FTVMM" inspect "$1" 2>&1 | sed -nE 's/^  vcpu [0-9]+: .*TSC ([0-9]+) kHz$/\1/p' | sort -u | tr '\n' ' '; }
+host_khz=$(tsc_of "$snap")
+host_khz=${host_khz% }
+if [[ ! "$host_khz" =~ ^[1-9][0-9]*$ ]]; then
+	case_error "no single host TSC rate in the cycles' snapshot: '$host_khz'"
+else
+	want=$((host_khz + host_khz / 5))
+	TSOCK="$tmp/tsc.sock"
+	TRUN=(--kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --mem 128M --cpus 2 --control "$TSOCK"
+		--cmdline "$(guest_cmdline "ftvmm.test=ftwork ftvmm.ftwork=--pages,16,--interval-ms,100,--timers")")
+	vm_start tsc-run run "${TRUN[@]}" --tsc-khz "$want"
+	fo_open "$VM_OUT"
+	rc=0
+	wait_seq 3 "$WAIT_TMO" || rc=$?
+	if [[ $rc != 0 ]]; then
+		case_error "the guest with --tsc-khz $want never reached seq 3: $(wait_err $rc)"
+	else
+		r=$("$FTVMM" ctl "$TSOCK" pause 2>&1) && r=$("$FTVMM" ctl "$TSOCK" snapshot "$tmp/tsc1.snap" 2>&1) ||
+			case_error "snapshot of the --tsc-khz guest: $r"
+		vm_kill
+		got=$(tsc_of "$tmp/tsc1.snap")
+		[[ "$got" == "$want " ]] || case_error "run --tsc-khz $want (host $host_khz): the snapshot says '$got'"
+		fo_poll
+		last=$FO_LAST
+		vm_start tsc-restore restore "$tmp/tsc1.snap" --control "$TSOCK"
+		fo_open "$VM_OUT"
+		rc=0
+		wait_seq $((last + 2)) "$WAIT_TMO" || rc=$?
+		if [[ $rc != 0 ]]; then
+			case_error "the restored guest did not go on: $(wait_err $rc)"
+		else
+			r=$("$FTVMM" ctl "$TSOCK" snapshot "$tmp/tsc2.snap" 2>&1) || case_error "snapshot of the restored guest: $r"
+			got=$(tsc_of "$tmp/tsc2.snap")
+			[[ "$got" == "$want " ]] ||
+				case_error "after restore the guest's TSC runs at '$got' kHz, not the saved $want (host $host_khz)"
+			echo "  host TSC $host_khz kHz; guest asked $want; after restore: $got"
+		fi
+		grep -a 'TSC' "$VM_ERR" && case_error "restore complained about the TSC rate"
+		vm_kill
+	fi
+	# a rate below the host's: refused with one line (no TSC scaling), or given (scaling)
+	low=$((host_khz / 2))
+	vm_start tsc-low run "${TRUN[@]}" --tsc-khz "$low"
+	fo_open "$VM_OUT"
+	rc=0
+	wait_seq 1 "$WAIT_TMO" || rc=$?
+	if [[ $rc == 3 ]]; then
+		nl=$(wc -l <"$VM_ERR")
+		[[ $nl == 1 ]] && grep -q "^ftvmm: --tsc-khz $low: KVM cannot run" "$VM_ERR" ||
+			case_error "--tsc-khz $low refused, but not with one clear line: $(head -c 400 "$VM_ERR")"
+		[[ -s "$VM_OUT" ]] && case_error "--tsc-khz $low refused, yet the guest printed"
+		echo "  --tsc-khz $low (half the host's): refused: $(cat "$VM_ERR")"
+	elif [[ $rc == 0 ]]; then
+		r=$("$FTVMM" ctl "$TSOCK" snapshot "$tmp/tsc3.snap" 2>&1) || case_error "snapshot of the slow-TSC guest: $r"
+		got=$(tsc_of "$tmp/tsc3.snap")
+		[[ "$got" == "$low " ]] || case_error "run --tsc-khz $low ran, but the snapshot says '$got'"
+		echo "  --tsc-khz $low (half the host's): this CPU scales TSCs, the guest runs at $got kHz"
+	else
+		case_error "--tsc-khz $low: neither refused nor running: $(wait_err $rc)"
+	fi
+	vm_kill
+	rm -f "$tmp"/tsc[0-9].snap
+fi
+case_end
+
+# ======== 6. bad snapshot files and restore arguments: one clear line, non-zero, no VM ========
 # bad NAME REGEX ARG...: `ftvmm ARG...` fails with one "ftvmm: ..." stderr line matching REGEX, prints no guest
 # output and never creates the control socket (the VM never started).
 bad() {

@@ -451,6 +451,27 @@ static void test_unknown_in_cluster(void)
 	EXPECT_ERR("-z", "-zk", "bz");
 }
 
+static void test_tsc_khz(void)
+{
+	struct run_config c;
+	PARSE_OK(&c, "--kernel", "bz");
+	CHECK_EQ(c.tsc_khz, 0); /* this host's rate */
+	PARSE_OK(&c, "--kernel", "bz", "--tsc-khz", "2400000");
+	CHECK_EQ(c.tsc_khz, 2400000);
+	EXPECT_ERR("--tsc-khz", "--kernel", "bz", "--tsc-khz", "999");
+	EXPECT_ERR("--tsc-khz", "--kernel", "bz", "--tsc-khz", "10000001");
+	EXPECT_ERR("--tsc-khz", "--kernel", "bz", "--tsc-khz", "-5");
+	EXPECT_ERR("--tsc-khz", "--kernel", "bz", "--tsc-khz", "2.4G");
+	EXPECT_ERR("--tsc-khz", "--kernel", "bz", "--tsc-khz", "");
+	/* restore takes the rate from the snapshot */
+	char *v[] = { "restore", "--tsc-khz", "2400000", "f.snap", NULL };
+	CHECK_EQ(cli_parse_restore(4, v, &c, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "'--tsc-khz' is not accepted by restore") != NULL);
+	char *w[] = { "restore", "-m", "1G", "f.snap", NULL };
+	CHECK_EQ(cli_parse_restore(4, w, &c, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "'-m' is not accepted by restore") != NULL);
+}
+
 int main(void)
 {
 	test_parse_size();
@@ -463,6 +484,7 @@ int main(void)
 	test_disk_and_net_edges();
 	test_reparse_after_early_return();
 	test_unknown_in_cluster();
+	test_tsc_khz();
 	free_all();
 	TEST_DONE("test_cli");
 }
