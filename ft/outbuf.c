@@ -21,6 +21,13 @@ void outbuf_init(struct outbuf *o, int tap_fd, uint64_t first_epoch)
 	pthread_mutex_init(&o->lock, NULL);
 	o->fd = tap_fd;
 	o->cur_epoch = first_epoch;
+	o->max_held = OUTBUF_MAX_HELD;
+}
+
+uint64_t outbuf_pkt_cost(size_t len)
+{
+	uint64_t n = ALIGN_UP((uint64_t)sizeof(struct held_pkt) + len + sizeof(size_t), 16);
+	return n < 32 ? 32 : n;
 }
 
 void outbuf_destroy(struct outbuf *o)
@@ -56,12 +63,12 @@ static bool packet_len(const struct iovec *iov, int iovcnt, size_t *len)
 	return true;
 }
 
-/* Room for len more bytes? An empty buffer always takes a packet (len <= OUTBUF_MAX_PKT is far
- * below the cap), so a refusal always has a held packet whose release will wake the producer. */
-static bool has_room(struct outbuf *o, size_t len)
+/* Room for a packet of this cost? An empty buffer always takes one (a packet is far below the
+ * cap), so a refusal always has a held packet whose release will wake the producer. */
+static bool has_room(struct outbuf *o, uint64_t cost)
 {
 	pthread_mutex_lock(&o->lock);
-	bool ok = o->held_bytes == 0 || len <= OUTBUF_MAX_HELD - MIN(o->held_bytes, OUTBUF_MAX_HELD);
+	bool ok = o->held_bytes == 0 || cost <= o->max_held - MIN(o->held_bytes, o->max_held);
 	if (!ok)
 		o->full = true;
 	pthread_mutex_unlock(&o->lock);
@@ -76,7 +83,8 @@ int outbuf_sink_send(void *ctx, const struct iovec *iov, int iovcnt)
 		return -EMSGSIZE;
 	/* one producer per outbuf (the NIC's TX pass) and releases only shrink held_bytes: the room
 	 * checked here is still there when the packet is queued below */
-	if (!has_room(o, len))
+	uint64_t cost = outbuf_pkt_cost(len);
+	if (!has_room(o, cost))
 		return -EAGAIN;
 	struct held_pkt *p = malloc(sizeof(*p) + len);
 	if (!p)
@@ -96,7 +104,7 @@ int outbuf_sink_send(void *ctx, const struct iovec *iov, int iovcnt)
 		o->head = p;
 	o->tail = p;
 	o->held++;
-	o->held_bytes += len;
+	o->held_bytes += cost;
 	pthread_mutex_unlock(&o->lock);
 	return 0;
 }
@@ -153,7 +161,7 @@ uint64_t outbuf_release(struct outbuf *o, uint64_t upto)
 		o->head = p->next;
 		if (!o->head)
 			o->tail = NULL;
-		o->held_bytes -= p->len;
+		o->held_bytes -= outbuf_pkt_cost(p->len);
 		pthread_mutex_unlock(&o->lock);
 		/* written outside the lock: the guest keeps queueing into the next epoch meanwhile */
 		send_one(o, p);

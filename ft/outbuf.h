@@ -12,7 +12,7 @@
 /* One packet is at most what the device could ever hand the TAP (header + 64 KiB GSO frame): a
  * longer chain is a broken or hostile driver, and is refused before anything is allocated. */
 #define OUTBUF_MAX_PKT NET_MAX_PKT
-/* Bytes held per NIC, all unacked epochs together. Beyond this the sink says -EAGAIN: virtio-net
+/* Memory held per NIC (outbuf_pkt_cost of each packet), all unacked epochs together. Beyond this the sink says -EAGAIN: virtio-net
  * leaves the guest's TX descriptors unconsumed until an ack frees room (the guest's queue fills and
  * its stack waits, as on a slow link), so a guest cannot make the host hold unbounded memory while
  * the backup is slow. 64 MiB is ~1.3 epochs of 10 Gbit/s at the default 50 ms epoch. */
@@ -27,13 +27,18 @@ struct outbuf {
 	int fd;             /* the TAP: where released packets go */
 	uint64_t held, released, dropped; /* counters for telemetry */
 	uint64_t discarded; /* held packets thrown away unsent (their epoch never committed) */
-	uint64_t held_bytes;
+	uint64_t held_bytes; /* memory the held packets take (outbuf_pkt_cost each), not only their bytes */
+	uint64_t max_held;   /* OUTBUF_MAX_HELD (unit tests lower it) */
 	bool full;          /* a packet was refused for room: wake the producer on the next release */
 	void (*wake)(void *ctx); /* called (no lock held) when room frees after a refusal */
 	void *wake_ctx;
 };
 
 void outbuf_init(struct outbuf *o, int tap_fd, uint64_t first_epoch);
+/* What holding a packet of len bytes costs in memory: the bytes, the queue's header and the
+ * allocator's own (glibc: 8 bytes, 16-byte granules, 32 at least). A guest sending tiny frames
+ * would otherwise hold ~4x the cap in headers. */
+uint64_t outbuf_pkt_cost(size_t len);
 void outbuf_destroy(struct outbuf *o);
 /* Who to call once a release makes room after the sink refused a packet (virtio_net_kick). */
 void outbuf_set_wake(struct outbuf *o, void (*wake)(void *ctx), void *ctx);

@@ -37,12 +37,10 @@
 #
 # BOUND (MiB), from the constants in the sources (read from them at run time; the values below are today's):
 #     guest RAM                                      --mem (128): mapped lazily, at most all of it resident
-#   + NICs x (OUTBUF_MAX_HELD + per-packet cost)     1 x (64 + 3): held output, all unacked epochs (ft/outbuf.h);
-#                                                    each held packet also costs its struct held_pkt (24 B) and
-#                                                    malloc's header and rounding (<= 24 B): <= 48 B per packet,
-#                                                    <= 3 MiB for this flood's frames (IP fragments, 1502 B average,
-#                                                    none under 441 B; a guest sending minimum-size frames could make
-#                                                    this 2-4x OUTBUF_MAX_HELD: the cap counts payload bytes only)
+#   + NICs x OUTBUF_MAX_HELD                         1 x 64: held output, all unacked epochs (ft/outbuf.h); the cap
+#                                                    counts what each held packet takes in memory (its bytes, its
+#                                                    queue header, malloc's header and rounding: outbuf_pkt_cost),
+#                                                    so minimum-size frames cannot hold more than full ones
 #   + (MAX_INFLIGHT_EPOCHS + 1) x DISKLOG_MAX_BYTES  4 x 64: the disk logs of the staged epochs not yet written to the
 #                                                    socket (the engine stages at most MAX_INFLIGHT_EPOCHS unacked
 #                                                    epochs, ft/primary.c) and the one filling (ft/disklog.h)
@@ -250,8 +248,6 @@ DISKLOG_MAX_BYTES=$(ftconst ft/disklog.h DISKLOG_MAX_BYTES $((64 << 20)))
 MAX_INFLIGHT_EPOCHS=$(ftconst ft/primary.c MAX_INFLIGHT_EPOCHS 3)
 FT_POOL=$(ftconst ft/primary.h FT_POOL 6)
 NICS=1
-PKT_COST=48   # struct held_pkt (24 B) + malloc header and rounding (<= 24 B), per held packet
-PKT_AVG=1024  # this flood's held frames average 1502 B (IP fragments of 65507-byte datagrams); counted as 1 KiB
 
 # rss_bound STATS... : sets BOUND_KB and BOUND_TERMS from the constants, the largest epoch in the --stats files and
 # UNCOMMITTED (epochs taken but never committed)
@@ -269,12 +265,12 @@ print(m)')
 	local guest_pages=$((GUEST_MEM_MIB << 8)) nbuf=$((FT_POOL + MAX_INFLIGHT_EPOCHS)) u=${UNCOMMITTED:-0}
 	((u > nbuf)) && u=$nbuf
 	local g=$((GUEST_MEM_MIB << 20))
-	local out=$((NICS * (OUTBUF_MAX_HELD + OUTBUF_MAX_HELD / PKT_AVG * PKT_COST)))
+	local out=$((NICS * OUTBUF_MAX_HELD))
 	local dl=$(((MAX_INFLIGHT_EPOCHS + 1) * DISKLOG_MAX_BYTES + DISKLOG_MAX_BYTES / 2))
 	local st=$(((nbuf - u) * pmax * 4104 + u * guest_pages * 4104))
 	local sl=$((SLACK_MIB << 20))
 	BOUND_KB=$(((g + out + dl + st + sl) >> 10))
-	BOUND_TERMS="guest $((g >> 20)) + output $((out >> 20)) ($NICS NIC x OUTBUF_MAX_HELD $((OUTBUF_MAX_HELD >> 20)) + packets)"
+	BOUND_TERMS="guest $((g >> 20)) + output $((out >> 20)) ($NICS NIC x OUTBUF_MAX_HELD $((OUTBUF_MAX_HELD >> 20)))"
 	BOUND_TERMS+=" + disk logs $((dl >> 20)) ((MAX_INFLIGHT_EPOCHS $MAX_INFLIGHT_EPOCHS + 1) x DISKLOG_MAX_BYTES $((DISKLOG_MAX_BYTES >> 20)) + half)"
 	BOUND_TERMS+=" + staging $((st >> 20)) ($((nbuf - u)) x largest committed epoch $pmax pages + $u uncommitted x whole RAM; FT_POOL $FT_POOL)"
 	BOUND_TERMS+=" + slack $SLACK_MIB MiB"

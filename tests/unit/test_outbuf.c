@@ -90,8 +90,8 @@ static void test_cap(void)
 		taken++;
 	CHECK_EQ(r, -EAGAIN);
 	CHECK(o.held_bytes <= OUTBUF_MAX_HELD);
-	CHECK(o.held_bytes + OUTBUF_MAX_PKT > OUTBUF_MAX_HELD);
-	CHECK_EQ(taken, OUTBUF_MAX_HELD / OUTBUF_MAX_PKT);
+	CHECK(o.held_bytes + outbuf_pkt_cost(OUTBUF_MAX_PKT) > OUTBUF_MAX_HELD);
+	CHECK_EQ(taken, OUTBUF_MAX_HELD / outbuf_pkt_cost(OUTBUF_MAX_PKT));
 	CHECK_EQ(send_len(&o, OUTBUF_MAX_PKT, 2), -EAGAIN); /* still full: still refused */
 	CHECK_EQ(wakes, 0);
 	outbuf_seal(&o, 0);
@@ -107,8 +107,35 @@ static void test_cap(void)
 	close(fds[0]);
 }
 
+/* Tiny frames: the cap counts what they take in memory, headers and allocator included, so a guest
+ * sending 1-byte frames holds no more memory than one sending full ones. Failed before the cost: the
+ * cap counted payload only, and 1 MiB of 1-byte frames held ~48 MiB. */
+static void test_tiny_frames(void)
+{
+	int fds[2];
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) == 0);
+	struct outbuf o;
+	outbuf_init(&o, fds[0], 0);
+	o.max_held = 1 << 20;
+	CHECK(outbuf_pkt_cost(1) >= 1 + 3 * sizeof(void *) + sizeof(size_t)); /* header + malloc's own */
+	CHECK(outbuf_pkt_cost(0) >= 32);
+	CHECK(outbuf_pkt_cost(OUTBUF_MAX_PKT) > OUTBUF_MAX_PKT);
+	unsigned taken = 0;
+	while (send_len(&o, 1, 4) == 0)
+		taken++;
+	CHECK(taken > 0);
+	CHECK((uint64_t)taken * outbuf_pkt_cost(1) <= o.max_held);
+	CHECK(o.held_bytes == (uint64_t)taken * outbuf_pkt_cost(1));
+	CHECK_EQ(outbuf_discard(&o), taken);
+	CHECK_EQ(o.held_bytes, 0);
+	outbuf_destroy(&o);
+	close(fds[0]);
+	close(fds[1]);
+}
+
 int main(void)
 {
+	test_tiny_frames();
 	test_release_then_discard();
 	test_oversized();
 	test_cap();
