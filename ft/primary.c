@@ -29,7 +29,6 @@
  *                      (a planned failover's last epoch, held output released or dropped)
  */
 
-#define MAX_INFLIGHT_EPOCHS 3 /* staged but unacked: beyond this, checkpoints wait (the guest does not) */
 
 static void hold_output(struct ft_primary *p);
 static bool wait_for_room(struct ft_primary *p);
@@ -304,7 +303,20 @@ static void go_unprotected(struct ft_primary *p)
 
 /* ---- the staging pool -------------------------------------------------------------------------- */
 
-/* A staging buffer of at least `bytes` (lock held by no one; takes p->lock). The smallest that fits. */
+/* The pool's smallest buffer (npool > 0). */
+static unsigned pool_smallest(const struct ft_primary *p)
+{
+	unsigned small = 0;
+	for (unsigned i = 1; i < p->npool; i++)
+		if (p->pool[i].cap < p->pool[small].cap)
+			small = i;
+	return small;
+}
+
+/* A staging buffer of at least `bytes` (lock held by no one; takes p->lock). The smallest that fits;
+ * when none does, a new one replaces the smallest idle one, so the buffers idle and in use never
+ * number more than the most ever in use at once (FT_POOL): a growing dirty set cannot pile up
+ * outgrown buffers. */
 static uint8_t *pool_get(struct ft_primary *p, size_t bytes, size_t *cap)
 {
 	pthread_mutex_lock(&p->lock);
@@ -312,16 +324,23 @@ static uint8_t *pool_get(struct ft_primary *p, size_t bytes, size_t *cap)
 	for (unsigned i = 0; i < p->npool; i++)
 		if (p->pool[i].cap >= bytes && (best < 0 || p->pool[i].cap < p->pool[best].cap))
 			best = (int)i;
+	uint8_t *b = NULL, *outgrown = NULL;
 	if (best >= 0) {
-		uint8_t *b = p->pool[best].p;
+		b = p->pool[best].p;
 		*cap = p->pool[best].cap;
 		p->pool[best] = p->pool[--p->npool];
-		pthread_mutex_unlock(&p->lock);
-		return b;
+	} else if (p->npool) {
+		unsigned small = pool_smallest(p);
+		outgrown = p->pool[small].p;
+		p->pool[small] = p->pool[--p->npool];
 	}
 	pthread_mutex_unlock(&p->lock);
-	*cap = bytes;
-	return malloc(bytes);
+	free(outgrown);
+	if (!b) {
+		*cap = bytes;
+		b = malloc(bytes);
+	}
+	return b;
 }
 
 /* Keep a buffer for the next epochs; when the pool is full, the smallest goes. */
@@ -333,11 +352,8 @@ static void pool_put(struct ft_primary *p, uint8_t *b, size_t cap)
 	if (p->npool < FT_POOL) {
 		p->pool[p->npool++] = (struct ft_pagebuf){ b, cap };
 		b = NULL;
-	} else {
-		unsigned small = 0;
-		for (unsigned i = 1; i < p->npool; i++)
-			if (p->pool[i].cap < p->pool[small].cap)
-				small = i;
+	} else { /* only if more than FT_POOL were ever in use at once */
+		unsigned small = pool_smallest(p);
 		if (p->pool[small].cap < cap) {
 			uint8_t *old = p->pool[small].p;
 			p->pool[small] = (struct ft_pagebuf){ b, cap };

@@ -17,7 +17,10 @@ struct ft_staged;
 
 #define FT_DEFAULT_EPOCH_MS 50
 #define FT_DEFAULT_TIMEOUT_MS 2000
-#define FT_POOL 6 /* staging buffers kept: the epochs in flight and the one being taken */
+#define MAX_INFLIGHT_EPOCHS 3 /* staged but unacked: beyond this, checkpoints wait (the guest does not) */
+/* Staging buffers in all, idle in the pool or in use: at most MAX_INFLIGHT_EPOCHS staged epochs
+ * hold one (the sender gives it back once streamed) while one more is being taken. */
+#define FT_POOL (MAX_INFLIGHT_EPOCHS + 1)
 
 struct ft_primary {
 	struct vm *vm;

@@ -43,10 +43,10 @@
 #                                                    so minimum-size frames cannot hold more than full ones
 #   + (MAX_INFLIGHT_EPOCHS + 1) x DISKLOG_MAX_BYTES  4 x 64: the disk logs of the staged epochs not yet written to the
 #                                                    socket (the engine stages at most MAX_INFLIGHT_EPOCHS unacked
-#                                                    epochs, ft/primary.c) and the one filling (ft/disklog.h)
+#                                                    epochs, ft/primary.h) and the one filling (ft/disklog.h)
 #   + DISKLOG_MAX_BYTES / 2                          32: realloc of a growing log may copy it (old + new at once)
-#   + staging: (FT_POOL + MAX_INFLIGHT_EPOCHS) x S   (6 + 3) buffers of dirty pages: the engine keeps up to FT_POOL
-#                                                    buffers in its pool (ft/primary.h) besides the <= 3 in use; each
+#   + staging: FT_POOL x S                           4 buffers of dirty pages, idle in the pool and in use together
+#                                                    (ft/primary.h: an outgrown buffer is replaced, not kept); each
 #                                                    was allocated for one epoch, (4096 + 8) bytes per dirty page of
 #                                                    that epoch. S = that for the largest epoch in --stats (committed
 #                                                    epochs); for each epoch taken but never committed (not in the
@@ -245,8 +245,8 @@ EOF
 
 OUTBUF_MAX_HELD=$(ftconst ft/outbuf.h OUTBUF_MAX_HELD $((64 << 20)))
 DISKLOG_MAX_BYTES=$(ftconst ft/disklog.h DISKLOG_MAX_BYTES $((64 << 20)))
-MAX_INFLIGHT_EPOCHS=$(ftconst ft/primary.c MAX_INFLIGHT_EPOCHS 3)
-FT_POOL=$(ftconst ft/primary.h FT_POOL 6)
+MAX_INFLIGHT_EPOCHS=$(ftconst ft/primary.h MAX_INFLIGHT_EPOCHS 3)
+FT_POOL=$(ftconst ft/primary.h FT_POOL 4)
 NICS=1
 
 # rss_bound STATS... : sets BOUND_KB and BOUND_TERMS from the constants, the largest epoch in the --stats files and
@@ -262,7 +262,7 @@ for l in sys.stdin:
     except ValueError:
         pass
 print(m)')
-	local guest_pages=$((GUEST_MEM_MIB << 8)) nbuf=$((FT_POOL + MAX_INFLIGHT_EPOCHS)) u=${UNCOMMITTED:-0}
+	local guest_pages=$((GUEST_MEM_MIB << 8)) nbuf=$FT_POOL u=${UNCOMMITTED:-0}
 	((u > nbuf)) && u=$nbuf
 	local g=$((GUEST_MEM_MIB << 20))
 	local out=$((NICS * OUTBUF_MAX_HELD))

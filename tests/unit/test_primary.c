@@ -126,6 +126,37 @@ static void test_pool_reuse(void)
 	close(data[1]);
 }
 
+/* Epochs that grow: a buffer too small for the next epoch is replaced, not kept beside the new one,
+ * so idle + in use never pass FT_POOL (failed before: an outgrown buffer stayed idle in the pool). */
+static void test_pool_bounded(void)
+{
+	static struct ft_primary p;
+	prim_init(&p, -1, -1);
+	uint8_t *b[FT_POOL];
+	size_t cap[FT_POOL];
+	size_t size = PAGE_SIZE;
+	for (unsigned round = 0; round < 5; round++, size *= 2) {
+		for (unsigned i = 0; i < FT_POOL; i++) { /* the most ever in use at once */
+			b[i] = pool_get(&p, size + i, &cap[i]);
+			CHECK(b[i] && cap[i] >= size + i);
+			memset(b[i], (int)i, size + i); /* ASan: the whole size is ours */
+			CHECK(i + 1 + p.npool <= FT_POOL);
+		}
+		CHECK_EQ(p.npool, 0);
+		for (unsigned i = 0; i < FT_POOL; i++)
+			pool_put(&p, b[i], cap[i]);
+		CHECK_EQ(p.npool, FT_POOL);
+	}
+	/* a small epoch reuses the smallest buffer that fits */
+	size_t c;
+	uint8_t *x = pool_get(&p, 100, &c);
+	CHECK(x && c >= 100 && c < size);
+	CHECK_EQ(p.npool, FT_POOL - 1);
+	pool_put(&p, x, c);
+	pool_drain(&p);
+	prim_fini(&p);
+}
+
 /* The end of a protected run: the acked epoch's packets go out, the unacked ones never do. */
 static void test_finish_output(void)
 {
@@ -155,6 +186,7 @@ int main(void)
 {
 	test_bad_acks();
 	test_pool_reuse();
+	test_pool_bounded();
 	test_finish_output();
 	TEST_DONE("test_primary");
 }
