@@ -1,4 +1,5 @@
 /* fuzz_virtio_blk.c - libFuzzer target: arbitrary guest memory as virtio-blk requests on a scratch image. */
+#include <libfdt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,11 +7,19 @@
 #include <unistd.h>
 
 #include "../../devices/virtio_blk.h"
+#include "../../devices/virtio_blk_int.h"
+#include "../../vmm/util.h"
 
 /*
- * Input: [0] flags (1 INDIRECT_DESC, 2 EVENT_IDX, 4 quiesce/resume after the kick), [1] log2(queue
- * size) ^ 4, then guest memory from RING_BASE. Layout: desc RING_BASE, avail +0x100, used +0x200 (so
- * they overlap for big queues, which is fine here), headers and buffers wherever descriptors point.
+ * Input: [0] flags (1 INDIRECT_DESC, 2 EVENT_IDX, 4 quiesce/resume after the kick, 8 restore), [1]
+ * log2(queue size) ^ 4; with flag 8, [2] a length L and L bytes: a checkpoint's "blk-inflight" list
+ * (raw, as a snapshot file or the FT peer could send it); then guest memory from RING_BASE. Layout:
+ * desc RING_BASE, avail +0x100, used +0x200 (so they overlap for big queues, which is fine here),
+ * headers and buffers wherever descriptors point.
+ * Restore: the list goes through restore_check and restore as the transport calls them (a refusal by
+ * one is a refusal by both, and leaves the device untouched), the accepted heads count as popped
+ * before the checkpoint (last_avail), then resume re-submits them, walking their chains in the
+ * crafted memory.
  * Checks beyond the sanitizers: nothing left in flight after a drain, no more chains answered
  * than were consumed.
  */
@@ -40,19 +49,59 @@ static void setup_once(void)
 	unlink(path); /* the open fd keeps it */
 }
 
+/* A checkpoint's device node with this in-flight list; the fdt in buf. */
+static void make_state(uint8_t *buf, size_t cap, const uint8_t *list, size_t len)
+{
+	struct virtio_blk *b = to_blk(dev);
+	if (fdt_create(buf, (int)cap) || fdt_finish_reservemap(buf) || fdt_begin_node(buf, "") ||
+	    fdt_property_u32(buf, "blk-version", BLK_STATE_VERSION) ||
+	    fdt_property_u64(buf, "blk-capacity", b->be.size / SECTOR) || fdt_property_u32(buf, "blk-readonly", 0) ||
+	    fdt_property(buf, "blk-inflight", list, (int)len) || fdt_end_node(buf) || fdt_finish(buf))
+		abort();
+}
+
+/* Flag 8: restore the list onto the active queue, as a restore would before its resume. */
+static void restore_list(const uint8_t *list, size_t len)
+{
+	static uint8_t buf[2048];
+	struct virtqueue *vq = &dev->vqs[0];
+	make_state(buf, sizeof(buf), list, len);
+	if (dev->ops->quiesce(dev))
+		abort();
+	int c = dev->ops->restore_check(dev, buf, 0);
+	int r = dev->ops->restore(dev, buf, 0);
+	if ((c == 0) != (r == 0))
+		abort();
+	if (r == 0) {
+		if (len % 4 || len / 4 > VIRTIO_BLK_QUEUE_SIZE || to_blk(dev)->nsaved != len / 4)
+			abort();
+		vq->last_avail = (uint16_t)(len / 4); /* the driver popped them before the checkpoint */
+	} else if (to_blk(dev)->nsaved != 0 || virtio_blk_inflight(dev) != 0) {
+		abort();
+	}
+	dev->ops->resume(dev);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t hdr[HDR_LEN] = { 0 };
+	const uint8_t *list = NULL;
+	size_t list_len = 0;
 
 	if (!dev)
 		setup_once();
 	memcpy(hdr, data, size < HDR_LEN ? size : HDR_LEN);
+	data += size < HDR_LEN ? size : HDR_LEN;
+	size -= size < HDR_LEN ? size : HDR_LEN;
+	if ((hdr[0] & 8) && size) {
+		list_len = MIN((size_t)data[0], size - 1);
+		list = data + 1;
+		data += 1 + list_len;
+		size -= 1 + list_len;
+	}
 	virtio_dev_reset(dev);
 	memset(ram, 0, MEM_SIZE);
-	if (size > HDR_LEN) {
-		size_t n = size - HDR_LEN;
-		memcpy(ram + RING_BASE, data + HDR_LEN, n < MEM_SIZE - RING_BASE ? n : MEM_SIZE - RING_BASE);
-	}
+	memcpy(ram + RING_BASE, data, size < MEM_SIZE - RING_BASE ? size : MEM_SIZE - RING_BASE);
 	dev->guest_features = dev->host_features;
 	if (!(hdr[0] & 1))
 		dev->guest_features &= ~(1ull << VIRTIO_RING_F_INDIRECT_DESC);
@@ -69,6 +118,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		      VIRTIO_CONFIG_S_DRIVER_OK;
 	if (dev->ops->activate(dev))
 		abort();
+	if (hdr[0] & 8)
+		restore_list(list, list_len);
 
 	dev->ops->queue_notify(dev, 0);
 	if (hdr[0] & 4) {
