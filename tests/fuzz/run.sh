@@ -3,7 +3,7 @@
 # `seconds` (default 120) is the whole run's fuzzing time, split evenly among the targets (at least 5 s
 # each), so adding a target does not lengthen `make fuzz`.
 #   fuzz_virtqueue: guest memory + queue programming into the ring walker;
-#   fuzz_virtio_blk: guest memory as virtio-blk requests on a scratch image;
+#   fuzz_virtio_blk: guest memory as virtio-blk requests on a scratch image, and a restored in-flight list;
 #   fuzz_virtio_net: a hostile guest's RX/TX rings and memory (dirty bitmap, NEEDS_RESET, frame size);
 #   fuzz_virtio_pci: config space, BAR 0 and MSI-X table accesses to a virtio-pci function;
 #   fuzz_backup_stream: a byte stream as the backup's data link (initial-sync frames, epochs committed
