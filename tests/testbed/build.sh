@@ -22,6 +22,7 @@ TESTBED_MODULES=(
 	crc32c_generic ext4 loop                       # scratch file system
 	irqbypass ccp kvm kvm_amd kvm_intel            # nested KVM (kvm_intel only loads on VMX hosts)
 	tun bridge veth                                # TAP devices and bridges for network tests
+	sch_netem                                      # link delay/loss/rate and cuts (tests/lab/lab.sh)
 )
 
 gi_pick_kernel "$TESTBED_KSERIES"
