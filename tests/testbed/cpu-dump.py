@@ -3,7 +3,7 @@
 
 Usage: cpu-dump.py MONITOR_SOCKET KALLSYMS   (text symbols the test bed's init saved from /proc/kallsyms)
 Prints one line per CPU (RIP and the kernel symbol+offset, or 'user' / 'guest' where it is not kernel text), then
-the raw register dump.
+the raw register dump and each CPU's `info lapic`.
 """
 import bisect
 import re
@@ -59,6 +59,11 @@ def main():
         print(f"testbed cpu {cpu}: RIP {rip:016x} {where}")
         cpu += 1
     print(text.strip())
+    # each CPU's local APIC (timer mode and counts, TSC deadline, IRR/ISR): a CPU whose timer interrupt was
+    # lost shows an expired timer with nothing in its ISR, or a vector waiting in IRR that never got in
+    for n in range(cpu):
+        print(f"== info lapic {n}")
+        print(monitor(sys.argv[1], f"info lapic {n}").strip())
 
 
 if __name__ == "__main__":
