@@ -39,7 +39,7 @@ ITEST_GROUPS=${ITEST_GROUPS:-"ft boot,panic,triplefault,badinput,blk,net snapsho
 # Which tests.
 tests=()
 # Not in the default suite (run them by name): resume is the nested-paging study (README, the test bed); lab is
-# the failure lab's host-crash test, in until it has passed in the test bed
+# the failure lab's host-crash test, out until it has passed in the test bed
 ITEST_NOT_DEFAULT=${ITEST_NOT_DEFAULT-"resume lab"}
 if [[ $# -eq 0 ]]; then
 	for t in "$here"/t_*.sh; do
