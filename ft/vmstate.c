@@ -236,6 +236,9 @@ static bool restore_tsc_khz(struct vcpu *v, const void *fdt, int node, bool quie
 	int r = vcpu_set_tsc_khz(v, saved);
 	if (r == 0)
 		return true;
+	/* KVM keeps the refused rate as the vCPU's own (its catch-up arithmetic reads it): put this host's back */
+	if (here > 0)
+		vcpu_set_tsc_khz(v, (uint32_t)here);
 	if (!quiet)
 		warnx("restore: cannot set the saved TSC frequency of %u kHz (this host: %d kHz): %s; the guest's clock "
 		      "runs at this host's rate", saved, here, strerror(-r));

@@ -226,10 +226,12 @@ static int create_vcpus(struct vm *vm, unsigned ncpus, char *err, size_t errlen)
 int vm_set_tsc_khz(struct vm *vm, uint32_t khz, char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < vm->ncpus; i++) {
+		/* read first: KVM keeps the rate it was asked for even when it refuses it */
+		int here = vcpu_tsc_khz(&vm->vcpus[i]);
 		int r = vcpu_set_tsc_khz(&vm->vcpus[i], khz);
 		if (r) {
 			snprintf(err, errlen, "--tsc-khz %u: KVM cannot run the guest's TSC at that rate (this host's: %d kHz; "
-				 "without TSC scaling only a faster one): %s", khz, vcpu_tsc_khz(&vm->vcpus[i]), strerror(-r));
+				 "without TSC scaling only a faster one): %s", khz, here, strerror(-r));
 			return r;
 		}
 	}

@@ -675,7 +675,7 @@ else
 	wait_seq 1 "$WAIT_TMO" || rc=$?
 	if [[ $rc == 3 ]]; then
 		nl=$(wc -l <"$VM_ERR")
-		[[ $nl == 1 ]] && grep -q "^ftvmm: --tsc-khz $low: KVM cannot run" "$VM_ERR" ||
+		[[ $nl == 1 ]] && grep -q "^ftvmm: --tsc-khz $low: KVM cannot run .*this host's: $host_khz kHz" "$VM_ERR" ||
 			case_error "--tsc-khz $low refused, but not with one clear line: $(head -c 400 "$VM_ERR")"
 		[[ -s "$VM_OUT" ]] && case_error "--tsc-khz $low refused, yet the guest printed"
 		echo "  --tsc-khz $low (half the host's): refused: $(cat "$VM_ERR")"
