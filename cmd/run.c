@@ -462,10 +462,10 @@ static int merge_given(struct machine *m, const struct machine *g)
 static int check_host(const void *state, const struct machine *m)
 {
 	for (unsigned i = 0; i < m->ndisks; i++) {
-		uint64_t want = 0, have = 0;
+		uint64_t want = 0;
 		struct stat st;
 		if (state_disk_size(state, i, &want) == 0 && stat(m->disks[i].path, &st) == 0) {
-			have = (uint64_t)st.st_size;
+			uint64_t have = (uint64_t)st.st_size;
 			if (have != want) {
 				warnx("restore: disk %s is %llu bytes, the snapshot expects %llu", m->disks[i].path,
 				      (unsigned long long)have, (unsigned long long)want);
