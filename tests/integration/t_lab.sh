@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# tests/integration/t_lab.sh - the primary's whole host crashes, silently, in the failure lab (tests/lab/lab.sh). DRAFT: not yet run in the test bed.
+# tests/integration/t_lab.sh - fault tolerance in the failure lab (tests/lab/lab.sh): whole hosts crash silently, a
+# backup's host crashes, the replication link turns lossy, a primary's host freezes and thaws. DRAFT: not yet run in
+# the test bed (none of its four cases has run there).
 #
-# Case:
+# Cases:
 #   lab/host-crash  hosts a and b and the client c are network namespaces on an emulated wire (tests/lab/lab.sh). The
 #                   guest (160M, 2 vCPUs, 192.0.2.2 on the LAN through tap0 of its host) boots unprotected on a, runs
 #                   ftwork (512 pages rewritten per tick, O_DIRECT disk records, DMA-read pages, per-CPU timers, one
@@ -15,10 +17,39 @@
 #                   byte the client received was produced by the copy that survived). The crashed host comes back
 #                   fresh (lab_revive) and runs the next backup. At the end the survivor's disk holds ftwork's records
 #                   as an unbroken prefix with the sums the consoles printed (ft_records.py), and the client's last
-#                   seq matches the guest's.
-# Needs root, python3, and in the kernel: network namespaces, veth, bridge, tun (no tc netem: crashes only).
+#                   seq matches the guest's. The guest and its stream run on into the next cases.
+#   The cases below take the guest the case before left running and protected; a case that needs a fresh one (or
+#   finds none) ends it and boots one on a with its backup on b, its own stream and checker (start_guest).
+#   lab/backup-crash  lab_crash of the backup's host. The guest never notices: ftwork ticks on with no BAD, the primary
+#                   runs on; after --ft-timeout of silence it says "backup lost (no heartbeat from the backup ...):
+#                   guest continues UNPROTECTED" and `ctl status` says protected=no link=down with that reason (silence,
+#                   no connection error: nothing left the crashed host); the output it held goes out, so the client's
+#                   stream moves again with no gap, repeat, reset or splice. The crashed host comes back fresh and
+#                   `ctl protect` pairs the guest with a new backup there: "guest is PROTECTED" again, protected=yes on
+#                   both sides.
+#   lab/lossy-link  (needs tc netem: a case_error where lab_netem_ok fails, never a silent skip) a guest whose primary
+#                   writes --stats (booted by `run --stats`: a backup that took over writes none). lab_degrade of the
+#                   primary's replication link, both ways, "delay 10ms loss 2% rate 100mbit" (20 ms round trip) for
+#                   FTVMM_LAB_LOSSY_SECS (20) s: every second the primary says protected=yes; the backup never takes
+#                   over, stays and says it mirrors; epochs still commit (status last_commit moves, new --stats lines);
+#                   the guest ticks with no BAD; the client's stream moves with no problem; both netem qdiscs carried
+#                   packets. The --stats lines of the epochs committed meanwhile carry their transfer figures as
+#                   numbers: ack_latency_us (from the start of the epoch's send to its ack) and bytes. Then
+#                   lab_restore.
+#   lab/frozen-primary-thawed  lab_freeze of the primary's host (SIGSTOP of its processes; its kernel still receives
+#                   and ACKs) until the backup takes over on silence ("no heartbeat from the primary") from an epoch >=
+#                   the last acked one, the guest goes on there (no BAD, no skipped tick, role=backup (took over)) and
+#                   the client's stream moves with no splice. Then lab_thaw: the old primary must stop its copy
+#                   without any output: it exits 1 saying "frozen longer than the N ms timeout ... stopping this copy of
+#                   the guest", never "continues UNPROTECTED"; its TAP's count of frames ftvmm wrote into it (tap0
+#                   rx_packets in its host) does not move from the thaw to its exit (frames of epochs the backup acked
+#                   while it was frozen count too: nothing may leave a stopped copy); the client's stream goes on from
+#                   the survivor with no splice. The frames its host put on the LAN meanwhile are logged.
+# Needs root, python3, and in the kernel: network namespaces, veth, bridge, tun; tc netem (sch_netem) for
+# lab/lossy-link (crashes, freezes and cuts need no tc module).
 # Env (FTVMM_* names pass into the test bed): FTVMM_LAB_CRASHES=3  FTVMM_LAB_TIMEOUT=4000 (--ft-timeout, ms: every
-#      crash costs that much silence)  FTVMM_FT_KEEP=1 (keep the scratch dir with the disk images)
+#      crash costs that much silence)  FTVMM_LAB_LOSSY_SECS=20 (how long lab/lossy-link degrades the link)
+#      FTVMM_FT_KEEP=1 (keep the scratch dir with the disk images)
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 source "$here/lib.sh"
@@ -28,10 +59,12 @@ it_begin lab
 
 CRASHES=${FTVMM_LAB_CRASHES:-3}
 TMO=${FTVMM_LAB_TIMEOUT:-4000}
+LOSSY_SECS=${FTVMM_LAB_LOSSY_SECS:-20}
+LOSSY_SPEC="delay 10ms loss 2% rate 100mbit"
 DISK_SIZE=$((8 << 20))
 GUEST_MEM=160M
 PY=python3
-# every host has its own network stack: fixed ports cannot collide
+# every host has its own network stack: fixed ports cannot collide (guest G streams to TCP_PORT+G)
 BK_PORT=7000
 TCP_PORT=7100
 
@@ -116,12 +149,12 @@ ensure_protected() {
 
 # tcp_problems WHAT: one case_error for the checker's problem lines since the last call (a SPLICE: the client received
 # bytes the surviving copy of the guest did not send; a gap or repeat of seqs; a reset; EOF)
-tcp_seen=0
+tcp_seen=0 TCPLOG="$L/tcpcheck.log"
 tcp_problems() {
 	local all new
-	all=$(ft_count "$L/tcpcheck.log" "$FT_TCP_PROBLEM_RE")
+	all=$(ft_count "$TCPLOG" "$FT_TCP_PROBLEM_RE")
 	((all > tcp_seen)) || return 0
-	new=$(ft_tcp_problems "$L/tcpcheck.log" "$tcp_seen")
+	new=$(ft_tcp_problems "$TCPLOG" "$tcp_seen")
 	tcp_seen=$all
 	if [[ "$new" == *SPLICE* ]]; then
 		case_error "$1: the client received output the surviving copy of the guest did not produce: $new"
@@ -135,33 +168,53 @@ tcp_problems() {
 tcp_at_crash=-1 crash_no=0
 tcp_moved() {
 	((tcp_at_crash < 0)) && return 0
-	if ! ft_wait_count "$L/tcpcheck.log" '^seq ' $((tcp_at_crash + 3)) 30; then
+	if ! ft_wait_count "$TCPLOG" '^seq ' $((tcp_at_crash + 3)) 30; then
 		case_error "crash $crash_no: the client's TCP stream did not move again within 30 s"
 		tcp_problems "crash $crash_no" || true
 		return 1
 	fi
-	tcp_ms+=("$(awk -v a="$t_take" -v k="$t_crash" '$1 == "seq" && $3 > a { printf "%.0f", ($3 - k) * 1000; exit }' "$L/tcpcheck.log")")
+	tcp_ms+=("$(awk -v a="$t_take" -v k="$t_crash" '$1 == "seq" && $3 > a { printf "%.0f", ($3 - k) * 1000; exit }' "$TCPLOG")")
 	tcp_at_crash=-1
 	tcp_problems "crash $crash_no" || true
 }
 
+# start_guest: a fresh guest p<G> (G = 0, 1, ...) booted unprotected on host a (faster in the test bed), its chained
+# TCP stream to a fresh checker on the client (port TCP_PORT+G, log TCPLOG), paired once ftwork ticks with a new
+# backup on host b. Sets cur and bk. 1 after a case_error.
+gen=-1 fresh_failed=""
+start_guest() {
+	local p port ftargs cmdline
+	gen=$((gen + 1))
+	p=p$gen port=$((TCP_PORT + gen))
+	TCPLOG="$L/tcpcheck.log"
+	((gen == 0)) || TCPLOG="$L/tcpcheck$gen.log"
+	tcp_seen=0 tcp_at_crash=-1
+	cur=$p bk=""
+	lbg c tcpcheck "$PY" "$here/ft_tcpcheck.py" --listen "${LAB_LAN_IP[c]}:$port" --log "$TCPLOG" --chain
+	if ! ft_wait_line "$TCPLOG" '^listening' 20 tcpcheck; then
+		case_error "the TCP checker did not start on the client"
+		return 1
+	fi
+	DISK[$p]="$(lab_host_dir a)/$p.img"
+	truncate -s "$DISK_SIZE" "${DISK[$p]}"
+	ftargs="--pages,512,--interval-ms,50,--disk,/dev/vda,--dma-pages,16,--tcp,${LAB_LAN_IP[c]}:$port,--tcp-chain,--timers,--timer-stall-ms,15000,--count,1000000"
+	cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftnet=$LAB_GUEST_IP/24 ftvmm.ftargs=$ftargs")
+	lbg a "$p" env FTVMM_DEBUG=1 "$FTVMM" run "${kargs[@]}" --mem "$GUEST_MEM" --cpus 2 --disk "${DISK[$p]}" \
+		--net "tap=$LAB_TAP" --control "$W/$p.sock" --epoch 25 --ft-timeout "$TMO" --stats "$L/$p.stats" --cmdline "$cmdline"
+	if ! ft_wait_line "${FT_O[$p]}" 'FTWORK seq=[0-9]+ sum' 240 "$p"; then
+		case_error "ftwork never ticked on $p"
+		return 1
+	fi
+	new_backup b || return 1
+	if ! ft_wait_line "${FT_E[$p]}" 'guest is PROTECTED' 120 "$p"; then
+		case_error "$p never became PROTECTED"
+		return 1
+	fi
+	ft_log "$p on host a is PROTECTED by $bk on host b"
+}
+
 ok=1
-lbg c tcpcheck "$PY" "$here/ft_tcpcheck.py" --listen "${LAB_LAN_IP[c]}:$TCP_PORT" --log "$L/tcpcheck.log" --chain
-ft_wait_line "$L/tcpcheck.log" '^listening' 20 tcpcheck || { case_error "the TCP checker did not start on the client"; ok=0; }
-DISK[p0]="$(lab_host_dir a)/p0.img"
-truncate -s "$DISK_SIZE" "${DISK[p0]}"
-ftargs="--pages,512,--interval-ms,50,--disk,/dev/vda,--dma-pages,16,--tcp,${LAB_LAN_IP[c]}:$TCP_PORT,--tcp-chain,--timers,--timer-stall-ms,15000,--count,1000000"
-cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftnet=$LAB_GUEST_IP/24 ftvmm.ftargs=$ftargs")
-cur=p0 bk=""
-if ((ok)); then
-	# booted unprotected (faster in the test bed), paired once ftwork ticks
-	lbg a p0 env FTVMM_DEBUG=1 "$FTVMM" run "${kargs[@]}" --mem "$GUEST_MEM" --cpus 2 --disk "${DISK[p0]}" \
-		--net "tap=$LAB_TAP" --control "$W/p0.sock" --epoch 25 --ft-timeout "$TMO" --stats "$L/p0.stats" --cmdline "$cmdline"
-	ft_wait_line "${FT_O[p0]}" 'FTWORK seq=[0-9]+ sum' 240 p0 || { case_error "ftwork never ticked on p0"; ok=0; }
-fi
-((ok)) && { new_backup b || ok=0; }
-((ok)) && { ft_wait_line "${FT_E[p0]}" 'guest is PROTECTED' 120 p0 || { case_error "p0 never became PROTECTED"; ok=0; }; }
-((ok)) && ft_log "p0 on host a is PROTECTED by $bk on host b"
+start_guest || { ok=0; fresh_failed=$CASE_NAME; }
 
 crashes=0 takeover_ms=() tcp_ms=() t_take=0 t_crash=0
 for ((k = 1; k <= CRASHES && ok; k++)); do
@@ -177,7 +230,7 @@ for ((k = 1; k <= CRASHES && ok; k++)); do
 	sleep "0.$(printf '%03d' $((RANDOM % 1000)))"
 	st=$(ft_ctl "$W/$cur.sock" status)
 	acked=$(ft_field last_commit "$st")
-	tcp_at_crash=$(ft_count "$L/tcpcheck.log" '^seq ') crash_no=$k
+	tcp_at_crash=$(ft_count "$TCPLOG" '^seq ') crash_no=$k
 	ch=${HOST_OF[$cur]}
 	t_crash=$(ft_now)
 	lab_crash "$ch" || case_error "crash $k: lab_crash $ch: processes survived"
@@ -230,7 +283,7 @@ ft_log "$crashes crashes ($spurious spurious link losses); takeover ms after the
 
 # the survivor's disk (read while it runs: ftwork's records are O_DSYNC, on the disk before the line is printed)
 if ((ok)); then
-	tlast=$(grep '^seq ' "$L/tcpcheck.log" | tail -n1 | awk '{print $2}' || true)
+	tlast=$(grep '^seq ' "$TCPLOG" | tail -n1 | awk '{print $2}' || true)
 	area=$(grep -aoE 'FTWORK start .* area=[0-9]+' "$L/p0.out" | head -n1 | sed 's/.*area=//' || true)
 	final_last=$(ft_last_seq "${FT_O[$cur]}")
 	consoles=("$L"/p0.out "$L"/b[0-9]*.out)
@@ -243,11 +296,360 @@ if ((ok)); then
 	[[ -n "$tlast" ]] && ((tlast <= final_last + 1 && tlast >= final_last - 40)) ||
 		case_error "the client's TCP stream ended at seq ${tlast:-none}, the guest at $final_last"
 fi
-lab_kill tcpcheck TERM
-unset "FT_PID[tcpcheck]"
-summary=$(grep '^summary' "$L/tcpcheck.log" | tail -n1 || true)
-ft_log "client: ${summary:-no summary}"
-[[ "$summary" == *" splices=0"* ]] || case_error "the client's checker: ${summary:-no summary line}"
+# the checker runs on with the guest's stream into the next cases (retire_guest stops it and logs its summary); its
+# problems, a splice included, were reported above (tcp_problems)
+ft_alive tcpcheck || case_error "the client's checker is gone: $(tail -n 2 "$TCPLOG" | tr '\n' ' ')"
 case_end
+
+###############################################################################################################
+# The cases below go on with the guest the case before left running and protected (guest_ready), else start one.
+
+# retire_guest: the current guest ends (its ftvmm processes, SIGKILL) and so does the client's checker (SIGTERM: its
+# summary line goes into the log)
+retire_guest() {
+	local n summary
+	for n in "${!LAB_PID[@]}"; do
+		[[ "$n" == tcpcheck ]] && continue
+		# (one that ft_lib reaped already has no FT_PID: its pid may belong to someone else now, never signal it)
+		if [[ -n "${FT_PID[$n]:-}" ]]; then lab_kill "$n"; else unset "LAB_PID[$n]"; fi
+		unset "FT_PID[$n]"
+	done
+	if [[ -n "${LAB_PID[tcpcheck]:-}" ]]; then
+		lab_kill tcpcheck TERM
+		summary=$(grep '^summary' "$TCPLOG" | tail -n1 || true)
+		ft_log "client (${TCPLOG##*/}): ${summary:-no summary}"
+	fi
+	unset "FT_PID[tcpcheck]"
+	cur="" bk=""
+}
+
+# guest_ready [stats]: the guest the last case left, when it runs with its backup and its checker (ensure_protected);
+# else a fresh one (start_guest) on hosts a and b revived first (a case that failed half-way may have left one
+# crashed, frozen or degraded). "stats": the primary must write --stats, which only a primary start_guest booted does
+# (a backup that took over has no --stats). A fresh guest that failed to start is not tried again (each try may
+# cost minutes of the test bed). 1 after a case_error.
+guest_ready() {
+	if [[ -n "$cur" && -n "$bk" ]] && ft_alive "$cur" && ft_alive "$bk" && ft_alive tcpcheck &&
+		[[ "${1:-}" != stats || "$cur" == p* ]]; then
+		ensure_protected
+		return
+	fi
+	if [[ -n "$fresh_failed" ]]; then
+		case_error "skipped: a fresh guest could not be started in $fresh_failed"
+		return 1
+	fi
+	if [[ -n "$cur" ]]; then
+		ft_log "a fresh guest${1:+ (this case needs a primary with --stats)}; the last case left primary $cur" \
+			"($(ft_alive "$cur" && echo running || echo gone)), backup ${bk:-none}"
+	fi
+	retire_guest
+	if ! lab_revive a || ! lab_revive b; then
+		case_error "cannot revive hosts a and b for a fresh guest"
+		fresh_failed=$CASE_NAME
+		return 1
+	fi
+	start_guest || { fresh_failed=$CASE_NAME; return 1; }
+}
+
+# tcp_moves_on WHAT N: the client's stream has 3 lines more than N (within 30 s), with no problem (a splice shows on
+# the first line the survivor sends after foreign bytes)
+tcp_moves_on() {
+	if ! ft_wait_count "$TCPLOG" '^seq ' $(($2 + 3)) 30; then
+		case_error "$1: the client's TCP stream did not move within 30 s ($2 lines before, $(ft_count "$TCPLOG" '^seq ') now)"
+		tcp_problems "$1" || true
+		return 1
+	fi
+	tcp_problems "$1"
+}
+
+# no_bad NAME WHAT: a case_error for the first BAD line on NAME's console
+no_bad() {
+	local bad
+	bad=$(grep -a 'FTWORK.* BAD ' "${FT_O[$1]}" | head -n1 | tr -d '\r' || true)
+	[[ -z "$bad" ]] || case_error "$2: the guest on $1: $bad"
+}
+
+# ticks_on NAME WHAT: the guest on NAME prints 3 more ticks (within 30 s)
+ticks_on() {
+	local n
+	n=$(ft_count "${FT_O[$1]}" 'FTWORK seq=[0-9]+ sum')
+	ft_wait_count "${FT_O[$1]}" 'FTWORK seq=[0-9]+ sum' $((n + 3)) 30 "$1" ||
+		case_error "$2: the guest on $1 stopped ticking (last seq $(ft_last_seq_any "${FT_O[$1]}"))"
+}
+
+# stderr_tail NAME: its last lines on stderr, on one line (less FTVMM_DEBUG's register dumps)
+stderr_tail() { grep -avE '^ |vcpu [0-9]+ registers' "${FT_E[$1]}" | tail -n 2 | tr '\n' ' ' || true; }
+
+# tap_frames HOST: frames ftvmm wrote into HOST's TAP (its rx_packets: what the host's kernel received from the VMM)
+tap_frames() { lab_exec "$1" cat "/sys/class/net/$LAB_TAP/statistics/rx_packets" 2>/dev/null || echo "?"; }
+# lan_frames HOST: frames HOST put on the LAN (rx_packets of its link's end in lab-net)
+lan_frames() { lab_exec net cat "/sys/class/net/$1-lan/statistics/rx_packets" 2>/dev/null || echo "?"; }
+# delta A B: B - A, or ? when either is not a count
+delta() {
+	if [[ "$1" =~ ^[0-9]+$ && "$2" =~ ^[0-9]+$ ]]; then echo $(($2 - $1)); else echo "?"; fi
+}
+
+###############################################################################################################
+case_begin lab/backup-crash
+if guest_ready; then
+	ph=${HOST_OF[$cur]} bh=${HOST_OF[$bk]} dead=$bk csock="$W/$cur.sock"
+	ticks_on "$cur" "before the crash"
+	lost0=$(ft_count "${FT_E[$cur]}" 'guest continues UNPROTECTED')
+	prot0=$(ft_count "${FT_E[$cur]}" 'guest is PROTECTED')
+	n0=$(ft_count "${FT_O[$cur]}" 'FTWORK seq=[0-9]+ sum')
+	tcp_problems "before the crash" || true
+	tcp0=$(ft_count "$TCPLOG" '^seq ')
+	t_crash=$(ft_now)
+	lab_crash "$bh" || case_error "lab_crash $bh: processes survived"
+	unset "FT_PID[$dead]" # (reaped by lab_crash: its pid may be reused)
+	if ft_wait_count "${FT_E[$cur]}" 'guest continues UNPROTECTED' $((lost0 + 1)) $((TMO / 1000 + 30)) "$cur"; then
+		t_lost=$(ft_now)
+		n1=$(ft_count "${FT_O[$cur]}" 'FTWORK seq=[0-9]+ sum')
+		line=$(grep -a 'guest continues UNPROTECTED' "${FT_E[$cur]}" | tail -n1 || true)
+		why=$(sed -nE 's/.*backup lost \((.*)\): guest continues UNPROTECTED.*/\1/p' <<<"$line")
+		# silence is all a crashed host leaves: a broken connection would mean a FIN or RST got out of it
+		[[ "$why" == "no heartbeat from the backup"* ]] ||
+			case_error "$cur lost $dead (host $bh crashed) on '${why:-$line}', not on silence"
+		if ft_wait_status "$csock" 'protected=no' 10; then
+			[[ "$FT_LAST_STATUS" == *" link=down"* ]] || case_error "status does not say link=down: $FT_LAST_STATUS"
+			[[ "$FT_LAST_STATUS" == *" reason=no heartbeat from the backup"* ]] ||
+				case_error "status does not give silence as the reason: $FT_LAST_STATUS"
+		else
+			case_error "status once the backup's host crashed: ${FT_LAST_STATUS:-no reply}"
+		fi
+		# the guest ran while its output waited for acks that never came (the pause never waits for the network)
+		((n1 > n0)) || case_error "the guest on $cur printed no tick between the crash of $bh and $cur's verdict"
+		ft_log "host $bh ($dead) crashed; $cur on host $ph: '$why' after $(ms "$t_crash" "$t_lost") ms," \
+			"$((n1 - n0)) ticks meanwhile"
+	else
+		case_error "$cur never said it lost $dead after host $bh crashed: $(stderr_tail "$cur")"
+	fi
+	# the guest never noticed: it ticks on, with no BAD, in the same process (no fencing: it was never frozen)
+	ticks_on "$cur" "after the crash of the backup's host"
+	no_bad "$cur" "after the crash of the backup's host"
+	ft_alive "$cur" || case_error "$cur ended after its backup's host crashed: $(stderr_tail "$cur")"
+	! grep -aq 'frozen longer than' "${FT_E[$cur]}" || case_error "$cur fenced itself: $(stderr_tail "$cur")"
+	# the output it held goes out once it runs alone: the stream moves again, all of it from this one copy
+	tcp_moves_on "after the crash of the backup's host" "$tcp0" || true
+	# the crashed host comes back fresh and runs the next backup: protected again
+	if ! ft_alive "$cur"; then
+		:
+	elif ! lab_revive "$bh"; then
+		case_error "lab_revive $bh failed"
+	elif new_backup "$bh"; then
+		if ft_wait_count "${FT_E[$cur]}" 'guest is PROTECTED' $((prot0 + 1)) 150 "$cur" &&
+			ft_wait_status "$csock" 'protected=yes' 10; then
+			bst=$(ft_ctl "$W/$bk.sock" status)
+			[[ "$bst" == *"state=mirroring protected=yes"* ]] || case_error "the new backup $bk says: $bst"
+			ft_log "$cur is PROTECTED again by $bk on the revived host $bh"
+		else
+			case_error "$cur never became PROTECTED again with $bk on host $bh: ${FT_LAST_STATUS:-} $(stderr_tail "$cur")"
+		fi
+		ticks_on "$cur" "protected again"
+		no_bad "$cur" "protected again"
+	fi
+else
+	case_error "not run: no protected guest to start from"
+fi
+case_end
+
+###############################################################################################################
+case_begin lab/lossy-link
+# (netem is checked before a fresh guest costs a boot: without it this case cannot run, and says so)
+if ! lab_netem_ok; then
+	case_error "tc netem does not work here (kernel module sch_netem): this case needs it (the test bed loads" \
+		"sch_netem)"
+elif guest_ready stats; then
+	ph=${HOST_OF[$cur]} csock="$W/$cur.sock" bsock="$W/$bk.sock" stats="$L/$cur.stats"
+	link="$ph-rep" c1="" n1=""
+	ticks_on "$cur" "before the degradation"
+	st=$(ft_ctl "$csock" status)
+	c0=$(ft_field last_commit "$st")
+	s0=$(wc -l 2>/dev/null <"$stats" || true)
+	[[ -s "$stats" ]] || case_error "$cur writes no --stats lines ($stats)"
+	n0=$(ft_count "${FT_O[$cur]}" 'FTWORK seq=[0-9]+ sum')
+	tcp_problems "before the degradation" || true
+	tcp0=$(ft_count "$TCPLOG" '^seq ')
+	if lab_degrade "$link" "$LOSSY_SPEC" both 2>"$W/degrade.err"; then
+		polls=0 broke=""
+		end=$((SECONDS + LOSSY_SECS))
+		while ((SECONDS < end)); do
+			st=$(ft_ctl "$csock" status)
+			polls=$((polls + 1))
+			if [[ "$st" != *" protected=yes "* ]]; then
+				broke="$cur after $polls polls: $st"
+			elif grep -aq 'taking over from epoch' "${FT_E[$bk]}"; then
+				broke="$bk took over: $(grep -a 'taking over from epoch' "${FT_E[$bk]}" | tail -n1 || true)"
+			elif ! ft_alive "$bk"; then
+				broke="$bk ended: $(stderr_tail "$bk")"
+			else
+				bst=$(ft_ctl "$bsock" status)
+				[[ "$bst" == *"state=mirroring protected=yes"* ]] || broke="$bk says: $bst"
+			fi
+			[[ -z "$broke" ]] || break
+			sleep 1
+		done
+		[[ -z "$broke" ]] || case_error "protection did not hold over the degraded link ($LOSSY_SPEC): $broke"
+		c1=$(ft_field last_commit "$st")
+		if [[ "$c0" =~ ^[0-9]+$ && "$c1" =~ ^[0-9]+$ ]]; then
+			((c1 > c0)) || case_error "no epoch committed over the degraded link (last_commit stayed $c0)"
+		else
+			case_error "status gives no last_commit: '$c0' -> '$c1'"
+		fi
+		# the netem qdiscs of both directions carried the replication traffic (else this case proved nothing)
+		q_out=$(tc -s -n "$(lab_ns "$ph")" qdisc show dev rep0 2>&1 || true)
+		q_in=$(tc -s -n "$(lab_ns net)" qdisc show dev "$link" 2>&1 || true)
+		for q in "out:$q_out" "in:$q_in"; do
+			pk=$(sed -nE 's/.*Sent [0-9]+ bytes ([0-9]+) pkt.*/\1/p' <<<"${q#*:}" | head -n1)
+			dr=$(sed -nE 's/.*\(dropped ([0-9]+),.*/\1/p' <<<"${q#*:}" | head -n1)
+			if [[ "${q#*:}" != *netem* || ! "$pk" =~ ^[0-9]+$ ]] || ((pk == 0)); then
+				case_error "$link (${q%%:*}): no netem qdisc carried the traffic: $(tr '\n' ' ' <<<"${q#*:}")"
+			else
+				ft_log "$link ${q%%:*}: netem sent $pk packets, dropped ${dr:-?}"
+			fi
+		done
+		s1=$(wc -l 2>/dev/null <"$stats" || true)
+		lab_restore "$link" || case_error "lab_restore $link failed"
+		# the guest went on, and so did its output (released by acks that crossed the bad link)
+		n1=$(ft_count "${FT_O[$cur]}" 'FTWORK seq=[0-9]+ sum')
+		((n1 > n0)) || case_error "the guest on $cur did not tick over the degraded link"
+		no_bad "$cur" "over the degraded link"
+		tcp_moves_on "over the degraded link" "$tcp0" || true
+		# the --stats lines of the epochs committed meanwhile: the transfer figures, as numbers
+		stats_out=$("$PY" - "$stats" "${s0:-0}" "${s1:-0}" <<'PYEOF' 2>&1 || true
+import json, math, sys
+path, skip, upto = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+lines = open(path).read().split("\n")[:upto]  # the lines written until the link was restored
+num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+lat, size = [], []
+for i, l in enumerate(lines[skip:], skip + 1):
+    try:
+        e = json.loads(l)
+    except ValueError:
+        sys.exit(print("BAD --stats line %d is not JSON: %r" % (i, l[:100])))
+    for k in ("epoch", "ack_latency_us", "bytes"):
+        if not num(e.get(k)) or e[k] < 0:
+            sys.exit(print("BAD --stats line %d: %s is %r, not a number >= 0: %s" % (i, k, e.get(k), l[:200])))
+    lat.append(e["ack_latency_us"] / 1000)
+    size.append(e["bytes"])
+if not lat:
+    sys.exit(print("BAD no --stats line for an epoch committed over the degraded link (%d lines before it)" % skip))
+med = lambda x: sorted(x)[len(x) // 2]
+before = []
+for l in lines[max(0, skip - 40):skip]:
+    try:
+        before.append(float(json.loads(l)["ack_latency_us"]) / 1000)
+    except (ValueError, KeyError, TypeError):
+        pass
+print("OK %d epochs committed over the degraded link: ack_latency_us (send to ack) median %.1f ms, max %.1f ms "
+      "(before it: median %s ms); bytes median %d, max %d" % (len(lat), med(lat), max(lat),
+      "%.1f" % med(before) if before else "-", med(size), max(size)))
+PYEOF
+		)
+		if [[ "$stats_out" == OK* ]]; then
+			ft_log "$cur --stats: ${stats_out#OK }"
+		else
+			case_error "$cur --stats ($stats): $stats_out"
+		fi
+	else
+		case_error "lab_degrade $link '$LOSSY_SPEC' failed: $(tr '\n' ' ' <"$W/degrade.err")"
+		lab_restore "$link" 2>/dev/null || true
+	fi
+	ft_log "lossy link $link for $LOSSY_SECS s: last_commit ${c0:-?} -> ${c1:-?}, $cur's ticks $n0 -> ${n1:-?}," \
+		"client lines $tcp0 -> $(ft_count "$TCPLOG" '^seq ')"
+else
+	case_error "not run: no protected guest to start from"
+fi
+case_end
+
+###############################################################################################################
+case_begin lab/frozen-primary-thawed
+if guest_ready; then
+	old=$cur ph=${HOST_OF[$cur]} osock="$W/$cur.sock"
+	ticks_on "$old" "before the freeze"
+	st=$(ft_ctl "$osock" status)
+	acked=$(ft_field last_commit "$st")
+	lost0=$(ft_count "${FT_E[$old]}" 'continues UNPROTECTED')
+	tcp_problems "before the freeze" || true
+	tcp0=$(ft_count "$TCPLOG" '^seq ')
+	lab_freeze "$ph"
+	t_freeze=$(ft_now)
+	seq_at_freeze=$(ft_last_seq "${FT_O[$old]}")
+	took=0
+	if ft_wait_line "${FT_E[$bk]}" 'taking over from epoch' $((TMO / 1000 + 30)) "$bk"; then
+		took=1
+		line=$(grep -aE 'taking over from epoch' "${FT_E[$bk]}" | tail -n1 || true)
+		why=$(sed -nE 's/.*primary lost \((.*)\): taking over.*/\1/p' <<<"$line")
+		from=$(sed -nE 's/.*taking over from epoch ([0-9]+).*/\1/p' <<<"$line")
+		# a frozen process sends nothing, and its kernel still ACKs: silence, no broken connection
+		[[ "$why" == "no heartbeat from the primary" ]] || case_error "$bk took over on '${why:-$line}', not on silence"
+		if [[ "$acked" =~ ^[0-9]+$ && "$from" =~ ^[0-9]+$ ]] && ((from < acked)); then
+			case_error "$bk resumed from epoch $from but $old had epoch $acked acked: a committed epoch was lost"
+		fi
+		if ft_wait_line "${FT_O[$bk]}" 'FTWORK seq=[0-9]+ (sum|BAD)' 60 "$bk"; then
+			no_bad "$bk" "after the takeover"
+			first=$(grep -aoE 'FTWORK seq=[0-9]+ sum=' "${FT_O[$bk]}" | head -n1 | sed -E 's/FTWORK seq=([0-9]+) .*/\1/' || true)
+			if [[ ! "$first" =~ ^[0-9]+$ ]] || ((first > seq_at_freeze + 2)); then
+				case_error "the guest resumed at seq ${first:-none} on $bk after $old printed $seq_at_freeze"
+			fi
+			ft_log "host $ph frozen ($old, acked ${acked:-?}, seq $seq_at_freeze) -> $bk on host ${HOST_OF[$bk]} from" \
+				"epoch $from after $(ms "$t_freeze" "$(ft_now)") ms ($why), resumed at seq ${first:-?}"
+		else
+			case_error "the guest printed nothing on $bk in 60 s after the takeover from epoch $from"
+			ft_diagnose "$bk" "$W/$bk.sock"
+			took=0
+		fi
+		if ((took)); then
+			tcp_moves_on "after the takeover from the frozen $old" "$tcp0" || true
+			st=$(ft_ctl "$W/$bk.sock" status)
+			[[ "$st" == *"role=backup (took over)"* ]] || case_error "the survivor $bk says: $st"
+		fi
+	else
+		case_error "$bk did not take over from the frozen primary $old (acked ${acked:-?}): $(stderr_tail "$bk")"
+	fi
+	# the thaw: from here on the old copy must put nothing on its TAP (it was frozen: nothing since the freeze)
+	tap0=$(tap_frames "$ph") lan0=$(lan_frames "$ph") tcp1=$(ft_count "$TCPLOG" '^seq ')
+	lab_thaw "$ph"
+	if ((took)); then
+		if ft_wait_exit "$old" 30; then
+			unset "LAB_PID[$old]" # (reaped: its pid may be reused)
+			rc=${FT_RCS[$old]}
+			[[ "$rc" == 1 ]] || case_error "the thawed primary $old exited with status $rc, not 1: $(stderr_tail "$old")"
+			if ! grep -aqE 'frozen longer than the [0-9]+ ms timeout and then lost its backup' "${FT_E[$old]}" ||
+				! grep -aq 'stopping this copy of the guest' "${FT_E[$old]}"; then
+				case_error "the thawed primary $old did not say it stops because it was frozen: $(stderr_tail "$old")"
+			fi
+		else
+			case_error "the thawed primary $old still runs 30 s after the thaw, beside $bk's copy (split brain):" \
+				"$(stderr_tail "$old")"
+			lab_kill "$old"
+			unset "FT_PID[$old]"
+		fi
+		(($(ft_count "${FT_E[$old]}" 'continues UNPROTECTED') == lost0)) ||
+			case_error "the thawed primary $old went on unprotected:" \
+				"$(grep -a 'continues UNPROTECTED' "${FT_E[$old]}" | tail -n1 || true)"
+		tap1=$(tap_frames "$ph") lan1=$(lan_frames "$ph")
+		if [[ ! "$tap0" =~ ^[0-9]+$ || ! "$tap1" =~ ^[0-9]+$ ]]; then
+			case_error "cannot read the frame count of $LAB_TAP on host $ph: '$tap0' -> '$tap1'"
+		elif ((tap1 != tap0)); then
+			case_error "the old primary $old wrote $((tap1 - tap0)) frame(s) into its TAP after the thaw (a copy that" \
+				"stops must emit nothing, output of epochs acked while it was frozen included)" \
+				"$(grep -a 'packets of unacknowledged' "${FT_E[$old]}" || true)"
+		fi
+		ft_log "after the thaw: $old wrote $(delta "$tap0" "$tap1") frames into $LAB_TAP, host $ph put" \
+			"$(delta "$lan0" "$lan1") on the LAN; $old said: $(stderr_tail "$old")"
+		# the client's stream goes on from the survivor, and nothing of the old copy is in it
+		tcp_moves_on "after the thaw of $old" "$tcp1" || true
+		ticks_on "$bk" "after the thaw of $old"
+		no_bad "$bk" "after the thaw of $old"
+		cur=$bk bk=""
+	fi
+else
+	case_error "not run: no protected guest to start from"
+fi
+case_end
+
+# the guest and the client's checker (its summary into the log)
+retire_guest
 
 it_end
