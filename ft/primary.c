@@ -227,7 +227,7 @@ static void enqueue(struct ft_primary *p, struct ft_staged *s)
 }
 
 /* CLOCK_MONOTONIC (p->cond's clock) ns from now. */
-static void deadline_in(struct timespec *ts, uint64_t ns)
+void primary_deadline_in(struct timespec *ts, uint64_t ns)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
 	ts->tv_sec += (time_t)(ns / 1000000000ull);
@@ -247,7 +247,7 @@ static void wait_next_epoch(struct ft_primary *p, uint64_t *next)
 		*next = now; /* fell behind (slow link, big epoch): do not burst */
 	pthread_mutex_lock(&p->lock);
 	struct timespec ts;
-	deadline_in(&ts, *next - now);
+	primary_deadline_in(&ts, *next - now);
 	while (!p->stop && !p->lost && !p->early && pthread_cond_timedwait(&p->cond, &p->lock, &ts) != ETIMEDOUT)
 		;
 	pthread_mutex_unlock(&p->lock);
@@ -475,7 +475,7 @@ static void handover(struct ft_primary *p)
 	}
 	enqueue(p, s);
 	struct timespec ts;
-	deadline_in(&ts, p->timeout_ms * 1000000ull);
+	primary_deadline_in(&ts, p->timeout_ms * 1000000ull);
 	pthread_mutex_lock(&p->lock);
 	while (p->acked < last && !p->link_down && pthread_cond_timedwait(&p->cond, &p->lock, &ts) != ETIMEDOUT)
 		;

@@ -30,6 +30,9 @@ struct ft_staged {
 void primary_staged_release(struct ft_primary *p, struct ft_staged *s);
 void primary_staged_free(struct ft_primary *p, struct ft_staged *s);
 
+/* primary.c: ts = CLOCK_MONOTONIC (p->cond's clock) + ns, for pthread_cond_timedwait. */
+void primary_deadline_in(struct timespec *ts, uint64_t ns);
+
 /* primary_sync.c: the initial sync while the guest runs (disk logging on, disks, memory, pre-copy
  * rounds). 0 or -errno. */
 int primary_initial_sync(struct ft_primary *p);

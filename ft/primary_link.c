@@ -330,6 +330,27 @@ static bool take_ack(struct ft_primary *p, uint64_t seq)
 	return true;
 }
 
+/* Acks read right after this process was frozen past the timeout may have waited in the socket while
+ * the backup, hearing nothing, took over: releasing their output now would put the old copy's packets
+ * (and its MAC) on the network after the takeover. So an ack waits until the freeze is old news
+ * (primary_was_frozen turns false 2 timeouts after it) with the link still up; a backup that took over
+ * has closed it or gone silent by then, the link is lost, this primary fences itself and its held
+ * output is dropped. false: the links ended meanwhile (nothing released). */
+static bool freeze_settled(struct ft_primary *p)
+{
+	bool gone = false;
+	while (!gone && primary_was_frozen(p)) {
+		struct timespec ts;
+		primary_deadline_in(&ts, 50 * 1000000ull);
+		pthread_mutex_lock(&p->lock);
+		if (!p->closing && !p->lost && !p->link_down)
+			pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+		gone = p->closing || p->lost || p->link_down; /* links_done */
+		pthread_mutex_unlock(&p->lock);
+	}
+	return !gone;
+}
+
 void *primary_receiver_thread(void *arg)
 {
 	struct ft_primary *p = arg;
@@ -347,6 +368,8 @@ void *primary_receiver_thread(void *arg)
 			primary_mark_lost(p, "backup sent an unexpected %s", ft_type_name(f.type));
 			break;
 		}
+		if (!freeze_settled(p))
+			break;
 		if (!take_ack(p, f.seq)) {
 			char what[64];
 			snprintf(what, sizeof(what), "%llu", (unsigned long long)f.seq);

@@ -14,7 +14,11 @@ static void prim_init(struct ft_primary *p, int data_fd, int hb_fd)
 	memset(p, 0, sizeof(*p));
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->hb_send_lock, NULL);
-	pthread_cond_init(&p->cond, NULL);
+	pthread_condattr_t ca; /* CLOCK_MONOTONIC, as ft_primary_start makes it */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	p->data_fd = data_fd;
 	p->hb_fd = hb_fd;
 	p->timeout_ms = 2000;
@@ -86,6 +90,52 @@ static void ack_case(int64_t first, uint64_t bad, int released_first)
 		close(hb[i]);
 		close(tap[i]);
 	}
+}
+
+/* An ack that waited in the socket while this process was frozen past the timeout: its output waits
+ * until the freeze is old news with the link up (`settles`), and never leaves if the link is lost
+ * meanwhile (the backup took over). Failed before: the ack released its epoch's output at once. */
+static void ack_after_freeze(bool settles)
+{
+	int data[2], tap[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, data) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, tap) == 0);
+	static struct ft_primary p;
+	prim_init(&p, data[0], -1);
+	p.nouts = 1;
+	outbuf_init(&p.out[0], tap[0], 0);
+	hold(&p.out[0], 0xf0);
+	outbuf_seal(&p.out[0], 0);
+	p.sent_any = true;
+	p.sent_hi = 0;
+	/* the heartbeat thread last ran 2 timeouts ago: frozen, as after SIGCONT */
+	__atomic_store_n(&p.hb_tick_ns, now_ns() - 2 * p.timeout_ms * 1000000ull, __ATOMIC_RELEASE);
+	CHECK_EQ(ft_send_buf(data[1], FT_ACK, 0, NULL, 0), 0);
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, run_receiver, &p) == 0);
+	usleep(300 * 1000);
+	CHECK_EQ(on_wire(tap[1]), -1); /* held while the freeze is recent */
+	CHECK_EQ(p.out[0].released, 0);
+	if (settles) {
+		/* the heartbeat thread runs again and no freeze is on record: the link held up */
+		__atomic_store_n(&p.hb_tick_ns, now_ns(), __ATOMIC_RELEASE);
+		usleep(300 * 1000);
+		CHECK_EQ(on_wire(tap[1]), 0xf0);
+		close(data[1]); /* then the backup goes: the receiver ends */
+	} else {
+		primary_mark_lost(&p, "no heartbeat from the backup for %s", "the timeout");
+	}
+	pthread_join(t, NULL);
+	CHECK_EQ(p.out[0].released, settles ? 1 : 0);
+	CHECK_EQ(on_wire(tap[1]), -1);
+	CHECK_EQ(outbuf_pending(&p.out[0]), settles ? 0 : 1);
+	outbuf_destroy(&p.out[0]);
+	prim_fini(&p);
+	close(data[0]);
+	if (!settles)
+		close(data[1]);
+	close(tap[0]);
+	close(tap[1]);
 }
 
 static void test_bad_acks(void)
@@ -186,6 +236,8 @@ int main(void)
 {
 	test_bad_acks();
 	test_pool_reuse();
+	ack_after_freeze(false);
+	ack_after_freeze(true);
 	test_pool_bounded();
 	test_finish_output();
 	TEST_DONE("test_primary");
