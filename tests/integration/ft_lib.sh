@@ -175,6 +175,26 @@ ft_threads() {
 	done
 }
 
+# ft_stuck_evidence NAME SOCK: a guest that stopped printing, seen from outside while it still runs: the status, the
+# threads, then twice, 2 s apart, a snapshot's vCPU registers, LAPIC (timer, ISR/IRR), pending events and the disk
+# device's queue (requests in flight, last_avail): moving RIPs and an armed timer with nothing delivered tell a lost
+# interrupt from a vCPU stuck in one place, an unconsumed ring from a guest waiting on its disk.
+ft_stuck_evidence() {
+	local name="$1" sock="$2" i
+	echo "  --- $name stopped printing: status: $(ft_ctl "$sock" status)"
+	ft_threads "$name"
+	for i in 1 2; do
+		if ft_ctl "$sock" snapshot "$FT_WORK/stuck-$name.snap" | grep -q '^ok'; then
+			echo "  | snapshot $i:"
+			"$FTVMM" inspect "$FT_WORK/stuck-$name.snap" 2>&1 |
+				grep -E '^  vcpu|RIP|events|LAPIC|ISR|IRR|TSC_DEADLINE|^kvmclock|^  virtio-blk|blk-|virtio-vq|virtio-status' |
+				head -n 60 | sed 's/^/  | /'
+			rm -f "$FT_WORK/stuck-$name.snap"
+		fi
+		((i == 2)) || sleep 2
+	done
+}
+
 # ft_diagnose NAME SOCK: when a guest stopped: its status and threads, then SIGTERM (with FTVMM_DEBUG=1 in its
 # environment it prints every vCPU's registers on the way out) and the tail of its stderr, into the test log.
 ft_diagnose() {

@@ -590,6 +590,7 @@ if ft_wait_line "${FT_E[zp]}" 'guest is PROTECTED' 180 zp && ft_wait_line "${FT_
 	! grep -aq 'FTWORK.* BAD ' "${FT_O[zb]}" || case_error "backup: $(grep -a 'FTWORK.* BAD ' "${FT_O[zb]}" | head -n1)"
 else
 	case_error "the guest never became protected and ticking"
+	ft_stuck_evidence zp "$W/zp.sock"
 fi
 ft_kill zp
 case_end
