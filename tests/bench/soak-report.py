@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""soak-report.py - summary.md of a tests/bench/soak.sh run, computed from its files (no number is typed by hand).
+
+usage: soak-report.py RESULTS_DIR      (reads env.txt, events.csv, checks.csv, timing.csv if there; writes summary.md
+                                        and prints it)
+
+events.csv: one row per injected failure (injected=yes) and per unplanned event (injected=no: "spontaneous", i.e.
+something went wrong with nothing injected, such as a false takeover; "reboot", the guest was lost). Survived = the
+row's verified column is ok. Every unplanned row counts as a failure of the soak.
+"""
+import csv
+import os
+import statistics
+import sys
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def stats(vals, fmt="%.0f"):
+    v = [x for x in (num(x) for x in vals) if x is not None]
+    if not v:
+        return "-", "-", "-", 0
+    return fmt % statistics.median(v), fmt % min(v), fmt % max(v), len(v)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    d = sys.argv[1]
+    env = {}
+    if os.path.exists(os.path.join(d, "env.txt")):
+        for line in open(os.path.join(d, "env.txt")):
+            if "=" in line:
+                k, v = line.rstrip("\n").split("=", 1)
+                env[k] = v
+    rows = list(csv.DictReader(open(os.path.join(d, "events.csv"))))
+    checks = []
+    if os.path.exists(os.path.join(d, "checks.csv")):
+        checks = list(csv.DictReader(open(os.path.join(d, "checks.csv"))))
+    timing = []
+    if os.path.exists(os.path.join(d, "timing.csv")):
+        timing = list(csv.DictReader(open(os.path.join(d, "timing.csv"))))
+
+    inj = [r for r in rows if r["injected"] == "yes"]
+    unplanned = [r for r in rows if r["injected"] != "yes"]
+    out = []
+    w = out.append
+    w("# ftvmm soak: %s (%s)" % (os.path.basename(os.path.normpath(d)), env.get("mode", "?")))
+    w("")
+    w("Computed by tests/bench/soak-report.py from events.csv, checks.csv%s and env.txt." %
+      (", timing.csv" if timing else ""))
+    w("")
+    for k in ("where", "testbed_kernel", "testbed_cpus", "qemu", "guest_kernel", "ftvmm_commit", "ftvmm_binary",
+              "n", "ft_timeout_ms", "timing_timeouts_ms", "timing_n", "kinds", "blip_ms", "epoch_ms", "guest",
+              "seed", "wall_s", "load_before", "load_after", "aborted"):
+        if k in env:
+            w("- %s: %s" % (k, env[k]))
+    w("")
+
+    # per kind
+    kinds = []
+    for r in inj:
+        if r["kind"] not in kinds:
+            kinds.append(r["kind"])
+    w("## Failures injected: survived / total per kind")
+    w("")
+    w("| kind | total | survived | failed | detect ms median (min-max) | client stream moving again ms median "
+      "(min-max) | re-protected ms median |")
+    w("|---|---|---|---|---|---|---|")
+    for k in kinds:
+        rs = [r for r in inj if r["kind"] == k]
+        ok = sum(r["verified"] == "ok" for r in rs)
+        dm, dmin, dmax, _ = stats(r["detect_ms"] for r in rs)
+        tm, tmin, tmax, _ = stats(r["tcp_ms"] for r in rs)
+        pm, _, _, _ = stats(r["reprotect_ms"] for r in rs)
+        w("| %s | %d | %d | %d | %s (%s-%s) | %s (%s-%s) | %s |" %
+          (k, len(rs), ok, len(rs) - ok, dm, dmin, dmax, tm, tmin, tmax, pm))
+    ok_all = sum(r["verified"] == "ok" for r in inj)
+    w("| **all** | %d | %d | %d | | | |" % (len(inj), ok_all, len(inj) - ok_all))
+    w("")
+    w("(detect: from the injection to the survivor's verdict line, `taking over from epoch` or, for backup-crash, "
+      "`guest continues UNPROTECTED`; none for link-blip. Line times are when the script read the line.)")
+    w("")
+    n_false = sum("FALSE TAKEOVER" in r["reason"] for r in rows)
+    w("## Unplanned events (soak failures with nothing injected)")
+    w("")
+    w("- spontaneous (state found broken between failures): %d" %
+      sum(r["kind"] == "spontaneous" for r in unplanned))
+    w("- guest lost and rebooted: %d" % sum(r["kind"] == "reboot" for r in unplanned))
+    w("- false takeovers (rows saying FALSE TAKEOVER, link-blip failures included): %d" % n_false)
+    w("")
+
+    w("## Disk record checks (ft_records.py on the survivor's disk)")
+    w("")
+    if checks:
+        okc = sum(c["result"] == "ok" for c in checks)
+        w("%d of %d ok." % (okc, len(checks)))
+        w("")
+        for c in checks:
+            w("- check %s after failure %s (generation %s, survivor %s): %s: %s" %
+              (c["check"], c["after_failure"], c["generation"], c["survivor"], c["result"], c["detail"]))
+    else:
+        w("none ran")
+    w("")
+
+    if timing:
+        w("## Failover timing by phase (host crash of the primary), ms from the crash")
+        w("")
+        w("Phases: takeover line (silence detected, takeover decided), vCPUs running (the `restore: guest running` "
+          "line), ftvmm's own loss-seen-to-running figure on that line, the guest's next tick on the survivor's "
+          "console, the client's first line after the takeover, re-protected.")
+        w("")
+        w("| --ft-timeout | phase | n | median | min | max |")
+        w("|---|---|---|---|---|---|")
+        tmos = []
+        for t in timing:
+            if t["ft_timeout_ms"] not in tmos:
+                tmos.append(t["ft_timeout_ms"])
+        phases = [("detect_ms", "takeover line"), ("running_ms", "vCPUs running"),
+                  ("inside_ms", "ftvmm: loss seen to running"), ("tick_ms", "next guest tick"),
+                  ("tcp_ms", "client stream moving"), ("reprotect_ms", "re-protected (from its start)")]
+        for tmo in tmos:
+            ts = [t for t in timing if t["ft_timeout_ms"] == tmo]
+            for key, name in phases:
+                med, lo, hi, n = stats((t[key] for t in ts), "%.1f" if key == "inside_ms" else "%.0f")
+                w("| %s | %s | %d | %s | %s | %s |" % (tmo, name, n, med, lo, hi))
+        w("")
+        w("| --ft-timeout | crashes | verified ok | unplanned events (spontaneous / reboot) | false takeovers |")
+        w("|---|---|---|---|---|")
+        for tmo in tmos:
+            ts = [t for t in timing if t["ft_timeout_ms"] == tmo]
+            un = [r for r in unplanned if r["ft_timeout_ms"] == tmo]
+            w("| %s | %d | %d | %d / %d | %d |" %
+              (tmo, len(ts), sum(t["verified"] == "ok" for t in ts),
+               sum(r["kind"] == "spontaneous" for r in un), sum(r["kind"] == "reboot" for r in un),
+               sum("FALSE TAKEOVER" in r["reason"] for r in rows if r["ft_timeout_ms"] == tmo)))
+        w("")
+
+    bad = [r for r in rows if r["verified"] != "ok"]
+    w("## Failures (%d rows)" % len(bad))
+    w("")
+    if not bad:
+        w("none")
+    for r in bad:
+        w("- row %s (%s%s, %s): %s" % (r["row"], r["kind"], " #" + r["failure"] if r["failure"] else "", r["utc"],
+                                        r["reason"]))
+    w("")
+    text = "\n".join(out)
+    open(os.path.join(d, "summary.md"), "w").write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
