@@ -279,7 +279,7 @@ new_backup() {
 	truncate -s "$DISK_SIZE" "${DISK[$name]}"
 	# FTVMM_DEBUG: a guest that stops can be diagnosed (vCPU registers on SIGTERM)
 	lbg "$h" "$name" env FTVMM_DEBUG=1 "$FTVMM" backup --listen "${LAB_REP_IP[$h]}:$port" --control "$W/$name.sock" \
-		--ft-timeout "$TMO" --disk "${DISK[$name]}" --net "tap=$LAB_TAP"
+		--ft-timeout "$TMO" --disk "${DISK[$name]}" --net "tap=$LAB_TAP" ${LAB_FT_ARGS[@]+"${LAB_FT_ARGS[@]}"}
 	bk=$name
 	GEN_CONSOLES+=("${FT_O[$name]}")
 	if ! ft_wait_line "${FT_E[$name]}" 'backup: listening on' 30 "$name"; then
@@ -677,7 +677,8 @@ start_guest() {
 	ftargs="--pages,512,--interval-ms,50,--disk,/dev/vda,--dma-pages,16,--tcp,${LAB_LAN_IP[c]}:$port,--tcp-chain,--timers,--timer-stall-ms,15000,--count,100000000"
 	cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftnet=$LAB_GUEST_IP/24 ftvmm.ftargs=$ftargs")
 	lbg a "$p" env FTVMM_DEBUG=1 "$FTVMM" run "${kargs[@]}" --mem "$GUEST_MEM" --cpus 2 --disk "${DISK[$p]}" \
-		--net "tap=$LAB_TAP" --control "$W/$p.sock" --epoch "$EPOCH" --ft-timeout "$TMO" --cmdline "$cmdline"
+		--net "tap=$LAB_TAP" --control "$W/$p.sock" --epoch "$EPOCH" --ft-timeout "$TMO" \
+		${LAB_FT_ARGS[@]+"${LAB_FT_ARGS[@]}"} --cmdline "$cmdline"
 	GEN_CONSOLES+=("${FT_O[$p]}")
 	if ! ft_wait_line "${FT_O[$p]}" 'FTWORK seq=[0-9]+ sum' 240 "$p"; then
 		err "ftwork never ticked on $p: $(stderr_tail "$p")"
@@ -857,6 +858,11 @@ time_left() { (($(date +%s) < DEADLINE)); }
 set +eu
 if ! lab_setup; then
 	ABORT="cannot build the lab (network namespaces, veth, bridge, tun)"
+	die "$ABORT"
+fi
+# the hosts' FT links as in t_lab: TLS with the lab's pre-shared key where the library makes one
+if declare -F lab_ft_credentials >/dev/null && ! lab_ft_credentials; then
+	ABORT="cannot make the lab's TLS key (psktool, from gnutls-bin)"
 	die "$ABORT"
 fi
 say "soak: results in $RES; $(grep -E '^(mode|n|ft_timeout_ms|timing_timeouts_ms|kinds|seed)=' "$RES/env.txt" | tr '\n' ' ')"
