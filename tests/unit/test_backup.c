@@ -606,7 +606,7 @@ static void test_handshake(void)
 	f.version = FT_VERSION + 1;
 	hs_send(other, &f, sizeof(f));
 	void *reply = NULL;
-	CHECK_EQ(ft_recv(other, &f, &reply), 0);
+	CHECK_EQ(ft_recv(FT_PLAIN(other), &f, &reply), 0);
 	CHECK_EQ(f.type, FT_HELLO_ERR);
 	free(reply);
 	hs_dropped(other);
@@ -622,21 +622,21 @@ static void test_handshake(void)
 	static const char get[] = "GET / HTTP/1.1\r\nHost: backup\r\nUser-Agent: probe\r\n\r\n";
 	hs_send(http, get, sizeof(get) - 1);
 	int stale = hs_connect(); /* a heartbeat link of an earlier attempt, session 1 */
-	CHECK_EQ(ft_send_buf(stale, FT_HB_HELLO, 1, NULL, 0), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(stale), FT_HB_HELLO, 1, NULL, 0), 0);
 	int ack = hs_connect(); /* well-formed, but not a hello */
-	CHECK_EQ(ft_send_buf(ack, FT_ACK, 1, NULL, 0), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(ack), FT_ACK, 1, NULL, 0), 0);
 
 	/* the primary, session 2 */
 	int data = hs_connect(), hb = hs_connect();
 	size_t n = shape(16 * PAGE_SIZE, 1, 0, NULL, 0, 25);
-	CHECK_EQ(ft_send_buf(data, FT_HELLO, 2, shape_buf, n), 0);
-	CHECK_EQ(ft_send_buf(hb, FT_HB_HELLO, 2, NULL, 0), 0);
-	CHECK_EQ(ft_recv(data, &f, &reply), 0); /* fails after 5 s if the backup is stuck on a peer */
+	CHECK_EQ(ft_send_buf(FT_PLAIN(data), FT_HELLO, 2, shape_buf, n), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(hb), FT_HB_HELLO, 2, NULL, 0), 0);
+	CHECK_EQ(ft_recv(FT_PLAIN(data), &f, &reply), 0); /* fails after 5 s if the backup is stuck on a peer */
 	free(reply);
 	CHECK_EQ(f.type, FT_HELLO_OK);
 	CHECK_EQ(pthread_join(t, NULL), 0);
 	CHECK_EQ(job.rc, 0);
-	CHECK(same_conn(b.data_fd, data) && same_conn(b.hb_fd, hb));
+	CHECK(same_conn(b.data.fd, data) && same_conn(b.hb.fd, hb));
 	CHECK_EQ(b.machine.mem, 16 * PAGE_SIZE);
 	/* every other peer was dropped */
 	hs_dropped(idle);
@@ -647,8 +647,8 @@ static void test_handshake(void)
 	hs_dropped(ack);
 	close(data);
 	close(hb);
-	close(b.data_fd);
-	close(b.hb_fd);
+	ft_link_close(&b.data);
+	ft_link_close(&b.hb);
 	close(lfd);
 	gmem_free(&b.mem);
 	pthread_mutex_destroy(&b.lock);

@@ -19,8 +19,8 @@ static void prim_init(struct ft_primary *p, int data_fd, int hb_fd)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&p->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	p->data_fd = data_fd;
-	p->hb_fd = hb_fd;
+	p->data = (struct ft_link){ .fd = data_fd };
+	p->hb = (struct ft_link){ .fd = hb_fd };
 	p->timeout_ms = 2000;
 }
 
@@ -70,8 +70,8 @@ static void ack_case(int64_t first, uint64_t bad, int released_first)
 	p.sent_any = true;
 	p.sent_hi = 1;
 	if (first >= 0)
-		CHECK_EQ(ft_send_buf(data[1], FT_ACK, (uint64_t)first, NULL, 0), 0);
-	CHECK_EQ(ft_send_buf(data[1], FT_ACK, bad, NULL, 0), 0);
+		CHECK_EQ(ft_send_buf(FT_PLAIN(data[1]), FT_ACK, (uint64_t)first, NULL, 0), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(data[1]), FT_ACK, bad, NULL, 0), 0);
 	pthread_t t;
 	CHECK(pthread_create(&t, NULL, run_receiver, &p) == 0);
 	pthread_join(t, NULL);
@@ -110,7 +110,7 @@ static void ack_after_freeze(bool settles)
 	p.sent_hi = 0;
 	/* the heartbeat thread last ran 2 timeouts ago: frozen, as after SIGCONT */
 	__atomic_store_n(&p.hb_tick_ns, now_ns() - 2 * p.timeout_ms * 1000000ull, __ATOMIC_RELEASE);
-	CHECK_EQ(ft_send_buf(data[1], FT_ACK, 0, NULL, 0), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(data[1]), FT_ACK, 0, NULL, 0), 0);
 	pthread_t t;
 	CHECK(pthread_create(&t, NULL, run_receiver, &p) == 0);
 	usleep(300 * 1000);
