@@ -239,8 +239,12 @@ static int x509_session(struct ft_tls *t, const char *host)
 	bool server = c->role == FT_TLS_SERVER;
 	if (gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, c->x509))
 		return -EINVAL;
-	if (server)
+	if (server) {
 		gnutls_certificate_server_set_request(t->s, GNUTLS_CERT_REQUIRE);
+		/* no list of our CA's names in the request: a client sends the one certificate it has,
+		 * and a stranger learns nothing of ours */
+		gnutls_certificate_send_x509_rdn_sequence(t->s, 1);
+	}
 	const char *name = c->peer[0] ? c->peer : server ? NULL : host;
 	if (name)
 		snprintf(t->name, sizeof(t->name), "%s", name);
@@ -304,6 +308,8 @@ static int handshake_failed(struct ft_tls *t, int r)
 	    gnutls_certificate_verification_status_print(st, GNUTLS_CRT_X509, &out, 0) == 0) {
 		snprintf(t->err, sizeof(t->err), "peer's certificate refused: %s", (const char *)out.data);
 		gnutls_free(out.data);
+		for (size_t n = strlen(t->err); n && t->err[n - 1] == ' '; n--)
+			t->err[n - 1] = '\0'; /* GnuTLS ends each reason with a space */
 	} else if (r == GNUTLS_E_FATAL_ALERT_RECEIVED) {
 		snprintf(t->err, sizeof(t->err), "the peer refused us: %s", gnutls_alert_get_name(gnutls_alert_get(t->s)));
 	} else {
