@@ -310,6 +310,10 @@ static int handshake_failed(struct ft_tls *t, int r)
 		gnutls_free(out.data);
 		for (size_t n = strlen(t->err); n && t->err[n - 1] == ' '; n--)
 			t->err[n - 1] = '\0'; /* GnuTLS ends each reason with a space */
+	} else if (r == GNUTLS_E_UNEXPECTED_PACKET || r == GNUTLS_E_UNEXPECTED_PACKET_LENGTH ||
+		   r == GNUTLS_E_UNSUPPORTED_VERSION_PACKET) {
+		snprintf(t->err, sizeof(t->err), "the peer does not speak TLS 1.3 (%s): without --tls-creds or --tls-psk?",
+			 gnutls_strerror(r));
 	} else if (r == GNUTLS_E_FATAL_ALERT_RECEIVED) {
 		snprintf(t->err, sizeof(t->err), "the peer refused us: %s", gnutls_alert_get_name(gnutls_alert_get(t->s)));
 	} else {
@@ -322,6 +326,7 @@ static int handshake_failed(struct ft_tls *t, int r)
 	case GNUTLS_E_PREMATURE_TERMINATION:
 	case GNUTLS_E_PULL_ERROR:
 	case GNUTLS_E_PUSH_ERROR: return -ECONNRESET;
+	case GNUTLS_E_UNEXPECTED_PACKET:
 	case GNUTLS_E_UNEXPECTED_PACKET_LENGTH:
 	case GNUTLS_E_UNSUPPORTED_VERSION_PACKET: return -EPROTO; /* not TLS at all, or not 1.3 */
 	default: return -EACCES;

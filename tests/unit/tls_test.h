@@ -40,7 +40,7 @@ struct tls_pki {
 	gnutls_x509_crt_t ca, srv, cli;
 };
 
-static void tls_write_file(const char *dir, const char *name, const void *p, size_t n, mode_t mode)
+static inline void tls_write_file(const char *dir, const char *name, const void *p, size_t n, mode_t mode)
 {
 	char path[192];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -51,7 +51,7 @@ static void tls_write_file(const char *dir, const char *name, const void *p, siz
 	close(fd);
 }
 
-static gnutls_x509_privkey_t tls_key(void)
+static inline gnutls_x509_privkey_t tls_key(void)
 {
 	gnutls_x509_privkey_t k;
 	CHECK_EQ(gnutls_x509_privkey_init(&k), 0);
@@ -61,7 +61,7 @@ static gnutls_x509_privkey_t tls_key(void)
 
 /* A certificate for key named cn, valid from an hour ago for a day: a CA (issuer NULL: self-signed),
  * or a leaf for purpose with a DNS name and, for a server, 127.0.0.1. */
-static gnutls_x509_crt_t tls_cert(gnutls_x509_privkey_t key, const char *cn, gnutls_x509_crt_t issuer,
+static inline gnutls_x509_crt_t tls_cert(gnutls_x509_privkey_t key, const char *cn, gnutls_x509_crt_t issuer,
 				  gnutls_x509_privkey_t issuer_key, const char *purpose, unsigned serial)
 {
 	gnutls_x509_crt_t c;
@@ -92,7 +92,7 @@ static gnutls_x509_crt_t tls_cert(gnutls_x509_privkey_t key, const char *cn, gnu
 	return c;
 }
 
-static void tls_pki_make(struct tls_pki *k, const char *ca_name, unsigned serial)
+static inline void tls_pki_make(struct tls_pki *k, const char *ca_name, unsigned serial)
 {
 	k->ca_key = tls_key();
 	k->srv_key = tls_key();
@@ -102,7 +102,7 @@ static void tls_pki_make(struct tls_pki *k, const char *ca_name, unsigned serial
 	k->cli = tls_cert(k->cli_key, "primary.test", k->ca, k->ca_key, GNUTLS_KP_TLS_WWW_CLIENT, serial + 2);
 }
 
-static void tls_pki_free(struct tls_pki *k)
+static inline void tls_pki_free(struct tls_pki *k)
 {
 	gnutls_x509_crt_deinit(k->ca);
 	gnutls_x509_crt_deinit(k->srv);
@@ -112,7 +112,7 @@ static void tls_pki_free(struct tls_pki *k)
 	gnutls_x509_privkey_deinit(k->cli_key);
 }
 
-static void tls_put_crt(const char *dir, const char *name, gnutls_x509_crt_t c)
+static inline void tls_put_crt(const char *dir, const char *name, gnutls_x509_crt_t c)
 {
 	gnutls_datum_t d;
 	CHECK_EQ(gnutls_x509_crt_export2(c, GNUTLS_X509_FMT_PEM, &d), 0);
@@ -120,7 +120,7 @@ static void tls_put_crt(const char *dir, const char *name, gnutls_x509_crt_t c)
 	gnutls_free(d.data);
 }
 
-static void tls_put_key(const char *dir, const char *name, gnutls_x509_privkey_t k)
+static inline void tls_put_key(const char *dir, const char *name, gnutls_x509_privkey_t k)
 {
 	gnutls_datum_t d;
 	CHECK_EQ(gnutls_x509_privkey_export2(k, GNUTLS_X509_FMT_PEM, &d), 0);
@@ -129,7 +129,7 @@ static void tls_put_key(const char *dir, const char *name, gnutls_x509_privkey_t
 }
 
 /* dir: trust ca's CA, hold certs' server and client certificates and keys */
-static void tls_put_dir(const char *dir, const struct tls_pki *ca, const struct tls_pki *certs)
+static inline void tls_put_dir(const char *dir, const struct tls_pki *ca, const struct tls_pki *certs)
 {
 	CHECK_EQ(mkdir(dir, 0700), 0);
 	tls_put_crt(dir, "ca-cert.pem", ca->ca);
@@ -139,7 +139,7 @@ static void tls_put_dir(const char *dir, const struct tls_pki *ca, const struct 
 	tls_put_key(dir, "client-key.pem", certs->cli_key);
 }
 
-static void tls_put_psk(const char *path, const char *line, mode_t mode)
+static inline void tls_put_psk(const char *path, const char *line, mode_t mode)
 {
 	const char *slash = strrchr(path, '/');
 	char dir[96];
@@ -147,7 +147,7 @@ static void tls_put_psk(const char *path, const char *line, mode_t mode)
 	tls_write_file(dir, slash + 1, line, strlen(line), mode);
 }
 
-static void tls_fixture_make(struct tls_fixture *f)
+static inline void tls_fixture_make(struct tls_fixture *f)
 {
 	snprintf(f->root, sizeof(f->root), "/tmp/ftvmm-test-tls.XXXXXX");
 	CHECK(mkdtemp(f->root) != NULL);
@@ -180,7 +180,7 @@ static void tls_fixture_make(struct tls_fixture *f)
 	tls_put_psk(f->psk_bad, "ftvmm:not-hex-at-all\n", 0600);
 }
 
-static void tls_fixture_free(struct tls_fixture *f)
+static inline void tls_fixture_free(struct tls_fixture *f)
 {
 	char cmd[160];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->root);
@@ -188,7 +188,7 @@ static void tls_fixture_free(struct tls_fixture *f)
 }
 
 /* Credentials for role from a --tls-creds DIR (peer may be NULL) or a --tls-psk FILE: must load. */
-static struct ft_tls_creds *tls_creds(enum ft_tls_role role, const char *dir, const char *peer, const char *psk)
+static inline struct ft_tls_creds *tls_creds(enum ft_tls_role role, const char *dir, const char *peer, const char *psk)
 {
 	struct ft_tls_opts o = { .x509_dir = dir, .psk_file = psk, .peer = peer };
 	struct ft_tls_creds *c;
@@ -240,7 +240,7 @@ out:
 }
 
 /* Relay between a and b (the relay owns both; relay_stop closes them). */
-static void relay_start(struct relay *r, int a, int b)
+static inline void relay_start(struct relay *r, int a, int b)
 {
 	r->d[0] = (struct relay_dir){ .from = a, .to = b, .flip_at = -1 };
 	r->d[1] = (struct relay_dir){ .from = b, .to = a, .flip_at = -1 };
@@ -249,13 +249,13 @@ static void relay_start(struct relay *r, int a, int b)
 }
 
 /* Flip the byte `ahead` bytes after what has passed so far in direction dir (call while it is idle). */
-static void relay_flip(struct relay *r, int dir, uint64_t ahead)
+static inline void relay_flip(struct relay *r, int dir, uint64_t ahead)
 {
 	uint64_t passed = __atomic_load_n(&r->d[dir].passed, __ATOMIC_ACQUIRE);
 	__atomic_store_n(&r->d[dir].flip_at, (int64_t)(passed + ahead), __ATOMIC_RELEASE);
 }
 
-static void relay_stop(struct relay *r)
+static inline void relay_stop(struct relay *r)
 {
 	shutdown(r->d[0].from, SHUT_RDWR);
 	shutdown(r->d[1].from, SHUT_RDWR);
@@ -266,7 +266,7 @@ static void relay_stop(struct relay *r)
 }
 
 /* A connected pair of sockets, one end each for two parties, with a relay between them: *x talks to *y. */
-static void relayed_pair(struct relay *r, int *x, int *y)
+static inline void relayed_pair(struct relay *r, int *x, int *y)
 {
 	int s1[2], s2[2];
 	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s1), 0);
