@@ -221,28 +221,19 @@ static int pending_read(struct pending *p, struct hello *h)
 	}
 }
 
-/* Ready to go on: the socket polled so, or decrypted bytes the TLS session holds (poll cannot see those). */
-static bool pending_ready(const struct pending *p, const struct pollfd *pfd)
-{
-	return p->link.fd >= 0 && (pfd->revents || ft_link_pending(&p->link));
-}
-
-/* poll entries for the pending connections, and the wait until the first deadline (ms, -1: none) */
+/* poll entries for the pending connections, and the wait until the first deadline (ms, -1: none).
+ * Polling the fd is enough even with TLS: pending_read reads until the socket and the session both
+ * have nothing more (-EAGAIN), so no decrypted byte waits in a session while its peer waits here. */
 static int pending_poll(const struct pending *pend, struct pollfd *pfd, uint64_t now)
 {
 	uint64_t first = UINT64_MAX;
-	bool buffered = false;
 	for (int i = 0; i < PENDING_MAX; i++) {
 		const struct pending *p = &pend[i];
 		short ev = p->shaking && ft_tls_wants_write(p->link.tls) ? POLLOUT : POLLIN;
 		pfd[i] = (struct pollfd){ .fd = p->link.fd, .events = ev }; /* poll skips fd -1 */
-		if (p->link.fd >= 0) {
+		if (p->link.fd >= 0)
 			first = MIN(first, p->deadline_ns);
-			buffered = buffered || ft_link_pending(&p->link);
-		}
 	}
-	if (buffered)
-		return 0;
 	if (first == UINT64_MAX)
 		return -1;
 	return first <= now ? 0 : (int)MIN((first - now + 999999) / 1000000, (uint64_t)INT32_MAX);
@@ -283,7 +274,7 @@ static int wait_hello(struct backup *b, int lfd, struct pending *pend, struct he
 			return -errno;
 		pending_expire(pend, now_ns());
 		for (int i = 0; i < PENDING_MAX; i++) {
-			if (!pending_ready(&pend[i], &pfd[i + 1]))
+			if (pend[i].link.fd < 0 || !pfd[i + 1].revents)
 				continue;
 			int r = pending_read(&pend[i], h);
 			if (r == 1)

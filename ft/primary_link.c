@@ -179,10 +179,13 @@ static int authenticate(struct ft_primary *p, const char *peer, char *err, size_
 	struct ft_link *links[2] = { &p->data, &p->hb };
 	for (int i = 0; i < 2; i++) {
 		int r = ft_tls_new(p->tls, links[i]->fd, host, &links[i]->tls);
-		r = r ? r : ft_tls_handshake(links[i]->tls, p->timeout_ms);
 		if (r) {
-			snprintf(err, errlen, "backup %s: TLS handshake failed: %s", peer,
-				 links[i]->tls ? ft_tls_error(links[i]->tls) : strerror(-r));
+			snprintf(err, errlen, "backup %s: cannot start TLS: %s", peer, strerror(-r));
+			return r;
+		}
+		r = ft_tls_handshake(links[i]->tls, p->timeout_ms);
+		if (r) {
+			snprintf(err, errlen, "backup %s: TLS handshake failed: %s", peer, ft_tls_error(links[i]->tls));
 			return r;
 		}
 	}
