@@ -345,8 +345,11 @@ int cli_check_ft_link(const char *opt, const char *addr, const struct ft_tls_opt
 		snprintf(err, errlen, "--tls-peer names the peer's certificate: it needs --tls-creds DIR");
 		return -EINVAL;
 	}
-	/* checked again where the link is made (ft_connect, ft_listen): this is the early, clear refusal */
-	if (addr && !ft_tls_opts_given(tls) && !insecure && !ft_addr_is_loopback(addr)) {
+	/* checked again where the link is made (ft_connect, ft_listen): this is the early, clear refusal.
+	 * Something that is not HOST:PORT is left to them, which say so. */
+	char host[256], port[16];
+	bool hostport = addr && !ft_parse_hostport(addr, host, sizeof(host), port, sizeof(port));
+	if (hostport && !ft_tls_opts_given(tls) && !insecure && !ft_addr_is_loopback(addr)) {
 		snprintf(err, errlen,
 			 "%s %s: not a loopback address, and without --tls-creds DIR or --tls-psk FILE the FT link "
 			 "is neither authenticated nor encrypted (give credentials, or --ft-insecure to allow it)",

@@ -316,6 +316,11 @@ static int handshake_failed(struct ft_tls *t, int r)
 			 gnutls_strerror(r));
 	} else if (r == GNUTLS_E_FATAL_ALERT_RECEIVED) {
 		snprintf(t->err, sizeof(t->err), "the peer refused us: %s", gnutls_alert_get_name(gnutls_alert_get(t->s)));
+	} else if (t->c->psk && r != GNUTLS_E_PREMATURE_TERMINATION && r != GNUTLS_E_PULL_ERROR &&
+		   r != GNUTLS_E_PUSH_ERROR && r != GNUTLS_E_TIMEDOUT) {
+		/* a wrong key shows as a binder or parameter that does not check out: say what it means */
+		snprintf(t->err, sizeof(t->err), "pre-shared key refused: the peer's identity or key is not ours (%s)",
+			 gnutls_strerror(r));
 	} else {
 		snprintf(t->err, sizeof(t->err), "%s", gnutls_strerror(r));
 	}

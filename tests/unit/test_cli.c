@@ -516,6 +516,8 @@ static void test_ft_link(void)
 	CHECK_EQ(cli_check_ft_link("--listen", "0.0.0.0:7000", &none, true, err, sizeof(err)), 0);
 	CHECK_EQ(cli_check_ft_link("--listen", "0.0.0.0:7000", &psk, false, err, sizeof(err)), 0);
 	CHECK_EQ(cli_check_ft_link("protect", "127.0.0.1:7000", &none, false, err, sizeof(err)), 0);
+	/* not HOST:PORT: left to the connect or listen, which says so (as before this rule) */
+	CHECK_EQ(cli_check_ft_link("--listen", "nohostport", &none, false, err, sizeof(err)), 0);
 	/* the help names every option */
 	char *text = usage_text(cli_run_usage, NULL);
 	CHECK(strstr(text, "--tls-creds DIR") && strstr(text, "--tls-psk FILE") && strstr(text, "--tls-peer NAME") &&

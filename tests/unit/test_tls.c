@@ -293,6 +293,9 @@ static void test_psk(void)
 		pair_up(&cli, &srv, bad[i], sc, "127.0.0.1");
 		CHECK(srv.rc < 0);
 		CHECK(cli.rc < 0);
+		if (!strstr(ft_tls_error(srv.l.tls), "pre-shared key refused"))
+			fprintf(stderr, "server's error: %s\n", ft_tls_error(srv.l.tls));
+		CHECK(strstr(ft_tls_error(srv.l.tls), "pre-shared key refused") != NULL);
 		struct ft_frame f;
 		void *p = (void *)1;
 		CHECK(ft_recv(&srv.l, &f, &p) < 0 && p == NULL);
