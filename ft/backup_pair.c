@@ -7,7 +7,6 @@
 #include "tls.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +148,8 @@ static void pending_add(struct pending *pend, int fd, uint64_t deadline, const s
 		close(fd);
 		return;
 	}
+	if (session)
+		ft_tls_set_blocking(session, false);
 	struct pending *slot = &pend[0];
 	for (int i = 0; i < PENDING_MAX; i++) {
 		if (pend[i].link.fd < 0) {
@@ -246,15 +247,6 @@ static void pending_expire(struct pending *pend, uint64_t now)
 			pending_close(&pend[i], -ETIMEDOUT);
 }
 
-/* Pending peers are read without blocking, all from one loop; the paired links block again, each
- * with a thread of its own. */
-static void set_nonblocking(int fd, bool on)
-{
-	int fl = fcntl(fd, F_GETFL);
-	if (fl >= 0)
-		fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
-}
-
 /* accept(2) errors that concern one client (it reset, the network hiccuped), not the listener */
 static bool accept_transient(int e)
 {
@@ -285,8 +277,8 @@ static int wait_hello(struct backup *b, int lfd, struct pending *pend, struct he
 		if (!(pfd[0].revents & POLLIN))
 			continue;
 		int fd = ft_accept_tuned(lfd);
-		if (fd >= 0)
-			set_nonblocking(fd, true);
+		if (fd >= 0) /* pending peers never block the loop; the paired links wait again (backup_accept) */
+			ft_link_set_blocking(FT_PLAIN(fd), false);
 		if (fd >= 0)
 			pending_add(pend, fd, now_ns() + hello_timeout_ns(b), b->tls);
 		else if (!accept_transient(errno))
@@ -356,8 +348,8 @@ int backup_accept(struct backup *b, int lfd)
 	free(hb.shape);
 	b->data = data.link;
 	b->hb = hb.link;
-	set_nonblocking(b->data.fd, false);
-	set_nonblocking(b->hb.fd, false);
+	ft_link_set_blocking(&b->data, true); /* each has a thread of its own from here on */
+	ft_link_set_blocking(&b->hb, true);
 	r = greet_primary(b, data.shape, data.len);
 	free(data.shape);
 	if (r) {

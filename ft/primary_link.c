@@ -183,7 +183,8 @@ static int authenticate(struct ft_primary *p, const char *peer, char *err, size_
 			snprintf(err, errlen, "backup %s: cannot start TLS: %s", peer, strerror(-r));
 			return r;
 		}
-		r = ft_tls_handshake(links[i]->tls, p->timeout_ms);
+		/* as the backup allows a new peer: the heartbeat timeout, but at least a second */
+		r = ft_tls_handshake(links[i]->tls, MAX(p->timeout_ms, 1000u));
 		if (r) {
 			snprintf(err, errlen, "backup %s: TLS handshake failed: %s", peer, ft_tls_error(links[i]->tls));
 			return r;

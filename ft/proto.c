@@ -7,6 +7,7 @@
 #include "tls.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -148,6 +149,17 @@ int ft_link_wait_in(const struct ft_link *l, int timeout_ms)
 	struct pollfd pf = { .fd = l->fd, .events = POLLIN };
 	int n = poll(&pf, 1, timeout_ms);
 	return n < 0 ? -errno : n;
+}
+
+void ft_link_set_blocking(const struct ft_link *l, bool blocking)
+{
+	if (l->tls) { /* its fd stays non-blocking: the session waits in poll, outside GnuTLS */
+		ft_tls_set_blocking(l->tls, blocking);
+		return;
+	}
+	int fl = fcntl(l->fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(l->fd, F_SETFL, blocking ? fl & ~O_NONBLOCK : fl | O_NONBLOCK);
 }
 
 void ft_link_shutdown(const struct ft_link *l)

@@ -91,6 +91,8 @@ ssize_t ft_link_read(const struct ft_link *l, void *p, size_t len);
 int ft_link_wait_in(const struct ft_link *l, int timeout_ms);
 /* Bytes read from the fd and held by the TLS session (0 for a plain link). */
 size_t ft_link_pending(const struct ft_link *l);
+/* Reads and writes that wait (the default) or answer -EAGAIN at once (the backup's pairing loop). */
+void ft_link_set_blocking(const struct ft_link *l, bool blocking);
 /* shutdown(2) both ways (wakes every thread blocked on it); close frees the session too. */
 void ft_link_shutdown(const struct ft_link *l);
 void ft_link_close(struct ft_link *l);

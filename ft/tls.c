@@ -7,11 +7,15 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <limits.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -39,6 +43,9 @@ struct ft_tls_creds {
 
 struct ft_tls {
 	gnutls_session_t s;
+	pthread_mutex_t lock; /* around every GnuTLS call on s (see "sessions" below) */
+	int fd;               /* non-blocking from ft_tls_new on */
+	bool blocking;        /* the callers' view: wait in poll for the fd, or answer -EAGAIN */
 	const struct ft_tls_creds *c;
 	char name[256]; /* the peer's certificate name, kept for the session's life as GnuTLS asks */
 	char err[256];
@@ -231,6 +238,15 @@ void ft_tls_creds_free(struct ft_tls_creds *c)
 
 /* ---- sessions ---------------------------------------------------------------------------------- */
 
+/*
+ * One thread may send on a session while another receives (the primary's sender and receiver share
+ * the data link), which GnuTLS allows except while a TLS 1.3 key update is processed: GnuTLS starts
+ * one by itself after 2^24 records (AES-GCM's limit, some 256 GiB), on the sending thread, and the
+ * peer's arrives on the receiving one. So every GnuTLS call on a session holds its lock, and none ever
+ * waits inside GnuTLS: the fd is non-blocking, and a caller that wants to wait does so in poll(2) with
+ * the lock released (t->blocking; a wait for reading honours the socket's SO_RCVTIMEO).
+ */
+
 /* x509: the server asks for the client's certificate and refuses the handshake without a valid one;
  * each side checks the other's chain against the CA, and the name where there is one to check. */
 static int x509_session(struct ft_tls *t, const char *host)
@@ -252,35 +268,46 @@ static int x509_session(struct ft_tls *t, const char *host)
 	return 0;
 }
 
+static int session_setup(struct ft_tls *t, const char *host)
+{
+	const struct ft_tls_creds *c = t->c;
+	bool server = c->role == FT_TLS_SERVER;
+	if (gnutls_priority_set(t->s, c->prio) < 0)
+		return -EINVAL;
+	if (!c->psk)
+		return x509_session(t, host);
+	void *cred = server ? (void *)c->psk_server : (void *)c->psk_client;
+	return gnutls_credentials_set(t->s, GNUTLS_CRD_PSK, cred) ? -EINVAL : 0;
+}
+
 int ft_tls_new(const struct ft_tls_creds *c, int fd, const char *host, struct ft_tls **out)
 {
 	*out = NULL;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
 	struct ft_tls *t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	t->c = c;
-	bool server = c->role == FT_TLS_SERVER;
+	t->fd = fd;
+	t->blocking = true;
+	pthread_mutex_init(&t->lock, NULL);
 	/* no tickets: nothing resumes, and the server's tickets would be records nobody reads */
-	int r = gnutls_init(&t->s, (server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_SIGNAL | GNUTLS_NO_TICKETS);
-	if (r < 0) {
+	unsigned flags = (c->role == FT_TLS_SERVER ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_SIGNAL | GNUTLS_NO_TICKETS;
+	if (gnutls_init(&t->s, flags) < 0) {
+		pthread_mutex_destroy(&t->lock);
 		free(t);
 		return -ENOMEM;
 	}
 	gnutls_session_set_ptr(t->s, t);
-	r = gnutls_priority_set(t->s, c->prio) < 0 ? -EINVAL : 0;
-	if (!r && c->psk)
-		r = gnutls_credentials_set(t->s, GNUTLS_CRD_PSK, server ? (void *)c->psk_server : (void *)c->psk_client)
-			    ? -EINVAL
-			    : 0;
-	else if (!r)
-		r = x509_session(t, host);
+	int r = session_setup(t, host);
 	if (r) {
 		ft_tls_free(t);
 		return r;
 	}
 	gnutls_handshake_set_max_packet_length(t->s, HANDSHAKE_MSG_MAX);
-	/* the backup's pairing loop keeps its own deadline per peer */
-	gnutls_handshake_set_timeout(t->s, server ? GNUTLS_INDEFINITE_TIMEOUT : GNUTLS_DEFAULT_HANDSHAKE_TIMEOUT);
+	gnutls_handshake_set_timeout(t->s, GNUTLS_INDEFINITE_TIMEOUT); /* the callers keep the deadlines */
 	gnutls_transport_set_int(t->s, fd);
 	*out = t;
 	return 0;
@@ -291,7 +318,13 @@ void ft_tls_free(struct ft_tls *t)
 	if (!t)
 		return;
 	gnutls_deinit(t->s);
+	pthread_mutex_destroy(&t->lock);
 	free(t);
+}
+
+void ft_tls_set_blocking(struct ft_tls *t, bool blocking)
+{
+	t->blocking = blocking;
 }
 
 const char *ft_tls_error(const struct ft_tls *t)
@@ -299,7 +332,28 @@ const char *ft_tls_error(const struct ft_tls *t)
 	return t && t->err[0] ? t->err : "no TLS error";
 }
 
-/* Why a handshake failed, in t->err; the errno the callers tell apart. */
+/* Wait (lock not held) until the fd is ready for what GnuTLS wants, at most timeout_ms (-1: no limit).
+ * 0, -ETIMEDOUT, or -errno. */
+static int wait_fd(const struct ft_tls *t, short events, int timeout_ms)
+{
+	struct pollfd pf = { .fd = t->fd, .events = events };
+	int n;
+	while ((n = poll(&pf, 1, timeout_ms)) < 0 && errno == EINTR)
+		;
+	return n < 0 ? -errno : n == 0 ? -ETIMEDOUT : 0;
+}
+
+/* The socket's SO_RCVTIMEO in ms (-1: none), as a blocking read on it would wait. */
+static int rcvtimeo_ms(int fd)
+{
+	struct timeval tv;
+	socklen_t len = sizeof(tv);
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) < 0 || (!tv.tv_sec && !tv.tv_usec))
+		return -1;
+	return (int)MIN((uint64_t)tv.tv_sec * 1000 + (uint64_t)(tv.tv_usec + 999) / 1000, (uint64_t)INT32_MAX);
+}
+
+/* Why a handshake failed, in t->err; the errno the callers tell apart. Lock held. */
 static int handshake_failed(struct ft_tls *t, int r)
 {
 	gnutls_datum_t out = { NULL, 0 };
@@ -340,31 +394,45 @@ static int handshake_failed(struct ft_tls *t, int r)
 
 int ft_tls_handshake_step(struct ft_tls *t)
 {
+	pthread_mutex_lock(&t->lock);
 	int r = gnutls_handshake(t->s);
 	if (r == GNUTLS_E_SUCCESS)
-		return 1;
-	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED || !gnutls_error_is_fatal(r))
-		return 0;
-	return handshake_failed(t, r);
+		r = 1;
+	else if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED || !gnutls_error_is_fatal(r))
+		r = 0;
+	else
+		r = handshake_failed(t, r);
+	pthread_mutex_unlock(&t->lock);
+	return r;
 }
 
-bool ft_tls_wants_write(const struct ft_tls *t)
+bool ft_tls_wants_write(struct ft_tls *t)
 {
-	return gnutls_record_get_direction(t->s) == 1;
+	pthread_mutex_lock(&t->lock);
+	bool w = gnutls_record_get_direction(t->s) == 1;
+	pthread_mutex_unlock(&t->lock);
+	return w;
 }
 
 int ft_tls_handshake(struct ft_tls *t, unsigned timeout_ms)
 {
-	/* blocking: GnuTLS waits in poll for at most what is left, then says GNUTLS_E_TIMEDOUT */
-	gnutls_handshake_set_timeout(t->s, timeout_ms ? timeout_ms : GNUTLS_DEFAULT_HANDSHAKE_TIMEOUT);
+	uint64_t end = now_ns() + (uint64_t)(timeout_ms ? timeout_ms : 10000) * 1000000ull;
 	int r;
-	while ((r = ft_tls_handshake_step(t)) == 0)
-		;
+	while ((r = ft_tls_handshake_step(t)) == 0) {
+		uint64_t now = now_ns();
+		int w = now < end ? wait_fd(t, ft_tls_wants_write(t) ? POLLOUT : POLLIN, (int)((end - now + 999999) / 1000000))
+				  : -ETIMEDOUT;
+		if (w) {
+			snprintf(t->err, sizeof(t->err), "%s", w == -ETIMEDOUT ? "no answer in time" : strerror(-w));
+			return w;
+		}
+	}
 	return r < 0 ? r : 0;
 }
 
 /* ---- records ----------------------------------------------------------------------------------- */
 
+/* A failed record call's errno, and why in t->err. Lock held. */
 static int record_error(struct ft_tls *t, ssize_t n, int e)
 {
 	if (n == GNUTLS_E_FATAL_ALERT_RECEIVED)
@@ -373,7 +441,6 @@ static int record_error(struct ft_tls *t, ssize_t n, int e)
 		snprintf(t->err, sizeof(t->err), "%s", gnutls_strerror((int)n));
 	switch (n) {
 	case GNUTLS_E_FATAL_ALERT_RECEIVED: return -EACCES;
-	case GNUTLS_E_AGAIN: return -EAGAIN;
 	case GNUTLS_E_DECRYPTION_FAILED: return -EBADMSG; /* the record's MAC: altered on the way */
 	case GNUTLS_E_PREMATURE_TERMINATION: return -ECONNRESET;
 	case GNUTLS_E_PULL_ERROR:
@@ -382,15 +449,33 @@ static int record_error(struct ft_tls *t, ssize_t n, int e)
 	}
 }
 
+/* One call of GnuTLS's record send, under the lock: bytes taken, -EAGAIN, or -errno. */
+static ssize_t send_once(struct ft_tls *t, const uint8_t *p, size_t len)
+{
+	pthread_mutex_lock(&t->lock);
+	errno = 0;
+	ssize_t n = gnutls_record_send(t->s, p, len);
+	if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+		n = -EAGAIN; /* GnuTLS keeps the record: the next call must pass the same bytes */
+	else if (n < 0)
+		n = record_error(t, n, errno);
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
 static int send_all(struct ft_tls *t, const uint8_t *p, size_t len)
 {
 	while (len) {
-		errno = 0;
-		ssize_t n = gnutls_record_send(t->s, p, MIN(len, (size_t)REC_MAX));
-		if (n == GNUTLS_E_INTERRUPTED)
-			continue; /* GnuTLS wants the same arguments again */
+		size_t chunk = MIN(len, (size_t)REC_MAX);
+		ssize_t n = send_once(t, p, chunk);
+		if (n == -EAGAIN) {
+			int w = t->blocking ? wait_fd(t, POLLOUT, -1) : -EAGAIN;
+			if (w)
+				return w;
+			continue;
+		}
 		if (n < 0)
-			return record_error(t, n, errno);
+			return (int)n;
 		p += n;
 		len -= (size_t)n;
 	}
@@ -432,16 +517,25 @@ int ft_tls_sendv(struct ft_tls *t, const struct iovec *iov, int iovcnt)
 ssize_t ft_tls_recv(struct ft_tls *t, void *p, size_t len)
 {
 	for (;;) {
+		pthread_mutex_lock(&t->lock);
 		errno = 0;
 		ssize_t n = gnutls_record_recv(t->s, p, len);
-		if (n >= 0)
+		bool again = n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED;
+		if (n < 0 && !again)
+			n = record_error(t, n, errno);
+		pthread_mutex_unlock(&t->lock);
+		if (!again)
 			return n;
-		if (n != GNUTLS_E_INTERRUPTED)
-			return record_error(t, n, errno);
+		int w = t->blocking ? wait_fd(t, POLLIN, rcvtimeo_ms(t->fd)) : -EAGAIN;
+		if (w)
+			return w == -ETIMEDOUT ? -EAGAIN : w; /* what a blocking read past SO_RCVTIMEO says */
 	}
 }
 
-size_t ft_tls_pending(const struct ft_tls *t)
+size_t ft_tls_pending(struct ft_tls *t)
 {
-	return gnutls_record_check_pending(t->s);
+	pthread_mutex_lock(&t->lock);
+	size_t n = gnutls_record_check_pending(t->s);
+	pthread_mutex_unlock(&t->lock);
+	return n;
 }

@@ -38,15 +38,20 @@ int ft_tls_creds_load(const struct ft_tls_opts *o, enum ft_tls_role role, struct
 		      size_t errlen);
 void ft_tls_creds_free(struct ft_tls_creds *c);
 
-/* A session on the connected socket fd, not yet shaken hands. host: what a client connects to, the
- * name the server's certificate must carry unless the credentials name a peer. 0 or -errno. */
+/* A session on the connected socket fd, not yet shaken hands; fd becomes non-blocking for good (the
+ * session waits in poll itself: ft_tls_set_blocking). host: what a client connects to, the name the
+ * server's certificate must carry unless the credentials name a peer. 0 or -errno. One thread may
+ * send while another receives. */
 int ft_tls_new(const struct ft_tls_creds *c, int fd, const char *host, struct ft_tls **out);
 void ft_tls_free(struct ft_tls *t);
-/* One step of the handshake on a non-blocking fd: 1 done, 0 call again once the fd is ready (for
- * writing if ft_tls_wants_write), or -errno (ft_tls_error says why; the peer was sent an alert). */
+/* Whether ft_tls_sendv and ft_tls_recv wait for the fd (the default; a read no longer than the
+ * socket's SO_RCVTIMEO) or answer -EAGAIN at once (the backup's loop over peers it is pairing). */
+void ft_tls_set_blocking(struct ft_tls *t, bool blocking);
+/* One step of the handshake, never waiting: 1 done, 0 call again once the fd is ready (for writing if
+ * ft_tls_wants_write), or -errno (ft_tls_error says why; the peer was sent an alert). */
 int ft_tls_handshake_step(struct ft_tls *t);
-bool ft_tls_wants_write(const struct ft_tls *t);
-/* The whole handshake on a blocking fd, at most timeout_ms. 0 or -errno (ft_tls_error says why). */
+bool ft_tls_wants_write(struct ft_tls *t);
+/* The whole handshake, at most timeout_ms. 0 or -errno (ft_tls_error says why). */
 int ft_tls_handshake(struct ft_tls *t, unsigned timeout_ms);
 /* The last failure of this session, one line. */
 const char *ft_tls_error(const struct ft_tls *t);
@@ -54,11 +59,11 @@ const char *ft_tls_error(const struct ft_tls *t);
 /* Records: send all of iov (coalesced into full records), 0 or -errno. */
 struct iovec;
 int ft_tls_sendv(struct ft_tls *t, const struct iovec *iov, int iovcnt);
-/* Up to len bytes: > 0, 0 at the end of the stream, or -errno: -EAGAIN (nothing yet on a non-blocking
- * fd or SO_RCVTIMEO ran out), -EBADMSG (a record that fails its MAC: altered on the way), -ECONNRESET
+/* Up to len bytes: > 0, 0 at the end of the stream, or -errno: -EAGAIN (nothing yet, not blocking, or
+ * SO_RCVTIMEO ran out), -EBADMSG (a record that fails its MAC: altered on the way), -ECONNRESET
  * (the connection ended without TLS's close), -EPROTO (anything else the peer got wrong). */
 ssize_t ft_tls_recv(struct ft_tls *t, void *p, size_t len);
 /* Decrypted bytes already buffered: poll(2) on the fd does not see them. */
-size_t ft_tls_pending(const struct ft_tls *t);
+size_t ft_tls_pending(struct ft_tls *t);
 
 #endif

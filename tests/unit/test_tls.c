@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -106,6 +107,76 @@ static void frames_flow(struct end *cli, struct end *srv)
 	free(b);
 }
 
+/* The primary's sender and receiver on one session at once: frames out, acks in, neither waits for
+ * the other (the session's lock is never held while waiting). */
+struct stream_job {
+	struct end *e;
+	int frames, rc;
+};
+
+static void *stream_frames(void *arg)
+{
+	struct stream_job *j = arg;
+	static uint8_t mib[1 << 20];
+	j->rc = 0;
+	for (int i = 0; i < j->frames && !j->rc; i++)
+		j->rc = ft_send_buf(&j->e->l, FT_EPOCH, (uint64_t)i, mib, sizeof(mib));
+	return NULL;
+}
+
+static void *ack_frames(void *arg)
+{
+	struct stream_job *j = arg;
+	j->rc = 0;
+	for (int i = 0; i < j->frames && !j->rc; i++) {
+		struct ft_frame f;
+		void *p;
+		j->rc = ft_recv(&j->e->l, &f, &p);
+		if (!j->rc) {
+			free(p);
+			j->rc = f.type == FT_EPOCH && f.seq == (uint64_t)i ? ft_send_buf(&j->e->l, FT_ACK, f.seq, NULL, 0) : -EPROTO;
+		}
+	}
+	return NULL;
+}
+
+static void both_ways_at_once(struct end *cli, struct end *srv)
+{
+	enum { N = 24 };
+	struct stream_job tx = { cli, N, -1 }, peer = { srv, N, -1 };
+	pthread_t a, b;
+	CHECK_EQ(pthread_create(&a, NULL, stream_frames, &tx), 0);
+	CHECK_EQ(pthread_create(&b, NULL, ack_frames, &peer), 0);
+	for (int i = 0; i < N; i++) { /* this thread receives the acks while `a` sends */
+		struct ft_frame f;
+		void *p;
+		CHECK_EQ(ft_recv(&cli->l, &f, &p), 0);
+		CHECK(f.type == FT_ACK && f.seq == (uint64_t)i);
+		free(p);
+	}
+	CHECK_EQ(pthread_join(a, NULL), 0);
+	CHECK_EQ(pthread_join(b, NULL), 0);
+	CHECK_EQ(tx.rc, 0);
+	CHECK_EQ(peer.rc, 0);
+}
+
+/* A peer that finished its handshake but never answers: a read gives up after the socket's
+ * SO_RCVTIMEO (the primary's bound on the backup's reply), as a plain socket's would. */
+static void rcvtimeo_honoured(struct end *cli)
+{
+	struct timeval tv = { 0, 200000 };
+	CHECK_EQ(setsockopt(cli->l.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	struct ft_frame f;
+	void *p = (void *)1;
+	uint64_t t0 = now_ns();
+	CHECK_EQ(ft_recv(&cli->l, &f, &p), -EAGAIN);
+	CHECK(p == NULL);
+	uint64_t waited = now_ns() - t0;
+	CHECK(waited >= 150000000ull && waited < 3000000000ull);
+	struct timeval none = { 0, 0 };
+	CHECK_EQ(setsockopt(cli->l.fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none)), 0);
+}
+
 /* ---- credentials files -------------------------------------------------------------------------- */
 
 static int load(const char *dir, const char *psk, enum ft_tls_role role, char *err, size_t errlen)
@@ -161,6 +232,8 @@ static void test_x509_ok(void)
 	CHECK_EQ(cli.rc, 0);
 	CHECK_EQ(srv.rc, 0);
 	frames_flow(&cli, &srv);
+	both_ways_at_once(&cli, &srv);
+	rcvtimeo_honoured(&cli);
 	unpair(&cli, &srv);
 	pair_up(&cli, &srv, cc, sc_named, "127.0.0.1"); /* its address; and the backup checks our name */
 	CHECK_EQ(cli.rc, 0);
@@ -455,6 +528,7 @@ static void test_loopback_rule(void)
 
 int main(void)
 {
+	alarm(240); /* a wait that never ends (a read past its SO_RCVTIMEO, a lost wake-up) fails, not hangs */
 	tls_fixture_make(&fx);
 	test_creds_files();
 	test_x509_ok();
