@@ -111,6 +111,7 @@ static const char *hello_error(int r)
 	case -EMSGSIZE: return "sent an oversized handshake";
 	case -EBADMSG: return "sent a corrupt handshake";
 	case -ENOMSG: return "sent something other than a handshake";
+	case -EPROTOTYPE: return "speaks TLS: give this backup the --tls-creds or --tls-psk of its primary";
 	default: return "sent no handshake";
 	}
 }
@@ -213,6 +214,8 @@ static int pending_read(struct pending *p, struct hello *h)
 		if (want == hs) {
 			memcpy(&f, p->buf, hs);
 			int r = ft_frame_check(&f, FT_MAX_HELLO_FRAME);
+			if (r == -EPROTO && p->buf[0] == 0x16 && p->buf[1] == 0x03)
+				return -EPROTOTYPE; /* a TLS handshake record: a primary with credentials */
 			if (r)
 				return r;
 			if (f.len)

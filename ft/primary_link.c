@@ -186,7 +186,9 @@ static int authenticate(struct ft_primary *p, const char *peer, char *err, size_
 		/* as the backup allows a new peer: the heartbeat timeout, but at least a second */
 		r = ft_tls_handshake(links[i]->tls, MAX(p->timeout_ms, 1000u));
 		if (r) {
-			snprintf(err, errlen, "backup %s: TLS handshake failed: %s", peer, ft_tls_error(links[i]->tls));
+			/* a backup without credentials reads our hello as a bad frame and hangs up */
+			snprintf(err, errlen, "backup %s: TLS handshake failed: %s%s", peer, ft_tls_error(links[i]->tls),
+				 r == -ECONNRESET ? " (is the backup without --tls-creds / --tls-psk?)" : "");
 			return r;
 		}
 	}

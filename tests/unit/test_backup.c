@@ -626,6 +626,9 @@ static void test_handshake(void)
 	CHECK_EQ(ft_send_buf(FT_PLAIN(stale), FT_HB_HELLO, 1, NULL, 0), 0);
 	int ack = hs_connect(); /* well-formed, but not a hello */
 	CHECK_EQ(ft_send_buf(FT_PLAIN(ack), FT_ACK, 1, NULL, 0), 0);
+	int tls = hs_connect(); /* a primary with credentials: the start of a ClientHello */
+	static const uint8_t client_hello[40] = { 0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03 };
+	hs_send(tls, client_hello, sizeof(client_hello));
 
 	/* the primary, session 2 */
 	int data = hs_connect(), hb = hs_connect();
@@ -646,6 +649,7 @@ static void test_handshake(void)
 	hs_dropped(http);
 	hs_dropped(stale);
 	hs_dropped(ack);
+	hs_dropped(tls);
 	close(data);
 	close(hb);
 	ft_link_close(&b.data);
