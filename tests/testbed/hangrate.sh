@@ -28,7 +28,7 @@ tests=("$@")
 
 export TESTBED_KSERIES=${TESTBED_KSERIES:-6.1}
 export TESTBED_KVM_ARGS=${TESTBED_KVM_ARGS-"kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"}
-export TESTBED_CLOCK=${TESTBED_CLOCK-"tsc=reliable idle=poll lapic=notscdeadline nohz=off highres=off"} TESTBED_KVMPIN=${TESTBED_KVMPIN:-1}
+export TESTBED_CLOCK=${TESTBED_CLOCK-"tsc=reliable idle=poll"} TESTBED_KVMPIN=${TESTBED_KVMPIN:-1}
 export TESTBED_SMP=${TESTBED_SMP:-2} TESTBED_MEM=${TESTBED_MEM:-3G}
 export FTVMM_FT_KILLS=${FTVMM_FT_KILLS:-8}
 [[ -n "$label" ]] || label="k${TESTBED_KSERIES}-$(tr ' ' '\n' <<<"$TESTBED_KVM_ARGS" | sed -n 's/^kvm_amd\.npt=/npt/p' | head -n1)-smp$TESTBED_SMP$([[ "$TESTBED_CLOCK" == *tsc=reliable* ]] && echo -tsc)$([[ "$TESTBED_CLOCK" == *idle=poll* ]] && echo -poll)$([[ "$TESTBED_CLOCK" == *highres=off* ]] && echo -periodic)$([[ "$TESTBED_KVMPIN" == 1 ]] && echo -pin)"
