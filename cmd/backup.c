@@ -2,6 +2,7 @@
 #include "backup.h"
 #include "../ft/backup.h"
 #include "../ft/proto.h"
+#include "../ft/tls.h"
 #include "../vmm/util.h"
 #include "cli.h"
 #include "control.h"
@@ -18,6 +19,7 @@ static void backup_usage(FILE *f)
 	fprintf(f,
 		"usage: ftvmm backup --listen HOST:PORT [--disk PATH]... [--net tap=NAME]... [--control PATH]\n"
 		"                    [--control-group GROUP] [--ft-timeout MS]\n"
+		"                    [--tls-creds DIR [--tls-peer NAME] | --tls-psk FILE] [--ft-insecure]\n"
 		"\n"
 		"Wait for a primary (`ftvmm run ... --backup HOST:PORT`), mirror its guest epoch by epoch, and\n"
 		"when the primary dies resume the guest from the last committed epoch: this process then runs\n"
@@ -29,7 +31,17 @@ static void backup_usage(FILE *f)
 		"  --net tap=NAME      TAP for each NIC, attached only at takeover (the guest keeps its MAC)\n"
 		"  --control PATH      control socket (status before and after takeover), mode 0600\n"
 		"  --control-group GROUP  also let members of GROUP (name or number) use it (0660)\n"
-		"  --ft-timeout MS     heartbeat silence that counts as the primary's death (default 2000)\n");
+		"  --ft-timeout MS     heartbeat silence that counts as the primary's death (default 2000)\n"
+		"  --tls-creds DIR     TLS 1.3 on the FT links, x509: DIR holds ca-cert.pem, server-cert.pem\n"
+		"                      and server-key.pem (QEMU's layout); the primary must present a\n"
+		"                      certificate of that CA (client-cert.pem in its DIR) before a byte of\n"
+		"                      its stream is read. After a takeover, `protect` uses client-cert.pem\n"
+		"                      and client-key.pem from the same DIR\n"
+		"  --tls-peer NAME     also require that name in the primary's certificate\n"
+		"  --tls-psk FILE      TLS 1.3 with a pre-shared key instead (psktool's IDENTITY:HEX-KEY line,\n"
+		"                      mode 0600 or stricter)\n"
+		"  --ft-insecure       listen on an address other hosts can reach without credentials:\n"
+		"                      anyone who can reach the port can then feed this backup a guest\n");
 }
 
 /* The --disk and --net options, kept for run's parser (cli_parse_run), which knows their syntax:
@@ -45,6 +57,10 @@ static int parse_option(int c, char **argv, struct backup *b, struct run_config 
 {
 	switch (c) {
 	case 'l': b->listen = optarg; return 0;
+	case 'X': cfg->tls.x509_dir = optarg; return 0;
+	case 'P': cfg->tls.psk_file = optarg; return 0;
+	case 'N': cfg->tls.peer = optarg; return 0;
+	case 'I': cfg->ft_insecure = true; return 0;
 	case 'C': cfg->control = optarg; return 0;
 	case 'G': /* checked now, as run does: bad input is refused before the listener or socket exist */
 		if (cli_check_group(optarg, err, errlen))
@@ -77,17 +93,21 @@ static int parse_option(int c, char **argv, struct backup *b, struct run_config 
 }
 
 /* The disks and NICs through run's parser: cli_parse_run starts from a blank config, so what only
- * backup parsed (the socket and its group, which control_start and, after a takeover, run_vm use)
- * is kept across it. */
+ * backup parsed (the socket and its group, which control_start and, after a takeover, run_vm use; the
+ * FT link's credentials, for a `protect` after a takeover) is kept across it. */
 static int parse_machine(struct sub_argv *sub, struct backup *b, struct run_config *cfg, char *err, size_t errlen)
 {
 	sub->v[sub->n++] = "--kernel";
 	sub->v[sub->n++] = "unused";
 	const char *control = cfg->control, *group = cfg->control_group;
+	struct ft_tls_opts tls = cfg->tls;
+	bool insecure = cfg->ft_insecure;
 	if (cli_parse_run(sub->n, sub->v, cfg, err, errlen))
 		return -EINVAL;
 	cfg->control = control;
 	cfg->control_group = group;
+	cfg->tls = tls;
+	cfg->ft_insecure = insecure;
 	cfg->kernel = NULL;
 	b->machine = cfg->machine;
 	return 0;
@@ -100,7 +120,9 @@ static int parse(int argc, char **argv, struct backup *b, struct run_config *cfg
 		{ "listen", required_argument, NULL, 'l' }, { "disk", required_argument, NULL, 'd' },
 		{ "net", required_argument, NULL, 'n' },    { "control", required_argument, NULL, 'C' },
 		{ "ft-timeout", required_argument, NULL, 'T' }, { "help", no_argument, NULL, 'h' },
-		{ "control-group", required_argument, NULL, 'G' },
+		{ "control-group", required_argument, NULL, 'G' }, { "tls-creds", required_argument, NULL, 'X' },
+		{ "tls-psk", required_argument, NULL, 'P' },      { "tls-peer", required_argument, NULL, 'N' },
+		{ "ft-insecure", no_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	optind = 0;
@@ -122,6 +144,8 @@ static int parse(int argc, char **argv, struct backup *b, struct run_config *cfg
 		snprintf(err, errlen, "missing --listen HOST:PORT (see ftvmm backup --help)");
 		return -EINVAL;
 	}
+	if (cli_check_ft_link("--listen", b->listen, &cfg->tls, cfg->ft_insecure, err, errlen))
+		return -EINVAL;
 	return parse_machine(&sub, b, cfg, err, errlen);
 }
 
@@ -145,6 +169,28 @@ static int take_over(struct run_config *cfg, const struct backup *b, const struc
 	return rc;
 }
 
+/* The server credentials (none without --tls-*), and the listening socket: loopback only without them,
+ * unless --ft-insecure. The socket, or -1 after one line on stderr. */
+static int listen_for_primary(struct backup *b, const struct run_config *cfg, struct ft_tls_creds **tls)
+{
+	char err[512] = "";
+	*tls = NULL;
+	if (ft_tls_opts_given(&cfg->tls) && ft_tls_creds_load(&cfg->tls, FT_TLS_SERVER, tls, err, sizeof(err))) {
+		warnx("%s", err);
+		return -1;
+	}
+	cli_warn_insecure(&cfg->tls, cfg->ft_insecure);
+	b->tls = *tls;
+	int lfd = ft_listen(b->listen, !*tls && !cfg->ft_insecure, err, sizeof(err));
+	if (lfd < 0) {
+		warnx("%s", err);
+		ft_tls_creds_free(*tls);
+		*tls = NULL;
+		b->tls = NULL;
+	}
+	return lfd;
+}
+
 int cmd_backup(int argc, char **argv)
 {
 	static struct backup b;
@@ -160,11 +206,10 @@ int cmd_backup(int argc, char **argv)
 	}
 	if (backup_open_disks(&b))
 		return 1;
-	int lfd = ft_listen(b.listen, err, sizeof(err));
-	if (lfd < 0) {
-		warnx("%s", err);
+	struct ft_tls_creds *tls;
+	int lfd = listen_for_primary(&b, &cfg, &tls);
+	if (lfd < 0)
 		return 1;
-	}
 	if (cfg.control) {
 		if (control_start(&ctl, NULL, &cfg, cfg.control, err, sizeof(err))) {
 			warnx("%s", err);
@@ -177,6 +222,8 @@ int cmd_backup(int argc, char **argv)
 	warnx("backup: listening on %s", b.listen);
 	int gone = backup_mirror(&b, lfd);
 	control_stop(&ctl); /* the socket path is free again for the VM's own control server */
+	b.tls = NULL;
+	ft_tls_creds_free(tls); /* the links are closed; a VM taken over loads its own for `protect` */
 	if (gone < 0)
 		return 1;
 	struct backup_takeover to;

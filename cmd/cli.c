@@ -1,6 +1,7 @@
 /* cli.c - `ftvmm run` option parsing and the help texts. */
 #include "cli.h"
 #include "control.h"
+#include "../ft/proto.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
 
@@ -72,6 +73,16 @@ void cli_run_usage(FILE *f)
 		"  --epoch MS             checkpoint interval, 5..1000 ms (default 50)\n"
 		"  --ft-timeout MS        heartbeat silence that counts as the backup's death (default 2000)\n"
 		"  --stats FILE           one JSON line of telemetry per committed epoch\n"
+		"  --tls-creds DIR        TLS 1.3 on the FT links, x509: DIR holds ca-cert.pem,\n"
+		"                         client-cert.pem and client-key.pem (QEMU's layout); the\n"
+		"                         backup's certificate must chain to the CA and name the\n"
+		"                         backup (--tls-peer, else the HOST of --backup / protect)\n"
+		"  --tls-peer NAME        the name the backup's certificate must carry\n"
+		"  --tls-psk FILE         TLS 1.3 with a pre-shared key instead: psktool's\n"
+		"                         IDENTITY:HEX-KEY line, in a file of mode 0600 or stricter\n"
+		"  --ft-insecure          allow a backup that is not on this host without credentials:\n"
+		"                         anyone on the path can then read the guest and forge acks\n"
+		"  (protect HOST:PORT on the control socket uses the same credentials)\n"
 		"  -h, --help             show this text\n");
 }
 
@@ -85,7 +96,8 @@ void cli_restore_usage(FILE *f)
 		"where it stopped: same memory size, vCPUs and devices. Disks and NICs default to the saved\n"
 		"host paths and TAP names; given here, they replace them in order (same count; each disk\n"
 		"must have the size it had when the snapshot was taken; MACs stay the saved ones).\n"
-		"--control and --control-group are as for ftvmm run (see: ftvmm run --help).\n");
+		"--control and --control-group are as for ftvmm run (see: ftvmm run --help), and so are\n"
+		"--tls-creds, --tls-psk, --tls-peer and --ft-insecure, for a later `protect`.\n");
 }
 
 static int parse_mac(const char *s, uint8_t mac[6])
@@ -266,6 +278,10 @@ static int parse_option(int c, char **argv, struct run_config *cfg, char *err, s
 		cfg->control_group = optarg;
 		return 0;
 	case 'B': cfg->backup = optarg; return 0;
+	case 'X': cfg->tls.x509_dir = optarg; return 0;
+	case 'P': cfg->tls.psk_file = optarg; return 0;
+	case 'N': cfg->tls.peer = optarg; return 0;
+	case 'I': cfg->ft_insecure = true; return 0;
 	case 'S': cfg->stats = optarg; return 0;
 	case 'E':
 	case 'T': return parse_ms(c, opt, optarg, cfg, err, errlen);
@@ -315,7 +331,40 @@ static int parse_rest(int argc, char **argv, struct run_config *cfg, bool restor
 		snprintf(err, errlen, "missing --kernel PATH (see ftvmm run --help)");
 		return -EINVAL;
 	}
+	return cli_check_ft_link("--backup", cfg->backup, &cfg->tls, cfg->ft_insecure, err, errlen);
+}
+
+int cli_check_ft_link(const char *opt, const char *addr, const struct ft_tls_opts *tls, bool insecure, char *err,
+		      size_t errlen)
+{
+	if (tls->x509_dir && tls->psk_file) {
+		snprintf(err, errlen, "give either --tls-creds DIR or --tls-psk FILE, not both");
+		return -EINVAL;
+	}
+	if (tls->peer && !tls->x509_dir) {
+		snprintf(err, errlen, "--tls-peer names the peer's certificate: it needs --tls-creds DIR");
+		return -EINVAL;
+	}
+	/* checked again where the link is made (ft_connect, ft_listen): this is the early, clear refusal.
+	 * Something that is not HOST:PORT is left to them, which say so. */
+	char host[256], port[16];
+	bool hostport = addr && !ft_parse_hostport(addr, host, sizeof(host), port, sizeof(port));
+	if (hostport && !ft_tls_opts_given(tls) && !insecure && !ft_addr_is_loopback(addr)) {
+		snprintf(err, errlen,
+			 "%s %s: not a loopback address, and without --tls-creds DIR or --tls-psk FILE the FT link "
+			 "is neither authenticated nor encrypted (give credentials, or --ft-insecure to allow it)",
+			 opt, addr);
+		return -EINVAL;
+	}
 	return 0;
+}
+
+void cli_warn_insecure(const struct ft_tls_opts *tls, bool insecure)
+{
+	if (insecure && !ft_tls_opts_given(tls))
+		warnx("warning: --ft-insecure: the FT links are not authenticated or encrypted: anyone who can reach "
+		      "the port can read the guest, feed a backup a guest of its own, or forge a backup's acks and "
+		      "heartbeats (releasing held output)");
 }
 
 static int parse_common(int argc, char **argv, struct run_config *cfg, bool restore, char *err, size_t errlen)
@@ -328,7 +377,9 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 		{ "control", required_argument, NULL, 'C' }, { "backup", required_argument, NULL, 'B' },
 		{ "epoch", required_argument, NULL, 'E' },   { "stats", required_argument, NULL, 'S' },
 		{ "ft-timeout", required_argument, NULL, 'T' }, { "control-group", required_argument, NULL, 'G' },
-		{ "tsc-khz", required_argument, NULL, 'K' },
+		{ "tsc-khz", required_argument, NULL, 'K' },  { "tls-creds", required_argument, NULL, 'X' },
+		{ "tls-psk", required_argument, NULL, 'P' },  { "tls-peer", required_argument, NULL, 'N' },
+		{ "ft-insecure", no_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	memset(cfg, 0, sizeof(*cfg));

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "../devices/machine.h"
+#include "../ft/tls.h"
 
 struct run_config {
 	const char *kernel;
@@ -20,6 +21,8 @@ struct run_config {
 	unsigned epoch_ms;    /* --epoch MS */
 	unsigned ft_timeout_ms; /* --ft-timeout MS: heartbeat silence that counts as a failure */
 	const char *stats;    /* --stats FILE: one JSON line per epoch */
+	struct ft_tls_opts tls; /* --tls-creds DIR | --tls-psk FILE, --tls-peer NAME: the FT links' TLS */
+	bool ft_insecure;     /* --ft-insecure: FT links without credentials may leave this host */
 	const char *snapshot; /* restore: the snapshot file */
 	uint32_t tsc_khz;     /* --tsc-khz KHZ: the guest's TSC rate (0: this host's) */
 	bool help;
@@ -39,6 +42,13 @@ int cli_parse_restore(int argc, char **argv, struct run_config *cfg, char *err, 
 /* --control-group GROUP must name a group: bad input, so refused before anything starts rather than
  * when the socket is made. 0, or -errno with one line in err. */
 int cli_check_group(const char *name, char *err, size_t errlen);
+/* The FT link options of run, restore and backup: --tls-creds and --tls-psk exclusive, --tls-peer only
+ * with --tls-creds, and addr (opt's value: --backup or --listen, may be NULL) a loopback address
+ * unless credentials or --ft-insecure were given. 0, or -EINVAL with one line in err. */
+int cli_check_ft_link(const char *opt, const char *addr, const struct ft_tls_opts *tls, bool insecure, char *err,
+		      size_t errlen);
+/* --ft-insecure without credentials: one line on stderr saying what that lets others do. */
+void cli_warn_insecure(const struct ft_tls_opts *tls, bool insecure);
 void cli_usage(FILE *f);
 void cli_restore_usage(FILE *f);
 void cli_run_usage(FILE *f);

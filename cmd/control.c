@@ -432,7 +432,8 @@ int cmd_ctl(int argc, char **argv)
 	if (argc < 3 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 			printf("usage: ftvmm ctl SOCKET COMMAND [ARGS]\n\ncommands: status, pause, resume, snapshot FILE, stop,\n"
-			       "          protect HOST:PORT (fault tolerance)\n");
+			       "          protect HOST:PORT (fault tolerance, with the --tls-* credentials the VM\n"
+			       "          was started with; without any, loopback only unless --ft-insecure)\n");
 			return 0;
 		}
 		warnx("usage: ftvmm ctl SOCKET COMMAND [ARGS] (see ftvmm ctl --help)");

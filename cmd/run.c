@@ -6,6 +6,7 @@
 #include "../ft/snapshot.h"
 #include "../ft/state.h"
 #include "../ft/primary.h"
+#include "../ft/tls.h"
 #include "../devices/platform.h"
 #include "../devices/virtio_net.h"
 #include "../vmm/cpuid.h"
@@ -117,6 +118,17 @@ static struct ft_primary ft;
 static bool ft_started;
 static struct platform plat;
 static const struct run_config *cur_cfg;
+static struct ft_tls_creds *client_tls; /* --tls-creds / --tls-psk as the primary's: loaded once */
+
+/* The FT client credentials cfg names, loaded on first use: 0 (also when none are named), or -errno
+ * with one line in err. A backup that took over loads them only when `protect` needs them, so creds
+ * for its own role alone never stop it from running the guest. */
+static int client_creds(const struct run_config *cfg, char *err, size_t errlen)
+{
+	if (client_tls || !ft_tls_opts_given(&cfg->tls))
+		return 0;
+	return ft_tls_creds_load(&cfg->tls, FT_TLS_CLIENT, &client_tls, err, errlen);
+}
 
 /* `ctl protect HOST:PORT`: pair a running, unprotected VM with a (new) backup. */
 static int control_protect(void *ctx, int argc, char **argv, char *reply, size_t len)
@@ -132,14 +144,20 @@ static int control_protect(void *ctx, int argc, char **argv, char *reply, size_t
 		snprintf(reply, len, "error: already protected by %s", ft.peer);
 		return 0;
 	}
+	char err[512] = "";
+	/* the credentials this VM was started with, and without them the loopback rule */
+	if (cli_check_ft_link("protect", argv[1], &cur_cfg->tls, cur_cfg->ft_insecure, err, sizeof(err)) ||
+	    client_creds(cur_cfg, err, sizeof(err))) {
+		snprintf(reply, len, "error: %s", err);
+		return 0;
+	}
 	if (ft_started)
 		ft_primary_stop(&ft, FT_STOP_QUIT);
 	ft_started = false;
-	char err[512] = "";
 	unsigned epoch = cur_cfg->epoch_ms ? cur_cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
 	unsigned tmo = cur_cfg->ft_timeout_ms ? cur_cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
-	if (ft_primary_start(&ft, vm, &plat, &cur_cfg->machine, argv[1], epoch, tmo, cur_cfg->stats, err,
-			     sizeof(err)) ||
+	if (ft_primary_start(&ft, vm, &plat, &cur_cfg->machine, argv[1], client_tls, cur_cfg->ft_insecure, epoch, tmo,
+			     cur_cfg->stats, err, sizeof(err)) ||
 	    ft_primary_go(&ft)) {
 		ft_primary_stop(&ft, FT_STOP_QUIT);
 		snprintf(reply, len, "error: %s", err[0] ? err : "cannot start the fault-tolerance threads");
@@ -250,7 +268,9 @@ static int start_protection(struct vm *vm, const struct run_config *cfg)
 		return 0;
 	unsigned epoch = cfg->epoch_ms ? cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
 	unsigned tmo = cfg->ft_timeout_ms ? cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
-	if (ft_primary_start(&ft, vm, &plat, &cfg->machine, cfg->backup, epoch, tmo, cfg->stats, err, sizeof(err))) {
+	if (client_creds(cfg, err, sizeof(err)) ||
+	    ft_primary_start(&ft, vm, &plat, &cfg->machine, cfg->backup, client_tls, cfg->ft_insecure, epoch, tmo,
+			     cfg->stats, err, sizeof(err))) {
 		warnx("%s", err);
 		ft_primary_stop(&ft, FT_STOP_QUIT);
 		return -1;
@@ -362,6 +382,8 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 	free((void *)src->initrd);
 	src->kernel = src->initrd = NULL;
 	control_stop(&ctl);
+	ft_tls_creds_free(client_tls); /* no FT link is left to use them */
+	client_tls = NULL;
 	signal_vm = NULL;
 	vm_destroy_devices(&vm);
 	platform_destroy(&plat);
@@ -386,6 +408,19 @@ static int parse_args(int (*parse)(int, char **, struct run_config *, char *, si
 	return -1;
 }
 
+/* Credentials given to run or restore are bad input when they do not load: said before the guest
+ * starts, not at the first `protect`. --ft-insecure says what it allows. 0, or -1 after one line. */
+static int check_tls(const struct run_config *cfg)
+{
+	char err[512] = "";
+	if (client_creds(cfg, err, sizeof(err))) {
+		warnx("%s", err);
+		return -1;
+	}
+	cli_warn_insecure(&cfg->tls, cfg->ft_insecure);
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct run_config cfg;
@@ -393,6 +428,8 @@ int cmd_run(int argc, char **argv)
 	int pr = parse_args(cli_parse_run, cli_run_usage, argc, argv, &cfg);
 	if (pr >= 0)
 		return pr;
+	if (check_tls(&cfg))
+		return 1;
 
 	uint8_t *kernel = NULL, *initrd = NULL;
 	size_t kernel_len = 0, initrd_len = 0;
@@ -493,6 +530,8 @@ int cmd_restore(int argc, char **argv)
 	int pr = parse_args(cli_parse_restore, cli_restore_usage, argc, argv, &given);
 	if (pr >= 0)
 		return pr;
+	if (check_tls(&given))
+		return 1;
 	struct snapshot snap;
 	if (snapshot_open(given.snapshot, &snap, err, sizeof(err))) {
 		warnx("%s", err);
@@ -505,6 +544,8 @@ int cmd_restore(int argc, char **argv)
 	} else if (!merge_given(&cfg.machine, &given.machine) && !check_host(snap.fdt, &cfg.machine)) {
 		cfg.control = given.control;
 		cfg.control_group = given.control_group;
+		cfg.tls = given.tls;
+		cfg.ft_insecure = given.ft_insecure;
 		struct run_source src = { .snap = &snap, .announce = cfg.machine.nnics > 0 };
 		rc = run_vm(&cfg, &src);
 	}

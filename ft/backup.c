@@ -10,12 +10,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libfdt.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,8 +50,8 @@ int backup_mirror(struct backup *b, int lfd)
 	int gone = receive_loop(b);
 	set_done(b, "receiver finished");
 	pthread_join(b->hb_thread, NULL);
-	close(b->data_fd);
-	close(b->hb_fd);
+	ft_link_close(&b->data);
+	ft_link_close(&b->hb);
 	for (unsigned i = 0; i < b->machine.ndisks; i++)
 		close(b->disk_fds[i]);
 	return gone;
@@ -67,11 +65,11 @@ static int receive_loop(struct backup *b)
 		void *p;
 		/* each frame no larger than this guest makes legitimate, refused before its payload is
 		 * allocated (its checksum is only known once it is all here) */
-		int r = ft_recv_data(b->data_fd, &f, &p, b->mem.npages, b->machine.cpus);
+		int r = ft_recv_data(&b->data, &f, &p, b->mem.npages, b->machine.cpus);
 		if (r == -EBADMSG) {
 			/* a corrupted epoch is never applied; the link itself is now untrustworthy */
-			warnx("backup: corrupted frame rejected (checksum); last commit %llu kept",
-			      (unsigned long long)b->committed);
+			warnx("backup: corrupted frame rejected (%s); last commit %llu kept",
+			      b->data.tls ? "TLS record MAC" : "checksum", (unsigned long long)b->committed);
 			return link_lost(b, "corrupted stream");
 		}
 		if (r)
@@ -85,7 +83,7 @@ static int receive_loop(struct backup *b)
 		free(p);
 		if (r)
 			return link_lost(b, refused(b, &f, r));
-		if (f.type == FT_EPOCH && ft_send_buf(b->data_fd, FT_ACK, f.seq, NULL, 0))
+		if (f.type == FT_EPOCH && ft_send_buf(&b->data, FT_ACK, f.seq, NULL, 0))
 			return link_lost(b, "cannot ack");
 	}
 }
@@ -303,8 +301,8 @@ static void set_done(struct backup *b, const char *why)
 		snprintf(b->why, sizeof(b->why), "%s", why);
 	}
 	pthread_mutex_unlock(&b->lock);
-	shutdown(b->data_fd, SHUT_RDWR); /* breaks the receive loop */
-	shutdown(b->hb_fd, SHUT_RDWR);
+	ft_link_shutdown(&b->data); /* breaks the receive loop */
+	ft_link_shutdown(&b->hb);
 }
 
 /* The primary said (or showed) it runs on without us: end mirroring, and never take over. */
@@ -324,7 +322,7 @@ static int hb_read(struct backup *b)
 	void *pl;
 	/* heartbeats and BYE are empty: a big header on this link is not our primary's, and must not
 	 * make us allocate for it */
-	if (ft_recv_max(b->hb_fd, &f, &pl, FT_MAX_HB_FRAME))
+	if (ft_recv_max(&b->hb, &f, &pl, FT_MAX_HB_FRAME))
 		return -1;
 	free(pl);
 	if (f.type != FT_BYE)
@@ -340,11 +338,10 @@ static void *hb_thread(void *arg)
 	while (!finished(b)) {
 		uint64_t now = now_ns();
 		if (now >= next_tx) {
-			if (ft_send_buf(b->hb_fd, FT_HEARTBEAT, now, NULL, 0)) {
+			if (ft_send_buf(&b->hb, FT_HEARTBEAT, now, NULL, 0)) {
 				/* the primary may have said BYE and closed before we got to read it */
-				struct pollfd pf = { .fd = b->hb_fd, .events = POLLIN };
 				int r = 0;
-				while (r == 0 && poll(&pf, 1, 0) > 0)
+				while (r == 0 && ft_link_wait_in(&b->hb, 0) > 0)
 					r = hb_read(b);
 				if (r != 1)
 					set_done(b, "heartbeat link broke");
@@ -352,8 +349,7 @@ static void *hb_thread(void *arg)
 			}
 			next_tx = now + FT_HEARTBEAT_MS * 1000000ull;
 		}
-		struct pollfd pf = { .fd = b->hb_fd, .events = POLLIN };
-		int n = poll(&pf, 1, FT_HEARTBEAT_MS / 2);
+		int n = ft_link_wait_in(&b->hb, FT_HEARTBEAT_MS / 2); /* records TLS holds already count */
 		ft_hb_clock(now_ns(), &prev, &last_rx); /* a local stall is not the primary's silence */
 		if (n > 0) {
 			int r = hb_read(b);
@@ -390,7 +386,7 @@ static int link_lost(struct backup *b, const char *why)
 	if (!b->done && !b->link_why[0])
 		snprintf(b->link_why, sizeof(b->link_why), "%s", why);
 	pthread_mutex_unlock(&b->lock);
-	shutdown(b->data_fd, SHUT_RDWR); /* the primary sees it at once and answers on the heartbeat link */
+	ft_link_shutdown(&b->data); /* the primary sees it at once and answers on the heartbeat link */
 	uint64_t deadline = now_ns() + (b->timeout_ms + 2 * FT_HEARTBEAT_MS) * 1000000ull;
 	while (!finished(b)) {
 		pthread_mutex_lock(&b->lock);
@@ -440,7 +436,7 @@ void backup_init(struct backup *b)
 {
 	memset(b, 0, sizeof(*b));
 	b->timeout_ms = FT_DEFAULT_TIMEOUT_MS;
-	b->data_fd = b->hb_fd = -1;
+	b->data = b->hb = (struct ft_link){ .fd = -1 };
 	pthread_mutex_init(&b->lock, NULL);
 }
 
@@ -468,8 +464,8 @@ void backup_status(void *ctx, char *buf, size_t len)
 	struct backup *b = ctx;
 	pthread_mutex_lock(&b->lock);
 	snprintf(buf, len, "state=%s protected=%s epoch=%llu last_commit=%llu link=%s",
-		 b->data_fd < 0 ? "waiting-for-primary" : b->have_baseline ? "mirroring" : "initial-sync",
+		 b->data.fd < 0 ? "waiting-for-primary" : b->have_baseline ? "mirroring" : "initial-sync",
 		 b->have_baseline && !b->done ? "yes" : "no", (unsigned long long)b->committed,
-		 (unsigned long long)b->committed, b->done || b->data_fd < 0 ? "down" : "up");
+		 (unsigned long long)b->committed, b->done || b->data.fd < 0 ? "down" : "up");
 	pthread_mutex_unlock(&b->lock);
 }

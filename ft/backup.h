@@ -4,6 +4,7 @@
 
 #include "../devices/machine.h"
 #include "../vmm/guest_mem.h"
+#include "proto.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -18,7 +19,9 @@ struct backup {
 	unsigned timeout_ms;
 	int disk_fds[MACHINE_MAX_DISKS];
 	uint64_t disk_sizes[MACHINE_MAX_DISKS];
-	int data_fd, hb_fd;
+	struct ft_link data, hb; /* TLS sessions on both when tls is set */
+	const struct ft_tls_creds *tls; /* server credentials: a peer must authenticate before its first frame
+					 * is read (NULL: plain links, loopback or --ft-insecure) */
 	struct guest_mem mem;
 	void *state; /* last committed epoch's state fdt */
 	uint64_t committed;

@@ -31,7 +31,7 @@ int backup_apply_frame(struct backup *b, const struct ft_frame *f, void *p);
 
 /* Pair with the primary on the listening socket lfd (backup_pair.c): its data and heartbeat
  * connections (HELLO and HB_HELLO of one session), its shape checked, guest memory mapped, HELLO_OK
- * sent. Sets data_fd and hb_fd. 0, or -errno (the shape refused: -EINVAL, HELLO_ERR sent). */
+ * sent. Sets data and hb. 0, or -errno (the shape refused: -EINVAL, HELLO_ERR sent). */
 int backup_accept(struct backup *b, int lfd);
 
 #endif

@@ -4,13 +4,13 @@
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
 #include "proto.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 /*
@@ -73,11 +73,14 @@ int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why,
 
 /* Before the handshake anyone may connect. Every connection gets a few KiB and a deadline to say who
  * it is, all of them at once (poll), so a silent, slow or foreign peer is dropped and never holds up
- * the primary, whose hellos arrive within a round trip of its connects. */
+ * the primary, whose hellos arrive within a round trip of its connects. With credentials the TLS
+ * handshake comes first, inside the same deadline: a peer that cannot authenticate is dropped before
+ * one byte of a frame is read from it. */
 enum { PENDING_MAX = 8 };
 
 struct pending {
-	int fd; /* -1: a free slot */
+	struct ft_link link; /* fd -1: a free slot */
+	bool shaking;        /* its TLS handshake is under way: no frame is read before it succeeds */
 	uint64_t deadline_ns;
 	size_t got; /* bytes of buf filled: the frame header, then its payload */
 	uint8_t buf[sizeof(struct ft_frame) + FT_MAX_HELLO_FRAME];
@@ -85,7 +88,7 @@ struct pending {
 
 /* A peer that said HELLO (with its shape) or HB_HELLO. */
 struct hello {
-	int fd;
+	struct ft_link link;
 	uint16_t type;
 	uint64_t session;
 	void *shape;
@@ -108,44 +111,59 @@ static const char *hello_error(int r)
 	case -EMSGSIZE: return "sent an oversized handshake";
 	case -EBADMSG: return "sent a corrupt handshake";
 	case -ENOMSG: return "sent something other than a handshake";
+	case -EPROTOTYPE: return "speaks TLS: give this backup the --tls-creds or --tls-psk of its primary";
 	default: return "sent no handshake";
 	}
 }
 
 static void pending_close(struct pending *p, int why)
 {
-	warnx("backup: a peer connected but %s", hello_error(why));
+	if (p->shaking && why == -ETIMEDOUT)
+		warnx("backup: a peer connected but did not finish its TLS handshake in time");
+	else if (p->shaking)
+		warnx("backup: a peer connected but failed the TLS handshake: %s", ft_tls_error(p->link.tls));
+	else
+		warnx("backup: a peer connected but %s", hello_error(why));
 	if (why == -EPROTONOSUPPORT) { /* an ftvmm of another version: tell it why */
 		const char *m = "protocol version mismatch";
-		ft_send_buf(p->fd, FT_HELLO_ERR, 0, m, strlen(m));
+		ft_send_buf(&p->link, FT_HELLO_ERR, 0, m, strlen(m));
 	}
-	close(p->fd);
-	p->fd = -1;
+	ft_link_close(&p->link);
+	p->shaking = false;
 }
 
 static void drop_hello(struct hello *h)
 {
-	if (h->fd >= 0)
-		close(h->fd);
+	ft_link_close(&h->link);
 	free(h->shape);
-	*h = (struct hello){ .fd = -1 };
+	*h = (struct hello){ .link.fd = -1 };
 }
 
-/* A new connection into a free slot; with all taken, the one nearest its deadline makes room. */
-static void pending_add(struct pending *pend, int fd, uint64_t deadline)
+/* A new connection into a free slot; with all taken, the one nearest its deadline makes room. With
+ * credentials its TLS session starts here (the server's side: nothing is sent before the peer's hello). */
+static void pending_add(struct pending *pend, int fd, uint64_t deadline, const struct ft_tls_creds *tls)
 {
+	struct ft_tls *session = NULL;
+	if (tls && ft_tls_new(tls, fd, NULL, &session)) {
+		warnx("backup: cannot start a TLS session for a peer");
+		close(fd);
+		return;
+	}
+	if (session)
+		ft_tls_set_blocking(session, false);
 	struct pending *slot = &pend[0];
 	for (int i = 0; i < PENDING_MAX; i++) {
-		if (pend[i].fd < 0) {
+		if (pend[i].link.fd < 0) {
 			slot = &pend[i];
 			break;
 		}
 		if (pend[i].deadline_ns < slot->deadline_ns)
 			slot = &pend[i];
 	}
-	if (slot->fd >= 0)
+	if (slot->link.fd >= 0)
 		pending_close(slot, -ETIMEDOUT);
-	slot->fd = fd;
+	slot->link = (struct ft_link){ .fd = fd, .tls = session };
+	slot->shaking = session != NULL;
 	slot->deadline_ns = deadline;
 	slot->got = 0;
 }
@@ -164,44 +182,61 @@ static int hello_done(struct pending *p, struct hello *h)
 	if (!shape)
 		return -ENOMEM;
 	memcpy(shape, pl, f.len);
-	*h = (struct hello){ .fd = p->fd, .type = f.type, .session = f.seq, .shape = shape, .len = f.len };
-	p->fd = -1;
+	*h = (struct hello){ .link = p->link, .type = f.type, .session = f.seq, .shape = shape, .len = f.len };
+	p->link = (struct ft_link){ .fd = -1 };
 	return 1;
 }
 
-/* Take what the peer has sent so far without blocking: 1 a whole hello (in *h), 0 more to come, or
- * the error to drop it for. The header is checked, its length capped, before the payload is read. */
+/* Take what the peer has sent so far without blocking, until the socket (and the TLS session) has no
+ * more: 1 a whole hello (in *h), 0 more to come, or the error to drop it for. The handshake must
+ * succeed first; the header is checked, its length capped, before the payload is read. */
 static int pending_read(struct pending *p, struct hello *h)
 {
-	const size_t hs = sizeof(struct ft_frame);
-	struct ft_frame f;
-	memcpy(&f, p->buf, hs);
-	size_t want = p->got < hs ? hs : hs + f.len; /* f.len was capped when the header came in */
-	ssize_t n = recv(p->fd, p->buf + p->got, want - p->got, MSG_DONTWAIT);
-	if (n == 0)
-		return -ECONNRESET;
-	if (n < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
-	p->got += (size_t)n;
-	if (p->got < want)
-		return 0;
-	if (want == hs) {
-		memcpy(&f, p->buf, hs);
-		int r = ft_frame_check(&f, FT_MAX_HELLO_FRAME);
-		if (r || f.len)
-			return r; /* refused, or its payload comes next */
+	if (p->shaking) {
+		int r = ft_tls_handshake_step(p->link.tls);
+		if (r <= 0)
+			return r;
+		p->shaking = false; /* authenticated: its first frame may already be buffered */
 	}
-	return hello_done(p, h);
+	const size_t hs = sizeof(struct ft_frame);
+	for (;;) {
+		struct ft_frame f;
+		memcpy(&f, p->buf, hs);
+		size_t want = p->got < hs ? hs : hs + f.len; /* f.len was capped when the header came in */
+		ssize_t n = ft_link_read(&p->link, p->buf + p->got, want - p->got);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0)
+			return n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR ? 0 : (int)n;
+		p->got += (size_t)n;
+		if (p->got < want)
+			continue;
+		if (want == hs) {
+			memcpy(&f, p->buf, hs);
+			int r = ft_frame_check(&f, FT_MAX_HELLO_FRAME);
+			if (r == -EPROTO && p->buf[0] == 0x16 && p->buf[1] == 0x03)
+				return -EPROTOTYPE; /* a TLS handshake record: a primary with credentials */
+			if (r)
+				return r;
+			if (f.len)
+				continue; /* its payload comes next */
+		}
+		return hello_done(p, h);
+	}
 }
 
-/* poll entries for the pending connections, and the wait until the first deadline (ms, -1: none) */
+/* poll entries for the pending connections, and the wait until the first deadline (ms, -1: none).
+ * Polling the fd is enough even with TLS: pending_read reads until the socket and the session both
+ * have nothing more (-EAGAIN), so no decrypted byte waits in a session while its peer waits here. */
 static int pending_poll(const struct pending *pend, struct pollfd *pfd, uint64_t now)
 {
 	uint64_t first = UINT64_MAX;
 	for (int i = 0; i < PENDING_MAX; i++) {
-		pfd[i] = (struct pollfd){ .fd = pend[i].fd, .events = POLLIN }; /* poll skips fd -1 */
-		if (pend[i].fd >= 0)
-			first = MIN(first, pend[i].deadline_ns);
+		const struct pending *p = &pend[i];
+		short ev = p->shaking && ft_tls_wants_write(p->link.tls) ? POLLOUT : POLLIN;
+		pfd[i] = (struct pollfd){ .fd = p->link.fd, .events = ev }; /* poll skips fd -1 */
+		if (p->link.fd >= 0)
+			first = MIN(first, p->deadline_ns);
 	}
 	if (first == UINT64_MAX)
 		return -1;
@@ -211,7 +246,7 @@ static int pending_poll(const struct pending *pend, struct pollfd *pfd, uint64_t
 static void pending_expire(struct pending *pend, uint64_t now)
 {
 	for (int i = 0; i < PENDING_MAX; i++)
-		if (pend[i].fd >= 0 && now >= pend[i].deadline_ns)
+		if (pend[i].link.fd >= 0 && now >= pend[i].deadline_ns)
 			pending_close(&pend[i], -ETIMEDOUT);
 }
 
@@ -234,7 +269,7 @@ static int wait_hello(struct backup *b, int lfd, struct pending *pend, struct he
 			return -errno;
 		pending_expire(pend, now_ns());
 		for (int i = 0; i < PENDING_MAX; i++) {
-			if (pend[i].fd < 0 || !pfd[i + 1].revents)
+			if (pend[i].link.fd < 0 || !pfd[i + 1].revents)
 				continue;
 			int r = pending_read(&pend[i], h);
 			if (r == 1)
@@ -245,8 +280,10 @@ static int wait_hello(struct backup *b, int lfd, struct pending *pend, struct he
 		if (!(pfd[0].revents & POLLIN))
 			continue;
 		int fd = ft_accept_tuned(lfd);
+		if (fd >= 0) /* pending peers never block the loop; the paired links wait again (backup_accept) */
+			ft_link_set_blocking(FT_PLAIN(fd), false);
 		if (fd >= 0)
-			pending_add(pend, fd, now_ns() + hello_timeout_ns(b));
+			pending_add(pend, fd, now_ns() + hello_timeout_ns(b), b->tls);
 		else if (!accept_transient(errno))
 			return -errno;
 	}
@@ -259,15 +296,15 @@ static bool pair(struct hello *data, struct hello *hb, struct hello *h)
 	if (h->type == FT_HELLO) {
 		drop_hello(data);
 		*data = *h;
-		if (hb->fd >= 0 && hb->session != data->session)
+		if (hb->link.fd >= 0 && hb->session != data->session)
 			drop_hello(hb);
-	} else if (data->fd < 0 || h->session == data->session) {
+	} else if (data->link.fd < 0 || h->session == data->session) {
 		drop_hello(hb);
 		*hb = *h;
 	} else {
 		drop_hello(h);
 	}
-	return data->fd >= 0 && hb->fd >= 0;
+	return data->link.fd >= 0 && hb->link.fd >= 0;
 }
 
 /* Paired: check the shape, map guest memory, answer HELLO_OK (or HELLO_ERR with the reason). */
@@ -275,36 +312,36 @@ static int greet_primary(struct backup *b, const void *shape, size_t len)
 {
 	char why[256];
 	if (backup_check_shape(b, shape, len, why, sizeof(why))) {
-		ft_send_buf(b->data_fd, FT_HELLO_ERR, 0, why, strlen(why));
+		ft_send_buf(&b->data, FT_HELLO_ERR, 0, why, strlen(why));
 		warnx("backup: refusing the primary: %s", why);
 		return -EINVAL;
 	}
 	int r = gmem_init(&b->mem, b->machine.mem);
 	if (r) {
 		snprintf(why, sizeof(why), "cannot map %llu MiB of guest memory", (unsigned long long)(b->machine.mem >> 20));
-		ft_send_buf(b->data_fd, FT_HELLO_ERR, 0, why, strlen(why));
+		ft_send_buf(&b->data, FT_HELLO_ERR, 0, why, strlen(why));
 		warnx("backup: %s", why);
 		return r;
 	}
-	return ft_send_buf(b->data_fd, FT_HELLO_OK, 0, NULL, 0);
+	return ft_send_buf(&b->data, FT_HELLO_OK, 0, NULL, 0);
 }
+
 
 int backup_accept(struct backup *b, int lfd)
 {
-	b->data_fd = b->hb_fd = -1;
+	b->data = b->hb = (struct ft_link){ .fd = -1 };
 	struct pending *pend = calloc(PENDING_MAX, sizeof(*pend));
 	if (!pend)
 		return -ENOMEM;
 	for (int i = 0; i < PENDING_MAX; i++)
-		pend[i].fd = -1;
-	struct hello data = { .fd = -1 }, hb = { .fd = -1 }, h;
+		pend[i].link.fd = -1;
+	struct hello data = { .link.fd = -1 }, hb = { .link.fd = -1 }, h;
 	int r;
 	do
 		r = wait_hello(b, lfd, pend, &h);
 	while (!r && !pair(&data, &hb, &h));
 	for (int i = 0; i < PENDING_MAX; i++)
-		if (pend[i].fd >= 0)
-			close(pend[i].fd); /* whoever else was still introducing itself */
+		ft_link_close(&pend[i].link); /* whoever else was still introducing itself */
 	free(pend);
 	if (r) {
 		drop_hello(&data);
@@ -312,9 +349,15 @@ int backup_accept(struct backup *b, int lfd)
 		return r;
 	}
 	free(hb.shape);
-	b->data_fd = data.fd;
-	b->hb_fd = hb.fd;
+	b->data = data.link;
+	b->hb = hb.link;
+	ft_link_set_blocking(&b->data, true); /* each has a thread of its own from here on */
+	ft_link_set_blocking(&b->hb, true);
 	r = greet_primary(b, data.shape, data.len);
 	free(data.shape);
+	if (r) {
+		ft_link_close(&b->data);
+		ft_link_close(&b->hb);
+	}
 	return r;
 }

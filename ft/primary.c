@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 /*
@@ -393,8 +392,8 @@ void primary_staged_free(struct ft_primary *p, struct ft_staged *s)
 /* ---- start, and the end of protection ----------------------------------------------------------- */
 
 int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct machine *machine,
-		     const char *peer, unsigned epoch_ms, unsigned timeout_ms, const char *stats_path, char *err,
-		     size_t errlen)
+		     const char *peer, const struct ft_tls_creds *tls, bool insecure, unsigned epoch_ms,
+		     unsigned timeout_ms, const char *stats_path, char *err, size_t errlen)
 {
 	memset(p, 0, sizeof(*p));
 	p->vm = vm;
@@ -402,7 +401,8 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 	p->machine = machine;
 	p->epoch_ms = epoch_ms;
 	p->timeout_ms = timeout_ms;
-	p->data_fd = p->hb_fd = -1;
+	p->data = p->hb = (struct ft_link){ .fd = -1 };
+	p->tls = tls;
 	snprintf(p->peer, sizeof(p->peer), "%s", peer);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->hb_send_lock, NULL);
@@ -425,7 +425,7 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 	p->devdirty = calloc(words + 1, sizeof(unsigned long));
 	if (!p->dirty || !p->devdirty)
 		return -ENOMEM;
-	return primary_connect(p, peer, err, errlen);
+	return primary_connect(p, peer, !tls && !insecure, err, errlen);
 }
 
 int ft_primary_go(struct ft_primary *p)
@@ -548,23 +548,18 @@ void ft_primary_stop(struct ft_primary *p, enum ft_stop why)
 	pthread_mutex_unlock(&p->lock);
 	pthread_join(p->sender, NULL);
 	/* tell the backup the guest is gone so it does not take over; then close */
-	if (!was_lost && why == FT_STOP_GUEST_ENDED && p->data_fd >= 0)
-		ft_send_buf(p->data_fd, FT_BYE, 0, NULL, 0);
-	if (p->data_fd >= 0)
-		shutdown(p->data_fd, SHUT_RDWR);
-	if (p->hb_fd >= 0)
-		shutdown(p->hb_fd, SHUT_RDWR);
+	if (!was_lost && why == FT_STOP_GUEST_ENDED && p->data.fd >= 0)
+		ft_send_buf(&p->data, FT_BYE, 0, NULL, 0);
+	ft_link_shutdown(&p->data);
+	ft_link_shutdown(&p->hb);
 	pthread_join(p->receiver, NULL);
 	pthread_join(p->heartbeat, NULL);
 	p->threads_started = false;
 	finish_output(p);
 	free_queues(p);
 close_fds:
-	if (p->data_fd >= 0)
-		close(p->data_fd);
-	if (p->hb_fd >= 0)
-		close(p->hb_fd);
-	p->data_fd = p->hb_fd = -1;
+	ft_link_close(&p->data); /* and their TLS sessions, once no thread uses them */
+	ft_link_close(&p->hb);
 	if (p->stats)
 		fclose(p->stats);
 	p->stats = NULL;

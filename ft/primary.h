@@ -9,6 +9,7 @@
 
 #include "disklog.h"
 #include "outbuf.h"
+#include "proto.h"
 
 struct vm;
 struct platform;
@@ -29,12 +30,13 @@ struct ft_primary {
 	char peer[256];
 	unsigned epoch_ms, timeout_ms;
 	FILE *stats;
-	int data_fd, hb_fd;
+	struct ft_link data, hb;            /* TLS sessions on both when tls is set */
+	const struct ft_tls_creds *tls;     /* client credentials (NULL: plain links, loopback or --ft-insecure) */
 	pthread_t engine, sender, receiver, heartbeat;
 	bool threads_started;
 
 	uint64_t hb_tick_ns, frozen_at_ns; /* heartbeat thread: its last loop, and when it saw this process frozen */
-	pthread_mutex_t hb_send_lock; /* the heartbeat thread and mark_lost both send on hb_fd */
+	pthread_mutex_t hb_send_lock; /* the heartbeat thread and mark_lost both send on hb */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stop;          /* the guest ended or ftvmm is shutting down: no more periodic checkpoints */
@@ -66,11 +68,13 @@ struct ft_primary {
 };
 
 /* Connect and shake hands (bounded by timeout_ms); ft_primary_go then starts the engine. The guest
- * keeps running during the initial sync. 0 or -errno with one line in err (unreachable peer, another
- * protocol or version, refused shape...). */
+ * keeps running during the initial sync. With tls (client credentials, kept by the caller until
+ * ft_primary_stop) both links are TLS and the backup must authenticate; without, peer must be a
+ * loopback address unless insecure. 0 or -errno with one line in err (unreachable peer, failed
+ * authentication, another protocol or version, refused shape...). */
 int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct machine *machine,
-		     const char *peer, unsigned epoch_ms, unsigned timeout_ms, const char *stats_path, char *err,
-		     size_t errlen);
+		     const char *peer, const struct ft_tls_creds *tls, bool insecure, unsigned epoch_ms,
+		     unsigned timeout_ms, const char *stats_path, char *err, size_t errlen);
 /* Start the engine threads once the vCPUs run (initial sync, then epochs). 0 or -errno. */
 int ft_primary_go(struct ft_primary *p);
 /* Why the protected run ends. Output of epochs the backup never acked is dropped in every case: only

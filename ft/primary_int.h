@@ -37,9 +37,10 @@ void primary_deadline_in(struct timespec *ts, uint64_t ns);
  * rounds). 0 or -errno. */
 int primary_initial_sync(struct ft_primary *p);
 
-/* primary_link.c: connect to peer and shake hands (bounded by p->timeout_ms). 0, or -errno with one line
+/* primary_link.c: connect to peer (only to its loopback addresses if loopback_only), authenticate
+ * with p->tls if set, and shake hands (each step bounded by p->timeout_ms). 0, or -errno with one line
  * in err. */
-int primary_connect(struct ft_primary *p, const char *peer, char *err, size_t errlen);
+int primary_connect(struct ft_primary *p, const char *peer, bool loopback_only, char *err, size_t errlen);
 /* The link threads (arg: the struct ft_primary). */
 void *primary_sender_thread(void *arg);
 void *primary_receiver_thread(void *arg);

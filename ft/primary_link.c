@@ -3,10 +3,10 @@
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
 #include "../devices/platform.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <libfdt.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -39,7 +39,7 @@ static bool primary_was_frozen(struct ft_primary *p)
 static int hb_send(struct ft_primary *p, enum ft_type type, uint64_t seq)
 {
 	pthread_mutex_lock(&p->hb_send_lock);
-	int r = ft_send_buf(p->hb_fd, type, seq, NULL, 0);
+	int r = ft_send_buf(&p->hb, type, seq, NULL, 0);
 	pthread_mutex_unlock(&p->hb_send_lock);
 	return r;
 }
@@ -64,12 +64,10 @@ void primary_mark_lost(struct ft_primary *p, const char *fmt, const char *detail
 	p->link_down = true;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
-	if (first && !frozen && p->hb_fd >= 0)
+	if (first && !frozen && p->hb.fd >= 0)
 		(void)hb_send(p, FT_BYE, 1); /* fails harmlessly when the backup is dead */
-	if (p->data_fd >= 0)
-		shutdown(p->data_fd, SHUT_RDWR);
-	if (p->hb_fd >= 0)
-		shutdown(p->hb_fd, SHUT_RDWR);
+	ft_link_shutdown(&p->data);
+	ft_link_shutdown(&p->hb);
 }
 
 /* The engine's test: no more periodic checkpoints. */
@@ -130,9 +128,9 @@ static int send_hellos(struct ft_primary *p)
 	int r = build_shape(p, &shape, &shape_len);
 	if (r)
 		return r;
-	r = ft_send_buf(p->data_fd, FT_HELLO, session, shape, shape_len);
+	r = ft_send_buf(&p->data, FT_HELLO, session, shape, shape_len);
 	free(shape);
-	return r ? r : ft_send_buf(p->hb_fd, FT_HB_HELLO, session, NULL, 0);
+	return r ? r : ft_send_buf(&p->hb, FT_HB_HELLO, session, NULL, 0);
 }
 
 /* The backup's answer to our HELLO: HELLO_OK, or why not (one line in err). */
@@ -140,7 +138,13 @@ static int read_reply(struct ft_primary *p, const char *peer, char *err, size_t 
 {
 	struct ft_frame f;
 	void *reply;
-	int r = ft_recv(p->data_fd, &f, &reply);
+	int r = ft_recv(&p->data, &f, &reply);
+	if (r && p->data.tls && r != -EAGAIN && r != -EWOULDBLOCK) {
+		/* TLS 1.3: the backup checks our certificate after our side of the handshake is done, so
+		 * its refusal (an alert) arrives here */
+		snprintf(err, errlen, "backup %s: no handshake reply over TLS: %s", peer, ft_tls_error(p->data.tls));
+		return r;
+	}
 	if (r == -EPROTO || r == -EPROTONOSUPPORT) {
 		snprintf(err, errlen, "backup %s speaks another protocol or version (%s)", peer,
 			 r == -EPROTO ? "not ftvmm" : "ftvmm protocol version differs");
@@ -164,20 +168,51 @@ static int read_reply(struct ft_primary *p, const char *peer, char *err, size_t 
 	return 0;
 }
 
-int primary_connect(struct ft_primary *p, const char *peer, char *err, size_t errlen)
+/* With credentials, one TLS session on each link: the backup must prove who it is (its certificate
+ * against our CA and its name: --tls-peer, else the host we connect to; or the PSK) before a frame goes
+ * out, and every ack and heartbeat read later comes through these sessions only. */
+static int authenticate(struct ft_primary *p, const char *peer, char *err, size_t errlen)
 {
-	p->data_fd = ft_connect(peer, err, errlen);
-	if (p->data_fd < 0)
-		return p->data_fd;
-	p->hb_fd = ft_connect(peer, err, errlen);
-	if (p->hb_fd < 0)
-		return p->hb_fd;
+	char host[256], port[16];
+	if (ft_parse_hostport(peer, host, sizeof(host), port, sizeof(port)))
+		return -EINVAL; /* ft_connect took it: cannot happen */
+	struct ft_link *links[2] = { &p->data, &p->hb };
+	for (int i = 0; i < 2; i++) {
+		int r = ft_tls_new(p->tls, links[i]->fd, host, &links[i]->tls);
+		if (r) {
+			snprintf(err, errlen, "backup %s: cannot start TLS: %s", peer, strerror(-r));
+			return r;
+		}
+		/* as the backup allows a new peer: the heartbeat timeout, but at least a second */
+		r = ft_tls_handshake(links[i]->tls, MAX(p->timeout_ms, 1000u));
+		if (r) {
+			/* a backup without credentials reads our hello as a bad frame and hangs up */
+			snprintf(err, errlen, "backup %s: TLS handshake failed: %s%s", peer, ft_tls_error(links[i]->tls),
+				 r == -ECONNRESET ? " (is the backup without --tls-creds / --tls-psk?)" : "");
+			return r;
+		}
+	}
+	return 0;
+}
+
+int primary_connect(struct ft_primary *p, const char *peer, bool loopback_only, char *err, size_t errlen)
+{
+	p->data.fd = ft_connect(peer, loopback_only, err, errlen);
+	if (p->data.fd < 0)
+		return p->data.fd;
+	p->hb.fd = ft_connect(peer, loopback_only, err, errlen);
+	if (p->hb.fd < 0)
+		return p->hb.fd;
+	int r = p->tls ? authenticate(p, peer, err, errlen) : 0;
+	if (r)
+		return r;
 	/* a peer that accepts but never answers must not hang us: bound the handshake */
 	struct timeval tv = { .tv_sec = p->timeout_ms / 1000, .tv_usec = (p->timeout_ms % 1000) * 1000 };
-	setsockopt(p->data_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	int r = send_hellos(p);
+	setsockopt(p->data.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	r = send_hellos(p);
 	if (r) {
-		snprintf(err, errlen, "backup %s: handshake failed: %s", peer, strerror(-r));
+		snprintf(err, errlen, "backup %s: handshake failed: %s", peer,
+			 p->tls ? ft_tls_error(p->data.tls) : strerror(-r));
 		return r;
 	}
 	r = read_reply(p, peer, err, errlen);
@@ -185,7 +220,7 @@ int primary_connect(struct ft_primary *p, const char *peer, char *err, size_t er
 		return r;
 	/* the handshake is over: from here on, waiting is the heartbeat's job */
 	struct timeval none = { 0, 0 };
-	setsockopt(p->data_fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+	setsockopt(p->data.fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
 	return 0;
 }
 
@@ -267,7 +302,8 @@ void *primary_sender_thread(void *arg)
 			{ s->state, s->hdr.state_len }, { s->disk, s->hdr.disk_len },
 		};
 		s->sent_ns = now_ns();
-		int r = ft_send(p->data_fd, FT_EPOCH, s->hdr.epoch, iov, 5);
+		/* on a TLS link this thread encrypts, while the guest runs: the pause only copied */
+		int r = ft_send(&p->data, FT_EPOCH, s->hdr.epoch, iov, 5);
 		sent_done(p, s);
 		if (r) {
 			primary_mark_lost(p, "sending an epoch failed: %s", strerror(-r));
@@ -357,7 +393,7 @@ void *primary_receiver_thread(void *arg)
 	for (;;) {
 		struct ft_frame f;
 		void *payload;
-		int r = ft_recv(p->data_fd, &f, &payload);
+		int r = ft_recv(&p->data, &f, &payload);
 		if (r) {
 			if (!links_done(p))
 				primary_mark_lost(p, "connection to the backup broke: %s", strerror(-r));
@@ -407,13 +443,13 @@ void *primary_heartbeat_thread(void *arg)
 			}
 			next_tx = now + FT_HEARTBEAT_MS * 1000000ull;
 		}
-		struct pollfd pf = { .fd = p->hb_fd, .events = POLLIN };
-		int n = poll(&pf, 1, FT_HEARTBEAT_MS / 2);
+		/* records TLS holds already count: poll on the fd alone would not see them */
+		int n = ft_link_wait_in(&p->hb, FT_HEARTBEAT_MS / 2);
 		hb_clock(p, &prev, &last_rx); /* a freeze most likely happened in poll: see it before reading */
 		if (n > 0) {
 			struct ft_frame f;
 			void *pl;
-			if (ft_recv(p->hb_fd, &f, &pl)) {
+			if (ft_recv(&p->hb, &f, &pl)) {
 				if (!links_done(p))
 					primary_mark_lost(p, "heartbeat link closed by the backup%s", "");
 				break;

@@ -70,7 +70,7 @@ static int flush_disklog(struct ft_primary *p)
 		memcpy(&rec, buf + off, sizeof(rec)); /* well-formed: disklog_add wrote it */
 		size_t data = rec.kind == FT_DISK_WRITE ? (size_t)rec.len : 0;
 		struct iovec iov[2] = { { &rec, sizeof(rec) }, { buf + off + sizeof(rec), data } };
-		r = ft_send(p->data_fd, FT_DISK, 0, iov, 2);
+		r = ft_send(&p->data, FT_DISK, 0, iov, 2);
 		off += sizeof(rec) + data;
 	}
 	free(buf);
@@ -102,7 +102,7 @@ static int send_pages(struct ft_primary *p, const unsigned long *bm, bool skip_z
 		}
 		if (n == BATCH || (pg == m->npages && n)) {
 			struct iovec iov[3] = { { &n, sizeof(n) }, { pfns, n * sizeof(uint64_t) }, { buf, n * PAGE_SIZE } };
-			r = ft_send(p->data_fd, FT_MEM, 0, iov, 3);
+			r = ft_send(&p->data, FT_MEM, 0, iov, 3);
 			r = r ?: flush_disklog(p);
 			*sent += n;
 			n = 0;
@@ -137,7 +137,7 @@ static int send_disks(struct ft_primary *p)
 			struct ft_disk_rec rec = { .disk = d, .kind = zero ? FT_DISK_ZERO : FT_DISK_WRITE, .off = off,
 						   .len = (uint64_t)n };
 			struct iovec iov[2] = { { &rec, sizeof(rec) }, { buf, zero ? 0 : (size_t)n } };
-			r = ft_send(p->data_fd, FT_DISK, 0, iov, 2);
+			r = ft_send(&p->data, FT_DISK, 0, iov, 2);
 			r = r ?: flush_disklog(p);
 		}
 		close(fd);

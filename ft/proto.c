@@ -4,11 +4,15 @@
 #include "../vmm/util.h"
 #include "disklog.h"
 #include "hash.h"
+#include "tls.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +87,7 @@ static int writev_all(int fd, struct iovec *iov, int n)
 	return 0;
 }
 
-int ft_send(int fd, uint16_t type, uint64_t seq, const struct iovec *iov, int iovcnt)
+int ft_send(const struct ft_link *l, uint16_t type, uint64_t seq, const struct iovec *iov, int iovcnt)
 {
 	uint64_t len = 0;
 	for (int i = 0; i < iovcnt; i++)
@@ -96,32 +100,80 @@ int ft_send(int fd, uint16_t type, uint64_t seq, const struct iovec *iov, int io
 	all[0] = (struct iovec){ &f, sizeof(f) };
 	if (iovcnt > 0)
 		memcpy(all + 1, iov, sizeof(*iov) * (size_t)iovcnt);
-	int r = writev_all(fd, all, iovcnt + 1);
+	/* on a TLS link the caller's thread encrypts: the primary's sender, never the epoch's pause */
+	int r = l->tls ? ft_tls_sendv(l->tls, all, iovcnt + 1) : writev_all(l->fd, all, iovcnt + 1);
 	free(all);
 	return r;
 }
 
-int ft_send_buf(int fd, uint16_t type, uint64_t seq, const void *p, size_t len)
+int ft_send_buf(const struct ft_link *l, uint16_t type, uint64_t seq, const void *p, size_t len)
 {
 	struct iovec iov = { (void *)p, len };
-	return ft_send(fd, type, seq, &iov, len ? 1 : 0);
+	return ft_send(l, type, seq, &iov, len ? 1 : 0);
 }
 
-static int read_all(int fd, void *p, size_t len)
+ssize_t ft_link_read(const struct ft_link *l, void *p, size_t len)
+{
+	if (l->tls)
+		return ft_tls_recv(l->tls, p, len);
+	ssize_t n = read(l->fd, p, len);
+	return n < 0 ? -errno : n;
+}
+
+static int read_all(const struct ft_link *l, void *p, size_t len)
 {
 	uint8_t *b = p;
 	while (len) {
-		ssize_t n = read(fd, b, len);
-		if (n < 0 && errno == EINTR)
+		ssize_t n = ft_link_read(l, b, len);
+		if (n == -EINTR)
 			continue;
 		if (n == 0)
 			return -ECONNRESET;
 		if (n < 0)
-			return -errno;
+			return (int)n;
 		b += n;
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+size_t ft_link_pending(const struct ft_link *l)
+{
+	return l->tls ? ft_tls_pending(l->tls) : 0;
+}
+
+int ft_link_wait_in(const struct ft_link *l, int timeout_ms)
+{
+	if (ft_link_pending(l))
+		return 1; /* already read off the socket: poll would wait for more */
+	struct pollfd pf = { .fd = l->fd, .events = POLLIN };
+	int n = poll(&pf, 1, timeout_ms);
+	return n < 0 ? -errno : n;
+}
+
+void ft_link_set_blocking(const struct ft_link *l, bool blocking)
+{
+	if (l->tls) { /* its fd stays non-blocking: the session waits in poll, outside GnuTLS */
+		ft_tls_set_blocking(l->tls, blocking);
+		return;
+	}
+	int fl = fcntl(l->fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(l->fd, F_SETFL, blocking ? fl & ~O_NONBLOCK : fl | O_NONBLOCK);
+}
+
+void ft_link_shutdown(const struct ft_link *l)
+{
+	if (l->fd >= 0)
+		shutdown(l->fd, SHUT_RDWR);
+}
+
+void ft_link_close(struct ft_link *l)
+{
+	ft_tls_free(l->tls);
+	if (l->fd >= 0)
+		close(l->fd);
+	*l = (struct ft_link){ .fd = -1 };
 }
 
 int ft_frame_check(const struct ft_frame *f, uint64_t max_len)
@@ -142,12 +194,12 @@ int ft_frame_check(const struct ft_frame *f, uint64_t max_len)
 }
 
 /* The payload of a header that passed the checks: allocated, read whole, checksum verified. */
-static int recv_payload(int fd, const struct ft_frame *f, void **payload)
+static int recv_payload(const struct ft_link *l, const struct ft_frame *f, void **payload)
 {
 	void *p = malloc(f->len ? f->len : 1);
 	if (!p)
 		return -ENOMEM;
-	int r = read_all(fd, p, f->len);
+	int r = read_all(l, p, f->len);
 	if (r) {
 		free(p);
 		return r;
@@ -160,14 +212,14 @@ static int recv_payload(int fd, const struct ft_frame *f, void **payload)
 	return 0;
 }
 
-int ft_recv_max(int fd, struct ft_frame *f, void **payload, uint64_t max_len)
+int ft_recv_max(const struct ft_link *l, struct ft_frame *f, void **payload, uint64_t max_len)
 {
 	*payload = NULL;
-	int r = read_all(fd, f, sizeof(*f));
+	int r = read_all(l, f, sizeof(*f));
 	if (r)
 		return r;
 	r = ft_frame_check(f, max_len);
-	return r ? r : recv_payload(fd, f, payload);
+	return r ? r : recv_payload(l, f, payload);
 }
 
 /* a + b, at most FT_MAX_FRAME: the bounds below are sums of products of peer-described sizes */
@@ -204,21 +256,21 @@ uint64_t ft_data_frame_max(uint16_t type, uint64_t guest_pages, unsigned ncpus)
 	}
 }
 
-int ft_recv_data(int fd, struct ft_frame *f, void **payload, uint64_t guest_pages, unsigned ncpus)
+int ft_recv_data(const struct ft_link *l, struct ft_frame *f, void **payload, uint64_t guest_pages, unsigned ncpus)
 {
 	*payload = NULL;
-	int r = read_all(fd, f, sizeof(*f));
+	int r = read_all(l, f, sizeof(*f));
 	if (r)
 		return r;
 	/* the type is checked (inside ft_frame_check) before its bound is believed; the bound before malloc */
 	r = ft_frame_check(f, FT_MAX_FRAME);
 	r = r ? r : ft_frame_check(f, ft_data_frame_max(f->type, guest_pages, ncpus));
-	return r ? r : recv_payload(fd, f, payload);
+	return r ? r : recv_payload(l, f, payload);
 }
 
-int ft_recv(int fd, struct ft_frame *f, void **payload)
+int ft_recv(const struct ft_link *l, struct ft_frame *f, void **payload)
 {
-	return ft_recv_max(fd, f, payload, FT_MAX_FRAME);
+	return ft_recv_max(l, f, payload, FT_MAX_FRAME);
 }
 
 /* sizeof(hdr) + npages * (8 + PAGE_SIZE) + state_len + disk_len, false if it wraps: the fields come
@@ -311,11 +363,29 @@ static void tune(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 }
 
-/* A socket on the first address of res that connects (or, listening, binds and listens): its fd, or
- * -errno of the last address that failed (-e when none got that far). */
-static int first_socket(const struct addrinfo *res, bool listening, int e)
+static bool is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family != AF_INET6)
+		return false;
+	const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+}
+
+/* Addresses of res that may be used: all, or only loopback ones. */
+static bool usable(const struct addrinfo *a, bool loopback_only)
+{
+	return !loopback_only || is_loopback(a->ai_addr);
+}
+
+/* A socket on the first usable address of res that connects (or, listening, binds and listens): its
+ * fd, or -errno of the last address that failed (-e when none got that far). */
+static int first_socket(const struct addrinfo *res, bool listening, bool loopback_only, int e)
 {
 	for (const struct addrinfo *a = res; a; a = a->ai_next) {
+		if (!usable(a, loopback_only))
+			continue;
 		int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
 		if (fd < 0)
 			continue;
@@ -333,31 +403,61 @@ static int first_socket(const struct addrinfo *res, bool listening, int e)
 	return -e;
 }
 
-int ft_connect(const char *hostport, char *err, size_t errlen)
+/* Without credentials an FT link never leaves this host: a name that resolves to no loopback address
+ * is refused with one line saying why and what would allow it. */
+static int check_loopback(const struct addrinfo *res, const char *hostport, char *err, size_t errlen)
+{
+	for (const struct addrinfo *a = res; a; a = a->ai_next)
+		if (is_loopback(a->ai_addr))
+			return 0;
+	snprintf(err, errlen,
+		 "%s is not a loopback address: without --tls-creds DIR or --tls-psk FILE the FT link is neither "
+		 "authenticated nor encrypted (give credentials, or --ft-insecure to allow it)",
+		 hostport);
+	return -EACCES;
+}
+
+bool ft_addr_is_loopback(const char *hostport)
+{
+	char err[256];
+	struct addrinfo *res;
+	if (resolve(hostport, false, &res, err, sizeof(err)))
+		return false;
+	bool all = res != NULL;
+	for (const struct addrinfo *a = res; a; a = a->ai_next)
+		all = all && is_loopback(a->ai_addr);
+	freeaddrinfo(res);
+	return all;
+}
+
+int ft_connect(const char *hostport, bool loopback_only, char *err, size_t errlen)
 {
 	struct addrinfo *res;
 	int r = resolve(hostport, false, &res, err, errlen);
 	if (r)
 		return r;
-	int fd = first_socket(res, false, ECONNREFUSED);
+	r = loopback_only ? check_loopback(res, hostport, err, errlen) : 0;
+	int fd = r ? r : first_socket(res, false, loopback_only, ECONNREFUSED);
 	freeaddrinfo(res);
 	if (fd < 0) {
-		snprintf(err, errlen, "cannot reach backup %s: %s", hostport, strerror(-fd));
+		if (!r)
+			snprintf(err, errlen, "cannot reach backup %s: %s", hostport, strerror(-fd));
 		return fd;
 	}
 	tune(fd);
 	return fd;
 }
 
-int ft_listen(const char *hostport, char *err, size_t errlen)
+int ft_listen(const char *hostport, bool loopback_only, char *err, size_t errlen)
 {
 	struct addrinfo *res;
 	int r = resolve(hostport, true, &res, err, errlen);
 	if (r)
 		return r;
-	int fd = first_socket(res, true, EADDRNOTAVAIL);
+	r = loopback_only ? check_loopback(res, hostport, err, errlen) : 0;
+	int fd = r ? r : first_socket(res, true, loopback_only, EADDRNOTAVAIL);
 	freeaddrinfo(res);
-	if (fd < 0)
+	if (fd < 0 && !r)
 		snprintf(err, errlen, "cannot listen on %s: %s", hostport, strerror(-fd));
 	return fd;
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define FT_MAGIC 0x50565446u /* "FTVP" little-endian */
 #define FT_VERSION 1
@@ -62,17 +63,39 @@ struct ft_disk_rec {
 
 uint64_t ft_payload_hash(uint16_t type, uint64_t seq, const void *p, size_t len);
 
+/* One FT connection: its socket and, when the link is authenticated, its TLS session (ft/tls.h), which
+ * every byte then goes through. The framing below is the same either way. */
+struct ft_tls;
+struct ft_link {
+	int fd;
+	struct ft_tls *tls; /* NULL: plain TCP (loopback, or --ft-insecure) */
+};
+/* A plain link on fd, for a call's argument. */
+#define FT_PLAIN(fd_) (&(struct ft_link){ .fd = (fd_), .tls = NULL })
+
 /* Send a frame: header + payload pieces (iovecs), all or an error. 0 or -errno. */
 struct iovec;
-int ft_send(int fd, uint16_t type, uint64_t seq, const struct iovec *iov, int iovcnt);
-int ft_send_buf(int fd, uint16_t type, uint64_t seq, const void *p, size_t len);
+int ft_send(const struct ft_link *l, uint16_t type, uint64_t seq, const struct iovec *iov, int iovcnt);
+int ft_send_buf(const struct ft_link *l, uint16_t type, uint64_t seq, const void *p, size_t len);
 /* Receive one frame into a malloc'd buffer (*payload, freed by caller). Checks magic, version,
  * type, length bound and checksum: -EPROTO (other protocol), -EPROTONOSUPPORT (version), -EBADMSG
- * (checksum), -EMSGSIZE, -ECONNRESET on EOF. */
-int ft_recv(int fd, struct ft_frame *f, void **payload);
+ * (checksum; on a TLS link also a record that fails its MAC), -EMSGSIZE, -ECONNRESET on EOF. */
+int ft_recv(const struct ft_link *l, struct ft_frame *f, void **payload);
 /* ft_recv with a tighter bound on the length (for a peer that has not identified itself yet):
  * a larger frame is -EMSGSIZE from its header alone, before any allocation. */
-int ft_recv_max(int fd, struct ft_frame *f, void **payload, uint64_t max_len);
+int ft_recv_max(const struct ft_link *l, struct ft_frame *f, void **payload, uint64_t max_len);
+/* Up to len bytes as they come (a non-blocking fd's reader): > 0, 0 at EOF, or -errno (-EAGAIN: none yet). */
+ssize_t ft_link_read(const struct ft_link *l, void *p, size_t len);
+/* Is there something to read within timeout_ms? Decrypted bytes a TLS session already holds count,
+ * which poll(2) on the fd alone would miss. > 0 yes, 0 no, -errno. */
+int ft_link_wait_in(const struct ft_link *l, int timeout_ms);
+/* Bytes read from the fd and held by the TLS session (0 for a plain link). */
+size_t ft_link_pending(const struct ft_link *l);
+/* Reads and writes that wait (the default) or answer -EAGAIN at once (the backup's pairing loop). */
+void ft_link_set_blocking(const struct ft_link *l, bool blocking);
+/* shutdown(2) both ways (wakes every thread blocked on it); close frees the session too. */
+void ft_link_shutdown(const struct ft_link *l);
+void ft_link_close(struct ft_link *l);
 /* After the handshake the backup knows the guest, so every data-link frame has a legitimate maximum
  * far below FT_MAX_FRAME: ft_recv_data refuses a larger one from its header (-EMSGSIZE), before its
  * payload is allocated, so a peer cannot make the backup allocate gigabytes for a frame whose
@@ -91,7 +114,7 @@ int ft_recv_max(int fd, struct ft_frame *f, void **payload, uint64_t max_len);
  * other types FT_MAX_HB_FRAME. */
 uint64_t ft_data_frame_max(uint16_t type, uint64_t guest_pages, unsigned ncpus);
 /* ft_recv on the data link after the handshake: each type bounded by ft_data_frame_max. */
-int ft_recv_data(int fd, struct ft_frame *f, void **payload, uint64_t guest_pages, unsigned ncpus);
+int ft_recv_data(const struct ft_link *l, struct ft_frame *f, void **payload, uint64_t guest_pages, unsigned ncpus);
 /* The header checks of ft_recv, length at most max_len (and the per-type bounds): 0 or its error. */
 int ft_frame_check(const struct ft_frame *f, uint64_t max_len);
 /* Validate an FT_EPOCH payload's internal sizes. 0 or -EBADMSG. */
@@ -105,9 +128,13 @@ int ft_epoch_check(const void *payload, size_t len, struct ft_epoch_hdr *hdr);
  * silence, so last_rx moves forward by it (never past now). Returns the gap in ns. */
 uint64_t ft_hb_clock(uint64_t now, uint64_t *prev, uint64_t *last_rx);
 
-/* "host:port" -> connected TCP socket (TCP_NODELAY) / listening socket. -errno + err line. */
-int ft_connect(const char *hostport, char *err, size_t errlen);
-int ft_listen(const char *hostport, char *err, size_t errlen);
+/* "host:port" -> connected TCP socket (TCP_NODELAY) / listening socket. -errno + err line.
+ * loopback_only: use only loopback addresses of what the name resolves to (an FT link without TLS). */
+int ft_connect(const char *hostport, bool loopback_only, char *err, size_t errlen);
+int ft_listen(const char *hostport, bool loopback_only, char *err, size_t errlen);
+/* Whether hostport resolves, and to loopback addresses only (127/8, ::1): where an FT link may go
+ * without credentials. */
+bool ft_addr_is_loopback(const char *hostport);
 /* accept4 + the same socket tuning as ft_connect. */
 int ft_accept_tuned(int lfd);
 int ft_parse_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);

@@ -1,5 +1,5 @@
 # tests/deps.sh - install_deps: the Debian packages ftvmm, its guest images, tests and test bed need (sourced).
-PACKAGES=(gcc libc6-dev make liburing-dev libfdt-dev qemu-system-x86 busybox-static linux-image-amd64
+PACKAGES=(gcc libc6-dev make liburing-dev libfdt-dev libgnutls28-dev gnutls-bin qemu-system-x86 busybox-static linux-image-amd64
 	cpio gzip xz-utils clang libclang-rt-14-dev valgrind iproute2 python3 bc)
 
 install_deps() {

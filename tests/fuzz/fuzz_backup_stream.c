@@ -47,7 +47,7 @@ static void setup_once(void)
 		if (b.disk_fds[i] < 0 || !disk_before[i] || !disk_now[i])
 			abort();
 	}
-	b.data_fd = b.hb_fd = -1;
+	b.data = b.hb = (struct ft_link){ .fd = -1 };
 }
 
 /* A fresh backup right after the handshake: zero memory and disks, no commit. */

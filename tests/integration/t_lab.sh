@@ -91,6 +91,12 @@ if ! lab_setup; then
 	case_end
 	it_end
 fi
+if ! lab_ft_credentials; then
+	case_error "cannot make the lab's TLS key (psktool, from gnutls-bin)"
+	case_end
+	it_end
+fi
+ft_log "FT links: ${LAB_FT_ARGS[*]}"
 
 kargs=(--kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD")
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
@@ -109,8 +115,9 @@ start_backup() {
 	DISK[$name]="$(lab_host_dir "$h")/$name.img"
 	truncate -s "$DISK_SIZE" "${DISK[$name]}"
 	# FTVMM_DEBUG: a guest that stops can be diagnosed (vCPU registers on SIGTERM)
+	# LAB_FT_ARGS: TLS with the lab's pre-shared key (lab_ft_credentials)
 	lbg "$h" "$name" env FTVMM_DEBUG=1 "$FTVMM" backup --listen "${LAB_REP_IP[$h]}:$BK_PORT" --control "$W/$name.sock" \
-		--ft-timeout "$TMO" --disk "${DISK[$name]}" --net "tap=$LAB_TAP"
+		--ft-timeout "$TMO" --disk "${DISK[$name]}" --net "tap=$LAB_TAP" "${LAB_FT_ARGS[@]}"
 	ft_wait_line "${FT_E[$name]}" 'backup: listening on' 20 "$name" ||
 		{ case_error "$name did not start listening: $(head -c 300 "${FT_E[$name]}")"; return 1; }
 }
@@ -200,7 +207,8 @@ start_guest() {
 	ftargs="--pages,512,--interval-ms,50,--disk,/dev/vda,--dma-pages,16,--tcp,${LAB_LAN_IP[c]}:$port,--tcp-chain,--timers,--timer-stall-ms,15000,--count,1000000"
 	cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftnet=$LAB_GUEST_IP/24 ftvmm.ftargs=$ftargs")
 	lbg a "$p" env FTVMM_DEBUG=1 "$FTVMM" run "${kargs[@]}" --mem "$GUEST_MEM" --cpus 2 --disk "${DISK[$p]}" \
-		--net "tap=$LAB_TAP" --control "$W/$p.sock" --epoch 25 --ft-timeout "$TMO" --stats "$L/$p.stats" --cmdline "$cmdline"
+		--net "tap=$LAB_TAP" --control "$W/$p.sock" --epoch 25 --ft-timeout "$TMO" --stats "$L/$p.stats" "${LAB_FT_ARGS[@]}" \
+		--cmdline "$cmdline"
 	if ! ft_wait_line "${FT_O[$p]}" 'FTWORK seq=[0-9]+ sum' 240 "$p"; then
 		case_error "ftwork never ticked on $p"
 		return 1

@@ -216,6 +216,22 @@ _lab_host_down() {
 	ip netns del "$ns"
 }
 
+# lab_ft_credentials: one pre-shared key for the hosts' FT links (psktool, mode 0600) in LAB_DIR; LAB_FT_ARGS then
+# holds the ftvmm options that use it. The lab's replication link is not loopback, and ftvmm refuses that without
+# credentials: the hosts talk TLS 1.3 as real ones would. LAB_FT_SEC=insecure uses --ft-insecure instead.
+LAB_FT_ARGS=()
+lab_ft_credentials() {
+	if [[ "${LAB_FT_SEC:-psk}" == insecure ]]; then
+		LAB_FT_ARGS=(--ft-insecure)
+		return 0
+	fi
+	command -v psktool >/dev/null || _lab_die "psktool not found (apt-get install gnutls-bin)" || return 1
+	rm -f "$LAB_DIR/ft.psk"
+	psktool -u ftvmm -p "$LAB_DIR/ft.psk" >/dev/null || _lab_die "psktool failed" || return 1
+	chmod 600 "$LAB_DIR/ft.psk"
+	LAB_FT_ARGS=(--tls-psk "$LAB_DIR/ft.psk")
+}
+
 lab_setup() {
 	local net="$LAB_PREFIX-net" h
 	lab_teardown # leftovers of a run that could not clean up

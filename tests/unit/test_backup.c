@@ -7,6 +7,7 @@
 #include "../../ft/proto.h"
 #include "../../vmm/util.h"
 #include "test.h"
+#include "tls_test.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -606,7 +607,7 @@ static void test_handshake(void)
 	f.version = FT_VERSION + 1;
 	hs_send(other, &f, sizeof(f));
 	void *reply = NULL;
-	CHECK_EQ(ft_recv(other, &f, &reply), 0);
+	CHECK_EQ(ft_recv(FT_PLAIN(other), &f, &reply), 0);
 	CHECK_EQ(f.type, FT_HELLO_ERR);
 	free(reply);
 	hs_dropped(other);
@@ -622,21 +623,24 @@ static void test_handshake(void)
 	static const char get[] = "GET / HTTP/1.1\r\nHost: backup\r\nUser-Agent: probe\r\n\r\n";
 	hs_send(http, get, sizeof(get) - 1);
 	int stale = hs_connect(); /* a heartbeat link of an earlier attempt, session 1 */
-	CHECK_EQ(ft_send_buf(stale, FT_HB_HELLO, 1, NULL, 0), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(stale), FT_HB_HELLO, 1, NULL, 0), 0);
 	int ack = hs_connect(); /* well-formed, but not a hello */
-	CHECK_EQ(ft_send_buf(ack, FT_ACK, 1, NULL, 0), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(ack), FT_ACK, 1, NULL, 0), 0);
+	int tls = hs_connect(); /* a primary with credentials: the start of a ClientHello */
+	static const uint8_t client_hello[40] = { 0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03 };
+	hs_send(tls, client_hello, sizeof(client_hello));
 
 	/* the primary, session 2 */
 	int data = hs_connect(), hb = hs_connect();
 	size_t n = shape(16 * PAGE_SIZE, 1, 0, NULL, 0, 25);
-	CHECK_EQ(ft_send_buf(data, FT_HELLO, 2, shape_buf, n), 0);
-	CHECK_EQ(ft_send_buf(hb, FT_HB_HELLO, 2, NULL, 0), 0);
-	CHECK_EQ(ft_recv(data, &f, &reply), 0); /* fails after 5 s if the backup is stuck on a peer */
+	CHECK_EQ(ft_send_buf(FT_PLAIN(data), FT_HELLO, 2, shape_buf, n), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(hb), FT_HB_HELLO, 2, NULL, 0), 0);
+	CHECK_EQ(ft_recv(FT_PLAIN(data), &f, &reply), 0); /* fails after 5 s if the backup is stuck on a peer */
 	free(reply);
 	CHECK_EQ(f.type, FT_HELLO_OK);
 	CHECK_EQ(pthread_join(t, NULL), 0);
 	CHECK_EQ(job.rc, 0);
-	CHECK(same_conn(b.data_fd, data) && same_conn(b.hb_fd, hb));
+	CHECK(same_conn(b.data.fd, data) && same_conn(b.hb.fd, hb));
 	CHECK_EQ(b.machine.mem, 16 * PAGE_SIZE);
 	/* every other peer was dropped */
 	hs_dropped(idle);
@@ -645,13 +649,175 @@ static void test_handshake(void)
 	hs_dropped(http);
 	hs_dropped(stale);
 	hs_dropped(ack);
+	hs_dropped(tls);
 	close(data);
 	close(hb);
-	close(b.data_fd);
-	close(b.hb_fd);
+	ft_link_close(&b.data);
+	ft_link_close(&b.hb);
 	close(lfd);
 	gmem_free(&b.mem);
 	pthread_mutex_destroy(&b.lock);
+}
+
+/* ---- pairing over TLS ---- */
+
+static struct tls_fixture fx;
+
+/* A primary's connection to the backup's listening socket, TLS with creds c (checking host); the
+ * client's side of the handshake must finish (TLS 1.3: before the backup has checked our certificate). */
+static struct ft_link tls_connect(struct ft_tls_creds *c, const char *host)
+{
+	struct ft_link l = { .fd = hs_connect() };
+	CHECK_EQ(ft_tls_new(c, l.fd, host, &l.tls), 0);
+	int r = ft_tls_handshake(l.tls, 5000);
+	if (r)
+		fprintf(stderr, "client handshake: %s\n", ft_tls_error(l.tls));
+	CHECK_EQ(r, 0);
+	return l;
+}
+
+/* With credentials, a peer must authenticate before the backup reads one frame from it: a stranger's
+ * certificate that claims the real primary's session, a primary without TLS, and a peer that stops
+ * halfway through its handshake never pair nor hold up the real primary, which pairs long before
+ * the dawdler's deadline; the paired links carry frames through their sessions. */
+static void test_tls_pairing(void)
+{
+	struct backup b;
+	memset(&b, 0, sizeof(b));
+	pthread_mutex_init(&b.lock, NULL);
+	b.timeout_ms = 4000;
+	struct ft_tls_creds *sc = tls_creds(FT_TLS_SERVER, fx.good, NULL, NULL);
+	struct ft_tls_creds *good = tls_creds(FT_TLS_CLIENT, fx.good, NULL, NULL);
+	struct ft_tls_creds *mixed = tls_creds(FT_TLS_CLIENT, fx.mixed, NULL, NULL);
+	b.tls = sc;
+	int lfd = hs_listen();
+	struct hs_job job = { &b, lfd, -1 };
+	pthread_t t;
+	uint64_t t0 = now_ns();
+	CHECK_EQ(pthread_create(&t, NULL, hs_thread, &job), 0);
+
+	int dawdler = hs_connect(); /* the first bytes of a ClientHello, then silence */
+	hs_send(dawdler, "\x16\x03\x01", 3);
+	int plain = hs_connect(); /* an ftvmm primary without credentials */
+	CHECK_EQ(ft_send_buf(FT_PLAIN(plain), FT_HB_HELLO, 2, NULL, 0), 0);
+	struct ft_link data = tls_connect(good, "127.0.0.1");
+	size_t n = shape(16 * PAGE_SIZE, 1, 0, NULL, 0, 25);
+	CHECK_EQ(ft_send_buf(&data, FT_HELLO, 2, shape_buf, n), 0);
+	/* a stranger (its certificate from another CA) sends the heartbeat hello of the real session */
+	struct ft_link rogue = tls_connect(mixed, "127.0.0.1");
+	(void)ft_send_buf(&rogue, FT_HB_HELLO, 2, NULL, 0);
+	struct ft_frame f;
+	void *reply = (void *)1;
+	CHECK_EQ(ft_recv(&rogue, &f, &reply), -EACCES); /* the backup's alert: refused */
+	CHECK(reply == NULL);
+	CHECK(strstr(ft_tls_error(rogue.tls), "refused us") != NULL);
+	hs_dropped(plain);
+	/* only now the real heartbeat link */
+	struct ft_link hb = tls_connect(good, "127.0.0.1");
+	CHECK_EQ(ft_send_buf(&hb, FT_HB_HELLO, 2, NULL, 0), 0);
+	CHECK_EQ(ft_recv(&data, &f, &reply), 0);
+	CHECK_EQ(f.type, FT_HELLO_OK);
+	free(reply);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	CHECK_EQ(job.rc, 0);
+	CHECK(now_ns() - t0 < 3500000000ull); /* the dawdler's deadline (4 s) did not hold the pairing up */
+	CHECK(same_conn(b.data.fd, data.fd) && same_conn(b.hb.fd, hb.fd));
+	CHECK(b.data.tls && b.hb.tls);
+	hs_dropped(dawdler);
+	/* frames both ways through the authenticated sessions, the links blocking again */
+	CHECK_EQ(ft_send_buf(&data, FT_BYE, 5, NULL, 0), 0);
+	CHECK_EQ(ft_recv(&b.data, &f, &reply), 0);
+	CHECK(f.type == FT_BYE && f.seq == 5);
+	free(reply);
+	CHECK_EQ(ft_send_buf(&b.hb, FT_HEARTBEAT, 6, NULL, 0), 0);
+	CHECK_EQ(ft_recv(&hb, &f, &reply), 0);
+	CHECK(f.type == FT_HEARTBEAT && f.seq == 6);
+	free(reply);
+	ft_link_close(&data);
+	ft_link_close(&hb);
+	ft_link_close(&rogue);
+	ft_link_close(&b.data);
+	ft_link_close(&b.hb);
+	close(lfd);
+	gmem_free(&b.mem);
+	pthread_mutex_destroy(&b.lock);
+	ft_tls_creds_free(sc);
+	ft_tls_creds_free(good);
+	ft_tls_creds_free(mixed);
+}
+
+struct mirror_job {
+	struct backup *b;
+	int lfd, gone;
+};
+
+static void *mirror_thread(void *arg)
+{
+	struct mirror_job *j = arg;
+	j->gone = backup_mirror(j->b, j->lfd);
+	return NULL;
+}
+
+/* A primary (PSK) mirrored by a real backup_mirror: the baseline commits and is acked; the next epoch
+ * gets one byte flipped on the wire. The backup refuses it (the TLS record's MAC), applies nothing of
+ * it, ends the data link, and keeps the baseline; the primary then goes away. */
+static void test_tls_flipped_epoch(void)
+{
+	static struct backup b;
+	backup_init(&b);
+	b.timeout_ms = 3000;
+	struct ft_tls_creds *sc = tls_creds(FT_TLS_SERVER, NULL, NULL, fx.psk);
+	struct ft_tls_creds *cc = tls_creds(FT_TLS_CLIENT, NULL, NULL, fx.psk);
+	b.tls = sc;
+	int lfd = hs_listen();
+	struct mirror_job job = { &b, lfd, -9 };
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, mirror_thread, &job), 0);
+	/* the data link through a relay that can flip a byte */
+	struct relay r;
+	int s[2];
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), 0);
+	relay_start(&r, s[1], hs_connect());
+	struct ft_link data = { .fd = s[0] };
+	CHECK_EQ(ft_tls_new(cc, data.fd, "127.0.0.1", &data.tls), 0);
+	CHECK_EQ(ft_tls_handshake(data.tls, 5000), 0);
+	struct ft_link hb = tls_connect(cc, "127.0.0.1");
+	size_t n = shape(NPAGES * PAGE_SIZE, 1, 0, NULL, 0, 25);
+	CHECK_EQ(ft_send_buf(&data, FT_HELLO, 3, shape_buf, n), 0);
+	CHECK_EQ(ft_send_buf(&hb, FT_HB_HELLO, 3, NULL, 0), 0);
+	struct ft_frame f;
+	void *reply;
+	CHECK_EQ(ft_recv(&data, &f, &reply), 0);
+	CHECK_EQ(f.type, FT_HELLO_OK);
+	free(reply);
+	uint64_t pfn = 3;
+	size_t len;
+	void *e0 = epoch(0, FT_EPOCH_BASELINE, &pfn, 1, 0x11, true, NULL, 0, &len);
+	CHECK_EQ(ft_send_buf(&data, FT_EPOCH, 0, e0, len), 0);
+	free(e0);
+	CHECK_EQ(ft_recv(&data, &f, &reply), 0);
+	CHECK(f.type == FT_ACK && f.seq == 0);
+	free(reply);
+	CHECK_EQ(ft_send_buf(&hb, FT_HEARTBEAT, 1, NULL, 0), 0);
+	relay_flip(&r, 0, 2000); /* inside the next epoch's first record */
+	void *e1 = epoch(1, 0, &pfn, 1, 0x22, true, NULL, 0, &len);
+	CHECK_EQ(ft_send_buf(&data, FT_EPOCH, 1, e1, len), 0);
+	free(e1);
+	CHECK(ft_recv(&data, &f, &reply) < 0); /* no ack: the backup ended the data link */
+	ft_link_close(&hb); /* and the primary is gone */
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	CHECK_EQ(job.gone, 1);
+	CHECK(b.have_baseline && b.committed == 0);
+	CHECK(!strcmp(b.link_why, "corrupted stream"));
+	for (size_t i = 0; i < PAGE_SIZE; i++)
+		CHECK_EQ(b.mem.host[pfn * PAGE_SIZE + i], 0x11); /* the baseline's page, not a byte of epoch 1 */
+	ft_link_close(&data);
+	relay_stop(&r);
+	free(b.state);
+	gmem_free(&b.mem);
+	pthread_mutex_destroy(&b.lock);
+	ft_tls_creds_free(sc);
+	ft_tls_creds_free(cc);
 }
 
 /* ---- ftvmm backup's options ---- */
@@ -723,6 +889,64 @@ static void test_many_devices(void)
 	args[n] = NULL;
 	CHECK_EQ(run_backup(args, out, sizeof(out), &pid, 10000), 2);
 	CHECK(strstr(out, "too many --disk/--net") != NULL);
+}
+
+/* "127.0.0.1:PORT" of a port free right now (ftvmm refuses port 0). */
+static void free_loopback(char *out, size_t len)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	      getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
+	close(fd);
+	snprintf(out, len, "127.0.0.1:%u", ntohs(sa.sin_port));
+}
+
+static int lines(const char *s)
+{
+	int n = 0;
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* backup's FT link options: credentials checked before it listens (a PSK file others may read is
+ * refused in one line), and without them only loopback unless --ft-insecure, which says what it allows. */
+static void test_tls_options(void)
+{
+	char out[4096], at[32];
+	pid_t pid;
+	free_loopback(at, sizeof(at));
+	const char *open_psk[] = { "backup", "--listen", at, "--tls-psk", fx.psk_open, NULL };
+	CHECK_EQ(run_backup(open_psk, out, sizeof(out), &pid, 10000), 1);
+	CHECK(strstr(out, "0644") && strstr(out, "0600") && lines(out) == 1);
+	const char *remote[] = { "backup", "--listen", "192.0.2.1:7000", NULL };
+	CHECK_EQ(run_backup(remote, out, sizeof(out), &pid, 10000), 2);
+	CHECK(strstr(out, "--listen 192.0.2.1:7000: not a loopback address") && strstr(out, "--ft-insecure") &&
+	      lines(out) == 1);
+	const char *all[] = { "backup", "--listen", "0.0.0.0:7000", NULL };
+	CHECK_EQ(run_backup(all, out, sizeof(out), &pid, 10000), 2);
+	/* --ft-insecure: past the rule (this host has no 192.0.2.1 to listen on), with one line saying what it allows */
+	const char *insecure[] = { "backup", "--listen", "192.0.2.1:7000", "--ft-insecure", NULL };
+	CHECK_EQ(run_backup(insecure, out, sizeof(out), &pid, 10000), 1);
+	CHECK(strstr(out, "warning: --ft-insecure") && strstr(out, "anyone who can reach the port") &&
+	      strstr(out, "cannot listen on 192.0.2.1:7000"));
+	/* credentials allow another address; a stricter mode is fine */
+	const char *psk[] = { "backup", "--listen", "192.0.2.1:7000", "--tls-psk", fx.psk, NULL };
+	CHECK_EQ(run_backup(psk, out, sizeof(out), &pid, 10000), 1);
+	CHECK(strstr(out, "cannot listen on 192.0.2.1:7000") && !strstr(out, "--ft-insecure"));
+	const char *both[] = { "backup", "--listen", at, "--tls-psk", fx.psk, "--tls-creds", fx.good, NULL };
+	CHECK_EQ(run_backup(both, out, sizeof(out), &pid, 10000), 2);
+	CHECK(strstr(out, "not both") != NULL);
+	const char *peer[] = { "backup", "--listen", at, "--tls-peer", "primary.test", NULL };
+	CHECK_EQ(run_backup(peer, out, sizeof(out), &pid, 10000), 2);
+	const char *nokey[] = { "backup", "--listen", at, "--tls-creds", fx.root, NULL };
+	CHECK_EQ(run_backup(nokey, out, sizeof(out), &pid, 10000), 1);
+	CHECK(strstr(out, "ca-cert.pem") && lines(out) == 1);
+	const char *help[] = { "backup", "--help", NULL };
+	CHECK_EQ(run_backup(help, out, sizeof(out), &pid, 10000), 0);
+	CHECK(strstr(out, "--tls-creds DIR") && strstr(out, "--tls-psk FILE") && strstr(out, "--ft-insecure"));
 }
 
 /* True once a Unix socket at path accepts connections. */
@@ -811,5 +1035,10 @@ int main(void)
 	test_handshake();
 	test_control_group();
 	test_many_devices();
+	tls_fixture_make(&fx);
+	test_tls_pairing();
+	test_tls_flipped_epoch();
+	test_tls_options();
+	tls_fixture_free(&fx);
 	TEST_DONE("test_backup");
 }

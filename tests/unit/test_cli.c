@@ -472,6 +472,59 @@ static void test_tsc_khz(void)
 	CHECK(strstr(err, "'-m' is not accepted by restore") != NULL);
 }
 
+/* The FT link's options, and the rule that without credentials the link stays on this host. */
+static void test_ft_link(void)
+{
+	struct run_config c;
+	PARSE_OK(&c, "--kernel", "bz");
+	CHECK(!c.tls.x509_dir && !c.tls.psk_file && !c.tls.peer && !c.ft_insecure);
+	/* loopback needs nothing */
+	static const char *const local[] = { "127.0.0.1:7000", "localhost:7000", "[::1]:7000", "127.1.2.3:9" };
+	for (unsigned i = 0; i < ARRAY_SIZE(local); i++) {
+		PARSE_OK(&c, "--kernel", "bz", "--backup", local[i]);
+		CHECK(!strcmp(c.backup, local[i]));
+	}
+	/* another host without credentials: refused, saying why and what would allow it */
+	EXPECT_ERR("--backup 192.0.2.1:7000: not a loopback address", "--kernel", "bz", "--backup", "192.0.2.1:7000");
+	EXPECT_ERR("--ft-insecure", "--kernel", "bz", "--backup", "192.0.2.1:7000");
+	EXPECT_ERR("--tls-creds DIR or --tls-psk FILE", "--kernel", "bz", "--backup", "0.0.0.0:7000");
+	/* ...allowed by --ft-insecure, or by credentials (loaded later, not here) */
+	PARSE_OK(&c, "--kernel", "bz", "--backup", "192.0.2.1:7000", "--ft-insecure");
+	CHECK(c.ft_insecure);
+	PARSE_OK(&c, "--kernel", "bz", "--backup", "192.0.2.1:7000", "--tls-psk", "/etc/ftvmm/ft.psk");
+	CHECK(!strcmp(c.tls.psk_file, "/etc/ftvmm/ft.psk") && !c.ft_insecure);
+	PARSE_OK(&c, "--kernel", "bz", "--backup", "192.0.2.1:7000", "--tls-creds", "/etc/pki/ftvmm", "--tls-peer",
+		 "backup.example");
+	CHECK(!strcmp(c.tls.x509_dir, "/etc/pki/ftvmm") && !strcmp(c.tls.peer, "backup.example"));
+	/* run without --backup may name them too: `protect` uses them */
+	PARSE_OK(&c, "--kernel", "bz", "--tls-psk=/k.psk");
+	CHECK(!strcmp(c.tls.psk_file, "/k.psk") && !c.backup);
+	/* one kind of credentials; a peer name only for a certificate */
+	EXPECT_ERR("either --tls-creds DIR or --tls-psk FILE, not both", "--kernel", "bz", "--tls-creds", "d", "--tls-psk",
+		   "f");
+	EXPECT_ERR("--tls-peer", "--kernel", "bz", "--tls-psk", "f", "--tls-peer", "n");
+	EXPECT_ERR("needs --tls-creds", "--kernel", "bz", "--tls-peer", "n");
+	EXPECT_ERR("needs a value", "--kernel", "bz", "--tls-creds");
+	/* restore takes them (for a later `protect`) */
+	char *v[] = { "restore", "--tls-psk", "/k.psk", "--ft-insecure", "f.snap", NULL };
+	CHECK_EQ(cli_parse_restore(5, v, &c, err, sizeof(err)), 0);
+	CHECK(!strcmp(c.tls.psk_file, "/k.psk") && c.ft_insecure && !strcmp(c.snapshot, "f.snap"));
+	/* the rule on its own, as backup --listen and protect use it */
+	struct ft_tls_opts none = { 0 }, psk = { .psk_file = "f" };
+	CHECK_EQ(cli_check_ft_link("--listen", "0.0.0.0:7000", &none, false, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "--listen 0.0.0.0:7000") != NULL);
+	CHECK_EQ(cli_check_ft_link("--listen", "0.0.0.0:7000", &none, true, err, sizeof(err)), 0);
+	CHECK_EQ(cli_check_ft_link("--listen", "0.0.0.0:7000", &psk, false, err, sizeof(err)), 0);
+	CHECK_EQ(cli_check_ft_link("protect", "127.0.0.1:7000", &none, false, err, sizeof(err)), 0);
+	/* not HOST:PORT: left to the connect or listen, which says so (as before this rule) */
+	CHECK_EQ(cli_check_ft_link("--listen", "nohostport", &none, false, err, sizeof(err)), 0);
+	/* the help names every option */
+	char *text = usage_text(cli_run_usage, NULL);
+	CHECK(strstr(text, "--tls-creds DIR") && strstr(text, "--tls-psk FILE") && strstr(text, "--tls-peer NAME") &&
+	      strstr(text, "--ft-insecure"));
+	free(text);
+}
+
 int main(void)
 {
 	test_parse_size();
@@ -485,6 +538,7 @@ int main(void)
 	test_reparse_after_early_return();
 	test_unknown_in_cluster();
 	test_tsc_khz();
+	test_ft_link();
 	free_all();
 	TEST_DONE("test_cli");
 }

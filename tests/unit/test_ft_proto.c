@@ -56,7 +56,7 @@ struct send_job {
 static void *send_thread(void *arg)
 {
 	struct send_job *j = arg;
-	j->rc = ft_send(j->fd, j->type, j->seq, j->iov, j->iovcnt);
+	j->rc = ft_send(FT_PLAIN(j->fd), j->type, j->seq, j->iov, j->iovcnt);
 	if (j->close_after)
 		shutdown(j->fd, SHUT_WR);
 	return NULL;
@@ -83,7 +83,7 @@ static void roundtrip(const struct iovec *iov, int iovcnt, uint16_t type, uint64
 	CHECK(pthread_create(&t, NULL, send_thread, &j) == 0);
 	struct ft_frame f;
 	void *p = (void *)1;
-	int r = ft_recv(fds[1], &f, &p);
+	int r = ft_recv(FT_PLAIN(fds[1]), &f, &p);
 	pthread_join(t, NULL);
 	CHECK_EQ(j.rc, 0);
 	CHECK_EQ(r, 0);
@@ -113,10 +113,10 @@ static void test_roundtrip_shapes(void)
 	{ /* ft_send_buf with no payload */
 		int fds[2];
 		sp(fds);
-		CHECK_EQ(ft_send_buf(fds[0], FT_BYE, 0, NULL, 0), 0);
+		CHECK_EQ(ft_send_buf(FT_PLAIN(fds[0]), FT_BYE, 0, NULL, 0), 0);
 		struct ft_frame f;
 		void *p;
-		CHECK_EQ(ft_recv(fds[1], &f, &p), 0);
+		CHECK_EQ(ft_recv(FT_PLAIN(fds[1]), &f, &p), 0);
 		CHECK_EQ(f.type, FT_BYE);
 		CHECK_EQ(f.len, 0);
 		CHECK(p != NULL); /* always a buffer on success, even for 0 bytes */
@@ -175,7 +175,7 @@ static size_t wire_bytes(uint16_t type, uint64_t seq, const void *p, size_t len,
 {
 	int fds[2];
 	sp(fds);
-	CHECK_EQ(ft_send_buf(fds[0], type, seq, p, len), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(fds[0]), type, seq, p, len), 0);
 	close(fds[0]);
 	size_t got = 0;
 	for (;;) {
@@ -205,7 +205,7 @@ static int recv_raw(const uint8_t *b, size_t n)
 	close(fds[0]);
 	struct ft_frame f;
 	void *p = (void *)1;
-	int r = ft_recv(fds[1], &f, &p);
+	int r = ft_recv(FT_PLAIN(fds[1]), &f, &p);
 	if (r)
 		CHECK(p == NULL);
 	free(p);
@@ -303,12 +303,12 @@ static void test_recv_errors(void)
 		struct ft_frame f;
 		void *p;
 		for (int i = 0; i < 2; i++) {
-			CHECK_EQ(ft_recv(fds[1], &f, &p), 0);
+			CHECK_EQ(ft_recv(FT_PLAIN(fds[1]), &f, &p), 0);
 			CHECK_EQ(f.len, sizeof(payload));
 			CHECK(memcmp(p, payload, sizeof(payload)) == 0);
 			free(p);
 		}
-		CHECK_EQ(ft_recv(fds[1], &f, &p), -ECONNRESET);
+		CHECK_EQ(ft_recv(FT_PLAIN(fds[1]), &f, &p), -ECONNRESET);
 		close(fds[1]);
 	}
 	/* sending on a closed peer: an error, not a crash (SIGPIPE is ignored by ftvmm and here) */
@@ -316,7 +316,7 @@ static void test_recv_errors(void)
 		int fds[2];
 		sp(fds);
 		close(fds[1]);
-		CHECK(ft_send_buf(fds[0], FT_ACK, 1, payload, sizeof(payload)) == -EPIPE);
+		CHECK(ft_send_buf(FT_PLAIN(fds[0]), FT_ACK, 1, payload, sizeof(payload)) == -EPIPE);
 		close(fds[0]);
 	}
 	CHECK(strcmp(ft_type_name(FT_EPOCH), "EPOCH") == 0);
@@ -334,7 +334,7 @@ static int recv_raw_max(const uint8_t *b, size_t n, uint64_t max)
 	close(fds[0]);
 	struct ft_frame f;
 	void *p = (void *)1;
-	int r = ft_recv_max(fds[1], &f, &p, max);
+	int r = ft_recv_max(FT_PLAIN(fds[1]), &f, &p, max);
 	if (r)
 		CHECK(p == NULL);
 	free(p);
@@ -580,39 +580,39 @@ static void test_tcp(void)
 	int port = free_port();
 	snprintf(hp, sizeof(hp), "127.0.0.1:%d", port);
 	/* nobody listening: refused, with a line naming the peer */
-	int fd = ft_connect(hp, err, sizeof(err));
+	int fd = ft_connect(hp, false, err, sizeof(err));
 	CHECK_EQ(fd, -ECONNREFUSED);
 	CHECK(strstr(err, hp) != NULL);
 	CHECK(strstr(err, "cannot reach backup") != NULL);
 	/* not host:port */
-	CHECK_EQ(ft_connect("127.0.0.1", err, sizeof(err)), -EINVAL);
+	CHECK_EQ(ft_connect("127.0.0.1", false, err, sizeof(err)), -EINVAL);
 	CHECK(strstr(err, "not HOST:PORT") != NULL);
-	CHECK_EQ(ft_listen("127.0.0.1:0", err, sizeof(err)), -EINVAL);
+	CHECK_EQ(ft_listen("127.0.0.1:0", false, err, sizeof(err)), -EINVAL);
 	/* a real frame over loopback TCP */
-	int lfd = ft_listen(hp, err, sizeof(err));
+	int lfd = ft_listen(hp, false, err, sizeof(err));
 	CHECK(lfd >= 0);
 	/* the same address twice: an error with a line, not a crash (SO_REUSEADDR does not allow it) */
 	char err2[256] = "";
-	int l2 = ft_listen(hp, err2, sizeof(err2));
+	int l2 = ft_listen(hp, false, err2, sizeof(err2));
 	CHECK(l2 < 0);
 	CHECK(strstr(err2, "cannot listen on") != NULL);
-	fd = ft_connect(hp, err, sizeof(err));
+	fd = ft_connect(hp, false, err, sizeof(err));
 	CHECK(fd >= 0);
 	int afd = ft_accept_tuned(lfd);
 	CHECK(afd >= 0);
 	uint8_t msg[3000];
 	fill(msg, sizeof(msg));
-	CHECK_EQ(ft_send_buf(fd, FT_HELLO, 77, msg, sizeof(msg)), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(fd), FT_HELLO, 77, msg, sizeof(msg)), 0);
 	struct ft_frame f;
 	void *p;
-	CHECK_EQ(ft_recv(afd, &f, &p), 0);
+	CHECK_EQ(ft_recv(FT_PLAIN(afd), &f, &p), 0);
 	CHECK_EQ(f.type, FT_HELLO);
 	CHECK_EQ(f.seq, 77);
 	CHECK(memcmp(p, msg, sizeof(msg)) == 0);
 	free(p);
 	/* the peer goes away: ECONNRESET on the next receive */
 	close(fd);
-	CHECK_EQ(ft_recv(afd, &f, &p), -ECONNRESET);
+	CHECK_EQ(ft_recv(FT_PLAIN(afd), &f, &p), -ECONNRESET);
 	close(afd);
 	close(lfd);
 }
@@ -933,7 +933,7 @@ static void test_epoch_frame(void)
 	CHECK(pthread_create(&t, NULL, send_thread, &j) == 0);
 	struct ft_frame f;
 	void *p;
-	CHECK_EQ(ft_recv(fds[1], &f, &p), 0);
+	CHECK_EQ(ft_recv(FT_PLAIN(fds[1]), &f, &p), 0);
 	pthread_join(t, NULL);
 	struct ft_epoch_hdr got;
 	CHECK_EQ(ft_epoch_check(p, f.len, &got), 0);
@@ -966,8 +966,8 @@ static void test_send_to_closed_peer(void)
 	close(fds[1]);
 	uint8_t b[64] = { 0 };
 	struct iovec iov = { b, sizeof(b) };
-	CHECK_EQ(ft_send(fds[0], FT_HEARTBEAT, 1, &iov, 1), -EPIPE);
-	CHECK_EQ(ft_send_buf(fds[0], FT_BYE, 1, NULL, 0), -EPIPE);
+	CHECK_EQ(ft_send(FT_PLAIN(fds[0]), FT_HEARTBEAT, 1, &iov, 1), -EPIPE);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(fds[0]), FT_BYE, 1, NULL, 0), -EPIPE);
 	close(fds[0]);
 	signal(SIGPIPE, SIG_IGN);
 }
@@ -991,7 +991,7 @@ static void test_hb_clock(void)
 	CHECK(last_rx <= t + 3000 * ms);
 }
 
-/* ft_send(fd, type, seq, NULL, 0): no payload and no iovec array at all (it used to memcpy from NULL). */
+/* ft_send(FT_PLAIN(fd), type, seq, NULL, 0): no payload and no iovec array at all (it used to memcpy from NULL). */
 static void test_null_iov_array(void)
 {
 	roundtrip(NULL, 0, FT_HEARTBEAT, 2);
@@ -1013,7 +1013,7 @@ static int recv_data_hdr(uint16_t type, uint64_t len, uint64_t guest_pages, unsi
 	shutdown(fds[0], SHUT_WR);
 	struct ft_frame f;
 	void *p = (void *)1;
-	int r = ft_recv_data(fds[1], &f, &p, guest_pages, ncpus);
+	int r = ft_recv_data(FT_PLAIN(fds[1]), &f, &p, guest_pages, ncpus);
 	CHECK(r ? p == NULL : p != NULL);
 	free(r ? NULL : p);
 	close(fds[0]);
@@ -1061,10 +1061,10 @@ static void test_data_bounds(void)
 	sp(fds);
 	uint8_t payload[8 + 2 * (8 + PAGE_SIZE)];
 	fill(payload, sizeof(payload));
-	CHECK_EQ(ft_send_buf(fds[0], FT_MEM, 0, payload, sizeof(payload)), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(fds[0]), FT_MEM, 0, payload, sizeof(payload)), 0);
 	struct ft_frame f;
 	void *p;
-	CHECK_EQ(ft_recv_data(fds[1], &f, &p, 16, 1), 0);
+	CHECK_EQ(ft_recv_data(FT_PLAIN(fds[1]), &f, &p, 16, 1), 0);
 	CHECK_EQ(f.len, sizeof(payload));
 	CHECK(memcmp(p, payload, sizeof(payload)) == 0);
 	free(p);

@@ -6,6 +6,7 @@
 #include "../../ft/primary_link.c"
 #include "../../ft/primary_sync.c"
 #include "test.h"
+#include "tls_test.h"
 
 #include <sys/socket.h>
 
@@ -19,8 +20,8 @@ static void prim_init(struct ft_primary *p, int data_fd, int hb_fd)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&p->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	p->data_fd = data_fd;
-	p->hb_fd = hb_fd;
+	p->data = (struct ft_link){ .fd = data_fd };
+	p->hb = (struct ft_link){ .fd = hb_fd };
 	p->timeout_ms = 2000;
 }
 
@@ -70,8 +71,8 @@ static void ack_case(int64_t first, uint64_t bad, int released_first)
 	p.sent_any = true;
 	p.sent_hi = 1;
 	if (first >= 0)
-		CHECK_EQ(ft_send_buf(data[1], FT_ACK, (uint64_t)first, NULL, 0), 0);
-	CHECK_EQ(ft_send_buf(data[1], FT_ACK, bad, NULL, 0), 0);
+		CHECK_EQ(ft_send_buf(FT_PLAIN(data[1]), FT_ACK, (uint64_t)first, NULL, 0), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(data[1]), FT_ACK, bad, NULL, 0), 0);
 	pthread_t t;
 	CHECK(pthread_create(&t, NULL, run_receiver, &p) == 0);
 	pthread_join(t, NULL);
@@ -110,7 +111,7 @@ static void ack_after_freeze(bool settles)
 	p.sent_hi = 0;
 	/* the heartbeat thread last ran 2 timeouts ago: frozen, as after SIGCONT */
 	__atomic_store_n(&p.hb_tick_ns, now_ns() - 2 * p.timeout_ms * 1000000ull, __ATOMIC_RELEASE);
-	CHECK_EQ(ft_send_buf(data[1], FT_ACK, 0, NULL, 0), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(data[1]), FT_ACK, 0, NULL, 0), 0);
 	pthread_t t;
 	CHECK(pthread_create(&t, NULL, run_receiver, &p) == 0);
 	usleep(300 * 1000);
@@ -143,6 +144,89 @@ static void test_bad_acks(void)
 	ack_case(-1, 7, 0); /* an epoch never sent */
 	ack_case(0, 0, 1);  /* the same epoch again */
 	ack_case(1, 0, 2);  /* backwards */
+}
+
+/* ---- acks over TLS ---- */
+
+static struct tls_fixture fx;
+
+struct shake_job {
+	struct ft_tls_creds *c;
+	struct ft_link *l;
+	int rc;
+};
+
+static void *shake_thread(void *arg)
+{
+	struct shake_job *j = arg;
+	j->rc = ft_tls_new(j->c, j->l->fd, "127.0.0.1", &j->l->tls);
+	j->rc = j->rc ? j->rc : ft_tls_handshake(j->l->tls, 5000);
+	return NULL;
+}
+
+/* The data link as TLS (PSK) through a relay; epoch 0 sent with a packet held for it. The backup acks
+ * it; with flip, one byte of that ack's record is altered on the way: the primary must not take it
+ * (the link ends, nothing is released, not protected). Without, the ack releases the packet. */
+static void tls_ack_case(bool flip)
+{
+	int hb[2], tap[2], x, y;
+	struct relay r;
+	relayed_pair(&r, &x, &y); /* x: the primary's end, y: the backup's */
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, hb) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, tap) == 0);
+	struct ft_tls_creds *cc = tls_creds(FT_TLS_CLIENT, NULL, NULL, fx.psk);
+	struct ft_tls_creds *sc = tls_creds(FT_TLS_SERVER, NULL, NULL, fx.psk);
+	static struct ft_primary p;
+	prim_init(&p, x, hb[0]);
+	struct ft_link backup = { .fd = y };
+	struct shake_job js = { sc, &backup, -1 }, jc = { cc, &p.data, -1 };
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, shake_thread, &js) == 0);
+	shake_thread(&jc);
+	pthread_join(t, NULL);
+	CHECK(js.rc == 0 && jc.rc == 0);
+	p.nouts = 1;
+	outbuf_init(&p.out[0], tap[0], 0);
+	hold(&p.out[0], 0xe0);
+	outbuf_seal(&p.out[0], 0);
+	p.sent_any = true;
+	p.sent_hi = 0;
+	if (flip)
+		relay_flip(&r, 1, 10); /* backup -> primary: inside the ack's record */
+	CHECK_EQ(ft_send_buf(&backup, FT_ACK, 0, NULL, 0), 0);
+	shutdown(backup.fd, SHUT_WR); /* then the backup goes: the receiver ends either way */
+	CHECK(pthread_create(&t, NULL, run_receiver, &p) == 0);
+	pthread_join(t, NULL);
+	CHECK(p.lost);
+	if (flip) {
+		CHECK(strstr(p.lost_reason, "connection to the backup broke") != NULL);
+		CHECK(!p.protected_);
+		CHECK_EQ(p.out[0].released, 0);
+		CHECK_EQ(on_wire(tap[1]), -1); /* nothing left the host on the altered ack */
+	} else {
+		CHECK(p.protected_ && p.acked == 0);
+		CHECK_EQ(p.out[0].released, 1);
+		CHECK_EQ(on_wire(tap[1]), 0xe0);
+	}
+	outbuf_destroy(&p.out[0]);
+	prim_fini(&p);
+	ft_link_close(&p.data);
+	ft_link_close(&backup);
+	relay_stop(&r);
+	close(hb[0]);
+	close(hb[1]);
+	close(tap[0]);
+	close(tap[1]);
+	ft_tls_creds_free(cc);
+	ft_tls_creds_free(sc);
+}
+
+static void test_tls_acks(void)
+{
+	tls_fixture_make(&fx);
+	tls_ack_case(false);
+	tls_ack_case(true);
+	tls_fixture_free(&fx);
 }
 
 /* The sender returns the staging buffer to the pool, so the next epoch's pause reuses it. */
@@ -240,5 +324,6 @@ int main(void)
 	ack_after_freeze(true);
 	test_pool_bounded();
 	test_finish_output();
+	test_tls_acks();
 	TEST_DONE("test_primary");
 }
