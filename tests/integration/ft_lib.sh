@@ -175,6 +175,24 @@ ft_threads() {
 	done
 }
 
+# ft_host_timer_evidence: the test bed's own hrtimers (this kernel's /proc/timer_list), for a guest whose timer
+# stopped: a KVM guest's LAPIC timer is an hrtimer on the CPU that runs its vCPU thread (apic_timer_fn), and a CPU
+# that lost its own timer interrupt keeps its expired hrtimers queued. Prints each CPU's expires_next against now
+# and every hrtimer overdue by more than 100 ms (callback, CPU, how late): none means the host's timers are fine.
+ft_host_timer_evidence() {
+	awk '
+		/^now at / { now = $3 }
+		/^cpu: / { cpu = $2 }
+		/^ #[0-9]+: / { cb = $3; sub(/,$/, "", cb) }
+		/^ # expires at / {
+			split($4, e, "-"); late = (now - e[2]) / 1e6
+			if (late > 100) { printf "  | host cpu %s: %s overdue by %.0f ms\n", cpu, cb, late; n++ }
+		}
+		/\.expires_next/ { printf "  | host cpu %s: expires_next %+.0f ms from now\n", cpu, ($3 - now) / 1e6 }
+		END { if (!n) print "  | host: no hrtimer overdue by more than 100 ms" }
+	' /proc/timer_list 2>/dev/null || echo "  | host: /proc/timer_list unreadable"
+}
+
 # ft_stuck_evidence NAME SOCK: a guest that stopped printing, seen from outside while it still runs: the status, the
 # threads, then twice, 2 s apart, a snapshot's vCPU registers, LAPIC (timer, ISR/IRR), pending events and the disk
 # device's queue (requests in flight, last_avail): moving RIPs and an armed timer with nothing delivered tell a lost
@@ -183,6 +201,7 @@ ft_stuck_evidence() {
 	local name="$1" sock="$2" i
 	echo "  --- $name stopped printing: status: $(ft_ctl "$sock" status)"
 	ft_threads "$name"
+	ft_host_timer_evidence
 	for i in 1 2; do
 		if ft_ctl "$sock" snapshot "$FT_WORK/stuck-$name.snap" | grep -q '^ok'; then
 			echo "  | snapshot $i:"
@@ -201,6 +220,7 @@ ft_diagnose() {
 	local name="$1" sock="$2"
 	echo "  --- diagnosis of $name: status: $(ft_ctl "$sock" status)"
 	ft_threads "$name"
+	ft_host_timer_evidence
 	ft_kill "$name" TERM
 	grep -v '^ftvmm: backup: \(listening\|primary connected\|baseline\)' "${FT_E[$name]}" | tail -n 30 | sed 's/^/  | /'
 }

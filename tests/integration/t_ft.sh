@@ -226,7 +226,9 @@ timer_stall_evidence() {
 			for (j = 1; j <= n; j++) if (last[j] == first[j]) { print j - 1; exit }
 		}')
 	[[ -n "$cpu" ]] || return 0
-	echo "  timer stall: CPU $cpu of the guest on $name has had no timer interrupt for >= 3 s; its vCPUs now:"
+	echo "  timer stall: CPU $cpu of the guest on $name has had no timer interrupt for >= 3 s; the test bed's timers:"
+	ft_host_timer_evidence
+	echo "  its vCPUs now:"
 	if ft_ctl "$sock" snapshot "$W/stall-$name.snap" | grep -q '^ok'; then
 		"$FTVMM" inspect "$W/stall-$name.snap" 2>&1 | grep -E '^  vcpu|RIP|events|LAPIC|ISR' | sed 's/^/  | /'
 		rm -f "$W/stall-$name.snap"
