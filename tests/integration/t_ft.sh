@@ -588,6 +588,7 @@ if ft_wait_line "${FT_E[zp]}" 'guest is PROTECTED' 180 zp && ft_wait_line "${FT_
 		frozen_ok=1
 	else
 		case_error "the guest did not go on on the backup"
+		ft_stuck_evidence zb "$W/zb.sock"
 	fi
 	! grep -aq 'FTWORK.* BAD ' "${FT_O[zb]}" || case_error "backup: $(grep -a 'FTWORK.* BAD ' "${FT_O[zb]}" | head -n1)"
 else
