@@ -223,6 +223,9 @@ ft_diagnose() {
 	ft_host_timer_evidence
 	ft_kill "$name" TERM
 	grep -v '^ftvmm: backup: \(listening\|primary connected\|baseline\)' "${FT_E[$name]}" | tail -n 30 | sed 's/^/  | /'
+	# the guest's own last words (ftwork's BAD line, its result, a panic) say why it stopped ticking
+	echo "  --- the last console lines of $name:"
+	tail -n 8 "${FT_O[$name]}" 2>/dev/null | tr -d '\r' | cut -c1-200 | sed 's/^/  | /'
 }
 
 # ft_last_seq FILE: the last "FTWORK seq=N ... ok" seq in a console log (0 if none)
