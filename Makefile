@@ -2,7 +2,7 @@
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -MMD -MP
-LDLIBS  := -luring -lfdt -lgnutls -pthread
+LDLIBS  := -luring -lfdt -lgnutls -lcurl -ljson-c -pthread
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 B := build
@@ -67,8 +67,8 @@ demo:
 	bash tests/demo.sh
 
 # libFuzzer smoke run (tests/fuzz/run.sh): virtqueue, virtio-blk, virtio-net rings, virtio-pci/MSI-X
-# accesses, the backup's data-link stream and the snapshot file reader; FUZZ_SECS (default 120) is
-# the whole run's fuzzing time, split evenly among the targets.
+# accesses, the backup's data-link stream, the snapshot file reader and etcd's answers to the arbiter;
+# FUZZ_SECS (default 120) is the whole run's fuzzing time, split evenly among the targets.
 fuzz:
 	bash tests/fuzz/run.sh $(or $(FUZZ_SECS),120)
 

@@ -1,6 +1,9 @@
 # tests/deps.sh - install_deps: the Debian packages ftvmm, its guest images, tests and test bed need (sourced).
+# libcurl4-gnutls-dev, libjson-c-dev: the arbiter's etcd client (ft/arbiter.c; the GnuTLS flavour of libcurl, as
+# ftvmm links GnuTLS already); etcd-server, etcd-client: the real etcd test_arbiter starts.
 PACKAGES=(gcc libc6-dev make liburing-dev libfdt-dev libgnutls28-dev gnutls-bin qemu-system-x86 busybox-static linux-image-amd64
-	cpio gzip xz-utils clang libclang-rt-14-dev valgrind iproute2 python3 bc)
+	cpio gzip xz-utils clang libclang-rt-14-dev valgrind iproute2 python3 bc libcurl4-gnutls-dev libjson-c-dev
+	etcd-server etcd-client)
 
 install_deps() {
 	local missing=() p

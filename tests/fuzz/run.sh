@@ -8,7 +8,8 @@
 #   fuzz_virtio_pci: config space, BAR 0 and MSI-X table accesses to a virtio-pci function;
 #   fuzz_backup_stream: a byte stream as the backup's data link (initial-sync frames, epochs committed
 #     all or nothing) on a small mirror and two memfd disks;
-#   fuzz_snapshot: a crafted snapshot file into snapshot_open, ftvmm inspect and restore's readers.
+#   fuzz_snapshot: a crafted snapshot file into snapshot_open, ftvmm inspect and restore's readers;
+#   fuzz_arbiter: bytes as etcd's answer to the arbiter (range or txn), as base64 and a "G OWNER" value.
 # Exits non-zero on a build failure, crash, leak or sanitizer report (the input is kept under
 # $out/artifacts). Env: B (build dir), FUZZ_OUT.
 set -euo pipefail
@@ -22,7 +23,7 @@ san=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-poin
 cflags=(-g -O1 -std=gnu11 -D_GNU_SOURCE -pthread -Wall -Wextra -Werror "${san[@]}"
 	# the KVM MSR buffers (a kvm_msrs header followed by its entries) are a GNU extension gcc accepts
 	-Wno-gnu-variable-sized-type-not-at-end)
-targets=(fuzz_virtqueue fuzz_virtio_blk fuzz_virtio_net fuzz_virtio_pci fuzz_backup_stream fuzz_snapshot)
+targets=(fuzz_virtqueue fuzz_virtio_blk fuzz_virtio_net fuzz_virtio_pci fuzz_backup_stream fuzz_snapshot fuzz_arbiter)
 
 cd "$root"
 mkdir -p "$out/artifacts" "$out/obj"
@@ -44,7 +45,7 @@ done
 for p in "${pids[@]}"; do wait "$p"; done
 ar rcs "$out/libftvmm-fuzz.a" "${objs[@]}"
 for t in "${targets[@]}"; do
-	$cc "${cflags[@]}" -fsanitize=fuzzer -o "$out/$t" "tests/fuzz/$t.c" "$out/libftvmm-fuzz.a" -luring -lfdt -lgnutls
+	$cc "${cflags[@]}" -fsanitize=fuzzer -o "$out/$t" "tests/fuzz/$t.c" "$out/libftvmm-fuzz.a" -luring -lfdt -lgnutls -lcurl -ljson-c
 done
 
 per=$((secs / ${#targets[@]}))
