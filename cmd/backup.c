@@ -1,6 +1,7 @@
 /* backup.c - `ftvmm backup`: its options, its control socket while mirroring, and running the guest it took over. */
 #include "backup.h"
 #include "../ft/backup.h"
+#include "../ft/fence.h"
 #include "../ft/proto.h"
 #include "../ft/tls.h"
 #include "../vmm/util.h"
@@ -20,6 +21,7 @@ static void backup_usage(FILE *f)
 		"usage: ftvmm backup --listen HOST:PORT [--disk PATH]... [--net tap=NAME]... [--control PATH]\n"
 		"                    [--control-group GROUP] [--ft-timeout MS]\n"
 		"                    [--tls-creds DIR [--tls-peer NAME] | --tls-psk FILE] [--ft-insecure]\n"
+		"                    [--arbiter etcd://HOST:PORT[,...] --name NAME]\n"
 		"\n"
 		"Wait for a primary (`ftvmm run ... --backup HOST:PORT`), mirror its guest epoch by epoch, and\n"
 		"when the primary dies resume the guest from the last committed epoch: this process then runs\n"
@@ -41,7 +43,12 @@ static void backup_usage(FILE *f)
 		"  --tls-psk FILE      TLS 1.3 with a pre-shared key instead (psktool's IDENTITY:HEX-KEY line,\n"
 		"                      mode 0600 or stricter)\n"
 		"  --ft-insecure       listen on an address other hosts can reach without credentials:\n"
-		"                      anyone who can reach the port can then feed this backup a guest\n");
+		"                      anyone who can reach the port can then feed this backup a guest\n"
+		"  --arbiter etcd://HOST:PORT[,HOST:PORT...]\n"
+		"                      take over only after winning the VM's next generation there (one\n"
+		"                      compare-and-swap): if the primary is alive behind a partition, one of\n"
+		"                      the two runs the guest, never both. The primary must use it too\n"
+		"  --name NAME         the VM's name in the arbiter (the primary's --name)\n");
 }
 
 /* The --disk and --net options, kept for run's parser (cli_parse_run), which knows their syntax:
@@ -61,6 +68,8 @@ static int parse_option(int c, char **argv, struct backup *b, struct run_config 
 	case 'P': cfg->tls.psk_file = optarg; return 0;
 	case 'N': cfg->tls.peer = optarg; return 0;
 	case 'I': cfg->ft_insecure = true; return 0;
+	case 'A': cfg->arbiter = optarg; return 0;
+	case 'M': cfg->vm_name = optarg; return 0;
 	case 'C': cfg->control = optarg; return 0;
 	case 'G': /* checked now, as run does: bad input is refused before the listener or socket exist */
 		if (cli_check_group(optarg, err, errlen))
@@ -99,13 +108,15 @@ static int parse_machine(struct sub_argv *sub, struct backup *b, struct run_conf
 {
 	sub->v[sub->n++] = "--kernel";
 	sub->v[sub->n++] = "unused";
-	const char *control = cfg->control, *group = cfg->control_group;
+	const char *control = cfg->control, *group = cfg->control_group, *arbiter = cfg->arbiter, *name = cfg->vm_name;
 	struct ft_tls_opts tls = cfg->tls;
 	bool insecure = cfg->ft_insecure;
 	if (cli_parse_run(sub->n, sub->v, cfg, err, errlen))
 		return -EINVAL;
 	cfg->control = control;
 	cfg->control_group = group;
+	cfg->arbiter = arbiter;
+	cfg->vm_name = name;
 	cfg->tls = tls;
 	cfg->ft_insecure = insecure;
 	cfg->kernel = NULL;
@@ -122,7 +133,8 @@ static int parse(int argc, char **argv, struct backup *b, struct run_config *cfg
 		{ "ft-timeout", required_argument, NULL, 'T' }, { "help", no_argument, NULL, 'h' },
 		{ "control-group", required_argument, NULL, 'G' }, { "tls-creds", required_argument, NULL, 'X' },
 		{ "tls-psk", required_argument, NULL, 'P' },      { "tls-peer", required_argument, NULL, 'N' },
-		{ "ft-insecure", no_argument, NULL, 'I' },
+		{ "ft-insecure", no_argument, NULL, 'I' },         { "arbiter", required_argument, NULL, 'A' },
+		{ "name", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	optind = 0;
@@ -144,7 +156,8 @@ static int parse(int argc, char **argv, struct backup *b, struct run_config *cfg
 		snprintf(err, errlen, "missing --listen HOST:PORT (see ftvmm backup --help)");
 		return -EINVAL;
 	}
-	if (cli_check_ft_link("--listen", b->listen, &cfg->tls, cfg->ft_insecure, err, errlen))
+	if (cli_check_ft_link("--listen", b->listen, &cfg->tls, cfg->ft_insecure, err, errlen) ||
+	    cli_check_arbiter(cfg->arbiter, cfg->vm_name, err, errlen))
 		return -EINVAL;
 	return parse_machine(&sub, b, cfg, err, errlen);
 }
@@ -163,7 +176,7 @@ static int take_over(struct run_config *cfg, const struct backup *b, const struc
 	backup_run_config(b, cfg);
 	/* the committed memory becomes the VM's memory as it is: no copy */
 	struct run_source src = { .state = to->state, .mem = to->mem, .announce = true, .role = "backup (took over)",
-				  .t0_ns = to->t0_ns };
+				  .t0_ns = to->t0_ns, .fence = b->fence };
 	int rc = run_vm(cfg, &src);
 	free(to->state);
 	return rc;
@@ -204,12 +217,19 @@ int cmd_backup(int argc, char **argv)
 		warnx("%s", err);
 		return 2;
 	}
+	static struct ft_fence fence;
+	if (fence_open(&fence, cfg.arbiter, cfg.vm_name, err, sizeof(err))) {
+		warnx("%s", err);
+		return 1;
+	}
+	b.fence = &fence;
 	if (backup_open_disks(&b))
 		return 1;
 	struct ft_tls_creds *tls;
 	int lfd = listen_for_primary(&b, &cfg, &tls);
 	if (lfd < 0)
 		return 1;
+	cli_warn_no_arbiter(cfg.arbiter);
 	if (cfg.control) {
 		if (control_start(&ctl, NULL, &cfg, cfg.control, err, sizeof(err))) {
 			warnx("%s", err);
@@ -228,5 +248,7 @@ int cmd_backup(int argc, char **argv)
 		return 1;
 	struct backup_takeover to;
 	int rc = backup_outcome(&b, gone, &to);
-	return rc == BACKUP_TAKE_OVER ? take_over(&cfg, &b, &to) : rc;
+	rc = rc == BACKUP_TAKE_OVER ? take_over(&cfg, &b, &to) : rc;
+	fence_close(&fence);
+	return rc;
 }

@@ -83,6 +83,11 @@ void cli_run_usage(FILE *f)
 		"  --ft-insecure          allow a backup that is not on this host without credentials:\n"
 		"                         anyone on the path can then read the guest and forge acks\n"
 		"  (protect HOST:PORT on the control socket uses the same credentials)\n"
+		"  --arbiter etcd://HOST:PORT[,HOST:PORT...]\n"
+		"                         decide who runs the guest after a failure with one\n"
+		"                         compare-and-swap in etcd: a partition never runs two copies.\n"
+		"                         The backup must use the same arbiter and --name\n"
+		"  --name NAME            the VM's name there (1..64 of [A-Za-z0-9._-])\n"
 		"  -h, --help             show this text\n");
 }
 
@@ -282,6 +287,8 @@ static int parse_option(int c, char **argv, struct run_config *cfg, char *err, s
 	case 'P': cfg->tls.psk_file = optarg; return 0;
 	case 'N': cfg->tls.peer = optarg; return 0;
 	case 'I': cfg->ft_insecure = true; return 0;
+	case 'A': cfg->arbiter = optarg; return 0;
+	case 'M': cfg->vm_name = optarg; return 0;
 	case 'S': cfg->stats = optarg; return 0;
 	case 'E':
 	case 'T': return parse_ms(c, opt, optarg, cfg, err, errlen);
@@ -331,7 +338,37 @@ static int parse_rest(int argc, char **argv, struct run_config *cfg, bool restor
 		snprintf(err, errlen, "missing --kernel PATH (see ftvmm run --help)");
 		return -EINVAL;
 	}
+	if (cli_check_arbiter(cfg->arbiter, cfg->vm_name, err, errlen))
+		return -EINVAL;
 	return cli_check_ft_link("--backup", cfg->backup, &cfg->tls, cfg->ft_insecure, err, errlen);
+}
+
+int cli_check_arbiter(const char *arbiter, const char *name, char *err, size_t errlen)
+{
+	if (!arbiter != !name) {
+		snprintf(err, errlen, "%s", arbiter ? "--arbiter needs --name NAME (the VM's key in the arbiter)"
+						    : "--name needs --arbiter etcd://HOST:PORT (it names the VM there)");
+		return -EINVAL;
+	}
+	if (!name)
+		return 0;
+	size_t n = strlen(name);
+	if (n == 0 || n > 64 || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != n) {
+		snprintf(err, errlen, "--name '%s': want 1 to 64 letters, digits, '.', '_' or '-'", name);
+		return -EINVAL;
+	}
+	if (strncmp(arbiter, "etcd://", 7) != 0) {
+		snprintf(err, errlen, "--arbiter '%s': want etcd://HOST:PORT[,HOST:PORT...]", arbiter);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void cli_warn_no_arbiter(const char *arbiter)
+{
+	if (!arbiter)
+		warnx("warning: no --arbiter: if the link between primary and backup breaks while both hosts run, both "
+		      "may run the guest (a partition makes two copies); see README, the arbiter");
 }
 
 int cli_check_ft_link(const char *opt, const char *addr, const struct ft_tls_opts *tls, bool insecure, char *err,
@@ -379,7 +416,8 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 		{ "ft-timeout", required_argument, NULL, 'T' }, { "control-group", required_argument, NULL, 'G' },
 		{ "tsc-khz", required_argument, NULL, 'K' },  { "tls-creds", required_argument, NULL, 'X' },
 		{ "tls-psk", required_argument, NULL, 'P' },  { "tls-peer", required_argument, NULL, 'N' },
-		{ "ft-insecure", no_argument, NULL, 'I' },
+		{ "ft-insecure", no_argument, NULL, 'I' },  { "arbiter", required_argument, NULL, 'A' },
+		{ "name", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	memset(cfg, 0, sizeof(*cfg));

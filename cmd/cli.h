@@ -23,6 +23,8 @@ struct run_config {
 	const char *stats;    /* --stats FILE: one JSON line per epoch */
 	struct ft_tls_opts tls; /* --tls-creds DIR | --tls-psk FILE, --tls-peer NAME: the FT links' TLS */
 	bool ft_insecure;     /* --ft-insecure: FT links without credentials may leave this host */
+	const char *arbiter;  /* --arbiter etcd://HOST:PORT[,...]: who runs after a failure is decided there */
+	const char *vm_name;  /* --name NAME: the VM's key in the arbiter */
 	const char *snapshot; /* restore: the snapshot file */
 	uint32_t tsc_khz;     /* --tsc-khz KHZ: the guest's TSC rate (0: this host's) */
 	bool help;
@@ -47,6 +49,10 @@ int cli_check_group(const char *name, char *err, size_t errlen);
  * unless credentials or --ft-insecure were given. 0, or -EINVAL with one line in err. */
 int cli_check_ft_link(const char *opt, const char *addr, const struct ft_tls_opts *tls, bool insecure, char *err,
 		      size_t errlen);
+/* --arbiter and --name come together (NAME: 1..64 of [A-Za-z0-9._-]). 0, or -EINVAL with one line in err. */
+int cli_check_arbiter(const char *arbiter, const char *name, char *err, size_t errlen);
+/* FT without an arbiter: one line on stderr saying a partition can run two copies. */
+void cli_warn_no_arbiter(const char *arbiter);
 /* --ft-insecure without credentials: one line on stderr saying what that lets others do. */
 void cli_warn_insecure(const struct ft_tls_opts *tls, bool insecure);
 void cli_usage(FILE *f);

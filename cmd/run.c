@@ -5,6 +5,7 @@
 #include "control.h"
 #include "../ft/snapshot.h"
 #include "../ft/state.h"
+#include "../ft/fence.h"
 #include "../ft/primary.h"
 #include "../ft/tls.h"
 #include "../devices/platform.h"
@@ -119,6 +120,8 @@ static bool ft_started;
 static struct platform plat;
 static const struct run_config *cur_cfg;
 static struct ft_tls_creds *client_tls; /* --tls-creds / --tls-psk as the primary's: loaded once */
+static struct ft_fence own_fence;
+static struct ft_fence *fence; /* the arbiter: a taken-over backup's (with the generation it won), else own_fence */
 
 /* The FT client credentials cfg names, loaded on first use: 0 (also when none are named), or -errno
  * with one line in err. A backup that took over loads them only when `protect` needs them, so creds
@@ -157,13 +160,14 @@ static int control_protect(void *ctx, int argc, char **argv, char *reply, size_t
 	unsigned epoch = cur_cfg->epoch_ms ? cur_cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
 	unsigned tmo = cur_cfg->ft_timeout_ms ? cur_cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
 	if (ft_primary_start(&ft, vm, &plat, &cur_cfg->machine, argv[1], client_tls, cur_cfg->ft_insecure, epoch, tmo,
-			     cur_cfg->stats, err, sizeof(err)) ||
+			     cur_cfg->stats, fence, err, sizeof(err)) ||
 	    ft_primary_go(&ft)) {
 		ft_primary_stop(&ft, FT_STOP_QUIT);
 		snprintf(reply, len, "error: %s", err[0] ? err : "cannot start the fault-tolerance threads");
 		return 0;
 	}
 	ft_started = true;
+	cli_warn_no_arbiter(cur_cfg->arbiter);
 	snprintf(reply, len, "ok protecting with %s (initial sync running)", argv[1]);
 	return 0;
 }
@@ -171,10 +175,13 @@ static int control_protect(void *ctx, int argc, char **argv, char *reply, size_t
 static void status_ext(void *ctx, char *buf, size_t len)
 {
 	(void)ctx;
-	if (ft_started)
+	if (ft_started) {
 		ft_primary_status(&ft, buf, len);
-	else
-		snprintf(buf, len, "protected=no");
+		return;
+	}
+	int n = snprintf(buf, len, "protected=no");
+	if (n > 0 && (size_t)n < len)
+		fence_status(fence, buf + n, len - (size_t)n);
 }
 
 /* Timestamps of a restore, for its "guest running ... after" line. */
@@ -270,12 +277,13 @@ static int start_protection(struct vm *vm, const struct run_config *cfg)
 	unsigned tmo = cfg->ft_timeout_ms ? cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
 	if (client_creds(cfg, err, sizeof(err)) ||
 	    ft_primary_start(&ft, vm, &plat, &cfg->machine, cfg->backup, client_tls, cfg->ft_insecure, epoch, tmo,
-			     cfg->stats, err, sizeof(err))) {
+			     cfg->stats, fence, err, sizeof(err))) {
 		warnx("%s", err);
 		ft_primary_stop(&ft, FT_STOP_QUIT);
 		return -1;
 	}
 	ft_started = true;
+	cli_warn_no_arbiter(cfg->arbiter);
 	return 0;
 }
 
@@ -363,6 +371,21 @@ static int report_end(struct vm *vm, enum vm_exit_reason why)
 }
 
 /* Everything after the inputs are validated: build, (boot | restore), run, tear down. */
+/* The arbiter: a backup that took over brings its own (it holds the generation it won); else --arbiter's,
+ * opened here so a bad one is refused before the guest runs. 0, or -1 after one line on stderr. */
+static int open_fence(const struct run_config *cfg, const struct run_source *src)
+{
+	char err[512] = "";
+	fence = src->fence ? src->fence : &own_fence;
+	if (src->fence)
+		return 0;
+	if (fence_open(&own_fence, cfg->arbiter, cfg->vm_name, err, sizeof(err))) {
+		warnx("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 int run_vm(const struct run_config *cfg, struct run_source *src)
 {
 	static struct vm vm;
@@ -370,6 +393,8 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 	int rc = 1;
 	struct run_times t = { .begin = src->t0_ns ? src->t0_ns : now_ns() };
 	cur_cfg = cfg;
+	if (open_fence(cfg, src))
+		return 1;
 	if (!build_vm(&vm, cfg, src, &t) && !open_control(&ctl, &vm, cfg, src) && !start_protection(&vm, cfg)) {
 		take_signals(&vm);
 		rc = report_end(&vm, run_guest(&vm, src, &t));
@@ -388,6 +413,7 @@ int run_vm(const struct run_config *cfg, struct run_source *src)
 	vm_destroy_devices(&vm);
 	platform_destroy(&plat);
 	vm_destroy(&vm);
+	fence_close(&own_fence);
 	return rc;
 }
 

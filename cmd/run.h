@@ -9,6 +9,7 @@
 struct run_config;
 struct snapshot;
 struct guest_mem;
+struct ft_fence;
 
 /* Where a VM's contents come from: a kernel to boot, or saved state (a snapshot file, or the FT
  * backup's last committed epoch with its memory used in place). */
@@ -22,6 +23,7 @@ struct run_source {
 	bool announce;              /* after a failover: tell the network where the guest's MACs are now */
 	const char *role;           /* for `ctl status` */
 	uint64_t t0_ns;             /* when the restore began (now_ns), for the "running again after" line */
+	struct ft_fence *fence;     /* a backup that took over: its arbiter, holding the generation it won */
 };
 
 /* Build the VM, boot or restore it, serve --control and --backup, wait for its end; returns the

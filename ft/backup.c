@@ -4,6 +4,7 @@
 #include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
+#include "fence.h"
 #include "primary.h"
 #include "proto.h"
 
@@ -200,6 +201,8 @@ static int epoch_parts(const struct backup *b, uint64_t seq, const void *payload
 	if (ft_epoch_check(payload, len, h) || h->epoch != seq)
 		return -EBADMSG;
 	if (!b->have_baseline ? !(h->flags & FT_EPOCH_BASELINE) : h->epoch != b->committed + 1)
+		return -EBADMSG;
+	if (h->generation != b->gen) /* the fencing token: only the primary of the generation we paired with */
 		return -EBADMSG;
 	/* ft_epoch_check added these sizes up without overflow to exactly len: the areas lie inside it */
 	e->pfns = (const uint8_t *)payload + sizeof(*h);
@@ -427,6 +430,18 @@ int backup_outcome(struct backup *b, int gone, struct backup_takeover *to)
 		return 1;
 	}
 	uint64_t t0 = b->done_ns ? b->done_ns : now_ns();
+	if (fence_on(b->fence)) {
+		/* the primary may be alive on the other side of a partition, claiming too: one of us wins */
+		warnx("backup: primary lost (%s): claiming generation %llu from the arbiter", b->why,
+		      (unsigned long long)b->gen + 1);
+		char who[192];
+		if (fence_claim(b->fence, b->gen, NULL, NULL, who, sizeof(who)) != FENCE_WON) {
+			warnx("backup: the arbiter is at %s: the primary went on alone; not taking over", who);
+			gmem_free(&b->mem);
+			free(b->state);
+			return 1;
+		}
+	}
 	warnx("backup: primary lost (%s): taking over from epoch %llu", b->why, (unsigned long long)b->committed);
 	*to = (struct backup_takeover){ .state = b->state, .mem = &b->mem, .t0_ns = t0 };
 	return BACKUP_TAKE_OVER;
@@ -468,4 +483,7 @@ void backup_status(void *ctx, char *buf, size_t len)
 		 b->have_baseline && !b->done ? "yes" : "no", (unsigned long long)b->committed,
 		 (unsigned long long)b->committed, b->done || b->data.fd < 0 ? "down" : "up");
 	pthread_mutex_unlock(&b->lock);
+	size_t n = strlen(buf);
+	if (n < len)
+		fence_status(b->fence, buf + n, len - n);
 }

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct ft_fence;
+
 struct backup {
 	const char *listen;     /* where the primary connects */
 	struct machine machine; /* disks, NICs: what the guest gets here on takeover; memory, vCPUs and MACs
@@ -22,6 +24,8 @@ struct backup {
 	struct ft_link data, hb; /* TLS sessions on both when tls is set */
 	const struct ft_tls_creds *tls; /* server credentials: a peer must authenticate before its first frame
 					 * is read (NULL: plain links, loopback or --ft-insecure) */
+	struct ft_fence *fence; /* the arbiter (ft/fence.h; inert without --arbiter): takeover only after a win */
+	uint64_t gen;           /* the generation the primary paired under (its HELLO): every epoch carries it */
 	struct guest_mem mem;
 	void *state; /* last committed epoch's state fdt */
 	uint64_t committed;

@@ -3,10 +3,12 @@
 #include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
+#include "fence.h"
 #include "proto.h"
 #include "tls.h"
 
 #include <errno.h>
+#include <libfdt.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,35 @@
  * KiB), pair matches a HELLO with the HB_HELLO of its session, greet_primary checks the shape
  * (backup_check_shape), maps guest memory and answers.
  */
+
+/* Both sides use the arbiter or neither does: a backup that took over on silence alone beside a primary that
+ * claims (or the reverse) could run a second copy. The primary pairs under a generation of the same VM name. */
+static int check_generation(struct backup *b, const void *fdt, char *why, size_t wl)
+{
+	uint64_t gen = 0;
+	int nl = 0;
+	bool has = fdtp_u64(fdt, 0, "generation", &gen) == 0;
+	const char *name = fdt_getprop(fdt, 0, "vm-name", &nl);
+	if (!fence_on(b->fence)) {
+		if (has) {
+			snprintf(why, wl, "the primary decides takeovers with an arbiter; this backup was started without "
+				 "--arbiter");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!has || gen == 0) {
+		snprintf(why, wl, "this backup decides takeovers with an arbiter: the primary needs --arbiter and --name %s",
+			 b->fence->name);
+		return -EINVAL;
+	}
+	if (!name || nl < 1 || name[nl - 1] || strcmp(name, b->fence->name) != 0) {
+		snprintf(why, wl, "the primary's --name differs from this backup's (%s)", b->fence->name);
+		return -EINVAL;
+	}
+	b->gen = gen;
+	return 0;
+}
 
 /* Compare the primary's shape with what this backup was given; one line on mismatch. */
 int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why, size_t wl)
@@ -60,6 +91,8 @@ int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why,
 		memcpy(b->machine.nics[i].mac, macs[i], 6);
 		b->machine.nics[i].has_mac = true;
 	}
+	if (check_generation(b, fdt, why, wl))
+		return -EINVAL;
 	b->machine.mem = mem;
 	b->machine.cpus = ncpus;
 	/* after a takeover, `protect` keeps the protection this guest had: the primary's epoch, our timeout */
@@ -323,7 +356,11 @@ static int greet_primary(struct backup *b, const void *shape, size_t len)
 		warnx("backup: %s", why);
 		return r;
 	}
-	return ft_send_buf(&b->data, FT_HELLO_OK, 0, NULL, 0);
+	/* with an arbiter, HELLO_OK says so: a primary that claims refuses a backup that would not */
+	char ok[64] = "";
+	if (fence_on(b->fence))
+		snprintf(ok, sizeof(ok), "arbiter %llu", (unsigned long long)b->gen);
+	return ft_send_buf(&b->data, FT_HELLO_OK, 0, ok, strlen(ok));
 }
 
 

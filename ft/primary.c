@@ -7,6 +7,7 @@
 #include "../vmm/util.h"
 #include "../vmm/vcpu.h"
 #include "../vmm/vm.h"
+#include "fence.h"
 #include "state.h"
 
 #include <errno.h>
@@ -36,6 +37,7 @@ static void enqueue(struct ft_primary *p, struct ft_staged *s);
 static void wait_next_epoch(struct ft_primary *p, uint64_t *next);
 static void engine_end(struct ft_primary *p, int r);
 static void go_unprotected(struct ft_primary *p);
+static void claim_or_stop(struct ft_primary *p);
 
 /* ---- the loop -------------------------------------------------------------------------------- */
 
@@ -140,6 +142,7 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 	s->hdr.epoch = epoch;
 	s->hdr.state_len = state_len;
 	s->hdr.flags = baseline ? FT_EPOCH_BASELINE : 0;
+	s->hdr.generation = p->gen;
 	s->stop_ns = t[1] - t[0];
 	s->harvest_ns = t[2] - t[1];
 	s->copy_ns = t[3] - t[2];
@@ -266,9 +269,11 @@ static void engine_end(struct ft_primary *p, int r)
 		primary_mark_lost(p, "replication failed: %s", r == -EFBIG ? "the guest wrote more to disk in one epoch than "
 				  "the disk log holds" : strerror(-r));
 	pthread_mutex_lock(&p->lock);
-	bool lost = p->lost, fence = p->fence;
+	bool lost = p->lost, fence = p->frozen_fence;
 	pthread_mutex_unlock(&p->lock);
-	if (lost && fence) {
+	if (lost && fence_on(p->fence)) {
+		claim_or_stop(p);
+	} else if (lost && fence) {
 		/* Frozen past the timeout, then the backup is gone: it saw a dead primary and most likely
 		 * runs the guest now. Running on here would make two copies: this one stops (fencing). */
 		warnx("ft: this primary was frozen longer than the %u ms timeout and then lost its backup (%s): the "
@@ -277,6 +282,38 @@ static void engine_end(struct ft_primary *p, int r)
 	} else if (lost) {
 		warnx("ft: backup lost (%s): guest continues UNPROTECTED", p->lost_reason);
 		go_unprotected(p);
+	}
+}
+
+static bool stopping(void *ctx)
+{
+	struct ft_primary *p = ctx;
+	pthread_mutex_lock(&p->lock);
+	bool s = p->stop;
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+/* With an arbiter, losing the backup decides nothing by itself: the backup may be alive and claiming too.
+ * Output stays held (the guest runs; its clients wait) until this copy wins the next generation; if the
+ * backup won it, it runs the guest from its last commit and this copy stops, its held output dropped. */
+static void claim_or_stop(struct ft_primary *p)
+{
+	warnx("ft: backup lost (%s): output held until the arbiter decides who runs the guest", p->lost_reason);
+	char who[192];
+	switch (fence_claim(p->fence, p->gen, stopping, p, who, sizeof(who))) {
+	case FENCE_WON:
+		warnx("ft: won generation %llu from the arbiter: guest continues UNPROTECTED",
+		      (unsigned long long)p->gen + 1);
+		go_unprotected(p);
+		break;
+	case FENCE_LOST:
+		warnx("ft: the arbiter is at %s: the backup runs the guest now; stopping this copy, its held output "
+		      "dropped", who);
+		vm_request_exit(p->vm, VM_EXIT_ERROR);
+		break;
+	case FENCE_GAVE_UP:
+		break; /* stopping: nothing held goes out (ft_primary_stop drops unacked output) */
 	}
 }
 
@@ -393,9 +430,10 @@ void primary_staged_free(struct ft_primary *p, struct ft_staged *s)
 
 int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct machine *machine,
 		     const char *peer, const struct ft_tls_creds *tls, bool insecure, unsigned epoch_ms,
-		     unsigned timeout_ms, const char *stats_path, char *err, size_t errlen)
+		     unsigned timeout_ms, const char *stats_path, struct ft_fence *fence, char *err, size_t errlen)
 {
 	memset(p, 0, sizeof(*p));
+	p->fence = fence;
 	p->vm = vm;
 	p->plat = plat;
 	p->machine = machine;
@@ -425,7 +463,8 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 	p->devdirty = calloc(words + 1, sizeof(unsigned long));
 	if (!p->dirty || !p->devdirty)
 		return -ENOMEM;
-	return primary_connect(p, peer, !tls && !insecure, err, errlen);
+	int r = fence_pair(fence, &p->gen, err, errlen);
+	return r ? r : primary_connect(p, peer, !tls && !insecure, err, errlen);
 }
 
 int ft_primary_go(struct ft_primary *p)
@@ -586,9 +625,11 @@ void ft_primary_status(void *ctx, char *buf, size_t len)
 	}
 	pthread_mutex_lock(&p->lock);
 	double since = p->last_commit_ns ? (double)(now_ns() - p->last_commit_ns) / 1e6 : -1;
-	snprintf(buf, len, "protected=%s backup=%s epoch=%llu last_commit=%llu last_commit_ms_ago=%.0f link=%s%s%s",
-		 p->protected_ && !p->lost ? "yes" : "no", p->peer, (unsigned long long)p->epoch,
-		 (unsigned long long)p->acked, since, p->lost ? "down" : "up", p->lost ? " reason=" : "",
-		 p->lost ? p->lost_reason : "");
+	int n = snprintf(buf, len, "protected=%s backup=%s epoch=%llu last_commit=%llu last_commit_ms_ago=%.0f link=%s%s%s",
+			 p->protected_ && !p->lost ? "yes" : "no", p->peer, (unsigned long long)p->epoch,
+			 (unsigned long long)p->acked, since, p->lost ? "down" : "up", p->lost ? " reason=" : "",
+			 p->lost ? p->lost_reason : "");
 	pthread_mutex_unlock(&p->lock);
+	if (n > 0 && (size_t)n < len)
+		fence_status(p->fence, buf + n, len - (size_t)n);
 }

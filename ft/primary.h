@@ -15,6 +15,7 @@ struct vm;
 struct platform;
 struct machine;
 struct ft_staged;
+struct ft_fence;
 
 #define FT_DEFAULT_EPOCH_MS 50
 #define FT_DEFAULT_TIMEOUT_MS 2000
@@ -32,6 +33,8 @@ struct ft_primary {
 	FILE *stats;
 	struct ft_link data, hb;            /* TLS sessions on both when tls is set */
 	const struct ft_tls_creds *tls;     /* client credentials (NULL: plain links, loopback or --ft-insecure) */
+	struct ft_fence *fence;             /* the arbiter (ft/fence.h; inert without --arbiter), kept by the caller */
+	uint64_t gen;                       /* the generation paired under (0: no arbiter) */
 	pthread_t engine, sender, receiver, heartbeat;
 	bool threads_started;
 
@@ -45,7 +48,7 @@ struct ft_primary {
 	bool early;         /* the disk log is filling: take the next checkpoint now */
 	bool sinks_on;      /* the NICs' TX goes to p->out (installed with the baseline, removed unprotected) */
 	bool lost;          /* the backup is gone: run unprotected */
-	bool fence;         /* ...after this process was frozen past the timeout: stop the guest instead */
+	bool frozen_fence;  /* ...after this process was frozen past the timeout: stop the guest instead */
 	bool protected_;    /* baseline committed on the backup */
 	char lost_reason[160];
 	uint64_t epoch;     /* last checkpoint taken */
@@ -71,10 +74,11 @@ struct ft_primary {
  * keeps running during the initial sync. With tls (client credentials, kept by the caller until
  * ft_primary_stop) both links are TLS and the backup must authenticate; without, peer must be a
  * loopback address unless insecure. 0 or -errno with one line in err (unreachable peer, failed
- * authentication, another protocol or version, refused shape...). */
+ * authentication, another protocol or version, refused shape...). With an arbiter (fence on) it first
+ * takes the generation to pair under (fence_pair), and the backup must use the same arbiter. */
 int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct machine *machine,
 		     const char *peer, const struct ft_tls_creds *tls, bool insecure, unsigned epoch_ms,
-		     unsigned timeout_ms, const char *stats_path, char *err, size_t errlen);
+		     unsigned timeout_ms, const char *stats_path, struct ft_fence *fence, char *err, size_t errlen);
 /* Start the engine threads once the vCPUs run (initial sync, then epochs). 0 or -errno. */
 int ft_primary_go(struct ft_primary *p);
 /* Why the protected run ends. Output of epochs the backup never acked is dropped in every case: only

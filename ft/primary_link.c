@@ -1,5 +1,6 @@
 /* primary_link.c - the primary's links to its backup: handshake, the sender, acks releasing output, heartbeats, the first failure. */
 #include "primary_int.h"
+#include "fence.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
 #include "../devices/platform.h"
@@ -58,7 +59,7 @@ void primary_mark_lost(struct ft_primary *p, const char *fmt, const char *detail
 	bool first = !p->lost && !p->stop;
 	if (first) {
 		p->lost = true;
-		p->fence = frozen;
+		p->frozen_fence = frozen;
 		snprintf(p->lost_reason, sizeof(p->lost_reason), fmt, detail);
 	}
 	p->link_down = true;
@@ -108,6 +109,10 @@ static int build_shape(struct ft_primary *p, void **out, size_t *len)
 	r |= fdt_property(fdt, "disk-sizes", p->plat->disk_sizes, (int)(p->plat->ndisks * sizeof(uint64_t)));
 	r |= fdt_property(fdt, "macs", p->plat->macs, (int)(p->plat->nnics * 6));
 	r |= fdt_property_u32(fdt, "epoch-ms", p->epoch_ms);
+	if (p->gen) { /* the fencing token, and the VM's name in the arbiter, which the backup's must match */
+		r |= fdt_property_u64(fdt, "generation", p->gen);
+		r |= fdt_property_string(fdt, "vm-name", p->fence->name);
+	}
 	r |= fdt_end_node(fdt);
 	r |= fdt_finish(fdt);
 	if (r) {
@@ -160,10 +165,22 @@ static int read_reply(struct ft_primary *p, const char *peer, char *err, size_t 
 		free(reply);
 		return -EINVAL;
 	}
-	free(reply);
 	if (f.type != FT_HELLO_OK) {
+		free(reply);
 		snprintf(err, errlen, "backup %s: unexpected reply %s", peer, ft_type_name(f.type));
 		return -EPROTO;
+	}
+	/* with an arbiter the backup must claim before it takes over: it says so, with our generation */
+	char want[64] = "";
+	if (p->gen)
+		snprintf(want, sizeof(want), "arbiter %llu", (unsigned long long)p->gen);
+	bool agree = f.len == strlen(want) && memcmp(reply, want, f.len) == 0;
+	free(reply);
+	if (!agree) {
+		snprintf(err, errlen, "backup %s %s", peer, p->gen ? "does not use the arbiter (start it with --arbiter "
+			 "and --name): it could take over beside this primary" : "uses an arbiter: start this primary with "
+			 "--arbiter and --name too");
+		return -EINVAL;
 	}
 	return 0;
 }

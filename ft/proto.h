@@ -47,7 +47,8 @@ struct ft_epoch_hdr {
 	uint64_t disk_len;
 	uint64_t flags; /* FT_EPOCH_BASELINE on the first */
 	uint64_t guest_dirty, device_dirty;
-	uint64_t reserved;
+	uint64_t generation; /* the arbiter's generation the primary paired under (0: no arbiter): a fencing
+			     * token, the backup refuses an epoch of any other */
 };
 #define FT_EPOCH_BASELINE 1
 

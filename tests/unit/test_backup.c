@@ -4,6 +4,7 @@
 #include "../../cmd/control.h"
 #include "../../ft/backup.h"
 #include "../../ft/backup_int.h"
+#include "../../ft/fence.h"
 #include "../../ft/proto.h"
 #include "../../vmm/util.h"
 #include "test.h"
@@ -116,6 +117,51 @@ static void test_shape(void)
 	cfg.epoch_ms = 0;
 	backup_run_config(&b, &cfg);
 	CHECK_EQ(cfg.epoch_ms, 0);
+}
+
+/* A primary's shape with the arbiter's fields (generation 0: none; name NULL: none). */
+static size_t shape_gen(uint64_t gen, const char *name)
+{
+	uint64_t sz = DISK_SIZE;
+	size_t n = shape(64 << 20, 2, 1, &sz, 0, 25);
+	CHECK_EQ(fdt_open_into(shape_buf, shape_buf, sizeof(shape_buf)), 0);
+	if (gen)
+		CHECK_EQ(fdt_setprop_u64(shape_buf, 0, "generation", gen), 0);
+	if (name)
+		CHECK_EQ(fdt_setprop_string(shape_buf, 0, "vm-name", name), 0);
+	CHECK_EQ(fdt_pack(shape_buf), 0);
+	(void)n;
+	return fdt_totalsize(shape_buf);
+}
+
+/* Both sides use the arbiter, under the same VM name, or neither: else the pairing is refused. */
+static void test_shape_generation(void)
+{
+	struct backup b;
+	memset(&b, 0, sizeof(b));
+	b.machine.ndisks = 1;
+	b.machine.disks[0].path = "b.img";
+	b.disk_sizes[0] = DISK_SIZE;
+	char why[256];
+	/* no arbiter here: a primary with one is refused, one without pairs */
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_gen(4, "vm1"), why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "without --arbiter") != NULL);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_gen(0, NULL), why, sizeof(why)), 0);
+	CHECK_EQ(b.gen, 0);
+	/* an arbiter here (opening one contacts nothing) */
+	struct ft_fence f;
+	char err[256];
+	CHECK_EQ(fence_open(&f, "etcd://127.0.0.1:1", "vm1", err, sizeof(err)), 0);
+	b.fence = &f;
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_gen(0, NULL), why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "--arbiter") && strstr(why, "vm1"));
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_gen(4, "vm2"), why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "--name") != NULL);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_gen(4, NULL), why, sizeof(why)), -EINVAL);
+	CHECK_EQ(b.gen, 0);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_gen(4, "vm1"), why, sizeof(why)), 0);
+	CHECK_EQ(b.gen, 4);
+	fence_close(&f);
 }
 
 /* ---- epochs ---- */
@@ -255,6 +301,12 @@ static void test_commit(void)
 	unchanged(&b, fd, 7, state7);
 	free(p);
 	p = epoch(8, 0, pf, 3, 0x20, false, NULL, 0, &len); /* state is not an fdt */
+	CHECK_EQ(backup_commit_epoch(&b, 8, p, len), -EBADMSG);
+	unchanged(&b, fd, 7, state7);
+	free(p);
+	/* the fencing token: an epoch of another generation than the one paired with (here 0) */
+	p = epoch(8, 0, pf, 3, 0x20, true, NULL, 0, &len);
+	((struct ft_epoch_hdr *)p)->generation = 3;
 	CHECK_EQ(backup_commit_epoch(&b, 8, p, len), -EBADMSG);
 	unchanged(&b, fd, 7, state7);
 	free(p);
@@ -1027,6 +1079,7 @@ static void test_control_group(void)
 int main(void)
 {
 	test_shape();
+	test_shape_generation();
 	test_commit();
 	test_sync_mem();
 	test_sync_disk();

@@ -525,6 +525,27 @@ static void test_ft_link(void)
 	free(text);
 }
 
+/* --arbiter and --name: together, a name of 1..64 safe characters, an etcd:// spec */
+static void test_arbiter_opts(void)
+{
+	struct run_config c;
+	PARSE_OK(&c, "--kernel", "bz");
+	CHECK(!c.arbiter && !c.vm_name);
+	PARSE_OK(&c, "--kernel", "bz", "--arbiter", "etcd://10.0.0.9:2379,10.0.0.10:2379", "--name", "web-1.prod_a");
+	CHECK(!strcmp(c.arbiter, "etcd://10.0.0.9:2379,10.0.0.10:2379") && !strcmp(c.vm_name, "web-1.prod_a"));
+	EXPECT_ERR("--arbiter needs --name", "--kernel", "bz", "--arbiter", "etcd://h:1");
+	EXPECT_ERR("--name needs --arbiter", "--kernel", "bz", "--name", "vm");
+	EXPECT_ERR("--name 'a b'", "--kernel", "bz", "--arbiter", "etcd://h:1", "--name", "a b");
+	EXPECT_ERR("--name '/x'", "--kernel", "bz", "--arbiter", "etcd://h:1", "--name", "/x");
+	EXPECT_ERR("1 to 64", "--kernel", "bz", "--arbiter", "etcd://h:1", "--name",
+		   "a123456789b123456789c123456789d123456789e123456789f123456789g12345");
+	EXPECT_ERR("want etcd://", "--kernel", "bz", "--arbiter", "http://h:2379", "--name", "vm");
+	EXPECT_ERR("needs a value", "--kernel", "bz", "--name");
+	char *text = usage_text(cli_run_usage, NULL);
+	CHECK(strstr(text, "--arbiter etcd://") && strstr(text, "--name NAME"));
+	free(text);
+}
+
 int main(void)
 {
 	test_parse_size();
@@ -539,6 +560,7 @@ int main(void)
 	test_unknown_in_cluster();
 	test_tsc_khz();
 	test_ft_link();
+	test_arbiter_opts();
 	free_all();
 	TEST_DONE("test_cli");
 }
