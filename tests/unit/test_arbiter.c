@@ -2,20 +2,16 @@
 #include "../../ft/arbiter.h"
 #include "../../ft/arbiter_int.h"
 #include "../../vmm/util.h"
+#include "etcd_test.h"
 #include "test.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define KEY "/ftvmm/vm/generation"
@@ -324,134 +320,7 @@ static void test_txn_bad(void)
 	CHECK(strcmp(r.msg, "a?b?c") == 0);
 }
 
-/* ---- a real etcd ----------------------------------------------------------------------------------------------- */
-
-static pid_t etcd_pid;
-static int etcd_port;
-static char etcd_dir[64];
-
-static int rm_one(const char *p, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st, (void)type, (void)ftw;
-	remove(p);
-	return 0;
-}
-
-static void etcd_stop(void)
-{
-	if (etcd_pid > 0) {
-		kill(etcd_pid, SIGKILL); /* also when SIGSTOPped */
-		waitpid(etcd_pid, NULL, 0);
-		etcd_pid = 0;
-	}
-	if (etcd_dir[0])
-		nftw(etcd_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	etcd_dir[0] = 0;
-}
-
-static bool etcd_installed(void)
-{
-	const char *path = getenv("PATH");
-	char buf[4096], p[4200];
-	snprintf(buf, sizeof(buf), "%s", path ? path : "/usr/bin:/bin");
-	for (char *save = NULL, *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-		snprintf(p, sizeof(p), "%s/etcd", d);
-		if (access(p, X_OK) == 0)
-			return true;
-	}
-	return false;
-}
-
-/* A port nothing listens on now. With keep, the socket stays bound (and not listening): a closed port
- * for as long as the test runs, where a connect is refused. */
-static int free_port(int *keep)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHECK(fd >= 0);
-	CHECK_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	CHECK_EQ(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	if (keep)
-		*keep = fd;
-	else
-		close(fd);
-	return ntohs(sa.sin_port);
-}
-
-static void etcd_exec(int port, int peer)
-{
-	char url[64], purl[64], cluster[80], data[128], log[128];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
-	snprintf(purl, sizeof(purl), "http://127.0.0.1:%d", peer);
-	snprintf(cluster, sizeof(cluster), "t=%s", purl);
-	snprintf(data, sizeof(data), "%s/data", etcd_dir);
-	snprintf(log, sizeof(log), "%s/log", etcd_dir);
-	int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-		_exit(126);
-	prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that dies (a sanitizer's abort) takes etcd with it */
-	execlp("etcd", "etcd", "--name", "t", "--data-dir", data, "--listen-client-urls", url, "--advertise-client-urls", url,
-	       "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl, "--initial-cluster", cluster, (char *)NULL);
-	_exit(127);
-}
-
-/* Start etcd on free ports in a fresh directory; wait until it answers a read (at most 30 s). */
-static void etcd_start(void)
-{
-	snprintf(etcd_dir, sizeof(etcd_dir), "/tmp/ftvmm-arbiter-XXXXXX");
-	CHECK(mkdtemp(etcd_dir));
-	etcd_port = free_port(NULL);
-	int peer = free_port(NULL);
-	atexit(etcd_stop);
-	fflush(NULL);
-	etcd_pid = fork();
-	CHECK(etcd_pid >= 0);
-	if (etcd_pid == 0)
-		etcd_exec(etcd_port, peer);
-	char spec[64], err[256];
-	struct arbiter *a;
-	snprintf(spec, sizeof(spec), "etcd://127.0.0.1:%d", etcd_port);
-	CHECK_EQ(arbiter_open(spec, "probe", &a, err, sizeof(err)), 0);
-	uint64_t g, t0 = now_ns();
-	char o[8];
-	while (arbiter_read(a, &g, o, sizeof(o), 1000) < 0) {
-		if (waitpid(etcd_pid, NULL, WNOHANG) == etcd_pid || now_ns() - t0 > 30000000000ull) {
-			fprintf(stderr, "etcd did not start: see %s/log\n", etcd_dir);
-			etcd_pid = 0;
-			etcd_dir[0] = 0; /* keep its log */
-			CHECK(0);
-		}
-		usleep(100000);
-	}
-	arbiter_close(a);
-}
-
-static size_t sink(char *p, size_t size, size_t n, void *ctx)
-{
-	(void)p, (void)ctx;
-	return size * n;
-}
-
-/* Write raw bytes as the key's value through the gateway's put, as another client could. */
-static void etcd_put(const char *key, const char *val, size_t len)
-{
-	char k64[200], v64[400], body[700], url[80];
-	arbiter_b64_encode((const uint8_t *)key, strlen(key), k64);
-	arbiter_b64_encode((const uint8_t *)val, len, v64);
-	snprintf(body, sizeof(body), "{\"key\":\"%s\",\"value\":\"%s\"}", k64, v64);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v3/kv/put", etcd_port);
-	CURL *c = curl_easy_init();
-	long status = 0;
-	CHECK(c);
-	CHECK(curl_easy_setopt(c, CURLOPT_URL, url) == CURLE_OK && curl_easy_setopt(c, CURLOPT_POSTFIELDS, body) == CURLE_OK &&
-	      curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink) == CURLE_OK && curl_easy_setopt(c, CURLOPT_PROXY, "") == CURLE_OK &&
-	      curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)LIVE_MS) == CURLE_OK);
-	CHECK_EQ(curl_easy_perform(c), CURLE_OK);
-	CHECK_EQ(curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status), CURLE_OK);
-	CHECK_EQ(status, 200);
-	curl_easy_cleanup(c);
-}
+/* ---- a real etcd (etcd_test.h) --------------------------------------------------------------------------------- */
 
 static struct arbiter *arb(const char *fmt, int p1, int p2, const char *name)
 {
@@ -613,13 +482,10 @@ static void test_frozen(void)
 	struct arbiter *a = arb("etcd://127.0.0.1:%d", etcd_port, 0, "vm");
 	struct arbiter *b = arb("etcd://127.0.0.1:%d,127.0.0.1:%d", etcd_port, p, "vm");
 	read_is(a, 1, 3, "hostA"); /* a has a kept-alive connection now */
-	int st;
-	CHECK_EQ(kill(etcd_pid, SIGSTOP), 0);
-	CHECK_EQ(waitpid(etcd_pid, &st, WUNTRACED), etcd_pid); /* stopped, all its threads, not just signalled */
-	CHECK(WIFSTOPPED(st));
+	etcd_freeze();
 	fails_in_time(a, "etcd frozen");
 	fails_in_time(b, "etcd frozen, the other refuses");
-	CHECK_EQ(kill(etcd_pid, SIGCONT), 0);
+	etcd_thaw();
 	read_is(a, 1, 3, "hostA");
 	read_is(b, 1, 3, "hostA");
 	arbiter_close(a);
