@@ -16,16 +16,27 @@
 #define FENCE_RETRY_MS 200u  /* between calls while the arbiter does not answer */
 #define FENCE_SAY_EVERY 25u  /* ...and a reminder on stderr every this many failed calls */
 
-static void set_state(struct ft_fence *f, bool reachable, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_state(struct ft_fence *f, bool reachable, const char *fmt, ...)
+static void set_state(struct ft_fence *f, int reach, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_state(struct ft_fence *f, int reach, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	pthread_mutex_lock(&f->lock);
 	vsnprintf(f->state, sizeof(f->state), fmt, ap);
-	f->reachable = reachable;
+	f->reach = reach;
 	pthread_mutex_unlock(&f->lock);
 	va_end(ap);
+}
+
+/* An arbiter call's failure, for status and stderr: etcd answering with a value that is not a generation
+ * is not an outage (nobody can win until an operator repairs the key). */
+static const char *failure(int r)
+{
+	static __thread char buf[96];
+	if (r == -EBADMSG)
+		return "the key holds something that is not \"GENERATION OWNER\" (repair it)";
+	snprintf(buf, sizeof(buf), "unreachable (%s)", strerror(-r));
+	return buf;
 }
 
 int fence_open(struct ft_fence *f, const char *spec, const char *name, char *err, size_t errlen)
@@ -46,6 +57,7 @@ int fence_open(struct ft_fence *f, const char *spec, const char *name, char *err
 		rnd = (uint32_t)now_ns();
 	snprintf(f->owner, sizeof(f->owner), "%s-%d-%08x", host, (int)getpid(), rnd);
 	f->try_ms = FENCE_TRY_MS;
+	f->reach = -1;
 	snprintf(f->state, sizeof(f->state), "no generation yet");
 	return 0;
 }
@@ -70,7 +82,7 @@ static void hold(struct ft_fence *f, uint64_t gen)
 	pthread_mutex_lock(&f->lock);
 	f->gen = gen;
 	snprintf(f->state, sizeof(f->state), "held");
-	f->reachable = true;
+	f->reach = 1;
 	pthread_mutex_unlock(&f->lock);
 }
 
@@ -83,18 +95,20 @@ int fence_pair(struct ft_fence *f, uint64_t *gen, char *err, size_t errlen)
 	char who[128] = "";
 	int r = arbiter_read(f->arb, &cur, who, sizeof(who), (int)f->try_ms);
 	if (r < 0) {
-		set_state(f, false, "unreachable: %s", strerror(-r));
+		set_state(f, r == -EBADMSG, "%s", failure(r));
 		snprintf(err, errlen, "arbiter %s: cannot read the generation of %s: %s", arbiter_endpoint(f->arb), f->name,
-			 strerror(-r));
+			 failure(r));
 		return r;
 	}
 	uint64_t mine = held(f);
 	if (mine) {
 		/* a takeover (or an earlier pairing) won it: pair under it while the arbiter still says so */
 		if (cur == mine && strcmp(who, f->owner) == 0) {
+			hold(f, mine);
 			*gen = mine;
 			return 0;
 		}
+		set_state(f, 1, "superseded: generation %llu of %s", (unsigned long long)cur, who[0] ? who : "nobody");
 		snprintf(err, errlen, "arbiter: %s is at generation %llu of %s, not our %llu: another copy runs this guest",
 			 f->name, (unsigned long long)cur, who[0] ? who : "nobody", (unsigned long long)mine);
 		return -EPERM;
@@ -106,12 +120,13 @@ int fence_pair(struct ft_fence *f, uint64_t *gen, char *err, size_t errlen)
 	uint64_t now_gen = 0;
 	r = arbiter_cas(f->arb, cur, cur + 1, f->owner, (int)f->try_ms, &now_gen, who, sizeof(who));
 	if (r < 0) {
-		set_state(f, false, "unreachable: %s", strerror(-r));
+		set_state(f, r == -EBADMSG, "%s", failure(r));
 		snprintf(err, errlen, "arbiter %s: cannot claim a generation for %s: %s", arbiter_endpoint(f->arb), f->name,
-			 strerror(-r));
+			 failure(r));
 		return r;
 	}
 	if (r == 0) {
+		set_state(f, 1, "claim lost: generation %llu of %s", (unsigned long long)now_gen, who[0] ? who : "nobody");
 		snprintf(err, errlen, "arbiter: %s moved to generation %llu of %s while this primary claimed one",
 			 f->name, (unsigned long long)now_gen, who[0] ? who : "nobody");
 		return -EBUSY;
@@ -132,7 +147,7 @@ enum fence_result fence_claim(struct ft_fence *f, uint64_t expect, bool (*stop)(
 		snprintf(who, wholen, "(the generation cannot grow)");
 		return FENCE_LOST;
 	}
-	set_state(f, true, "claiming generation %llu", (unsigned long long)expect + 1);
+	set_state(f, 1, "claiming generation %llu", (unsigned long long)expect + 1);
 	for (unsigned fails = 0;; fails++) {
 		if (stop && stop(ctx)) {
 			set_state(f, fails == 0, "gave up claiming generation %llu", (unsigned long long)expect + 1);
@@ -149,13 +164,13 @@ enum fence_result fence_claim(struct ft_fence *f, uint64_t expect, bool (*stop)(
 		}
 		if (r == 0) {
 			snprintf(who, wholen, "generation %llu of %s", (unsigned long long)cur, owner[0] ? owner : "nobody");
-			set_state(f, true, "lost: %s", who);
+			set_state(f, 1, "lost: %s", who);
 			return FENCE_LOST;
 		}
-		set_state(f, false, "unreachable (%s): claiming generation %llu", strerror(-r), (unsigned long long)expect + 1);
+		set_state(f, r == -EBADMSG, "%s: claiming generation %llu", failure(r), (unsigned long long)expect + 1);
 		if (fails % FENCE_SAY_EVERY == 0)
-			warnx("ft: arbiter unreachable (%s): claiming generation %llu of %s, nothing runs on until it answers",
-			      strerror(-r), (unsigned long long)expect + 1, f->name);
+			warnx("ft: arbiter %s: %s: claiming generation %llu of %s, nothing runs on until it can be won",
+			      arbiter_endpoint(f->arb), failure(r), (unsigned long long)expect + 1, f->name);
 		usleep(FENCE_RETRY_MS * 1000u);
 	}
 }
@@ -169,6 +184,6 @@ void fence_status(struct ft_fence *f, char *buf, size_t len)
 		return;
 	pthread_mutex_lock(&f->lock);
 	snprintf(buf, len, " generation=%llu arbiter=%s arbiter_state=\"%s\"", (unsigned long long)f->gen,
-		 f->reachable ? "reachable" : "unreachable", f->state);
+		 f->reach < 0 ? "not-asked" : f->reach ? "reachable" : "unreachable", f->state);
 	pthread_mutex_unlock(&f->lock);
 }

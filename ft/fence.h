@@ -22,7 +22,7 @@ struct ft_fence {
 	pthread_mutex_t lock; /* the fields below: status readers vs the thread that claims */
 	uint64_t gen;        /* the generation this process holds (0: none yet) */
 	char state[200];     /* for status: "held", "claiming: <why>", "lost to ..." */
-	bool reachable;      /* the last arbiter call answered */
+	int reach;           /* the last arbiter call: 1 answered, 0 did not, -1 none made yet */
 };
 
 /* Open the arbiter named by spec ("etcd://HOST:PORT[,...]") for the VM called name. spec NULL: an inert
