@@ -3,8 +3,10 @@
 
 usage: ft-analyze.py RESULTS_DIR
 inputs (written by ft.sh inside the test bed): env.txt, memcpy.csv, runs.csv, stats-<epoch>.jsonl, failover.csv,
-protect.txt. outputs: summary.csv, epochs.csv, failover-summary.csv, *.dat (for ft-plots.gp), plots-vars.gp,
-results.md.
+protect.txt; for the TLS comparison tls-runs.csv, stats-tls-<epoch>-<mode>-<round>.jsonl, tls-protect.txt.
+outputs: summary.csv, epochs.csv, failover-summary.csv, *.dat (for ft-plots.gp), plots-vars.gp, tls-runs-summary.csv
+(one row per TLS run and workload), tls-summary.csv (medians, min, max per epoch, workload and TLS mode, and the
+psk/off ratios), results.md.
 """
 import csv
 import json
@@ -73,7 +75,10 @@ def mean(xs):
 
 
 def load_stats(epoch):
-    f = path("stats-%s.jsonl" % epoch)
+    return load_stats_file(path("stats-%s.jsonl" % epoch))
+
+
+def load_stats_file(f):
     if not os.path.exists(f):
         return []
     out = []
@@ -248,6 +253,278 @@ with open(path("memcpy.dat"), "w") as f:
 with open(path("plots-vars.gp"), "w") as f:
     f.write("ncols = %d\nepochs = \"%s\"\n" % (len(epochs) + 1, " ".join(epochs)))
 
+# ---- TLS on and off: tls-runs.csv (ft.sh's tls_workload) ----
+MiB = 1024.0 * 1024.0
+tls_rows = list(csv.DictReader(open(path("tls-runs.csv")))) if os.path.exists(path("tls-runs.csv")) else []
+tls_stats = {}
+tls_runs = []  # one per run and workload, computed
+for r in tls_rows:
+    fn = r["stats_file"]
+    if fn not in tls_stats:
+        tls_stats[fn] = load_stats_file(path(fn))
+    win = [x for x in tls_stats[fn][int(r["stats_from"]):int(r["stats_to"])] if not x.get("baseline")]
+    row = {"epoch_ms": r["epoch_ms"], "tls": r["tls"], "round": r["round"], "workload": r["workload"],
+           "rc": r["rc"], "stuck": r["detail"].startswith("STUCK")}
+    secs = float(r["seconds"])
+    wsecs = float(r["w_end"]) - float(r["w_start"])
+    pause = [x["pause_us"] for x in win]
+    ack = [x["ack_latency_us"] for x in win]
+    nbytes = sum(x["bytes"] for x in win)
+
+    def cpu(a, b):
+        try:
+            return float(r[b]) - float(r[a])
+        except ValueError:  # "?": the process was gone
+            return None
+    p_cpu, p_vcpu, b_cpu = cpu("p_cpu0_ms", "p_cpu1_ms"), cpu("p_vcpu0_ms", "p_vcpu1_ms"), cpu("b_cpu0_ms", "b_cpu1_ms")
+    n = len(win)
+    row.update({
+        "seconds": secs, "window_s": round(wsecs, 3), "epochs": n,
+        "guest_mib_s": round(int(r["pages"]) * 4096 * int(r["count"]) / MiB / secs, 2) if secs > 0 else None,
+        "pause_us_mean": round(mean(pause), 1) if n else None, "pause_us_p99": round(pct(pause, 0.99), 1) if n else None,
+        "bytes_mean": round(nbytes / n) if n else None,
+        "ack_latency_us_mean": round(mean(ack), 1) if n else None,
+        "stream_mib_s": round(nbytes / MiB / wsecs, 2) if n and wsecs > 0 else None,
+        "send_ack_mib_s": round(nbytes / MiB / (sum(ack) / 1e6), 2) if n and sum(ack) > 0 else None,
+        "p_cpu_ms": p_cpu, "p_vcpu_ms": p_vcpu,
+        "p_own_ms": p_cpu - p_vcpu if p_cpu is not None and p_vcpu is not None else None, "b_cpu_ms": b_cpu,
+    })
+    for k in ("p_cpu", "p_own", "b_cpu"):
+        v = row[k + "_ms"]
+        row[k + "_ms_per_epoch"] = round(v / n, 3) if v is not None and n else None
+        row[k + "_pct"] = round(100.0 * v / 1000.0 / wsecs, 1) if v is not None and wsecs > 0 else None
+    row["valid"] = (not row["stuck"] and row["rc"] == "0" and n > 0 and None not in (p_cpu, p_vcpu, b_cpu))
+    tls_runs.append(row)
+
+TLS_COLS = ["epoch_ms", "tls", "round", "workload", "valid", "rc", "seconds", "guest_mib_s", "epochs", "window_s",
+            "pause_us_mean", "pause_us_p99", "bytes_mean", "ack_latency_us_mean", "stream_mib_s", "send_ack_mib_s",
+            "p_cpu_ms", "p_vcpu_ms", "p_own_ms", "b_cpu_ms", "p_cpu_ms_per_epoch", "p_own_ms_per_epoch",
+            "b_cpu_ms_per_epoch", "p_cpu_pct", "p_own_pct", "b_cpu_pct"]
+# the medians: these metrics, per epoch setting, workload and TLS mode, over the valid runs
+TLS_MED = ["seconds", "guest_mib_s", "epochs", "pause_us_mean", "pause_us_p99", "bytes_mean", "ack_latency_us_mean",
+           "stream_mib_s", "send_ack_mib_s", "p_own_ms_per_epoch", "b_cpu_ms_per_epoch", "p_cpu_ms_per_epoch",
+           "p_own_pct", "b_cpu_pct"]
+TLS_RATIO = ["guest_mib_s", "pause_us_mean", "pause_us_p99", "bytes_mean", "ack_latency_us_mean", "stream_mib_s",
+             "send_ack_mib_s", "p_own_ms_per_epoch", "b_cpu_ms_per_epoch", "p_cpu_ms_per_epoch"]
+tls_keys = []
+for r in tls_runs:
+    if (r["epoch_ms"], r["workload"]) not in tls_keys:
+        tls_keys.append((r["epoch_ms"], r["workload"]))
+tls_modes = []
+for r in tls_runs:
+    if r["tls"] not in tls_modes:
+        tls_modes.append(r["tls"])
+tls_agg = {}  # (epoch, workload, mode) -> {metric: (median, min, max)}, "runs", "vals"
+for e, w in tls_keys:
+    for m in tls_modes:
+        rs = [r for r in tls_runs if (r["epoch_ms"], r["workload"], r["tls"]) == (e, w, m) and r["valid"]]
+        a = {"runs": len(rs), "invalid": len([r for r in tls_runs if (r["epoch_ms"], r["workload"], r["tls"]) == (e, w, m)
+                                              and not r["valid"]]), "vals": {}}
+        for k in TLS_MED:
+            v = [r[k] for r in rs if r[k] is not None]
+            a["vals"][k] = v
+            a[k] = (st.median(v), min(v), max(v)) if v else None
+        tls_agg[(e, w, m)] = a
+
+
+def tls_ratio(e, w, k):
+    a, b = tls_agg.get((e, w, "off")), tls_agg.get((e, w, "psk"))
+    if not a or not b or not a.get(k) or not b.get(k) or not a[k][0]:
+        return None
+    return b[k][0] / a[k][0]
+
+
+if tls_runs:
+    with open(path("tls-runs-summary.csv"), "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=TLS_COLS, extrasaction="ignore")
+        wr.writeheader()
+        wr.writerows(tls_runs)
+    with open(path("tls-summary.csv"), "w", newline="") as f:
+        cols = ["epoch_ms", "workload", "tls", "runs", "invalid_runs"]
+        for k in TLS_MED:
+            cols += [k + "_median", k + "_min", k + "_max"]
+        cols += ["psk_off_" + k for k in TLS_RATIO]
+        wr = csv.writer(f)
+        wr.writerow(cols)
+        for e, w in tls_keys:
+            for m in tls_modes:
+                a = tls_agg[(e, w, m)]
+                row = [e, w, m, a["runs"], a["invalid"]]
+                for k in TLS_MED:
+                    row += list(a[k]) if a[k] else ["", "", ""]
+                row += [("%.3f" % tls_ratio(e, w, k)) if m == "psk" and tls_ratio(e, w, k) is not None else ""
+                        for k in TLS_RATIO]
+                wr.writerow(row)
+
+
+def med3(a, k, scale=1.0, fmt="%.2f"):
+    """'median (min-max)' of metric k in aggregate a"""
+    if not a or not a.get(k):
+        return "-"
+    m, lo, hi = a[k]
+    return (fmt + " (" + fmt + "-" + fmt + ")") % (m * scale, lo * scale, hi * scale)
+
+
+def compare(e, w, k):
+    """how the psk runs of metric k stand against the off runs: from their ranges, not from the medians alone"""
+    a, b = tls_agg.get((e, w, "off")), tls_agg.get((e, w, "psk"))
+    if not a or not b or not a.get(k) or not b.get(k):
+        return None
+    if b[k][1] > a[k][2]:
+        return "higher"  # every psk run above every off run
+    if b[k][2] < a[k][1]:
+        return "lower"
+    return "overlap"
+
+
+def tls_md():
+    out = []
+    if not tls_runs:
+        return out
+    out.append("## TLS on and off (memory-writer workloads, FT on)")
+    out.append("")
+    modes = " and ".join("`%s`" % m for m in tls_modes)
+    rounds = sorted({int(r["round"]) for r in tls_runs})
+    out.append("- method: per epoch setting, %d round(s); each round boots one fresh guest per TLS mode (%s, in that "
+               "order), protects it with a fresh backup on loopback and runs the three memN workloads with FT on "
+               "(`ftwork --pages N --interval-ms 0`, 100, 10 and 2 ticks). `off`: the plain loopback link; `psk`: "
+               "guest and backup started with `--tls-psk` (the backup then accepts nothing but a TLS 1.3 handshake "
+               "with that key, so a protected psk guest is an encrypted link). Figures are medians over the rounds "
+               "with (min-max); runs whose guest got stuck or whose ftwork failed are left out (counted in "
+               "tls-summary.csv)." % (len(rounds), modes))
+    ci = env.get("tls_priority_psk")
+    if ci:
+        suites = env.get("tls_suites", "").split()
+        out.append("- cipher: ftvmm does not log the negotiated suite; both ends run ft/tls.c's priority string `%s`, "
+                   "which GnuTLS (%s) reads as %s, so the session uses %s. The CPU %s AES instructions (cpu_aes=%s%s)."
+                   % (ci, os.path.basename(env.get("gnutls", "?")) or "?",
+                      ", ".join(suites) if suites else "(gnutls-cli not available: not resolved)",
+                      suites[0] if suites else "the first cipher named there",
+                      "offers" if env.get("cpu_aes") == "yes" else "does not offer", env.get("cpu_aes", "?"),
+                      "; here they are emulated by qemu TCG, so TLS's CPU cost is far from that of hardware"
+                      if "TCG" in env.get("env", "") else ""))
+    tp, failed = {}, []
+    if os.path.exists(path("tls-protect.txt")):
+        for line in open(path("tls-protect.txt")):
+            kv = dict(x.split("=", 1) for x in line.split() if "=" in x)
+            if "protect_s" in kv:
+                tp.setdefault((kv.get("epoch"), kv.get("tls")), []).append(float(kv["protect_s"]))
+            elif "failed" in kv:
+                failed.append("epoch %s ms, %s, round %s: %s" % (kv.get("epoch"), kv.get("tls"), kv.get("round"),
+                                                                 {"boot": "the guest did not boot",
+                                                                  "protect": "never protected"}.get(kv["failed"],
+                                                                                                    kv["failed"])))
+    if tp:
+        out.append("- initial sync (protect to protected=yes), median (min-max) s: " + "; ".join(
+            "epoch %s ms %s %.2f (%.2f-%.2f)" % (e, m, st.median(v), min(v), max(v)) for (e, m), v in tp.items()))
+    if failed:
+        out.append("- **runs without measurements** (see logs/tls-*): " + "; ".join(failed))
+    out.append("- columns: guest MiB/s = what ftwork rewrote per second (its throughput); pause = the vCPUs' stop per "
+               "epoch (mean, and p99, per run); KiB/epoch = bytes sent per committed epoch; ack = send-to-ack time "
+               "per epoch; stream = bytes of the epochs committed in the run's window / the window's wall time (what "
+               "the workload made the link carry, not its capacity: the link idles between epochs); send-to-ack = "
+               "bytes / sum of the epochs' send-to-ack times (from the sender starting an epoch, encryption "
+               "included, to its ack, after the backup received, decrypted, verified and committed it: the epoch "
+               "pipeline's rate while busy; when an epoch's send starts before the previous one's ack the times "
+               "overlap, so this is a lower bound of that rate); CPU = utime+stime over the window from /proc, ms per "
+               "committed epoch: the primary's ftvmm threads other than the vCPUs (epoch engine, sender, where TLS "
+               "encrypts, receiver, heartbeat, devices) and the backup's whole process (receive, decrypt, verify, "
+               "commit); the primary's vCPU threads run the guest and are in tls-runs-summary.csv. CPU time counts "
+               "in clock ticks of %s ms." % (("%.0f" % (1000.0 / float(env["clk_tck"]))) if env.get("clk_tck") else "?"))
+    out.append("")
+    out.append("| epoch | workload | TLS | runs | guest MiB/s | pause mean (ms) | pause p99 (ms) | KiB/epoch | ack (ms) | stream MiB/s | send-to-ack MiB/s | primary ftvmm CPU ms/epoch | backup CPU ms/epoch | primary ftvmm / backup CPU % of one CPU |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for e, w in tls_keys:
+        for m in tls_modes:
+            a = tls_agg[(e, w, m)]
+            out.append("| %s ms | %s | %s | %d%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |" % (
+                e, w, m, a["runs"], (" (+%d left out)" % a["invalid"]) if a["invalid"] else "",
+                med3(a, "guest_mib_s"), med3(a, "pause_us_mean", 1e-3), med3(a, "pause_us_p99", 1e-3),
+                med3(a, "bytes_mean", 1 / 1024.0, "%.0f"), med3(a, "ack_latency_us_mean", 1e-3),
+                med3(a, "stream_mib_s"), med3(a, "send_ack_mib_s"), med3(a, "p_own_ms_per_epoch"),
+                med3(a, "b_cpu_ms_per_epoch"), med3(a, "p_own_pct", 1, "%.0f"), med3(a, "b_cpu_pct", 1, "%.0f")))
+        if "off" in tls_modes and "psk" in tls_modes:
+            def rt(k):
+                v = tls_ratio(e, w, k)
+                return "**%.2f**" % v if v is not None else "-"
+            out.append("| %s ms | %s | psk/off | | %s | %s | %s | %s | %s | %s | %s | %s | %s | |" % (
+                e, w, rt("guest_mib_s"), rt("pause_us_mean"), rt("pause_us_p99"), rt("bytes_mean"),
+                rt("ack_latency_us_mean"), rt("stream_mib_s"), rt("send_ack_mib_s"), rt("p_own_ms_per_epoch"),
+                rt("b_cpu_ms_per_epoch")))
+    out.append("")
+    if not ("off" in tls_modes and "psk" in tls_modes):
+        out.append("Only %s measured: no psk/off comparison." % modes)
+        out.append("")
+        return out
+    pairs = [(e, w) for e, w in tls_keys if tls_agg[(e, w, "off")]["runs"] and tls_agg[(e, w, "psk")]["runs"]]
+    out.append("### What the data shows")
+    out.append("")
+    out.append("Computed from the table: a metric is said to be higher (lower) with TLS only when every psk run is "
+               "above (below) every off run; otherwise the two ranges overlap and the difference is within this "
+               "run's spread.")
+    out.append("")
+    if not pairs:
+        out.append("- no epoch setting and workload has valid runs in both modes: nothing to compare.")
+        out.append("")
+        return out
+
+    def say(k, what, unit_scale, unit, fmt="%.2f"):
+        parts, cnt = [], {"higher": 0, "lower": 0, "overlap": 0}
+        for e, w in pairs:
+            c = compare(e, w, k)
+            if c is None:
+                continue
+            cnt[c] += 1
+            a, b = tls_agg[(e, w, "off")][k], tls_agg[(e, w, "psk")][k]
+            ratio = tls_ratio(e, w, k)
+            parts.append(("%s %s ms: " + fmt + " -> " + fmt + " %s (%s, %s)") % (
+                w, e, a[0] * unit_scale, b[0] * unit_scale, unit, "x%.2f" % ratio if ratio is not None else "no ratio",
+                c))
+        n = sum(cnt.values())
+        if not n:
+            return
+        if cnt["higher"] == 0 and cnt["lower"] == 0:
+            head = "no case shows a difference beyond the spread"
+        else:
+            head = "; ".join("%s in %d of %d cases" % (c, cnt[c], n) for c in ("higher", "lower", "overlap") if cnt[c])
+        out.append("- **%s** with TLS (off -> psk medians): %s. %s." % (what, head, "; ".join(parts)))
+
+    say("pause_us_mean", "pause (mean per epoch)", 1e-3, "ms")
+    say("pause_us_p99", "pause (p99)", 1e-3, "ms")
+    say("stream_mib_s", "epoch stream throughput", 1, "MiB/s")
+    say("send_ack_mib_s", "send-to-ack rate", 1, "MiB/s")
+    say("ack_latency_us_mean", "ack latency", 1e-3, "ms")
+    say("p_own_ms_per_epoch", "primary CPU (ftvmm threads) per epoch", 1, "ms", "%.3f")
+    say("b_cpu_ms_per_epoch", "backup CPU per epoch", 1, "ms", "%.3f")
+    say("guest_mib_s", "guest throughput", 1, "MiB/s")
+    # the encryption's cost per MiB: the extra CPU per epoch over the bytes per epoch
+    cost = []
+    for e, w in pairs:
+        a, b = tls_agg[(e, w, "off")], tls_agg[(e, w, "psk")]
+        if a["bytes_mean"] and b["bytes_mean"] and a["p_own_ms_per_epoch"] and b["p_own_ms_per_epoch"]:
+            mib = b["bytes_mean"][0] / MiB
+            if mib > 0:
+                cost.append("%s %s ms: primary %+.1f, backup %+.1f" % (
+                    w, e, (b["p_own_ms_per_epoch"][0] - a["p_own_ms_per_epoch"][0]) / mib,
+                    (b["b_cpu_ms_per_epoch"][0] - a["b_cpu_ms_per_epoch"][0]) / mib))
+    if cost:
+        out.append("- extra CPU with TLS per MiB sent (difference of the median CPU ms per epoch over the psk runs' "
+                   "median MiB per epoch; includes whatever else changed between the runs), ms/MiB: %s."
+                   % "; ".join(cost))
+    grew = [(e, w) for e, w in pairs if compare(e, w, "pause_us_mean") == "higher"]
+    rs = [tls_ratio(e, w, "pause_us_mean") for e, w in pairs]
+    rs = [x for x in rs if x is not None]
+    out.append("- the requirement that the pause not grow (encryption runs on the sender thread, after the vCPUs "
+               "resume): %s%s." % (
+                   "met: in none of the %d cases is every psk run's mean pause above every off run's" % len(pairs)
+                   if not grew else
+                   "NOT met for %s: there every psk run's mean pause is above every off run's" %
+                   ", ".join("%s at %s ms" % (w, e) for e, w in grew),
+                   "; the psk/off ratio of the median pauses ranges %.2f-%.2f" % (min(rs), max(rs)) if rs else ""))
+    out.append("")
+    return out
+
+
 # results.md
 env = read_env()
 protect = open(path("protect.txt")).read().split() if os.path.exists(path("protect.txt")) else []
@@ -261,64 +538,70 @@ md.append("- **TCG-nested: absolute numbers mean little**; compare ratios within
           % (env.get("outer_load_before", "?"), env.get("outer_load_after", "?")))
 md.append("- guest: Debian %s, 256 MiB, 2 vCPUs, 64 MiB virtio-blk disk, virtio-net on a TAP; ftvmm %s"
           % (env.get("guest_kernel", "?"), env.get("ftvmm", "?")))
-md.append("- method: per epoch setting one guest boots unprotected, runs every workload (FT off), is paired with a "
-          "backup on loopback (`ftvmm ctl protect`), runs every workload again (FT on), then fails over (kill -9 "
-          "of the primary). Pause figures come from the primary's `--stats` lines of the epochs inside each "
-          "workload's window; `memcpy` is a plain copy of the same number of scattered pages measured on the same "
-          "host in the same run (tests/bench/ft-memcpy.c).")
-md.append("- initial sync (protect to protected=yes): %s" % ", ".join(protect) if protect else "")
-md.append("")
-md.append("## Throughput and pause per epoch")
-md.append("")
-md.append("ratio = FT-on throughput / FT-off throughput (time ratio off/on; for rr requests/s). paused = fraction of "
-          "the workload's wall time the vCPUs were stopped for checkpoints.")
-md.append("")
-md.append("| epoch | workload | off (s) | on (s) | ratio | epochs/s | paused | pause mean / p99 (ms) | stop / harvest / copy / state / resume (ms) | pages/epoch | memcpy of those pages (ms) | KiB/epoch |")
-md.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
-stuck = [r for r in runs if r["detail"].startswith("STUCK")]
-if stuck:
-    md.append("**Stuck guests**: " + "; ".join("epoch %s ms, %s (%s): %s" % (r["epoch_ms"], r["workload"], r["mode"],
-                                                                            r["detail"]) for r in stuck)
-              + ". The guest stopped making progress while the checkpoints went on (see logs/p-<epoch>.console: an "
-              "RCU stall on one vCPU with the other idle, i.e. a lost interrupt); those rows are not throughput.")
+main_part = bool(summary)
+if not main_part:
+    md.append("- this run measured the TLS comparison only (FT_BENCH_TLS_ONLY=1): no main table, failover or plots")
     md.append("")
-for r in summary:
-    if "on_s" not in r:
-        continue
-    md.append("| %s ms | %s | %.2f | %.2f | %s | %s | %s | %.2f / %.2f | %.2f / %.2f / %.2f / %.2f / %.2f | %.0f | %.3f | %.0f |" % (
-        r["epoch_ms"], r["workload"], r.get("off_s", 0), r["on_s"], r.get("ratio", "?"), r["epochs_per_s"],
-        "%.0f%%" % (100 * r["paused_fraction"]), r["pause_us_mean"] / 1e3, r["pause_us_p99"] / 1e3,
-        r["stop_us"] / 1e3, r["harvest_us"] / 1e3, r["copy_us"] / 1e3, r["state_us"] / 1e3, r["resume_us"] / 1e3,
-        r["pages_mean"], r["memcpy_us_mean"] / 1e3, r["bytes_mean"] / 1024))
-md.append("")
-md.append("## TCP request/response (host client <-> guest echo, one request in flight)")
-md.append("")
-md.append("| epoch | off: req/s, p50, p99 (ms) | FT on: req/s, p50, p99 (ms) | added p50 latency (ms) |")
-md.append("|---|---|---|---|")
-for e in epochs:
-    r = get.get((e, "rr"))
-    if r and "rr_off_rps" in r:
-        md.append("| %s ms | %.0f, %.2f, %.2f | %.0f, %.2f, %.2f | %.2f |" % (
-            e, r["rr_off_rps"], r["rr_off_p50_ms"], r["rr_off_p99_ms"], r["rr_on_rps"], r["rr_on_p50_ms"],
-            r["rr_on_p99_ms"], r["added_latency_ms"]))
-md.append("")
-md.append("Output commit holds every reply until the epoch that produced it is acked, so the added latency is about "
-          "half an epoch plus the checkpoint pause, the transfer and the ack.")
-md.append("")
-md.append("## Failover (kill -9 of the primary, backup on the same host)")
-md.append("")
-md.append("| epoch | primary reaped (s) | backup says 'taking over' (s) | loss seen to vCPUs running, inside ftvmm (ms) | next FTWORK line on the backup (s) | TCP stream moves again (s) | resumed from epoch |")
-md.append("|---|---|---|---|---|---|---|")
-for r in fo_rows:
-    md.append("| %s ms | %s | %s | %s | %s | %s | %s |" % (r["epoch_ms"], r["reaped_s"], r["takeover_s"],
-                                                        r["inside_ms"] or "?", r["tick_s"], r["tcp_s"],
-                                                        r["from_epoch"]))
-md.append("")
-md.append("Times from the kill. On one host the backup learns of the death when the kernel closes the dead "
-          "primary's sockets, which happens after its address space is torn down (the 'reaped' column); between "
-          "hosts it would be the heartbeat timeout (--ft-timeout). The TCP stream then waits for the host's next "
-          "retransmission (exponential backoff), which is why it lags the guest's own progress.")
-md.append("")
+if main_part:
+    md.append("- method: per epoch setting one guest boots unprotected, runs every workload (FT off), is paired with a "
+              "backup on loopback (`ftvmm ctl protect`), runs every workload again (FT on), then fails over (kill -9 "
+              "of the primary). Pause figures come from the primary's `--stats` lines of the epochs inside each "
+              "workload's window; `memcpy` is a plain copy of the same number of scattered pages measured on the same "
+              "host in the same run (tests/bench/ft-memcpy.c).")
+    md.append("- initial sync (protect to protected=yes): %s" % ", ".join(protect) if protect else "")
+    md.append("")
+    md.append("## Throughput and pause per epoch")
+    md.append("")
+    md.append("ratio = FT-on throughput / FT-off throughput (time ratio off/on; for rr requests/s). paused = fraction of "
+              "the workload's wall time the vCPUs were stopped for checkpoints.")
+    md.append("")
+    md.append("| epoch | workload | off (s) | on (s) | ratio | epochs/s | paused | pause mean / p99 (ms) | stop / harvest / copy / state / resume (ms) | pages/epoch | memcpy of those pages (ms) | KiB/epoch |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    stuck = [r for r in runs if r["detail"].startswith("STUCK")]
+    if stuck:
+        md.append("**Stuck guests**: " + "; ".join("epoch %s ms, %s (%s): %s" % (r["epoch_ms"], r["workload"], r["mode"],
+                                                                                r["detail"]) for r in stuck)
+                  + ". The guest stopped making progress while the checkpoints went on (see logs/p-<epoch>.console: an "
+                  "RCU stall on one vCPU with the other idle, i.e. a lost interrupt); those rows are not throughput.")
+        md.append("")
+    for r in summary:
+        if "on_s" not in r:
+            continue
+        md.append("| %s ms | %s | %.2f | %.2f | %s | %s | %s | %.2f / %.2f | %.2f / %.2f / %.2f / %.2f / %.2f | %.0f | %.3f | %.0f |" % (
+            r["epoch_ms"], r["workload"], r.get("off_s", 0), r["on_s"], r.get("ratio", "?"), r["epochs_per_s"],
+            "%.0f%%" % (100 * r["paused_fraction"]), r["pause_us_mean"] / 1e3, r["pause_us_p99"] / 1e3,
+            r["stop_us"] / 1e3, r["harvest_us"] / 1e3, r["copy_us"] / 1e3, r["state_us"] / 1e3, r["resume_us"] / 1e3,
+            r["pages_mean"], r["memcpy_us_mean"] / 1e3, r["bytes_mean"] / 1024))
+    md.append("")
+    md.append("## TCP request/response (host client <-> guest echo, one request in flight)")
+    md.append("")
+    md.append("| epoch | off: req/s, p50, p99 (ms) | FT on: req/s, p50, p99 (ms) | added p50 latency (ms) |")
+    md.append("|---|---|---|---|")
+    for e in epochs:
+        r = get.get((e, "rr"))
+        if r and "rr_off_rps" in r:
+            md.append("| %s ms | %.0f, %.2f, %.2f | %.0f, %.2f, %.2f | %.2f |" % (
+                e, r["rr_off_rps"], r["rr_off_p50_ms"], r["rr_off_p99_ms"], r["rr_on_rps"], r["rr_on_p50_ms"],
+                r["rr_on_p99_ms"], r["added_latency_ms"]))
+    md.append("")
+    md.append("Output commit holds every reply until the epoch that produced it is acked, so the added latency is about "
+              "half an epoch plus the checkpoint pause, the transfer and the ack.")
+    md.append("")
+    md.append("## Failover (kill -9 of the primary, backup on the same host)")
+    md.append("")
+    md.append("| epoch | primary reaped (s) | backup says 'taking over' (s) | loss seen to vCPUs running, inside ftvmm (ms) | next FTWORK line on the backup (s) | TCP stream moves again (s) | resumed from epoch |")
+    md.append("|---|---|---|---|---|---|---|")
+    for r in fo_rows:
+        md.append("| %s ms | %s | %s | %s | %s | %s | %s |" % (r["epoch_ms"], r["reaped_s"], r["takeover_s"],
+                                                            r["inside_ms"] or "?", r["tick_s"], r["tcp_s"],
+                                                            r["from_epoch"]))
+    md.append("")
+    md.append("Times from the kill. On one host the backup learns of the death when the kernel closes the dead "
+              "primary's sockets, which happens after its address space is torn down (the 'reaped' column); between "
+              "hosts it would be the heartbeat timeout (--ft-timeout). The TCP stream then waits for the host's next "
+              "retransmission (exponential backoff), which is why it lags the guest's own progress.")
+    md.append("")
+md += tls_md()
 md.append("## memcpy baseline (this host)")
 md.append("")
 md.append("| pages | ns/page |")
@@ -326,18 +609,21 @@ md.append("|---|---|")
 for p, ns in MEMCPY:
     md.append("| %d | %.0f |" % (p, ns))
 md.append("")
-md.append("## Plots")
-md.append("")
-for png, what in [("ratio.png", "throughput ratio FT on/off per workload and epoch"),
-                  ("pause-vs-pages.png", "pause per epoch against dirty pages, with the copy step and a plain memcpy"),
-                  ("breakdown.png", "where the pause goes (mean per workload and epoch)"),
-                  ("bytes.png", "bytes per epoch"), ("rr.png", "TCP request/response latency"),
-                  ("failover.png", "failover timeline")]:
-    md.append("- [%s](%s): %s" % (png, png, what))
-md.append("")
-md.append("Files: summary.csv (one row per epoch setting and workload), epochs.csv (every epoch inside a workload "
-          "window), failover-summary.csv, runs.csv (raw windows), stats-*.jsonl (the primary's --stats), "
-          "memcpy.csv, logs/.")
+if main_part:
+    md.append("## Plots")
+    md.append("")
+    for png, what in [("ratio.png", "throughput ratio FT on/off per workload and epoch"),
+                      ("pause-vs-pages.png", "pause per epoch against dirty pages, with the copy step and a plain memcpy"),
+                      ("breakdown.png", "where the pause goes (mean per workload and epoch)"),
+                      ("bytes.png", "bytes per epoch"), ("rr.png", "TCP request/response latency"),
+                      ("failover.png", "failover timeline")]:
+        md.append("- [%s](%s): %s" % (png, png, what))
+    md.append("")
+md.append(("Files: summary.csv (one row per epoch setting and workload), epochs.csv (every epoch inside a workload "
+           "window), failover-summary.csv, runs.csv (raw windows), stats-*.jsonl (the primary's --stats), "
+           "memcpy.csv, logs/." if main_part else "Files: memcpy.csv, logs/.") + (" TLS: tls-summary.csv (medians, ranges and psk/off ratios), tls-runs-summary.csv "
+                                  "(one row per run and workload), tls-runs.csv (raw windows and CPU samples), "
+                                  "stats-tls-*.jsonl, tls-protect.txt, logs/tls-*." if tls_runs else ""))
 open(path("results.md"), "w").write("\n".join(md) + "\n")
 print("ft-analyze: %d workload rows, %d epochs, %d failovers -> %s" % (len(summary), len(ep_rows), len(fo_rows),
                                                                        path("results.md")))

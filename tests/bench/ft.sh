@@ -4,7 +4,8 @@
 #
 # Usage: tests/bench/ft.sh [EPOCHS]      EPOCHS: the FT epochs to measure, ms (default "5 25 100")
 # Runs inside the nested test bed (ITEST_MODE=direct: on this machine's /dev/kvm). Results, plots and results.md go to
-# tests/bench/results/ft-<date>/. A full run takes about 10 minutes in the test bed.
+# tests/bench/results/ft-<date>/. A full run takes about 10 minutes in the test bed, and the TLS comparison (below)
+# 3-4 minutes more per epoch setting.
 #
 # Per epoch setting, one guest (256M, 2 vCPUs, a 64M disk, a TAP) boots unprotected; its console is a shell driven
 # through a FIFO. Every workload runs once with FT off, then the guest is paired with a backup (`ftvmm ctl protect`)
@@ -17,11 +18,31 @@
 #   rr        TCP request/response: a host client (ft-rr.py) against `nc -l -p 7000 -e cat` in the guest
 # Then the failover: ftwork ticking every 20 ms with a TCP stream to a host checker; kill -9 the primary; from the
 # kill to the backup's takeover line, to the guest's next FTWORK line on the backup's console, to the next TCP seq.
-# Env: FTVMM, GUEST_KERNEL, GUEST_INITRD (defaults: build/, guest-images/out/); FT_BENCH_QUICK=1 (shorter runs).
+# Then the TLS comparison (FT_BENCH_TLS, default "off psk"): per epoch setting, rounds of fresh guests, one per TLS
+# mode in turn (off, psk, off, psk, ...; FT_BENCH_TLS_REPS rounds, default 3), each booted, protected and running the
+# three memN workloads with FT on (the quick sizes: 100, 10, 2 ticks). "off": the plain loopback link, as above;
+# "psk": guest and backup started with --tls-psk KEY (psktool), so `protect` runs TLS 1.3. A guest's credentials are
+# fixed at its start, hence a boot per run. Per workload: the --stats epochs in its window, and the CPU time
+# (utime+stime from /proc) of the primary ftvmm (vCPU threads apart) and of the backup over the same window.
+# Env: FTVMM, GUEST_KERNEL, GUEST_INITRD (defaults: build/, guest-images/out/); FT_BENCH_QUICK=1 (shorter runs);
+# FT_BENCH_TLS="off psk" (the TLS modes; "" skips the comparison); FT_BENCH_TLS_REPS=3; FT_BENCH_TLS_ONLY=1 (only the
+# TLS comparison, at EPOCHS default "25": about 5 minutes in the test bed).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-EPOCHS=${1:-"5 25 100"}
+TLS_MODES=${FT_BENCH_TLS-off psk}
+TLS_ONLY=${FT_BENCH_TLS_ONLY:-0}
+TLS_REPS=${FT_BENCH_TLS_REPS:-3}
+if [[ "$TLS_ONLY" == 1 ]]; then EPOCHS=${1:-25}; else EPOCHS=${1:-"5 25 100"}; fi
+for m in $TLS_MODES; do
+	[[ "$m" == off || "$m" == psk ]] || { echo "ft bench: FT_BENCH_TLS: '$m' is not a TLS mode (off, psk)" >&2; exit 2; }
+done
+[[ "$TLS_ONLY" == 0 || "$TLS_ONLY" == 1 ]] || { echo "ft bench: FT_BENCH_TLS_ONLY=$TLS_ONLY: want 0 or 1" >&2; exit 2; }
+[[ "$TLS_REPS" =~ ^[1-9][0-9]*$ ]] || { echo "ft bench: FT_BENCH_TLS_REPS=$TLS_REPS: want a count" >&2; exit 2; }
+if [[ "$TLS_ONLY" == 1 && -z "${TLS_MODES// /}" ]]; then
+	echo "ft bench: FT_BENCH_TLS_ONLY=1 with no TLS modes (FT_BENCH_TLS is empty): nothing to measure" >&2
+	exit 2
+fi
 export FTVMM=${FTVMM:-$repo/build/ftvmm}
 export GUEST_KERNEL=${GUEST_KERNEL:-$repo/guest-images/out/bzImage}
 export GUEST_INITRD=${GUEST_INITRD:-$repo/guest-images/out/initramfs.cpio.gz}
@@ -38,17 +59,23 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 	t0=$(date +%s)
 	echo "outer_load_before=$(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs, shared with other work)" >"$FTVMM_BENCH_RES/env-outer.txt"
 	if [[ "${ITEST_MODE:-auto}" == direct ]]; then
-		BENCH_INSIDE=1 FTVMM_BENCH_ENV="this machine's KVM ($(uname -r))" bash "$0" "$EPOCHS"
+		BENCH_INSIDE=1 FT_BENCH_TLS="$TLS_MODES" FTVMM_BENCH_ENV="this machine's KVM ($(uname -r))" bash "$0" "$EPOCHS"
 	else
+		# the main part about 10 minutes, each TLS run (boot, protect, three workloads) 30-40 s: twice that
+		nepochs=$(wc -w <<<"$EPOCHS") nmodes=$(wc -w <<<"$TLS_MODES")
+		tmo=$(((TLS_ONLY == 1 ? 300 : 1500) + 80 * nmodes * TLS_REPS * nepochs))
 		FTVMM_BENCH_ENV="nested test bed: qemu TCG -cpu max, 2 vCPUs, kvm-amd inside (nested SVM emulated)" \
-			TESTBED_TIMEOUT=${TESTBED_TIMEOUT:-1500} TESTBED_LOG="$FTVMM_BENCH_RES/testbed.log" \
-			TESTBED_PASSENV="FTVMM GUEST_KERNEL GUEST_INITRD BENCH_INSIDE FT_BENCH_QUICK" BENCH_INSIDE=1 \
+			TESTBED_TIMEOUT=${TESTBED_TIMEOUT:-$tmo} TESTBED_LOG="$FTVMM_BENCH_RES/testbed.log" \
+			TESTBED_PASSENV="FTVMM GUEST_KERNEL GUEST_INITRD BENCH_INSIDE FT_BENCH_QUICK FT_BENCH_TLS FT_BENCH_TLS_ONLY FT_BENCH_TLS_REPS" \
+			BENCH_INSIDE=1 FT_BENCH_TLS="$TLS_MODES" \
 			"$repo/tests/testbed/run.sh" bash "$0" "$EPOCHS" || echo "ft bench: the test bed run failed ($?)" >&2
 	fi
 	echo "outer_load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$FTVMM_BENCH_RES/env-outer.txt"
 	echo "ft bench: measured in $(($(date +%s) - t0)) s; analysing" >&2
 	python3 "$here/ft-analyze.py" "$FTVMM_BENCH_RES"
-	if command -v gnuplot >/dev/null; then
+	if (($(wc -l <"$FTVMM_BENCH_RES/runs.csv" 2>/dev/null || echo 0) <= 1)); then
+		echo "ft bench: no main-part runs (FT_BENCH_TLS_ONLY=1?): no plots" >&2
+	elif command -v gnuplot >/dev/null; then
 		(cd "$FTVMM_BENCH_RES" && gnuplot "$here/ft-plots.gp") || echo "ft bench: gnuplot failed" >&2
 	else
 		echo "ft bench: no gnuplot (apt-get install gnuplot-nox): CSV only" >&2
@@ -81,6 +108,20 @@ STUCK=0
 	echo "ftvmm=$FTVMM ($(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo '?'))"
 	echo "epochs=$FTVMM_BENCH_EPOCHS"
 	echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+	if [[ -n "${TLS_MODES// /}" ]]; then
+		echo "tls_modes=$TLS_MODES"
+		echo "tls_reps=$TLS_REPS"
+		echo "tls_only=$TLS_ONLY"
+		# the cipher: ftvmm does not log what a session negotiated; both ends are ftvmm with ft/tls.c's priority
+		# string, so the first suite it names is the one used. The string from the source, and GnuTLS's reading of it.
+		prio=$({ grep -E '^#define PRIO_(CIPHERS|PSK)' "$repo/ft/tls.c"; echo PRIO_PSK; } | cpp -P 2>/dev/null |
+			tail -n1 | sed -E 's/" *"//g; s/"//g' || true)
+		echo "tls_priority_psk=${prio:-?}"
+		echo "tls_suites=$( (gnutls-cli -l --priority "$prio" 2>/dev/null || true) | awk '$NF == "TLS1.3" { printf "%s%s", n++ ? " " : "", $1 }')"
+		echo "gnutls=$( (ldd "$FTVMM" 2>/dev/null || true) | awk '/libgnutls/ { print $3; exit }' | xargs -r readlink -f 2>/dev/null || echo '?')"
+		echo "cpu_aes=$(grep -qw aes /proc/cpuinfo && echo yes || echo no)"
+		echo "clk_tck=$(getconf CLK_TCK)"
+	fi
 } >"$RES/env.txt"
 
 gcc -O2 -o "$W/ft-memcpy" "$here/ft-memcpy.c"
@@ -94,6 +135,11 @@ echo "epoch_ms,t_kill,t_reaped,t_takeover,t_tick,t_tcp,takeover_from,backup_pid,
 start() {
 	local name="$1" out="$2" err="$3"
 	shift 3
+	local ofd="FD_$name" o
+	if [[ -n "${!ofd:-}" ]]; then # an earlier process of that name: its FIFO's fd goes
+		o=${!ofd}
+		exec {o}>&-
+	fi
 	rm -f "$W/$name.in"
 	mkfifo "$W/$name.in"
 	exec {fd}<>"$W/$name.in"
@@ -153,7 +199,7 @@ workload() {
 }
 
 all_workloads() {
-	local epoch="$1" mode="$2" k w
+	local epoch="$1" mode="$2" w
 	# sizes: about 3 s each with FT off in the test bed
 	local n256=$((QUICK ? 100 : 800)) n2048=$((QUICK ? 10 : 75)) n8192=$((QUICK ? 2 : 10))
 	local -a wls=(
@@ -170,7 +216,9 @@ all_workloads() {
 	done
 }
 
-for epoch in $FTVMM_BENCH_EPOCHS; do
+# main_epoch EPOCH: every workload FT off and on, then the failover, on one guest
+main_epoch() {
+	local epoch="$1" tp tport t_kill t_reaped t_take t_tick t_tcp from inside
 	echo "ft bench: epoch $epoch ms" >&2
 	STUCK=0
 	truncate -s 64M "$W/p.img" "$W/b.img"
@@ -181,7 +229,7 @@ for epoch in $FTVMM_BENCH_EPOCHS; do
 	if ! wait_stamped "$W/p.console" FTVMM-GUEST-DONE 300 >/dev/null; then
 		echo "ft bench: the guest did not boot (epoch $epoch)" >&2
 		ft_kill p
-		continue
+		return 0
 	fi
 	sleep 2
 	cmd p "ip addr add $GUEST_IP/24 dev eth0; ip link set eth0 up; stty -echo"
@@ -198,7 +246,7 @@ for epoch in $FTVMM_BENCH_EPOCHS; do
 		echo "ft bench: never protected (epoch $epoch): $FT_LAST_STATUS" >&2
 		ft_kill p
 		ft_kill b
-		continue
+		return 0
 	fi
 	echo "epoch=$epoch protect_s=$(awk -v a="$tp" -v b="$(ft_now)" 'BEGIN { printf "%.2f", b - a }')" >>"$RES/protect.txt"
 	all_workloads "$epoch" on
@@ -209,7 +257,7 @@ for epoch in $FTVMM_BENCH_EPOCHS; do
 		cp "$W/p.console" "$IT_LOGDIR/p-$epoch.console"
 		ft_kill p
 		ft_kill b
-		continue
+		return 0
 	fi
 	# failover: ftwork ticking with a TCP stream, then kill -9 the primary
 	ft_port
@@ -253,6 +301,150 @@ for epoch in $FTVMM_BENCH_EPOCHS; do
 	cp "$W/p.err" "$IT_LOGDIR/p-$epoch.err"
 	cp "$W/b.err" "$IT_LOGDIR/b-$epoch.err"
 	cp "$W/tcp.log" "$IT_LOGDIR/tcp-$epoch.log"
+}
+# ---- TLS on and off ------------------------------------------------------------------------------------------
+CLK_TCK=$(getconf CLK_TCK)
+
+# cpu_ms PID -> "TOTAL VCPU": the process's utime+stime in ms (its exited threads included), and that of its threads
+# named vcpuN (the guest's own execution); "? ?" when PID is gone. Bash only: no program started per sample.
+cpu_ms() {
+	local pid="$1" line rest comm f total=0 vcpu=0
+	local -a a
+	if ! read -r line 2>/dev/null <"/proc/$pid/stat"; then
+		echo "? ?"
+		return 0
+	fi
+	rest=${line##*) }
+	read -ra a <<<"$rest"
+	total=$((a[11] + a[12]))
+	for f in /proc/"$pid"/task/*/stat; do
+		read -r line 2>/dev/null <"$f" || continue
+		comm=${line#*(}
+		comm=${comm%)*}
+		[[ "$comm" == vcpu* ]] || continue
+		rest=${line##*) }
+		read -ra a <<<"$rest"
+		vcpu=$((vcpu + a[11] + a[12]))
+	done
+	echo "$((total * 1000 / CLK_TCK)) $((vcpu * 1000 / CLK_TCK))"
+}
+
+# tls_workload EPOCH MODE ROUND NAME PAGES COUNT STATS: one memN workload on "p" (FT on), with its --stats lines,
+# the wall time and both processes' CPU time sampled together before and after
+tls_workload() {
+	local epoch="$1" mode="$2" round="$3" name="$4" pages="$5" count="$6" stats="$7" tag="T$RANDOM"
+	local w0 w1 s0 s1 t0 t1 p0 p1 b0 b1 rc detail=""
+	w0=$(ft_now)
+	s0=$(nstats "$stats")
+	p0=$(cpu_ms "${FT_PID[p]}")
+	b0=$(cpu_ms "${FT_PID[b]}")
+	t0=$(ft_now)
+	cmd p "ftwork --pages $pages --interval-ms 0 --count $count >/dev/null; echo BENCH-DONE-\$((1+1))-$tag rc=\$?"
+	if ! t1=$(wait_stamped "$W/p.console" "BENCH-DONE-2-$tag" "$WL_TIMEOUT" "$t0"); then
+		echo "ft bench: $name (FT on, TLS $mode, epoch $epoch) did not finish in $WL_TIMEOUT s: the guest is stuck" >&2
+		t1=$(ft_now)
+		detail="STUCK after ${WL_TIMEOUT}s"
+		STUCK=1
+	fi
+	sleep 0.3 # the last epochs' acks reach the stats file
+	w1=$(ft_now)
+	s1=$(nstats "$stats")
+	p1=$(cpu_ms "${FT_PID[p]}")
+	b1=$(cpu_ms "${FT_PID[b]}")
+	rc=$(awk -v t="BENCH-DONE-2-$tag" '$0 ~ t { sub(/.*rc=/, ""); print $1; exit }' "$W/p.console" || true)
+	printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"%s"\n' "$epoch" "$mode" "$round" "$name" \
+		"$pages" "$count" "$t0" "$t1" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" "$w0" "$w1" \
+		"$(basename "$stats")" "$s0" "$s1" "${p0% *}" "${p0#* }" "${p1% *}" "${p1#* }" "${b0% *}" "${b1% *}" \
+		"${rc:-?}" "$detail" >>"$RES/tls-runs.csv"
+	echo "  [$(date +%T)] epoch $epoch TLS $mode round $round $name: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s," \
+		"$((s1 - s0)) epochs, CPU ms primary $(awk -v a="${p0% *}" -v b="${p1% *}" 'BEGIN { print b - a }')" \
+		"backup $(awk -v a="${b0% *}" -v b="${b1% *}" 'BEGIN { print b - a }') $detail" >&2
+}
+
+# tls_run EPOCH MODE ROUND: a fresh guest started in that TLS mode, protected by a fresh backup in the same mode,
+# the memN workloads with FT on; then both killed (backup first: no takeover)
+tls_run() {
+	local epoch="$1" mode="$2" round="$3" name="tls-$1-$2-$3" stats ts tp w
+	local -a targs=()
+	stats="$RES/stats-$name.jsonl"
+	if [[ "$mode" == psk ]]; then targs=(--tls-psk "$W/ft.psk"); fi
+	STUCK=0
+	truncate -s 64M "$W/p.img" "$W/b.img"
+	rm -f "$W/p.console" "$W/b.console"
+	ts=$(ft_now)
+	start p "$W/p.console" "$W/p.err" "$FTVMM" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --mem 256M --cpus 2 \
+		--disk "$W/p.img" --net "tap=$TAP" --control "$W/p.sock" --epoch "$epoch" --ft-timeout 10000 \
+		--stats "$stats" "${targs[@]}" --cmdline "console=ttyS0 panic=-1 quiet ftvmm.noreboot"
+	if ! wait_stamped "$W/p.console" FTVMM-GUEST-DONE 300 >/dev/null; then
+		echo "ft bench: the guest did not boot (epoch $epoch, TLS $mode, round $round)" >&2
+		echo "epoch=$epoch tls=$mode round=$round failed=boot" >>"$RES/tls-protect.txt"
+		ft_kill p
+		cp "$W/p.console" "$IT_LOGDIR/$name-p.console" 2>/dev/null || true
+		return 0
+	fi
+	sleep 2
+	cmd p "stty -echo"
+	sleep 1
+	ft_port
+	start b "$W/b.console" "$W/b.err" "$FTVMM" backup --listen "127.0.0.1:$FT_PORT" --disk "$W/b.img" --net "tap=$TAP" \
+		--control "$W/b.sock" --ft-timeout 10000 "${targs[@]}"
+	wait_stamped "$W/b.err" 'listening on' 30 "$ts" >/dev/null || true
+	tp=$(ft_now)
+	ft_ctl "$W/p.sock" protect "127.0.0.1:$FT_PORT" >&2
+	if ! ft_wait_status "$W/p.sock" 'protected=yes' 300; then
+		echo "ft bench: never protected (epoch $epoch, TLS $mode, round $round): $FT_LAST_STATUS" >&2
+		echo "epoch=$epoch tls=$mode round=$round failed=protect" >>"$RES/tls-protect.txt"
+		awk -v a="$ts" '$1 > a' "$W/p.err" "$W/b.err" | tail -n 6 >&2 || true
+		ft_kill b
+		ft_kill p
+		awk -v a="$ts" '$1 > a' "$W/p.err" >"$IT_LOGDIR/$name-p.err" || true
+		awk -v a="$ts" '$1 > a' "$W/b.err" >"$IT_LOGDIR/$name-b.err" || true
+		return 0
+	fi
+	echo "epoch=$epoch tls=$mode round=$round protect_s=$(awk -v a="$tp" -v b="$(ft_now)" 'BEGIN { printf "%.2f", b - a }')" \
+		>>"$RES/tls-protect.txt"
+	sleep 1
+	for w in "mem256 256 100" "mem2048 2048 10" "mem8192 8192 2"; do
+		((STUCK)) && break
+		# shellcheck disable=SC2086 # three words: name, pages, ticks
+		tls_workload "$epoch" "$mode" "$round" $w "$stats"
+	done
+	ft_ctl "$W/p.sock" status >"$IT_LOGDIR/$name.status"
+	ft_kill b
+	ft_kill p
+	cp "$W/p.console" "$IT_LOGDIR/$name-p.console" || true
+	awk -v a="$ts" '$1 > a' "$W/p.err" >"$IT_LOGDIR/$name-p.err" || true
+	awk -v a="$ts" '$1 > a' "$W/b.err" >"$IT_LOGDIR/$name-b.err" || true
+}
+
+# tls_epoch EPOCH: the rounds, the modes interleaved within each
+tls_epoch() {
+	local epoch="$1" r m
+	echo "ft bench: epoch $epoch ms: TLS $TLS_MODES, $TLS_REPS rounds" >&2
+	for r in $(seq "$TLS_REPS"); do
+		for m in $TLS_MODES; do
+			tls_run "$epoch" "$m" "$r"
+		done
+	done
+}
+
+if [[ -n "${TLS_MODES// /}" ]]; then
+	echo "epoch_ms,tls,round,workload,pages,count,t_start,t_end,seconds,w_start,w_end,stats_file,stats_from,stats_to,p_cpu0_ms,p_vcpu0_ms,p_cpu1_ms,p_vcpu1_ms,b_cpu0_ms,b_cpu1_ms,rc,detail" \
+		>"$RES/tls-runs.csv"
+	if [[ " $TLS_MODES " == *" psk "* ]]; then
+		rm -f "$W/ft.psk"
+		if command -v psktool >/dev/null; then
+			(umask 077 && psktool -u ftvmm -p "$W/ft.psk" >/dev/null)
+		else # psktool's format, without it: IDENTITY:HEX-KEY, 32 bytes
+			(umask 077 && printf 'ftvmm:%s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$W/ft.psk")
+		fi
+		chmod 600 "$W/ft.psk"
+	fi
+fi
+
+for epoch in $FTVMM_BENCH_EPOCHS; do
+	[[ "$TLS_ONLY" == 1 ]] || main_epoch "$epoch"
+	[[ -z "${TLS_MODES// /}" ]] || tls_epoch "$epoch"
 done
 echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/env.txt"
 echo "ft bench: done" >&2
