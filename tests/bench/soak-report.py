@@ -6,7 +6,9 @@ usage: soak-report.py RESULTS_DIR      (reads env.txt, events.csv, checks.csv, t
 
 events.csv: one row per injected failure (injected=yes) and per unplanned event (injected=no: "spontaneous", i.e.
 something went wrong with nothing injected, such as a false takeover; "reboot", the guest was lost). Survived = the
-row's verified column is ok. Every unplanned row counts as a failure of the soak.
+row's verified column is ok. Every unplanned row counts as a failure of the soak. A row with split_brain=1 (two copies
+of the guest ran, or the client received a SPLICE) is counted on its own too: the soak's goal is 0. Timing medians
+are over the rows verified ok. Older results (no outcome/cut/stall/split_brain columns) read as empty there.
 """
 import csv
 import os
@@ -26,6 +28,90 @@ def stats(vals, fmt="%.0f"):
     if not v:
         return "-", "-", "-", 0
     return fmt % statistics.median(v), fmt % min(v), fmt % max(v), len(v)
+
+
+def mmm(vals, fmt="%.0f"):
+    """'median (min-max)' of the numeric values, '-' when there is none"""
+    med, lo, hi, n = stats(vals, fmt)
+    return "-" if not n else "%s (%s-%s)" % (med, lo, hi)
+
+
+def split(r):
+    return r.get("split_brain") == "1"
+
+
+def cut_len(r):
+    """link-cut's drawn length: long when it was asked to outlast the timeout"""
+    a, t = num(r.get("cut_asked_ms")), num(r.get("ft_timeout_ms"))
+    if a is None or t is None:
+        return "?"
+    return "long" if a > t else "short"
+
+
+def kinds_of(rows):
+    ks = []
+    for r in rows:
+        if r["kind"] not in ks:
+            ks.append(r["kind"])
+    return ks
+
+
+def per_kind(w, inj):
+    w("## Failures injected: survived / total per kind")
+    w("")
+    w("| kind | total | survived | failed | split brain |")
+    w("|---|---|---|---|---|")
+    for k in kinds_of(inj):
+        rs = [r for r in inj if r["kind"] == k]
+        ok = sum(r["verified"] == "ok" for r in rs)
+        w("| %s | %d | %d | %d | %d |" % (k, len(rs), ok, len(rs) - ok, sum(split(r) for r in rs)))
+    ok_all = sum(r["verified"] == "ok" for r in inj)
+    w("| **all** | %d | %d | %d | %d |" % (len(inj), ok_all, len(inj) - ok_all, sum(split(r) for r in inj)))
+    w("")
+
+
+def timing_per_kind(w, inj):
+    w("## Failover timing per kind, ms from the injection: median (min-max) over the rows verified ok")
+    w("")
+    w("| kind | ok rows | detect | vCPUs running | guest tick | client stream moving again | client's longest "
+      "silence | re-protected (from its start) |")
+    w("|---|---|---|---|---|---|---|---|")
+    for k in kinds_of(inj):
+        rs = [r for r in inj if r["kind"] == k and r["verified"] == "ok"]
+        w("| %s | %d | %s | %s | %s | %s | %s | %s |" %
+          (k, len(rs), mmm(r["detect_ms"] for r in rs), mmm(r["running_ms"] for r in rs),
+           mmm(r["tick_ms"] for r in rs), mmm(r["tcp_ms"] for r in rs), mmm(r.get("stall_ms") for r in rs),
+           mmm(r["reprotect_ms"] for r in rs)))
+    w("")
+    w("(detect: to the survivor's verdict line, `taking over from epoch`, or the primary's `guest continues "
+      "UNPROTECTED` (backup-crash, link-cut won by the primary); line times are when the script read the line. "
+      "arbiter-outage-crash: from etcd's thaw, not the crash. Client stream: from the client checker's own receive "
+      "times: its longest silence from the injection on, and the line that ended it.)")
+    w("")
+
+
+def link_cuts(w, inj):
+    cuts = [r for r in inj if r["kind"] == "link-cut"]
+    if not cuts:
+        return
+    w("## link-cut outcomes")
+    w("")
+    w("none: nobody acted (only right for a cut measured below the timeout); backup: it took over, the old primary "
+      "stopped; primary: it went on alone, the backup stood down; undecided: neither within 30 s of the heal.")
+    w("")
+    w("| cut | outcome | rows | verified ok | split brain | asked ms | measured ms (lab_cut's return to lab_heal's) |")
+    w("|---|---|---|---|---|---|---|")
+    keys = []
+    for r in cuts:
+        key = (cut_len(r), r.get("outcome") or "?")
+        if key not in keys:
+            keys.append(key)
+    for ln, oc in sorted(keys):
+        rs = [r for r in cuts if (cut_len(r), r.get("outcome") or "?") == (ln, oc)]
+        w("| %s | %s | %d | %d | %d | %s | %s |" %
+          (ln, oc, len(rs), sum(r["verified"] == "ok" for r in rs), sum(split(r) for r in rs),
+           mmm(r.get("cut_asked_ms") for r in rs), mmm(r.get("cut_ms") for r in rs)))
+    w("")
 
 
 def main():
@@ -56,43 +142,28 @@ def main():
       (", timing.csv" if timing else ""))
     w("")
     for k in ("where", "testbed_kernel", "testbed_cpus", "qemu", "guest_kernel", "ftvmm_commit", "ftvmm_binary",
-              "n", "ft_timeout_ms", "timing_timeouts_ms", "timing_n", "kinds", "blip_ms", "epoch_ms", "guest",
-              "seed", "wall_s", "load_before", "load_after", "aborted"):
+              "n", "ft_timeout_ms", "timing_timeouts_ms", "timing_n", "kinds", "arbiter", "blip_ms",
+              "link_cut_long_ms", "epoch_ms", "guest", "seed", "wall_s", "load_before", "load_after", "aborted"):
         if k in env:
             w("- %s: %s" % (k, env[k]))
     w("")
 
-    # per kind
-    kinds = []
-    for r in inj:
-        if r["kind"] not in kinds:
-            kinds.append(r["kind"])
-    w("## Failures injected: survived / total per kind")
+    n_split = sum(split(r) for r in rows)
+    w("survived=%d/%d unplanned=%d split_brain=%d (goal: every failure survived, no unplanned event, no split brain: "
+      "a row where two copies of the guest ran or the client received a SPLICE)" %
+      (sum(r["verified"] == "ok" for r in inj), len(inj), len(unplanned), n_split))
     w("")
-    w("| kind | total | survived | failed | detect ms median (min-max) | client stream moving again ms median "
-      "(min-max) | re-protected ms median |")
-    w("|---|---|---|---|---|---|---|")
-    for k in kinds:
-        rs = [r for r in inj if r["kind"] == k]
-        ok = sum(r["verified"] == "ok" for r in rs)
-        dm, dmin, dmax, _ = stats(r["detect_ms"] for r in rs)
-        tm, tmin, tmax, _ = stats(r["tcp_ms"] for r in rs)
-        pm, _, _, _ = stats(r["reprotect_ms"] for r in rs)
-        w("| %s | %d | %d | %d | %s (%s-%s) | %s (%s-%s) | %s |" %
-          (k, len(rs), ok, len(rs) - ok, dm, dmin, dmax, tm, tmin, tmax, pm))
-    ok_all = sum(r["verified"] == "ok" for r in inj)
-    w("| **all** | %d | %d | %d | | | |" % (len(inj), ok_all, len(inj) - ok_all))
-    w("")
-    w("(detect: from the injection to the survivor's verdict line, `taking over from epoch` or, for backup-crash, "
-      "`guest continues UNPROTECTED`; none for link-blip. Line times are when the script read the line.)")
-    w("")
+    per_kind(w, inj)
+    timing_per_kind(w, inj)
+    link_cuts(w, inj)
     n_false = sum("FALSE TAKEOVER" in r["reason"] for r in rows)
     w("## Unplanned events (soak failures with nothing injected)")
     w("")
     w("- spontaneous (state found broken between failures): %d" %
       sum(r["kind"] == "spontaneous" for r in unplanned))
     w("- guest lost and rebooted: %d" % sum(r["kind"] == "reboot" for r in unplanned))
-    w("- false takeovers (rows saying FALSE TAKEOVER, link-blip failures included): %d" % n_false)
+    w("- false takeovers (rows saying FALSE TAKEOVER): %d" % n_false)
+    w("- split brains among them: %d" % sum(split(r) for r in unplanned))
     w("")
 
     w("## Disk record checks (ft_records.py on the survivor's disk)")
@@ -147,8 +218,9 @@ def main():
     if not bad:
         w("none")
     for r in bad:
-        w("- row %s (%s%s, %s): %s" % (r["row"], r["kind"], " #" + r["failure"] if r["failure"] else "", r["utc"],
-                                        r["reason"]))
+        w("- row %s (%s%s%s, %s)%s: %s" % (r["row"], r["kind"], " #" + r["failure"] if r["failure"] else "",
+                                           ", outcome " + r["outcome"] if r.get("outcome") else "", r["utc"],
+                                           " [split brain]" if split(r) else "", r["reason"]))
     w("")
     text = "\n".join(out)
     open(os.path.join(d, "summary.md"), "w").write(text)

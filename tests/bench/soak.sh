@@ -32,16 +32,33 @@
 #   backup-crash  lab_crash of the backup's host. Verified: the primary says "backup lost (no heartbeat from the
 #                 backup...): guest continues UNPROTECTED", status protected=no link=down, the guest never stops
 #                 ticking, the held output goes out; the host comes back fresh and `ctl protect` pairs a new backup.
-#   link-blip     the primary's replication link cut both ways for SOAK_BLIP_MS (default --ft-timeout / 5), then
-#                 healed: below the timeout, so NO takeover and no loss: watched for --ft-timeout + 2 s after the heal
-#                 (backup alive, never "taking over", primary never "UNPROTECTED"), then protected=yes on both
-#                 sides, epochs commit again, the blackhole qdiscs dropped packets (else the blip proved nothing).
-#                 (A cut with both sides alive past the timeout is a partition, the arbiter's business: not done.)
+#   link-cut      the primary's replication link cut both ways (lab_cut), for a duration drawn from {short:
+#                 SOAK_BLIP_MS (default --ft-timeout / 5); long: 2-3 x --ft-timeout}, then healed (lab_heal); the cut
+#                 recorded as asked and as measured (lab_cut's return to lab_heal's: the tc calls take seconds under
+#                 TCG). Exactly one of these outcomes, verified: (a) nothing happened (no takeover, the primary still
+#                 protected=yes after the heal, epochs commit again), only if the measured cut was below the timeout;
+#                 (b) the backup won: it took over (as host-crash), the old primary exited 1 saying "the backup runs
+#                 the guest now" and wrote no frame into its TAP from a second after the cut to its exit; (c) the
+#                 primary won ("won generation"), the backup exited 1 ("the primary went on alone"). Both copies alive
+#                 30 s after the heal with the backup taken over, or a SPLICE on the client, is a SPLIT BRAIN (a
+#                 failure, counted on its own). Without the arbiter only the short cut is drawn.
+#   arbiter-outage  etcd frozen (SIGSTOP) for 2 x --ft-timeout in steady state: the guest stays protected=yes, epochs
+#                 commit, the stream moves, the backup does nothing; the generation does not move. Then SIGCONT.
+#   arbiter-outage-crash  etcd frozen, then lab_crash of the primary's host: no takeover for --ft-timeout + 5 s (the
+#                 backup says "claiming generation"); etcd thawed: the backup takes over within 60 s (timed as
+#                 host-crash, from the thaw), the generation moved by one; the host comes back and runs the backup.
+# The arbiter (SOAK_ARBITER=1, the default): one etcd on the client host c (as in tests/integration/t_arbiter.sh),
+# started before the first guest; every ftvmm run/backup gets --arbiter etcd://192.0.2.1:2379 --name soakvm, so a
+# takeover or a primary going on alone needs the next generation first, and the loser exits 1 (freeze: the thawed
+# primary says "the backup runs the guest now" instead of "frozen longer than"). SOAK_ARBITER=0: no etcd, no
+# arbiter kinds, link-cut short only (today's ftvmm without a tie-breaker, whose partitions are split brains).
 # After every takeover kind: the guest goes on on the survivor (a tick line within 60 s, no BAD, the first tick at
 # most 2 after the last complete one on the old copy), the client's stream has 3 new lines after the takeover with no
-# gap, repeat, reset or SPLICE (ft_tcpcheck.py --chain). After every kind: re-protection ("guest is PROTECTED" again
-# on the survivor). Every SOAK_RECORDS_EVERY (25) failures and at the end: ft_records.py on the survivor's disk (an
-# unbroken prefix of ftwork's records with the sums every console printed, no BAD, timers advancing) -> checks.csv.
+# gap, repeat, reset or SPLICE (ft_tcpcheck.py --chain); its timing is from the checker's own receive times: the
+# stream's longest silence from the injection on (stall_ms) and the line that ended it (tcp_ms, "moving again").
+# After every kind: re-protection ("guest is PROTECTED" again on the survivor). Every SOAK_RECORDS_EVERY (25)
+# failures and at the end: ft_records.py on the survivor's disk (an unbroken prefix of ftwork's records with the sums
+# every console printed, no BAD, timers advancing) -> checks.csv.
 # Between failures the state is checked (both copies run, protected=yes, ticks, no new stream problem): anything
 # found there happened with nothing injected (a "spontaneous" row, e.g. a false takeover from a test-bed stall).
 # A failed check does not stop the soak: the state is repaired (the running copy kept, the other host revived, a
@@ -63,7 +80,9 @@
 # tests/bench/soak-report.py, progress.log, fail-<row>/ (log tails of each failed row), logs.tar.gz (every console,
 # stderr and the client's log).
 # Env: SOAK_N=200  SOAK_TIMEOUT=1000 (--ft-timeout, ms)  SOAK_KINDS="host-crash kill9 sigterm freeze backup-crash
-#      link-blip"  SOAK_BLIP_MS  SOAK_JITTER_MS=1000  SOAK_RECORDS_EVERY=25 (0: at the end only)  SOAK_SEED (random)
+#      link-cut arbiter-outage arbiter-outage-crash" (the deck: a kind named twice comes twice a round)
+#      SOAK_ARBITER=1  SOAK_BLIP_MS (link-cut's short cut)  SOAK_JITTER_MS=1000  SOAK_RECORDS_EVERY=25 (0: at the end
+#      only)  SOAK_SEED (random)
 #      SOAK_EPOCH=25 (--epoch, ms)  SOAK_DISK_MB=32 (its record area must hold every tick of the run: ~7 a second
 #      here)  SOAK_MAX_REBOOTS=3  SOAK_MARGIN=240  SOAK_RES (results directory)  TIMING=0  TIMING_N=10
 #      TIMING_TIMEOUTS="300 1000 2000"; FTVMM, GUEST_KERNEL, GUEST_INITRD (default build/, guest-images/out/).
@@ -86,7 +105,8 @@ opt() {
 TIMING=$(opt TIMING 0)
 N=$(opt SOAK_N 200)
 SOAK_TMO=$(opt SOAK_TIMEOUT 1000)
-KINDS=$(opt SOAK_KINDS "host-crash kill9 sigterm freeze backup-crash link-blip")
+ARBITER=$(opt SOAK_ARBITER 1)
+KINDS=$(opt SOAK_KINDS "host-crash kill9 sigterm freeze backup-crash link-cut arbiter-outage arbiter-outage-crash")
 JITTER_MS=$(opt SOAK_JITTER_MS 1000)
 RECORDS_EVERY=$(opt SOAK_RECORDS_EVERY 25)
 SEED=$(opt SOAK_SEED $((($(date +%s) ^ $$) % 32768)))
@@ -114,10 +134,24 @@ fi
 [[ -c /dev/kvm ]] || die "no /dev/kvm"
 [[ -x "$FTVMM" ]] || die "no ftvmm at $FTVMM (make)"
 [[ -f "$GUEST_KERNEL" && -f "$GUEST_INITRD" ]] || die "no guest images (guest-images/build.sh)"
+[[ "$ARBITER" == 0 || "$ARBITER" == 1 ]] || die "SOAK_ARBITER is 0 or 1, not '$ARBITER'"
 if [[ "$TIMING" != 1 ]]; then
+	kinds=""
 	for k in $KINDS; do
-		case "$k" in host-crash | kill9 | sigterm | freeze | backup-crash | link-blip) ;; *) die "unknown kind '$k'" ;; esac
+		case "$k" in
+		host-crash | kill9 | sigterm | freeze | backup-crash | link-cut) ;;
+		arbiter-outage | arbiter-outage-crash) ((ARBITER)) || continue ;; # (nothing to freeze without one)
+		link-blip) die "the kind link-blip is now link-cut (a cut that may outlast the timeout, then verified)" ;;
+		*) die "unknown kind '$k'" ;;
+		esac
+		kinds+="${kinds:+ }$k"
 	done
+	KINDS=$kinds
+	[[ -n "$KINDS" ]] || die "no kind left to inject (SOAK_KINDS, SOAK_ARBITER=$ARBITER)"
+fi
+if ((ARBITER)) && ! { command -v etcd && command -v etcdctl; } >/dev/null; then
+	die "SOAK_ARBITER=1 needs etcd and etcdctl (Debian's etcd-server, etcd-client: tests/deps.sh); SOAK_ARBITER=0:" \
+		"without"
 fi
 ftwork_name=$(zcat "$GUEST_INITRD" | cpio -it 2>/dev/null | grep -m1 -E '^(\./)?bin/ftwork$' || true)
 if [[ -z "$ftwork_name" ]] ||
@@ -150,6 +184,10 @@ say() { ft_log "$*" | tee -a "$RES/progress.log"; }
 TMO=$SOAK_TMO
 [[ "$TIMING" == 1 ]] && TMO=${TIMING_TIMEOUTS%% *}
 BLIP_MS=${BLIP_OPT:-$((SOAK_TMO / 5))}
+LONG_CUT="none (no arbiter)"
+((ARBITER)) && LONG_CUT="$((2 * SOAK_TMO))-$((3 * SOAK_TMO))"
+ARB_DESC=none
+((ARBITER)) && ARB_DESC="etcd on host c, --arbiter etcd://192.0.2.1:2379 --name soakvm ($(etcd --version 2>/dev/null | head -n1 || true))"
 {
 	echo "mode=$([[ "$TIMING" == 1 ]] && echo timing || echo soak)"
 	echo "date_utc=$stamp"
@@ -161,9 +199,11 @@ BLIP_MS=${BLIP_OPT:-$((SOAK_TMO / 5))}
 		echo "ft_timeout_ms=$SOAK_TMO"
 		echo "kinds=$KINDS"
 		echo "blip_ms=$BLIP_MS"
+		echo "link_cut_long_ms=$LONG_CUT"
 		echo "jitter_ms=$JITTER_MS"
 		echo "records_every=$RECORDS_EVERY"
 	fi
+	echo "arbiter=$ARB_DESC"
 	echo "seed=$SEED"
 	echo "epoch_ms=$EPOCH"
 	echo "guest=$GUEST_MEM, 2 vCPUs, disk ${DISK_MB} MiB; ftwork --pages 512 --interval-ms 50 --disk --dma-pages 16 --tcp --tcp-chain --timers"
@@ -183,7 +223,9 @@ BLIP_MS=${BLIP_OPT:-$((SOAK_TMO / 5))}
 	echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$RES/env.txt"
 EV_CSV="$RES/events.csv"
-echo "row,failure,kind,injected,ft_timeout_ms,t_inject,utc,primary,primary_host,backup,backup_host,survivor,detect_ms,running_ms,inside_ms,tick_ms,tcp_ms,reprotect_ms,acked_epoch,from_epoch,verdict,verified,reason" >"$EV_CSV"
+# (outcome: link-cut's (none, backup, primary, undecided); cut_*: asked and measured; stall_ms: the client stream's
+# longest silence from the injection on; split_brain: 1 when two copies ran or the client got a SPLICE)
+echo "row,failure,kind,injected,ft_timeout_ms,t_inject,utc,primary,primary_host,backup,backup_host,survivor,detect_ms,running_ms,inside_ms,tick_ms,tcp_ms,reprotect_ms,acked_epoch,from_epoch,outcome,cut_asked_ms,cut_ms,stall_ms,split_brain,verdict,verified,reason" >"$EV_CSV"
 echo "check,after_failure,t,generation,survivor,result,detail" >"$RES/checks.csv"
 [[ "$TIMING" == 1 ]] &&
 	echo "ft_timeout_ms,crash,row,t_crash,detect_ms,running_ms,inside_ms,tick_ms,tcp_ms,reprotect_ms,verified" >"$RES/timing.csv"
@@ -223,6 +265,90 @@ lbg() {
 	HOST_OF[$2]=$1
 }
 
+# nap MS: a sleep without a process (read -t on the script's own fifo)
+nap() {
+	local s
+	printf -v s '%d.%03d' $(($1 / 1000)) $(($1 % 1000))
+	read -r -t "$s" -u "$SLEEPFD" _ || true
+}
+# (now in microseconds, no process: $EPOCHREALTIME is "seconds.micro" with 6 digits)
+now_us() { NOW_US=${EPOCHREALTIME/./}; }
+
+# ---- the arbiter: one etcd on the client host, as in t_arbiter.sh ------------------------------------------------
+VMNAME=soakvm
+ARB_URL="http://${LAB_LAN_IP[c]}:2379"
+ARB_KEY="/ftvmm/$VMNAME/generation"
+FT_ARB=()
+((ARBITER)) && FT_ARB=(--arbiter "etcd://${ARB_URL#http://}" --name "$VMNAME")
+# What each side says when the arbiter (or, without one, the heartbeat link) decided: the primary that runs on alone,
+# the primary that stops its copy, the backup that stands down
+if ((ARBITER)); then
+	RE_PRIM_WON='won generation [0-9]+ from the arbiter: guest continues UNPROTECTED'
+	RE_PRIM_LOST='the backup runs the guest now; stopping this copy'
+	RE_BK_LOST='the primary went on alone; not taking over'
+else
+	RE_PRIM_WON='backup lost \(.*\): guest continues UNPROTECTED'
+	RE_PRIM_LOST='frozen longer than the [0-9]+ ms timeout.*stopping this copy of the guest'
+	RE_BK_LOST='the primary is alive and runs on unprotected'
+fi
+
+arb_healthy() { lab_exec c etcdctl --endpoints="$ARB_URL" --command-timeout=3s endpoint health >/dev/null 2>&1; }
+# arb_start: etcd on host c, answering within 60 s (its data directory survives a restart: the generation goes on)
+arb_start() {
+	mkdir -p "$W/etcd"
+	lbg c etcd etcd --name arb --data-dir "$W/etcd" --listen-client-urls "$ARB_URL" --advertise-client-urls "$ARB_URL" \
+		--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+		--initial-cluster arb=http://127.0.0.1:2380
+	for _ in $(seq 60); do
+		arb_healthy && return 0
+		ft_alive etcd || break
+		sleep 1
+	done
+	arb_healthy
+}
+# arb_ensure: etcd runs (thawed, if a kind that froze it failed half-way) and answers; restarted if it ended (its
+# last log kept as etcd-ended-K.err). 1 if it does not come back.
+NETCD=0
+arb_ensure() {
+	((ARBITER)) || return 0
+	if ft_alive etcd; then
+		kill -CONT "${FT_PID[etcd]}" 2>/dev/null
+		return 0
+	fi
+	NETCD=$((NETCD + 1))
+	cp "${FT_E[etcd]}" "$LAB_LOG/etcd-ended-$NETCD.err" 2>/dev/null
+	say "etcd ended ($(tail -n 1 "${FT_E[etcd]}" 2>/dev/null | cut -c1-200)): restarting it"
+	lab_kill etcd KILL # (reaps it)
+	unset "FT_PID[etcd]"
+	arb_start
+}
+# arb_get: the key's value "G OWNER" ("" when absent or etcd does not answer); arb_gen: G
+arb_get() {
+	lab_exec c etcdctl --endpoints="$ARB_URL" --command-timeout=5s get "$ARB_KEY" --print-value-only 2>/dev/null |
+		head -n1 || true
+}
+arb_gen() {
+	((ARBITER)) || return 0
+	local v
+	v=$(arb_get)
+	echo "${v%% *}"
+}
+etcd_freeze() { kill -STOP "${FT_PID[etcd]}"; }
+etcd_thaw() { kill -CONT "${FT_PID[etcd]}"; }
+# gen_check WHAT G0 D: the arbiter's generation is G0 + D now (one claim won per decision, none without one)
+gen_check() {
+	((ARBITER)) || return 0
+	local g
+	if [[ ! "$2" =~ ^[0-9]+$ ]]; then
+		NOTES+=("the generation before the injection was not read")
+		return 0
+	fi
+	g=$(arb_gen)
+	if [[ ! "$g" =~ ^[0-9]+$ ]] || ((g != $2 + $3)); then
+		err "$1: the arbiter's generation is '${g:-?}' ($(arb_get)), not $2 + $3"
+	fi
+}
+
 # host_gone HOST: lab_crash / lab_revive killed and reaped every process of HOST: forget their pids (may be reused)
 # and the disks of those that are not the current primary
 host_gone() {
@@ -244,6 +370,12 @@ ended() {
 stderr_tail() {
 	[[ -n "$1" && -n "${FT_E[$1]:-}" ]] || return 0
 	grep -avE '^ |vcpu [0-9]+ registers' "${FT_E[$1]}" 2>/dev/null | tail -n 2 | tr '\n' ' ' || true
+}
+
+# lost_why NAME: why the primary NAME last said it lost its backup ("backup lost (WHY): ...", with or without the
+# arbiter's "output held until the arbiter decides" in between)
+lost_why() {
+	sed -nE 's/.*backup lost \((.*)\): (guest continues UNPROTECTED|output held).*/\1/p' "${FT_E[$1]}" | tail -n1
 }
 
 # tap_frames HOST: frames ftvmm wrote into HOST's TAP (its rx_packets)
@@ -279,7 +411,8 @@ new_backup() {
 	truncate -s "$DISK_SIZE" "${DISK[$name]}"
 	# FTVMM_DEBUG: a guest that stops can be diagnosed (vCPU registers on SIGTERM)
 	lbg "$h" "$name" env FTVMM_DEBUG=1 "$FTVMM" backup --listen "${LAB_REP_IP[$h]}:$port" --control "$W/$name.sock" \
-		--ft-timeout "$TMO" --disk "${DISK[$name]}" --net "tap=$LAB_TAP" ${LAB_FT_ARGS[@]+"${LAB_FT_ARGS[@]}"}
+		--ft-timeout "$TMO" --disk "${DISK[$name]}" --net "tap=$LAB_TAP" ${LAB_FT_ARGS[@]+"${LAB_FT_ARGS[@]}"} \
+		${FT_ARB[@]+"${FT_ARB[@]}"}
 	bk=$name
 	GEN_CONSOLES+=("${FT_O[$name]}")
 	if ! ft_wait_line "${FT_E[$name]}" 'backup: listening on' 30 "$name"; then
@@ -307,7 +440,8 @@ protect_on() {
 
 # ---- the client's stream -----------------------------------------------------------------------------------------
 TCP_SEEN=0
-# tcp_new_problems WHAT: an error for the checker's problem lines since the last call; STREAM_DEAD=1 on a reset/EOF
+# tcp_new_problems WHAT: an error for the checker's problem lines since the last call; STREAM_DEAD=1 on a reset/EOF;
+# EV_SPLIT=1 on a SPLICE (the client got bytes of two copies of the guest)
 tcp_new_problems() {
 	local all new
 	all=$(ft_count "$TCPLOG" "$FT_TCP_PROBLEM_RE")
@@ -315,7 +449,8 @@ tcp_new_problems() {
 	new=$(ft_tcp_problems "$TCPLOG" "$TCP_SEEN")
 	TCP_SEEN=$all
 	if [[ "$new" == *SPLICE* ]]; then
-		err "$1: the client received output the surviving copy of the guest did not produce: $new"
+		EV_SPLIT=1
+		err "$1: SPLIT BRAIN: the client received output the surviving copy of the guest did not produce: $new"
 	else
 		err "$1: TCP checker: $new"
 	fi
@@ -324,16 +459,35 @@ tcp_new_problems() {
 }
 stream_dead() { grep -aqE '^(reset|eof)( |$)|^error recv-' "$TCPLOG" 2>/dev/null || ! ft_alive "$TC"; }
 
-# tcp_moves T0 T WHAT: 3 seq lines received after time T (within 30 s); EV_TCP = the first one's time - T0 (ms)
+# tcp_stall T0 T: "N AT SILENCE_MS" from the checker's log, its own receive times only: N seq lines after T (counted
+# up to 3); over the lines from the last one before T0 to the third after T, the longest silence (ms) and the time
+# of the line that ended it. (Printed with %f: awk's default %.6g turned every time stamp into 1.79661e+09, the
+# soak's first run's meaningless and negative stream times.)
+tcp_stall() {
+	awk -v t0="$1" -v a="$2" '
+		BEGIN { prev = t0 + 0; best = -1 }
+		$1 != "seq" { next }
+		$3 <= t0 + 0 { prev = $3; next }
+		{
+			if ($3 - prev > best) { best = $3 - prev; at = $3 }
+			prev = $3
+			if ($3 > a + 0 && ++n >= 3) exit
+		}
+		END { printf "%d %.6f %.0f\n", n, at, best * 1000 }' "$TCPLOG"
+}
+
+# tcp_moves T0 T WHAT: the client's stream moves on: 3 seq lines received after time T (the verdict), within 30 s.
+# EV_TCP = from the injection T0 to the first line after the stream's longest silence since T0, EV_STALL = that
+# silence: when the client saw the guest again, from the checker's receive times (not from this script's reads).
 tcp_moves() {
-	local t0="$1" t="$2" end=$((SECONDS + 30)) n=0 first=0
+	local t0="$1" t="$2" end=$((SECONDS + 30)) n=0 at="" gap=""
 	while :; do
-		read -r n first < <(awk -v a="$t" '$1 == "seq" && $3 > a { n++; if (!f) f = $3 } END { print n + 0, f + 0 }' "$TCPLOG")
+		read -r n at gap < <(tcp_stall "$t0" "$t")
 		((n >= 3 || SECONDS > end)) && break
-		sleep 0.2
+		nap 200
 	done
 	if ((n >= 3)); then
-		EV_TCP=$(ms "$t0" "$first")
+		EV_TCP=$(ms "$t0" "$at") EV_STALL=$gap
 	else
 		err "$3: the client's stream did not move within 30 s ($n lines)"
 	fi
@@ -385,14 +539,21 @@ watch_takeover() {
 	exec {fe}<&- {fo}<&-
 }
 
-# takeover T0 WHY_RE MIN_MS: after an injection on the primary cur at T0, its backup bk must take over (WHY_RE: the
-# reason it must give, "" any; MIN_MS: not sooner), from an epoch >= ACKED; the guest goes on there (a tick line, no
-# BAD, no skipped tick) and the client's stream moves on. Then the survivor is cur (bk empty). 1: no running survivor.
+# takeover T0 WHY_RE MIN_MS [SECS]: after an injection on the primary cur at T0, its backup bk must take over within
+# SECS (--ft-timeout + 30 s) (WHY_RE: the reason it must give, "" any; MIN_MS: not sooner), from an epoch >= ACKED;
+# the guest goes on there (a tick line, no BAD, no skipped tick) and the client's stream moves on. Then the survivor
+# is cur (bk empty). 1: no running survivor.
 takeover() {
+	local secs=${4:-$((TMO / 1000 + 30))}
+	watch_takeover "$bk" "$secs"
+	takeover_check "$1" "$2" "$3" "$secs"
+}
+
+# takeover_check T0 WHY_RE MIN_MS SECS: takeover's verdict on what watch_takeover (or link-cut's follower) saw: P_*
+takeover_check() {
 	local t0="$1" why_re="$2" min_ms="$3" old=$cur surv=$bk why from seq_at first
-	watch_takeover "$surv" $((TMO / 1000 + 30))
 	if [[ -z "$P_TAKE" ]]; then
-		err "$surv did not take over in $((TMO / 1000 + 30)) s: $(stderr_tail "$surv")"
+		err "$surv did not take over in $4 s: $(stderr_tail "$surv")"
 		return 1
 	fi
 	EV_DETECT=$(ms "$t0" "$P_TAKE")
@@ -500,12 +661,12 @@ ev_freeze() {
 		rc=${FT_RCS[$old]}
 		ended "$old"
 		[[ "$rc" == 1 ]] || err "the thawed primary $old exited with status $rc, not 1: $(stderr_tail "$old")"
-		if ! grep -aqE 'frozen longer than the [0-9]+ ms timeout' "${FT_E[$old]}" ||
-			! grep -aq 'stopping this copy of the guest' "${FT_E[$old]}"; then
-			err "the thawed primary $old did not say it stops because it was frozen: $(stderr_tail "$old")"
-		fi
+		# (with the arbiter it asks, and learns the backup holds the next generation; without, it judges its freeze)
+		grep -aqE "$RE_PRIM_LOST" "${FT_E[$old]}" ||
+			err "the thawed primary $old did not say it stops its copy (/$RE_PRIM_LOST/): $(stderr_tail "$old")"
 	else
-		err "the thawed primary $old still runs 30 s after the thaw, beside $cur's copy (split brain): $(stderr_tail "$old")"
+		EV_SPLIT=1
+		err "SPLIT BRAIN: the thawed primary $old still runs 30 s after the thaw, beside $cur's copy: $(stderr_tail "$old")"
 		lab_kill "$old" KILL
 		ended "$old"
 	fi
@@ -532,7 +693,8 @@ ev_backup_crash() {
 		tl=$(ft_now)
 		EV_DETECT=$(ms "$EV_T0" "$tl")
 		line=$(grep -a 'guest continues UNPROTECTED' "${FT_E[$cur]}" | tail -n1 || true)
-		why=$(sed -nE 's/.*backup lost \((.*)\): guest continues UNPROTECTED.*/\1/p' <<<"$line")
+		[[ "$line" =~ $RE_PRIM_WON ]] || err "$cur went on alone without /$RE_PRIM_WON/: $line"
+		why=$(lost_why "$cur")
 		EV_WHY=${why:-$line}
 		# silence is all a crashed host leaves
 		[[ "$why" == "no heartbeat from the backup"* ]] || err "$cur lost $dead on '${why:-$line}', not on silence"
@@ -562,62 +724,289 @@ ev_backup_crash() {
 	reprotect "$bh"
 }
 
-ev_link_blip() {
-	local ph=${HOST_OF[$cur]} link th c0 c1="" lost0 end broke="" q drops="" d st
+# ---- link-cut: following both copies through a cut, no process per poll -----------------------------------------
+# cf_open OLD BK: follow the primary OLD's stderr and the backup BK's stderr and console from here on (cf_poll)
+cf_open() {
+	# shellcheck disable=SC2034 # (the partial lines, used through cf_read's nameref)
+	CF_OLD=$1 CF_BK=$2 CF_POE="" CF_PBE="" CF_PBO=""
+	T_PLOST="" T_WON="" T_BLOST="" T_TOOK="" T_RUN="" T_TICK="" TOOK_LINE="" RUN_INSIDE=""
+	exec {CF_OE}<"${FT_E[$1]}" {CF_BE}<"${FT_E[$2]}" {CF_BO}<"${FT_O[$2]}"
+	# (what they wrote before the cut is no news)
+	cf_read "$CF_OE" CF_POE
+	cf_read "$CF_BE" CF_PBE
+	cf_read "$CF_BO" CF_PBO
+}
+cf_close() { exec {CF_OE}<&- {CF_BE}<&- {CF_BO}<&-; }
+# cf_read FD PARTIAL: CF_NEW = the complete lines FD has now; a line still being written waits in PARTIAL
+cf_read() {
+	local -n part=$2
+	local l
+	CF_NEW=""
+	while IFS= read -r -u "$1" l; do
+		CF_NEW+="$part$l"$'\n'
+		part=""
+	done
+	part+=$l
+}
+# cf_poll: the time each verdict line first shows ($EPOCHREALTIME): the primary lost its backup (T_PLOST) and went on
+# alone (T_WON); the backup lost the primary (T_BLOST), took over (T_TOOK, TOOK_LINE), ran the guest (T_RUN,
+# RUN_INSIDE) and the guest ticked there (T_TICK)
+TOOK_RE=$'[^\n]*taking over from epoch [0-9]+[^\n]*'
+cf_poll() {
+	local now=$EPOCHREALTIME
+	cf_read "$CF_OE" CF_POE
+	[[ -z "$T_PLOST" && "$CF_NEW" == *"backup lost ("* ]] && T_PLOST=$now
+	[[ -z "$T_WON" && "$CF_NEW" =~ $RE_PRIM_WON ]] && T_WON=$now
+	cf_read "$CF_BE" CF_PBE
+	[[ -z "$T_BLOST" && "$CF_NEW" == *"primary lost ("* ]] && T_BLOST=$now
+	[[ -z "$T_TOOK" && "$CF_NEW" =~ $TOOK_RE ]] && T_TOOK=$now TOOK_LINE=${BASH_REMATCH[0]}
+	[[ -z "$T_RUN" && "$CF_NEW" =~ restore:\ guest\ running\ ([0-9.]+)\ ms ]] && T_RUN=$now RUN_INSIDE=${BASH_REMATCH[1]}
+	cf_read "$CF_BO" CF_PBO
+	[[ -z "$T_TICK" && "$CF_NEW" =~ FTWORK\ seq=[0-9]+\ (sum|BAD) ]] && T_TICK=$now
+	return 0
+}
+# cf_until US: follow until the time US (microseconds)
+cf_until() {
+	while now_us && ((NOW_US < $1)); do
+		cf_poll
+		nap 20
+	done
+}
+# cf_verdict TH: follow from the heal at TH (us) until the outcome shows: the backup took over, the guest ticked there
+# and the old primary ended; the primary went on alone and the backup ended; nothing at all for --ft-timeout + 2 s;
+# both ended; or 30 s passed (60 s from a takeover whose guest has not ticked yet)
+cf_verdict() {
+	local quiet=$(($1 + (TMO + 2000) * 1000)) end=$(($1 + 30000000))
+	while :; do
+		cf_poll
+		now_us
+		if [[ -n "$T_TOOK" ]]; then
+			[[ -n "$T_TICK" ]] && ! ft_alive "$CF_OLD" && return 0
+			[[ -z "$T_TICK" ]] && ((${T_TOOK/./} + 60000000 > end)) && end=$((${T_TOOK/./} + 60000000))
+			ft_alive "$CF_BK" || return 0
+		elif [[ -n "$T_WON" ]]; then
+			ft_alive "$CF_BK" || return 0
+		elif [[ -z "$T_PLOST$T_BLOST" ]] && ft_alive "$CF_OLD" && ft_alive "$CF_BK"; then
+			((NOW_US > quiet)) && return 0
+		fi
+		ft_alive "$CF_OLD" || ft_alive "$CF_BK" || return 0
+		((NOW_US > end)) && return 0
+		nap 20
+	done
+}
+
+# ev_link_cut: the primary's replication link cut both ways, short or long, healed; then exactly one of the outcomes
+# (see the top), else a failure. The follower reads both copies' lines during the cut, so verdict times are real.
+ev_link_cut() {
+	local old=$cur ob=$bk ph=${HOST_OF[$cur]} bh=${HOST_OF[$bk]} link asked len=short c0 g0 tap0="" tcut th_s th held
 	link="$ph-rep"
-	st=$(ft_ctl "$W/$cur.sock" status)
-	c0=$(ft_field last_commit "$st")
-	lost0=$(ft_count "${FT_E[$cur]}" 'continues UNPROTECTED')
+	asked=$BLIP_MS
+	# (a long cut outlasts the timeout: both sides claim; without an arbiter that is a split brain by design)
+	((ARBITER && RANDOM % 2)) && len=long asked=$((2 * TMO + RANDOM % (TMO + 1)))
+	c0=$(ft_field last_commit "$(ft_ctl "$W/$cur.sock" status)")
+	g0=$(arb_gen)
+	cf_open "$old" "$ob"
 	EV_T0=$(ft_now)
 	lab_cut "$link" both || err "lab_cut $link failed"
-	sleep "$(awk -v m="$BLIP_MS" 'BEGIN { printf "%.3f", m / 1000 }')"
-	# what the blackhole qdiscs dropped (out: the host's end; in: the wire's end)
-	for q in "$(tc -s -n "$(lab_ns "$ph")" qdisc show dev rep0 2>&1)" "$(tc -s -n "$(lab_ns net)" qdisc show dev "$link" 2>&1)"; do
-		d=$(sed -nE 's/.*\(dropped ([0-9]+),.*/\1/p' <<<"$q" | head -n1)
-		drops+="${drops:+/}${d:-?}"
-	done
+	now_us
+	tcut=$NOW_US
+	# output of epochs acked before the cut may leave for a moment; from a second on nothing may (outcome b)
+	if ((asked > 1000)); then
+		cf_until $((tcut + 1000000))
+		tap0=$(tap_frames "$ph")
+	fi
+	cf_until $((tcut + asked * 1000))
 	lab_heal "$link" || err "lab_heal $link failed"
-	th=$(ft_now)
-	EV_WHY="cut both ways for $(ms "$EV_T0" "$th") ms (asked $BLIP_MS), dropped out/in $drops"
-	[[ "$drops" =~ [1-9] ]] || err "the cut dropped nothing ($drops): the blip proved nothing"
-	# no takeover and no loss, for the timeout and 2 s more after the heal (TCP retransmits what the cut dropped)
-	end=$(($(date +%s%N) + (TMO + 2000) * 1000000))
-	while (($(date +%s%N) < end)); do
-		if grep -aq 'taking over from epoch' "${FT_E[$bk]}"; then
-			broke="FALSE TAKEOVER: $(grep -a 'taking over from epoch' "${FT_E[$bk]}" | tail -n1)"
-		elif ! ft_alive "$bk"; then
-			broke="the backup $bk ended: $(stderr_tail "$bk")"
-		elif ! ft_alive "$cur"; then
-			broke="the primary $cur ended: $(stderr_tail "$cur")"
-		elif (($(ft_count "${FT_E[$cur]}" 'continues UNPROTECTED') > lost0)); then
-			broke="$cur lost its backup: $(grep -a 'continues UNPROTECTED' "${FT_E[$cur]}" | tail -n1)"
-		fi
-		[[ -z "$broke" ]] || break
-		sleep 0.2
-	done
-	if [[ -n "$broke" ]]; then
-		err "after a link blip below the timeout: $broke"
+	th_s=$EPOCHREALTIME
+	th=${th_s/./}
+	# (a short cut: counted from the heal, no process run while it lasts)
+	[[ -n "$tap0" ]] || tap0=$(tap_frames "$ph")
+	EV_CUT_ASKED=$asked EV_CUT=$(((th - tcut) / 1000))
+	EV_WHY="$len cut both ways: asked $asked ms, $EV_CUT ms from lab_cut's return to lab_heal's"
+	cf_verdict "$th"
+	cf_close
+	if [[ -n "$T_TOOK" ]]; then
+		cut_backup_won "$old" "$ph" "$th" "$tap0"
+		gen_check "after the backup's takeover" "$g0" 1
+	elif [[ -n "$T_WON" ]]; then
+		cut_primary_won "$ob" "$bh" "$th"
+		gen_check "after the primary went on alone" "$g0" 1
+	elif [[ -n "$T_PLOST$T_BLOST" ]] || ! ft_alive "$old" || ! ft_alive "$ob"; then
+		EV_OUTCOME=undecided
+		err "no outcome 30 s after the heal: the primary $old $(ft_alive "$old" && echo runs || echo ended): " \
+			"$(stderr_tail "$old") / the backup $ob $(ft_alive "$ob" && echo runs || echo ended): $(stderr_tail "$ob")"
+		NEED_RECOVER=1
+	else
+		cut_nothing "$c0" "$th_s"
+		gen_check "after a cut nobody acted on" "$g0" 0
+	fi
+	# (output goes out only once acked: a cut that worked silenced the client's stream until it healed or a side won
+	# the decision, which comes a timeout after the cut at the earliest)
+	held=$((asked < TMO ? asked : TMO))
+	[[ -z "$EV_STALL" ]] || ((EV_STALL >= held / 2)) ||
+		err "the client's stream never paused (longest silence $EV_STALL ms): the $asked ms cut held nothing back"
+}
+
+# cut_backup_won OLD PH TH TAP0: outcome (b): the backup took over (checked as after a crash, with the follower's line
+# times); OLD ends within 30 s of the heal TH, exit 1 saying the backup runs the guest, and wrote nothing into its
+# TAP since TAP0; both running 30 s after the heal is a split brain. Then a backup on PH.
+cut_backup_won() {
+	local old=$1 ph=$2 ok=0 left rc tap1 cut=$EV_WHY
+	EV_OUTCOME=backup
+	P_TAKE=$T_TOOK P_TAKE_LINE=$TOOK_LINE P_RUN=$T_RUN P_INSIDE=$RUN_INSIDE P_TICK=$T_TICK
+	takeover_check "$EV_T0" '' $((TMO - 250)) 60 && ok=1
+	EV_WHY="${EV_WHY:-?}; $cut"
+	now_us
+	left=$((($3 + 30000000 - NOW_US) / 1000000))
+	((left > 0)) || left=1
+	if ft_wait_exit "$old" "$left"; then
+		rc=${FT_RCS[$old]}
+		ended "$old"
+		[[ "$rc" == 1 ]] || err "the old primary $old exited with status $rc, not 1: $(stderr_tail "$old")"
+		grep -aqE "$RE_PRIM_LOST" "${FT_E[$old]}" ||
+			err "the old primary $old did not say it stops its copy (/$RE_PRIM_LOST/): $(stderr_tail "$old")"
+	else
+		EV_SPLIT=1
+		err "SPLIT BRAIN: the old primary $old still runs 30 s after the heal, beside the takeover: $(stderr_tail "$old")"
+		lab_kill "$old" KILL
+		ended "$old"
+	fi
+	tap1=$(tap_frames "$ph")
+	if [[ ! "$4" =~ ^[0-9]+$ || ! "$tap1" =~ ^[0-9]+$ ]]; then
+		err "cannot read the frame count of $LAB_TAP on host $ph: '$4' -> '$tap1'"
+	elif ((tap1 != $4)); then
+		err "the old primary $old wrote $((tap1 - $4)) frame(s) into its TAP after the cut"
+	fi
+	((ok)) || { NEED_RECOVER=1; return 0; }
+	reprotect "$ph"
+}
+
+# cut_primary_won OB BH TH: outcome (c): the primary cur went on alone; the backup OB ends within 30 s of the heal,
+# exit 1 saying so (one that took over after all: a split brain). The guest goes on unprotected. Then a backup on BH.
+cut_primary_won() {
+	local ob=$1 left rc
+	EV_OUTCOME=primary EV_SURV=$cur
+	EV_DETECT=$(ms "$EV_T0" "$T_WON")
+	EV_WHY="$(lost_why "$cur"); $EV_WHY"
+	now_us
+	left=$((($3 + 30000000 - NOW_US) / 1000000))
+	((left > 0)) || left=1
+	if ft_wait_exit "$ob" "$left"; then
+		rc=${FT_RCS[$ob]}
+		[[ "$rc" == 1 ]] || err "the backup $ob exited with status $rc, not 1: $(stderr_tail "$ob")"
+		grep -aqE "$RE_BK_LOST" "${FT_E[$ob]}" ||
+			err "the backup $ob did not say the primary went on (/$RE_BK_LOST/): $(stderr_tail "$ob")"
+	elif grep -aq 'taking over from epoch' "${FT_E[$ob]}"; then
+		EV_SPLIT=1
+		err "SPLIT BRAIN: $cur went on alone and $ob took over, both run 30 s after the heal: $(stderr_tail "$ob")"
+		lab_kill "$ob" KILL
+	else
+		err "the backup $ob still runs 30 s after the heal though $cur went on alone: $(stderr_tail "$ob")"
+		lab_kill "$ob" KILL
+	fi
+	ended "$ob"
+	bk=""
+	if ! ft_alive "$cur"; then
+		err "$cur ended after it went on alone: $(stderr_tail "$cur")"
 		NEED_RECOVER=1
 		return 0
 	fi
-	ft_wait_status "$W/$cur.sock" 'protected=yes' 10 || err "$cur after the blip: $FT_LAST_STATUS"
+	ft_wait_status "$W/$cur.sock" 'protected=no' 10 || err "$cur went on alone but its status says: $FT_LAST_STATUS"
+	ticks_on "$cur" "after $cur went on alone" || true
+	new_bad "$cur"
+	[[ -z "$NEWBAD" ]] || err "the guest on $cur: $NEWBAD"
+	tcp_moves "$EV_T0" "$T_WON" "after $cur went on alone"
+	reprotect "$2"
+}
+
+# cut_nothing C0 TH: outcome (a): nobody acted; acceptable only for a cut measured below the timeout. Both sides
+# protected=yes, epochs commit again (after C0), the guest ticks, the stream moves after the heal TH.
+cut_nothing() {
+	local c1="" end st
+	EV_OUTCOME=none EV_SURV=$cur
+	((EV_CUT < TMO)) || err "nobody acted on a cut of $EV_CUT ms (measured), not below the $TMO ms timeout"
+	ft_wait_status "$W/$cur.sock" 'protected=yes' 10 || err "$cur after the cut: $FT_LAST_STATUS"
 	st=$(ft_ctl "$W/$bk.sock" status)
-	[[ "$st" == *"state=mirroring protected=yes"* ]] || err "the backup $bk after the blip: $st"
-	# epochs commit again
+	[[ "$st" == *"state=mirroring protected=yes"* ]] || err "the backup $bk after the cut: $st"
 	end=$((SECONDS + 10))
 	while ((SECONDS < end)); do
 		c1=$(ft_field last_commit "$(ft_ctl "$W/$cur.sock" status)")
-		[[ "$c0" =~ ^[0-9]+$ && "$c1" =~ ^[0-9]+$ ]] && ((c1 > c0)) && break
-		sleep 0.3
+		[[ "$1" =~ ^[0-9]+$ && "$c1" =~ ^[0-9]+$ ]] && ((c1 > $1)) && break
+		nap 300
 	done
-	if [[ ! "$c0" =~ ^[0-9]+$ || ! "$c1" =~ ^[0-9]+$ ]] || ((c1 <= c0)); then
-		err "no epoch committed after the blip (last_commit '$c0' -> '$c1')"
+	if [[ ! "$1" =~ ^[0-9]+$ || ! "$c1" =~ ^[0-9]+$ ]] || ((c1 <= $1)); then
+		err "no epoch committed after the cut (last_commit '$1' -> '$c1')"
 	fi
-	EV_SURV=$cur
-	ticks_on "$cur" "after the blip" || true
+	ticks_on "$cur" "after the cut" || true
 	new_bad "$cur"
 	[[ -z "$NEWBAD" ]] || err "the guest on $cur: $NEWBAD"
-	tcp_moves "$EV_T0" "$th" "after the blip"
+	tcp_moves "$EV_T0" "$2" "after the cut"
+}
+
+# ---- the arbiter's outages ----------------------------------------------------------------------------------------
+# ev_arbiter_outage: etcd frozen for 2 x --ft-timeout in steady state: nothing may change (nobody asks it anything)
+ev_arbiter_outage() {
+	local st c0 c1 g0 acted0 end
+	c0=$(ft_field last_commit "$(ft_ctl "$W/$cur.sock" status)")
+	g0=$(arb_gen)
+	acted0=$(ft_count "${FT_E[$bk]}" 'primary lost|claiming|taking over')
+	EV_SURV=$cur
+	EV_T0=$(ft_now)
+	etcd_freeze
+	now_us
+	end=$((NOW_US + 2 * TMO * 1000))
+	while now_us && ((NOW_US < end)); do
+		st=$(ft_ctl "$W/$cur.sock" status)
+		[[ "$st" == *protected=yes* ]] || { err "$cur with etcd frozen: $st"; break; }
+		nap 300
+	done
+	c1=$(ft_field last_commit "$(ft_ctl "$W/$cur.sock" status)")
+	# (the window: the whole freeze; EV_STALL is the stream's longest silence in it)
+	tcp_moves "$EV_T0" "$(ft_now)" "with etcd frozen"
+	etcd_thaw
+	EV_WHY="etcd frozen $(ms "$EV_T0" "$(ft_now)") ms; last_commit $c0 -> $c1"
+	if [[ ! "$c0" =~ ^[0-9]+$ || ! "$c1" =~ ^[0-9]+$ ]] || ((c1 <= c0)); then
+		err "no epoch committed with etcd frozen: '$c0' -> '$c1'"
+	fi
+	ticks_on "$cur" "with etcd frozen" || true
+	new_bad "$cur"
+	[[ -z "$NEWBAD" ]] || err "the guest on $cur: $NEWBAD"
+	if ! ft_alive "$bk" || (($(ft_count "${FT_E[$bk]}" 'primary lost|claiming|taking over') > acted0)); then
+		err "the backup $bk acted with etcd frozen: $(stderr_tail "$bk")"
+		NEED_RECOVER=1
+	fi
+	ft_alive "$cur" || { err "$cur ended with etcd frozen: $(stderr_tail "$cur")"; NEED_RECOVER=1; }
+	gen_check "after etcd's outage" "$g0" 0
+}
+
+# ev_arbiter_outage_crash: etcd frozen, then the primary's host crashes: the backup claims but may not take over
+# (--ft-timeout + 5 s from the crash); etcd thawed: it takes over within 60 s, timed from the thaw
+ev_arbiter_outage_crash() {
+	local ph=${HOST_OF[$cur]} ob=$bk g0 tf tcrash wait_ms tt
+	g0=$(arb_gen)
+	etcd_freeze
+	tf=$(ft_now)
+	EV_T0=$(ft_now)
+	now_us
+	tcrash=$NOW_US
+	lab_crash "$ph" || err "lab_crash $ph: processes survived"
+	host_gone "$ph"
+	ft_wait_line "${FT_E[$ob]}" 'claiming generation' $((TMO / 1000 + 30)) "$ob" ||
+		err "$ob never said it was claiming after the crash: $(stderr_tail "$ob")"
+	now_us
+	wait_ms=$(((tcrash + (TMO + 5000) * 1000 - NOW_US) / 1000))
+	((wait_ms > 0)) && nap "$wait_ms"
+	if grep -aq 'taking over from epoch' "${FT_E[$ob]}"; then
+		err "$ob took over while the arbiter was frozen: $(grep -a 'taking over from epoch' "${FT_E[$ob]}" | tail -n1)"
+	fi
+	etcd_thaw
+	tt=$(ft_now)
+	takeover "$tt" '^no heartbeat from the primary$' 0 60 || { NEED_RECOVER=1; return 0; }
+	EV_WHY+="; etcd frozen $(ms "$tf" "$tt") ms, timed from its thaw"
+	gen_check "after the takeover" "$g0" 1
+	lab_revive "$ph" || { err "lab_revive $ph failed"; NEED_RECOVER=1; return 0; }
+	host_gone "$ph"
+	reprotect "$ph"
 }
 
 # ---- rows ----------------------------------------------------------------------------------------------------------
@@ -632,10 +1021,11 @@ csvq() {
 # row FAILURE KIND INJECTED VERIFIED REASON: one line of events.csv from the EV_* values
 row() {
 	ROW=$((ROW + 1))
-	printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$ROW" "$1" "$2" "$3" "$TMO" \
-		"${EV_T0:-}" "$(date -u -d "@${EV_T0:-$(date +%s)}" +%Y-%m-%dT%H:%M:%S.%3NZ)" "${EV_PRIM:-}" "${EV_PH:-}" \
+	printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$ROW" "$1" "$2" "$3" \
+		"$TMO" "${EV_T0:-}" "$(date -u -d "@${EV_T0:-$(date +%s)}" +%Y-%m-%dT%H:%M:%S.%3NZ)" "${EV_PRIM:-}" "${EV_PH:-}" \
 		"${EV_BK:-}" "${EV_BH:-}" "${EV_SURV:-}" "${EV_DETECT:-}" "${EV_RUNNING:-}" "${EV_INSIDE:-}" "${EV_TICK:-}" \
-		"${EV_TCP:-}" "${EV_PROT:-}" "${ACKED:-}" "${EV_FROM:-}" "$(csvq "${EV_WHY:-}")" "$4" "$(csvq "$5")" >>"$EV_CSV"
+		"${EV_TCP:-}" "${EV_PROT:-}" "${ACKED:-}" "${EV_FROM:-}" "${EV_OUTCOME:-}" "${EV_CUT_ASKED:-}" "${EV_CUT:-}" \
+		"${EV_STALL:-}" "${EV_SPLIT:-0}" "$(csvq "${EV_WHY:-}")" "$4" "$(csvq "$5")" >>"$EV_CSV"
 }
 
 # keep_evidence WHAT: tails of the logs of the processes involved, into fail-<row>/
@@ -648,11 +1038,13 @@ keep_evidence() {
 		grep -avE '^ ' "${FT_E[$n]}" 2>/dev/null | tail -n 200 >"$d/$n.err" || true
 	done
 	tail -n 300 "$TCPLOG" >"$d/tcpcheck.log" 2>/dev/null || true
+	[[ -z "${FT_E[etcd]:-}" ]] || tail -n 50 "${FT_E[etcd]}" >"$d/etcd.err" 2>/dev/null || true
 }
 
 ev_reset() {
 	EV_T0="" EV_PRIM=$cur EV_PH="" EV_BK=$bk EV_BH="" EV_SURV="" EV_DETECT="" EV_RUNNING="" EV_INSIDE=""
 	EV_TICK="" EV_TCP="" EV_PROT="" EV_FROM="" EV_WHY="" ACKED=""
+	EV_OUTCOME="" EV_CUT_ASKED="" EV_CUT="" EV_STALL="" EV_SPLIT=0
 	[[ -n "$cur" ]] && EV_PH=${HOST_OF[$cur]:-}
 	[[ -n "$bk" ]] && EV_BH=${HOST_OF[$bk]:-}
 	ERRS=() NOTES=() NEED_RECOVER=0 STREAM_DEAD=0
@@ -678,7 +1070,7 @@ start_guest() {
 	cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftnet=$LAB_GUEST_IP/24 ftvmm.ftargs=$ftargs")
 	lbg a "$p" env FTVMM_DEBUG=1 "$FTVMM" run "${kargs[@]}" --mem "$GUEST_MEM" --cpus 2 --disk "${DISK[$p]}" \
 		--net "tap=$LAB_TAP" --control "$W/$p.sock" --epoch "$EPOCH" --ft-timeout "$TMO" \
-		${LAB_FT_ARGS[@]+"${LAB_FT_ARGS[@]}"} --cmdline "$cmdline"
+		${LAB_FT_ARGS[@]+"${LAB_FT_ARGS[@]}"} ${FT_ARB[@]+"${FT_ARB[@]}"} --cmdline "$cmdline"
 	GEN_CONSOLES+=("${FT_O[$p]}")
 	if ! ft_wait_line "${FT_O[$p]}" 'FTWORK seq=[0-9]+ sum' 240 "$p"; then
 		err "ftwork never ticked on $p: $(stderr_tail "$p")"
@@ -721,6 +1113,7 @@ reboot_guest() {
 recover() {
 	local keep="" h tries
 	ERRS=()
+	arb_ensure || { ABORT="etcd (the arbiter) does not come back"; return 1; }
 	lab_thaw a 2>/dev/null || true
 	lab_thaw b 2>/dev/null || true
 	lab_heal a-rep 2>/dev/null || true
@@ -758,6 +1151,9 @@ steady() {
 	local st
 	ev_reset
 	EV_T0=$(ft_now)
+	if ((ARBITER)) && ! ft_alive etcd; then
+		err "the arbiter (etcd) ended: $(tail -n 1 "${FT_E[etcd]}" 2>/dev/null | cut -c1-200)"
+	fi
 	if [[ -z "$cur" ]] || ! ft_alive "$cur"; then
 		err "the primary ${cur:-?} ended: $(stderr_tail "$cur")"
 	else
@@ -765,9 +1161,18 @@ steady() {
 			err "no backup"
 		elif grep -aq 'taking over from epoch' "${FT_E[$bk]}"; then
 			err "FALSE TAKEOVER: $bk took over with nothing injected: $(grep -a 'taking over from epoch' "${FT_E[$bk]}" | tail -n1)"
+			# (the primary must learn it lost and stop; both running is a split brain)
+			if ft_alive "$bk" && ft_wait_exit "$cur" 30; then
+				ended "$cur"
+			elif ft_alive "$bk"; then
+				EV_SPLIT=1
+				err "SPLIT BRAIN: $cur still runs 30 s later beside $bk: $(stderr_tail "$cur")"
+			fi
 		elif ! ft_alive "$bk"; then
 			err "the backup $bk ended: $(stderr_tail "$bk")"
 		fi
+	fi
+	if [[ -n "$cur" ]] && ft_alive "$cur"; then # (a primary that lost to a false takeover has ended by now)
 		st=$(ft_ctl "$W/$cur.sock" status)
 		if [[ "$st" != *protected=yes* ]]; then
 			ft_wait_status "$W/$cur.sock" 'protected=yes|link=down' 30 || true
@@ -791,7 +1196,7 @@ steady() {
 # run_event FAILURE KIND: a tick under protection, a random moment, the failure, its checks, its row; then recover
 # if the state is not the expected one
 run_event() {
-	local fno="$1" kind="$2" j msg verified=ok
+	local fno="$1" kind="$2" j msg verified=ok sb=""
 	ev_reset
 	j=$((RANDOM % (JITTER_MS + 1)))
 	sleep "$((j / 1000)).$(printf '%03d' $((j % 1000)))"
@@ -804,16 +1209,20 @@ run_event() {
 	sigterm) ev_sigterm ;;
 	freeze) ev_freeze ;;
 	backup-crash) ev_backup_crash ;;
-	link-blip) ev_link_blip ;;
+	link-cut) ev_link_cut ;;
+	arbiter-outage) ev_arbiter_outage ;;
+	arbiter-outage-crash) ev_arbiter_outage_crash ;;
 	esac
 	((${#ERRS[@]} == 0)) || verified=fail
 	msg=""
 	((${#ERRS[@]} == 0)) || printf -v msg '%s; ' "${ERRS[@]}"
 	((${#NOTES[@]} == 0)) || msg+="(${NOTES[*]})"
+	((EV_SPLIT)) && sb=" (SPLIT BRAIN)"
 	row "$fno" "$kind" yes "$verified" "${msg%; }"
 	[[ "$TIMING" == 1 ]] && echo "$TMO,$TIMING_K,$ROW,$EV_T0,${EV_DETECT:-},${EV_RUNNING:-},${EV_INSIDE:-},${EV_TICK:-},${EV_TCP:-},${EV_PROT:-},$verified" >>"$RES/timing.csv"
-	say "row $ROW: failure $fno $kind: $EV_PRIM@$EV_PH (acked ${ACKED:-?}) -> ${EV_SURV:-?}: detect ${EV_DETECT:--} ms," \
-		"tick ${EV_TICK:--} ms, stream ${EV_TCP:--} ms, re-protected ${EV_PROT:--} ms [${EV_WHY:-}]: $verified${msg:+: $msg}"
+	say "row $ROW: failure $fno $kind${EV_OUTCOME:+ (outcome $EV_OUTCOME)}: $EV_PRIM@$EV_PH (acked ${ACKED:-?}) ->" \
+		"${EV_SURV:-?}: detect ${EV_DETECT:--} ms, tick ${EV_TICK:--} ms, stream ${EV_TCP:--} ms (silent ${EV_STALL:--}" \
+		"ms), re-protected ${EV_PROT:--} ms [${EV_WHY:-}]: $verified${sb}${msg:+: $msg}"
 	[[ "$verified" == ok ]] || keep_evidence "$EV_PRIM" "$EV_BK" "$EV_SURV" "$cur" "$bk"
 	if ((NEED_RECOVER || STREAM_DEAD)) || [[ -z "$bk" || -z "$cur" ]] || ! ft_alive "$cur"; then
 		recover "failure $fno ($kind)" || true
@@ -866,6 +1275,11 @@ if declare -F lab_ft_credentials >/dev/null && ! lab_ft_credentials; then
 	die "$ABORT"
 fi
 say "soak: results in $RES; $(grep -E '^(mode|n|ft_timeout_ms|timing_timeouts_ms|kinds|seed)=' "$RES/env.txt" | tr '\n' ' ')"
+# the arbiter before the first guest: every ftvmm of the soak asks it (a primary already when it pairs)
+if ((ARBITER)) && ! arb_start; then
+	ABORT="etcd did not answer on host c: $(tail -n 3 "${FT_E[etcd]}" 2>/dev/null | tr '\n' ' ' | cut -c1-300)"
+	die "$ABORT"
+fi
 ERRS=()
 if ! start_guest; then
 	ABORT="the first guest did not start: ${ERRS[*]}"
