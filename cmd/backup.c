@@ -229,7 +229,6 @@ int cmd_backup(int argc, char **argv)
 	int lfd = listen_for_primary(&b, &cfg, &tls);
 	if (lfd < 0)
 		return 1;
-	cli_warn_no_arbiter(cfg.arbiter);
 	if (cfg.control) {
 		if (control_start(&ctl, NULL, &cfg, cfg.control, err, sizeof(err))) {
 			warnx("%s", err);
@@ -239,7 +238,9 @@ int cmd_backup(int argc, char **argv)
 		ctl.status_ext = backup_status;
 		ctl.ext_ctx = &b;
 	}
-	warnx("backup: listening on %s", b.listen);
+	/* without an arbiter, said on the same line: a refusal that follows stays the one line of bad input */
+	warnx("backup: listening on %s%s", b.listen,
+	      cfg.arbiter ? "" : " (no --arbiter: if the primary is alive behind a partition, both may run the guest)");
 	int gone = backup_mirror(&b, lfd);
 	control_stop(&ctl); /* the socket path is free again for the VM's own control server */
 	b.tls = NULL;

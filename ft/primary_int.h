@@ -32,6 +32,9 @@ void primary_staged_free(struct ft_primary *p, struct ft_staged *s);
 
 /* primary.c: ts = CLOCK_MONOTONIC (p->cond's clock) + ns, for pthread_cond_timedwait. */
 void primary_deadline_in(struct timespec *ts, uint64_t ns);
+/* When the next checkpoint starts: the last one's start (next) plus the interval, but never sooner than the last
+ * pause's length after now (the guest runs at least as long as it was paused). */
+uint64_t primary_next_epoch(uint64_t next, uint64_t epoch_ns, uint64_t now, uint64_t pause_ns);
 
 /* primary_sync.c: the initial sync while the guest runs (disk logging on, disks, memory, pre-copy
  * rounds). 0 or -errno. */

@@ -316,6 +316,26 @@ static void test_finish_output(void)
 	close(tap[1]);
 }
 
+/* The epoch schedule: on time while pauses are short; after a pause longer than the interval the guest still
+ * runs as long as it was paused before the next one (no back-to-back pauses) */
+static void test_next_epoch(void)
+{
+	const uint64_t ms = 1000000ull;
+	CHECK_EQ(primary_next_epoch(100 * ms, 25 * ms, 110 * ms, 3 * ms), 125 * ms); /* on schedule */
+	CHECK_EQ(primary_next_epoch(100 * ms, 25 * ms, 124 * ms, 3 * ms), 127 * ms); /* late: 3 ms of run first */
+	CHECK_EQ(primary_next_epoch(100 * ms, 25 * ms, 140 * ms, 40 * ms), 180 * ms); /* a 40 ms pause: 40 ms run */
+	CHECK_EQ(primary_next_epoch(100 * ms, 25 * ms, 300 * ms, 0), 300 * ms);     /* no burst to catch up */
+	/* a run of slow epochs: every pause is followed by at least as much run */
+	uint64_t next = 0, now = 0;
+	for (int i = 0; i < 50; i++) {
+		uint64_t pause = (uint64_t)(20 + i % 30) * ms;
+		uint64_t start = next > now ? next : now;
+		now = start + pause; /* the checkpoint's pause */
+		next = primary_next_epoch(start, 25 * ms, now, pause);
+		CHECK(next >= now + pause && next >= start + 25 * ms);
+	}
+}
+
 int main(void)
 {
 	test_bad_acks();
@@ -324,6 +344,7 @@ int main(void)
 	ack_after_freeze(true);
 	test_pool_bounded();
 	test_finish_output();
+	test_next_epoch();
 	test_tls_acks();
 	TEST_DONE("test_primary");
 }
