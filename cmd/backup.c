@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "control.h"
 #include "run.h"
+#include "status.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -31,7 +32,8 @@ static void backup_usage(FILE *f)
 		"  --disk PATH         this host's copy of each primary disk, in order; same size. It is made\n"
 		"                      identical to the primary's during the initial sync (overwritten)\n"
 		"  --net tap=NAME      TAP for each NIC, attached only at takeover (the guest keeps its MAC)\n"
-		"  --control PATH      control socket (status before and after takeover), mode 0600\n"
+		"  --control PATH      control socket (status [--json] and events before and after\n"
+		"                      takeover; it restarts at the takeover), mode 0600\n"
 		"  --control-group GROUP  also let members of GROUP (name or number) use it (0660)\n"
 		"  --ft-timeout MS     heartbeat silence that counts as the primary's death (default 2000)\n"
 		"  --tls-creds DIR     TLS 1.3 on the FT links, x509: DIR holds ca-cert.pem, server-cert.pem\n"
@@ -170,6 +172,17 @@ void backup_run_config(const struct backup *b, struct run_config *cfg)
 	cfg->ft_timeout_ms = b->timeout_ms;
 }
 
+/* `ctl status --json` while mirroring (ctx: the struct backup). */
+static void status_json(void *ctx, struct ft_json *j)
+{
+	struct backup *b = ctx;
+	struct backup_info bi;
+	struct ft_fence_info fi;
+	backup_info(b, &bi);
+	fence_info(b->fence, &fi);
+	status_json_backup(j, &bi, &fi);
+}
+
 /* The primary is gone: its last committed epoch becomes the guest, run here as an ordinary VM. */
 static int take_over(struct run_config *cfg, const struct backup *b, const struct backup_takeover *to)
 {
@@ -236,19 +249,20 @@ int cmd_backup(int argc, char **argv)
 		}
 		ctl.role = "backup";
 		ctl.status_ext = backup_status;
+		ctl.status_json = status_json;
 		ctl.ext_ctx = &b;
 	}
 	/* without an arbiter, said on the same line: a refusal that follows stays the one line of bad input */
 	warnx("backup: listening on %s%s", b.listen,
 	      cfg.arbiter ? "" : " (no --arbiter: if the primary is alive behind a partition, both may run the guest)");
 	int gone = backup_mirror(&b, lfd);
-	control_stop(&ctl); /* the socket path is free again for the VM's own control server */
 	b.tls = NULL;
 	ft_tls_creds_free(tls); /* the links are closed; a VM taken over loads its own for `protect` */
-	if (gone < 0)
-		return 1;
 	struct backup_takeover to;
-	int rc = backup_outcome(&b, gone, &to);
+	/* the socket serves on while the takeover is decided (a claim waits for the arbiter as long as it
+	 * must: status says so), and its followers get the outcome's event before it closes */
+	int rc = gone < 0 ? 1 : backup_outcome(&b, gone, &to);
+	control_stop(&ctl); /* the socket path is free again for the VM's own control server */
 	rc = rc == BACKUP_TAKE_OVER ? take_over(&cfg, &b, &to) : rc;
 	fence_close(&fence);
 	return rc;

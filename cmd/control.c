@@ -1,5 +1,6 @@
-/* control.c - line protocol on a Unix socket: pause, resume, snapshot FILE, status; served off the vCPU and I/O threads. */
+/* control.c - line protocol on a Unix socket: pause, resume, snapshot FILE, status, events; served off the vCPU and I/O threads. */
 #include "control.h"
+#include "../ft/events.h"
 #include "../ft/snapshot.h"
 #include "cli.h"
 #include "../vmm/util.h"
@@ -59,12 +60,42 @@ static void do_snapshot(struct control *c, const char *file, char *reply, size_t
 			 (double)st.write_ns / 1e6, (double)(t2 - t0) / 1e6);
 }
 
+/* `status --json`: one object, for programs. The VM's members (a backup before takeover has none), then
+ * the FT engine's (cmd/status.c). Strings are escaped and bounded, so it fits CTL_REPLY_MAX. */
+static void status_json(struct control *c, char *reply, size_t len)
+{
+	struct ft_json j;
+	ft_json_init(&j, reply, len);
+	ft_json_open(&j, NULL);
+	ft_json_str(&j, "role", c->role ? c->role : c->vm ? "standalone" : "backup");
+	if (c->vm) {
+		ft_json_str(&j, "state", c->vm->paused ? "paused" : "running");
+		ft_json_u64(&j, "vcpus", c->vm->ncpus);
+		ft_json_u64(&j, "mem_mb", c->vm->mem.size >> 20);
+		ft_json_key(&j, "uptime_s");
+		ft_json_raw(&j, "%.1f", (double)(now_ns() - c->started_ns) / 1e9);
+	}
+	if (c->status_json)
+		c->status_json(c->ext_ctx, &j);
+	ft_json_close(&j);
+	if (j.over)
+		snprintf(reply, len, "{\"error\":\"the status does not fit %zu bytes\"}", len);
+}
+
 void control_execute(struct control *c, char *line, char *reply, size_t len)
 {
 	char *argv[MAX_ARGS];
 	int argc = split(line, argv);
 	if (argc == 0) {
 		snprintf(reply, len, "error: empty command");
+		return;
+	}
+	if (!strcmp(argv[0], "status") && argc > 1 && !strcmp(argv[1], "--json")) {
+		status_json(c, reply, len);
+		return;
+	}
+	if (!strcmp(argv[0], "events")) { /* the server's loop takes it before it gets here */
+		snprintf(reply, len, "error: 'events' streams on a connection of its own");
 		return;
 	}
 	if (!c->vm) { /* a backup before takeover: only its own status */
@@ -113,20 +144,74 @@ void control_execute(struct control *c, char *line, char *reply, size_t len)
 	} else if (c->ext && c->ext(c->ext_ctx, argc, argv, reply, len) != -ENOSYS) {
 		/* handled by the extension */
 	} else {
-		snprintf(reply, len, "error: unknown command '%s' (status, pause, resume, snapshot FILE, stop)", argv[0]);
+		snprintf(reply, len, "error: unknown command '%s' (status [--json], events, pause, resume, snapshot FILE, stop)",
+			 argv[0]);
 	}
 }
 
 /* Clients are served together from one poll loop, so a client that keeps its connection open (a
- * monitor, a test's pause loop) never blocks another one, nor control_stop (a backup calls that right
- * before it takes over). */
+ * monitor, a test's pause loop, an `events` follower) never blocks another one, nor control_stop (a
+ * backup calls that right before it takes over). */
 #define CTL_MAX_CLIENTS 8
 
 struct ctl_client {
 	int fd;
+	bool rd_closed; /* a follower shut its sending side (`echo events | nc -U`): only a close ends it */
 	size_t used;
 	char buf[CTL_LINE_MAX];
+	/* `events`: from then on the client only gets event lines, from its own bounded queue, so a follower
+	 * that does not read loses events (and is told how many) but never stalls the bus or this loop */
+	struct ft_event_sub *sub;
+	size_t out_off, out_len; /* the line under way: out_len - out_off bytes a full socket did not take */
+	char out[CTL_REPLY_MAX];
 };
+
+static bool is_events(const char *line)
+{
+	char copy[CTL_LINE_MAX], *argv[MAX_ARGS];
+	snprintf(copy, sizeof(copy), "%s", line);
+	return split(copy, argv) > 0 && !strcmp(argv[0], "events");
+}
+
+/* Send a follower what waits without blocking: the line under way, then queued events, a queue's worth
+ * at most per call (a busy bus must not hold the loop). false: drop the client. */
+static bool pump_events(struct ctl_client *cl)
+{
+	for (unsigned i = 0; i <= FT_EVENT_QUEUE; i++) {
+		if (cl->out_off == cl->out_len) {
+			cl->out_off = 0;
+			cl->out_len = ft_events_next(cl->sub, cl->out, sizeof(cl->out));
+			if (!cl->out_len)
+				return true;
+		}
+		ssize_t n = send(cl->fd, cl->out + cl->out_off, cl->out_len - cl->out_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+		cl->out_off += (size_t)n;
+	}
+	return true;
+}
+
+/* `events`: subscribe, then a first line with the status as it is now, read after subscribing so that
+ * nothing falls between the two. What the client sends from now on is ignored. false: drop it. */
+static bool start_events(struct control *c, struct ctl_client *cl)
+{
+	cl->used = 0;
+	cl->sub = ft_events_subscribe();
+	if (!cl->sub) {
+		char msg[128];
+		int n = snprintf(msg, sizeof(msg), "error: %d clients follow events already, the most at once\n",
+				 FT_EVENT_SUBS);
+		return send(cl->fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) == n;
+	}
+	/* sized so that neither can be cut: the status fits its buffer or says it does not */
+	char st[CTL_REPLY_MAX - 256], fields[CTL_REPLY_MAX - 128];
+	status_json(c, st, sizeof(st));
+	snprintf(fields, sizeof(fields), "\"status\":%s", st);
+	cl->out_off = 0;
+	cl->out_len = ft_event_line(cl->out, sizeof(cl->out), "subscribed", fields);
+	return pump_events(cl);
+}
 
 /* Read what the client sent and answer every complete line. false: drop the client. */
 static bool serve_client(struct control *c, struct ctl_client *cl)
@@ -141,7 +226,9 @@ static bool serve_client(struct control *c, struct ctl_client *cl)
 	char *nl;
 	while ((nl = strchr(cl->buf, '\n'))) {
 		*nl = '\0';
-		char reply[1024];
+		if (is_events(cl->buf))
+			return start_events(c, cl);
+		char reply[CTL_REPLY_MAX];
 		control_execute(c, cl->buf, reply, sizeof(reply));
 		size_t rl = strlen(reply);
 		reply[rl++] = '\n';
@@ -154,6 +241,49 @@ static bool serve_client(struct control *c, struct ctl_client *cl)
 		cl->buf[cl->used] = '\0';
 	}
 	return cl->used < sizeof(cl->buf) - 1; /* a line too long: drop the client */
+}
+
+/* A follower's socket or queue is ready: its input read and ignored, then what waits sent. false: drop
+ * it (it closed, or its socket failed). */
+static bool follow(struct ctl_client *cl, short revents)
+{
+	if (revents & (POLLHUP | POLLERR))
+		return false;
+	if (revents & POLLIN) {
+		char sink[256];
+		ssize_t n = read(cl->fd, sink, sizeof(sink));
+		if (n == 0)
+			cl->rd_closed = true; /* it may still read: stop polling for input, not for a close */
+		else if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return false;
+	}
+	return pump_events(cl);
+}
+
+/* A client's two poll entries: its socket, and a follower's queue while no line waits for room (then
+ * the socket's POLLOUT is what matters; the queue would wake the loop for nothing). */
+static void poll_client(const struct ctl_client *cl, struct pollfd *p)
+{
+	bool sending = cl->sub && cl->out_off < cl->out_len;
+	short ev = (short)((cl->rd_closed ? 0 : POLLIN) | (sending ? POLLOUT : 0));
+	p[0] = (struct pollfd){ .fd = cl->fd, .events = ev };
+	p[1] = (struct pollfd){ .fd = cl->sub && !sending ? ft_events_fd(cl->sub) : -1, .events = POLLIN };
+}
+
+static void new_client(struct ctl_client *cl, int fd)
+{
+	cl->fd = fd;
+	cl->used = 0;
+	cl->sub = NULL;
+	cl->rd_closed = false;
+	cl->out_off = cl->out_len = 0;
+}
+
+static void drop_client(struct ctl_client *cl)
+{
+	close(cl->fd);
+	ft_events_unsubscribe(cl->sub);
+	cl->sub = NULL;
 }
 
 bool control_peer_allowed(const struct control *c, uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups)
@@ -207,44 +337,47 @@ static bool admit_peer(struct control *c, int fd)
 static void *control_thread(void *arg)
 {
 	struct control *c = arg;
-	struct ctl_client cl[CTL_MAX_CLIENTS] = { 0 };
+	struct ctl_client cl[CTL_MAX_CLIENTS];
 	unsigned ncl = 0;
 	for (;;) {
-		/* wake pipe, the clients, then the listening socket, unless at the client limit (new clients
+		/* wake pipe, two per client, then the listening socket, unless at the client limit (new clients
 		 * then wait in the backlog) */
-		struct pollfd p[2 + CTL_MAX_CLIENTS];
+		struct pollfd p[2 + 2 * CTL_MAX_CLIENTS];
 		p[0] = (struct pollfd){ .fd = c->wake[0], .events = POLLIN };
 		for (unsigned i = 0; i < ncl; i++)
-			p[1 + i] = (struct pollfd){ .fd = cl[i].fd, .events = POLLIN };
+			poll_client(&cl[i], &p[1 + 2 * i]);
 		bool accepting = ncl < CTL_MAX_CLIENTS;
-		p[1 + ncl] = (struct pollfd){ .fd = c->listen_fd, .events = POLLIN };
-		if (poll(p, 1 + ncl + accepting, -1) < 0) {
+		p[1 + 2 * ncl] = (struct pollfd){ .fd = c->listen_fd, .events = POLLIN };
+		if (poll(p, 1 + 2 * ncl + accepting, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
 		if (p[0].revents)
 			break;
-		bool incoming = accepting && (p[1 + ncl].revents & POLLIN);
+		bool incoming = accepting && (p[1 + 2 * ncl].revents & POLLIN);
 		for (unsigned i = ncl; i-- > 0;) {
-			if (!p[1 + i].revents || serve_client(c, &cl[i]))
+			const struct pollfd *q = &p[1 + 2 * i];
+			if (!q[0].revents && !q[1].revents)
 				continue;
-			close(cl[i].fd);
+			if (cl[i].sub ? follow(&cl[i], q[0].revents) : serve_client(c, &cl[i]))
+				continue;
+			drop_client(&cl[i]);
 			cl[i] = cl[--ncl];
 		}
 		if (incoming && ncl < CTL_MAX_CLIENTS) {
 			int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-			if (fd >= 0 && !admit_peer(c, fd)) {
+			if (fd >= 0 && !admit_peer(c, fd))
 				close(fd);
-			} else if (fd >= 0) {
-				cl[ncl].fd = fd;
-				cl[ncl].used = 0;
-				ncl++;
-			}
+			else if (fd >= 0)
+				new_client(&cl[ncl++], fd);
 		}
 	}
-	for (unsigned i = 0; i < ncl; i++)
-		close(cl[i].fd);
+	for (unsigned i = 0; i < ncl; i++) {
+		if (cl[i].sub) /* the last events (a guest that ended, a takeover) go out if the socket takes them */
+			pump_events(&cl[i]);
+		drop_client(&cl[i]);
+	}
 	return NULL;
 }
 
@@ -427,13 +560,49 @@ static int build_line(char *line, size_t size, int argc, char **argv)
 	return (int)n;
 }
 
+/* `events`: print what the server sends as it comes, until it closes (the VM ended, or a backup took
+ * over and its socket restarts) or a signal ends us. 0 when it streamed, 1 when it refused. */
+static int ctl_follow(int fd, const char *path)
+{
+	char buf[CTL_REPLY_MAX];
+	int first = -1;
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (first < 0)
+			first = (unsigned char)buf[0];
+		/* each line as it arrives, also into a pipe: a script acts on it now, not at a buffer's end */
+		if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n || fflush(stdout))
+			break;
+	}
+	close(fd);
+	if (first < 0)
+		warnx("ctl: no reply from %s", path);
+	return first == '{' ? 0 : 1;
+}
+
+static void ctl_usage(void)
+{
+	printf("usage: ftvmm ctl SOCKET COMMAND [ARGS]\n\n"
+	       "commands: status [--json], pause, resume, snapshot FILE, stop,\n"
+	       "          protect HOST:PORT (fault tolerance, with the --tls-* credentials the VM\n"
+	       "          was started with; without any, loopback only unless --ft-insecure),\n"
+	       "          events (one JSON line per event until the VM's side closes: the first says\n"
+	       "          \"subscribed\" with the status; then protected, unprotected, takeover_won,\n"
+	       "          takeover_lost, arbiter_unreachable, arbiter_back, link_authenticated,\n"
+	       "          link_refused, planned_failover, guest_ended)\n"
+	       "status --json prints one JSON object: role, state, protected, peer, epoch, last_commit,\n"
+	       "link, reason, held_packets, held_bytes, generation, arbiter (see README, Usage)\n");
+}
+
 int cmd_ctl(int argc, char **argv)
 {
 	if (argc < 3 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-			printf("usage: ftvmm ctl SOCKET COMMAND [ARGS]\n\ncommands: status, pause, resume, snapshot FILE, stop,\n"
-			       "          protect HOST:PORT (fault tolerance, with the --tls-* credentials the VM\n"
-			       "          was started with; without any, loopback only unless --ft-insecure)\n");
+			ctl_usage();
 			return 0;
 		}
 		warnx("usage: ftvmm ctl SOCKET COMMAND [ARGS] (see ftvmm ctl --help)");
@@ -461,7 +630,9 @@ int cmd_ctl(int argc, char **argv)
 		close(fd);
 		return 1;
 	}
-	char reply[1024];
+	if (!strcmp(argv[2], "events"))
+		return ctl_follow(fd, argv[1]);
+	char reply[CTL_REPLY_MAX];
 	size_t got = 0;
 	while (got < sizeof(reply) - 1) {
 		ssize_t r = read(fd, reply + got, sizeof(reply) - 1 - got);
@@ -478,5 +649,6 @@ int cmd_ctl(int argc, char **argv)
 		return 1;
 	}
 	fputs(reply, stdout);
-	return strncmp(reply, "ok", 2) == 0 ? 0 : 1;
+	bool json = reply[0] == '{' && strncmp(reply, "{\"error\"", 8) != 0;
+	return strncmp(reply, "ok", 2) == 0 || json ? 0 : 1;
 }

@@ -1,4 +1,4 @@
-/* control.h - the Unix control socket of a running VM (pause, resume, snapshot, status) and its client. */
+/* control.h - the Unix control socket of a running VM (pause, resume, snapshot, status, events) and its client. */
 #ifndef FTVMM_CONTROL_H
 #define FTVMM_CONTROL_H
 
@@ -10,12 +10,15 @@
 
 struct vm;
 struct run_config;
+struct ft_json;
 
 /* Extra commands (the FT engine adds "protect"); returns 0 and fills reply, or -errno. */
 typedef int (*control_ext_fn)(void *ctx, int argc, char **argv, char *reply, size_t len);
 
 /* The longest line the server takes, its newline included, plus the NUL it keeps. */
 #define CTL_LINE_MAX 1024
+/* The longest reply line (`status --json` with long peer names and reasons), its newline included. */
+#define CTL_REPLY_MAX 4096
 
 struct control {
 	struct vm *vm;
@@ -28,6 +31,8 @@ struct control {
 	uint64_t started_ns;
 	/* status text from the FT engine, appended to `status` */
 	void (*status_ext)(void *ctx, char *buf, size_t len);
+	/* the same as members of `status --json`'s object (cmd/status.h) */
+	void (*status_json)(void *ctx, struct ft_json *j);
 	control_ext_fn ext;
 	void *ext_ctx;
 	const char *role; /* "standalone", "primary", "backup" */
@@ -47,10 +52,13 @@ int control_group_lookup(const char *name, gid_t *gid);
 /* Whether a peer (SO_PEERCRED's uid and gid, and its supplementary groups) may use the socket: root,
  * this process's own uid, or a member of the --control-group. */
 bool control_peer_allowed(const struct control *c, uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups);
-/* Execute one command line; exposed for tests. Reply is "ok ..." or "error: ...". */
+/* Execute one command line; exposed for tests. Reply is "ok ...", "error: ...", or for `status --json` one
+ * JSON object. `events` turns a connection into a stream of event lines (ft/events.h): the server's loop
+ * does that, here it is an error. */
 void control_execute(struct control *c, char *line, char *reply, size_t len);
 
-/* `ftvmm ctl PATH COMMAND...`: send one command, print the reply; exit 0 iff it starts with "ok". */
+/* `ftvmm ctl PATH COMMAND...`: send one command, print the reply; exit 0 iff it starts with "ok" or is
+ * JSON. `events`: print event lines as they come, until the VM's side closes. */
 int cmd_ctl(int argc, char **argv);
 
 #endif

@@ -3,6 +3,8 @@
 #include "../vmm/boot.h"
 #include "cli.h"
 #include "control.h"
+#include "status.h"
+#include "../ft/events.h"
 #include "../ft/snapshot.h"
 #include "../ft/state.h"
 #include "../ft/fence.h"
@@ -184,6 +186,20 @@ static void status_ext(void *ctx, char *buf, size_t len)
 		fence_status(fence, buf + n, len - (size_t)n);
 }
 
+static void status_json(void *ctx, struct ft_json *j)
+{
+	(void)ctx;
+	struct ft_fence_info fi;
+	fence_info(fence, &fi);
+	if (!ft_started) {
+		status_json_unprotected(j, &fi);
+		return;
+	}
+	struct ft_primary_info pi;
+	ft_primary_info(&ft, &pi);
+	status_json_primary(j, &pi, &fi);
+}
+
 /* Timestamps of a restore, for its "guest running ... after" line. */
 struct run_times {
 	uint64_t begin, created, restored;
@@ -261,6 +277,7 @@ static int open_control(struct control *ctl, struct vm *vm, const struct run_con
 	}
 	ctl->role = src->role ? src->role : cfg->backup ? "primary" : "standalone";
 	ctl->status_ext = status_ext;
+	ctl->status_json = status_json;
 	ctl->ext = control_protect;
 	ctl->ext_ctx = vm;
 	return 0;
@@ -313,6 +330,23 @@ static void announce_nics(void)
 	}
 }
 
+/* The guest_ended event: how this copy of the guest ends. A stop request on a protected primary is a
+ * planned failover instead (its own event follows); after an error a protected guest's backup takes over. */
+static void say_ended(enum vm_exit_reason why, const char *role)
+{
+	static const char *const names[] = { [VM_EXIT_REBOOT] = "reboot", [VM_EXIT_POWEROFF] = "poweroff",
+					     [VM_EXIT_PANIC] = "panic", [VM_EXIT_SHUTDOWN] = "triple-fault",
+					     [VM_EXIT_SIGNAL] = "stopped", [VM_EXIT_ERROR] = "error" };
+	struct ft_primary_info pi = { .protected_ = false };
+	if (ft_started)
+		ft_primary_info(&ft, &pi);
+	if (pi.protected_ && why == VM_EXIT_SIGNAL)
+		return;
+	const char *name = (size_t)why < ARRAY_SIZE(names) && names[why] ? names[why] : "error";
+	ft_event_emit("guest_ended", "\"role\":%s,\"reason\":\"%s\",\"protected\":%s",
+		      FT_JSON_STR(ft_started ? "primary" : role), name, pi.protected_ ? "true" : "false");
+}
+
 /* Start the vCPUs (and the FT engine), wait for the VM's end, end the protection as that end says. */
 static enum vm_exit_reason run_guest(struct vm *vm, const struct run_source *src, const struct run_times *t)
 {
@@ -334,6 +368,7 @@ static enum vm_exit_reason run_guest(struct vm *vm, const struct run_source *src
 		vm_request_exit(vm, VM_EXIT_ERROR);
 	}
 	enum vm_exit_reason why = vm_run_until_exit(vm);
+	say_ended(why, src->role ? src->role : "standalone");
 	if (ft_started) {
 		bool guest_ended = why == VM_EXIT_REBOOT || why == VM_EXIT_POWEROFF || why == VM_EXIT_PANIC ||
 				   why == VM_EXIT_SHUTDOWN;

@@ -4,6 +4,7 @@
 #include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
+#include "events.h"
 #include "fence.h"
 #include "primary.h"
 #include "proto.h"
@@ -266,8 +267,11 @@ int backup_commit_epoch(struct backup *b, uint64_t seq, void *payload, size_t le
 	bool first = !b->have_baseline;
 	b->have_baseline = true;
 	pthread_mutex_unlock(&b->lock);
-	if (first)
+	if (first) {
 		warnx("backup: baseline committed (epoch %llu): the guest is protected", (unsigned long long)e.h.epoch);
+		ft_event_emit("protected", "\"role\":\"backup\",\"peer\":%s,\"generation\":%llu,\"epoch\":%llu",
+			      FT_JSON_STR(b->peer), (unsigned long long)b->gen, (unsigned long long)e.h.epoch);
+	}
 	return 0;
 }
 
@@ -410,24 +414,48 @@ static int link_lost(struct backup *b, const char *why)
 
 /* ---- the backup's life, as the command layer drives it ----------------------------------------- */
 
+/* Mirroring ended with nothing to take over (said on stderr already): the event, the memory freed. 1. */
+static int not_taking_over(struct backup *b, const char *why)
+{
+	ft_event_emit("unprotected", "\"role\":\"backup\",\"peer\":%s,\"reason\":%s,\"was_protected\":%s,"
+		      "\"action\":\"exit\"", FT_JSON_STR(b->peer), FT_JSON_STR(why), b->have_baseline ? "true" : "false");
+	gmem_free(&b->mem);
+	free(b->state);
+	b->state = NULL;
+	return 1;
+}
+
+/* takeover_won / takeover_lost, with the arbiter's outcome (generation 0 and no winner without one). */
+static void say_takeover(struct backup *b, bool won)
+{
+	struct ft_fence_info fi;
+	fence_info(b->fence, &fi);
+	ft_event_emit(won ? "takeover_won" : "takeover_lost",
+		      "\"role\":\"backup\",\"generation\":%llu,\"winner\":%s,\"epoch\":%llu,\"reason\":%s",
+		      (unsigned long long)fi.winner_gen, FT_JSON_STR(fi.on ? fi.winner : NULL),
+		      (unsigned long long)b->committed, FT_JSON_STR(b->why));
+}
+
 int backup_outcome(struct backup *b, int gone, struct backup_takeover *to)
 {
+	char why[400];
 	if (!gone) {
 		warnx("backup: the primary's guest shut down normally; nothing to take over");
+		ft_event_emit("guest_ended", "\"role\":\"backup\",\"peer\":%s,\"reason\":\"the primary's guest shut "
+			      "down\"", FT_JSON_STR(b->peer));
 		gmem_free(&b->mem);
 		return 0;
 	}
 	if (b->primary_alive) {
-		warnx("backup: the primary is alive and runs on unprotected (%s%s%s): not taking over",
-		      b->link_why[0] ? b->link_why : b->why, b->link_why[0] ? "; " : "", b->link_why[0] ? b->why : "");
-		gmem_free(&b->mem);
-		free(b->state);
-		return 1;
+		snprintf(why, sizeof(why), "%s%s%s", b->link_why[0] ? b->link_why : b->why, b->link_why[0] ? "; " : "",
+			 b->link_why[0] ? b->why : "");
+		warnx("backup: the primary is alive and runs on unprotected (%s): not taking over", why);
+		return not_taking_over(b, why);
 	}
 	if (!b->have_baseline) {
-		warnx("backup: primary lost during the initial sync (%s): no consistent state to resume", b->why);
-		gmem_free(&b->mem);
-		return 1;
+		snprintf(why, sizeof(why), "primary lost during the initial sync (%s)", b->why);
+		warnx("backup: %s: no consistent state to resume", why);
+		return not_taking_over(b, why);
 	}
 	uint64_t t0 = b->done_ns ? b->done_ns : now_ns();
 	if (fence_on(b->fence)) {
@@ -437,12 +465,14 @@ int backup_outcome(struct backup *b, int gone, struct backup_takeover *to)
 		char who[192];
 		if (fence_claim(b->fence, b->gen, NULL, NULL, who, sizeof(who)) != FENCE_WON) {
 			warnx("backup: the arbiter is at %s: the primary went on alone; not taking over", who);
+			say_takeover(b, false);
 			gmem_free(&b->mem);
 			free(b->state);
 			return 1;
 		}
 	}
 	warnx("backup: primary lost (%s): taking over from epoch %llu", b->why, (unsigned long long)b->committed);
+	say_takeover(b, true);
 	*to = (struct backup_takeover){ .state = b->state, .mem = &b->mem, .t0_ns = t0 };
 	return BACKUP_TAKE_OVER;
 }
@@ -474,16 +504,38 @@ int backup_open_disks(struct backup *b)
 	return 0;
 }
 
+/* Where mirroring is (b->lock held). Its links closed and done: it ended, and the command decides (a claim
+ * from the arbiter may take a while) or exits. */
+static const char *mirror_state(const struct backup *b)
+{
+	if (b->data.fd < 0)
+		return b->done ? "ended" : "waiting-for-primary";
+	return b->have_baseline ? "mirroring" : "initial-sync";
+}
+
 void backup_status(void *ctx, char *buf, size_t len)
 {
 	struct backup *b = ctx;
 	pthread_mutex_lock(&b->lock);
-	snprintf(buf, len, "state=%s protected=%s epoch=%llu last_commit=%llu link=%s",
-		 b->data.fd < 0 ? "waiting-for-primary" : b->have_baseline ? "mirroring" : "initial-sync",
+	snprintf(buf, len, "state=%s protected=%s epoch=%llu last_commit=%llu link=%s", mirror_state(b),
 		 b->have_baseline && !b->done ? "yes" : "no", (unsigned long long)b->committed,
 		 (unsigned long long)b->committed, b->done || b->data.fd < 0 ? "down" : "up");
 	pthread_mutex_unlock(&b->lock);
 	size_t n = strlen(buf);
 	if (n < len)
 		fence_status(b->fence, buf + n, len - n);
+}
+
+void backup_info(struct backup *b, struct backup_info *i)
+{
+	memset(i, 0, sizeof(*i));
+	pthread_mutex_lock(&b->lock);
+	i->state = mirror_state(b);
+	i->protected_ = b->have_baseline && !b->done;
+	i->link_up = !b->done && b->data.fd >= 0;
+	snprintf(i->peer, sizeof(i->peer), "%s", b->peer);
+	i->last_commit = b->committed;
+	snprintf(i->reason, sizeof(i->reason), "%s", b->done ? b->why : "");
+	i->generation = b->gen;
+	pthread_mutex_unlock(&b->lock);
 }

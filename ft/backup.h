@@ -26,6 +26,7 @@ struct backup {
 					 * is read (NULL: plain links, loopback or --ft-insecure) */
 	struct ft_fence *fence; /* the arbiter (ft/fence.h; inert without --arbiter): takeover only after a win */
 	uint64_t gen;           /* the generation the primary paired under (its HELLO): every epoch carries it */
+	char peer[64];          /* the paired primary's address (under lock), for status and events */
 	struct guest_mem mem;
 	void *state; /* last committed epoch's state fdt */
 	uint64_t committed;
@@ -64,5 +65,16 @@ int backup_outcome(struct backup *b, int gone, struct backup_takeover *to);
 
 /* One-line status for `ftvmm ctl status` while mirroring (ctx: the struct backup). */
 void backup_status(void *ctx, char *buf, size_t len);
+/* The same as fields (`ctl status --json`). */
+struct backup_info {
+	const char *state; /* "waiting-for-primary", "initial-sync", "mirroring", "ended" (deciding, or exiting) */
+	bool protected_;   /* a baseline is committed and the primary is still there */
+	bool link_up;
+	char peer[64];     /* the primary's address ("" before it paired) */
+	uint64_t last_commit;
+	char reason[160];  /* why mirroring ended ("" while it runs) */
+	uint64_t generation; /* the primary's (0: no arbiter) */
+};
+void backup_info(struct backup *b, struct backup_info *i);
 
 #endif

@@ -3,16 +3,19 @@
 #include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
+#include "events.h"
 #include "fence.h"
 #include "proto.h"
 #include "tls.h"
 
 #include <errno.h>
 #include <libfdt.h>
+#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /*
@@ -149,14 +152,38 @@ static const char *hello_error(int r)
 	}
 }
 
+/* "ADDR:PORT" ("[ADDR]:PORT" for IPv6) of the peer of a connected socket, for status and events. */
+static void peer_name(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t sl = sizeof(ss);
+	char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	    getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port, sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV))
+		snprintf(host, sizeof(host), "?");
+	snprintf(buf, len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+/* The link_refused event: who was dropped while pairing, at which step (tls, hello, shape), and why. */
+static void say_refused(int fd, const char *stage, const char *reason)
+{
+	char peer[64];
+	peer_name(fd, peer, sizeof(peer));
+	ft_event_emit("link_refused", "\"role\":\"backup\",\"peer\":%s,\"stage\":\"%s\",\"reason\":%s",
+		      FT_JSON_STR(peer), stage, FT_JSON_STR(reason));
+}
+
 static void pending_close(struct pending *p, int why)
 {
+	char reason[256];
 	if (p->shaking && why == -ETIMEDOUT)
-		warnx("backup: a peer connected but did not finish its TLS handshake in time");
+		snprintf(reason, sizeof(reason), "did not finish its TLS handshake in time");
 	else if (p->shaking)
-		warnx("backup: a peer connected but failed the TLS handshake: %s", ft_tls_error(p->link.tls));
+		snprintf(reason, sizeof(reason), "failed the TLS handshake: %s", ft_tls_error(p->link.tls));
 	else
-		warnx("backup: a peer connected but %s", hello_error(why));
+		snprintf(reason, sizeof(reason), "%s", hello_error(why));
+	warnx("backup: a peer connected but %s", reason);
+	say_refused(p->link.fd, p->shaking ? "tls" : "hello", reason);
 	if (why == -EPROTONOSUPPORT) { /* an ftvmm of another version: tell it why */
 		const char *m = "protocol version mismatch";
 		ft_send_buf(&p->link, FT_HELLO_ERR, 0, m, strlen(m));
@@ -347,6 +374,7 @@ static int greet_primary(struct backup *b, const void *shape, size_t len)
 	if (backup_check_shape(b, shape, len, why, sizeof(why))) {
 		ft_send_buf(&b->data, FT_HELLO_ERR, 0, why, strlen(why));
 		warnx("backup: refusing the primary: %s", why);
+		say_refused(b->data.fd, "shape", why);
 		return -EINVAL;
 	}
 	int r = gmem_init(&b->mem, b->machine.mem);
@@ -386,8 +414,11 @@ int backup_accept(struct backup *b, int lfd)
 		return r;
 	}
 	free(hb.shape);
+	pthread_mutex_lock(&b->lock);
 	b->data = data.link;
 	b->hb = hb.link;
+	peer_name(b->data.fd, b->peer, sizeof(b->peer));
+	pthread_mutex_unlock(&b->lock);
 	ft_link_set_blocking(&b->data, true); /* each has a thread of its own from here on */
 	ft_link_set_blocking(&b->hb, true);
 	r = greet_primary(b, data.shape, data.len);
@@ -395,6 +426,9 @@ int backup_accept(struct backup *b, int lfd)
 	if (r) {
 		ft_link_close(&b->data);
 		ft_link_close(&b->hb);
+	} else if (b->tls) { /* both links passed the handshake: the primary proved who it is */
+		ft_event_emit("link_authenticated", "\"role\":\"backup\",\"peer\":%s,\"generation\":%llu",
+			      FT_JSON_STR(b->peer), (unsigned long long)b->gen);
 	}
 	return r;
 }

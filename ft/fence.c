@@ -1,6 +1,7 @@
 /* fence.c - who may run the guest: the generation this process holds in the arbiter, and winning the next one. */
 #include "fence.h"
 #include "arbiter.h"
+#include "events.h"
 #include "../vmm/util.h"
 
 #include <errno.h>
@@ -57,7 +58,7 @@ int fence_open(struct ft_fence *f, const char *spec, const char *name, char *err
 		rnd = (uint32_t)now_ns();
 	snprintf(f->owner, sizeof(f->owner), "%s-%d-%08x", host, (int)getpid(), rnd);
 	f->try_ms = FENCE_TRY_MS;
-	f->reach = -1;
+	f->reach = f->heard = -1;
 	snprintf(f->state, sizeof(f->state), "no generation yet");
 	return 0;
 }
@@ -67,6 +68,33 @@ void fence_close(struct ft_fence *f)
 	if (f->arb)
 		arbiter_close(f->arb);
 	f->arb = NULL;
+}
+
+/* An arbiter call's outcome: the arbiter_unreachable and arbiter_back events, once per change (a claim
+ * retries every FENCE_RETRY_MS while the arbiter does not answer). A key that is not a generation is an
+ * answer. */
+static void heard(struct ft_fence *f, int r)
+{
+	int now = r >= 0 || r == -EBADMSG;
+	pthread_mutex_lock(&f->lock);
+	int was = f->heard;
+	f->heard = now;
+	pthread_mutex_unlock(&f->lock);
+	if (was != 0 && !now)
+		ft_event_emit("arbiter_unreachable", "\"endpoint\":%s,\"vm\":%s,\"detail\":%s",
+			      FT_JSON_STR(arbiter_endpoint(f->arb)), FT_JSON_STR(f->name), FT_JSON_STR(failure(r)));
+	else if (was == 0 && now)
+		ft_event_emit("arbiter_back", "\"endpoint\":%s,\"vm\":%s", FT_JSON_STR(arbiter_endpoint(f->arb)),
+			      FT_JSON_STR(f->name));
+}
+
+/* A claim decided: gen is held by owner (this process when it won). */
+static void decided(struct ft_fence *f, uint64_t gen, const char *owner)
+{
+	pthread_mutex_lock(&f->lock);
+	f->winner_gen = gen;
+	snprintf(f->winner, sizeof(f->winner), "%s", owner);
+	pthread_mutex_unlock(&f->lock);
 }
 
 static uint64_t held(struct ft_fence *f)
@@ -94,6 +122,7 @@ int fence_pair(struct ft_fence *f, uint64_t *gen, char *err, size_t errlen)
 	uint64_t cur = 0;
 	char who[128] = "";
 	int r = arbiter_read(f->arb, &cur, who, sizeof(who), (int)f->try_ms);
+	heard(f, r);
 	if (r < 0) {
 		set_state(f, r == -EBADMSG, "%s", failure(r));
 		snprintf(err, errlen, "arbiter %s: cannot read the generation of %s: %s", arbiter_endpoint(f->arb), f->name,
@@ -119,6 +148,7 @@ int fence_pair(struct ft_fence *f, uint64_t *gen, char *err, size_t errlen)
 	}
 	uint64_t now_gen = 0;
 	r = arbiter_cas(f->arb, cur, cur + 1, f->owner, (int)f->try_ms, &now_gen, who, sizeof(who));
+	heard(f, r);
 	if (r < 0) {
 		set_state(f, r == -EBADMSG, "%s", failure(r));
 		snprintf(err, errlen, "arbiter %s: cannot claim a generation for %s: %s", arbiter_endpoint(f->arb), f->name,
@@ -156,15 +186,18 @@ enum fence_result fence_claim(struct ft_fence *f, uint64_t expect, bool (*stop)(
 		uint64_t cur = 0;
 		char owner[128] = "";
 		int r = arbiter_cas(f->arb, expect, expect + 1, f->owner, (int)f->try_ms, &cur, owner, sizeof(owner));
+		heard(f, r);
 		if (r == 1) {
 			if (fails)
 				warnx("ft: arbiter %s answers again", arbiter_endpoint(f->arb));
 			hold(f, expect + 1);
+			decided(f, expect + 1, f->owner);
 			return FENCE_WON;
 		}
 		if (r == 0) {
 			snprintf(who, wholen, "generation %llu of %s", (unsigned long long)cur, owner[0] ? owner : "nobody");
 			set_state(f, 1, "lost: %s", who);
+			decided(f, cur, owner);
 			return FENCE_LOST;
 		}
 		set_state(f, r == -EBADMSG, "%s: claiming generation %llu", failure(r), (unsigned long long)expect + 1);
@@ -185,5 +218,20 @@ void fence_status(struct ft_fence *f, char *buf, size_t len)
 	pthread_mutex_lock(&f->lock);
 	snprintf(buf, len, " generation=%llu arbiter=%s arbiter_state=\"%s\"", (unsigned long long)f->gen,
 		 f->reach < 0 ? "not-asked" : f->reach ? "reachable" : "unreachable", f->state);
+	pthread_mutex_unlock(&f->lock);
+}
+
+void fence_info(struct ft_fence *f, struct ft_fence_info *i)
+{
+	memset(i, 0, sizeof(*i));
+	if (!fence_on(f))
+		return;
+	pthread_mutex_lock(&f->lock);
+	i->on = true;
+	i->gen = f->gen;
+	i->reach = f->reach < 0 ? "not-asked" : f->reach ? "reachable" : "unreachable";
+	snprintf(i->state, sizeof(i->state), "%s", f->state);
+	i->winner_gen = f->winner_gen;
+	snprintf(i->winner, sizeof(i->winner), "%s", f->winner);
 	pthread_mutex_unlock(&f->lock);
 }

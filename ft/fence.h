@@ -23,6 +23,9 @@ struct ft_fence {
 	uint64_t gen;        /* the generation this process holds (0: none yet) */
 	char state[200];     /* for status: "held", "claiming: <why>", "lost to ..." */
 	int reach;           /* the last arbiter call: 1 answered, 0 did not, -1 none made yet */
+	int heard;           /* the same, counting only calls made: its changes are the arbiter_* events */
+	uint64_t winner_gen; /* the last claim's outcome: the generation it was about and who holds it */
+	char winner[128];
 };
 
 /* Open the arbiter named by spec ("etcd://HOST:PORT[,...]") for the VM called name. spec NULL: an inert
@@ -48,5 +51,16 @@ enum fence_result fence_claim(struct ft_fence *f, uint64_t expect, bool (*stop)(
 			      size_t wholen);
 /* ", generation=G arbiter=STATE" for status lines (empty without an arbiter). */
 void fence_status(struct ft_fence *f, char *buf, size_t len);
+
+/* What fence_status says, as fields (`ctl status --json`); all zero and on=false without an arbiter. */
+struct ft_fence_info {
+	bool on;
+	uint64_t gen;        /* held (0: none) */
+	const char *reach;   /* "not-asked", "reachable", "unreachable" */
+	char state[200];     /* as in status: "held", "claiming generation 4", "lost: generation 4 of ..." */
+	uint64_t winner_gen; /* the last claim's outcome (0: no claim decided yet) */
+	char winner[128];
+};
+void fence_info(struct ft_fence *f, struct ft_fence_info *i);
 
 #endif

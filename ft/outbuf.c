@@ -207,3 +207,16 @@ uint64_t outbuf_pending(struct outbuf *o)
 	pthread_mutex_unlock(&o->lock);
 	return n;
 }
+
+void outbuf_held(struct outbuf *o, uint64_t *pkts, uint64_t *bytes)
+{
+	uint64_t n = 0, b = 0;
+	pthread_mutex_lock(&o->lock);
+	for (struct held_pkt *p = o->head; p; p = p->next) {
+		n++;
+		b += p->len;
+	}
+	pthread_mutex_unlock(&o->lock);
+	*pkts = n;
+	*bytes = b;
+}

@@ -54,5 +54,7 @@ uint64_t outbuf_release(struct outbuf *o, uint64_t upto);
 uint64_t outbuf_discard(struct outbuf *o);
 /* Held packets right now. */
 uint64_t outbuf_pending(struct outbuf *o);
+/* Held packets and their bytes (the frames as the guest sent them) right now, for status. */
+void outbuf_held(struct outbuf *o, uint64_t *pkts, uint64_t *bytes);
 
 #endif

@@ -7,6 +7,7 @@
 #include "../vmm/util.h"
 #include "../vmm/vcpu.h"
 #include "../vmm/vm.h"
+#include "events.h"
 #include "fence.h"
 #include "state.h"
 
@@ -72,13 +73,16 @@ static void hold_output(struct ft_primary *p)
 {
 	if (vm_pause(p->vm))
 		return;
-	p->nouts = p->plat->nnics;
-	for (unsigned i = 0; i < p->nouts; i++) {
+	unsigned n = p->plat->nnics;
+	for (unsigned i = 0; i < n; i++) {
 		outbuf_init(&p->out[i], p->plat->tap_fds[i], 0);
 		outbuf_set_wake(&p->out[i], nic_wake, p->plat->nics[i]);
 		struct net_tx_sink sink = { .send = outbuf_sink_send, .ctx = &p->out[i] };
 		virtio_net_set_tx_sink(p->plat->nics[i], &sink);
 	}
+	pthread_mutex_lock(&p->lock);
+	p->nouts = n; /* status reads the outbufs from here on (ft_primary_info) */
+	pthread_mutex_unlock(&p->lock);
 	p->sinks_on = true;
 	vm_resume(p->vm);
 }
@@ -280,8 +284,12 @@ static void engine_end(struct ft_primary *p, int r)
 		primary_mark_lost(p, "replication failed: %s", r == -EFBIG ? "the guest wrote more to disk in one epoch than "
 				  "the disk log holds" : strerror(-r));
 	pthread_mutex_lock(&p->lock);
-	bool lost = p->lost, fence = p->frozen_fence;
+	bool lost = p->lost, fence = p->frozen_fence, was = p->protected_;
 	pthread_mutex_unlock(&p->lock);
+	if (lost) /* the lost_reason is final once lost is set */
+		ft_event_emit("unprotected", "\"role\":\"primary\",\"peer\":%s,\"reason\":%s,\"was_protected\":%s,"
+			      "\"action\":\"%s\"", FT_JSON_STR(p->peer), FT_JSON_STR(p->lost_reason), was ? "true" : "false",
+			      fence_on(p->fence) ? "claim" : fence ? "stop" : "run-on");
 	if (lost && fence_on(p->fence)) {
 		claim_or_stop(p);
 	} else if (lost && fence) {
@@ -312,7 +320,14 @@ static void claim_or_stop(struct ft_primary *p)
 {
 	warnx("ft: backup lost (%s): output held until the arbiter decides who runs the guest", p->lost_reason);
 	char who[192];
-	switch (fence_claim(p->fence, p->gen, stopping, p, who, sizeof(who))) {
+	enum fence_result r = fence_claim(p->fence, p->gen, stopping, p, who, sizeof(who));
+	struct ft_fence_info fi;
+	fence_info(p->fence, &fi);
+	if (r != FENCE_GAVE_UP)
+		ft_event_emit(r == FENCE_WON ? "takeover_won" : "takeover_lost",
+			      "\"role\":\"primary\",\"generation\":%llu,\"winner\":%s", (unsigned long long)fi.winner_gen,
+			      FT_JSON_STR(fi.winner));
+	switch (r) {
 	case FENCE_WON:
 		warnx("ft: won generation %llu from the arbiter: guest continues UNPROTECTED",
 		      (unsigned long long)p->gen + 1);
@@ -533,6 +548,8 @@ static void handover(struct ft_primary *p)
 	pthread_mutex_unlock(&p->lock);
 	warnx("ft: planned failover: last epoch %llu %s; the backup takes over", (unsigned long long)last,
 	      acked ? "committed" : "not acked in time, its output is dropped");
+	ft_event_emit("planned_failover", "\"role\":\"primary\",\"peer\":%s,\"epoch\":%llu,\"committed\":%s",
+		      FT_JSON_STR(p->peer), (unsigned long long)last, acked ? "true" : "false");
 }
 
 static int refuse_send(void *ctx, const struct iovec *iov, int iovcnt)
@@ -547,7 +564,11 @@ static int refuse_send(void *ctx, const struct iovec *iov, int iovcnt)
 static void finish_output(struct ft_primary *p)
 {
 	uint64_t dropped = 0;
-	for (unsigned i = 0; i < p->nouts; i++) {
+	pthread_mutex_lock(&p->lock);
+	unsigned n = p->nouts;
+	p->nouts = 0; /* status stops reading the outbufs before they go */
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < n; i++) {
 		if (p->sinks_on) {
 			struct net_tx_sink hold = { .send = refuse_send, .ctx = NULL };
 			virtio_net_set_tx_sink(p->plat->nics[i], &hold);
@@ -559,7 +580,6 @@ static void finish_output(struct ft_primary *p)
 	}
 	if (dropped)
 		warnx("ft: %llu packets of unacknowledged epochs dropped", (unsigned long long)dropped);
-	p->nouts = 0;
 	p->sinks_on = false;
 }
 
@@ -643,4 +663,26 @@ void ft_primary_status(void *ctx, char *buf, size_t len)
 	pthread_mutex_unlock(&p->lock);
 	if (n > 0 && (size_t)n < len)
 		fence_status(p->fence, buf + n, len - (size_t)n);
+}
+
+void ft_primary_info(struct ft_primary *p, struct ft_primary_info *i)
+{
+	memset(i, 0, sizeof(*i));
+	pthread_mutex_lock(&p->lock);
+	i->started = p->threads_started || p->lost;
+	i->protected_ = p->protected_ && !p->lost;
+	i->lost = p->lost;
+	snprintf(i->peer, sizeof(i->peer), "%s", p->peer);
+	i->epoch = p->epoch;
+	i->last_commit = p->acked;
+	i->last_commit_ms_ago = p->last_commit_ns ? (int64_t)((now_ns() - p->last_commit_ns) / 1000000) : -1;
+	snprintf(i->reason, sizeof(i->reason), "%s", p->lost ? p->lost_reason : "");
+	i->generation = p->gen;
+	for (unsigned k = 0; k < p->nouts; k++) { /* under p->lock: finish_output waits to free them */
+		uint64_t n, b;
+		outbuf_held(&p->out[k], &n, &b);
+		i->held_packets += n;
+		i->held_bytes += b;
+	}
+	pthread_mutex_unlock(&p->lock);
 }

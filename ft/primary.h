@@ -94,6 +94,19 @@ enum ft_stop {
 void ft_primary_stop(struct ft_primary *p, enum ft_stop why);
 /* One-line status for `ftvmm ctl status`. */
 void ft_primary_status(void *ctx, char *buf, size_t len);
+/* The same as fields, and the output held right now (`ctl status --json`). */
+struct ft_primary_info {
+	bool started;               /* protection was started (else only protected=false applies) */
+	bool protected_;            /* the backup committed the baseline and is not lost */
+	bool lost;                  /* the backup is gone (reason says why): the link is down */
+	char peer[256];
+	uint64_t epoch, last_commit;
+	int64_t last_commit_ms_ago; /* -1: nothing committed yet */
+	char reason[160];
+	uint64_t held_packets, held_bytes; /* guest output waiting for an ack, all NICs */
+	uint64_t generation;        /* paired under (0: no arbiter) */
+};
+void ft_primary_info(struct ft_primary *p, struct ft_primary_info *i);
 bool ft_primary_active(struct ft_primary *p);
 
 #endif

@@ -1,5 +1,6 @@
 /* primary_link.c - the primary's links to its backup: handshake, the sender, acks releasing output, heartbeats, the first failure. */
 #include "primary_int.h"
+#include "events.h"
 #include "fence.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
@@ -378,8 +379,11 @@ static bool take_ack(struct ft_primary *p, uint64_t seq)
 		primary_staged_free(p, s);
 		s = n;
 	}
-	if (first)
+	if (first) {
 		warnx("ft: baseline committed on the backup: guest is PROTECTED (epoch %u ms)", p->epoch_ms);
+		ft_event_emit("protected", "\"role\":\"primary\",\"peer\":%s,\"generation\":%llu,\"epoch\":%llu",
+			      FT_JSON_STR(p->peer), (unsigned long long)p->gen, (unsigned long long)seq);
+	}
 	return true;
 }
 
