@@ -68,6 +68,20 @@ gen_moved() {
 		case_error "$1: the arbiter's generation is '${g:-?}' ($(arb_get)), not $2 + 1"
 }
 
+# follow NAME: `ftvmm ctl SOCK events` of NAME into $L/NAME.ev in the background (it ends when NAME's socket closes)
+FOLLOWERS=()
+follow() {
+	"$FTVMM" ctl "$W/$1.sock" events >"$L/$1.ev" 2>&1 &
+	FOLLOWERS+=($!)
+	ft_wait_line "$L/$1.ev" '"event":"subscribed"' 10 || case_error "ctl events of $1 printed no subscribed line"
+}
+# has_event NAME EVENT [WHAT]: NAME's event stream has an EVENT line (a case_error naming WHAT otherwise)
+has_event() {
+	grep -q "\"event\":\"$2\"" "$L/$1.ev" 2>/dev/null ||
+		case_error "${3:-}: no '$2' event from $1 ($(tr '\n' ' ' <"$L/$1.ev" 2>/dev/null | cut -c1-300))"
+}
+count_event() { grep -c "\"event\":\"$2\"" "$L/$1.ev" 2>/dev/null || true; }
+
 # reprotect HOST: a fresh backup for the survivor cur on HOST (revived first: the case may have crashed or cut it)
 reprotect() {
 	lab_heal "$1-lan" 2>/dev/null || true
@@ -98,6 +112,13 @@ fi
 if ((ok)) && start_guest; then
 	ft_log "$cur on host a is PROTECTED by $bk on host b; arbiter: $(arb_get)"
 	old=$cur ob=$bk ph=${HOST_OF[$cur]} g0=$(arb_gen)
+	# the JSON status a cluster manager reads, and the event streams of both sides
+	js=$(ft_ctl "$W/$old.sock" status --json)
+	if ! python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["protected"] is True and d["link"] == "up" and d["generation"] == int(sys.argv[2]) and d["arbiter"]["state"] == "reachable" else 1)' "$js" "$g0" 2>/dev/null; then
+		case_error "status --json of $old: $js (want protected, link up, generation $g0, arbiter reachable)"
+	fi
+	follow "$old"
+	follow "$ob"
 	ticks_on "$old" "before the partition"
 	tcp_problems "before the partition" || true
 	tcp0=$(ft_count "$TCPLOG" '^seq ')
@@ -129,6 +150,9 @@ if ((ok)) && start_guest; then
 				case_error "the backup $ob did not say the primary won: $(stderr_tail "$ob")"
 		fi
 		gen_moved "after the partition" "$g0"
+		has_event "$win" takeover_won "the partition's winner"
+		has_event "$lose" takeover_lost "the partition's loser"
+		has_event "$old" unprotected "the primary that lost its backup"
 		ft_log "partition of $ph-rep: $win runs on, $lose exited ($(stderr_tail "$lose")) after" \
 			"$(ms "$t0" "$(ft_now)") ms; arbiter: $(arb_get)"
 		no_bad "$win" "after the partition"
@@ -222,6 +246,7 @@ if guest_ready; then
 	old=$cur ph=${HOST_OF[$cur]} g0=$(arb_gen)
 	ticks_on "$old" "before the crash"
 	tcp0=$(ft_count "$TCPLOG" '^seq ')
+	follow "$bk"
 	etcd_freeze
 	lab_crash "$ph" || case_error "lab_crash $ph: processes survived"
 	unset "FT_PID[$old]"
@@ -239,6 +264,11 @@ if guest_ready; then
 		no_bad "$bk" "after the takeover"
 		tcp_moves_on "after the takeover" "$tcp0" || true
 		gen_moved "after the takeover" "$g0"
+		# the backup's stream, until its socket became the VM's: the outage and its end once each, then the win
+		nu=$(count_event "$bk" arbiter_unreachable) nb=$(count_event "$bk" arbiter_back)
+		((nu == 1 && nb == 1)) ||
+			case_error "$bk's events: arbiter_unreachable $nu times, arbiter_back $nb times (want 1 and 1)"
+		has_event "$bk" takeover_won "the backup after etcd came back"
 		ft_log "etcd down, host $ph crashed: $bk waited, took over $(ms "$t0" "$(ft_now)") ms after etcd came back"
 		cur=$bk bk=""
 		lab_revive "$ph" && reprotect "$ph" || true
@@ -300,4 +330,5 @@ fi
 case_end
 
 retire_guest
+for f in "${FOLLOWERS[@]}"; do kill "$f" 2>/dev/null || true; done
 it_end
