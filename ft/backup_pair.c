@@ -30,8 +30,13 @@
 static int check_generation(struct backup *b, const void *fdt, char *why, size_t wl)
 {
 	uint64_t gen = 0;
-	int nl = 0;
-	bool has = fdtp_u64(fdt, 0, "generation", &gen) == 0;
+	int nl = 0, gl = 0;
+	/* optional: asked for only when there (the property readers say on stderr what they miss) */
+	bool has = fdt_getprop(fdt, 0, "generation", &gl) != NULL;
+	if (has && (gl != 8 || fdtp_u64(fdt, 0, "generation", &gen))) {
+		snprintf(why, wl, "malformed generation in the handshake");
+		return -EINVAL;
+	}
 	const char *name = fdt_getprop(fdt, 0, "vm-name", &nl);
 	if (!fence_on(b->fence)) {
 		if (has) {
