@@ -71,6 +71,16 @@ static inline bool etcd_installed(void)
 	return false;
 }
 
+/* Why the tests against a real etcd are skipped, or NULL to run them. */
+static inline const char *etcd_skip_reason(void)
+{
+	if (getenv("FTVMM_TEST_NO_ETCD"))
+		return "FTVMM_TEST_NO_ETCD is set (make test-valgrind: they run whole under ASan in make test-unit)";
+	if (!etcd_installed())
+		return "no etcd in PATH (Debian: apt-get install etcd-server; tests/deps.sh installs it)";
+	return NULL;
+}
+
 /* A port nothing listens on now. With keep, the socket stays bound (and not listening): a closed port
  * for as long as the test runs, where a connect is refused. */
 static inline int free_port(int *keep)

@@ -658,9 +658,8 @@ int main(void)
 	test_replies_bad();
 	test_entries();
 	test_txn_bad();
-	if (!etcd_installed()) {
-		fprintf(stderr, "test_arbiter: SKIP the tests against a real etcd: no etcd in PATH "
-				"(Debian: apt-get install etcd-server; tests/deps.sh installs it)\n");
+	if (etcd_skip_reason()) {
+		fprintf(stderr, "test_arbiter: SKIP the tests against a real etcd: %s\n", etcd_skip_reason());
 		TEST_DONE("test_arbiter (parsing only)");
 	}
 	etcd_start();

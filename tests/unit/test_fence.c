@@ -447,9 +447,8 @@ static void test_garbage(void)
 int main(void)
 {
 	test_inert();
-	if (!etcd_installed()) {
-		fprintf(stderr, "test_fence: SKIP the tests against a real etcd: no etcd in PATH "
-				"(Debian: apt-get install etcd-server; tests/deps.sh installs it)\n");
+	if (etcd_skip_reason()) {
+		fprintf(stderr, "test_fence: SKIP the tests against a real etcd: %s\n", etcd_skip_reason());
 		TEST_DONE("test_fence (no arbiter only)");
 	}
 	etcd_start();
