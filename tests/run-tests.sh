@@ -7,12 +7,15 @@
 # inside the nested test bed: one TCG boot for the whole suite). Each step's output streams to stdout;
 # a summary comes last. Exit status: 0 only if every step passed.
 # Env: B=build (build dir)  RUN_TESTS_SKIP="valgrind fuzz ..." (steps to skip)  JOBS=<make -j, default nproc>
+#      TEST_JOBS=<unit tests at once, default 2 x JOBS>
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$repo"
 B=${B:-build}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+# unit tests mostly wait (real etcd, sockets, timeouts): twice as many at once as CPUs
+TEST_JOBS=${TEST_JOBS:-$((JOBS * 2))}
 RUN_TESTS_SKIP=${RUN_TESTS_SKIP:-}
 
 
@@ -49,8 +52,8 @@ step deps install_deps || true
 build_ok=0
 step build make -j"$JOBS" B="$B" && build_ok=1
 if [[ $build_ok == 1 ]]; then
-	step unit make -j"$JOBS" B="$B" test-unit || true
-	step valgrind make -j"$JOBS" B="$B" test-valgrind || true
+	step unit make -k -j"$TEST_JOBS" B="$B" test-unit || true
+	step valgrind make -k -j"$JOBS" B="$B" test-valgrind || true
 	if has_make_rule fuzz; then
 		step fuzz make B="$B" fuzz || true
 	else
