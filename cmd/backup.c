@@ -20,7 +20,7 @@ static void backup_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: ftvmm backup --listen HOST:PORT [--disk PATH]... [--net tap=NAME]... [--control PATH]\n"
-		"                    [--control-group GROUP] [--ft-timeout MS]\n"
+		"                    [--control-group GROUP] [--ft-timeout MS] [--stats FILE]\n"
 		"                    [--tls-creds DIR [--tls-peer NAME] | --tls-psk FILE] [--ft-insecure]\n"
 		"                    [--arbiter etcd://HOST:PORT[,...] --name NAME]\n"
 		"\n"
@@ -36,6 +36,9 @@ static void backup_usage(FILE *f)
 		"                      takeover; it restarts at the takeover), mode 0600\n"
 		"  --control-group GROUP  also let members of GROUP (name or number) use it (0660)\n"
 		"  --ft-timeout MS     heartbeat silence that counts as the primary's death (default 2000)\n"
+		"  --stats FILE        one JSON line of telemetry per committed epoch (as ftvmm run --stats),\n"
+		"                      once this backup took over and `protect` paired the guest with a new\n"
+		"                      backup: FILE is created (truncated) only then; checked writable at start\n"
 		"  --tls-creds DIR     TLS 1.3 on the FT links, x509: DIR holds ca-cert.pem, server-cert.pem\n"
 		"                      and server-key.pem (QEMU's layout); the primary must present a\n"
 		"                      certificate of that CA (client-cert.pem in its DIR) before a byte of\n"
@@ -72,6 +75,7 @@ static int parse_option(int c, char **argv, struct backup *b, struct run_config 
 	case 'I': cfg->ft_insecure = true; return 0;
 	case 'A': cfg->arbiter = optarg; return 0;
 	case 'M': cfg->vm_name = optarg; return 0;
+	case 'S': cfg->stats = optarg; return 0; /* used by `protect` after a takeover (run.c) */
 	case 'C': cfg->control = optarg; return 0;
 	case 'G': /* checked now, as run does: bad input is refused before the listener or socket exist */
 		if (cli_check_group(optarg, err, errlen))
@@ -105,12 +109,13 @@ static int parse_option(int c, char **argv, struct backup *b, struct run_config 
 
 /* The disks and NICs through run's parser: cli_parse_run starts from a blank config, so what only
  * backup parsed (the socket and its group, which control_start and, after a takeover, run_vm use; the
- * FT link's credentials, for a `protect` after a takeover) is kept across it. */
+ * FT link's credentials and --stats, for a `protect` after a takeover) is kept across it. */
 static int parse_machine(struct sub_argv *sub, struct backup *b, struct run_config *cfg, char *err, size_t errlen)
 {
 	sub->v[sub->n++] = "--kernel";
 	sub->v[sub->n++] = "unused";
 	const char *control = cfg->control, *group = cfg->control_group, *arbiter = cfg->arbiter, *name = cfg->vm_name;
+	const char *stats = cfg->stats;
 	struct ft_tls_opts tls = cfg->tls;
 	bool insecure = cfg->ft_insecure;
 	if (cli_parse_run(sub->n, sub->v, cfg, err, errlen))
@@ -119,6 +124,7 @@ static int parse_machine(struct sub_argv *sub, struct backup *b, struct run_conf
 	cfg->control_group = group;
 	cfg->arbiter = arbiter;
 	cfg->vm_name = name;
+	cfg->stats = stats;
 	cfg->tls = tls;
 	cfg->ft_insecure = insecure;
 	cfg->kernel = NULL;
@@ -136,7 +142,7 @@ static int parse(int argc, char **argv, struct backup *b, struct run_config *cfg
 		{ "control-group", required_argument, NULL, 'G' }, { "tls-creds", required_argument, NULL, 'X' },
 		{ "tls-psk", required_argument, NULL, 'P' },      { "tls-peer", required_argument, NULL, 'N' },
 		{ "ft-insecure", no_argument, NULL, 'I' },         { "arbiter", required_argument, NULL, 'A' },
-		{ "name", required_argument, NULL, 'M' },
+		{ "name", required_argument, NULL, 'M' },         { "stats", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	optind = 0;
@@ -159,7 +165,8 @@ static int parse(int argc, char **argv, struct backup *b, struct run_config *cfg
 		return -EINVAL;
 	}
 	if (cli_check_ft_link("--listen", b->listen, &cfg->tls, cfg->ft_insecure, err, errlen) ||
-	    cli_check_arbiter(cfg->arbiter, cfg->vm_name, err, errlen))
+	    cli_check_arbiter(cfg->arbiter, cfg->vm_name, err, errlen) ||
+	    (cfg->stats && cli_check_stats(cfg->stats, err, errlen)))
 		return -EINVAL;
 	return parse_machine(&sub, b, cfg, err, errlen);
 }

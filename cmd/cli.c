@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void cli_usage(FILE *f)
 {
@@ -359,6 +360,46 @@ int cli_check_arbiter(const char *arbiter, const char *name, char *err, size_t e
 	}
 	if (strncmp(arbiter, "etcd://", 7) != 0) {
 		snprintf(err, errlen, "--arbiter '%s': want etcd://HOST:PORT[,HOST:PORT...]", arbiter);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cli_check_stats(const char *path, char *err, size_t errlen)
+{
+	if (!*path) {
+		snprintf(err, errlen, "--stats needs a file path");
+		return -EINVAL;
+	}
+	struct stat st;
+	int e = 0;
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			e = EISDIR;
+		else if (access(path, W_OK))
+			e = errno;
+	} else if (errno != ENOENT) {
+		e = errno;
+	} else {
+		/* not there yet: it is created in its directory, which must exist and take a new file */
+		char buf[4096];
+		const char *dir = ".", *slash = strrchr(path, '/');
+		size_t n = slash ? (size_t)(slash - path) : 0;
+		if (slash && n == 0) {
+			dir = "/";
+		} else if (slash && n < sizeof(buf)) {
+			memcpy(buf, path, n);
+			buf[n] = '\0';
+			dir = buf;
+		}
+		if (n >= sizeof(buf))
+			e = ENAMETOOLONG;
+		else if (access(dir, W_OK | X_OK))
+			e = errno;
+	}
+	if (e) {
+		/* the words fopen's refusal would give when the file is opened */
+		snprintf(err, errlen, "--stats %s: %s", path, strerror(e));
 		return -EINVAL;
 	}
 	return 0;

@@ -51,6 +51,10 @@ int cli_check_ft_link(const char *opt, const char *addr, const struct ft_tls_opt
 		      size_t errlen);
 /* --arbiter and --name come together (NAME: 1..64 of [A-Za-z0-9._-]). 0, or -EINVAL with one line in err. */
 int cli_check_arbiter(const char *arbiter, const char *name, char *err, size_t errlen);
+/* --stats FILE, checked before anything starts where the file is opened only later (backup: at a
+ * `protect` after its takeover): FILE writable, or absent in a directory where it can be created.
+ * Nothing is created or truncated here. 0, or -EINVAL with one line in err. */
+int cli_check_stats(const char *path, char *err, size_t errlen);
 /* FT without an arbiter: one line on stderr saying a partition can run two copies. */
 void cli_warn_no_arbiter(const char *arbiter);
 /* --ft-insecure without credentials: one line on stderr saying what that lets others do. */

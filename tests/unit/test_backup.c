@@ -1076,6 +1076,56 @@ static void test_control_group(void)
 	rmdir(dir);
 }
 
+/* --stats FILE (used by a `protect` after a takeover): in the help, a missing value or a FILE that
+ * could never be written refused in one line before it listens (exit 2), and an accepted one neither
+ * created nor truncated while it waits for a primary. */
+static void test_stats_option(void)
+{
+	char out[4096], at[32], dir[] = "/tmp/ftvmm-test-backup-stats.XXXXXX", fresh[128], old[128], bad[160];
+	pid_t pid;
+	int ws;
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(fresh, sizeof(fresh), "%s/new.json", dir);
+	snprintf(old, sizeof(old), "%s/old.json", dir);
+	snprintf(bad, sizeof(bad), "%s/no-such-dir/stats.json", dir);
+
+	const char *help[] = { "backup", "--help", NULL };
+	CHECK_EQ(run_backup(help, out, sizeof(out), &pid, 10000), 0);
+	CHECK(strstr(out, "[--stats FILE]") && strstr(out, "--stats FILE        one JSON line of telemetry"));
+
+	free_loopback(at, sizeof(at));
+	const char *novalue[] = { "backup", "--listen", at, "--stats", NULL };
+	CHECK_EQ(run_backup(novalue, out, sizeof(out), &pid, 10000), 2);
+	CHECK(strstr(out, "option '--stats' needs a value") && lines(out) == 1);
+	const char *nodir[] = { "backup", "--listen", at, "--stats", bad, NULL };
+	CHECK_EQ(run_backup(nodir, out, sizeof(out), &pid, 10000), 2);
+	CHECK(strstr(out, bad) && strstr(out, "No such file or directory") && lines(out) == 1);
+	const char *isdir[] = { "backup", "--listen", at, "--stats", dir, NULL };
+	CHECK_EQ(run_backup(isdir, out, sizeof(out), &pid, 10000), 2);
+	CHECK(strstr(out, "Is a directory") && lines(out) == 1);
+	const char *empty[] = { "backup", "--listen", at, "--stats", "", NULL };
+	CHECK_EQ(run_backup(empty, out, sizeof(out), &pid, 10000), 2);
+	CHECK(strstr(out, "--stats needs a file path") && lines(out) == 1);
+
+	/* accepted: still waiting for a primary after a second, the new file not made, the old one intact */
+	const char *ok_new[] = { "backup", "--listen", at, "--stats", fresh, NULL };
+	CHECK_EQ(run_backup(ok_new, out, sizeof(out), &pid, 1000), -1);
+	CHECK_EQ(kill(pid, SIGKILL), 0);
+	CHECK_EQ(waitpid(pid, &ws, 0), pid);
+	CHECK(access(fresh, F_OK) != 0 && errno == ENOENT);
+	FILE *f = fopen(old, "w");
+	CHECK(f && fputs("kept\n", f) >= 0 && fclose(f) == 0);
+	free_loopback(at, sizeof(at));
+	const char *ok_old[] = { "backup", "--listen", at, "--stats", old, NULL };
+	CHECK_EQ(run_backup(ok_old, out, sizeof(out), &pid, 1000), -1);
+	CHECK_EQ(kill(pid, SIGKILL), 0);
+	CHECK_EQ(waitpid(pid, &ws, 0), pid);
+	struct stat st;
+	CHECK(stat(old, &st) == 0 && st.st_size == 5);
+	unlink(old);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	test_shape();
@@ -1088,6 +1138,7 @@ int main(void)
 	test_handshake();
 	test_control_group();
 	test_many_devices();
+	test_stats_option();
 	tls_fixture_make(&fx);
 	test_tls_pairing();
 	test_tls_flipped_epoch();
