@@ -9,7 +9,7 @@
 #   ITEST_OUT=<dir of FTVMM>/integration   logs (per case: .console, .stderr, .cmd) and the kvmcheck binary
 #   ITEST_TEST_TIMEOUT=900   seconds per t_*.sh;  ITEST_BOOT_TIMEOUT=240  seconds per guest boot
 #   TESTBED_TIMEOUT (see tests/testbed/run.sh): default here 1800 s per test-bed boot
-#   ITEST_GROUPS="ft boot,panic,triplefault,badinput,blk,net snapshot,ftflood lab,arbiter resume:npt"   tests that share one test-bed boot; a group
+#   ITEST_GROUPS="ft boot,panic,triplefault,badinput,blk,net,snapshot,ftflood lab,arbiter resume:npt"   tests that share one test-bed boot; a group
 #                  written NAME,...:npt runs with the test bed's nested paging on (kvm_amd.npt=1)
 #   ITEST_LANES=<CPUs / TESTBED_SMP>   test-bed boots at once (each lane's output is printed when its group ends)
 #   ITEST_RERUN=1   rerun the unfinished tests of a group once in a fresh test bed after it hung (0: never)
@@ -34,7 +34,7 @@ export ITEST_BOOT_TIMEOUT=${ITEST_BOOT_TIMEOUT:-240}
 ITEST_TEST_TIMEOUT=${ITEST_TEST_TIMEOUT:-900}
 ITEST_MODE=${ITEST_MODE:-auto}
 # longest first: with two lanes, ft runs beside the short groups
-ITEST_GROUPS=${ITEST_GROUPS:-"ft boot,panic,triplefault,badinput,blk,net snapshot,ftflood lab,arbiter resume:npt"}
+ITEST_GROUPS=${ITEST_GROUPS:-"ft boot,panic,triplefault,badinput,blk,net,snapshot,ftflood lab,arbiter resume:npt"}
 
 # Which tests.
 tests=()

@@ -33,14 +33,15 @@
 #                       the guest goes on (no BAD, no skipped tick); 3 chained lines arrive on the host after the
 #                       takeover with no splice, gap, repeat or reset. The survivor is then paired with a new backup.
 #   ft/planned-ctl-stop (same guest) the same with `ftvmm ctl SOCK stop` on the primary (the reply must be ok).
-#   ft/corrupt-epoch    a proxy between primary and backup flips a byte in one epoch's payload after the baseline: the
-#                       backup rejects the frame and keeps the last good commit; the primary (alive: its heartbeats
-#                       and its BYE on the heartbeat link say so) goes on unprotected and the backup exits non-zero
-#                       without taking over (no split brain); `protect` pairs the guest with a new backup.
 #   ft/frozen-primary   SIGSTOP the primary past the heartbeat timeout: the backup takes over; the thawed primary
 #                       finds its backup gone and stops (fencing) instead of running a second copy.
 #   ft/frozen-backup    SIGSTOP the backup past the timeout: the primary goes on unprotected; the thawed backup
 #                       exits without taking over.
+#   ft/corrupt-epoch    (the guest the frozen cases left, unprotected) a proxy between primary and backup flips a byte
+#                       in one epoch's payload after the baseline: the backup rejects the frame and keeps the last
+#                       good commit; the primary (alive: its heartbeats and its BYE on the heartbeat link say so)
+#                       goes on unprotected and the backup exits non-zero without taking over (no split brain);
+#                       `protect` pairs the guest with a new backup.
 #   ft/initial-sync-kill  kill -9 the primary during the initial sync: the backup exits non-zero, no consistent state.
 #   ft/guest-shutdown   the protected guest ends by itself: the backup exits 0 and does not take over.
 #   ft/bad-*            unreachable backup, a peer speaking another protocol / version, wrong disk size or count,
@@ -501,64 +502,6 @@ for n in "${!FT_PID[@]}"; do
 done
 
 ###############################################################################################################
-case_begin ft/corrupt-epoch
-truncate -s "$DISK_SIZE" "$W/cp.img" "$W/cb.img"
-ft_port; bport=$FT_PORT
-ft_port; pport=$FT_PORT
-start_backup cb "$bport" "$W/cb.img"
-ft_bg proxy "$PY" "$here/ft_proxy.py" --listen "127.0.0.1:$pport" --to "127.0.0.1:$bport" --log "$L/proxy.log" \
-	--trigger "$W/corrupt-now"
-ft_wait_line "$L/proxy.log" '^listening' 10 proxy || case_error "proxy did not start"
-# booted unprotected (faster), then paired through the proxy with `protect`
-cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftargs=--pages,256,--interval-ms,50,--disk,/dev/vda,--dma-pages,8,--count,1000000")
-ft_bg cp env FTVMM_DEBUG=1 "$FTVMM" run "${kargs[@]}" --mem 192M --cpus 1 --disk "$W/cp.img" --control "$W/cp.sock" \
-	--epoch 25 --ft-timeout "$HB_TIMEOUT" --cmdline "$cmdline"
-reply=""
-if ft_wait_line "${FT_O[cp]}" 'FTWORK seq=[0-9]+ sum' 180 cp &&
-	reply=$(ft_ctl "$W/cp.sock" protect "127.0.0.1:$pport") && [[ "$reply" == ok* ]] &&
-	ft_wait_line "${FT_E[cp]}" 'guest is PROTECTED' 120 cp; then
-	sleep 1
-	touch "$W/corrupt-now"
-	if ft_wait_line "$L/proxy.log" '^corrupted' 20 proxy; then
-		bad_epoch=$(sed -nE 's/^corrupted .*epoch=([0-9]+).*/\1/p' "$L/proxy.log" | head -n1)
-		ft_wait_line "${FT_E[cb]}" 'corrupted frame rejected' 20 cb || case_error "the backup did not report the corrupted frame"
-		kept=$(sed -nE 's/.*last commit ([0-9]+) kept.*/\1/p' "${FT_E[cb]}" | head -n1)
-		[[ "$kept" == $((bad_epoch - 1)) ]] || case_error "corrupted epoch $bad_epoch: backup kept commit '${kept}', expected $((bad_epoch - 1))"
-		# the link is then untrustworthy, but the primary is alive (its heartbeats say so): the backup must not take
-		# over (two copies of the guest would run); the primary goes on unprotected and can be paired again
-		ft_wait_line "${FT_E[cp]}" 'guest continues UNPROTECTED' 20 cp || case_error "the primary did not notice the broken link"
-		ft_wait_line "${FT_E[cb]}" 'primary is alive and runs on unprotected' 30 cb ||
-			case_error "the backup did not say it leaves the live primary alone: $(tail -n 2 "${FT_E[cb]}" | tr '\n' ' ')"
-		if ft_wait_exit cb 10; then
-			[[ "${FT_RCS[cb]:-0}" != 0 ]] || case_error "the backup exited 0 after a corrupted stream"
-		else
-			case_error "the backup still runs after refusing the stream"
-		fi
-		! grep -aq 'taking over from epoch' "${FT_E[cb]}" || case_error "the backup took over while the primary runs: split brain"
-		n0=$(ft_count "${FT_O[cp]}" 'FTWORK seq=[0-9]+ sum')
-		ft_wait_count "${FT_O[cp]}" 'FTWORK seq=[0-9]+ sum' $((n0 + 3)) 30 || case_error "the primary's guest stopped after the corrupted epoch"
-		! grep -aq 'FTWORK.* BAD ' "${FT_O[cp]}" || case_error "primary: $(grep -a 'FTWORK.* BAD ' "${FT_O[cp]}" | head -n1)"
-		# paired again, directly this time
-		ft_port; bport2=$FT_PORT
-		start_backup cb2 "$bport2" "$W/cb.img"
-		reply=$(ft_ctl "$W/cp.sock" protect "127.0.0.1:$bport2")
-		[[ "$reply" == ok* ]] || case_error "protect after the corrupted stream: $reply"
-		ft_wait_status "$W/cp.sock" 'protected=yes' 120 || case_error "not protected again: $FT_LAST_STATUS"
-		ft_log "corrupted epoch $bad_epoch; backup kept commit $kept, left the live primary alone; protected again"
-	else
-		case_error "the proxy never saw an epoch to corrupt"
-	fi
-else
-	case_error "the guest behind the proxy never became ticking and protected (${reply:-no FTWORK line or no protect reply})"
-	ft_diagnose cp "$W/cp.sock"
-fi
-ft_kill cp
-ft_kill cb
-ft_kill cb2
-ft_kill proxy
-case_end
-
-###############################################################################################################
 # Frozen processes (SIGSTOP past the heartbeat timeout): whichever side was frozen must not make a second copy.
 FZ_TMO=1500
 case_begin ft/frozen-primary
@@ -625,8 +568,74 @@ if ((frozen_ok)); then
 else
 	case_error "skipped: ft/frozen-primary did not leave a running guest"
 fi
-ft_kill zb
 ft_kill zc
+case_end
+
+
+###############################################################################################################
+case_begin ft/corrupt-epoch
+truncate -s "$DISK_SIZE" "$W/cb.img"
+ft_port; bport=$FT_PORT
+ft_port; pport=$FT_PORT
+start_backup cb "$bport" "$W/cb.img"
+ft_bg proxy "$PY" "$here/ft_proxy.py" --listen "127.0.0.1:$pport" --to "127.0.0.1:$bport" --log "$L/proxy.log" \
+	--trigger "$W/corrupt-now"
+ft_wait_line "$L/proxy.log" '^listening' 10 proxy || case_error "proxy did not start"
+# the guest of the frozen cases (zb: took over, then lost its frozen backup, runs on unprotected) is paired through
+# the proxy with `protect`; without it (those cases failed) a fresh guest boots unprotected (zb again)
+if ! { ft_alive zb && [[ "$(ft_ctl "$W/zb.sock" status)" == *protected=no* ]]; }; then
+	ft_kill zb
+	truncate -s "$DISK_SIZE" "$W/zb.img"
+	cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftargs=--pages,256,--interval-ms,50,--disk,/dev/vda,--dma-pages,8,--count,1000000")
+	ft_bg zb "$FTVMM" run "${kargs[@]}" --mem 192M --cpus 1 --disk "$W/zb.img" --control "$W/zb.sock" \
+		--epoch 25 --ft-timeout "$FZ_TMO" --cmdline "$cmdline"
+	ft_wait_line "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum' 180 zb || true
+fi
+# (zb's stderr already has lines of the frozen cases: count the new ones)
+n_unp=$(ft_count "${FT_E[zb]}" 'guest continues UNPROTECTED')
+reply=""
+if ft_wait_line "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum' 10 zb &&
+	reply=$(ft_ctl "$W/zb.sock" protect "127.0.0.1:$pport") && [[ "$reply" == ok* ]] &&
+	ft_wait_status "$W/zb.sock" 'protected=yes' 120; then
+	sleep 1
+	touch "$W/corrupt-now"
+	if ft_wait_line "$L/proxy.log" '^corrupted' 20 proxy; then
+		bad_epoch=$(sed -nE 's/^corrupted .*epoch=([0-9]+).*/\1/p' "$L/proxy.log" | head -n1)
+		ft_wait_line "${FT_E[cb]}" 'corrupted frame rejected' 20 cb || case_error "the backup did not report the corrupted frame"
+		kept=$(sed -nE 's/.*last commit ([0-9]+) kept.*/\1/p' "${FT_E[cb]}" | head -n1)
+		[[ "$kept" == $((bad_epoch - 1)) ]] || case_error "corrupted epoch $bad_epoch: backup kept commit '${kept}', expected $((bad_epoch - 1))"
+		# the link is then untrustworthy, but the primary is alive (its heartbeats say so): the backup must not take
+		# over (two copies of the guest would run); the primary goes on unprotected and can be paired again
+		ft_wait_count "${FT_E[zb]}" 'guest continues UNPROTECTED' $((n_unp + 1)) 20 zb || case_error "the primary did not notice the broken link"
+		ft_wait_line "${FT_E[cb]}" 'primary is alive and runs on unprotected' 30 cb ||
+			case_error "the backup did not say it leaves the live primary alone: $(tail -n 2 "${FT_E[cb]}" | tr '\n' ' ')"
+		if ft_wait_exit cb 10; then
+			[[ "${FT_RCS[cb]:-0}" != 0 ]] || case_error "the backup exited 0 after a corrupted stream"
+		else
+			case_error "the backup still runs after refusing the stream"
+		fi
+		! grep -aq 'taking over from epoch' "${FT_E[cb]}" || case_error "the backup took over while the primary runs: split brain"
+		n0=$(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum')
+		ft_wait_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum' $((n0 + 3)) 30 || case_error "the primary's guest stopped after the corrupted epoch"
+		! grep -aq 'FTWORK.* BAD ' "${FT_O[zb]}" || case_error "primary: $(grep -a 'FTWORK.* BAD ' "${FT_O[zb]}" | head -n1)"
+		# paired again, directly this time
+		ft_port; bport2=$FT_PORT
+		start_backup cb2 "$bport2" "$W/cb.img"
+		reply=$(ft_ctl "$W/zb.sock" protect "127.0.0.1:$bport2")
+		[[ "$reply" == ok* ]] || case_error "protect after the corrupted stream: $reply"
+		ft_wait_status "$W/zb.sock" 'protected=yes' 120 || case_error "not protected again: $FT_LAST_STATUS"
+		ft_log "corrupted epoch $bad_epoch; backup kept commit $kept, left the live primary alone; protected again"
+	else
+		case_error "the proxy never saw an epoch to corrupt"
+	fi
+else
+	case_error "the guest behind the proxy never became ticking and protected (${reply:-no FTWORK line or no protect reply})"
+	ft_diagnose zb "$W/zb.sock"
+fi
+ft_kill zb
+ft_kill cb
+ft_kill cb2
+ft_kill proxy
 case_end
 
 ###############################################################################################################

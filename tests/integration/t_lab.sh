@@ -27,8 +27,8 @@
 #                   stream moves again with no gap, repeat, reset or splice. The crashed host comes back fresh and
 #                   `ctl protect` pairs the guest with a new backup there: "guest is PROTECTED" again, protected=yes on
 #                   both sides.
-#   lab/lossy-link  (needs tc netem: a case_error where lab_netem_ok fails, never a silent skip) a guest whose primary
-#                   writes --stats (booted by `run --stats`: a backup that took over writes none). lab_degrade of the
+#   lab/lossy-link  (needs tc netem: a case_error where lab_netem_ok fails, never a silent skip) the same guest: its
+#                   primary writes --stats (`run --stats`, or `backup --stats` once it took over). lab_degrade of the
 #                   primary's replication link, both ways, "delay 10ms loss 2% rate 100mbit" (20 ms round trip) for
 #                   FTVMM_LAB_LOSSY_SECS (20) s: every second the primary says protected=yes; the backup never takes
 #                   over, stays and says it mirrors; epochs still commit (status last_commit moves, new --stats lines);
@@ -260,7 +260,7 @@ case_begin lab/lossy-link
 if ! lab_netem_ok; then
 	case_error "tc netem does not work here (kernel module sch_netem): this case needs it (the test bed loads" \
 		"sch_netem)"
-elif guest_ready stats; then
+elif guest_ready; then
 	ph=${HOST_OF[$cur]} csock="$W/$cur.sock" bsock="$W/$bk.sock" stats="$L/$cur.stats"
 	link="$ph-rep" c1="" n1=""
 	ticks_on "$cur" "before the degradation"

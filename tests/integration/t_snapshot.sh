@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/integration/t_snapshot.sh - snapshot / kill -9 / restore of a live guest running ftwork (memory pages, disk records,
-# DMA-written pages, a TCP stream, per-CPU timers) 20 times in a row; busy disk + NIC; inspect; atomic write; bad
+# DMA-written pages, a TCP stream, per-CPU timers) FTVMM_TEST_SNAP_CYCLES (10) times in a row; busy disk + NIC; inspect; atomic write; bad
 # snapshot files and restore arguments.
 #
 # Needs root (creates TAP ftsnap0 with 192.0.2.1/24; the guest is 192.0.2.2) and python3 on the host.
@@ -27,7 +27,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 it_begin snapshot
 
-CYCLES=${FTVMM_TEST_SNAP_CYCLES:-20} # FTVMM_* variables pass into the test bed
+CYCLES=${FTVMM_TEST_SNAP_CYCLES:-10} # FTVMM_* variables pass into the test bed (longer runs: 20, 100)
 TAP=ftsnap0
 HOST_IP=192.0.2.1 GUEST_IP=192.0.2.2
 SEQ_PORT=7000 STREAM_PORT=7001

@@ -23,8 +23,9 @@ start_backup() {
 	truncate -s "$DISK_SIZE" "${DISK[$name]}"
 	# FTVMM_DEBUG: a guest that stops can be diagnosed (vCPU registers on SIGTERM)
 	# LAB_FT_ARGS: TLS with the lab's pre-shared key (lab_ft_credentials)
+	# --stats: once it took over and is protected again, its epochs' telemetry (lab/lossy-link reads it)
 	lbg "$h" "$name" env FTVMM_DEBUG=1 "$FTVMM" backup --listen "${LAB_REP_IP[$h]}:$BK_PORT" --control "$W/$name.sock" \
-		--ft-timeout "$TMO" --disk "${DISK[$name]}" --net "tap=$LAB_TAP" "${LAB_FT_ARGS[@]}" ${FT_EXTRA[@]+"${FT_EXTRA[@]}"}
+		--ft-timeout "$TMO" --stats "$L/$name.stats" --disk "${DISK[$name]}" --net "tap=$LAB_TAP" "${LAB_FT_ARGS[@]}" ${FT_EXTRA[@]+"${FT_EXTRA[@]}"}
 	ft_wait_line "${FT_E[$name]}" 'backup: listening on' 20 "$name" ||
 		{ case_error "$name did not start listening: $(head -c 300 "${FT_E[$name]}")"; return 1; }
 }
@@ -149,14 +150,13 @@ retire_guest() {
 	cur="" bk=""
 }
 
-# guest_ready [stats]: the guest the last case left, when it runs with its backup and its checker (ensure_protected);
-# else a fresh one (start_guest) on hosts a and b revived first (a case that failed half-way may have left one
-# crashed, frozen or degraded). "stats": the primary must write --stats, which only a primary start_guest booted does
-# (a backup that took over has no --stats). A fresh guest that failed to start is not tried again (each try may
-# cost minutes of the test bed). 1 after a case_error.
+# guest_ready: the guest the last case left, when it runs with its backup and its checker (ensure_protected); else a
+# fresh one (start_guest) on hosts a and b revived first (a case that failed half-way may have left one crashed,
+# frozen or degraded). Every primary writes --stats ($L/NAME.stats): p<G> from its start, a backup that took over
+# from its next pairing. A fresh guest that failed to start is not tried again (each try may cost minutes of the
+# test bed). 1 after a case_error.
 guest_ready() {
-	if [[ -n "$cur" && -n "$bk" ]] && ft_alive "$cur" && ft_alive "$bk" && ft_alive tcpcheck &&
-		[[ "${1:-}" != stats || "$cur" == p* ]]; then
+	if [[ -n "$cur" && -n "$bk" ]] && ft_alive "$cur" && ft_alive "$bk" && ft_alive tcpcheck; then
 		ensure_protected
 		return
 	fi
@@ -165,7 +165,7 @@ guest_ready() {
 		return 1
 	fi
 	if [[ -n "$cur" ]]; then
-		ft_log "a fresh guest${1:+ (this case needs a primary with --stats)}; the last case left primary $cur" \
+		ft_log "a fresh guest; the last case left primary $cur" \
 			"($(ft_alive "$cur" && echo running || echo gone)), backup ${bk:-none}"
 	fi
 	retire_guest

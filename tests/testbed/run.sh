@@ -14,6 +14,7 @@
 # command's, carried back by a `TESTBED-EXIT <rc>` line on ttyS0; none (crash, hang, timeout) is a failure (125/124).
 # Env:
 #   TESTBED_TIMEOUT=1500   seconds before the test bed is killed (exit 124)
+#   TESTBED_CPU=max   qemu's -cpu for the test bed
 #   TESTBED_MEM=3G TESTBED_SMP=2   test-bed host size (1 vCPU starves FT guests: see the README, the test bed)
 #   TESTBED_ACCEL=tcg      qemu accelerator for the test bed (tcg: what CI has; kvm only for experiments)
 #   TESTBED_SCRATCH_MB=8192  size of the sparse scratch disk (0: none)
@@ -63,6 +64,7 @@ TESTBED_TIMEOUT=${TESTBED_TIMEOUT:-1500}
 TESTBED_MEM=${TESTBED_MEM:-3G}
 TESTBED_SMP=${TESTBED_SMP:-2}
 TESTBED_ACCEL=${TESTBED_ACCEL:-tcg}
+TESTBED_CPU=${TESTBED_CPU:-max}
 TESTBED_SCRATCH_MB=${TESTBED_SCRATCH_MB:-8192}
 TESTBED_KVM_ARGS=${TESTBED_KVM_ARGS-"kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"}
 TESTBED_IDLE_LIMIT=${TESTBED_IDLE_LIMIT:-120}
@@ -125,7 +127,7 @@ cwd=$(pwd -P)
 } >"$ctl/config"
 
 qemu=(qemu-system-x86_64
-	-accel "$TESTBED_ACCEL" -cpu max -m "$TESTBED_MEM" -smp "$TESTBED_SMP"
+	-accel "$TESTBED_ACCEL" -cpu "$TESTBED_CPU" -m "$TESTBED_MEM" -smp "$TESTBED_SMP"
 	-nodefaults -no-user-config -display none -no-reboot -nic none
 	-chardev file,id=kcon,path="$klog" -serial chardev:kcon
 	-chardev stdio,id=con,signal=off -serial chardev:con
