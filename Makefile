@@ -2,7 +2,7 @@
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -MMD -MP
-LDLIBS  := -luring -lfdt -lgnutls -lcurl -ljson-c -pthread
+LDLIBS  := -luring -lfdt -lgnutls -lcurl -ljson-c -llz4 -lzstd -pthread
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 B := build

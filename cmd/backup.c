@@ -176,6 +176,7 @@ void backup_run_config(const struct backup *b, struct run_config *cfg)
 	cfg->machine = b->machine;
 	if (b->epoch_ms) /* after a takeover, `protect` keeps the protection this guest had */
 		cfg->epoch_ms = b->epoch_ms;
+	cfg->compress = b->codec; /* the primary's (none from one that named no codec) */
 	cfg->ft_timeout_ms = b->timeout_ms;
 }
 

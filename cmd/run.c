@@ -161,8 +161,8 @@ static int control_protect(void *ctx, int argc, char **argv, char *reply, size_t
 	ft_started = false;
 	unsigned epoch = cur_cfg->epoch_ms ? cur_cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
 	unsigned tmo = cur_cfg->ft_timeout_ms ? cur_cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
-	if (ft_primary_start(&ft, vm, &plat, &cur_cfg->machine, argv[1], client_tls, cur_cfg->ft_insecure, epoch, tmo,
-			     cur_cfg->stats, fence, err, sizeof(err)) ||
+	if (ft_primary_start(&ft, vm, &plat, &cur_cfg->machine, argv[1], client_tls, cur_cfg->ft_insecure, epoch,
+			     cur_cfg->compress, tmo, cur_cfg->stats, fence, err, sizeof(err)) ||
 	    ft_primary_go(&ft)) {
 		ft_primary_stop(&ft, FT_STOP_QUIT);
 		snprintf(reply, len, "error: %s", err[0] ? err : "cannot start the fault-tolerance threads");
@@ -293,8 +293,8 @@ static int start_protection(struct vm *vm, const struct run_config *cfg)
 	unsigned epoch = cfg->epoch_ms ? cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
 	unsigned tmo = cfg->ft_timeout_ms ? cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
 	if (client_creds(cfg, err, sizeof(err)) ||
-	    ft_primary_start(&ft, vm, &plat, &cfg->machine, cfg->backup, client_tls, cfg->ft_insecure, epoch, tmo,
-			     cfg->stats, fence, err, sizeof(err))) {
+	    ft_primary_start(&ft, vm, &plat, &cfg->machine, cfg->backup, client_tls, cfg->ft_insecure, epoch,
+			     cfg->compress, tmo, cfg->stats, fence, err, sizeof(err))) {
 		warnx("%s", err);
 		ft_primary_stop(&ft, FT_STOP_QUIT);
 		return -1;

@@ -4,6 +4,7 @@
 #include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
+#include "compress.h"
 #include "events.h"
 #include "fence.h"
 #include "primary.h"
@@ -134,20 +135,31 @@ static uint64_t pfn_at(const uint8_t *pfns, uint64_t i)
 	return v;
 }
 
-/* Every pfn of a batch inside guest RAM. n is at most the guest's page count (the callers check
- * that first), so this loop is bounded by the guest, not by the wire. */
-static bool pages_fit(const struct backup *b, uint64_t n, const uint8_t *pfns)
+/* Every pfn of a batch inside guest RAM (zero_flag: a packed epoch's, which may carry FT_PFN_ZERO). n is
+ * at most the guest's page count (the callers check that first), so this loop is bounded by the guest,
+ * not by the wire. */
+static bool pages_fit(const struct backup *b, uint64_t n, const uint8_t *pfns, bool zero_flag)
 {
 	for (uint64_t i = 0; i < n; i++)
-		if (pfn_at(pfns, i) >= b->mem.npages)
+		if ((pfn_at(pfns, i) & ~(zero_flag ? FT_PFN_ZERO : 0)) >= b->mem.npages)
 			return false;
 	return true;
 }
 
+/* The n pages at pfns, from pages one after the other; a pfn flagged FT_PFN_ZERO (only a packed epoch's
+ * pass pages_fit) is a page of zeroes that takes none of them. */
 static void apply_pages(struct backup *b, uint64_t n, const uint8_t *pfns, const uint8_t *pages)
 {
-	for (uint64_t i = 0; i < n; i++)
-		memcpy(b->mem.host + (pfn_at(pfns, i) << PAGE_SHIFT), pages + i * PAGE_SIZE, PAGE_SIZE);
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t pfn = pfn_at(pfns, i);
+		uint8_t *dst = b->mem.host + ((pfn & ~FT_PFN_ZERO) << PAGE_SHIFT);
+		if (pfn & FT_PFN_ZERO) {
+			memset(dst, 0, PAGE_SIZE);
+			continue;
+		}
+		memcpy(dst, pages, PAGE_SIZE);
+		pages += PAGE_SIZE;
+	}
 }
 
 /* Bytes that n (pfn, page) pairs take, false if more pages than the guest has: a count from the wire
@@ -167,7 +179,7 @@ int backup_sync_mem(struct backup *b, const void *p, size_t len)
 	if (!batch_size(b, n, &bytes) || bytes != len - 8)
 		return -EBADMSG;
 	const uint8_t *pfns = (const uint8_t *)p + 8;
-	if (!pages_fit(b, n, pfns))
+	if (!pages_fit(b, n, pfns, false))
 		return -EBADMSG;
 	apply_pages(b, n, pfns, pfns + n * 8);
 	return 0;
@@ -191,26 +203,84 @@ int backup_sync_disk(struct backup *b, const void *p, size_t len)
 /* Where the parts of an epoch's payload lie, once every one of them is checked. */
 struct epoch_parts {
 	struct ft_epoch_hdr h;
-	const uint8_t *pfns, *pages, *state, *disk;
+	struct ft_pages_hdr ph; /* a packed epoch's */
+	const uint8_t *pfns, *pages, *state, *disk; /* pages: the non-zero ones, one after the other */
+	uint8_t *unpacked;      /* a compressed epoch's pages, decompressed (malloc'd: the caller frees it) */
 };
 
-/* Everything checked before a byte is applied: the frame's sizes (ft_epoch_check) and number, its
- * pages inside guest RAM, a whole state fdt, every disk record in range. 0, -EBADMSG or -ERANGE. */
+/* How many pfns carry FT_PFN_ZERO. */
+static uint64_t zero_flags(uint64_t n, const uint8_t *pfns)
+{
+	uint64_t z = 0;
+	for (uint64_t i = 0; i < n; i++)
+		z += (pfn_at(pfns, i) & FT_PFN_ZERO) != 0;
+	return z;
+}
+
+/* A packed epoch's page area (npages already bounded by the guest, its pfns inside it): the codec of the
+ * HELLO, as many pfns flagged zero as nzero says, raw_len exactly the other pages (so at most the guest's
+ * memory: the bound of any allocation for them), and a codec none payload exactly those. */
+static int packed_check(const struct backup *b, const struct epoch_parts *e)
+{
+	const struct ft_pages_hdr *ph = &e->ph;
+	uint64_t raw;
+	if (ph->codec != b->codec || ph->reserved || ph->nzero > e->h.npages)
+		return -EBADMSG;
+	if (__builtin_mul_overflow(e->h.npages - ph->nzero, PAGE_SIZE, &raw) || raw != ph->raw_len ||
+	    raw > b->mem.npages * PAGE_SIZE)
+		return -EBADMSG;
+	if (zero_flags(e->h.npages, e->pfns) != ph->nzero)
+		return -EBADMSG;
+	return ph->codec == FT_CODEC_NONE && ph->wire_len != raw ? -EBADMSG : 0;
+}
+
+/* A compressed epoch's pages into e->unpacked, the last check (its size was checked by packed_check): each
+ * chunk inside the payload, decompressing to exactly its pages. Codec none: the payload is the pages. */
+static int unpack(struct epoch_parts *e)
+{
+	if (e->ph.codec == FT_CODEC_NONE)
+		return 0;
+	uint8_t *u = malloc(e->ph.raw_len ? e->ph.raw_len : 1);
+	if (!u)
+		return -ENOMEM;
+	int r = ft_unpack_pages(e->ph.codec, e->pages, e->ph.wire_len, u, e->ph.raw_len);
+	if (r) {
+		free(u);
+		return r == -ENOMEM ? r : -EBADMSG;
+	}
+	e->unpacked = u;
+	e->pages = u;
+	return 0;
+}
+
+/* Everything checked before a byte is applied: the frame's sizes (ft_epoch_check), layout and number,
+ * its pages inside guest RAM, a packed page area consistent and decompressing exactly, a whole state fdt,
+ * every disk record in range. 0, -EBADMSG or -ERANGE (nothing allocated), -ENOMEM. */
 static int epoch_parts(const struct backup *b, uint64_t seq, const void *payload, size_t len, struct epoch_parts *e)
 {
 	struct ft_epoch_hdr *h = &e->h;
+	e->unpacked = NULL;
 	if (ft_epoch_check(payload, len, h) || h->epoch != seq)
+		return -EBADMSG;
+	if (!(h->flags & FT_EPOCH_PACKED) != !b->packed) /* the layout its HELLO announced */
 		return -EBADMSG;
 	if (!b->have_baseline ? !(h->flags & FT_EPOCH_BASELINE) : h->epoch != b->committed + 1)
 		return -EBADMSG;
 	if (h->generation != b->gen) /* the fencing token: only the primary of the generation we paired with */
 		return -EBADMSG;
 	/* ft_epoch_check added these sizes up without overflow to exactly len: the areas lie inside it */
-	e->pfns = (const uint8_t *)payload + sizeof(*h);
+	const uint8_t *area = (const uint8_t *)payload + sizeof(*h);
+	if (b->packed) {
+		memcpy(&e->ph, area, sizeof(e->ph));
+		area += sizeof(e->ph);
+	}
+	e->pfns = area;
 	e->pages = e->pfns + h->npages * 8;
-	e->state = e->pages + h->npages * PAGE_SIZE;
+	e->state = e->pages + (b->packed ? e->ph.wire_len : h->npages * PAGE_SIZE);
 	e->disk = e->state + h->state_len;
-	if (h->npages > b->mem.npages || !pages_fit(b, h->npages, e->pfns))
+	if (h->npages > b->mem.npages || !pages_fit(b, h->npages, e->pfns, b->packed))
+		return -EBADMSG;
+	if (b->packed && packed_check(b, e))
 		return -EBADMSG;
 	if (!fdtp_whole(e->state, h->state_len))
 		return -EBADMSG;
@@ -222,7 +292,7 @@ static int epoch_parts(const struct backup *b, uint64_t seq, const void *payload
 			return -ERANGE;
 		off += sizeof(rec) + (rec.kind == FT_DISK_WRITE ? rec.len : 0);
 	}
-	return 0;
+	return b->packed ? unpack(e) : 0;
 }
 
 /* The epoch's disk writes onto this host's copies, then made durable. Only called once the epoch's
@@ -254,11 +324,14 @@ int backup_commit_epoch(struct backup *b, uint64_t seq, void *payload, size_t le
 	if (r)
 		return r;
 	void *nstate = malloc(e.h.state_len);
-	if (!nstate)
+	if (!nstate) {
+		free(e.unpacked);
 		return -ENOMEM;
+	}
 	memcpy(nstate, e.state, e.h.state_len);
 	/* commit: memory, disks, then the state that describes them */
 	apply_pages(b, e.h.npages, e.pfns, e.pages);
+	free(e.unpacked);
 	apply_disk_log(b, &e.h, e.disk);
 	pthread_mutex_lock(&b->lock);
 	free(b->state);

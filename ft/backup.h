@@ -4,6 +4,7 @@
 
 #include "../devices/machine.h"
 #include "../vmm/guest_mem.h"
+#include "compress.h"
 #include "proto.h"
 
 #include <pthread.h>
@@ -26,6 +27,9 @@ struct backup {
 					 * is read (NULL: plain links, loopback or --ft-insecure) */
 	struct ft_fence *fence; /* the arbiter (ft/fence.h; inert without --arbiter): takeover only after a win */
 	uint64_t gen;           /* the generation the primary paired under (its HELLO): every epoch carries it */
+	bool packed;            /* its HELLO named a codec: every epoch is packed (FT_EPOCH_PACKED) in that codec;
+				 * else (an older primary) every page travels whole */
+	enum ft_codec codec;    /* that codec (none when not packed), kept for a `protect` after a takeover */
 	char peer[64];          /* the paired primary's address (under lock), for status and events */
 	struct guest_mem mem;
 	void *state; /* last committed epoch's state fdt */

@@ -59,6 +59,33 @@ static int check_generation(struct backup *b, const void *fdt, char *why, size_t
 	return 0;
 }
 
+/* How the primary's epochs carry their pages: one that names a codec (property "compress") packs them
+ * (zero pages as a flag, the rest in that codec); one that names none is an older ftvmm whose pages travel
+ * whole. A codec this build does not know is refused with one line. */
+static int check_codec(struct backup *b, const void *fdt, char *why, size_t wl)
+{
+	int len = 0;
+	const char *name = fdt_getprop(fdt, 0, "compress", &len);
+	b->packed = name != NULL;
+	b->codec = FT_CODEC_NONE;
+	if (!name)
+		return 0;
+	/* the peer's bytes: quoted only when they are a short string of printable characters */
+	bool printable = len >= 1 && len <= 32 && name[len - 1] == '\0' && strlen(name) == (size_t)len - 1;
+	for (int i = 0; printable && i < len - 1; i++)
+		printable = name[i] > ' ' && name[i] < 0x7f;
+	if (!printable) {
+		snprintf(why, wl, "malformed compress codec in the handshake");
+		return -EINVAL;
+	}
+	if (ft_codec_parse(name, &b->codec)) {
+		snprintf(why, wl, "the primary compresses its epochs with '%s', which this backup does not know (it knows "
+			 "%s)", name, FT_CODEC_NAMES);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Compare the primary's shape with what this backup was given; one line on mismatch. */
 int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why, size_t wl)
 {
@@ -99,7 +126,7 @@ int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why,
 		memcpy(b->machine.nics[i].mac, macs[i], 6);
 		b->machine.nics[i].has_mac = true;
 	}
-	if (check_generation(b, fdt, why, wl))
+	if (check_generation(b, fdt, why, wl) || check_codec(b, fdt, why, wl))
 		return -EINVAL;
 	b->machine.mem = mem;
 	b->machine.cpus = ncpus;
@@ -389,10 +416,13 @@ static int greet_primary(struct backup *b, const void *shape, size_t len)
 		warnx("backup: %s", why);
 		return r;
 	}
-	/* with an arbiter, HELLO_OK says so: a primary that claims refuses a backup that would not */
-	char ok[64] = "";
+	/* with an arbiter, HELLO_OK says so: a primary that claims refuses a backup that would not; to a primary
+	 * that named a codec it names it back (one that hears no codec knows this backup cannot read its epochs) */
+	char ok[96] = "";
 	if (fence_on(b->fence))
 		snprintf(ok, sizeof(ok), "arbiter %llu", (unsigned long long)b->gen);
+	if (b->packed)
+		snprintf(ok + strlen(ok), sizeof(ok) - strlen(ok), "%scodec %s", ok[0] ? " " : "", ft_codec_name(b->codec));
 	return ft_send_buf(&b->data, FT_HELLO_OK, 0, ok, strlen(ok));
 }
 

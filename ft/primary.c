@@ -154,8 +154,7 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 	s->state_ns = t[4] - t[3];
 	s->resume_ns = t[5] - t[4];
 	s->pause_ns = t[5] - t[0];
-	s->bytes = sizeof(s->hdr) + s->hdr.npages * (8 + PAGE_SIZE) + state_len + s->hdr.disk_len;
-	return s;
+	return s; /* its pages are packed (zero pages, compression) by the sender, never in the pause */
 }
 
 /* The pages written since the last checkpoint: KVM's log of guest writes OR the VMM's own (used rings,
@@ -456,7 +455,8 @@ void primary_staged_free(struct ft_primary *p, struct ft_staged *s)
 
 int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct machine *machine,
 		     const char *peer, const struct ft_tls_creds *tls, bool insecure, unsigned epoch_ms,
-		     unsigned timeout_ms, const char *stats_path, struct ft_fence *fence, char *err, size_t errlen)
+		     enum ft_codec codec, unsigned timeout_ms, const char *stats_path, struct ft_fence *fence, char *err,
+		     size_t errlen)
 {
 	memset(p, 0, sizeof(*p));
 	p->fence = fence;
@@ -465,6 +465,7 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 	p->machine = machine;
 	p->epoch_ms = epoch_ms;
 	p->timeout_ms = timeout_ms;
+	p->codec = codec;
 	p->data = p->hb = (struct ft_link){ .fd = -1 };
 	p->tls = tls;
 	snprintf(p->peer, sizeof(p->peer), "%s", peer);
@@ -487,7 +488,7 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 	size_t words = gmem_bitmap_words(vm->mem.npages);
 	p->dirty = calloc(words + 1, sizeof(unsigned long));
 	p->devdirty = calloc(words + 1, sizeof(unsigned long));
-	if (!p->dirty || !p->devdirty)
+	if (!p->dirty || !p->devdirty || ft_packer_init(&p->packer, codec))
 		return -ENOMEM;
 	int r = fence_pair(fence, &p->gen, err, errlen);
 	return r ? r : primary_connect(p, peer, !tls && !insecure, err, errlen);
@@ -636,6 +637,7 @@ close_fds:
 	free(p->dirty);
 	free(p->devdirty);
 	p->dirty = p->devdirty = NULL;
+	ft_packer_free(&p->packer); /* the sender, its only user, is joined */
 	disklog_destroy(&p->disklog);
 }
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "compress.h"
 #include "disklog.h"
 #include "outbuf.h"
 #include "proto.h"
@@ -30,6 +31,8 @@ struct ft_primary {
 	const struct machine *machine;
 	char peer[256];
 	unsigned epoch_ms, timeout_ms;
+	enum ft_codec codec;                /* the epochs' page payload (--compress), named in the HELLO */
+	struct ft_packer packer;            /* the sender's: zero pages flagged, the rest compressed */
 	FILE *stats;
 	struct ft_link data, hb;            /* TLS sessions on both when tls is set */
 	const struct ft_tls_creds *tls;     /* client credentials (NULL: plain links, loopback or --ft-insecure) */
@@ -71,14 +74,16 @@ struct ft_primary {
 };
 
 /* Connect and shake hands (bounded by timeout_ms); ft_primary_go then starts the engine. The guest
- * keeps running during the initial sync. With tls (client credentials, kept by the caller until
+ * keeps running during the initial sync. codec: how the sender packs each epoch's pages (the HELLO names
+ * it; a backup that does not know it refuses, one that predates packed epochs is refused). With tls (client credentials, kept by the caller until
  * ft_primary_stop) both links are TLS and the backup must authenticate; without, peer must be a
  * loopback address unless insecure. 0 or -errno with one line in err (unreachable peer, failed
  * authentication, another protocol or version, refused shape...). With an arbiter (fence on) it first
  * takes the generation to pair under (fence_pair), and the backup must use the same arbiter. */
 int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct machine *machine,
 		     const char *peer, const struct ft_tls_creds *tls, bool insecure, unsigned epoch_ms,
-		     unsigned timeout_ms, const char *stats_path, struct ft_fence *fence, char *err, size_t errlen);
+		     enum ft_codec codec, unsigned timeout_ms, const char *stats_path, struct ft_fence *fence, char *err,
+		     size_t errlen);
 /* Start the engine threads once the vCPUs run (initial sync, then epochs). 0 or -errno. */
 int ft_primary_go(struct ft_primary *p);
 /* Why the protected run ends. Output of epochs the backup never acked is dropped in every case: only

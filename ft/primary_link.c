@@ -110,6 +110,9 @@ static int build_shape(struct ft_primary *p, void **out, size_t *len)
 	r |= fdt_property(fdt, "disk-sizes", p->plat->disk_sizes, (int)(p->plat->ndisks * sizeof(uint64_t)));
 	r |= fdt_property(fdt, "macs", p->plat->macs, (int)(p->plat->nnics * 6));
 	r |= fdt_property_u32(fdt, "epoch-ms", p->epoch_ms);
+	/* its epochs are packed (zero pages as a flag) in this codec: a backup that does not know it refuses, one
+	 * that predates packed epochs ignores the property and answers without naming it back (read_reply) */
+	r |= fdt_property_string(fdt, "compress", ft_codec_name(p->codec));
 	if (p->gen) { /* the fencing token, and the VM's name in the arbiter, which the backup's must match */
 		r |= fdt_property_u64(fdt, "generation", p->gen);
 		r |= fdt_property_string(fdt, "vm-name", p->fence->name);
@@ -137,6 +140,43 @@ static int send_hellos(struct ft_primary *p)
 	r = ft_send_buf(&p->data, FT_HELLO, session, shape, shape_len);
 	free(shape);
 	return r ? r : ft_send_buf(&p->hb, FT_HB_HELLO, session, NULL, 0);
+}
+
+/* HELLO_OK's text: "[arbiter G][ ]codec NAME". With an arbiter the backup must claim before it takes over:
+ * it says so, with our generation. It names our codec back: a backup that names none predates packed
+ * epochs and would refuse the first one. 0, or -EINVAL with one line in err. */
+static int hello_ok_agrees(struct ft_primary *p, const char *reply, size_t len, const char *peer, char *err,
+			   size_t errlen)
+{
+	/* the reply's arbiter part, and its codec after "codec " (none: an older backup) */
+	size_t alen = len, clen = 0;
+	const char *codec = NULL;
+	for (size_t i = 0; !codec && i + 6 <= len; i++)
+		if ((i == 0 || reply[i - 1] == ' ') && memcmp(reply + i, "codec ", 6) == 0) {
+			codec = reply + i + 6;
+			clen = len - i - 6;
+			alen = i ? i - 1 : 0;
+		}
+	char arb[64] = "";
+	if (p->gen)
+		snprintf(arb, sizeof(arb), "arbiter %llu", (unsigned long long)p->gen);
+	const char *mine = ft_codec_name(p->codec);
+	if (alen != strlen(arb) || memcmp(reply, arb, alen) != 0) {
+		snprintf(err, errlen, "backup %s %s", peer, p->gen ? "does not use the arbiter (start it with --arbiter "
+			 "and --name): it could take over beside this primary" : "uses an arbiter: start this primary with "
+			 "--arbiter and --name too");
+		return -EINVAL;
+	}
+	if (!codec) {
+		snprintf(err, errlen, "backup %s is an older ftvmm that cannot read this primary's epochs (zero pages as a "
+			 "flag, --compress): upgrade it", peer);
+		return -EINVAL;
+	}
+	if (clen != strlen(mine) || memcmp(codec, mine, clen) != 0) {
+		snprintf(err, errlen, "backup %s answered with another codec than --compress %s", peer, mine);
+		return -EPROTO;
+	}
+	return 0;
 }
 
 /* The backup's answer to our HELLO: HELLO_OK, or why not (one line in err). */
@@ -171,19 +211,9 @@ static int read_reply(struct ft_primary *p, const char *peer, char *err, size_t 
 		snprintf(err, errlen, "backup %s: unexpected reply %s", peer, ft_type_name(f.type));
 		return -EPROTO;
 	}
-	/* with an arbiter the backup must claim before it takes over: it says so, with our generation */
-	char want[64] = "";
-	if (p->gen)
-		snprintf(want, sizeof(want), "arbiter %llu", (unsigned long long)p->gen);
-	bool agree = f.len == strlen(want) && memcmp(reply, want, f.len) == 0;
+	int r2 = hello_ok_agrees(p, reply, f.len, peer, err, errlen);
 	free(reply);
-	if (!agree) {
-		snprintf(err, errlen, "backup %s %s", peer, p->gen ? "does not use the arbiter (start it with --arbiter "
-			 "and --name): it could take over beside this primary" : "uses an arbiter: start this primary with "
-			 "--arbiter and --name too");
-		return -EINVAL;
-	}
-	return 0;
+	return r2;
 }
 
 /* With credentials, one TLS session on each link: the backup must prove who it is (its certificate
@@ -275,14 +305,17 @@ static void write_stats(struct ft_primary *p, struct ft_staged *s, uint64_t ack_
 		"{\"epoch\":%llu,\"wall_ms\":%.3f,\"pause_us\":%.1f,\"stop_us\":%.1f,\"harvest_us\":%.1f,"
 		"\"copy_us\":%.1f,\"state_us\":%.1f,\"resume_us\":%.1f,\"dirty_guest\":%llu,\"dirty_device\":%llu,\"pages\":%llu,"
 		"\"bytes\":%llu,\"ack_latency_us\":%.1f,\"pkts_held\":%llu,\"pkts_released\":%llu,\"disk_writes\":%llu,"
-		"\"baseline\":%s}\n",
+		"\"baseline\":%s,\"compress\":\"%s\",\"raw_bytes\":%llu,\"wire_bytes\":%llu,\"zero_pages\":%llu,"
+		"\"compress_us\":%.1f}\n",
 		(unsigned long long)s->hdr.epoch, (double)(s->t_start_ns - p->started_ns) / 1e6, (double)s->pause_ns / 1e3,
 		(double)s->stop_ns / 1e3, (double)s->harvest_ns / 1e3, (double)s->copy_ns / 1e3, (double)s->state_ns / 1e3,
 		(double)s->resume_ns / 1e3,
 		(unsigned long long)s->hdr.guest_dirty, (unsigned long long)s->hdr.device_dirty,
 		(unsigned long long)s->hdr.npages, (unsigned long long)s->bytes, (double)(ack_ns - s->sent_ns) / 1e3,
 		(unsigned long long)s->pkts_held, (unsigned long long)released, (unsigned long long)s->disk_writes,
-		(s->hdr.flags & FT_EPOCH_BASELINE) ? "true" : "false");
+		(s->hdr.flags & FT_EPOCH_BASELINE) ? "true" : "false", ft_codec_name(p->codec),
+		(unsigned long long)(s->hdr.npages * PAGE_SIZE), (unsigned long long)s->wire_bytes,
+		(unsigned long long)s->zero_pages, (double)s->compress_ns / 1e3);
 	fflush(p->stats);
 }
 
@@ -310,18 +343,46 @@ static void sent_done(struct ft_primary *p, struct ft_staged *s)
 	}
 }
 
+/* CPU time of the calling thread (the sender's cost of packing an epoch, whatever else the host runs). */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* One staged epoch onto the data link, packed here, while the guest runs (the pause only copied): its
+ * zero pages become flags on their pfns, the others are compressed with p->codec. */
+static int send_epoch(struct ft_primary *p, struct ft_staged *s)
+{
+	struct ft_pages_hdr ph;
+	const uint8_t *payload;
+	uint64_t t0 = thread_cpu_ns();
+	int r = ft_pack_pages(&p->packer, s->pages, s->pfns, s->hdr.npages, &ph, &payload);
+	s->compress_ns = thread_cpu_ns() - t0;
+	if (r)
+		return r;
+	s->hdr.flags |= FT_EPOCH_PACKED;
+	s->zero_pages = ph.nzero;
+	s->wire_bytes = ph.wire_len;
+	struct iovec iov[6] = {
+		{ &s->hdr, sizeof(s->hdr) }, { &ph, sizeof(ph) }, { s->pfns, s->hdr.npages * 8 },
+		{ (void *)payload, ph.wire_len }, { s->state, s->hdr.state_len }, { s->disk, s->hdr.disk_len },
+	};
+	s->bytes = 0;
+	for (int i = 0; i < 6; i++)
+		s->bytes += iov[i].iov_len;
+	/* on a TLS link this thread encrypts too */
+	return ft_send(&p->data, FT_EPOCH, s->hdr.epoch, iov, 6);
+}
+
 void *primary_sender_thread(void *arg)
 {
 	struct ft_primary *p = arg;
 	struct ft_staged *s;
 	while ((s = next_to_send(p))) {
-		struct iovec iov[5] = {
-			{ &s->hdr, sizeof(s->hdr) }, { s->pfns, s->hdr.npages * 8 }, { s->pages, s->hdr.npages * PAGE_SIZE },
-			{ s->state, s->hdr.state_len }, { s->disk, s->hdr.disk_len },
-		};
-		s->sent_ns = now_ns();
-		/* on a TLS link this thread encrypts, while the guest runs: the pause only copied */
-		int r = ft_send(&p->data, FT_EPOCH, s->hdr.epoch, iov, 5);
+		s->sent_ns = now_ns(); /* the ack latency includes the packing: the output waits for it too */
+		int r = send_epoch(p, s);
 		sent_done(p, s);
 		if (r) {
 			primary_mark_lost(p, "sending an epoch failed: %s", strerror(-r));

@@ -249,6 +249,9 @@ uint64_t ft_data_frame_max(uint16_t type, uint64_t guest_pages, unsigned ncpus)
 		/* FT_MAX_STATE in steps: ncpus is the peer's number, the macro's product could wrap */
 		uint64_t state = sat_mul(sat_add(256ull << 10, sat_mul(ncpus, 64ull << 10)), 32);
 		uint64_t n = sat_add(sizeof(struct ft_epoch_hdr), sat_mul(guest_pages, pair));
+		/* a packed epoch's worst case: nothing zero, nothing compressible, a length word per chunk */
+		uint64_t chunks = guest_pages / FT_CHUNK_PAGES + (guest_pages % FT_CHUNK_PAGES != 0);
+		n = sat_add(n, sat_add(sizeof(struct ft_pages_hdr), sat_mul(chunks, 4)));
 		return sat_add(sat_add(n, state), DISKLOG_MAX_BYTES);
 	}
 	default: /* BYE, or a type the receive loop refuses anyway: nothing big is ever legitimate */
@@ -273,11 +276,17 @@ int ft_recv(const struct ft_link *l, struct ft_frame *f, void **payload)
 	return ft_recv_max(l, f, payload, FT_MAX_FRAME);
 }
 
-/* sizeof(hdr) + npages * (8 + PAGE_SIZE) + state_len + disk_len, false if it wraps: the fields come
- * from the wire, so the sum is checked even though each one is bounded too */
-static bool epoch_size(const struct ft_epoch_hdr *h, uint64_t *need)
+/* sizeof(hdr) + npages * 8 + the page area + state_len + disk_len, false if it wraps: the fields come
+ * from the wire, so the sum is checked even though each one is bounded too. The page area: npages *
+ * PAGE_SIZE, or a packed epoch's ft_pages_hdr and its wire_len bytes. */
+static bool epoch_size(const struct ft_epoch_hdr *h, const struct ft_pages_hdr *ph, uint64_t *need)
 {
-	return !__builtin_mul_overflow(h->npages, 8 + PAGE_SIZE, need) &&
+	uint64_t area;
+	if (ph)
+		area = sizeof(*ph) + ph->wire_len; /* wire_len <= FT_MAX_FRAME: no wrap */
+	else if (__builtin_mul_overflow(h->npages, PAGE_SIZE, &area))
+		return false;
+	return !__builtin_mul_overflow(h->npages, 8, need) && !__builtin_add_overflow(*need, area, need) &&
 	       !__builtin_add_overflow(*need, sizeof(*h), need) && !__builtin_add_overflow(*need, h->state_len, need) &&
 	       !__builtin_add_overflow(*need, h->disk_len, need);
 }
@@ -310,8 +319,17 @@ int ft_epoch_check(const void *payload, size_t len, struct ft_epoch_hdr *hdr)
 	memcpy(hdr, payload, sizeof(*hdr));
 	if (hdr->npages > (FT_MAX_FRAME >> PAGE_SHIFT) || hdr->state_len > FT_MAX_FRAME || hdr->disk_len > FT_MAX_FRAME)
 		return -EBADMSG;
+	struct ft_pages_hdr ph;
+	bool packed = hdr->flags & FT_EPOCH_PACKED;
+	if (packed) {
+		if (len - sizeof(*hdr) < sizeof(ph))
+			return -EBADMSG;
+		memcpy(&ph, (const uint8_t *)payload + sizeof(*hdr), sizeof(ph));
+		if (ph.wire_len > FT_MAX_FRAME)
+			return -EBADMSG;
+	}
 	uint64_t need;
-	if (!epoch_size(hdr, &need) || need != len)
+	if (!epoch_size(hdr, packed ? &ph : NULL, &need) || need != len)
 		return -EBADMSG;
 	/* the disk area is the payload's tail */
 	return disk_recs_check((const uint8_t *)payload + (len - hdr->disk_len), hdr->disk_len);

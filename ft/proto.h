@@ -39,7 +39,9 @@ struct ft_frame {
 };
 
 /* FT_EPOCH payload: this header, pfn[npages] (u64 RAM page numbers), the pages, the state fdt,
- * then disk records. */
+ * then disk records. A packed epoch (FT_EPOCH_PACKED, what every primary that names a codec in its
+ * HELLO sends) has a struct ft_pages_hdr right after this header, and its page area is that header's
+ * wire_len bytes (ft/compress.h): header, ft_pages_hdr, pfn[npages], page payload, state, disk records. */
 struct ft_epoch_hdr {
 	uint64_t epoch;
 	uint64_t npages;
@@ -51,6 +53,23 @@ struct ft_epoch_hdr {
 			     * token, the backup refuses an epoch of any other */
 };
 #define FT_EPOCH_BASELINE 1
+#define FT_EPOCH_PACKED 2
+
+/* A packed epoch's page area. A pfn with FT_PFN_ZERO set is a page that is all zeroes: it has no bytes
+ * in the payload. The other pages, in pfn order, are the payload: as they are (FT_CODEC_NONE, wire_len ==
+ * raw_len), or in chunks of FT_CHUNK_PAGES pages (the last one shorter), each a u32 length word then that
+ * many bytes, one lz4 block or one zstd frame that decompresses to exactly the chunk's pages, or (length
+ * word with FT_CHUNK_STORED) the chunk's pages as they are, when compressing did not make them smaller. */
+struct ft_pages_hdr {
+	uint32_t codec;    /* enum ft_codec: the one named in the HELLO */
+	uint32_t reserved; /* 0 */
+	uint64_t nzero;    /* pfns with FT_PFN_ZERO */
+	uint64_t raw_len;  /* (npages - nzero) * PAGE_SIZE: the payload's size once decompressed */
+	uint64_t wire_len; /* the payload's size on the wire */
+};
+#define FT_PFN_ZERO (1ull << 63)
+#define FT_CHUNK_PAGES 256u
+#define FT_CHUNK_STORED (1u << 31)
 
 /* One disk write of an epoch (or an initial-sync range): header then len bytes (none for ZERO). */
 struct ft_disk_rec {
@@ -111,14 +130,15 @@ void ft_link_close(struct ft_link *l);
 #define FT_MAX_HB_FRAME 64u
 /* The largest payload a primary sends in a data-link frame of this type to a guest of guest_pages
  * pages and ncpus vCPUs (saturating, never above FT_MAX_FRAME): FT_MEM one batch, FT_DISK one range
- * or disk-log record (DISKLOG_MAX_BYTES), FT_EPOCH every page + the largest state + a full disk log;
- * other types FT_MAX_HB_FRAME. */
+ * or disk-log record (DISKLOG_MAX_BYTES), FT_EPOCH every page + the largest state + a full disk log
+ * (packed: + its ft_pages_hdr and a length word per chunk, every chunk stored); other types FT_MAX_HB_FRAME. */
 uint64_t ft_data_frame_max(uint16_t type, uint64_t guest_pages, unsigned ncpus);
 /* ft_recv on the data link after the handshake: each type bounded by ft_data_frame_max. */
 int ft_recv_data(const struct ft_link *l, struct ft_frame *f, void **payload, uint64_t guest_pages, unsigned ncpus);
 /* The header checks of ft_recv, length at most max_len (and the per-type bounds): 0 or its error. */
 int ft_frame_check(const struct ft_frame *f, uint64_t max_len);
-/* Validate an FT_EPOCH payload's internal sizes. 0 or -EBADMSG. */
+/* Validate an FT_EPOCH payload's internal sizes (both layouts: the flags say which; a packed epoch's
+ * wire_len is read from its ft_pages_hdr). 0 or -EBADMSG. */
 int ft_epoch_check(const void *payload, size_t len, struct ft_epoch_hdr *hdr);
 
 /* Heartbeats go both ways every FT_HEARTBEAT_MS on their own connection. */

@@ -45,7 +45,7 @@ done
 for p in "${pids[@]}"; do wait "$p"; done
 ar rcs "$out/libftvmm-fuzz.a" "${objs[@]}"
 for t in "${targets[@]}"; do
-	$cc "${cflags[@]}" -fsanitize=fuzzer -o "$out/$t" "tests/fuzz/$t.c" "$out/libftvmm-fuzz.a" -luring -lfdt -lgnutls -lcurl -ljson-c
+	$cc "${cflags[@]}" -fsanitize=fuzzer -o "$out/$t" "tests/fuzz/$t.c" "$out/libftvmm-fuzz.a" -luring -lfdt -lgnutls -lcurl -ljson-c -llz4 -lzstd
 done
 
 per=$((secs / ${#targets[@]}))

@@ -1,0 +1,46 @@
+/* compress.h - an epoch's pages on the wire: zero pages as a flag on their pfn, the others as they are or in lz4/zstd chunks. */
+#ifndef FTVMM_COMPRESS_H
+#define FTVMM_COMPRESS_H
+
+#include "proto.h"
+
+#include <stdint.h>
+
+/* The page payload's codec (`run --compress`), named in the HELLO and in every packed epoch. */
+enum ft_codec { FT_CODEC_NONE = 0, FT_CODEC_LZ4, FT_CODEC_ZSTD, FT_CODEC_COUNT };
+#define FT_CODEC_NAMES "none, lz4 or zstd"
+
+/* "none", "lz4", "zstd"; "?" for anything else. */
+const char *ft_codec_name(unsigned codec);
+/* A codec by its name: 0, or -EINVAL for a name this build does not know. */
+int ft_codec_parse(const char *name, enum ft_codec *codec);
+
+/* The primary's sender packs each epoch with one of these (never the pause: it only copies). */
+struct ft_packer {
+	enum ft_codec codec;
+	void *ctx;    /* ZSTD_CCtx, or lz4's state */
+	uint8_t *out; /* the compressed payload of the epoch being sent (kept: the next reuses it) */
+	size_t cap;
+};
+/* 0 or -ENOMEM. */
+int ft_packer_init(struct ft_packer *pk, enum ft_codec codec);
+/* Frees what init and packing allocated (a zeroed packer is fine). */
+void ft_packer_free(struct ft_packer *pk);
+
+/* Pack n staged pages (pages: n whole pages; pfns: their n page numbers) for the wire, in place: each
+ * zero page's pfn gets FT_PFN_ZERO and the other pages move down over the zero ones, then those are
+ * compressed into pk->out (codec none: left where they are). Fills ph and *payload (ph->wire_len bytes,
+ * valid until the next call). 0 or -ENOMEM. */
+int ft_pack_pages(struct ft_packer *pk, uint8_t *pages, uint64_t *pfns, uint64_t n, struct ft_pages_hdr *ph,
+		  const uint8_t **payload);
+/* The most bytes the chunks of n non-zero pages take (every chunk stored). */
+uint64_t ft_pack_bound(uint64_t n);
+
+/* The backup's side: the chunks of a packed payload from the peer (wire, wire_len bytes; codec lz4 or
+ * zstd) into dst, which holds raw_len bytes (whole pages; the caller bounds raw_len by the guest before
+ * allocating dst). Each chunk's length word must lie inside the payload and its bytes decompress to
+ * exactly its pages (a zstd chunk: one frame that says so), the chunks must fill dst and tile the payload
+ * with nothing left over. 0, or -EBADMSG (dst then holds garbage), -ENOMEM. */
+int ft_unpack_pages(enum ft_codec codec, const uint8_t *wire, uint64_t wire_len, uint8_t *dst, uint64_t raw_len);
+
+#endif
