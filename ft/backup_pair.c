@@ -71,7 +71,7 @@ static int check_codec(struct backup *b, const void *fdt, char *why, size_t wl)
 	if (!name)
 		return 0;
 	/* the peer's bytes: quoted only when they are a short string of printable characters */
-	bool printable = len >= 1 && len <= 32 && name[len - 1] == '\0' && strlen(name) == (size_t)len - 1;
+	bool printable = len >= 2 && len <= 32 && name[len - 1] == '\0' && strlen(name) == (size_t)len - 1;
 	for (int i = 0; printable && i < len - 1; i++)
 		printable = name[i] > ' ' && name[i] < 0x7f;
 	if (!printable) {

@@ -164,6 +164,62 @@ static void test_shape_generation(void)
 	fence_close(&f);
 }
 
+/* A primary's shape naming a codec (NULL: none, an older primary), or len raw bytes as the property. */
+static size_t shape_codec(const char *codec, const void *raw, int len)
+{
+	uint64_t sz = DISK_SIZE;
+	shape(64 << 20, 2, 1, &sz, 0, 25);
+	CHECK_EQ(fdt_open_into(shape_buf, shape_buf, sizeof(shape_buf)), 0);
+	if (codec)
+		CHECK_EQ(fdt_setprop_string(shape_buf, 0, "compress", codec), 0);
+	if (raw)
+		CHECK_EQ(fdt_setprop(shape_buf, 0, "compress", raw, len), 0);
+	CHECK_EQ(fdt_pack(shape_buf), 0);
+	return fdt_totalsize(shape_buf);
+}
+
+/* The codec in the HELLO: known ones give packed epochs in that codec (kept for a `protect` after a
+ * takeover), none named is an older primary (pages whole), an unknown or malformed one is refused with
+ * one line that names it (when printable). */
+static void test_shape_codec(void)
+{
+	struct backup b;
+	memset(&b, 0, sizeof(b));
+	b.machine.ndisks = 1;
+	b.machine.disks[0].path = "b.img";
+	b.disk_sizes[0] = DISK_SIZE;
+	char why[256];
+	struct run_config cfg;
+	static const char *const known[] = { "none", "lz4", "zstd" };
+	for (unsigned i = 0; i < 3; i++) {
+		b.packed = false;
+		CHECK_EQ(backup_check_shape(&b, shape_buf, shape_codec(known[i], NULL, 0), why, sizeof(why)), 0);
+		CHECK(b.packed);
+		CHECK_EQ(b.codec, i);
+		memset(&cfg, 0, sizeof(cfg));
+		backup_run_config(&b, &cfg);
+		CHECK_EQ(cfg.compress, i);
+	}
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_codec(NULL, NULL, 0), why, sizeof(why)), 0);
+	CHECK(!b.packed && b.codec == FT_CODEC_NONE);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_codec("xz", NULL, 0), why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "'xz'") && strstr(why, "does not know") && strstr(why, "lz4") && !strchr(why, '\n'));
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_codec("LZ4", NULL, 0), why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "'LZ4'") != NULL);
+	/* bytes that are no short printable string are not echoed */
+	static const char *const junk[] = { "", "lz4\nforged line", "a b", "\x1b[31mred",
+					    "0123456789012345678901234567890123456789" };
+	for (unsigned i = 0; i < 5; i++) {
+		CHECK_EQ(backup_check_shape(&b, shape_buf, shape_codec(junk[i], NULL, 0), why, sizeof(why)), -EINVAL);
+		CHECK(strstr(why, "malformed compress") && !strchr(why, '\n') && !strchr(why, 0x1b));
+	}
+	static const char unterminated[3] = { 'l', 'z', '4' }, inner[6] = { 'l', 'z', '4', 0, 'x', 0 };
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_codec(NULL, unterminated, 3), why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "malformed compress") != NULL);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_codec(NULL, inner, 6), why, sizeof(why)), -EINVAL);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_codec(NULL, "", 0), why, sizeof(why)), -EINVAL);
+}
+
 /* ---- epochs ---- */
 
 struct rec {
@@ -711,6 +767,51 @@ static void test_handshake(void)
 	pthread_mutex_destroy(&b.lock);
 }
 
+/* The HELLO_OK of a backup that reads packed epochs names the primary's codec back (a primary that hears
+ * none is talking to an older backup); one it does not know gets a HELLO_ERR saying so. */
+static void hello_codec_case(const char *codec, uint16_t want_type, const char *want_text)
+{
+	struct backup b;
+	memset(&b, 0, sizeof(b));
+	pthread_mutex_init(&b.lock, NULL);
+	b.timeout_ms = 200;
+	b.machine.ndisks = 1;
+	b.machine.disks[0].path = "b.img";
+	b.disk_sizes[0] = DISK_SIZE;
+	int lfd = hs_listen();
+	struct hs_job job = { &b, lfd, -1 };
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, hs_thread, &job), 0);
+	int data = hs_connect(), hb = hs_connect();
+	size_t n = shape_codec(codec, NULL, 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(data), FT_HELLO, 2, shape_buf, n), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(hb), FT_HB_HELLO, 2, NULL, 0), 0);
+	struct ft_frame f;
+	void *reply;
+	CHECK_EQ(ft_recv(FT_PLAIN(data), &f, &reply), 0);
+	CHECK_EQ(f.type, want_type);
+	CHECK(f.len == strlen(want_text) && !memcmp(reply, want_text, f.len));
+	free(reply);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	CHECK_EQ(job.rc, want_type == FT_HELLO_OK ? 0 : -EINVAL);
+	close(data);
+	close(hb);
+	ft_link_close(&b.data);
+	ft_link_close(&b.hb);
+	close(lfd);
+	gmem_free(&b.mem);
+	pthread_mutex_destroy(&b.lock);
+}
+
+static void test_handshake_codec(void)
+{
+	hello_codec_case("zstd", FT_HELLO_OK, "codec zstd");
+	hello_codec_case("none", FT_HELLO_OK, "codec none");
+	hello_codec_case(NULL, FT_HELLO_OK, ""); /* an older primary: the HELLO_OK it knows */
+	hello_codec_case("brotli", FT_HELLO_ERR, "the primary compresses its epochs with 'brotli', which this backup "
+			 "does not know (it knows " FT_CODEC_NAMES ")");
+}
+
 /* ---- pairing over TLS ---- */
 
 static struct tls_fixture fx;
@@ -1130,12 +1231,14 @@ int main(void)
 {
 	test_shape();
 	test_shape_generation();
+	test_shape_codec();
 	test_commit();
 	test_sync_mem();
 	test_sync_disk();
 	test_short_shape();
 	test_short_state();
 	test_handshake();
+	test_handshake_codec();
 	test_control_group();
 	test_many_devices();
 	test_stats_option();

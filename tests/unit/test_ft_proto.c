@@ -430,6 +430,61 @@ static size_t add_rec(uint8_t *d, size_t off, unsigned disk, unsigned kind, uint
 	return off;
 }
 
+/* A packed epoch (FT_EPOCH_PACKED): header, ft_pages_hdr, pfns, wire_len payload bytes, state, disk. */
+static struct epoch_buf make_packed(uint64_t npages, uint64_t wire_len, uint64_t state_len, const void *disk,
+				    uint64_t disk_len)
+{
+	struct epoch_buf e = { 0 };
+	struct ft_epoch_hdr h = { .epoch = 9, .npages = npages, .state_len = state_len, .disk_len = disk_len,
+				  .flags = FT_EPOCH_BASELINE | FT_EPOCH_PACKED };
+	struct ft_pages_hdr ph = { .codec = 1, .raw_len = npages * PAGE_SIZE, .wire_len = wire_len };
+	put(&e, &h, sizeof(h));
+	put(&e, &ph, sizeof(ph));
+	for (uint64_t i = 0; i < npages; i++)
+		put(&e, &i, 8);
+	uint8_t *b = calloc(1, wire_len + state_len + 1);
+	CHECK(b);
+	fill(b, wire_len);
+	put(&e, b, wire_len + state_len);
+	free(b);
+	put(&e, disk, disk_len);
+	return e;
+}
+
+/* ft_epoch_check on the packed layout: the page area is ft_pages_hdr + wire_len, whatever npages says;
+ * wire_len off by one, absurd or wrapping the sum is refused, and so is a payload too short for the
+ * ft_pages_hdr (the sizes beyond it are backup_commit_epoch's: test_compress). */
+static void packed_epoch_check(const uint8_t *disk, size_t dl)
+{
+	struct ft_epoch_hdr h;
+	struct epoch_buf e = make_packed(3, 999, 77, disk, dl);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, &h), 0);
+	CHECK_EQ(h.flags, FT_EPOCH_BASELINE | FT_EPOCH_PACKED);
+	const size_t wl = sizeof(struct ft_epoch_hdr) + offsetof(struct ft_pages_hdr, wire_len);
+	const uint64_t bad[] = { 1000, 998, 0, UINT64_MAX, UINT64_MAX - 998, 1ull << 63, FT_MAX_FRAME + 1,
+				 3 * PAGE_SIZE };
+	for (size_t k = 0; k < ARRAY_SIZE(bad); k++) {
+		set_hdr(&e, wl, bad[k]);
+		CHECK_EQ(ft_epoch_check(e.p, e.len, &h), -EBADMSG);
+	}
+	set_hdr(&e, wl, 999);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, &h), 0);
+	/* the same bytes read as the old layout do not add up, nor the reverse */
+	set_hdr(&e, offsetof(struct ft_epoch_hdr, flags), FT_EPOCH_BASELINE);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, &h), -EBADMSG);
+	free(e.p);
+	struct epoch_buf o = make_epoch(3, 77, disk, dl);
+	set_hdr(&o, offsetof(struct ft_epoch_hdr, flags), FT_EPOCH_PACKED);
+	CHECK_EQ(ft_epoch_check(o.p, o.len, &h), -EBADMSG);
+	free(o.p);
+	/* no room for the ft_pages_hdr */
+	struct epoch_buf z = make_packed(0, 0, 0, NULL, 0);
+	CHECK_EQ(ft_epoch_check(z.p, z.len, &h), 0);
+	for (size_t cut = 1; cut <= sizeof(struct ft_pages_hdr); cut++)
+		CHECK_EQ(ft_epoch_check(z.p, z.len - cut, &h), -EBADMSG);
+	free(z.p);
+}
+
 static void test_epoch_check(void)
 {
 	uint8_t disk[8192];
@@ -525,6 +580,7 @@ static void test_epoch_check(void)
 	}
 	free(e0.p);
 	free(e1.p);
+	packed_epoch_check(disk, dl);
 }
 
 /* ---- host:port ------------------------------------------------------------------------- */
@@ -1030,9 +1086,13 @@ static void test_data_bounds(void)
 	/* FT_DISK: one initial-sync chunk or one disk-log record, never more than the whole log */
 	CHECK_EQ(ft_data_frame_max(FT_DISK, 16, 1), DISKLOG_MAX_BYTES);
 	CHECK(ft_data_frame_max(FT_DISK, 16, 1) >= sizeof(struct ft_disk_rec) + FT_DISK_SYNC_CHUNK);
-	/* FT_EPOCH: header, every page of the guest, the largest state, a full disk log */
-	uint64_t ep = sizeof(struct ft_epoch_hdr) + 16 * pair + FT_MAX_STATE(2) + DISKLOG_MAX_BYTES;
+	/* FT_EPOCH: header, every page of the guest, the largest state, a full disk log; packed: its page
+	 * header and a length word per chunk (16 pages: one chunk; 257: two), every chunk stored */
+	uint64_t ep = sizeof(struct ft_epoch_hdr) + 16 * pair + FT_MAX_STATE(2) + DISKLOG_MAX_BYTES +
+		      sizeof(struct ft_pages_hdr) + 4;
 	CHECK_EQ(ft_data_frame_max(FT_EPOCH, 16, 2), ep);
+	CHECK_EQ(ft_data_frame_max(FT_EPOCH, 257, 2) - ft_data_frame_max(FT_EPOCH, 16, 2), 241 * pair + 4);
+	CHECK_EQ(ft_data_frame_max(FT_EPOCH, 256, 2) - ft_data_frame_max(FT_EPOCH, 16, 2), 240 * pair);
 	CHECK(FT_MAX_STATE(2) > FT_MAX_STATE(1));
 	/* a guest whose every page would not fit a frame: capped by the protocol's own bound */
 	CHECK_EQ(ft_data_frame_max(FT_EPOCH, 1ull << 27, 254), FT_MAX_FRAME);
