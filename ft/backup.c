@@ -219,7 +219,7 @@ static uint64_t zero_flags(uint64_t n, const uint8_t *pfns)
 
 /* A packed epoch's page area (npages already bounded by the guest, its pfns inside it): the codec of the
  * HELLO, as many pfns flagged zero as nzero says, raw_len exactly the other pages (so at most the guest's
- * memory: the bound of any allocation for them), and a codec none payload exactly those. */
+ * memory: the bound of any allocation for them), a codec none payload exactly those, zero padding. */
 static int packed_check(const struct backup *b, const struct epoch_parts *e)
 {
 	const struct ft_pages_hdr *ph = &e->ph;
@@ -231,6 +231,9 @@ static int packed_check(const struct backup *b, const struct epoch_parts *e)
 		return -EBADMSG;
 	if (zero_flags(e->h.npages, e->pfns) != ph->nzero)
 		return -EBADMSG;
+	for (uint64_t i = ph->wire_len; i < FT_PAGES_PAD_TO(ph->wire_len); i++)
+		if (e->pages[i])
+			return -EBADMSG;
 	return ph->codec == FT_CODEC_NONE && ph->wire_len != raw ? -EBADMSG : 0;
 }
 
@@ -276,7 +279,7 @@ static int epoch_parts(const struct backup *b, uint64_t seq, const void *payload
 	}
 	e->pfns = area;
 	e->pages = e->pfns + h->npages * 8;
-	e->state = e->pages + (b->packed ? e->ph.wire_len : h->npages * PAGE_SIZE);
+	e->state = e->pages + (b->packed ? FT_PAGES_PAD_TO(e->ph.wire_len) : h->npages * PAGE_SIZE);
 	e->disk = e->state + h->state_len;
 	if (h->npages > b->mem.npages || !pages_fit(b, h->npages, e->pfns, b->packed))
 		return -EBADMSG;

@@ -365,15 +365,17 @@ static int send_epoch(struct ft_primary *p, struct ft_staged *s)
 	s->hdr.flags |= FT_EPOCH_PACKED;
 	s->zero_pages = ph.nzero;
 	s->wire_bytes = ph.wire_len;
-	struct iovec iov[6] = {
+	static const uint8_t pad[8];
+	struct iovec iov[7] = {
 		{ &s->hdr, sizeof(s->hdr) }, { &ph, sizeof(ph) }, { s->pfns, s->hdr.npages * 8 },
-		{ (void *)payload, ph.wire_len }, { s->state, s->hdr.state_len }, { s->disk, s->hdr.disk_len },
+		{ (void *)payload, ph.wire_len }, { (void *)pad, FT_PAGES_PAD_TO(ph.wire_len) - ph.wire_len },
+		{ s->state, s->hdr.state_len }, { s->disk, s->hdr.disk_len },
 	};
 	s->bytes = 0;
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 7; i++)
 		s->bytes += iov[i].iov_len;
 	/* on a TLS link this thread encrypts too */
-	return ft_send(&p->data, FT_EPOCH, s->hdr.epoch, iov, 6);
+	return ft_send(&p->data, FT_EPOCH, s->hdr.epoch, iov, 7);
 }
 
 void *primary_sender_thread(void *arg)

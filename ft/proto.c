@@ -251,7 +251,7 @@ uint64_t ft_data_frame_max(uint16_t type, uint64_t guest_pages, unsigned ncpus)
 		uint64_t n = sat_add(sizeof(struct ft_epoch_hdr), sat_mul(guest_pages, pair));
 		/* a packed epoch's worst case: nothing zero, nothing compressible, a length word per chunk */
 		uint64_t chunks = guest_pages / FT_CHUNK_PAGES + (guest_pages % FT_CHUNK_PAGES != 0);
-		n = sat_add(n, sat_add(sizeof(struct ft_pages_hdr), sat_mul(chunks, 4)));
+		n = sat_add(n, sat_add(sizeof(struct ft_pages_hdr) + 7, sat_mul(chunks, 4)));
 		return sat_add(sat_add(n, state), DISKLOG_MAX_BYTES);
 	}
 	default: /* BYE, or a type the receive loop refuses anyway: nothing big is ever legitimate */
@@ -283,7 +283,7 @@ static bool epoch_size(const struct ft_epoch_hdr *h, const struct ft_pages_hdr *
 {
 	uint64_t area;
 	if (ph)
-		area = sizeof(*ph) + ph->wire_len; /* wire_len <= FT_MAX_FRAME: no wrap */
+		area = sizeof(*ph) + FT_PAGES_PAD_TO(ph->wire_len); /* wire_len <= FT_MAX_FRAME: no wrap */
 	else if (__builtin_mul_overflow(h->npages, PAGE_SIZE, &area))
 		return false;
 	return !__builtin_mul_overflow(h->npages, 8, need) && !__builtin_add_overflow(*need, area, need) &&

@@ -41,7 +41,8 @@ struct ft_frame {
 /* FT_EPOCH payload: this header, pfn[npages] (u64 RAM page numbers), the pages, the state fdt,
  * then disk records. A packed epoch (FT_EPOCH_PACKED, what every primary that names a codec in its
  * HELLO sends) has a struct ft_pages_hdr right after this header, and its page area is that header's
- * wire_len bytes (ft/compress.h): header, ft_pages_hdr, pfn[npages], page payload, state, disk records. */
+ * wire_len bytes (ft/compress.h) and zero bytes up to FT_PAGES_PAD_TO(wire_len): header, ft_pages_hdr,
+ * pfn[npages], page payload, padding, state, disk records. */
 struct ft_epoch_hdr {
 	uint64_t epoch;
 	uint64_t npages;
@@ -68,6 +69,9 @@ struct ft_pages_hdr {
 	uint64_t wire_len; /* the payload's size on the wire */
 };
 #define FT_PFN_ZERO (1ull << 63)
+/* The state fdt after the page payload starts 8-byte aligned, as libfdt wants it (every part before it is a
+ * multiple of 8 but the payload, which zero bytes pad). */
+#define FT_PAGES_PAD_TO(wire_len) (((wire_len) + 7) & ~7ull)
 #define FT_CHUNK_PAGES 256u
 #define FT_CHUNK_STORED (1u << 31)
 
@@ -131,7 +135,7 @@ void ft_link_close(struct ft_link *l);
 /* The largest payload a primary sends in a data-link frame of this type to a guest of guest_pages
  * pages and ncpus vCPUs (saturating, never above FT_MAX_FRAME): FT_MEM one batch, FT_DISK one range
  * or disk-log record (DISKLOG_MAX_BYTES), FT_EPOCH every page + the largest state + a full disk log
- * (packed: + its ft_pages_hdr and a length word per chunk, every chunk stored); other types FT_MAX_HB_FRAME. */
+ * (packed: + its ft_pages_hdr, a length word per chunk, every chunk stored, and the padding); other types FT_MAX_HB_FRAME. */
 uint64_t ft_data_frame_max(uint16_t type, uint64_t guest_pages, unsigned ncpus);
 /* ft_recv on the data link after the handshake: each type bounded by ft_data_frame_max. */
 int ft_recv_data(const struct ft_link *l, struct ft_frame *f, void **payload, uint64_t guest_pages, unsigned ncpus);
