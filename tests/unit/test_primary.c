@@ -5,6 +5,8 @@
 #include "../../ft/primary.c"
 #include "../../ft/primary_link.c"
 #include "../../ft/primary_sync.c"
+#include "../../ft/backup_int.h"
+#include "json_test.h"
 #include "test.h"
 #include "tls_test.h"
 
@@ -336,6 +338,166 @@ static void test_next_epoch(void)
 	}
 }
 
+/* ---- packed epochs: the HELLO_OK's codec, the sender's packing, its telemetry ---- */
+
+/* The backup names our codec back (after its arbiter part, if any); one that names none is older. */
+static void test_hello_ok(void)
+{
+	static struct ft_primary p;
+	prim_init(&p, -1, -1);
+	char err[256];
+#define AGREES(text) hello_ok_agrees(&p, text, strlen(text), "b:7000", err, sizeof(err))
+	p.codec = FT_CODEC_LZ4;
+	CHECK_EQ(AGREES("codec lz4"), 0);
+	CHECK_EQ(AGREES(""), -EINVAL);
+	CHECK(strstr(err, "b:7000 is an older ftvmm") && strstr(err, "upgrade it") && !strchr(err, '\n'));
+	CHECK_EQ(AGREES("codec zstd"), -EPROTO);
+	CHECK(strstr(err, "--compress lz4") != NULL);
+	CHECK_EQ(AGREES("codec lz"), -EPROTO);
+	CHECK_EQ(AGREES("codec lz4 "), -EPROTO);
+	CHECK_EQ(AGREES("codec "), -EPROTO);
+	CHECK_EQ(AGREES("arbiter 3 codec lz4"), -EINVAL);
+	CHECK(strstr(err, "uses an arbiter") != NULL);
+	CHECK_EQ(AGREES("xcodec lz4"), -EINVAL); /* no codec token: an arbiter part that is not ours */
+	p.gen = 3;
+	CHECK_EQ(AGREES("arbiter 3 codec lz4"), 0);
+	CHECK_EQ(AGREES("arbiter 3"), -EINVAL);
+	CHECK(strstr(err, "older ftvmm") != NULL);
+	CHECK_EQ(AGREES("codec lz4"), -EINVAL);
+	CHECK(strstr(err, "does not use the arbiter") != NULL);
+	CHECK_EQ(AGREES("arbiter 4 codec lz4"), -EINVAL);
+	CHECK_EQ(AGREES("arbiter 3  codec lz4"), -EINVAL);
+	CHECK_EQ(AGREES("arbiter 3 codec none"), -EPROTO);
+	p.codec = FT_CODEC_NONE;
+	CHECK_EQ(AGREES("arbiter 3 codec none"), 0);
+#undef AGREES
+	prim_fini(&p);
+}
+
+#define SPG 300 /* pages of the sender's epoch: two chunks */
+
+struct recv_job {
+	int fd, r;
+	struct ft_frame f;
+	void *p;
+};
+
+static void *recv_epoch(void *arg)
+{
+	struct recv_job *j = arg;
+	j->r = ft_recv_data(FT_PLAIN(j->fd), &j->f, &j->p, SPG, 1);
+	return NULL;
+}
+
+/* A staged epoch as copy_pages leaves it (page i at pfn SPG - 1 - i): every third page zero, the others
+ * text or (one in 7) random bytes. Returns how many are zero; want: the pages as the backup must end up. */
+static uint64_t stage(struct ft_primary *p, struct ft_staged *s, uint8_t *want)
+{
+	s->pages = pool_get(p, SPG * (PAGE_SIZE + 8), &s->pages_cap);
+	CHECK(s->pages);
+	s->pfns = (uint64_t *)(s->pages + SPG * PAGE_SIZE);
+	uint64_t nz = 0, x = 88172645463325252ull;
+	for (uint64_t i = 0; i < SPG; i++) {
+		uint8_t *pg = s->pages + i * PAGE_SIZE;
+		s->pfns[i] = SPG - 1 - i;
+		if (i % 3 == 0) {
+			memset(pg, 0, PAGE_SIZE);
+			nz++;
+		} else if (i % 7 == 0) {
+			for (size_t k = 0; k < PAGE_SIZE; k++, x ^= x << 13, x ^= x >> 7, x ^= x << 17)
+				pg[k] = (uint8_t)x;
+		} else {
+			for (size_t k = 0; k < PAGE_SIZE; k++)
+				pg[k] = (uint8_t)"the backup commits epoch "[(k + i) % 25];
+		}
+		memcpy(want + s->pfns[i] * PAGE_SIZE, pg, PAGE_SIZE);
+	}
+	static uint8_t state[128];
+	CHECK_EQ(fdt_create(state, sizeof(state)) | fdt_finish_reservemap(state) | fdt_begin_node(state, "") |
+			 fdt_end_node(state) | fdt_finish(state), 0);
+	s->state = malloc(fdt_totalsize(state));
+	CHECK(s->state);
+	memcpy(s->state, state, fdt_totalsize(state));
+	s->hdr = (struct ft_epoch_hdr){ .epoch = 0, .npages = SPG, .state_len = fdt_totalsize(state),
+					.flags = FT_EPOCH_BASELINE };
+	return nz;
+}
+
+/* The sender packs the staged epoch (never the pause): what it sends, a backup paired with the codec
+ * commits, memory exactly as staged; the ack writes the --stats line with the packing's fields. */
+static void sender_case(enum ft_codec codec)
+{
+	int data[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, data) == 0);
+	static struct ft_primary p;
+	prim_init(&p, data[0], -1);
+	p.codec = codec;
+	CHECK_EQ(ft_packer_init(&p.packer, codec), 0);
+	p.stats = tmpfile();
+	CHECK(p.stats);
+	uint8_t *want = calloc(SPG, PAGE_SIZE), *mem = aligned_alloc(PAGE_SIZE, SPG * PAGE_SIZE);
+	CHECK(want && mem);
+	memset(mem, 0x77, SPG * PAGE_SIZE);
+	struct ft_staged *s = calloc(1, sizeof(*s));
+	CHECK(s);
+	uint64_t nz = stage(&p, s, want);
+	struct recv_job j = { .fd = data[1] };
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, recv_epoch, &j), 0);
+	enqueue(&p, s);
+	p.closing = true; /* send what is queued, then end */
+	primary_sender_thread(&p);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	CHECK(!p.lost);
+	CHECK_EQ(j.r, 0);
+	CHECK_EQ(j.f.type, FT_EPOCH);
+
+	static struct backup b;
+	memset(&b, 0, sizeof(b));
+	pthread_mutex_init(&b.lock, NULL);
+	CHECK_EQ(gmem_init_buffer(&b.mem, mem, SPG * PAGE_SIZE), 0);
+	b.packed = true;
+	b.codec = codec;
+	CHECK_EQ(backup_commit_epoch(&b, 0, j.p, j.f.len), 0);
+	CHECK(memcmp(mem, want, SPG * PAGE_SIZE) == 0);
+
+	CHECK(take_ack(&p, 0)); /* the telemetry of the acked epoch */
+	char line[2048] = "";
+	rewind(p.stats);
+	CHECK(fgets(line, sizeof(line), p.stats) != NULL);
+	struct json_object *o = json_check(line), *v; /* json-c strict, and python3's json where there is one */
+	CHECK(o != NULL);
+	CHECK(json_get_str(o, "compress") && !strcmp(json_get_str(o, "compress"), ft_codec_name(codec)));
+	CHECK_EQ(json_get_int(o, "raw_bytes"), SPG * PAGE_SIZE);
+	CHECK_EQ(json_get_int(o, "zero_pages"), nz);
+	long long wire = json_get_int(o, "wire_bytes"), nonzero = (long long)(SPG - nz) * PAGE_SIZE;
+	CHECK(codec == FT_CODEC_NONE ? wire == nonzero : wire > 0 && wire < nonzero / 2);
+	CHECK_EQ(json_get_int(o, "bytes"), j.f.len);
+	CHECK(json_has(o, "compress_us") && json_object_object_get_ex(o, "compress_us", &v) &&
+	      json_object_get_double(v) >= 0);
+	CHECK_EQ(json_get_int(o, "pages"), SPG);
+	CHECK(json_object_object_get_ex(o, "baseline", &v) && json_object_get_boolean(v));
+	json_object_put(o);
+
+	free(j.p);
+	free(b.state);
+	gmem_free(&b.mem);
+	fclose(p.stats);
+	p.stats = NULL;
+	ft_packer_free(&p.packer);
+	prim_fini(&p);
+	free(want);
+	free(mem);
+	close(data[0]);
+	close(data[1]);
+}
+
+static void test_sender_packs(void)
+{
+	for (unsigned c = 0; c < FT_CODEC_COUNT; c++)
+		sender_case(c);
+}
+
 int main(void)
 {
 	test_bad_acks();
@@ -346,5 +508,7 @@ int main(void)
 	test_finish_output();
 	test_next_epoch();
 	test_tls_acks();
+	test_hello_ok();
+	test_sender_packs();
 	TEST_DONE("test_primary");
 }
