@@ -1,5 +1,6 @@
 /* test_cli.c - `ftvmm run` option parsing (cli_parse_run) and size parsing (parse_size). */
 #include "../../cmd/cli.h"
+#include "../../cmd/run.h"
 #include "../../vmm/util.h"
 #include "../../vmm/vm.h"
 #include "test.h"
@@ -7,6 +8,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <unistd.h>
 
 /* argv of writable strings that outlive the parse (cfg points into them). */
 struct args {
@@ -546,6 +548,64 @@ static void test_arbiter_opts(void)
 	free(text);
 }
 
+/* The stderr that fn(argc, argv) writes, into out (fd 2 redirected to a file meanwhile); its return value. */
+static int stderr_of(int (*fn)(int, char **), int argc, char **argv, char *out, size_t len)
+{
+	fflush(stderr);
+	FILE *tmp = tmpfile();
+	CHECK(tmp != NULL);
+	int saved = dup(2);
+	CHECK(saved >= 0 && dup2(fileno(tmp), 2) == 2);
+	int r = fn(argc, argv);
+	fflush(stderr);
+	CHECK(dup2(saved, 2) == 2);
+	close(saved);
+	rewind(tmp);
+	size_t n = fread(out, 1, len - 1, tmp);
+	out[n] = '\0';
+	fclose(tmp);
+	return r;
+}
+
+/* --compress none|lz4|zstd: the epochs' page payload, none by default, also on restore (for a later
+ * protect); any other value is one clear line and exit status 2 before anything starts. */
+static void test_compress_opt(void)
+{
+	struct run_config c;
+	PARSE_OK(&c, "--kernel", "bz");
+	CHECK_EQ(c.compress, FT_CODEC_NONE);
+	PARSE_OK(&c, "--kernel", "bz", "--compress", "lz4");
+	CHECK_EQ(c.compress, FT_CODEC_LZ4);
+	PARSE_OK(&c, "--kernel", "bz", "--compress=zstd");
+	CHECK_EQ(c.compress, FT_CODEC_ZSTD);
+	PARSE_OK(&c, "--kernel", "bz", "--compress", "zstd", "--compress", "none"); /* the last one counts */
+	CHECK_EQ(c.compress, FT_CODEC_NONE);
+	EXPECT_ERR("--compress 'gzip': want none, lz4 or zstd", "--kernel", "bz", "--compress", "gzip");
+	EXPECT_ERR("--compress 'LZ4'", "--kernel", "bz", "--compress", "LZ4");
+	EXPECT_ERR("--compress ''", "--kernel", "bz", "--compress", "");
+	EXPECT_ERR("needs a value", "--kernel", "bz", "--compress");
+	char *v[] = { "restore", "--compress", "lz4", "f.snap", NULL };
+	CHECK_EQ(cli_parse_restore(4, v, &c, err, sizeof(err)), 0);
+	CHECK_EQ(c.compress, FT_CODEC_LZ4);
+	char *w[] = { "restore", "--compress", "xz", "f.snap", NULL };
+	CHECK_EQ(cli_parse_restore(4, w, &c, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "--compress 'xz'") != NULL);
+	char *text = usage_text(cli_run_usage, NULL);
+	CHECK(strstr(text, "--compress CODEC") && strstr(text, "lz4") && strstr(text, "zstd"));
+	free(text);
+	text = usage_text(cli_restore_usage, NULL);
+	CHECK(strstr(text, "--compress") != NULL);
+	free(text);
+	/* the command: exit status 2, exactly one line on stderr, nothing else done (no kernel is read) */
+	char out[1024];
+	char *r[] = { "run", "--kernel", "/nonexistent/bzImage", "--compress", "brotli", NULL };
+	CHECK_EQ(stderr_of(cmd_run, 5, r, out, sizeof(out)), 2);
+	CHECK(!strcmp(out, "ftvmm: --compress 'brotli': want none, lz4 or zstd\n"));
+	char *rr[] = { "restore", "/nonexistent.snap", "--compress", "lz5", NULL };
+	CHECK_EQ(stderr_of(cmd_restore, 4, rr, out, sizeof(out)), 2);
+	CHECK(!strcmp(out, "ftvmm: --compress 'lz5': want none, lz4 or zstd\n"));
+}
+
 int main(void)
 {
 	test_parse_size();
@@ -561,6 +621,7 @@ int main(void)
 	test_tsc_khz();
 	test_ft_link();
 	test_arbiter_opts();
+	test_compress_opt();
 	free_all();
 	TEST_DONE("test_cli");
 }
