@@ -12,7 +12,9 @@
 #include "../../ft/proto.h"
 
 /*
- * Input: frames as on the wire (struct ft_frame, then len payload bytes), one after another, into
+ * Input: one byte saying what the HELLO announced (mode % 4: 0 an older primary whose epochs carry whole
+ * pages; 1, 2, 3 packed epochs, zero pages as flags, the rest as they are, lz4 or zstd chunks: ft/compress.h),
+ * then frames as on the wire (struct ft_frame, then len payload bytes), one after another, into
  * backup_apply_frame: initial-sync pages and disk ranges, epochs committed all or nothing. The
  * checksum is not checked (ft_recv_data does that, and a fuzzer cannot forge it): every byte of a
  * frame reaches the parsers. A header ft_recv_data would refuse (its per-type bound included), or a
@@ -50,9 +52,11 @@ static void setup_once(void)
 	b.data = b.hb = (struct ft_link){ .fd = -1 };
 }
 
-/* A fresh backup right after the handshake: zero memory and disks, no commit. */
-static void reset(void)
+/* A fresh backup right after the handshake (whose HELLO announced mode): zero memory and disks, no commit. */
+static void reset(uint8_t mode)
 {
+	b.packed = mode % 4 != 0;
+	b.codec = b.packed ? (enum ft_codec)(mode % 4 - 1) : FT_CODEC_NONE;
 	memset(ram, 0, MEM_SIZE);
 	for (int i = 0; i < 2; i++)
 		if (ftruncate(b.disk_fds[i], 0) || ftruncate(b.disk_fds[i], (off_t)disk_size[i]))
@@ -125,7 +129,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!ram)
 		setup_once();
-	reset();
+	if (size < 1)
+		return 0;
+	reset(data[0]);
+	data++;
+	size--;
 	while (size >= sizeof(struct ft_frame)) {
 		struct ft_frame f;
 		memcpy(&f, data, sizeof(f));
