@@ -7,7 +7,8 @@
 #   fuzz_virtio_net: a hostile guest's RX/TX rings and memory (dirty bitmap, NEEDS_RESET, frame size);
 #   fuzz_virtio_pci: config space, BAR 0 and MSI-X table accesses to a virtio-pci function;
 #   fuzz_backup_stream: a byte stream as the backup's data link (initial-sync frames, epochs committed
-#     all or nothing) on a small mirror and two memfd disks;
+#     all or nothing: whole pages, or packed with zero pages flagged and none/lz4/zstd chunks, as its
+#     first byte says the HELLO announced) on a small mirror and two memfd disks;
 #   fuzz_snapshot: a crafted snapshot file into snapshot_open, ftvmm inspect and restore's readers;
 #   fuzz_arbiter: bytes as etcd's answer to the arbiter (range or txn), as base64 and a "G OWNER" value.
 # Exits non-zero on a build failure, crash, leak or sanitizer report (the input is kept under
