@@ -144,7 +144,8 @@ static int send_hellos(struct ft_primary *p)
 
 /* HELLO_OK's text: "[arbiter G][ ]codec NAME". With an arbiter the backup must claim before it takes over:
  * it says so, with our generation. It names our codec back: a backup that names none predates packed
- * epochs and would refuse the first one. 0, or -EINVAL with one line in err. */
+ * epochs and would refuse the first one. 0, or -EINVAL (-EPROTO: another codec named back) with one line
+ * in err. */
 static int hello_ok_agrees(struct ft_primary *p, const char *reply, size_t len, const char *peer, char *err,
 			   size_t errlen)
 {

@@ -278,7 +278,7 @@ int ft_recv(const struct ft_link *l, struct ft_frame *f, void **payload)
 
 /* sizeof(hdr) + npages * 8 + the page area + state_len + disk_len, false if it wraps: the fields come
  * from the wire, so the sum is checked even though each one is bounded too. The page area: npages *
- * PAGE_SIZE, or a packed epoch's ft_pages_hdr and its wire_len bytes. */
+ * PAGE_SIZE, or a packed epoch's ft_pages_hdr and its wire_len bytes padded to 8. */
 static bool epoch_size(const struct ft_epoch_hdr *h, const struct ft_pages_hdr *ph, uint64_t *need)
 {
 	uint64_t area;
