@@ -57,6 +57,7 @@ int backup_mirror(struct backup *b, int lfd)
 	ft_link_close(&b->hb);
 	for (unsigned i = 0; i < b->machine.ndisks; i++)
 		close(b->disk_fds[i]);
+	ft_unpacker_free(&b->unpacker); /* the receive loop, its only user, is done */
 	return gone;
 }
 
@@ -238,15 +239,16 @@ static int packed_check(const struct backup *b, const struct epoch_parts *e)
 }
 
 /* A compressed epoch's pages into e->unpacked, the last check (its size was checked by packed_check): each
- * chunk inside the payload, decompressing to exactly its pages. Codec none: the payload is the pages. */
-static int unpack(struct epoch_parts *e)
+ * chunk inside the payload, decompressing to exactly its pages (with the backup's kept zstd context).
+ * Codec none: the payload is the pages. */
+static int unpack(struct backup *b, struct epoch_parts *e)
 {
 	if (e->ph.codec == FT_CODEC_NONE)
 		return 0;
 	uint8_t *u = malloc(e->ph.raw_len ? e->ph.raw_len : 1);
 	if (!u)
 		return -ENOMEM;
-	int r = ft_unpack_pages(e->ph.codec, e->pages, e->ph.wire_len, u, e->ph.raw_len);
+	int r = ft_unpack_pages(&b->unpacker, e->ph.codec, e->pages, e->ph.wire_len, u, e->ph.raw_len);
 	if (r) {
 		free(u);
 		return r == -ENOMEM ? r : -EBADMSG;
@@ -256,16 +258,14 @@ static int unpack(struct epoch_parts *e)
 	return 0;
 }
 
-/* Everything checked before a byte is applied: the frame's sizes (ft_epoch_check), layout and number,
- * its pages inside guest RAM, a packed page area consistent and decompressing exactly, a whole state fdt,
- * every disk record in range. 0, -EBADMSG or -ERANGE (nothing allocated), -ENOMEM. */
-static int epoch_parts(const struct backup *b, uint64_t seq, const void *payload, size_t len, struct epoch_parts *e)
+/* Everything checked before a byte is applied: the frame's flags and sizes in the layout its HELLO announced
+ * (ft_epoch_check), its number, its pages inside guest RAM, a packed page area consistent and decompressing
+ * exactly, a whole state fdt, every disk record in range. 0, -EBADMSG or -ERANGE (nothing allocated), -ENOMEM. */
+static int epoch_parts(struct backup *b, uint64_t seq, const void *payload, size_t len, struct epoch_parts *e)
 {
 	struct ft_epoch_hdr *h = &e->h;
 	e->unpacked = NULL;
-	if (ft_epoch_check(payload, len, h) || h->epoch != seq)
-		return -EBADMSG;
-	if (!(h->flags & FT_EPOCH_PACKED) != !b->packed) /* the layout its HELLO announced */
+	if (ft_epoch_check(payload, len, b->packed, h) || h->epoch != seq)
 		return -EBADMSG;
 	if (!b->have_baseline ? !(h->flags & FT_EPOCH_BASELINE) : h->epoch != b->committed + 1)
 		return -EBADMSG;
@@ -295,7 +295,7 @@ static int epoch_parts(const struct backup *b, uint64_t seq, const void *payload
 			return -ERANGE;
 		off += sizeof(rec) + (rec.kind == FT_DISK_WRITE ? rec.len : 0);
 	}
-	return b->packed ? unpack(e) : 0;
+	return b->packed ? unpack(b, e) : 0;
 }
 
 /* The epoch's disk writes onto this host's copies, then made durable. Only called once the epoch's

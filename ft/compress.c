@@ -6,8 +6,11 @@
 
 #include <errno.h>
 #include <lz4.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+/* for ZSTD_getFrameHeader (its prototype is in zstd.h's "static linking" part; libzstd.so exports it) */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
 #define CHUNK_BYTES ((size_t)FT_CHUNK_PAGES * PAGE_SIZE)
@@ -141,15 +144,40 @@ int ft_pack_pages(struct ft_packer *pk, uint8_t *pages, uint64_t *pfns, uint64_t
 
 /* ---- the backup's side: everything here comes from the peer ------------------------------------ */
 
+void ft_unpacker_free(struct ft_unpacker *u)
+{
+	ZSTD_freeDCtx(u->zstd); /* NULL is fine */
+	u->zstd = NULL;
+}
+
+/* The 4 bytes at p as a little-endian number (a zstd magic). */
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Is the zstd chunk (c bytes) exactly what a packer writes: one frame of the current format (its magic:
+ * not a skippable frame, nor a legacy format's, which a libzstd built with legacy decoders would still
+ * decode), without a dictionary, that says it holds len bytes, nothing after it? (Error codes are never c
+ * or len.) */
+static bool zstd_frame_ok(const uint8_t *src, size_t c, size_t len)
+{
+	if (c < 4 || le32(src) != ZSTD_MAGICNUMBER)
+		return false;
+	ZSTD_frameHeader fh;
+	if (ZSTD_getFrameHeader(&fh, src, c) != 0 || fh.frameType != ZSTD_frame || fh.dictID != 0)
+		return false;
+	return ZSTD_findFrameCompressedSize(src, c) == c && ZSTD_getFrameContentSize(src, c) == len;
+}
+
 /* c bytes of one lz4 block or zstd frame into exactly len bytes at dst: 0 or -EBADMSG. */
 static int decompress(ZSTD_DCtx *dctx, enum ft_codec codec, const uint8_t *src, size_t c, uint8_t *dst, size_t len)
 {
 	if (codec == FT_CODEC_LZ4) /* c < 2^31 (the length word's other bit), len at most a chunk */
 		return LZ4_decompress_safe((const char *)src, (char *)dst, (int)c, (int)len) == (int)len ? 0 : -EBADMSG;
-	/* exactly one frame, which says it holds len bytes, and does (error codes are never c or len) */
-	if (ZSTD_findFrameCompressedSize(src, c) != c || ZSTD_getFrameContentSize(src, c) != len)
+	if (!zstd_frame_ok(src, c, len))
 		return -EBADMSG;
-	size_t n = ZSTD_decompressDCtx(dctx, dst, len, src, c);
+	size_t n = ZSTD_decompressDCtx(dctx, dst, len, src, c); /* starts afresh: an earlier failure leaves nothing */
 	return !ZSTD_isError(n) && n == len ? 0 : -EBADMSG;
 }
 
@@ -175,23 +203,26 @@ static int unpack_chunk(ZSTD_DCtx *dctx, enum ft_codec codec, const uint8_t *wir
 	return 0;
 }
 
-int ft_unpack_pages(enum ft_codec codec, const uint8_t *wire, uint64_t wire_len, uint8_t *dst, uint64_t raw_len)
+int ft_unpack_pages(struct ft_unpacker *u, enum ft_codec codec, const uint8_t *wire, uint64_t wire_len,
+		    uint8_t *dst, uint64_t raw_len)
 {
 	if ((codec != FT_CODEC_LZ4 && codec != FT_CODEC_ZSTD) || raw_len % PAGE_SIZE)
 		return -EBADMSG;
-	ZSTD_DCtx *dctx = NULL;
-	if (codec == FT_CODEC_ZSTD && !(dctx = ZSTD_createDCtx()))
+	struct ft_unpacker once = { 0 };
+	if (!u)
+		u = &once;
+	if (codec == FT_CODEC_ZSTD && !u->zstd && !(u->zstd = ZSTD_createDCtx()))
 		return -ENOMEM;
 	uint64_t off = 0;
 	int r = 0;
 	/* one chunk per CHUNK_BYTES of raw_len (bounded by the caller), each taking at least 5 wire bytes */
 	for (uint64_t done = 0; !r && done < raw_len;) {
 		size_t len = (size_t)MIN(raw_len - done, (uint64_t)CHUNK_BYTES);
-		r = unpack_chunk(dctx, codec, wire, wire_len, &off, dst + done, len);
+		r = unpack_chunk(u->zstd, codec, wire, wire_len, &off, dst + done, len);
 		done += len;
 	}
 	if (!r && off != wire_len)
 		r = -EBADMSG;
-	ZSTD_freeDCtx(dctx);
+	ft_unpacker_free(&once);
 	return r;
 }

@@ -36,11 +36,22 @@ int ft_pack_pages(struct ft_packer *pk, uint8_t *pages, uint64_t *pfns, uint64_t
 /* The most bytes the chunks of n non-zero pages take (every chunk stored). */
 uint64_t ft_pack_bound(uint64_t n);
 
+/* The backup's decompression state: a zstd context, made for the first zstd chunk and kept for the next
+ * epochs (a zeroed one has none yet). */
+struct ft_unpacker {
+	void *zstd; /* ZSTD_DCtx */
+};
+/* Frees its context (a zeroed unpacker is fine) and leaves it zeroed. */
+void ft_unpacker_free(struct ft_unpacker *u);
+
 /* The backup's side: the chunks of a packed payload from the peer (wire, wire_len bytes; codec lz4 or
  * zstd) into dst, which holds raw_len bytes (whole pages; the caller bounds raw_len by the guest before
  * allocating dst). Each chunk's length word must lie inside the payload and its bytes decompress to
- * exactly its pages (a zstd chunk: one frame that says so), the chunks must fill dst and tile the payload
- * with nothing left over. 0, or -EBADMSG (dst then holds garbage), -ENOMEM. */
-int ft_unpack_pages(enum ft_codec codec, const uint8_t *wire, uint64_t wire_len, uint8_t *dst, uint64_t raw_len);
+ * exactly its pages (a zstd chunk: one frame of the current format, its magic first, no dictionary, whose
+ * header says that size, nothing after it), the chunks must fill dst and tile the payload with nothing
+ * left over. u: the context to use and keep (NULL: one for this call only). 0, or -EBADMSG (dst then holds
+ * garbage), -ENOMEM. */
+int ft_unpack_pages(struct ft_unpacker *u, enum ft_codec codec, const uint8_t *wire, uint64_t wire_len,
+		    uint8_t *dst, uint64_t raw_len);
 
 #endif

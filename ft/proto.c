@@ -312,15 +312,18 @@ static int disk_recs_check(const uint8_t *d, uint64_t disk_len)
 	return 0;
 }
 
-int ft_epoch_check(const void *payload, size_t len, struct ft_epoch_hdr *hdr)
+int ft_epoch_check(const void *payload, size_t len, bool packed, struct ft_epoch_hdr *hdr)
 {
 	if (len < sizeof(*hdr))
 		return -EBADMSG;
 	memcpy(hdr, payload, sizeof(*hdr));
+	/* no flag this build does not know, and the layout the HELLO announced, whatever the sizes would say */
+	bool flagged = (hdr->flags & FT_EPOCH_PACKED) != 0;
+	if ((hdr->flags & ~(uint64_t)FT_EPOCH_FLAGS) || flagged != packed)
+		return -EBADMSG;
 	if (hdr->npages > (FT_MAX_FRAME >> PAGE_SHIFT) || hdr->state_len > FT_MAX_FRAME || hdr->disk_len > FT_MAX_FRAME)
 		return -EBADMSG;
 	struct ft_pages_hdr ph;
-	bool packed = hdr->flags & FT_EPOCH_PACKED;
 	if (packed) {
 		if (len - sizeof(*hdr) < sizeof(ph))
 			return -EBADMSG;

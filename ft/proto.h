@@ -55,6 +55,7 @@ struct ft_epoch_hdr {
 };
 #define FT_EPOCH_BASELINE 1
 #define FT_EPOCH_PACKED 2
+#define FT_EPOCH_FLAGS (FT_EPOCH_BASELINE | FT_EPOCH_PACKED) /* every flag this build knows: another is refused */
 
 /* A packed epoch's page area. A pfn with FT_PFN_ZERO set is a page that is all zeroes: it has no bytes
  * in the payload. The other pages, in pfn order, are the payload: as they are (FT_CODEC_NONE, wire_len ==
@@ -141,9 +142,10 @@ uint64_t ft_data_frame_max(uint16_t type, uint64_t guest_pages, unsigned ncpus);
 int ft_recv_data(const struct ft_link *l, struct ft_frame *f, void **payload, uint64_t guest_pages, unsigned ncpus);
 /* The header checks of ft_recv, length at most max_len (and the per-type bounds): 0 or its error. */
 int ft_frame_check(const struct ft_frame *f, uint64_t max_len);
-/* Validate an FT_EPOCH payload's internal sizes (both layouts: the flags say which; a packed epoch's
- * wire_len is read from its ft_pages_hdr). 0 or -EBADMSG. */
-int ft_epoch_check(const void *payload, size_t len, struct ft_epoch_hdr *hdr);
+/* Validate an FT_EPOCH payload's internal sizes in the layout the HELLO announced (packed: a packed epoch's,
+ * its wire_len read from its ft_pages_hdr; else pages whole): its flags must be known ones and say that
+ * layout. 0 or -EBADMSG. */
+int ft_epoch_check(const void *payload, size_t len, bool packed, struct ft_epoch_hdr *hdr);
 
 /* Heartbeats go both ways every FT_HEARTBEAT_MS on their own connection. */
 #define FT_HEARTBEAT_MS 100

@@ -139,7 +139,7 @@ static struct result run(enum ft_codec c, const uint8_t *pages, uint64_t n, unsi
 		if (ft_pack_pages(&pk, stage, pfns, n, &ph, &payload))
 			abort();
 		uint64_t t1 = cpu_ns();
-		if (c != FT_CODEC_NONE && ft_unpack_pages(c, payload, ph.wire_len, back, ph.raw_len))
+		if (c != FT_CODEC_NONE && ft_unpack_pages(NULL, c, payload, ph.wire_len, back, ph.raw_len))
 			abort();
 		tp[r] = t1 - t0;
 		tu[r] = cpu_ns() - t1;

@@ -269,7 +269,7 @@ static void *epoch(uint64_t num, uint64_t flags, const uint64_t *pfns, unsigned 
 		}
 	}
 	struct ft_epoch_hdr chk;
-	CHECK_EQ(ft_epoch_check(p, *len, &chk), 0); /* what the receive path checks before commit */
+	CHECK_EQ(ft_epoch_check(p, *len, false, &chk), 0); /* what the receive path checks before commit */
 	return p;
 }
 

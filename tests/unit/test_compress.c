@@ -153,7 +153,7 @@ static struct buf packed(uint64_t num, bool baseline, const uint64_t *pfns, uint
 	free(stage);
 	free(pf);
 	struct ft_epoch_hdr chk;
-	CHECK_EQ(ft_epoch_check(b.p, b.len, &chk), 0);
+	CHECK_EQ(ft_epoch_check(b.p, b.len, true, &chk), 0);
 	return b;
 }
 
@@ -178,6 +178,7 @@ static void backup_fresh(enum ft_codec codec)
 {
 	free(b.state);
 	gmem_free(&b.mem); /* its bitmap (the buffer is ours) */
+	ft_unpacker_free(&b.unpacker);
 	memset(&b, 0, sizeof(b));
 	pthread_mutex_init(&b.lock, NULL);
 	CHECK_EQ(gmem_init_buffer(&b.mem, mem, MEM_SIZE), 0);
@@ -186,14 +187,20 @@ static void backup_fresh(enum ft_codec codec)
 	memset(mem, 0xc3, MEM_SIZE); /* not zero: a zero page must be written, not assumed */
 }
 
-/* A refused epoch: -EBADMSG (or -ERANGE), and nothing of it anywhere. */
+/* A refused epoch: -EBADMSG, and nothing of it anywhere. It is committed from a copy of exactly e->len bytes
+ * (e's own buffer may be longer): ASan sees any read past its length. */
 static void refused(uint64_t seq, struct buf *e, int line)
 {
 	memcpy(mem_before, mem, MEM_SIZE);
 	uint64_t committed = b.committed;
 	const void *st = b.state;
 	bool base = b.have_baseline;
-	int r = backup_commit_epoch(&b, seq, e->p, e->len);
+	uint8_t *copy = malloc(e->len ? e->len : 1);
+	CHECK(copy);
+	if (e->len)
+		memcpy(copy, e->p, e->len);
+	int r = backup_commit_epoch(&b, seq, copy, e->len);
+	free(copy);
 	if (r != -EBADMSG)
 		fprintf(stderr, "line %d: want -EBADMSG, got %d\n", line, r);
 	CHECK_EQ(r, -EBADMSG);
@@ -264,7 +271,7 @@ static void pack_case(enum ft_codec codec, const enum kind *kinds, size_t nk, ui
 	} else {
 		uint8_t *out = malloc(k * PAGE_SIZE + 1);
 		CHECK(out);
-		CHECK_EQ(ft_unpack_pages(codec, payload, ph.wire_len, out, ph.raw_len), 0);
+		CHECK_EQ(ft_unpack_pages(NULL, codec, payload, ph.wire_len, out, ph.raw_len), 0);
 		CHECK(k == 0 || memcmp(out, nonzero, k * PAGE_SIZE) == 0);
 		free(out);
 	}
@@ -365,6 +372,27 @@ static size_t compressed(enum ft_codec c, const uint8_t *src, size_t n, uint8_t 
 	return c == FT_CODEC_LZ4 ? lz4_of(src, n, dst, cap) : zstd_of(src, n, dst, cap);
 }
 
+/* One context for every unpack below, as the backup keeps one: each call must start afresh whatever the one
+ * before it left (a refused frame, one cut short). */
+static struct ft_unpacker shared;
+
+/* ft_unpack_pages on exact-size copies: the payload in a buffer of wire_len bytes, the pages into one of
+ * raw_len (ASan sees any access past either, which the callers' larger buffers would hide); on success the
+ * pages are copied to out. */
+static int unpack_exact(enum ft_codec c, const uint8_t *wire, size_t wire_len, uint8_t *out, uint64_t raw_len)
+{
+	uint8_t *w = malloc(wire_len ? wire_len : 1), *d = malloc(raw_len ? raw_len : 1);
+	CHECK(w && d);
+	if (wire_len)
+		memcpy(w, wire, wire_len);
+	int r = ft_unpack_pages(&shared, c, w, wire_len, d, raw_len);
+	if (!r && raw_len)
+		memcpy(out, d, raw_len);
+	free(w);
+	free(d);
+	return r;
+}
+
 /* ft_unpack_pages on a payload from a hostile peer: each chunk must be whole, inside the payload and
  * decompress to exactly its pages; the chunks must fill raw_len and leave nothing over. */
 static void unpack_hostile(enum ft_codec c)
@@ -378,71 +406,71 @@ static void unpack_hostile(enum ft_codec c)
 	chunk(&good, (uint32_t)n1, tmp, n1);
 	size_t n2 = compressed(c, src + CHUNK, 44 * PAGE_SIZE, tmp, 2 * CHUNK);
 	chunk(&good, (uint32_t)n2, tmp, n2);
-	CHECK_EQ(ft_unpack_pages(c, good.p, good.len, out, raw), 0);
+	CHECK_EQ(unpack_exact(c, good.p, good.len, out, raw), 0);
 	CHECK(memcmp(out, src, raw) == 0);
 
-	/* truncated anywhere: in a length word, in a chunk, by one byte */
+	/* truncated anywhere: in a length word, in a chunk, by one byte (each cut its own exact-size buffer) */
 	const size_t cuts[] = { 0, 1, 3, 4, 5, n1 / 2, 4 + n1, 4 + n1 + 2, 4 + n1 + 4, good.len - 1 };
 	for (size_t i = 0; i < ARRAY_SIZE(cuts); i++)
-		CHECK_EQ(ft_unpack_pages(c, good.p, cuts[i], out, raw), -EBADMSG);
+		CHECK_EQ(unpack_exact(c, good.p, cuts[i], out, raw), -EBADMSG);
 	/* the decompressed size lies: a page less or more than the chunks hold, nothing, not whole pages */
-	CHECK_EQ(ft_unpack_pages(c, good.p, good.len, out, raw - PAGE_SIZE), -EBADMSG);
-	CHECK_EQ(ft_unpack_pages(c, good.p, good.len, out, raw + PAGE_SIZE), -EBADMSG);
-	CHECK_EQ(ft_unpack_pages(c, good.p, good.len, out, 0), -EBADMSG); /* all of it left over */
-	CHECK_EQ(ft_unpack_pages(c, good.p, good.len, out, raw - 1), -EBADMSG);
+	CHECK_EQ(unpack_exact(c, good.p, good.len, out, raw - PAGE_SIZE), -EBADMSG);
+	CHECK_EQ(unpack_exact(c, good.p, good.len, out, raw + PAGE_SIZE), -EBADMSG);
+	CHECK_EQ(unpack_exact(c, good.p, good.len, out, 0), -EBADMSG); /* all of it left over */
+	CHECK_EQ(unpack_exact(c, good.p, good.len, out, raw - 1), -EBADMSG);
 	/* a byte left over after the last chunk */
 	struct buf more = { 0 };
 	put(&more, good.p, good.len);
 	put(&more, "x", 1);
-	CHECK_EQ(ft_unpack_pages(c, more.p, more.len, out, raw), -EBADMSG);
+	CHECK_EQ(unpack_exact(c, more.p, more.len, out, raw), -EBADMSG);
 	free(more.p);
 	/* length words: past the payload, zero, stored with another size than its pages */
 	uint32_t w;
 	memcpy(&w, good.p, 4);
 	set32(&good, 0, (uint32_t)good.len);
-	CHECK_EQ(ft_unpack_pages(c, good.p, good.len, out, raw), -EBADMSG);
+	CHECK_EQ(unpack_exact(c, good.p, good.len, out, raw), -EBADMSG);
 	set32(&good, 0, 0xffffffffu);
-	CHECK_EQ(ft_unpack_pages(c, good.p, good.len, out, raw), -EBADMSG);
+	CHECK_EQ(unpack_exact(c, good.p, good.len, out, raw), -EBADMSG);
 	set32(&good, 0, 0);
-	CHECK_EQ(ft_unpack_pages(c, good.p, good.len, out, raw), -EBADMSG);
+	CHECK_EQ(unpack_exact(c, good.p, good.len, out, raw), -EBADMSG);
 	set32(&good, 0, FT_CHUNK_STORED | w); /* its compressed bytes said to be the pages themselves */
-	CHECK_EQ(ft_unpack_pages(c, good.p, good.len, out, raw), -EBADMSG);
+	CHECK_EQ(unpack_exact(c, good.p, good.len, out, raw), -EBADMSG);
 	set32(&good, 0, w - 1); /* the chunk one byte short, the next word misread */
-	CHECK_EQ(ft_unpack_pages(c, good.p, good.len, out, raw), -EBADMSG);
+	CHECK_EQ(unpack_exact(c, good.p, good.len, out, raw), -EBADMSG);
 	set32(&good, 0, w);
-	CHECK_EQ(ft_unpack_pages(c, good.p, good.len, out, raw), 0);
+	CHECK_EQ(unpack_exact(c, good.p, good.len, out, raw), 0);
 
 	/* a chunk that holds fewer pages than its place needs (the size it decompresses to lies) */
 	struct buf fewer = { 0 };
 	size_t nf = compressed(c, src, CHUNK - PAGE_SIZE, tmp, 2 * CHUNK);
 	chunk(&fewer, (uint32_t)nf, tmp, nf);
-	CHECK_EQ(ft_unpack_pages(c, fewer.p, fewer.len, out, CHUNK), -EBADMSG);
-	CHECK_EQ(ft_unpack_pages(c, fewer.p, fewer.len, out, CHUNK - PAGE_SIZE), 0); /* what it does hold */
+	CHECK_EQ(unpack_exact(c, fewer.p, fewer.len, out, CHUNK), -EBADMSG);
+	CHECK_EQ(unpack_exact(c, fewer.p, fewer.len, out, CHUNK - PAGE_SIZE), 0); /* what it does hold */
 	free(fewer.p);
 	/* one that holds more: two chunks' worth in the first */
 	struct buf big = { 0 };
 	size_t nb = compressed(c, src, raw, tmp, 2 * CHUNK);
 	chunk(&big, (uint32_t)nb, tmp, nb);
-	CHECK_EQ(ft_unpack_pages(c, big.p, big.len, out, raw), -EBADMSG);
+	CHECK_EQ(unpack_exact(c, big.p, big.len, out, raw), -EBADMSG);
 	free(big.p);
 	/* bytes that are no lz4 block or zstd frame */
 	struct buf junk = { 0 };
 	for (size_t i = 0; i < 1000; i++)
 		tmp[i] = (uint8_t)rnd();
 	chunk(&junk, 1000, tmp, 1000);
-	CHECK_EQ(ft_unpack_pages(c, junk.p, junk.len, out, PAGE_SIZE), -EBADMSG);
+	CHECK_EQ(unpack_exact(c, junk.p, junk.len, out, PAGE_SIZE), -EBADMSG);
 	free(junk.p);
 	/* stored chunks: exactly their pages */
 	struct buf st = { 0 };
 	chunk(&st, FT_CHUNK_STORED | (uint32_t)(2 * PAGE_SIZE), src, 2 * PAGE_SIZE);
-	CHECK_EQ(ft_unpack_pages(c, st.p, st.len, out, 2 * PAGE_SIZE), 0);
+	CHECK_EQ(unpack_exact(c, st.p, st.len, out, 2 * PAGE_SIZE), 0);
 	CHECK(memcmp(out, src, 2 * PAGE_SIZE) == 0);
-	CHECK_EQ(ft_unpack_pages(c, st.p, st.len, out, 3 * PAGE_SIZE), -EBADMSG);
-	CHECK_EQ(ft_unpack_pages(c, st.p, st.len, out, PAGE_SIZE), -EBADMSG);
+	CHECK_EQ(unpack_exact(c, st.p, st.len, out, 3 * PAGE_SIZE), -EBADMSG);
+	CHECK_EQ(unpack_exact(c, st.p, st.len, out, PAGE_SIZE), -EBADMSG);
 	free(st.p);
 	/* not a codec that has chunks */
-	CHECK_EQ(ft_unpack_pages(FT_CODEC_NONE, good.p, good.len, out, raw), -EBADMSG);
-	CHECK_EQ(ft_unpack_pages(FT_CODEC_COUNT, good.p, good.len, out, raw), -EBADMSG);
+	CHECK_EQ(unpack_exact(FT_CODEC_NONE, good.p, good.len, out, raw), -EBADMSG);
+	CHECK_EQ(unpack_exact(FT_CODEC_COUNT, good.p, good.len, out, raw), -EBADMSG);
 	free(good.p);
 	free(src);
 	free(out);
@@ -450,7 +478,8 @@ static void unpack_hostile(enum ft_codec c)
 }
 
 /* zstd frames that decompress to the right bytes but are not what a primary sends: no content size, a
- * content size that lies, two frames in one chunk, a skippable frame before the real one. */
+ * content size that lies, two frames in one chunk, a skippable frame before the real one or an empty or
+ * skippable one after it, a legacy format's magic, a chunk too short for a magic, a dictionary's frame. */
 static void unpack_zstd_frames(void)
 {
 	static const enum kind text[] = { K_TEXT };
@@ -463,7 +492,7 @@ static void unpack_zstd_frames(void)
 	CHECK(!ZSTD_isError(n));
 	struct buf nosize = { 0 };
 	chunk(&nosize, (uint32_t)n, tmp, n);
-	CHECK_EQ(ft_unpack_pages(FT_CODEC_ZSTD, nosize.p, nosize.len, out, 2 * PAGE_SIZE), -EBADMSG);
+	CHECK_EQ(unpack_exact(FT_CODEC_ZSTD, nosize.p, nosize.len, out, 2 * PAGE_SIZE), -EBADMSG);
 	free(nosize.p);
 	ZSTD_freeCCtx(cc);
 
@@ -472,7 +501,7 @@ static void unpack_zstd_frames(void)
 	size_t a = zstd_of(src, PAGE_SIZE, tmp, 4 * PAGE_SIZE);
 	size_t bb = zstd_of(src + PAGE_SIZE, PAGE_SIZE, tmp + a, 4 * PAGE_SIZE - a);
 	chunk(&two, (uint32_t)(a + bb), tmp, a + bb);
-	CHECK_EQ(ft_unpack_pages(FT_CODEC_ZSTD, two.p, two.len, out, 2 * PAGE_SIZE), -EBADMSG);
+	CHECK_EQ(unpack_exact(FT_CODEC_ZSTD, two.p, two.len, out, 2 * PAGE_SIZE), -EBADMSG);
 	free(two.p);
 
 	/* a skippable frame (magic 0x184D2A50, 4 bytes of length, that many bytes), then the real one */
@@ -483,16 +512,16 @@ static void unpack_zstd_frames(void)
 	put(&sk, &word, 4);
 	put(&sk, skip, sizeof(skip));
 	put(&sk, tmp, f);
-	CHECK_EQ(ft_unpack_pages(FT_CODEC_ZSTD, sk.p, sk.len, out, 2 * PAGE_SIZE), -EBADMSG);
+	CHECK_EQ(unpack_exact(FT_CODEC_ZSTD, sk.p, sk.len, out, 2 * PAGE_SIZE), -EBADMSG);
 	free(sk.p);
 
 	/* the frame's own content size: 2 pages, where 3 or 1 are expected */
 	struct buf lie = { 0 };
 	chunk(&lie, (uint32_t)f, tmp, f);
-	CHECK_EQ(ft_unpack_pages(FT_CODEC_ZSTD, lie.p, lie.len, out, 2 * PAGE_SIZE), 0);
+	CHECK_EQ(unpack_exact(FT_CODEC_ZSTD, lie.p, lie.len, out, 2 * PAGE_SIZE), 0);
 	CHECK(ZSTD_getFrameContentSize(lie.p + 4, f) == 2 * PAGE_SIZE);
-	CHECK_EQ(ft_unpack_pages(FT_CODEC_ZSTD, lie.p, lie.len, out, 3 * PAGE_SIZE), -EBADMSG);
-	CHECK_EQ(ft_unpack_pages(FT_CODEC_ZSTD, lie.p, lie.len, out, PAGE_SIZE), -EBADMSG);
+	CHECK_EQ(unpack_exact(FT_CODEC_ZSTD, lie.p, lie.len, out, 3 * PAGE_SIZE), -EBADMSG);
+	CHECK_EQ(unpack_exact(FT_CODEC_ZSTD, lie.p, lie.len, out, PAGE_SIZE), -EBADMSG);
 	/* ...rewritten to say 3 pages (single segment, a 2-byte content size of value - 256, after the magic
 	 * and the descriptor byte): the header now agrees with what is expected, the data does not */
 	uint8_t fhd = lie.p[4 + 4];
@@ -500,9 +529,66 @@ static void unpack_zstd_frames(void)
 	uint16_t fcs = (uint16_t)(3 * PAGE_SIZE - 256);
 	memcpy(lie.p + 4 + 5, &fcs, 2);
 	CHECK(ZSTD_getFrameContentSize(lie.p + 4, f) == 3 * PAGE_SIZE);
-	CHECK_EQ(ft_unpack_pages(FT_CODEC_ZSTD, lie.p, lie.len, out, 3 * PAGE_SIZE), -EBADMSG);
-	CHECK_EQ(ft_unpack_pages(FT_CODEC_ZSTD, lie.p, lie.len, out, 2 * PAGE_SIZE), -EBADMSG);
+	CHECK_EQ(unpack_exact(FT_CODEC_ZSTD, lie.p, lie.len, out, 3 * PAGE_SIZE), -EBADMSG);
+	CHECK_EQ(unpack_exact(FT_CODEC_ZSTD, lie.p, lie.len, out, 2 * PAGE_SIZE), -EBADMSG);
 	free(lie.p);
+
+	/* The 2 pages' frame (still in tmp, f bytes), which alone is taken, followed in its chunk by an empty
+	 * frame or a skippable one: the bytes decompress to exactly the 2 pages and the first frame says so,
+	 * only "one frame, nothing after it" refuses them */
+	struct buf one = { 0 };
+	chunk(&one, (uint32_t)f, tmp, f);
+	CHECK_EQ(unpack_exact(FT_CODEC_ZSTD, one.p, one.len, out, 2 * PAGE_SIZE), 0);
+	CHECK(memcmp(out, src, 2 * PAGE_SIZE) == 0);
+	uint8_t empty[128];
+	size_t ne = zstd_of(src, 0, empty, sizeof(empty));
+	const uint8_t *after[2] = { empty, skip };
+	const size_t after_len[2] = { ne, sizeof(skip) };
+	for (int i = 0; i < 2; i++) {
+		struct buf t = { 0 };
+		uint32_t w = (uint32_t)(f + after_len[i]);
+		put(&t, &w, 4);
+		put(&t, tmp, f);
+		put(&t, after[i], after_len[i]);
+		CHECK(ZSTD_findFrameCompressedSize(t.p + 4, t.len - 4) == f);
+		CHECK(ZSTD_getFrameContentSize(t.p + 4, t.len - 4) == 2 * PAGE_SIZE);
+		CHECK_EQ(unpack_exact(FT_CODEC_ZSTD, t.p, t.len, out, 2 * PAGE_SIZE), -EBADMSG);
+		free(t.p);
+	}
+	/* the same frame under the magic of zstd v0.7 (0xFD2FB527): a legacy format, which a libzstd built with
+	 * legacy decoders (Debian's) would still decode, refused before any zstd call */
+	struct buf legacy = { 0 };
+	chunk(&legacy, (uint32_t)f, tmp, f);
+	static const uint8_t v07[4] = { 0x27, 0xb5, 0x2f, 0xfd };
+	memcpy(legacy.p + 4, v07, 4);
+	CHECK_EQ(unpack_exact(FT_CODEC_ZSTD, legacy.p, legacy.len, out, 2 * PAGE_SIZE), -EBADMSG);
+	free(legacy.p);
+	/* chunks shorter than a magic (their exact-size copies: nothing read past them) */
+	for (uint32_t k = 1; k < 4; k++) {
+		struct buf sh = { 0 };
+		chunk(&sh, k, tmp, k);
+		CHECK_EQ(unpack_exact(FT_CODEC_ZSTD, sh.p, sh.len, out, PAGE_SIZE), -EBADMSG);
+		free(sh.p);
+	}
+	/* a frame that names a dictionary: a 1-byte dictionary ID (7) inserted after its descriptor (single
+	 * segment, checked above: no window byte before it) */
+	uint8_t *dict = malloc(f + 1);
+	CHECK(dict);
+	memcpy(dict, tmp, 5);
+	dict[4] |= 1; /* Dictionary_ID_flag: 1 byte */
+	dict[5] = 7;
+	memcpy(dict + 6, tmp + 5, f - 5);
+	CHECK_EQ(ZSTD_getDictID_fromFrame(dict, f + 1), 7);
+	CHECK(ZSTD_getFrameContentSize(dict, f + 1) == 2 * PAGE_SIZE);
+	struct buf dw = { 0 };
+	chunk(&dw, (uint32_t)(f + 1), dict, f + 1);
+	CHECK_EQ(unpack_exact(FT_CODEC_ZSTD, dw.p, dw.len, out, 2 * PAGE_SIZE), -EBADMSG);
+	free(dw.p);
+	free(dict);
+	/* and the shared context still takes a good frame after all those refusals */
+	CHECK_EQ(unpack_exact(FT_CODEC_ZSTD, one.p, one.len, out, 2 * PAGE_SIZE), 0);
+	CHECK(memcmp(out, src, 2 * PAGE_SIZE) == 0);
+	free(one.p);
 	free(src);
 	free(out);
 	free(tmp);
@@ -569,6 +655,11 @@ static void commit_hostile(enum ft_codec c)
 		set64(&e, pfn0 + 8, badpfn[i]); /* pfns[1] is a zero page */
 		REFUSED(2, &e);
 	}
+	set64(&e, pfn0 + 8, 2 | FT_PFN_ZERO);
+	/* a zero page's flag cleared (pfns[1] a plain page number), nzero, raw_len and the payload as they were:
+	 * only the count of flags disagrees with nzero (taken, it would apply 5 pages from a payload of 4) */
+	set64(&e, pfn0 + 8, 2);
+	REFUSED(2, &e);
 	set64(&e, pfn0 + 8, 2 | FT_PFN_ZERO);
 	const uint64_t badn[] = { 7, 5, 0, (1ull << 61) + 6, UINT64_MAX, NPAGES + 1 };
 	for (size_t i = 0; i < ARRAY_SIZE(badn); i++) {
@@ -660,6 +751,32 @@ static void test_commit_hostile(void)
 	CHECK(padded_seen); /* lz4's or zstd's payload was not a multiple of 8 */
 }
 
+/* A valid epoch packed with another codec than the HELLO's (a zstd epoch to a backup paired for lz4...): the
+ * page header's codec alone refuses it; the same bytes commit once the backup is paired for that codec. */
+static void test_codec_mismatch(void)
+{
+	uint64_t pf[4] = { 3, 4, 5, 6 };
+	static const enum kind k[] = { K_TEXT, K_ZERO, K_STRUCTS, K_PATTERN };
+	uint8_t *pages = pages_of(4, k, 4);
+	for (unsigned c = 0; c < FT_CODEC_COUNT; c++)
+		for (unsigned d = 0; d < FT_CODEC_COUNT; d++) {
+			if (c == d)
+				continue;
+			backup_fresh(c);
+			struct ft_pages_hdr ph;
+			struct buf e = packed(1, true, pf, 4, pages, d, &ph);
+			CHECK_EQ(ph.codec, d);
+			CHECK_EQ(ph.nzero, 1);
+			REFUSED(1, &e);
+			b.codec = d;
+			CHECK_EQ(backup_commit_epoch(&b, 1, e.p, e.len), 0);
+			CHECK(b.have_baseline && b.committed == 1);
+			holds(pf, 4, pages);
+			free(e.p);
+		}
+	free(pages);
+}
+
 /* The FT_EPOCH bound holds what a packer can send: a guest whose every page is incompressible. */
 static void test_frame_bound(void)
 {
@@ -698,9 +815,12 @@ int main(void)
 	test_commit_roundtrip();
 	test_unpack_hostile();
 	test_commit_hostile();
+	test_codec_mismatch();
 	test_frame_bound();
 	free(b.state);
 	gmem_free(&b.mem);
+	ft_unpacker_free(&b.unpacker);
+	ft_unpacker_free(&shared);
 	free(mem);
 	free(mem_before);
 	TEST_DONE("test_compress");

@@ -418,6 +418,18 @@ static void set_hdr(struct epoch_buf *e, size_t field_off, uint64_t v)
 	memcpy(e->p + field_off, &v, 8);
 }
 
+/* ft_epoch_check on e's first len bytes copied into a buffer of exactly len bytes (zeroes past e's end):
+ * ASan sees any read past len, which e's own buffer would hide. */
+static int check_len(const struct epoch_buf *e, size_t len, bool packed, struct ft_epoch_hdr *h)
+{
+	uint8_t *c = calloc(1, len ? len : 1);
+	CHECK(c);
+	memcpy(c, e->p, MIN(len, e->len));
+	int r = ft_epoch_check(c, len, packed, h);
+	free(c);
+	return r;
+}
+
 static size_t add_rec(uint8_t *d, size_t off, unsigned disk, unsigned kind, uint64_t o, uint64_t len, bool data)
 {
 	struct ft_disk_rec r = { .disk = disk, .kind = kind, .off = o, .len = len };
@@ -455,38 +467,92 @@ static struct epoch_buf make_packed(uint64_t npages, uint64_t wire_len, uint64_t
 /* ft_epoch_check on the packed layout: the page area is ft_pages_hdr + wire_len padded to 8 bytes,
  * whatever npages says; wire_len a padded size off, absurd or wrapping the sum is refused, and so is a
  * payload too short for the ft_pages_hdr (the sizes beyond it, the padding's bytes included, are
- * backup_commit_epoch's: test_compress). */
+ * backup_commit_epoch's: test_compress). The layout is the one the HELLO announced: a flag that says the
+ * other is refused even where the sizes would add up; an unknown flag is refused in either. */
 static void packed_epoch_check(const uint8_t *disk, size_t dl)
 {
 	struct ft_epoch_hdr h;
 	struct epoch_buf e = make_packed(3, 999, 77, disk, dl);
-	CHECK_EQ(ft_epoch_check(e.p, e.len, &h), 0);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, true, &h), 0);
 	CHECK_EQ(h.flags, FT_EPOCH_BASELINE | FT_EPOCH_PACKED);
 	const size_t wl = sizeof(struct ft_epoch_hdr) + offsetof(struct ft_pages_hdr, wire_len);
+	const size_t fl = offsetof(struct ft_epoch_hdr, flags);
 	const uint64_t bad[] = { 1001, 992, 0, UINT64_MAX, UINT64_MAX - 998, UINT64_MAX - 7, 1ull << 63,
 				 FT_MAX_FRAME + 1, 3 * PAGE_SIZE };
 	for (size_t k = 0; k < ARRAY_SIZE(bad); k++) {
 		set_hdr(&e, wl, bad[k]);
-		CHECK_EQ(ft_epoch_check(e.p, e.len, &h), -EBADMSG);
+		CHECK_EQ(ft_epoch_check(e.p, e.len, true, &h), -EBADMSG);
 	}
 	for (uint64_t w = 993; w <= 1000; w++) { /* the same area once padded */
 		set_hdr(&e, wl, w);
-		CHECK_EQ(ft_epoch_check(e.p, e.len, &h), 0);
+		CHECK_EQ(ft_epoch_check(e.p, e.len, true, &h), 0);
 	}
 	set_hdr(&e, wl, 999);
-	/* the same bytes read as the old layout do not add up, nor the reverse */
-	set_hdr(&e, offsetof(struct ft_epoch_hdr, flags), FT_EPOCH_BASELINE);
-	CHECK_EQ(ft_epoch_check(e.p, e.len, &h), -EBADMSG);
-	free(e.p);
+	/* a packed epoch to a backup of whole pages: refused */
+	CHECK_EQ(ft_epoch_check(e.p, e.len, false, &h), -EBADMSG);
+	/* its flag cleared: the sizes still add up as packed, the flag alone refuses it; as whole pages they
+	 * do not add up */
+	set_hdr(&e, fl, FT_EPOCH_BASELINE);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, true, &h), -EBADMSG);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, false, &h), -EBADMSG);
+	set_hdr(&e, fl, FT_EPOCH_BASELINE | FT_EPOCH_PACKED);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, true, &h), 0);
+	/* the reverse: whole pages to a backup of packed ones; then flagged packed, the sizes still add up as
+	 * whole pages (the flag alone refuses it) and not as packed */
 	struct epoch_buf o = make_epoch(3, 77, disk, dl);
-	set_hdr(&o, offsetof(struct ft_epoch_hdr, flags), FT_EPOCH_PACKED);
-	CHECK_EQ(ft_epoch_check(o.p, o.len, &h), -EBADMSG);
+	CHECK_EQ(ft_epoch_check(o.p, o.len, false, &h), 0);
+	CHECK_EQ(ft_epoch_check(o.p, o.len, true, &h), -EBADMSG);
+	set_hdr(&o, fl, FT_EPOCH_BASELINE | FT_EPOCH_PACKED);
+	CHECK_EQ(ft_epoch_check(o.p, o.len, false, &h), -EBADMSG);
+	CHECK_EQ(ft_epoch_check(o.p, o.len, true, &h), -EBADMSG);
+	set_hdr(&o, fl, FT_EPOCH_BASELINE);
+	CHECK_EQ(ft_epoch_check(o.p, o.len, false, &h), 0);
+	/* flags this build does not know, in either layout, with or without the others */
+	const uint64_t unknown[] = { 4, 8, 1ull << 63, ~(uint64_t)FT_EPOCH_FLAGS };
+	for (size_t k = 0; k < ARRAY_SIZE(unknown); k++) {
+		set_hdr(&o, fl, FT_EPOCH_BASELINE | unknown[k]);
+		CHECK_EQ(ft_epoch_check(o.p, o.len, false, &h), -EBADMSG);
+		set_hdr(&o, fl, unknown[k]);
+		CHECK_EQ(ft_epoch_check(o.p, o.len, false, &h), -EBADMSG);
+		set_hdr(&e, fl, FT_EPOCH_BASELINE | FT_EPOCH_PACKED | unknown[k]);
+		CHECK_EQ(ft_epoch_check(e.p, e.len, true, &h), -EBADMSG);
+	}
+	set_hdr(&o, fl, 0); /* not a baseline: the flag is the backup's to judge */
+	CHECK_EQ(ft_epoch_check(o.p, o.len, false, &h), 0);
+	set_hdr(&e, fl, FT_EPOCH_PACKED);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, true, &h), 0);
 	free(o.p);
-	/* no room for the ft_pages_hdr */
+	free(e.p);
+
+	/* wire_len above FT_MAX_FRAME whose padded size wraps to one the frame's length matches: only that bound
+	 * refuses it. Built with no payload bytes and a 64-byte state: 2^64 - 1 .. 2^64 - 7 pad to 0 (the same
+	 * area as wire_len 0), 2^64 - 8k pads to -8k, which a state 8k bytes longer makes up. */
+	struct epoch_buf w = make_packed(1, 0, 64, NULL, 0);
+	const size_t sl = offsetof(struct ft_epoch_hdr, state_len);
+	CHECK_EQ(ft_epoch_check(w.p, w.len, true, &h), 0);
+	for (uint64_t j = 1; j <= 7; j++) {
+		uint64_t wrap = 0 - j;
+		CHECK_EQ(FT_PAGES_PAD_TO(wrap), 0);
+		set_hdr(&w, wl, wrap);
+		CHECK_EQ(ft_epoch_check(w.p, w.len, true, &h), -EBADMSG);
+	}
+	for (uint64_t k = 1; k <= 4; k++) {
+		uint64_t wrap = 0 - 8 * k;
+		CHECK(sizeof(struct ft_pages_hdr) + FT_PAGES_PAD_TO(wrap) == sizeof(struct ft_pages_hdr) - 8 * k);
+		set_hdr(&w, wl, wrap);
+		set_hdr(&w, sl, 64 + 8 * k);
+		CHECK_EQ(ft_epoch_check(w.p, w.len, true, &h), -EBADMSG);
+	}
+	set_hdr(&w, wl, 0);
+	set_hdr(&w, sl, 64);
+	CHECK_EQ(ft_epoch_check(w.p, w.len, true, &h), 0);
+	free(w.p);
+
+	/* no room for the ft_pages_hdr (each cut in a buffer of exactly its size: ASan sees a read past it) */
 	struct epoch_buf z = make_packed(0, 0, 0, NULL, 0);
-	CHECK_EQ(ft_epoch_check(z.p, z.len, &h), 0);
+	CHECK_EQ(ft_epoch_check(z.p, z.len, true, &h), 0);
 	for (size_t cut = 1; cut <= sizeof(struct ft_pages_hdr); cut++)
-		CHECK_EQ(ft_epoch_check(z.p, z.len - cut, &h), -EBADMSG);
+		CHECK_EQ(check_len(&z, z.len - cut, true, &h), -EBADMSG);
 	free(z.p);
 }
 
@@ -503,23 +569,24 @@ static void test_epoch_check(void)
 	/* well-formed: with and without pages, state, disk */
 	struct epoch_buf e = make_epoch(3, 333, disk, dl);
 	memset(&h, 0xee, sizeof(h));
-	CHECK_EQ(ft_epoch_check(e.p, e.len, &h), 0);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, false, &h), 0);
 	CHECK_EQ(h.epoch, 9);
 	CHECK_EQ(h.npages, 3);
 	CHECK_EQ(h.state_len, 333);
 	CHECK_EQ(h.disk_len, dl);
 	CHECK_EQ(h.flags, FT_EPOCH_BASELINE);
 	struct epoch_buf e0 = make_epoch(0, 0, NULL, 0);
-	CHECK_EQ(ft_epoch_check(e0.p, e0.len, &h), 0);
+	CHECK_EQ(ft_epoch_check(e0.p, e0.len, false, &h), 0);
 	struct epoch_buf e1 = make_epoch(0, 40, disk, dl);
-	CHECK_EQ(ft_epoch_check(e1.p, e1.len, &h), 0);
+	CHECK_EQ(ft_epoch_check(e1.p, e1.len, false, &h), 0);
 
-	/* the payload one byte short or long, or shorter than a header */
-	CHECK_EQ(ft_epoch_check(e.p, e.len - 1, &h), -EBADMSG);
-	CHECK_EQ(ft_epoch_check(e.p, e.len + 1, &h), -EBADMSG);
-	CHECK_EQ(ft_epoch_check(e.p, sizeof(h) - 1, &h), -EBADMSG);
-	CHECK_EQ(ft_epoch_check(e.p, 0, &h), -EBADMSG);
-	CHECK_EQ(ft_epoch_check(e0.p, e0.len + 8, &h), -EBADMSG);
+	/* the payload one byte short or long, or shorter than a header (each in a buffer of exactly that size) */
+	CHECK_EQ(check_len(&e, e.len - 1, false, &h), -EBADMSG);
+	CHECK_EQ(check_len(&e, e.len + 1, false, &h), -EBADMSG);
+	CHECK_EQ(check_len(&e, sizeof(h) - 1, false, &h), -EBADMSG);
+	CHECK_EQ(check_len(&e, 0, false, &h), -EBADMSG);
+	CHECK_EQ(check_len(&e0, e0.len + 8, false, &h), -EBADMSG);
+	CHECK_EQ(check_len(&e, e.len, false, &h), 0);
 
 	/* each size field off by one either way, or absurd (must not wrap the sum) */
 	const size_t fields[3] = { offsetof(struct ft_epoch_hdr, npages), offsetof(struct ft_epoch_hdr, state_len),
@@ -531,25 +598,25 @@ static void test_epoch_check(void)
 					 good[fi] - 8 - PAGE_SIZE };
 		for (size_t k = 0; k < ARRAY_SIZE(bad); k++) {
 			set_hdr(&e, fields[fi], bad[k]);
-			CHECK_EQ(ft_epoch_check(e.p, e.len, &h), -EBADMSG);
+			CHECK_EQ(ft_epoch_check(e.p, e.len, false, &h), -EBADMSG);
 		}
 		set_hdr(&e, fields[fi], good[fi]);
-		CHECK_EQ(ft_epoch_check(e.p, e.len, &h), 0);
+		CHECK_EQ(ft_epoch_check(e.p, e.len, false, &h), 0);
 	}
 	/* sizes that compensate (npages one less, state_len grown by a page slot) still add up, but then
 	 * the disk area is where it should be and must still parse: this is consistent by construction */
 	set_hdr(&e, fields[0], 2);
 	set_hdr(&e, fields[1], 333 + 8 + PAGE_SIZE);
-	CHECK_EQ(ft_epoch_check(e.p, e.len, &h), 0);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, false, &h), 0);
 	set_hdr(&e, fields[0], 3);
 	set_hdr(&e, fields[1], 333);
 	/* moving bytes from the state to the disk area: the disk area no longer starts on a record */
 	set_hdr(&e, fields[1], 333 - 8);
 	set_hdr(&e, fields[2], dl + 8);
-	CHECK_EQ(ft_epoch_check(e.p, e.len, &h), -EBADMSG);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, false, &h), -EBADMSG);
 	set_hdr(&e, fields[1], 333);
 	set_hdr(&e, fields[2], dl);
-	CHECK_EQ(ft_epoch_check(e.p, e.len, &h), 0);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, false, &h), 0);
 	free(e.p);
 
 	/* bad disk records: unknown kind, data longer than what is left, a partial record header,
@@ -558,29 +625,29 @@ static void test_epoch_check(void)
 		uint8_t d[4096];
 		size_t n = add_rec(d, 0, 0, 7, 0, 0, false);
 		struct epoch_buf b = make_epoch(1, 0, d, n);
-		CHECK_EQ(ft_epoch_check(b.p, b.len, &h), -EBADMSG);
+		CHECK_EQ(ft_epoch_check(b.p, b.len, false, &h), -EBADMSG);
 		free(b.p);
 		n = add_rec(d, 0, 0, FT_DISK_WRITE, 0, 100, true);
 		b = make_epoch(1, 0, d, n - 1); /* the data one byte short */
-		CHECK_EQ(ft_epoch_check(b.p, b.len, &h), -EBADMSG);
+		CHECK_EQ(ft_epoch_check(b.p, b.len, false, &h), -EBADMSG);
 		free(b.p);
 		n = add_rec(d, 0, 0, FT_DISK_WRITE, 0, 100, true);
 		memcpy(d + n, d, 10); /* a trailing partial header */
 		b = make_epoch(0, 0, d, n + 10);
-		CHECK_EQ(ft_epoch_check(b.p, b.len, &h), -EBADMSG);
+		CHECK_EQ(ft_epoch_check(b.p, b.len, false, &h), -EBADMSG);
 		free(b.p);
 		n = add_rec(d, 0, 0, FT_DISK_WRITE, 0, UINT64_MAX, false); /* len overflows */
 		b = make_epoch(0, 0, d, n);
-		CHECK_EQ(ft_epoch_check(b.p, b.len, &h), -EBADMSG);
+		CHECK_EQ(ft_epoch_check(b.p, b.len, false, &h), -EBADMSG);
 		free(b.p);
 		n = add_rec(d, 0, 0, FT_DISK_WRITE, 0, UINT64_MAX - sizeof(struct ft_disk_rec) + 1, false);
 		b = make_epoch(0, 0, d, n);
-		CHECK_EQ(ft_epoch_check(b.p, b.len, &h), -EBADMSG);
+		CHECK_EQ(ft_epoch_check(b.p, b.len, false, &h), -EBADMSG);
 		free(b.p);
 		/* a ZERO record carries no data: bytes after it must be another record */
 		n = add_rec(d, 0, 0, FT_DISK_ZERO, 0, 512, true);
 		b = make_epoch(0, 0, d, n);
-		CHECK_EQ(ft_epoch_check(b.p, b.len, &h), -EBADMSG);
+		CHECK_EQ(ft_epoch_check(b.p, b.len, false, &h), -EBADMSG);
 		free(b.p);
 	}
 	free(e0.p);
@@ -896,7 +963,7 @@ static void test_disklog(void)
 	/* the log as it travels in an epoch: ft_epoch_check accepts it */
 	struct epoch_buf e = make_epoch(2, 100, buf, len);
 	struct ft_epoch_hdr h;
-	CHECK_EQ(ft_epoch_check(e.p, e.len, &h), 0);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, false, &h), 0);
 	CHECK_EQ(h.disk_len, len);
 	free(e.p);
 	/* and the records read back exactly */
@@ -931,7 +998,7 @@ static void test_disklog(void)
 	CHECK_EQ(len, 0);
 	CHECK_EQ(writes, 0);
 	e = make_epoch(1, 10, buf, len);
-	CHECK_EQ(ft_epoch_check(e.p, e.len, &h), 0);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, false, &h), 0);
 	free(e.p);
 
 	/* growth past the first 1 MiB buffer, many times over: records stay intact */
@@ -944,7 +1011,7 @@ static void test_disklog(void)
 	CHECK_EQ(disklog_take(&l, &buf, &len, &writes), 0);
 	CHECK_EQ(writes, 100);
 	e = make_epoch(0, 0, buf, len);
-	CHECK_EQ(ft_epoch_check(e.p, e.len, &h), 0);
+	CHECK_EQ(ft_epoch_check(e.p, e.len, false, &h), 0);
 	free(e.p);
 	off = 0;
 	for (unsigned i = 0; i < 100; i++) {
@@ -997,7 +1064,7 @@ static void test_epoch_frame(void)
 	CHECK_EQ(ft_recv(FT_PLAIN(fds[1]), &f, &p), 0);
 	pthread_join(t, NULL);
 	struct ft_epoch_hdr got;
-	CHECK_EQ(ft_epoch_check(p, f.len, &got), 0);
+	CHECK_EQ(ft_epoch_check(p, f.len, false, &got), 0);
 	CHECK_EQ(got.epoch, f.seq);
 	CHECK(memcmp((uint8_t *)p + sizeof(h) + 16 + PAGE_SIZE, pages + PAGE_SIZE, PAGE_SIZE) == 0);
 	free(p);
