@@ -417,7 +417,8 @@ static int greet_primary(struct backup *b, const void *shape, size_t len)
 		return r;
 	}
 	/* with an arbiter, HELLO_OK says so: a primary that claims refuses a backup that would not; to a primary
-	 * that named a codec it names it back (one that hears no codec knows this backup cannot read its epochs) */
+	 * that named a codec it names it back (a primary that hears none takes it for an older backup: whole
+	 * pages, or refused when it compresses) */
 	char ok[96] = "";
 	if (fence_on(b->fence))
 		snprintf(ok, sizeof(ok), "arbiter %llu", (unsigned long long)b->gen);

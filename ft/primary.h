@@ -33,6 +33,8 @@ struct ft_primary {
 	unsigned epoch_ms, timeout_ms;
 	enum ft_codec codec;                /* the epochs' page payload (--compress), named in the HELLO */
 	struct ft_packer packer;            /* the sender's: zero pages flagged, the rest compressed */
+	bool whole_pages;                   /* the backup is an older ftvmm (its HELLO_OK names no codec) and codec is
+					     * none: epochs carry their pages whole, without FT_EPOCH_PACKED */
 	FILE *stats;
 	struct ft_link data, hb;            /* TLS sessions on both when tls is set */
 	const struct ft_tls_creds *tls;     /* client credentials (NULL: plain links, loopback or --ft-insecure) */
@@ -75,7 +77,8 @@ struct ft_primary {
 
 /* Connect and shake hands (bounded by timeout_ms); ft_primary_go then starts the engine. The guest
  * keeps running during the initial sync. codec: how the sender packs each epoch's pages (the HELLO names
- * it; a backup that does not know it refuses, one that predates packed epochs is refused). With tls (client credentials, kept by the caller until
+ * it; a backup that does not know it refuses; one that predates packed epochs gets whole pages with codec
+ * none, and is refused with lz4 or zstd). With tls (client credentials, kept by the caller until
  * ft_primary_stop) both links are TLS and the backup must authenticate; without, peer must be a
  * loopback address unless insecure. 0 or -errno with one line in err (unreachable peer, failed
  * authentication, another protocol or version, refused shape...). With an arbiter (fence on) it first

@@ -144,8 +144,9 @@ static int send_hellos(struct ft_primary *p)
 
 /* HELLO_OK's text: "[arbiter G][ ]codec NAME". With an arbiter the backup must claim before it takes over:
  * it says so, with our generation. It names our codec back: a backup that names none predates packed
- * epochs and would refuse the first one. 0, or -EINVAL (-EPROTO: another codec named back) with one line
- * in err. */
+ * epochs and would refuse the first one, so with codec none it gets the epochs of before, pages whole
+ * (p->whole_pages), and with lz4 or zstd it is refused. 0, or -EINVAL (-EPROTO: another codec named back)
+ * with one line in err. */
 static int hello_ok_agrees(struct ft_primary *p, const char *reply, size_t len, const char *peer, char *err,
 			   size_t errlen)
 {
@@ -168,9 +169,14 @@ static int hello_ok_agrees(struct ft_primary *p, const char *reply, size_t len, 
 			 "--arbiter and --name too");
 		return -EINVAL;
 	}
+	p->whole_pages = false;
+	if (!codec && p->codec == FT_CODEC_NONE) { /* an older backup, nothing to compress: the epochs of before */
+		p->whole_pages = true;
+		return 0;
+	}
 	if (!codec) {
-		snprintf(err, errlen, "backup %s is an older ftvmm that cannot read this primary's epochs (zero pages as a "
-			 "flag, --compress): upgrade it", peer);
+		snprintf(err, errlen, "backup %s is an older ftvmm that cannot read this primary's compressed epochs "
+			 "(--compress %s): upgrade it, or run with --compress none", peer, mine);
 		return -EINVAL;
 	}
 	if (clen != strlen(mine) || memcmp(codec, mine, clen) != 0) {
@@ -185,7 +191,8 @@ static int read_reply(struct ft_primary *p, const char *peer, char *err, size_t 
 {
 	struct ft_frame f;
 	void *reply;
-	int r = ft_recv(&p->data, &f, &reply);
+	/* HELLO_OK or HELLO_ERR is one short line: a larger frame is refused from its header, before allocating */
+	int r = ft_recv_max(&p->data, &f, &reply, FT_MAX_HELLO_FRAME);
 	if (r && p->data.tls && r != -EAGAIN && r != -EWOULDBLOCK) {
 		/* TLS 1.3: the backup checks our certificate after our side of the handshake is done, so
 		 * its refusal (an alert) arrives here */
@@ -352,10 +359,31 @@ static uint64_t thread_cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The FT_EPOCH frame of s from its n parts (s->bytes: their sum). */
+static int send_parts(struct ft_primary *p, struct ft_staged *s, const struct iovec *iov, int n)
+{
+	s->bytes = 0;
+	for (int i = 0; i < n; i++)
+		s->bytes += iov[i].iov_len;
+	/* on a TLS link this thread encrypts too */
+	return ft_send(&p->data, FT_EPOCH, s->hdr.epoch, iov, n);
+}
+
 /* One staged epoch onto the data link, packed here, while the guest runs (the pause only copied): its
- * zero pages become flags on their pfns, the others are compressed with p->codec. */
+ * zero pages become flags on their pfns, the others are compressed with p->codec. To an older backup
+ * (p->whole_pages) every page goes whole, as before packed epochs. */
 static int send_epoch(struct ft_primary *p, struct ft_staged *s)
 {
+	if (p->whole_pages) {
+		s->zero_pages = 0;
+		s->wire_bytes = s->hdr.npages * PAGE_SIZE;
+		s->compress_ns = 0;
+		const struct iovec whole[5] = {
+			{ &s->hdr, sizeof(s->hdr) }, { s->pfns, s->hdr.npages * 8 }, { s->pages, s->hdr.npages * PAGE_SIZE },
+			{ s->state, s->hdr.state_len }, { s->disk, s->hdr.disk_len },
+		};
+		return send_parts(p, s, whole, 5);
+	}
 	struct ft_pages_hdr ph;
 	const uint8_t *payload;
 	uint64_t t0 = thread_cpu_ns();
@@ -367,16 +395,12 @@ static int send_epoch(struct ft_primary *p, struct ft_staged *s)
 	s->zero_pages = ph.nzero;
 	s->wire_bytes = ph.wire_len;
 	static const uint8_t pad[8];
-	struct iovec iov[7] = {
+	const struct iovec iov[7] = {
 		{ &s->hdr, sizeof(s->hdr) }, { &ph, sizeof(ph) }, { s->pfns, s->hdr.npages * 8 },
 		{ (void *)payload, ph.wire_len }, { (void *)pad, FT_PAGES_PAD_TO(ph.wire_len) - ph.wire_len },
 		{ s->state, s->hdr.state_len }, { s->disk, s->hdr.disk_len },
 	};
-	s->bytes = 0;
-	for (int i = 0; i < 7; i++)
-		s->bytes += iov[i].iov_len;
-	/* on a TLS link this thread encrypts too */
-	return ft_send(&p->data, FT_EPOCH, s->hdr.epoch, iov, 7);
+	return send_parts(p, s, iov, 7);
 }
 
 void *primary_sender_thread(void *arg)

@@ -340,7 +340,8 @@ static void test_next_epoch(void)
 
 /* ---- packed epochs: the HELLO_OK's codec, the sender's packing, its telemetry ---- */
 
-/* The backup names our codec back (after its arbiter part, if any); one that names none is older. */
+/* The backup names our codec back (after its arbiter part, if any); one that names none is older: refused
+ * with lz4 or zstd, sent whole pages with codec none. */
 static void test_hello_ok(void)
 {
 	static struct ft_primary p;
@@ -349,8 +350,10 @@ static void test_hello_ok(void)
 #define AGREES(text) hello_ok_agrees(&p, text, strlen(text), "b:7000", err, sizeof(err))
 	p.codec = FT_CODEC_LZ4;
 	CHECK_EQ(AGREES("codec lz4"), 0);
+	CHECK(!p.whole_pages);
 	CHECK_EQ(AGREES(""), -EINVAL);
 	CHECK(strstr(err, "b:7000 is an older ftvmm") && strstr(err, "upgrade it") && !strchr(err, '\n'));
+	CHECK(strstr(err, "--compress lz4") && strstr(err, "--compress none"));
 	CHECK_EQ(AGREES("codec zstd"), -EPROTO);
 	CHECK(strstr(err, "--compress lz4") != NULL);
 	CHECK_EQ(AGREES("codec lz"), -EPROTO);
@@ -370,6 +373,27 @@ static void test_hello_ok(void)
 	CHECK_EQ(AGREES("arbiter 3 codec none"), -EPROTO);
 	p.codec = FT_CODEC_NONE;
 	CHECK_EQ(AGREES("arbiter 3 codec none"), 0);
+	CHECK(!p.whole_pages);
+	/* an older backup with codec none: paired, its epochs carry their pages whole (the arbiter part still
+	 * checked) */
+	CHECK_EQ(AGREES("arbiter 3"), 0);
+	CHECK(p.whole_pages);
+	CHECK_EQ(AGREES("arbiter 3 codec none"), 0);
+	CHECK(!p.whole_pages);
+	CHECK_EQ(AGREES("arbiter 4"), -EINVAL);
+	CHECK_EQ(AGREES(""), -EINVAL);
+	CHECK(strstr(err, "does not use the arbiter") != NULL);
+	CHECK_EQ(AGREES("arbiter 3 codec lz4"), -EPROTO);
+	p.gen = 0;
+	CHECK_EQ(AGREES(""), 0);
+	CHECK(p.whole_pages);
+	CHECK_EQ(AGREES("codec none"), 0);
+	CHECK(!p.whole_pages);
+	CHECK_EQ(AGREES("arbiter 3"), -EINVAL);
+	CHECK(strstr(err, "uses an arbiter") != NULL);
+	p.codec = FT_CODEC_ZSTD;
+	CHECK_EQ(AGREES(""), -EINVAL);
+	CHECK(strstr(err, "older ftvmm") && strstr(err, "--compress zstd"));
 #undef AGREES
 	prim_fini(&p);
 }
@@ -424,14 +448,16 @@ static uint64_t stage(struct ft_primary *p, struct ft_staged *s, uint8_t *want)
 }
 
 /* The sender packs the staged epoch (never the pause): what it sends, a backup paired with the codec
- * commits, memory exactly as staged; the ack writes the --stats line with the packing's fields. */
-static void sender_case(enum ft_codec codec)
+ * commits, memory exactly as staged; the ack writes the --stats line with the packing's fields. whole: the
+ * backup is an older one (p->whole_pages), which gets the epoch with its pages whole, not packed. */
+static void sender_case(enum ft_codec codec, bool whole)
 {
 	int data[2];
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, data) == 0);
 	static struct ft_primary p;
 	prim_init(&p, data[0], -1);
 	p.codec = codec;
+	p.whole_pages = whole;
 	CHECK_EQ(ft_packer_init(&p.packer, codec), 0);
 	p.stats = tmpfile();
 	CHECK(p.stats);
@@ -451,15 +477,22 @@ static void sender_case(enum ft_codec codec)
 	CHECK(!p.lost);
 	CHECK_EQ(j.r, 0);
 	CHECK_EQ(j.f.type, FT_EPOCH);
+	struct ft_epoch_hdr sent;
+	CHECK(j.f.len >= sizeof(sent));
+	memcpy(&sent, j.p, sizeof(sent));
+	CHECK_EQ(sent.flags, whole ? FT_EPOCH_BASELINE : FT_EPOCH_BASELINE | FT_EPOCH_PACKED);
+	if (whole) /* as before packed epochs: header, pfns, pages, state */
+		CHECK_EQ(j.f.len, sizeof(sent) + SPG * (8 + PAGE_SIZE) + sent.state_len);
 
 	static struct backup b;
 	memset(&b, 0, sizeof(b));
 	pthread_mutex_init(&b.lock, NULL);
 	CHECK_EQ(gmem_init_buffer(&b.mem, mem, SPG * PAGE_SIZE), 0);
-	b.packed = true;
+	b.packed = !whole;
 	b.codec = codec;
 	CHECK_EQ(backup_commit_epoch(&b, 0, j.p, j.f.len), 0);
 	CHECK(memcmp(mem, want, SPG * PAGE_SIZE) == 0);
+	ft_unpacker_free(&b.unpacker);
 
 	CHECK(take_ack(&p, 0)); /* the telemetry of the acked epoch */
 	char line[2048] = "";
@@ -469,9 +502,12 @@ static void sender_case(enum ft_codec codec)
 	CHECK(o != NULL);
 	CHECK(json_get_str(o, "compress") && !strcmp(json_get_str(o, "compress"), ft_codec_name(codec)));
 	CHECK_EQ(json_get_int(o, "raw_bytes"), SPG * PAGE_SIZE);
-	CHECK_EQ(json_get_int(o, "zero_pages"), nz);
+	CHECK_EQ(json_get_int(o, "zero_pages"), whole ? 0 : nz);
 	long long wire = json_get_int(o, "wire_bytes"), nonzero = (long long)(SPG - nz) * PAGE_SIZE;
-	CHECK(codec == FT_CODEC_NONE ? wire == nonzero : wire > 0 && wire < nonzero / 2);
+	if (whole)
+		CHECK_EQ(wire, SPG * PAGE_SIZE);
+	else
+		CHECK(codec == FT_CODEC_NONE ? wire == nonzero : wire > 0 && wire < nonzero / 2);
 	CHECK_EQ(json_get_int(o, "bytes"), j.f.len);
 	CHECK(json_has(o, "compress_us") && json_object_object_get_ex(o, "compress_us", &v) &&
 	      json_object_get_double(v) >= 0);
@@ -495,7 +531,8 @@ static void sender_case(enum ft_codec codec)
 static void test_sender_packs(void)
 {
 	for (unsigned c = 0; c < FT_CODEC_COUNT; c++)
-		sender_case(c);
+		sender_case(c, false);
+	sender_case(FT_CODEC_NONE, true); /* to an older backup */
 }
 
 int main(void)
