@@ -39,29 +39,32 @@
 #     guest RAM                                      --mem (128): mapped lazily, at most all of it resident
 #   + NICs x OUTBUF_MAX_HELD                         1 x 64: held output, all unacked epochs (ft/outbuf.h); the cap
 #                                                    counts what each held packet takes in memory (its bytes, its
-#                                                    queue header, malloc's header and rounding: outbuf_pkt_cost),
-#                                                    so minimum-size frames cannot hold more than full ones
+#                                                    queue header, malloc's header and rounding at their worst:
+#                                                    outbuf_pkt_cost), so minimum-size frames cannot hold more
+#                                                    than full ones
 #   + (MAX_INFLIGHT_EPOCHS + 1) x DISKLOG_MAX_BYTES  4 x 64: the disk logs of the staged epochs not yet written to the
 #                                                    socket (the engine stages at most MAX_INFLIGHT_EPOCHS unacked
 #                                                    epochs, ft/primary.h) and the one filling (ft/disklog.h)
 #   + DISKLOG_MAX_BYTES / 2                          32: realloc of a growing log may copy it (old + new at once)
-#   + staging: FT_POOL x S                           4 buffers of dirty pages, idle in the pool and in use together
-#                                                    (ft/primary.h: an outgrown buffer is replaced, not kept); each
-#                                                    was allocated for one epoch, (4096 + 8) bytes per dirty page of
-#                                                    that epoch. S = that for the largest epoch in --stats (committed
-#                                                    epochs); for each epoch taken but never committed (not in the
-#                                                    stats: status epoch - last_commit, +1 for a checkpoint that
-#                                                    failed) one buffer counts at the guest's whole RAM instead
+#   + staging: FT_POOL x S                           3 buffers of dirty pages, idle in the pool and in use together
+#                                                    (ft/primary.h: FT_POOL = MAX_INFLIGHT_EPOCHS, one per staged
+#                                                    epoch, every checkpoint waiting for room; an outgrown buffer
+#                                                    is replaced, not kept); each was allocated for one epoch,
+#                                                    (4096 + 8) bytes per dirty page of that epoch. S = that for
+#                                                    the largest epoch in --stats (committed epochs); for each
+#                                                    epoch taken but never committed (not in the stats: status
+#                                                    epoch - last_commit, +1 for a checkpoint that failed) one
+#                                                    buffer counts at the guest's whole RAM instead
 #   + slack                                          32: the binary, its libraries, thread stacks, rings, the control
 #                                                    and stats buffers, malloc fragmentation
-#   Measured in the test bed (2026-12-06, 5 runs): VmHWM 216-246 MiB against a bound of 658-662 MiB (largest
-#   committed epoch ~600 pages); VmRSS grew by 84-121 MiB during the freeze (held output at its 64 MiB cap, reached
-#   within 5 s, after which the device took no frame; the open epoch's disk log up to its 64 MiB cap). The guest
-#   wrote 0.7-1.4 GiB to vdb during each 10 s freeze, so that epoch's disk log passed DISKLOG_MAX_BYTES and the
-#   primary went unprotected at its first checkpoint after the thaw ("replication failed: the guest wrote more to
-#   disk in one epoch than the disk log holds"); in one run it did so before any freeze, the link merely slow after
-#   the pairing (epochs of 52-58 MiB acked 2.5-3.3 s later). ftflood/protected fails until a full disk log makes
-#   the guest's disk wait for an ack (as a full output buffer makes its NIC wait) instead.
+#   Measured in the test bed (2026-12-06, 5 runs, FT_POOL 4 then): VmHWM 216-246 MiB against a bound of 658-662 MiB
+#   (largest committed epoch ~600 pages); VmRSS grew by 84-121 MiB during the freeze (held output at its 64 MiB cap,
+#   reached within 5 s, after which the device took no frame; the open epoch's disk log up to its 64 MiB cap). The
+#   guest wrote 0.7-1.4 GiB to vdb during each 10 s freeze, so that epoch's disk log passed DISKLOG_MAX_BYTES and the
+#   primary went unprotected at its first checkpoint after the thaw ("replication failed: the guest wrote more to disk
+#   in one epoch than the disk log holds"); in one run it did so before any freeze, the link merely slow after the
+#   pairing (epochs of 52-58 MiB acked 2.5-3.3 s later). ftflood/protected fails until a full disk log makes the
+#   guest's disk wait for an ack (as a full output buffer makes its NIC wait) instead.
 #   FTVMM_FLOOD_RSS_BOUND_MIB=N replaces the bound (to see that the case fails when it is too low).
 # Env (FTVMM_* names pass into the test bed): FTVMM_FLOOD_FREEZE_S=10  FTVMM_FLOOD_RSS_BOUND_MIB
 #      FTVMM_FT_KEEP=1 (keep the scratch dir with the disk images)
@@ -246,7 +249,7 @@ EOF
 OUTBUF_MAX_HELD=$(ftconst ft/outbuf.h OUTBUF_MAX_HELD $((64 << 20)))
 DISKLOG_MAX_BYTES=$(ftconst ft/disklog.h DISKLOG_MAX_BYTES $((64 << 20)))
 MAX_INFLIGHT_EPOCHS=$(ftconst ft/primary.h MAX_INFLIGHT_EPOCHS 3)
-FT_POOL=$(ftconst ft/primary.h FT_POOL 4)
+FT_POOL=$(ftconst ft/primary.h FT_POOL 3)
 NICS=1
 
 # rss_bound STATS... : sets BOUND_KB and BOUND_TERMS from the constants, the largest epoch in the --stats files and
