@@ -292,7 +292,8 @@ truncate -s "$FLOOD_DISK" "$W/p-vdb.img"
 ft_port; port1=$FT_PORT
 start_backup "$BK" "$port1"
 ftargs="--pages,64,--interval-ms,500,--disk,/dev/vda,--count,1000000,--flood-udp,$HOST_IP:$UDP_PORT,--flood-disk,/dev/vdb"
-cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftnet=$GUEST_NET ftvmm.ftargs=$ftargs")
+# a task blocked for 15 s says so on the console (a stalled disk after a takeover shows which)
+cmdline=$(guest_cmdline "sysctl.kernel.hung_task_timeout_secs=15 ftvmm.test=ftguest ftvmm.ftnet=$GUEST_NET ftvmm.ftargs=$ftargs")
 ft_bg p env FTVMM_DEBUG=1 "$FTVMM" run "${kargs[@]}" --mem "${GUEST_MEM_MIB}M" --cpus 1 --disk "$W/p-vda.img" \
 	--disk "$W/p-vdb.img" --net "tap=$TAP" --control "$W/p.sock" --epoch "$EPOCH_MS" --ft-timeout "$HB_TIMEOUT" \
 	--stats "$L/p.stats" --cmdline "$cmdline"
@@ -529,14 +530,24 @@ if ((ran)) && ft_alive p; then
 				case_error "$BK resumed from epoch $from, the primary had $acked acked: a committed epoch was lost"
 			FT_OUT=${FT_O[$BK]} FT_ERR=${FT_E[$BK]}
 			if ft_wait_line "${FT_O[$BK]}" 'FTWORK flood tick=' 60 "$BK"; then
-				flood_moves "$BK" 60 || case_error "the guest's flood did not go on on $BK: $FLOOD_MOVED"
+				moved=1
+				flood_moves "$BK" 60 || { case_error "the guest's flood did not go on on $BK: $FLOOD_MOVED"; moved=0; }
 				ft_log "on $BK after the takeover from epoch $from: $FLOOD_MOVED"
 				n0=$(ft_count "${FT_O[$BK]}" 'FTWORK seq=[0-9]+ sum=[0-9a-f]+ ok')
 				ft_wait_count "${FT_O[$BK]}" 'FTWORK seq=[0-9]+ sum=[0-9a-f]+ ok' $((n0 + 3)) 30 "$BK" ||
-					case_error "ftwork's verified ticks did not go on on $BK"
+					{ case_error "ftwork's verified ticks did not go on on $BK"; moved=0; }
 				rx_now=$(cat "/sys/class/net/$TAP/statistics/rx_bytes")
 				ft_log "host received $(((rx_now - rx_kill) >> 20)) MiB on the TAP since the kill"
 				((rx_now > rx_kill)) || case_error "no output reached the host after the takeover"
+				if ((!moved)); then
+					# seen once (r14, 2026-12-07): UDP flowed on, the ticks and the disk counter stood still. The
+					# vCPUs and virtio-blk's queue (avail/used/in flight) from two snapshots, the guest's hung-task
+					# lines (its command line lowers the timeout to 15 s), then its registers.
+					ft_stuck_evidence "$BK" "$W/$BK.sock"
+					sleep 20
+					grep -a 'blocked for more than' "${FT_O[$BK]}" | head -n 5 | tr -d '\r' | sed 's/^/  | guest: /' || true
+					ft_diagnose "$BK" "$W/$BK.sock"
+				fi
 			else
 				case_error "the guest printed no flood tick on $BK within 60 s of the takeover from epoch $from"
 				ft_diagnose "$BK" "$W/$BK.sock"
