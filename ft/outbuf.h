@@ -35,9 +35,10 @@ struct outbuf {
 };
 
 void outbuf_init(struct outbuf *o, int tap_fd, uint64_t first_epoch);
-/* What holding a packet of len bytes costs in memory: the bytes, the queue's header and the
- * allocator's own (glibc: 8 bytes, 16-byte granules, 32 at least). A guest sending tiny frames
- * would otherwise hold ~4x the cap in headers. */
+/* The most that holding a packet of len bytes takes in memory: the bytes, the queue's header and the
+ * allocator's own (glibc: an 8-byte header, 16-byte granules, 32 at least, and up to 16 more when a
+ * free chunk is handed out whole). A guest sending tiny frames would otherwise hold ~4x the cap in
+ * headers; counting the worst case keeps what is held under the cap whatever the heap looks like. */
 uint64_t outbuf_pkt_cost(size_t len);
 void outbuf_destroy(struct outbuf *o);
 /* Who to call once a release makes room after the sink refused a packet (virtio_net_kick). */

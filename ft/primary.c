@@ -375,8 +375,9 @@ static unsigned pool_smallest(const struct ft_primary *p)
 }
 
 /* A staging buffer of at least `bytes` (lock held by no one; takes p->lock). The smallest that fits;
- * when none does, a new one replaces the smallest idle one, so the buffers idle and in use never
- * number more than the most ever in use at once (FT_POOL): a growing dirty set cannot pile up
+ * when none does, a new one replaces the smallest idle one, and only with none idle is one added to
+ * those in use. So the buffers idle and in use never number more than the most ever in use at once,
+ * MAX_INFLIGHT_EPOCHS (wait_for_room, handover_room) = FT_POOL: a growing dirty set cannot pile up
  * outgrown buffers. */
 static uint8_t *pool_get(struct ft_primary *p, size_t bytes, size_t *cap)
 {
@@ -413,7 +414,7 @@ static void pool_put(struct ft_primary *p, uint8_t *b, size_t cap)
 	if (p->npool < FT_POOL) {
 		p->pool[p->npool++] = (struct ft_pagebuf){ b, cap };
 		b = NULL;
-	} else { /* only if more than FT_POOL were ever in use at once */
+	} else { /* only if more than FT_POOL were ever in use at once: a checkpoint that did not wait for room */
 		unsigned small = pool_smallest(p);
 		if (p->pool[small].cap < cap) {
 			uint8_t *old = p->pool[small].p;
@@ -520,8 +521,23 @@ static void settle_vcpus(struct vm *vm)
 	}
 }
 
-/* Planned failover: one last checkpoint of the stopped guest, and its ack awaited (at most the ft
- * timeout), so the output held for it may go out before the backup takes over. Nothing is lost
+/* The last checkpoint waits, as the engine's do (wait_for_room), until fewer than MAX_INFLIGHT_EPOCHS
+ * epochs are unacked, so it never takes a staging buffer beyond FT_POOL. Waiting costs no commit: the
+ * backup acks in order, so an ack of the last epoch cannot come before the room. false: no room by the
+ * deadline, or the link is down. */
+static bool handover_room(struct ft_primary *p, const struct timespec *deadline)
+{
+	pthread_mutex_lock(&p->lock);
+	while (p->sendq_len >= MAX_INFLIGHT_EPOCHS && !p->link_down &&
+	       pthread_cond_timedwait(&p->cond, &p->lock, deadline) != ETIMEDOUT)
+		;
+	bool room = p->sendq_len < MAX_INFLIGHT_EPOCHS && !p->link_down;
+	pthread_mutex_unlock(&p->lock);
+	return room;
+}
+
+/* Planned failover: one last checkpoint of the stopped guest, and its ack awaited (room and ack within
+ * the ft timeout), so the output held for it may go out before the backup takes over. Nothing is lost
  * either way: an unacked epoch's output is dropped, the backup resumes from its last commit. */
 static void handover(struct ft_primary *p)
 {
@@ -532,16 +548,18 @@ static void handover(struct ft_primary *p)
 	if (!ok)
 		return;
 	settle_vcpus(p->vm);
-	int r = 0;
-	struct ft_staged *s = checkpoint(p, last, false, &r);
-	if (!s) {
-		warnx("ft: planned failover: last checkpoint failed (%s); the backup resumes from its last commit",
-		      strerror(-r));
-		return;
-	}
-	enqueue(p, s);
 	struct timespec ts;
 	primary_deadline_in(&ts, p->timeout_ms * 1000000ull);
+	if (handover_room(p, &ts)) { /* else not taken: reported below as not acked in time */
+		int r = 0;
+		struct ft_staged *s = checkpoint(p, last, false, &r);
+		if (!s) {
+			warnx("ft: planned failover: last checkpoint failed (%s); the backup resumes from its last commit",
+			      strerror(-r));
+			return;
+		}
+		enqueue(p, s);
+	}
 	pthread_mutex_lock(&p->lock);
 	while (p->acked < last && !p->link_down && pthread_cond_timedwait(&p->cond, &p->lock, &ts) != ETIMEDOUT)
 		;

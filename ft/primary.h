@@ -21,9 +21,12 @@ struct ft_fence;
 #define FT_DEFAULT_EPOCH_MS 50
 #define FT_DEFAULT_TIMEOUT_MS 2000
 #define MAX_INFLIGHT_EPOCHS 3 /* staged but unacked: beyond this, checkpoints wait (the guest does not) */
-/* Staging buffers in all, idle in the pool or in use: at most MAX_INFLIGHT_EPOCHS staged epochs
- * hold one (the sender gives it back once streamed) while one more is being taken. */
-#define FT_POOL (MAX_INFLIGHT_EPOCHS + 1)
+/* Staging buffers in all, idle in the pool or in use. A staged epoch holds one until it is streamed,
+ * and every checkpoint, a planned failover's last one too, is taken only while fewer than
+ * MAX_INFLIGHT_EPOCHS epochs are unacked: so at most that many are in use at once, and a pool of as
+ * many keeps each for reuse. (Was MAX_INFLIGHT_EPOCHS + 1: a slot only the failover's checkpoint,
+ * taken without waiting, could fill, and no epoch came after it to reuse it.) */
+#define FT_POOL MAX_INFLIGHT_EPOCHS
 
 struct ft_primary {
 	struct vm *vm;
@@ -95,8 +98,9 @@ enum ft_stop {
 	FT_STOP_QUIT = 0,    /* an error, a fence, a failed start, a re-protect: the backup (if any) takes over */
 	FT_STOP_GUEST_ENDED, /* poweroff/reboot/panic: BYE, the guest ends on the backup too */
 	FT_STOP_HANDOVER,    /* SIGTERM / ctl stop: planned failover. Call after the vCPUs stopped: one last
-			      * checkpoint, its ack awaited (at most the ft timeout) so its output may go
-			      * out, then the links close and the backup takes over */
+			      * checkpoint (once fewer than MAX_INFLIGHT_EPOCHS are unacked), its ack
+			      * awaited, both within the ft timeout, so its output may go out; then the
+			      * links close and the backup takes over */
 };
 /* End protection as `why` says and join every thread. */
 void ft_primary_stop(struct ft_primary *p, enum ft_stop why);

@@ -204,10 +204,10 @@ ft_stuck_evidence() {
 	ft_host_timer_evidence
 	for i in 1 2; do
 		if ft_ctl "$sock" snapshot "$FT_WORK/stuck-$name.snap" | grep -q '^ok'; then
-			echo "  | snapshot $i:"
-			"$FTVMM" inspect "$FT_WORK/stuck-$name.snap" 2>&1 |
-				grep -E '^  vcpu|RIP|events|LAPIC|ISR|IRR|TSC_DEADLINE|^kvmclock|^  virtio-blk|blk-|virtio-vq|virtio-status' |
-				head -n 60 | sed 's/^/  | /'
+			echo "  | snapshot $i (whole: ${IT_LOGDIR:-$FT_WORK}/stuck-$name.inspect$i):"
+			"$FTVMM" inspect "$FT_WORK/stuck-$name.snap" >"${IT_LOGDIR:-$FT_WORK}/stuck-$name.inspect$i" 2>&1 || true
+			grep -E '^  vcpu|RIP|events|LAPIC|ISR|IRR|TSC_DEADLINE|^kvmclock|^  virtio-blk|blk-|virtio-vq|virtio-status|thri-pending|^ +(ier|mcr) =' \
+				"${IT_LOGDIR:-$FT_WORK}/stuck-$name.inspect$i" | head -n 80 | sed 's/^/  | /'
 			rm -f "$FT_WORK/stuck-$name.snap"
 		fi
 		((i == 2)) || sleep 2

@@ -38,8 +38,9 @@ ITEST_GROUPS=${ITEST_GROUPS:-"ft boot,panic,triplefault,badinput,blk,net,snapsho
 
 # Which tests.
 tests=()
-# Not in the default suite (run them by name): resume is the nested-paging study (README, the test bed)
-ITEST_NOT_DEFAULT=${ITEST_NOT_DEFAULT-"resume"}
+# Not in the default suite (run them by name): resume is the nested-paging study (README, the test bed), floodchain
+# a repro (many takeovers of a flooding guest)
+ITEST_NOT_DEFAULT=${ITEST_NOT_DEFAULT-"resume floodchain"}
 if [[ $# -eq 0 ]]; then
 	for t in "$here"/t_*.sh; do
 		n=${t##*/t_}

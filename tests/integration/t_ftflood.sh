@@ -39,29 +39,32 @@
 #     guest RAM                                      --mem (128): mapped lazily, at most all of it resident
 #   + NICs x OUTBUF_MAX_HELD                         1 x 64: held output, all unacked epochs (ft/outbuf.h); the cap
 #                                                    counts what each held packet takes in memory (its bytes, its
-#                                                    queue header, malloc's header and rounding: outbuf_pkt_cost),
-#                                                    so minimum-size frames cannot hold more than full ones
+#                                                    queue header, malloc's header and rounding at their worst:
+#                                                    outbuf_pkt_cost), so minimum-size frames cannot hold more
+#                                                    than full ones
 #   + (MAX_INFLIGHT_EPOCHS + 1) x DISKLOG_MAX_BYTES  4 x 64: the disk logs of the staged epochs not yet written to the
 #                                                    socket (the engine stages at most MAX_INFLIGHT_EPOCHS unacked
 #                                                    epochs, ft/primary.h) and the one filling (ft/disklog.h)
 #   + DISKLOG_MAX_BYTES / 2                          32: realloc of a growing log may copy it (old + new at once)
-#   + staging: FT_POOL x S                           4 buffers of dirty pages, idle in the pool and in use together
-#                                                    (ft/primary.h: an outgrown buffer is replaced, not kept); each
-#                                                    was allocated for one epoch, (4096 + 8) bytes per dirty page of
-#                                                    that epoch. S = that for the largest epoch in --stats (committed
-#                                                    epochs); for each epoch taken but never committed (not in the
-#                                                    stats: status epoch - last_commit, +1 for a checkpoint that
-#                                                    failed) one buffer counts at the guest's whole RAM instead
+#   + staging: FT_POOL x S                           3 buffers of dirty pages, idle in the pool and in use together
+#                                                    (ft/primary.h: FT_POOL = MAX_INFLIGHT_EPOCHS, one per staged
+#                                                    epoch, every checkpoint waiting for room; an outgrown buffer
+#                                                    is replaced, not kept); each was allocated for one epoch,
+#                                                    (4096 + 8) bytes per dirty page of that epoch. S = that for
+#                                                    the largest epoch in --stats (committed epochs); for each
+#                                                    epoch taken but never committed (not in the stats: status
+#                                                    epoch - last_commit, +1 for a checkpoint that failed) one
+#                                                    buffer counts at the guest's whole RAM instead
 #   + slack                                          32: the binary, its libraries, thread stacks, rings, the control
 #                                                    and stats buffers, malloc fragmentation
-#   Measured in the test bed (2026-12-06, 5 runs): VmHWM 216-246 MiB against a bound of 658-662 MiB (largest
-#   committed epoch ~600 pages); VmRSS grew by 84-121 MiB during the freeze (held output at its 64 MiB cap, reached
-#   within 5 s, after which the device took no frame; the open epoch's disk log up to its 64 MiB cap). The guest
-#   wrote 0.7-1.4 GiB to vdb during each 10 s freeze, so that epoch's disk log passed DISKLOG_MAX_BYTES and the
-#   primary went unprotected at its first checkpoint after the thaw ("replication failed: the guest wrote more to
-#   disk in one epoch than the disk log holds"); in one run it did so before any freeze, the link merely slow after
-#   the pairing (epochs of 52-58 MiB acked 2.5-3.3 s later). ftflood/protected fails until a full disk log makes
-#   the guest's disk wait for an ack (as a full output buffer makes its NIC wait) instead.
+#   Measured in the test bed (2026-12-06, 5 runs, FT_POOL 4 then): VmHWM 216-246 MiB against a bound of 658-662 MiB
+#   (largest committed epoch ~600 pages); VmRSS grew by 84-121 MiB during the freeze (held output at its 64 MiB cap,
+#   reached within 5 s, after which the device took no frame; the open epoch's disk log up to its 64 MiB cap). The
+#   guest wrote 0.7-1.4 GiB to vdb during each 10 s freeze, so that epoch's disk log passed DISKLOG_MAX_BYTES and the
+#   primary went unprotected at its first checkpoint after the thaw ("replication failed: the guest wrote more to disk
+#   in one epoch than the disk log holds"); in one run it did so before any freeze, the link merely slow after the
+#   pairing (epochs of 52-58 MiB acked 2.5-3.3 s later). ftflood/protected fails until a full disk log makes the
+#   guest's disk wait for an ack (as a full output buffer makes its NIC wait) instead.
 #   FTVMM_FLOOD_RSS_BOUND_MIB=N replaces the bound (to see that the case fails when it is too low).
 # Env (FTVMM_* names pass into the test bed): FTVMM_FLOOD_FREEZE_S=10  FTVMM_FLOOD_RSS_BOUND_MIB
 #      FTVMM_FT_KEEP=1 (keep the scratch dir with the disk images)
@@ -246,7 +249,7 @@ EOF
 OUTBUF_MAX_HELD=$(ftconst ft/outbuf.h OUTBUF_MAX_HELD $((64 << 20)))
 DISKLOG_MAX_BYTES=$(ftconst ft/disklog.h DISKLOG_MAX_BYTES $((64 << 20)))
 MAX_INFLIGHT_EPOCHS=$(ftconst ft/primary.h MAX_INFLIGHT_EPOCHS 3)
-FT_POOL=$(ftconst ft/primary.h FT_POOL 4)
+FT_POOL=$(ftconst ft/primary.h FT_POOL 3)
 NICS=1
 
 # rss_bound STATS... : sets BOUND_KB and BOUND_TERMS from the constants, the largest epoch in the --stats files and
@@ -289,7 +292,8 @@ truncate -s "$FLOOD_DISK" "$W/p-vdb.img"
 ft_port; port1=$FT_PORT
 start_backup "$BK" "$port1"
 ftargs="--pages,64,--interval-ms,500,--disk,/dev/vda,--count,1000000,--flood-udp,$HOST_IP:$UDP_PORT,--flood-disk,/dev/vdb"
-cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftnet=$GUEST_NET ftvmm.ftargs=$ftargs")
+# a task blocked for 15 s says so on the console (a stalled disk after a takeover shows which)
+cmdline=$(guest_cmdline "sysctl.kernel.hung_task_timeout_secs=15 ftvmm.test=ftguest ftvmm.ftnet=$GUEST_NET ftvmm.ftargs=$ftargs")
 ft_bg p env FTVMM_DEBUG=1 "$FTVMM" run "${kargs[@]}" --mem "${GUEST_MEM_MIB}M" --cpus 1 --disk "$W/p-vda.img" \
 	--disk "$W/p-vdb.img" --net "tap=$TAP" --control "$W/p.sock" --epoch "$EPOCH_MS" --ft-timeout "$HB_TIMEOUT" \
 	--stats "$L/p.stats" --cmdline "$cmdline"
@@ -526,14 +530,24 @@ if ((ran)) && ft_alive p; then
 				case_error "$BK resumed from epoch $from, the primary had $acked acked: a committed epoch was lost"
 			FT_OUT=${FT_O[$BK]} FT_ERR=${FT_E[$BK]}
 			if ft_wait_line "${FT_O[$BK]}" 'FTWORK flood tick=' 60 "$BK"; then
-				flood_moves "$BK" 60 || case_error "the guest's flood did not go on on $BK: $FLOOD_MOVED"
+				moved=1
+				flood_moves "$BK" 60 || { case_error "the guest's flood did not go on on $BK: $FLOOD_MOVED"; moved=0; }
 				ft_log "on $BK after the takeover from epoch $from: $FLOOD_MOVED"
 				n0=$(ft_count "${FT_O[$BK]}" 'FTWORK seq=[0-9]+ sum=[0-9a-f]+ ok')
 				ft_wait_count "${FT_O[$BK]}" 'FTWORK seq=[0-9]+ sum=[0-9a-f]+ ok' $((n0 + 3)) 30 "$BK" ||
-					case_error "ftwork's verified ticks did not go on on $BK"
+					{ case_error "ftwork's verified ticks did not go on on $BK"; moved=0; }
 				rx_now=$(cat "/sys/class/net/$TAP/statistics/rx_bytes")
 				ft_log "host received $(((rx_now - rx_kill) >> 20)) MiB on the TAP since the kill"
 				((rx_now > rx_kill)) || case_error "no output reached the host after the takeover"
+				if ((!moved)); then
+					# seen once (r14, 2026-12-07): UDP flowed on, the ticks and the disk counter stood still. The
+					# vCPUs and virtio-blk's queue (avail/used/in flight) from two snapshots, the guest's hung-task
+					# lines (its command line lowers the timeout to 15 s), then its registers.
+					ft_stuck_evidence "$BK" "$W/$BK.sock"
+					sleep 20
+					grep -a 'blocked for more than' "${FT_O[$BK]}" | head -n 5 | tr -d '\r' | sed 's/^/  | guest: /' || true
+					ft_diagnose "$BK" "$W/$BK.sock"
+				fi
 			else
 				case_error "the guest printed no flood tick on $BK within 60 s of the takeover from epoch $from"
 				ft_diagnose "$BK" "$W/$BK.sock"

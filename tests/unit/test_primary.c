@@ -293,6 +293,81 @@ static void test_pool_bounded(void)
 	prim_fini(&p);
 }
 
+/* An epoch staged as checkpoint() stages one: pages from the pool, one page and its pfn. */
+static uint8_t *stage(struct ft_primary *p, uint64_t epoch, size_t bytes)
+{
+	struct ft_staged *s = calloc(1, sizeof(*s));
+	CHECK(s);
+	s->pages = pool_get(p, bytes, &s->pages_cap);
+	CHECK(s->pages && s->pages_cap >= bytes);
+	memset(s->pages, 0x11, PAGE_SIZE);
+	s->pfns = (uint64_t *)(s->pages + PAGE_SIZE);
+	s->pfns[0] = 0;
+	s->hdr = (struct ft_epoch_hdr){ .epoch = epoch, .npages = 1 };
+	enqueue(p, s);
+	return s->pages;
+}
+
+/* The sender streams every staged epoch, giving the buffers back, then returns. */
+static void send_staged(struct ft_primary *p)
+{
+	p->closing = true;
+	primary_sender_thread(p);
+	p->closing = false;
+	CHECK(!p->lost);
+}
+
+static void *ack_epoch0_later(void *arg)
+{
+	usleep(50 * 1000);
+	CHECK(take_ack(arg, 0));
+	return NULL;
+}
+
+/* The most staging buffers alive at once, idle and in use: MAX_INFLIGHT_EPOCHS = FT_POOL. Epochs fill
+ * the engine's room; the sender gives their buffers back; a planned failover's last checkpoint then
+ * waits for an ack (handover_room) instead of taking a fourth buffer beside the three (it did before,
+ * with FT_POOL 4: a slot no later epoch ever reused), and reuses one of the three. */
+static void test_pool_inflight(void)
+{
+	int data[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, data) == 0);
+	static struct ft_primary p;
+	prim_init(&p, data[0], -1);
+	CHECK_EQ(FT_POOL, MAX_INFLIGHT_EPOCHS);
+	uint8_t *bufs[MAX_INFLIGHT_EPOCHS];
+	for (unsigned e = 0; e < MAX_INFLIGHT_EPOCHS; e++) {
+		CHECK(p.sendq_len < MAX_INFLIGHT_EPOCHS); /* wait_for_room lets the engine take it */
+		bufs[e] = stage(&p, e, (PAGE_SIZE + 8) << e);
+		CHECK_EQ(p.npool, 0); /* e + 1 in use, none idle */
+	}
+	struct timespec soon;
+	primary_deadline_in(&soon, 20 * 1000000ull);
+	CHECK(!handover_room(&p, &soon)); /* three unacked: no fourth, even for the last checkpoint */
+	send_staged(&p);
+	CHECK_EQ(p.npool, FT_POOL); /* all three idle, kept for reuse */
+	primary_deadline_in(&soon, 20 * 1000000ull);
+	CHECK(!handover_room(&p, &soon)); /* streamed is not acked: still no room */
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, ack_epoch0_later, &p) == 0);
+	struct timespec later;
+	primary_deadline_in(&later, 10000 * 1000000ull);
+	uint64_t t0 = now_ns();
+	CHECK(handover_room(&p, &later)); /* woken by the ack, not by the deadline */
+	CHECK(now_ns() - t0 < 5000 * 1000000ull);
+	pthread_join(t, NULL);
+	uint8_t *last = stage(&p, MAX_INFLIGHT_EPOCHS, PAGE_SIZE + 8);
+	CHECK(last == bufs[0]); /* the smallest that fits: reused, nothing new */
+	CHECK_EQ(p.npool + 1, FT_POOL);
+	send_staged(&p);
+	CHECK(take_ack(&p, MAX_INFLIGHT_EPOCHS));
+	CHECK_EQ(p.sendq_len, 0);
+	CHECK_EQ(p.npool, FT_POOL);
+	prim_fini(&p);
+	close(data[0]);
+	close(data[1]);
+}
+
 /* The end of a protected run: the acked epoch's packets go out, the unacked ones never do. */
 static void test_finish_output(void)
 {
@@ -542,6 +617,7 @@ int main(void)
 	ack_after_freeze(false);
 	ack_after_freeze(true);
 	test_pool_bounded();
+	test_pool_inflight();
 	test_finish_output();
 	test_next_epoch();
 	test_tls_acks();
