@@ -270,6 +270,7 @@ for r in tls_rows:
     pause = [x["pause_us"] for x in win]
     ack = [x["ack_latency_us"] for x in win]
     nbytes = sum(x["bytes"] for x in win)
+    npages = sum(x.get("pages", 0) for x in win)
 
     def cpu(a, b):
         try:
@@ -283,6 +284,8 @@ for r in tls_rows:
         "guest_mib_s": round(int(r["pages"]) * 4096 * int(r["count"]) / MiB / secs, 2) if secs > 0 else None,
         "pause_us_mean": round(mean(pause), 1) if n else None, "pause_us_p99": round(pct(pause, 0.99), 1) if n else None,
         "bytes_mean": round(nbytes / n) if n else None,
+        "pages_mean": round(npages / n, 1) if n else None,
+        "pause_us_per_page": round(sum(pause) / npages, 3) if npages else None,
         "ack_latency_us_mean": round(mean(ack), 1) if n else None,
         "stream_mib_s": round(nbytes / MiB / wsecs, 2) if n and wsecs > 0 else None,
         "send_ack_mib_s": round(nbytes / MiB / (sum(ack) / 1e6), 2) if n and sum(ack) > 0 else None,
@@ -297,14 +300,16 @@ for r in tls_rows:
     tls_runs.append(row)
 
 TLS_COLS = ["epoch_ms", "tls", "round", "workload", "valid", "rc", "seconds", "guest_mib_s", "epochs", "window_s",
-            "pause_us_mean", "pause_us_p99", "bytes_mean", "ack_latency_us_mean", "stream_mib_s", "send_ack_mib_s",
-            "p_cpu_ms", "p_vcpu_ms", "p_own_ms", "b_cpu_ms", "p_cpu_ms_per_epoch", "p_own_ms_per_epoch",
+            "pause_us_mean", "pause_us_p99", "bytes_mean", "pages_mean", "pause_us_per_page", "ack_latency_us_mean",
+            "stream_mib_s", "send_ack_mib_s", "p_cpu_ms", "p_vcpu_ms", "p_own_ms", "b_cpu_ms", "p_cpu_ms_per_epoch", "p_own_ms_per_epoch",
             "b_cpu_ms_per_epoch", "p_cpu_pct", "p_own_pct", "b_cpu_pct"]
 # the medians: these metrics, per epoch setting, workload and TLS mode, over the valid runs
-TLS_MED = ["seconds", "guest_mib_s", "epochs", "pause_us_mean", "pause_us_p99", "bytes_mean", "ack_latency_us_mean",
+TLS_MED = ["seconds", "guest_mib_s", "epochs", "pause_us_mean", "pause_us_p99", "bytes_mean", "pages_mean",
+           "pause_us_per_page", "ack_latency_us_mean",
            "stream_mib_s", "send_ack_mib_s", "p_own_ms_per_epoch", "b_cpu_ms_per_epoch", "p_cpu_ms_per_epoch",
            "p_own_pct", "b_cpu_pct"]
-TLS_RATIO = ["guest_mib_s", "pause_us_mean", "pause_us_p99", "bytes_mean", "ack_latency_us_mean", "stream_mib_s",
+TLS_RATIO = ["guest_mib_s", "pause_us_mean", "pause_us_p99", "bytes_mean", "pages_mean", "pause_us_per_page",
+             "ack_latency_us_mean", "stream_mib_s",
              "send_ack_mib_s", "p_own_ms_per_epoch", "b_cpu_ms_per_epoch", "p_cpu_ms_per_epoch"]
 tls_keys = []
 for r in tls_runs:
@@ -491,6 +496,8 @@ def tls_md():
 
     say("pause_us_mean", "pause (mean per epoch)", 1e-3, "ms")
     say("pause_us_p99", "pause (p99)", 1e-3, "ms")
+    say("pages_mean", "pages per epoch", 1, "pages", "%.1f")
+    say("pause_us_per_page", "pause per page of the epoch", 1, "us", "%.2f")
     say("stream_mib_s", "epoch stream throughput", 1, "MiB/s")
     say("send_ack_mib_s", "send-to-ack rate", 1, "MiB/s")
     say("ack_latency_us_mean", "ack latency", 1e-3, "ms")
@@ -521,6 +528,12 @@ def tls_md():
                    "NOT met for %s: there every psk run's mean pause is above every off run's" %
                    ", ".join("%s at %s ms" % (w, e) for e, w in grew),
                    "; the psk/off ratio of the median pauses ranges %.2f-%.2f" % (min(rs), max(rs)) if rs else ""))
+    # a pause grows with the pages it copies: where it grew, did the pause per page grow too, or the epochs?
+    for e, w in grew:
+        pp, pg = compare(e, w, "pause_us_per_page"), compare(e, w, "pages_mean")
+        out.append("  - %s at %s ms: pause per page %s (x%s), pages per epoch %s (x%s) with TLS" % (
+            w, e, pp, "%.2f" % tls_ratio(e, w, "pause_us_per_page") if tls_ratio(e, w, "pause_us_per_page") else "?",
+            pg, "%.2f" % tls_ratio(e, w, "pages_mean") if tls_ratio(e, w, "pages_mean") else "?"))
     out.append("")
     return out
 

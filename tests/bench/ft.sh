@@ -351,7 +351,7 @@ tls_workload() {
 	s1=$(nstats "$stats")
 	p1=$(cpu_ms "${FT_PID[p]}")
 	b1=$(cpu_ms "${FT_PID[b]}")
-	rc=$(awk -v t="BENCH-DONE-2-$tag" '$0 ~ t { sub(/.*rc=/, ""); print $1; exit }' "$W/p.console" || true)
+	rc=$(tr -d '\r' <"$W/p.console" | awk -v t="BENCH-DONE-2-$tag" '$0 ~ t { sub(/.*rc=/, ""); print $1; exit }' || true)
 	printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"%s"\n' "$epoch" "$mode" "$round" "$name" \
 		"$pages" "$count" "$t0" "$t1" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" "$w0" "$w1" \
 		"$(basename "$stats")" "$s0" "$s1" "${p0% *}" "${p0#* }" "${p1% *}" "${p1#* }" "${b0% *}" "${b1% *}" \

@@ -22,7 +22,7 @@ REC_DISK=$((8 << 20))
 FLOOD_DISK=$((64 << 20))
 HB_TIMEOUT=30000
 KILLS=${FTVMM_FLOODCHAIN_KILLS:-30}
-FLOOD_RE='FTWORK flood tick=[0-9]+ [^\r]*'
+FLOOD_RE='FTWORK flood tick=[0-9]+ udp_bytes=[0-9]+ udp_pkts=[0-9]+ udp_errs=[0-9]+ disk_bytes=[0-9]+ disk_writes=[0-9]+ disk_errs=[0-9]+ nic_tx_bytes=-?[0-9]+ mono_ns=[0-9]+'
 
 ft_setup
 W=$FT_WORK
