@@ -490,7 +490,7 @@ static void *recv_epoch(void *arg)
 
 /* A staged epoch as copy_pages leaves it (page i at pfn SPG - 1 - i): every third page zero, the others
  * text or (one in 7) random bytes. Returns how many are zero; want: the pages as the backup must end up. */
-static uint64_t stage(struct ft_primary *p, struct ft_staged *s, uint8_t *want)
+static uint64_t stage_mixed(struct ft_primary *p, struct ft_staged *s, uint8_t *want)
 {
 	s->pages = pool_get(p, SPG * (PAGE_SIZE + 8), &s->pages_cap);
 	CHECK(s->pages);
@@ -541,7 +541,7 @@ static void sender_case(enum ft_codec codec, bool whole)
 	memset(mem, 0x77, SPG * PAGE_SIZE);
 	struct ft_staged *s = calloc(1, sizeof(*s));
 	CHECK(s);
-	uint64_t nz = stage(&p, s, want);
+	uint64_t nz = stage_mixed(&p, s, want);
 	struct recv_job j = { .fd = data[1] };
 	pthread_t t;
 	CHECK_EQ(pthread_create(&t, NULL, recv_epoch, &j), 0);
