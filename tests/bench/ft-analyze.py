@@ -271,6 +271,7 @@ for r in tls_rows:
     ack = [x["ack_latency_us"] for x in win]
     nbytes = sum(x["bytes"] for x in win)
     npages = sum(x.get("pages", 0) for x in win)
+    copy_us = sum(x.get("copy_us", 0) for x in win)
 
     def cpu(a, b):
         try:
@@ -286,6 +287,7 @@ for r in tls_rows:
         "bytes_mean": round(nbytes / n) if n else None,
         "pages_mean": round(npages / n, 1) if n else None,
         "pause_us_per_page": round(sum(pause) / npages, 3) if npages else None,
+        "copy_us_per_page": round(copy_us / npages, 3) if npages else None,
         "ack_latency_us_mean": round(mean(ack), 1) if n else None,
         "stream_mib_s": round(nbytes / MiB / wsecs, 2) if n and wsecs > 0 else None,
         "send_ack_mib_s": round(nbytes / MiB / (sum(ack) / 1e6), 2) if n and sum(ack) > 0 else None,
@@ -300,16 +302,16 @@ for r in tls_rows:
     tls_runs.append(row)
 
 TLS_COLS = ["epoch_ms", "tls", "round", "workload", "valid", "rc", "seconds", "guest_mib_s", "epochs", "window_s",
-            "pause_us_mean", "pause_us_p99", "bytes_mean", "pages_mean", "pause_us_per_page", "ack_latency_us_mean",
-            "stream_mib_s", "send_ack_mib_s", "p_cpu_ms", "p_vcpu_ms", "p_own_ms", "b_cpu_ms", "p_cpu_ms_per_epoch", "p_own_ms_per_epoch",
+            "pause_us_mean", "pause_us_p99", "bytes_mean", "pages_mean", "pause_us_per_page", "copy_us_per_page",
+            "ack_latency_us_mean", "stream_mib_s", "send_ack_mib_s", "p_cpu_ms", "p_vcpu_ms", "p_own_ms", "b_cpu_ms", "p_cpu_ms_per_epoch", "p_own_ms_per_epoch",
             "b_cpu_ms_per_epoch", "p_cpu_pct", "p_own_pct", "b_cpu_pct"]
 # the medians: these metrics, per epoch setting, workload and TLS mode, over the valid runs
 TLS_MED = ["seconds", "guest_mib_s", "epochs", "pause_us_mean", "pause_us_p99", "bytes_mean", "pages_mean",
-           "pause_us_per_page", "ack_latency_us_mean",
+           "pause_us_per_page", "copy_us_per_page", "ack_latency_us_mean",
            "stream_mib_s", "send_ack_mib_s", "p_own_ms_per_epoch", "b_cpu_ms_per_epoch", "p_cpu_ms_per_epoch",
            "p_own_pct", "b_cpu_pct"]
 TLS_RATIO = ["guest_mib_s", "pause_us_mean", "pause_us_p99", "bytes_mean", "pages_mean", "pause_us_per_page",
-             "ack_latency_us_mean", "stream_mib_s",
+             "copy_us_per_page", "ack_latency_us_mean", "stream_mib_s",
              "send_ack_mib_s", "p_own_ms_per_epoch", "b_cpu_ms_per_epoch", "p_cpu_ms_per_epoch"]
 tls_keys = []
 for r in tls_runs:
@@ -497,7 +499,8 @@ def tls_md():
     say("pause_us_mean", "pause (mean per epoch)", 1e-3, "ms")
     say("pause_us_p99", "pause (p99)", 1e-3, "ms")
     say("pages_mean", "pages per epoch", 1, "pages", "%.1f")
-    say("pause_us_per_page", "pause per page of the epoch", 1, "us", "%.2f")
+    say("pause_us_per_page", "pause per page of the epoch (fixed costs included)", 1, "us", "%.2f")
+    say("copy_us_per_page", "copy step per page (the part of the pause that grows with the pages)", 1, "us", "%.2f")
     say("stream_mib_s", "epoch stream throughput", 1, "MiB/s")
     say("send_ack_mib_s", "send-to-ack rate", 1, "MiB/s")
     say("ack_latency_us_mean", "ack latency", 1e-3, "ms")
@@ -530,10 +533,13 @@ def tls_md():
                    "; the psk/off ratio of the median pauses ranges %.2f-%.2f" % (min(rs), max(rs)) if rs else ""))
     # a pause grows with the pages it copies: where it grew, did the pause per page grow too, or the epochs?
     for e, w in grew:
-        pp, pg = compare(e, w, "pause_us_per_page"), compare(e, w, "pages_mean")
-        out.append("  - %s at %s ms: pause per page %s (x%s), pages per epoch %s (x%s) with TLS" % (
-            w, e, pp, "%.2f" % tls_ratio(e, w, "pause_us_per_page") if tls_ratio(e, w, "pause_us_per_page") else "?",
-            pg, "%.2f" % tls_ratio(e, w, "pages_mean") if tls_ratio(e, w, "pages_mean") else "?"))
+        def rx(k):
+            x = tls_ratio(e, w, k)
+            return "%.2f" % x if x else "?"
+        out.append("  - %s at %s ms with TLS: pages per epoch %s (x%s), copy step per page %s (x%s), pause per page "
+                   "%s (x%s; it includes the fixed costs, so it falls as pages rise)" % (
+                       w, e, compare(e, w, "pages_mean"), rx("pages_mean"), compare(e, w, "copy_us_per_page"),
+                       rx("copy_us_per_page"), compare(e, w, "pause_us_per_page"), rx("pause_us_per_page")))
     out.append("")
     return out
 

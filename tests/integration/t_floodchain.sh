@@ -68,7 +68,7 @@ ft_bg p0 env FTVMM_DEBUG=1 "$FTVMM" run "${kargs[@]}" --mem 128M --cpus 1 --disk
 ((ok)) && { ft_wait_line "${FT_O[p0]}" 'FTWORK flood tick=' 240 p0 || { case_error "the guest never flooded"; ok=0; }; }
 cur=p0 done_kills=0 waits=()
 for ((k = 1; k <= KILLS && ok; k++)); do
-	bk=b$k
+	bk=b$k FLOOD_MOVED=""
 	ft_port
 	start_backup "$bk" "$FT_PORT" || { case_error "$bk did not listen"; break; }
 	reply=$(ft_ctl "$W/$cur.sock" protect "127.0.0.1:$FT_PORT")
@@ -77,13 +77,17 @@ for ((k = 1; k <= KILLS && ok; k++)); do
 	w=$((1 + RANDOM % 6))
 	sleep "$w.$((RANDOM % 10))"
 	st=$(ft_ctl "$W/$cur.sock" status)
-	kill -9 "${FT_PID[$cur]}"
+	ft_alive "$cur" || { case_error "kill $k: $cur ended before the kill: $(grep -v '^ ' "${FT_E[$cur]}" | tail -n 2 | tr '\n' ' ')"; break; }
+	kill -9 "${FT_PID[$cur]}" 2>/dev/null || true
 	ft_wait_exit "$cur" 10 || true
 	if ! ft_wait_line "${FT_E[$bk]}" 'taking over from epoch' 60 "$bk"; then
 		case_error "kill $k: $bk did not take over: $(grep -v '^ ' "${FT_E[$bk]}" | tail -n 2 | tr '\n' ' ')"
 		break
 	fi
 	from=$(sed -nE 's/.*taking over from epoch ([0-9]+).*/\1/p' "${FT_E[$bk]}" | tail -n1)
+	acked=$(ft_field last_commit "$st")
+	[[ -n "$acked" && -n "$from" ]] && ((from < acked)) &&
+		{ case_error "kill $k: $bk resumed from epoch $from, the primary had $acked acked: a committed epoch was lost"; break; }
 	moved=1
 	ft_wait_line "${FT_O[$bk]}" 'FTWORK flood tick=' 60 "$bk" || moved=0
 	((moved)) && { flood_moves "$bk" 40 || moved=0; }

@@ -583,16 +583,20 @@ ft_bg proxy "$PY" "$here/ft_proxy.py" --listen "127.0.0.1:$pport" --to "127.0.0.
 ft_wait_line "$L/proxy.log" '^listening' 10 proxy || case_error "proxy did not start"
 # the guest of the frozen cases (zb: took over, then lost its frozen backup, runs on unprotected) is paired through
 # the proxy with `protect`; without it (those cases failed) a fresh guest boots unprotected (zb again)
-if ! { ft_alive zb && [[ "$(ft_ctl "$W/zb.sock" status)" == *protected=no* ]]; }; then
+# (reused only while it ticks: a new line within 10 s, not one the frozen cases left)
+n_tick=$(ft_count "${FT_O[zb]:-/dev/null}" 'FTWORK seq=[0-9]+ sum')
+if ! { ft_alive zb && [[ "$(ft_ctl "$W/zb.sock" status)" == *protected=no* ]] &&
+	ft_wait_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum' $((n_tick + 1)) 10 zb; }; then
 	ft_kill zb
 	truncate -s "$DISK_SIZE" "$W/zb.img"
 	cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftargs=--pages,256,--interval-ms,50,--disk,/dev/vda,--dma-pages,8,--count,1000000")
-	ft_bg zb "$FTVMM" run "${kargs[@]}" --mem 192M --cpus 1 --disk "$W/zb.img" --control "$W/zb.sock" \
+	ft_bg zb env FTVMM_DEBUG=1 "$FTVMM" run "${kargs[@]}" --mem 192M --cpus 1 --disk "$W/zb.img" --control "$W/zb.sock" \
 		--epoch 25 --ft-timeout "$FZ_TMO" --cmdline "$cmdline"
 	ft_wait_line "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum' 180 zb || true
 fi
 # (zb's stderr already has lines of the frozen cases: count the new ones)
 n_unp=$(ft_count "${FT_E[zb]}" 'guest continues UNPROTECTED')
+n_bad=$(ft_count "${FT_O[zb]}" 'FTWORK.* BAD ')
 reply=""
 if ft_wait_line "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum' 10 zb &&
 	reply=$(ft_ctl "$W/zb.sock" protect "127.0.0.1:$pport") && [[ "$reply" == ok* ]] &&
@@ -617,7 +621,8 @@ if ft_wait_line "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum' 10 zb &&
 		! grep -aq 'taking over from epoch' "${FT_E[cb]}" || case_error "the backup took over while the primary runs: split brain"
 		n0=$(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum')
 		ft_wait_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum' $((n0 + 3)) 30 || case_error "the primary's guest stopped after the corrupted epoch"
-		! grep -aq 'FTWORK.* BAD ' "${FT_O[zb]}" || case_error "primary: $(grep -a 'FTWORK.* BAD ' "${FT_O[zb]}" | head -n1)"
+		(($(ft_count "${FT_O[zb]}" 'FTWORK.* BAD ') == n_bad)) ||
+			case_error "primary: $(grep -a 'FTWORK.* BAD ' "${FT_O[zb]}" | tail -n1)"
 		# paired again, directly this time
 		ft_port; bport2=$FT_PORT
 		start_backup cb2 "$bport2" "$W/cb.img"

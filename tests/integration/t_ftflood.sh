@@ -554,7 +554,7 @@ if ((ran)) && ft_alive p; then
 			fi
 			bad=$(guest_bad "$BK")
 			[[ -z "$bad" ]] || case_error "guest on $BK: $bad"
-			hwm_b=$(awk '/^VmHWM:/ { print $2 }' "/proc/${FT_PID[$BK]}/status" 2>/dev/null || echo 0)
+			hwm_b=$(awk '/^VmHWM:/ { print $2 }' "/proc/${FT_PID[$BK]:-0}/status" 2>/dev/null || echo 0)
 			ft_log "$BK (now running the guest): VmHWM $(mib "$hwm_b") MiB"
 		else
 			case_error "$BK did not take over: $(grep -v '^ ' "${FT_E[$BK]}" | tail -n 2 | tr '\n' ' ')"
