@@ -16,6 +16,11 @@ GUEST_MODULES=(virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev virtio_rin
 	virtio_blk virtio_net net_failover failover
 	pvpanic_pci)   # pvpanic PCI device (1b36:0011): how the guest tells ftvmm it panicked
 
+# GUEST_EXTRA_MODULES: more modules for an image of one's own (tests/bench/peers-boot.sh adds virtio_mmio for
+# QEMU's microvm); the default image is built without
+read -r -a extra_modules <<<"${GUEST_EXTRA_MODULES:-}"
+GUEST_MODULES+=(${extra_modules[@]+"${extra_modules[@]}"})
+
 gi_pick_kernel "${GUEST_KSERIES:-6.1}"
 mkdir -p "$OUT"
 stage=$(mktemp -d "${TMPDIR:-/tmp}/ftvmm-guest-initramfs.XXXXXX")
