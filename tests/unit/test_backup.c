@@ -54,13 +54,19 @@ static size_t shape(uint64_t mem, uint32_t cpus, uint32_t ndisks, const uint64_t
 	return fdt_totalsize(shape_buf);
 }
 
+/* A backup with one disk of DISK_SIZE ("b.img"), everything else zero: what the pairing checks compare against. */
+static void one_disk_backup(struct backup *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->machine.ndisks = 1;
+	b->machine.disks[0].path = "b.img";
+	b->disk_sizes[0] = DISK_SIZE;
+}
+
 static void test_shape(void)
 {
 	struct backup b;
-	memset(&b, 0, sizeof(b));
-	b.machine.ndisks = 1;
-	b.machine.disks[0].path = "b.img";
-	b.disk_sizes[0] = DISK_SIZE;
+	one_disk_backup(&b);
 	b.timeout_ms = 1234;
 	char why[256];
 	uint64_t sz = DISK_SIZE;
@@ -138,10 +144,7 @@ static size_t shape_gen(uint64_t gen, const char *name)
 static void test_shape_generation(void)
 {
 	struct backup b;
-	memset(&b, 0, sizeof(b));
-	b.machine.ndisks = 1;
-	b.machine.disks[0].path = "b.img";
-	b.disk_sizes[0] = DISK_SIZE;
+	one_disk_backup(&b);
 	char why[256];
 	/* no arbiter here: a primary with one is refused, one without pairs */
 	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_gen(4, "vm1"), why, sizeof(why)), -EINVAL);
@@ -184,10 +187,7 @@ static size_t shape_codec(const char *codec, const void *raw, int len)
 static void test_shape_codec(void)
 {
 	struct backup b;
-	memset(&b, 0, sizeof(b));
-	b.machine.ndisks = 1;
-	b.machine.disks[0].path = "b.img";
-	b.disk_sizes[0] = DISK_SIZE;
+	one_disk_backup(&b);
 	char why[256];
 	struct run_config cfg;
 	static const char *const known[] = { "none", "lz4", "zstd" };
@@ -772,12 +772,9 @@ static void test_handshake(void)
 static void hello_codec_case(const char *codec, uint16_t want_type, const char *want_text)
 {
 	struct backup b;
-	memset(&b, 0, sizeof(b));
+	one_disk_backup(&b);
 	pthread_mutex_init(&b.lock, NULL);
 	b.timeout_ms = 200;
-	b.machine.ndisks = 1;
-	b.machine.disks[0].path = "b.img";
-	b.disk_sizes[0] = DISK_SIZE;
 	int lfd = hs_listen();
 	struct hs_job job = { &b, lfd, -1 };
 	pthread_t t;
