@@ -41,7 +41,9 @@ FTVMM=${FTVMM:-$repo/build/ftvmm}
 	echo "date: $(date -u +%FT%TZ)"
 	echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null)$(git -C "$repo" diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
 	echo "outer: $(uname -sr), $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
-	echo "qemu: $(qemu-system-x86_64 --version | head -n1)"
+	q=${TESTBED_QEMU:-}
+	[[ -z "$q" && -x "$here/out/qemu/usr/bin/qemu-system-x86_64" ]] && q=$here/out/qemu/usr/bin/qemu-system-x86_64
+	echo "qemu: $("${q:-qemu-system-x86_64}" --version | head -n1)"
 	echo "test bed: kernel series $TESTBED_KSERIES, $TESTBED_SMP vCPUs, $TESTBED_MEM, args: $TESTBED_CLOCK $TESTBED_KVM_ARGS, kvmpin=$TESTBED_KVMPIN"
 	echo "ftvmm: $FTVMM (sha256 $(sha256sum "$FTVMM" | cut -c1-12))"
 	echo "tests: ${tests[*]} (FTVMM_FT_KILLS=$FTVMM_FT_KILLS), runs: $n"

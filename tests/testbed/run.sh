@@ -15,6 +15,8 @@
 # Env:
 #   TESTBED_TIMEOUT=1500   seconds before the test bed is killed (exit 124)
 #   TESTBED_CPU=max   qemu's -cpu for the test bed
+#   TESTBED_QEMU=path TESTBED_QEMU_DATA=dir   the emulator and its firmware directory (default: QEMU 10 from
+#                          bookworm-backports in tests/testbed/out/qemu, unpacked by tests/deps.sh; else the system's)
 #   TESTBED_MEM=3G TESTBED_SMP=2   test-bed host size (1 vCPU starves FT guests: see the README, the test bed)
 #   TESTBED_ACCEL=tcg      qemu accelerator for the test bed (tcg: what CI has; kvm only for experiments)
 #   TESTBED_SCRATCH_MB=8192  size of the sparse scratch disk (0: none)
@@ -73,10 +75,17 @@ TESTBED_KSERIES=${TESTBED_KSERIES:-6.1}
 TESTBED_CLOCK=${TESTBED_CLOCK-"tsc=reliable idle=poll"}
 TESTBED_KVMPIN=${TESTBED_KVMPIN:-1}
 TESTBED_LOG=${TESTBED_LOG:-$here/out/last-run.log}
+# the emulator: QEMU 10 unpacked by tests/deps.sh (install_testbed_qemu) when there, else the system's
+if [[ -z "${TESTBED_QEMU:-}" && -x "$here/out/qemu/usr/bin/qemu-system-x86_64" ]]; then
+	TESTBED_QEMU=$here/out/qemu/usr/bin/qemu-system-x86_64
+	TESTBED_QEMU_DATA=${TESTBED_QEMU_DATA-$here/out/qemu/usr/share/qemu}
+fi
+TESTBED_QEMU=${TESTBED_QEMU:-qemu-system-x86_64}
+TESTBED_QEMU_DATA=${TESTBED_QEMU_DATA:-}
 out="$here/out/$TESTBED_KSERIES"
 export TESTBED_KSERIES
 
-command -v qemu-system-x86_64 >/dev/null || { echo "testbed: qemu-system-x86_64 not found (apt-get install qemu-system-x86)" >&2; exit 125; }
+command -v "$TESTBED_QEMU" >/dev/null || { echo "testbed: $TESTBED_QEMU not found (apt-get install qemu-system-x86)" >&2; exit 125; }
 
 # (Re)build the test-bed image when missing or older than its sources.
 stale=0
@@ -126,7 +135,7 @@ cwd=$(pwd -P)
 	echo "TB_KVMPIN=$TESTBED_KVMPIN"
 } >"$ctl/config"
 
-qemu=(qemu-system-x86_64
+qemu=("$TESTBED_QEMU"
 	-accel "$TESTBED_ACCEL" -cpu "$TESTBED_CPU" -m "$TESTBED_MEM" -smp "$TESTBED_SMP"
 	-nodefaults -no-user-config -display none -no-reboot -nic none
 	-chardev file,id=kcon,path="$klog" -serial chardev:kcon
@@ -138,12 +147,14 @@ qemu=(qemu-system-x86_64
 	-virtfs "local,path=$repo,mount_tag=repo,security_model=none,multidevs=remap"
 	-virtfs "local,path=$ctl,mount_tag=tbctl,security_model=none"
 )
+# firmware of the emulator's own release first, then the system's (seabios)
+[[ -n "$TESTBED_QEMU_DATA" ]] && qemu+=(-L "$TESTBED_QEMU_DATA" -L /usr/share/qemu)
 if [[ "$TESTBED_SCRATCH_MB" -gt 0 ]]; then
 	truncate -s "${TESTBED_SCRATCH_MB}M" "$ctl/scratch.img"
 	qemu+=(-drive "file=$ctl/scratch.img,if=virtio,format=raw,cache=unsafe,discard=unmap")
 fi
 
-echo "testbed: booting ($TESTBED_ACCEL, ${TESTBED_SMP} vCPUs, $TESTBED_MEM, kernel $(cat "$out/kernel-version"), $TESTBED_CLOCK $TESTBED_KVM_ARGS, kvmpin=$TESTBED_KVMPIN," \
+echo "testbed: booting ($("$TESTBED_QEMU" --version | head -n1 | sed 's/ emulator version//'), $TESTBED_ACCEL, ${TESTBED_SMP} vCPUs, $TESTBED_MEM, kernel $(cat "$out/kernel-version"), $TESTBED_CLOCK $TESTBED_KVM_ARGS, kvmpin=$TESTBED_KVMPIN," \
 	"timeout ${TESTBED_TIMEOUT}s): $*" >&2
 : >"$klog"
 tail -n +1 -F "$klog" 2>/dev/null | sed -u 's/\r$//; s/^/testbed| /' &
