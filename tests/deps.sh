@@ -25,12 +25,12 @@ install_deps() {
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-# The test bed's emulator. QEMU 7.2 (bookworm) emulates nested SVM with faults that hang the test bed now and
-# then (lost timer interrupts, a wrong GS base after a nested exit: tests/testbed/results/, README); bookworm-backports
-# carries QEMU 10.0 with two and a half years of TCG x86/SVM fixes. It is unpacked into tests/testbed/out/qemu, not
-# installed: the system's qemu-system-x86 stays what it is (the peer the benchmarks run inside the test bed).
-# Its shared libraries are bookworm's (checked with ldd). Without it (no network, say) run.sh falls back to the
-# system's QEMU 7.2 and says so when it boots: the suite still runs, with 7.2's hang rate.
+# An alternative test-bed emulator (TESTBED_QEMU=10, tests/testbed/run.sh): QEMU 7.2 (bookworm) emulates nested SVM
+# with faults that hang the test bed now and then (lost timer interrupts, a wrong GS base after a nested exit:
+# tests/testbed/results/, README); bookworm-backports carries QEMU 10.0 with two and a half years of TCG x86/SVM
+# fixes. It is unpacked into tests/testbed/out/qemu, not installed: the system's qemu-system-x86 stays what it is
+# (the test bed's default and the peer the benchmarks run). Its shared libraries are bookworm's (checked with ldd).
+# Why it is not the default: tests/testbed/results/qemu10-20261207.md.
 TESTBED_QEMU_DIR=${TESTBED_QEMU_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/testbed/out/qemu}
 install_testbed_qemu() {
 	local d=$TESTBED_QEMU_DIR bin=$TESTBED_QEMU_DIR/usr/bin/qemu-system-x86_64 tmp p

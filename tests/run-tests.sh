@@ -49,8 +49,6 @@ source "$repo/tests/deps.sh" # install_deps
 has_make_rule() { grep -qE "^$1:" Makefile; }
 
 step deps install_deps || true
-# a missing QEMU 10 is no failure of ftvmm: the test bed then boots the system's QEMU 7.2 (see tests/deps.sh)
-step testbed-qemu bash -c 'source tests/deps.sh; install_testbed_qemu || echo "warning: the test bed falls back to the system QEMU"' || true
 build_ok=0
 step build make -j"$JOBS" B="$B" && build_ok=1
 if [[ $build_ok == 1 ]]; then

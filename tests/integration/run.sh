@@ -186,6 +186,8 @@ testbed_suite() {
 		first=${g%% *}
 		# a group marked :npt runs on the test bed's KVM with nested paging on (what every real host has)
 		local kargs=${TESTBED_KVM_ARGS-"kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"}
+		# QEMU 10 as the test bed (TESTBED_QEMU=10) runs nested guests only with nested paging
+		[[ "${TESTBED_QEMU:-}" == 10 && -z "${TESTBED_KVM_ARGS+x}" ]] && kargs=${kargs//kvm_amd.npt=0/kvm_amd.npt=1}
 		[[ "${gopt[$first]:-}" == npt ]] && kargs=${kargs//kvm_amd.npt=0/kvm_amd.npt=1}
 		if ((lanes == 1)); then
 			# shellcheck disable=SC2086

@@ -27,7 +27,7 @@ tests=("$@")
 [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "hangrate: -n wants a positive count, not '$n'" >&2; exit 2; }
 
 export TESTBED_KSERIES=${TESTBED_KSERIES:-6.1}
-export TESTBED_KVM_ARGS=${TESTBED_KVM_ARGS-"kvm_amd.npt=0 kvm_amd.vgif=0 transparent_hugepage=never"}
+export TESTBED_KVM_ARGS=${TESTBED_KVM_ARGS-"kvm_amd.npt=$([[ "${TESTBED_QEMU:-}" == 10 ]] && echo 1 || echo 0) kvm_amd.vgif=0 transparent_hugepage=never"}
 export TESTBED_CLOCK=${TESTBED_CLOCK-"tsc=reliable idle=poll"} TESTBED_KVMPIN=${TESTBED_KVMPIN:-1}
 export TESTBED_SMP=${TESTBED_SMP:-2} TESTBED_MEM=${TESTBED_MEM:-3G}
 export FTVMM_FT_KILLS=${FTVMM_FT_KILLS:-8}
@@ -41,9 +41,9 @@ FTVMM=${FTVMM:-$repo/build/ftvmm}
 	echo "date: $(date -u +%FT%TZ)"
 	echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null)$(git -C "$repo" diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
 	echo "outer: $(uname -sr), $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
-	q=${TESTBED_QEMU:-}
-	[[ -z "$q" && -x "$here/out/qemu/usr/bin/qemu-system-x86_64" ]] && q=$here/out/qemu/usr/bin/qemu-system-x86_64
-	echo "qemu: $("${q:-qemu-system-x86_64}" --version | head -n1)"
+	q=${TESTBED_QEMU:-qemu-system-x86_64}
+	[[ "$q" == 10 ]] && q=$here/out/qemu/usr/bin/qemu-system-x86_64
+	echo "qemu: $("$q" --version | head -n1)"
 	echo "test bed: kernel series $TESTBED_KSERIES, $TESTBED_SMP vCPUs, $TESTBED_MEM, args: $TESTBED_CLOCK $TESTBED_KVM_ARGS, kvmpin=$TESTBED_KVMPIN"
 	echo "ftvmm: $FTVMM (sha256 $(sha256sum "$FTVMM" | cut -c1-12))"
 	echo "tests: ${tests[*]} (FTVMM_FT_KILLS=$FTVMM_FT_KILLS), runs: $n"

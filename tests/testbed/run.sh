@@ -15,8 +15,8 @@
 # Env:
 #   TESTBED_TIMEOUT=1500   seconds before the test bed is killed (exit 124)
 #   TESTBED_CPU=max   qemu's -cpu for the test bed
-#   TESTBED_QEMU=path TESTBED_QEMU_DATA=dir   the emulator and its firmware directory (default: QEMU 10 from
-#                          bookworm-backports in tests/testbed/out/qemu, unpacked by tests/deps.sh; else the system's)
+#   TESTBED_QEMU=path TESTBED_QEMU_DATA=dir   the emulator and its firmware directory (default: the system's);
+#                          TESTBED_QEMU=10: QEMU 10.0 from bookworm-backports (tests/testbed/results/qemu10-20261207.md)
 #   TESTBED_MEM=3G TESTBED_SMP=2   test-bed host size (1 vCPU starves FT guests: see the README, the test bed)
 #   TESTBED_ACCEL=tcg      qemu accelerator for the test bed (tcg: what CI has; kvm only for experiments)
 #   TESTBED_SCRATCH_MB=8192  size of the sparse scratch disk (0: none)
@@ -75,10 +75,16 @@ TESTBED_KSERIES=${TESTBED_KSERIES:-6.1}
 TESTBED_CLOCK=${TESTBED_CLOCK-"tsc=reliable idle=poll"}
 TESTBED_KVMPIN=${TESTBED_KVMPIN:-1}
 TESTBED_LOG=${TESTBED_LOG:-$here/out/last-run.log}
-# the emulator: QEMU 10 unpacked by tests/deps.sh (install_testbed_qemu) when there, else the system's
-if [[ -z "${TESTBED_QEMU:-}" && -x "$here/out/qemu/usr/bin/qemu-system-x86_64" ]]; then
+# the emulator: the system's (QEMU 7.2), or with TESTBED_QEMU=10 QEMU 10.0 from bookworm-backports, unpacked into
+# tests/testbed/out/qemu by tests/deps.sh (install_testbed_qemu) on first use
+if [[ "${TESTBED_QEMU:-}" == 10 ]]; then
+	# shellcheck source=tests/deps.sh
+	[[ -x "$here/out/qemu/usr/bin/qemu-system-x86_64" ]] || (source "$repo/tests/deps.sh" && install_testbed_qemu >&2) || exit 125
 	TESTBED_QEMU=$here/out/qemu/usr/bin/qemu-system-x86_64
 	TESTBED_QEMU_DATA=${TESTBED_QEMU_DATA-$here/out/qemu/usr/share/qemu}
+	# QEMU 10's TCG runs no nested guest with shadow paging (npt=0: every Linux guest stops early in its boot,
+	# after its decompressor); nested paging works there
+	TESTBED_KVM_ARGS=${TESTBED_KVM_ARGS-"kvm_amd.npt=1 kvm_amd.vgif=0 transparent_hugepage=never"}
 fi
 TESTBED_QEMU=${TESTBED_QEMU:-qemu-system-x86_64}
 TESTBED_QEMU_DATA=${TESTBED_QEMU_DATA:-}
