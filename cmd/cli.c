@@ -74,6 +74,10 @@ void cli_run_usage(FILE *f)
 		"  --epoch MS             checkpoint interval, 5..1000 ms (default 50)\n"
 		"  --ft-timeout MS        heartbeat silence that counts as the backup's death (default 2000)\n"
 		"  --stats FILE           one JSON line of telemetry per committed epoch\n"
+		"  --dirty-track MODE     how KVM reports the guest's writes: ring (per-vCPU rings, a\n"
+		"                         harvest costs what was written, not the guest's RAM), clear\n"
+		"                         (bitmaps, only written pages write-protected again), bitmap,\n"
+		"                         or auto (default: the first of them this KVM has)\n"
 		"  --compress CODEC       none (default), lz4 or zstd: how each epoch's dirty pages\n"
 		"                         travel (zero pages always go as a flag, without their bytes);\n"
 		"                         the sender compresses while the guest runs, never in the pause\n"
@@ -106,7 +110,8 @@ void cli_restore_usage(FILE *f)
 		"host paths and TAP names; given here, they replace them in order (same count; each disk\n"
 		"must have the size it had when the snapshot was taken; MACs stay the saved ones).\n"
 		"--control and --control-group are as for ftvmm run (see: ftvmm run --help), and so are\n"
-		"--tls-creds, --tls-psk, --tls-peer, --ft-insecure and --compress, for a later `protect`.\n");
+		"--tls-creds, --tls-psk, --tls-peer, --ft-insecure, --compress and --dirty-track, for a later\n"
+		"`protect`.\n");
 }
 
 static int parse_mac(const char *s, uint8_t mac[6])
@@ -243,6 +248,15 @@ static int parse_compress(const char *arg, struct run_config *cfg, char *err, si
 	return 0;
 }
 
+static int parse_dirty_track(const char *arg, struct run_config *cfg, char *err, size_t errlen)
+{
+	if (vm_dirty_track_parse(arg, &cfg->dirty_track)) {
+		snprintf(err, errlen, "--dirty-track '%s': want %s", arg, VM_DIRTY_TRACK_NAMES);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* --tsc-khz: 1 MHz .. 10 GHz; whether KVM can give it is known only when the vCPUs exist */
 static int parse_tsc_khz(const char *arg, struct run_config *cfg, char *err, size_t errlen)
 {
@@ -304,6 +318,7 @@ static int parse_option(int c, char **argv, struct run_config *cfg, char *err, s
 	case 'M': cfg->vm_name = optarg; return 0;
 	case 'S': cfg->stats = optarg; return 0;
 	case 'Z': return parse_compress(optarg, cfg, err, errlen);
+	case 'D': return parse_dirty_track(optarg, cfg, err, errlen);
 	case 'E':
 	case 'T': return parse_ms(c, opt, optarg, cfg, err, errlen);
 	case 'k': cfg->kernel = optarg; return 0;
@@ -472,6 +487,7 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 		{ "tls-psk", required_argument, NULL, 'P' },  { "tls-peer", required_argument, NULL, 'N' },
 		{ "ft-insecure", no_argument, NULL, 'I' },  { "arbiter", required_argument, NULL, 'A' },
 		{ "name", required_argument, NULL, 'M' },    { "compress", required_argument, NULL, 'Z' },
+		{ "dirty-track", required_argument, NULL, 'D' },
 		{ NULL, 0, NULL, 0 },
 	};
 	memset(cfg, 0, sizeof(*cfg));

@@ -9,6 +9,7 @@
 
 #include "../devices/machine.h"
 #include "../ft/compress.h"
+#include "../vmm/dirty.h"
 #include "../ft/tls.h"
 
 struct run_config {
@@ -29,6 +30,7 @@ struct run_config {
 	const char *vm_name;  /* --name NAME: the VM's key in the arbiter */
 	const char *snapshot; /* restore: the snapshot file */
 	uint32_t tsc_khz;     /* --tsc-khz KHZ: the guest's TSC rate (0: this host's) */
+	enum vm_dirty_track dirty_track; /* --dirty-track auto|ring|clear|bitmap: how KVM reports guest writes */
 	bool help;
 };
 

@@ -238,6 +238,7 @@ static int build_vm(struct vm *vm, const struct run_config *cfg, struct run_sour
 {
 	char err[512] = "";
 	bool restoring = src->snap || src->state;
+	vm_dirty_track_prefer(cfg->dirty_track);
 	int cr = src->mem ? vm_create_with_mem(vm, src->mem, cfg->machine.cpus, err, sizeof(err))
 			  : vm_create(vm, ALIGN_UP(cfg->machine.mem, 2ull << 20), cfg->machine.cpus, err, sizeof(err));
 	if (cr) {

@@ -157,22 +157,14 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 	return s; /* its pages are packed (zero pages, compression) by the sender, never in the pause */
 }
 
-/* The pages written since the last checkpoint: KVM's log of guest writes OR the VMM's own (used rings,
- * RX buffers, disk reads) into p->dirty, counted for the header (npages, guest_dirty, device_dirty). */
+/* The pages written since the last checkpoint: KVM's log of guest writes, then the VMM's own (used rings,
+ * RX buffers, disk reads) not among them, into p->dset, counted for the header (npages, guest_dirty,
+ * device_dirty). With the dirty ring this costs O(pages written), whatever the guest's RAM. */
 static int harvest(struct ft_primary *p, struct ft_epoch_hdr *h)
 {
-	size_t words = gmem_bitmap_words(p->vm->mem.npages);
-	int r = vm_dirty_harvest(p->vm, p->dirty, p->devdirty);
-	uint64_t guest = 0, dev = 0, n = 0;
-	for (size_t i = 0; i < words; i++) {
-		guest += (uint64_t)__builtin_popcountl(p->dirty[i]);
-		dev += (uint64_t)__builtin_popcountl(p->devdirty[i] & ~p->dirty[i]);
-		p->dirty[i] |= p->devdirty[i];
-		n += (uint64_t)__builtin_popcountl(p->dirty[i]);
-	}
-	h->npages = n;
-	h->guest_dirty = guest;
-	h->device_dirty = dev;
+	dirty_set_clear(&p->dset);
+	int r = vm_dirty_collect(p->vm, &p->dset, &h->guest_dirty, &h->device_dirty);
+	h->npages = p->dset.n;
 	return r;
 }
 
@@ -188,19 +180,9 @@ static int copy_pages(struct ft_primary *p, struct ft_staged *s)
 		return -ENOMEM;
 	s->pfns = (uint64_t *)(s->pages + n * PAGE_SIZE);
 	const struct guest_mem *m = &p->vm->mem;
-	size_t words = gmem_bitmap_words(m->npages);
-	uint64_t k = 0;
-	for (size_t i = 0; i < words; i++) {
-		unsigned long w = p->dirty[i];
-		while (w) {
-			unsigned b = (unsigned)__builtin_ctzl(w);
-			w &= w - 1;
-			uint64_t pg = i * 64 + b;
-			s->pfns[k] = pg;
-			memcpy(s->pages + k * PAGE_SIZE, m->host + (pg << PAGE_SHIFT), PAGE_SIZE);
-			k++;
-		}
-	}
+	memcpy(s->pfns, p->dset.pfns, n * sizeof(uint64_t));
+	for (uint64_t k = 0; k < n; k++)
+		memcpy(s->pages + k * PAGE_SIZE, m->host + (s->pfns[k] << PAGE_SHIFT), PAGE_SIZE);
 	return 0;
 }
 
@@ -488,8 +470,7 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 	}
 	size_t words = gmem_bitmap_words(vm->mem.npages);
 	p->dirty = calloc(words + 1, sizeof(unsigned long));
-	p->devdirty = calloc(words + 1, sizeof(unsigned long));
-	if (!p->dirty || !p->devdirty || ft_packer_init(&p->packer, codec))
+	if (!p->dirty || dirty_set_init(&p->dset, vm->mem.npages) || ft_packer_init(&p->packer, codec))
 		return -ENOMEM;
 	int r = fence_pair(fence, &p->gen, err, errlen);
 	return r ? r : primary_connect(p, peer, !tls && !insecure, err, errlen);
@@ -653,8 +634,8 @@ close_fds:
 		fclose(p->stats);
 	p->stats = NULL;
 	free(p->dirty);
-	free(p->devdirty);
-	p->dirty = p->devdirty = NULL;
+	p->dirty = NULL;
+	dirty_set_free(&p->dset);
 	ft_packer_free(&p->packer); /* the sender, its only user, is joined */
 	disklog_destroy(&p->disklog);
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "../vmm/dirty.h"
 #include "compress.h"
 #include "disklog.h"
 #include "outbuf.h"
@@ -67,7 +68,8 @@ struct ft_primary {
 	struct ft_staged *sendq, *sendq_tail; unsigned sendq_len;
 	struct ft_staged *ackq, *ackq_tail;   /* sent, waiting for their ack */
 
-	unsigned long *dirty, *devdirty;      /* scratch bitmaps */
+	unsigned long *dirty;                 /* the initial sync's page bitmap */
+	struct dirty_set dset;                /* an epoch's dirty pages, harvested in the pause (O(dirty)) */
 	/* staging buffers for the pages of epochs in flight, reused: a fresh multi-MiB malloc is an mmap
 	 * whose every page faults on first touch, inside the pause */
 	struct ft_pagebuf { uint8_t *p; size_t cap; } pool[FT_POOL];

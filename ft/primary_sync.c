@@ -154,7 +154,7 @@ int primary_initial_sync(struct ft_primary *p)
 	 * changes during the copy is sent again afterwards. */
 	int r = start_logging(p);
 	if (!r) {
-		warnx("ft: initial sync to %s: disks", p->peer);
+		warnx("ft: initial sync to %s: disks (dirty tracking: %s)", p->peer, vm_dirty_track_name(p->vm->dirty_track));
 		r = send_disks(p);
 	}
 	if (!r) {

@@ -14,8 +14,16 @@ static int init_common(struct guest_mem *m, uint64_t size)
 	m->size = size;
 	m->low_size = size < MMIO_HOLE_START ? size : MMIO_HOLE_START;
 	m->npages = size >> PAGE_SHIFT;
-	m->dirty = calloc(gmem_bitmap_words(m->npages) + 1, sizeof(unsigned long));
-	return m->dirty ? 0 : -ENOMEM;
+	size_t words = gmem_bitmap_words(m->npages);
+	m->dirty = calloc(words + 1, sizeof(unsigned long));
+	m->dirty_sum = calloc(gmem_bitmap_words(words) + 1, sizeof(unsigned long));
+	if (!m->dirty || !m->dirty_sum) {
+		free(m->dirty);
+		free(m->dirty_sum);
+		m->dirty = m->dirty_sum = NULL;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 int gmem_init(struct guest_mem *m, uint64_t size)
@@ -53,6 +61,7 @@ void gmem_free(struct guest_mem *m)
 	if (m->owns_mapping && m->host)
 		munmap(m->host, m->size);
 	free(m->dirty);
+	free(m->dirty_sum);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -108,8 +117,13 @@ static void mark_range(struct guest_mem *m, uint64_t off, uint64_t len)
 	if (len > m->size - off)
 		len = m->size - off;
 	uint64_t first = off >> PAGE_SHIFT, last = (off + len - 1) >> PAGE_SHIFT;
-	for (uint64_t pg = first; pg <= last; pg++)
-		__atomic_fetch_or(&m->dirty[pg / BITS_PER_LONG], 1ul << (pg % BITS_PER_LONG), __ATOMIC_RELAXED);
+	for (uint64_t pg = first; pg <= last; pg++) {
+		uint64_t w = pg / BITS_PER_LONG;
+		/* the page's bit first, then its word's summary bit: a harvest that clears the summary bit
+		 * before this page's bit lands finds the bit the next time (its summary bit is set again) */
+		__atomic_fetch_or(&m->dirty[w], 1ul << (pg % BITS_PER_LONG), __ATOMIC_RELEASE);
+		__atomic_fetch_or(&m->dirty_sum[w / BITS_PER_LONG], 1ul << (w % BITS_PER_LONG), __ATOMIC_RELEASE);
+	}
 }
 
 void gmem_mark_dirty(struct guest_mem *m, uint64_t gpa, uint64_t len)
@@ -137,12 +151,50 @@ void gmem_mark_iov(struct guest_mem *m, const struct iovec *iov, unsigned n, uin
 	}
 }
 
+/* Each word of the VMM's bitmap that the summary marks, taken (cleared) and handed to fn. */
+static void take_marked_words(struct guest_mem *m, void (*fn)(void *ctx, size_t word, unsigned long bits), void *ctx)
+{
+	size_t sum_words = gmem_bitmap_words(gmem_bitmap_words(m->npages));
+	for (size_t s = 0; s < sum_words; s++) {
+		if (!__atomic_load_n(&m->dirty_sum[s], __ATOMIC_RELAXED))
+			continue;
+		unsigned long marked = __atomic_exchange_n(&m->dirty_sum[s], 0, __ATOMIC_ACQ_REL);
+		while (marked) {
+			size_t w = s * BITS_PER_LONG + (size_t)__builtin_ctzl(marked);
+			marked &= marked - 1;
+			unsigned long bits = __atomic_exchange_n(&m->dirty[w], 0, __ATOMIC_ACQ_REL);
+			if (bits)
+				fn(ctx, w, bits);
+		}
+	}
+}
+
+static void or_word(void *ctx, size_t word, unsigned long bits)
+{
+	((unsigned long *)ctx)[word] |= bits;
+}
+
 void gmem_dirty_harvest(struct guest_mem *m, unsigned long *out)
 {
-	size_t words = gmem_bitmap_words(m->npages);
-	for (size_t i = 0; i < words; i++) {
-		if (!__atomic_load_n(&m->dirty[i], __ATOMIC_RELAXED))
-			continue;
-		out[i] |= __atomic_exchange_n(&m->dirty[i], 0, __ATOMIC_ACQ_REL);
+	take_marked_words(m, or_word, out);
+}
+
+struct collect_ctx {
+	void (*add)(void *ctx, uint64_t pg);
+	void *ctx;
+};
+
+static void add_word(void *ctx, size_t word, unsigned long bits)
+{
+	struct collect_ctx *c = ctx;
+	while (bits) {
+		c->add(c->ctx, (uint64_t)word * BITS_PER_LONG + (uint64_t)__builtin_ctzl(bits));
+		bits &= bits - 1;
 	}
+}
+
+void gmem_dirty_collect(struct guest_mem *m, void (*add)(void *ctx, uint64_t pg), void *ctx)
+{
+	struct collect_ctx c = { add, ctx };
+	take_marked_words(m, add_word, &c);
 }

@@ -25,6 +25,9 @@ struct guest_mem {
 	/* VMM-side dirty bitmap: one bit per RAM page (RAM offset >> PAGE_SHIFT), set by every
 	 * write the VMM itself makes into guest memory. KVM's dirty log does not see those. */
 	unsigned long *dirty;
+	/* one bit per word of dirty, set after a bit of that word: a harvest reads only the words marked
+	 * here, so it costs O(RAM / 4096 pages) + O(pages written), not O(RAM / 64 pages) */
+	unsigned long *dirty_sum;
 	bool owns_mapping; /* mmap'd by gmem_init (false for test buffers) */
 };
 
@@ -55,6 +58,8 @@ void gmem_mark_dirty_host(struct guest_mem *m, const void *p, uint64_t len);
 void gmem_mark_iov(struct guest_mem *m, const struct iovec *iov, unsigned n, uint64_t bytes);
 /* Move the VMM dirty bits into `out` (OR), clearing them. `out` has npages bits. Thread-safe. */
 void gmem_dirty_harvest(struct guest_mem *m, unsigned long *out);
+/* Same, one call of add(ctx, page) per dirty page (in page order), clearing them. Thread-safe. */
+void gmem_dirty_collect(struct guest_mem *m, void (*add)(void *ctx, uint64_t pg), void *ctx);
 /* Words in a bitmap of npages bits. */
 static inline size_t gmem_bitmap_words(uint64_t npages)
 {

@@ -92,13 +92,16 @@ int vcpu_create(struct vm *vm, unsigned id, struct vcpu *v)
 		v->run = NULL;
 		return -errno;
 	}
+	int r = vcpu_dirty_ring_map(v);
+	if (r)
+		return r;
 	v->cpuid = cpuid_dup(vm->supported_cpuid);
 	if (!v->cpuid)
 		return -ENOMEM;
 	cpuid_configure(v->cpuid, id, vm->ncpus);
 	if (ioctl(v->fd, KVM_SET_CPUID2, v->cpuid) < 0)
 		return -errno;
-	int r = set_msrs(v);
+	r = set_msrs(v);
 	if (r)
 		return r;
 	struct kvm_fpu fpu = { .fcw = 0x37f, .mxcsr = 0x1f80 };
@@ -247,6 +250,13 @@ static void *vcpu_thread(void *arg)
 		case KVM_EXIT_HLT:
 		case KVM_EXIT_INTR:
 			break;
+		case KVM_EXIT_DIRTY_RING_FULL:
+			r = vcpu_dirty_ring_spill(v);
+			if (r) {
+				warnx("vcpu %u: cannot empty its full dirty ring: %s", v->id, strerror(-r));
+				vm_request_exit(vm, VM_EXIT_ERROR);
+			}
+			break;
 		case KVM_EXIT_SHUTDOWN:
 			warnx("vcpu %u: guest triple fault (KVM_EXIT_SHUTDOWN)", v->id);
 			vcpu_dump(v, stderr);
@@ -309,6 +319,7 @@ void vcpu_kick(struct vcpu *v)
 
 void vcpu_destroy(struct vcpu *v)
 {
+	vcpu_dirty_ring_unmap(v);
 	if (v->run)
 		munmap(v->run, (size_t)v->vm->vcpu_mmap_size);
 	if (v->fd >= 0)

@@ -19,6 +19,8 @@ struct vcpu {
 	pthread_t thread;
 	bool started;
 	struct kvm_cpuid2 *cpuid; /* what we set: part of the saved state */
+	struct kvm_dirty_gfn *ring; /* dirty ring mode: KVM's ring of pages this vCPU wrote (dirty.c) */
+	uint32_t ring_fetch;        /* next entry to read, under vm->dirty_lock */
 };
 
 /* Create vCPU `id` with its CPUID, MSRs, FPU and LAPIC LINT setup. 0 or -errno. */

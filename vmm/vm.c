@@ -1,6 +1,7 @@
 /* vm.c - creates the KVM VM (irqchip, PIT, memory slots, vCPUs), runs it and tears it down. */
 #include "vm.h"
 #include "cpuid.h"
+#include "dirty.h"
 #include "mptable.h"
 #include "util.h"
 #include "vcpu.h"
@@ -70,49 +71,12 @@ static int set_memslots(struct vm *vm)
 
 int vm_dirty_log_enable(struct vm *vm, bool on)
 {
+	if (on)
+		vm_dirty_rings_drain(vm); /* entries of an earlier logging period are no news */
 	vm->dirty_logging = on;
 	int r = set_memslots(vm);
 	if (r)
 		vm->dirty_logging = !on;
-	return r;
-}
-
-static int harvest_slot(struct vm *vm, uint32_t slot, uint64_t first_page, uint64_t npages, unsigned long *out)
-{
-	size_t words = gmem_bitmap_words(npages);
-	unsigned long *bm = calloc(words + 1, sizeof(unsigned long));
-	if (!bm)
-		return -ENOMEM;
-	struct kvm_dirty_log log = { .slot = slot, .dirty_bitmap = bm };
-	if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
-		int e = -errno;
-		free(bm);
-		return e;
-	}
-	/* first_page is a multiple of 64 (the hole starts at 3 GiB), so slot words line up with ours */
-	size_t base = (size_t)(first_page / (8 * sizeof(long)));
-	for (size_t i = 0; i < words; i++)
-		out[base + i] |= bm[i];
-	free(bm);
-	return 0;
-}
-
-/* KVM's log of guest writes, both RAM slots, ORed into out. */
-static int harvest_kvm_log(struct vm *vm, unsigned long *out)
-{
-	int r = harvest_slot(vm, 0, 0, vm->mem.low_size >> PAGE_SHIFT, out);
-	if (!r && vm->mem.size > vm->mem.low_size)
-		r = harvest_slot(vm, 1, vm->mem.low_size >> PAGE_SHIFT, (vm->mem.size - vm->mem.low_size) >> PAGE_SHIFT, out);
-	return r;
-}
-
-int vm_dirty_harvest(struct vm *vm, unsigned long *guest, unsigned long *vmm)
-{
-	size_t bytes = gmem_bitmap_words(vm->mem.npages) * sizeof(long);
-	memset(guest, 0, bytes);
-	memset(vmm, 0, bytes);
-	int r = harvest_kvm_log(vm, guest);
-	gmem_dirty_harvest(&vm->mem, vmm); /* taken even when KVM failed: it is cleared as it is read */
 	return r;
 }
 
@@ -126,6 +90,7 @@ static void init_fields(struct vm *vm)
 	pthread_cond_init(&vm->state_cond, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_mutex_init(&vm->pause_op_lock, NULL);
+	pthread_mutex_init(&vm->dirty_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
@@ -244,6 +209,7 @@ static int vm_create_common(struct vm *vm, uint64_t mem_size, struct guest_mem *
 	init_fields(vm);
 	int r = create_kvm_vm(vm, ncpus, err, errlen);
 	r = r ? r : attach_memory(vm, mem_size, adopt, err, errlen);
+	r = r ? r : vm_dirty_setup(vm, err, errlen);
 	r = r ? r : create_vcpus(vm, ncpus, err, errlen);
 	if (r)
 		return r;
@@ -467,6 +433,7 @@ void vm_destroy(struct vm *vm)
 		ioloop_destroy(&vm->io);
 	free(vm->supported_cpuid);
 	free(vm->gsi_routes);
+	free(vm->ring_spill);
 	gmem_free(&vm->mem);
 	bus_destroy(&vm->pio);
 	bus_destroy(&vm->mmio);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "bus.h"
+#include "dirty.h"
 #include "guest_mem.h"
 #include "ioloop.h"
 
@@ -83,6 +84,13 @@ struct vm {
 	unsigned pause_depth;
 	pthread_mutex_t pause_op_lock;
 	bool dirty_logging;
+	/* dirty tracking (dirty.c): the mode in force; ring mode: entries per vCPU ring, the pages of rings a
+	 * vCPU filled between harvests, under dirty_lock */
+	enum vm_dirty_track dirty_track;
+	uint32_t ring_entries;
+	pthread_mutex_t dirty_lock;
+	unsigned long *ring_spill;
+	bool ring_spilled;
 	unsigned max_vcpus;
 };
 

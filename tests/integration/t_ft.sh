@@ -511,8 +511,9 @@ ft_port; port=$FT_PORT
 truncate -s "$DISK_SIZE" "$W/zp.img" "$W/zb.img" "$W/zc.img"
 BK_TIMEOUT=$FZ_TMO start_backup zb "$port" "$W/zb.img"
 cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftargs=--pages,64,--interval-ms,50,--disk,/dev/vda,--count,1000000")
+# its epochs' pages travel zstd-compressed (kept by zb's later protect): the takeover's memory check covers the codec
 ft_bg zp "$FTVMM" run "${kargs[@]}" --mem 128M --cpus 1 --disk "$W/zp.img" --control "$W/zp.sock" --epoch 25 \
-	--ft-timeout "$FZ_TMO" --backup "127.0.0.1:$port" --cmdline "$cmdline"
+	--ft-timeout "$FZ_TMO" --backup "127.0.0.1:$port" --compress zstd --cmdline "$cmdline"
 frozen_ok=0
 if ft_wait_line "${FT_E[zp]}" 'guest is PROTECTED' 180 zp && ft_wait_line "${FT_O[zp]}" 'FTWORK seq=[0-9]+ sum' 120 zp; then
 	kill -STOP "${FT_PID[zp]}"
@@ -526,6 +527,7 @@ if ft_wait_line "${FT_E[zp]}" 'guest is PROTECTED' 180 zp && ft_wait_line "${FT_
 		case_error "the thawed primary runs on after its backup took over: split brain"
 	fi
 	! grep -q 'continues UNPROTECTED' "${FT_E[zp]}" || case_error "the thawed primary went on unprotected"
+	grep -q 'primary connected (.*pages zstd)' "${FT_E[zb]}" || case_error "the backup did not get zstd-packed epochs"
 	n0=$(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum')
 	if ft_wait_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum' $((n0 + 3)) 60 zb; then
 		frozen_ok=1
@@ -550,6 +552,7 @@ if ((frozen_ok)); then
 	reply=$(ft_ctl "$W/zb.sock" protect "127.0.0.1:$port")
 	[[ "$reply" == ok* ]] || case_error "protect: $reply"
 	if ft_wait_status "$W/zb.sock" 'protected=yes' 120; then
+		grep -q 'primary connected (.*pages zstd)' "${FT_E[zc]}" || case_error "protect after the takeover did not keep zstd"
 		kill -STOP "${FT_PID[zc]}"
 		ft_wait_line "${FT_E[zb]}" 'guest continues UNPROTECTED' 30 zb || case_error "the primary did not notice its frozen backup"
 		kill -CONT "${FT_PID[zc]}"
@@ -676,7 +679,7 @@ case_begin ft/guest-shutdown
 ft_port; port=$FT_PORT
 start_backup gb "$port"
 cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftpre=3 ftvmm.ftargs=--pages,64,--interval-ms,20,--count,40")
-ft_bg gp "$FTVMM" run "${kargs[@]}" --mem 128M --cpus 1 --backup "127.0.0.1:$port" --cmdline "$cmdline"
+ft_bg gp "$FTVMM" run "${kargs[@]}" --mem 128M --cpus 1 --backup "127.0.0.1:$port" --compress lz4 --cmdline "$cmdline"
 if ft_wait_exit gp 240; then
 	[[ "${FT_RCS[gp]}" == 0 ]] || case_error "the primary exited ${FT_RCS[gp]}"
 	grep -aq 'FTVMM-RESULT ftguest PASS' "${FT_O[gp]}" || case_error "the guest's ftwork did not pass"
@@ -684,6 +687,7 @@ if ft_wait_exit gp 240; then
 	if ft_wait_exit gb 20; then
 		[[ "${FT_RCS[gb]}" == 0 ]] || case_error "the backup exited ${FT_RCS[gb]}: $(tail -n1 "${FT_E[gb]}")"
 		grep -q 'nothing to take over' "${FT_E[gb]}" || case_error "backup: $(tail -n1 "${FT_E[gb]}")"
+		grep -q 'primary connected (.*pages lz4)' "${FT_E[gb]}" || case_error "the backup did not get lz4-packed epochs"
 		grep -q 'taking over' "${FT_E[gb]}" && case_error "the backup took over a guest that shut down"
 	else
 		case_error "the backup still runs after the primary's guest ended"

@@ -567,6 +567,28 @@ static int stderr_of(int (*fn)(int, char **), int argc, char **argv, char *out, 
 	return r;
 }
 
+/* --dirty-track auto|ring|clear|bitmap: auto by default, also on restore; anything else one clear line. */
+static void test_dirty_track_opt(void)
+{
+	struct run_config c;
+	PARSE_OK(&c, "--kernel", "bz");
+	CHECK_EQ(c.dirty_track, VM_DIRTY_AUTO);
+	PARSE_OK(&c, "--kernel", "bz", "--dirty-track", "ring");
+	CHECK_EQ(c.dirty_track, VM_DIRTY_RING);
+	PARSE_OK(&c, "--kernel", "bz", "--dirty-track=clear");
+	CHECK_EQ(c.dirty_track, VM_DIRTY_CLEAR);
+	PARSE_OK(&c, "--kernel", "bz", "--dirty-track", "bitmap");
+	CHECK_EQ(c.dirty_track, VM_DIRTY_BITMAP);
+	EXPECT_ERR("--dirty-track 'pml': want auto, ring, clear or bitmap", "--kernel", "bz", "--dirty-track", "pml");
+	EXPECT_ERR("needs a value", "--kernel", "bz", "--dirty-track");
+	char *v[] = { "restore", "--dirty-track", "bitmap", "f.snap", NULL };
+	CHECK_EQ(cli_parse_restore(4, v, &c, err, sizeof(err)), 0);
+	CHECK_EQ(c.dirty_track, VM_DIRTY_BITMAP);
+	char *text = usage_text(cli_run_usage, NULL);
+	CHECK(strstr(text, "--dirty-track MODE") != NULL);
+	free(text);
+}
+
 /* --compress none|lz4|zstd: the epochs' page payload, none by default, also on restore (for a later
  * protect); any other value is one clear line and exit status 2 before anything starts. */
 static void test_compress_opt(void)
@@ -622,6 +644,7 @@ int main(void)
 	test_ft_link();
 	test_arbiter_opts();
 	test_compress_opt();
+	test_dirty_track_opt();
 	free_all();
 	TEST_DONE("test_cli");
 }

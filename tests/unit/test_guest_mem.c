@@ -1,4 +1,5 @@
 /* test_guest_mem.c - guest RAM layout, gpa_ptr() bounds, copy helpers and the VMM dirty bitmap. */
+#include "../../vmm/dirty.h"
 #include "../../vmm/guest_mem.h"
 #include "test.h"
 
@@ -380,9 +381,64 @@ static void test_concurrent(void)
 	free(buf);
 }
 
+static void set_add_fn(void *ctx, uint64_t pg)
+{
+	dirty_set_add(ctx, pg);
+}
+
+/* The epoch's page set: members in arrival order, no duplicates, out-of-range pages ignored, emptied in
+ * O(members) to all-zero; the VMM's pages collected through the summary words, in page order, once. */
+static void test_dirty_set(void)
+{
+	struct dirty_set s;
+	CHECK_EQ(dirty_set_init(&s, 1000), 0);
+	CHECK(dirty_set_add(&s, 5));
+	CHECK(!dirty_set_add(&s, 5));
+	CHECK(dirty_set_add(&s, 999));
+	CHECK(!dirty_set_add(&s, 1000));
+	CHECK(!dirty_set_add(&s, UINT64_MAX));
+	CHECK(dirty_set_add(&s, 63));
+	CHECK(dirty_set_add(&s, 64));
+	CHECK_EQ(s.n, 4);
+	const uint64_t want[] = { 5, 999, 63, 64 };
+	for (unsigned i = 0; i < 4; i++)
+		CHECK_EQ(s.pfns[i], want[i]);
+	CHECK(bit(s.bm, 999) && bit(s.bm, 63) && !bit(s.bm, 6));
+	dirty_set_clear(&s);
+	CHECK_EQ(s.n, 0);
+	for (size_t i = 0; i < gmem_bitmap_words(1000); i++)
+		CHECK_EQ(s.bm[i], 0);
+	CHECK(dirty_set_add(&s, 5)); /* a member again after the clear */
+	dirty_set_free(&s);
+
+	const uint64_t S = 64 * MiB;
+	uint8_t *buf = aligned_alloc(PAGE_SIZE, S);
+	CHECK(buf != NULL);
+	struct guest_mem m;
+	CHECK_EQ(gmem_init_buffer(&m, buf, S), 0);
+	CHECK_EQ(dirty_set_init(&s, m.npages), 0);
+	gmem_mark_dirty(&m, 4095 * PAGE_SIZE, 1);
+	gmem_mark_dirty(&m, 70 * PAGE_SIZE + 5, 1);
+	gmem_mark_dirty(&m, 3 * PAGE_SIZE, PAGE_SIZE + 1); /* pages 3 and 4 */
+	gmem_mark_dirty(&m, (m.npages - 1) * PAGE_SIZE, 1);
+	gmem_dirty_collect(&m, set_add_fn, &s);
+	const uint64_t want2[] = { 3, 4, 70, 4095, m.npages - 1 };
+	CHECK_EQ(s.n, 5);
+	for (unsigned i = 0; i < 5; i++)
+		CHECK_EQ(s.pfns[i], want2[i]);
+	dirty_set_clear(&s);
+	gmem_dirty_collect(&m, set_add_fn, &s); /* taken: nothing the second time */
+	CHECK_EQ(s.n, 0);
+	expect_clean(&m);
+	dirty_set_free(&s);
+	gmem_free(&m);
+	free(buf);
+}
+
 int main(void)
 {
 	test_init();
+	test_dirty_set();
 	test_bounds_low();
 	test_bounds_high();
 	test_dirty();
