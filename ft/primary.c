@@ -109,6 +109,27 @@ static int copy_pages(struct ft_primary *p, struct ft_staged *s);
 static int seal_epoch(struct ft_primary *p, struct ft_staged *s, uint64_t epoch);
 static uint8_t *pool_get(struct ft_primary *p, size_t bytes, size_t *cap);
 
+/* The sender encrypts and copies into the socket beside the guest; during a pause (2 CPUs in the test
+ * bed) that work competed with the copy step and made it cost 2-4x per page with TLS
+ * (tests/bench/results/ft-20261207-075454): it now waits between chunks while the pause lasts. */
+static void set_pausing(struct ft_primary *p, bool on)
+{
+	pthread_mutex_lock(&p->lock);
+	p->pausing = on;
+	if (!on)
+		pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void primary_sender_gate(void *ctx)
+{
+	struct ft_primary *p = ctx;
+	pthread_mutex_lock(&p->lock);
+	while (p->pausing && !p->lost && !p->closing)
+		pthread_cond_wait(&p->cond, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+}
+
 /* Everything of epoch `epoch` taken inside one pause, so the guest may run on while it streams: the
  * pages it dirtied, copied; the machine state; its disk writes; its held output sealed. NULL with
  * *err when the pause or a step failed (then nothing is staged, the guest runs). */
@@ -120,10 +141,12 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 		return NULL;
 	}
 	uint64_t t[6];
+	set_pausing(p, true);
 	t[0] = s->t_start_ns = now_ns();
 	int r = vm_pause(p->vm);
 	t[1] = now_ns();
 	if (r) {
+		set_pausing(p, false);
 		free(s);
 		*err = r;
 		return NULL;
@@ -139,6 +162,7 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 	r = r ? r : sr;
 	vm_resume(p->vm);
 	t[5] = now_ns();
+	set_pausing(p, false);
 	if (r) {
 		primary_staged_free(p, s);
 		*err = r;
@@ -450,6 +474,8 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 	p->timeout_ms = timeout_ms;
 	p->codec = codec;
 	p->data = p->hb = (struct ft_link){ .fd = -1 };
+	p->data.gate = primary_sender_gate;
+	p->data.gate_ctx = p;
 	p->tls = tls;
 	snprintf(p->peer, sizeof(p->peer), "%s", peer);
 	pthread_mutex_init(&p->lock, NULL);

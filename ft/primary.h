@@ -55,6 +55,7 @@ struct ft_primary {
 	bool closing;       /* ...and the links go too (after a planned failover's last epoch) */
 	bool link_down;     /* a link failed, also while stopping (when it no longer makes us `lost`) */
 	bool early;         /* the disk log is filling: take the next checkpoint now */
+	bool pausing;       /* a checkpoint's pause is on: the sender waits (sender_gate) */
 	bool sinks_on;      /* the NICs' TX goes to p->out (installed with the baseline, removed unprotected) */
 	bool lost;          /* the backup is gone: run unprotected */
 	bool frozen_fence;  /* ...after this process was frozen past the timeout: stop the guest instead */

@@ -32,6 +32,9 @@ struct ft_staged {
 void primary_staged_release(struct ft_primary *p, struct ft_staged *s);
 void primary_staged_free(struct ft_primary *p, struct ft_staged *s);
 
+/* primary.c: the data link's gate (ft_link.gate): returns once no checkpoint pause is on. */
+void primary_sender_gate(void *ctx);
+
 /* primary.c: ts = CLOCK_MONOTONIC (p->cond's clock) + ns, for pthread_cond_timedwait. */
 void primary_deadline_in(struct timespec *ts, uint64_t ns);
 /* When the next checkpoint starts: the last one's start (next) plus the interval, but never sooner than the last

@@ -87,6 +87,34 @@ static int writev_all(int fd, struct iovec *iov, int n)
 	return 0;
 }
 
+static int send_iov(const struct ft_link *l, struct iovec *iov, int n)
+{
+	return l->tls ? ft_tls_sendv(l->tls, iov, n) : writev_all(l->fd, iov, n);
+}
+
+/* The pieces in runs of at most FT_SEND_CHUNK bytes, l->gate called before each (iov is consumed). */
+static int send_gated(const struct ft_link *l, struct iovec *iov, int n)
+{
+	struct iovec run[64];
+	int i = 0, r = 0;
+	while (!r && i < n) {
+		size_t room = FT_SEND_CHUNK;
+		int k = 0;
+		while (i < n && room && k < (int)(sizeof(run) / sizeof(run[0]))) {
+			size_t take = MIN(iov[i].iov_len, room);
+			run[k++] = (struct iovec){ iov[i].iov_base, take };
+			iov[i].iov_base = (uint8_t *)iov[i].iov_base + take;
+			iov[i].iov_len -= take;
+			room -= take;
+			if (!iov[i].iov_len)
+				i++;
+		}
+		l->gate(l->gate_ctx);
+		r = send_iov(l, run, k);
+	}
+	return r;
+}
+
 int ft_send(const struct ft_link *l, uint16_t type, uint64_t seq, const struct iovec *iov, int iovcnt)
 {
 	uint64_t len = 0;
@@ -101,7 +129,7 @@ int ft_send(const struct ft_link *l, uint16_t type, uint64_t seq, const struct i
 	if (iovcnt > 0)
 		memcpy(all + 1, iov, sizeof(*iov) * (size_t)iovcnt);
 	/* on a TLS link the caller's thread encrypts: the primary's sender, never the epoch's pause */
-	int r = l->tls ? ft_tls_sendv(l->tls, all, iovcnt + 1) : writev_all(l->fd, all, iovcnt + 1);
+	int r = l->gate ? send_gated(l, all, iovcnt + 1) : send_iov(l, all, iovcnt + 1);
 	free(all);
 	return r;
 }

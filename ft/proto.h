@@ -94,7 +94,12 @@ struct ft_tls;
 struct ft_link {
 	int fd;
 	struct ft_tls *tls; /* NULL: plain TCP (loopback, or --ft-insecure) */
+	/* optional: called before each FT_SEND_CHUNK of a frame; it may wait (the primary's sender waits out an
+	 * epoch's pause there, so encryption and socket copies do not compete with the pause for the CPU) */
+	void (*gate)(void *ctx);
+	void *gate_ctx;
 };
+#define FT_SEND_CHUNK (256u << 10)
 /* A plain link on fd, for a call's argument. */
 #define FT_PLAIN(fd_) (&(struct ft_link){ .fd = (fd_), .tls = NULL })
 

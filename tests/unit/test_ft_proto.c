@@ -51,19 +51,28 @@ struct send_job {
 	int iovcnt;
 	int rc;
 	bool close_after;
+	bool gated;     /* through a link whose gate counts its calls */
+	unsigned gates; /* how many */
 };
+
+static void count_gate(void *ctx)
+{
+	(*(unsigned *)ctx)++;
+}
 
 static void *send_thread(void *arg)
 {
 	struct send_job *j = arg;
-	j->rc = ft_send(FT_PLAIN(j->fd), j->type, j->seq, j->iov, j->iovcnt);
+	struct ft_link gl = { .fd = j->fd, .gate = count_gate, .gate_ctx = &j->gates };
+	j->rc = ft_send(j->gated ? &gl : FT_PLAIN(j->fd), j->type, j->seq, j->iov, j->iovcnt);
 	if (j->close_after)
 		shutdown(j->fd, SHUT_WR);
 	return NULL;
 }
 
-/* Send iov as one frame and receive it on the other end; check every field and the bytes. */
-static void roundtrip(const struct iovec *iov, int iovcnt, uint16_t type, uint64_t seq)
+/* Send iov as one frame (gated: through a link with a gate, which must be called once per FT_SEND_CHUNK of
+ * the frame) and receive it on the other end; check every field and the bytes. */
+static void roundtrip_gated(const struct iovec *iov, int iovcnt, uint16_t type, uint64_t seq, bool gated)
 {
 	int fds[2];
 	sp(fds);
@@ -78,7 +87,7 @@ static void roundtrip(const struct iovec *iov, int iovcnt, uint16_t type, uint64
 			memcpy(flat + off, iov[i].iov_base, iov[i].iov_len);
 		off += iov[i].iov_len;
 	}
-	struct send_job j = { .fd = fds[0], .type = type, .seq = seq, .iov = iov, .iovcnt = iovcnt };
+	struct send_job j = { .fd = fds[0], .type = type, .seq = seq, .iov = iov, .iovcnt = iovcnt, .gated = gated };
 	pthread_t t;
 	CHECK(pthread_create(&t, NULL, send_thread, &j) == 0);
 	struct ft_frame f;
@@ -86,6 +95,10 @@ static void roundtrip(const struct iovec *iov, int iovcnt, uint16_t type, uint64
 	int r = ft_recv(FT_PLAIN(fds[1]), &f, &p);
 	pthread_join(t, NULL);
 	CHECK_EQ(j.rc, 0);
+	if (gated) /* iovcnt + 1 <= 64 here, so chunks are full but the last */
+		CHECK_EQ(j.gates, (total + sizeof(struct ft_frame) + FT_SEND_CHUNK - 1) / FT_SEND_CHUNK);
+	else
+		CHECK_EQ(j.gates, 0);
 	CHECK_EQ(r, 0);
 	CHECK(p != NULL);
 	CHECK_EQ(f.magic, FT_MAGIC);
@@ -100,6 +113,31 @@ static void roundtrip(const struct iovec *iov, int iovcnt, uint16_t type, uint64
 	free(flat);
 	close(fds[0]);
 	close(fds[1]);
+}
+
+static void roundtrip(const struct iovec *iov, int iovcnt, uint16_t type, uint64_t seq)
+{
+	roundtrip_gated(iov, iovcnt, type, seq, false);
+}
+
+/* A gated link sends the same frame, in runs of FT_SEND_CHUNK with the gate before each: sizes around the
+ * chunk edges, empty pieces between, a piece larger than several chunks. */
+static void test_gated_send(void)
+{
+	size_t big = 3 * FT_SEND_CHUNK + 12345;
+	uint8_t *b = malloc(big);
+	CHECK(b != NULL);
+	for (size_t i = 0; i < big; i++)
+		b[i] = (uint8_t)(i * 7 + (i >> 12));
+	const size_t sizes[] = { 0, 1, FT_SEND_CHUNK - sizeof(struct ft_frame), FT_SEND_CHUNK, FT_SEND_CHUNK + 1, big };
+	for (unsigned k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		struct iovec one = { b, sizes[k] };
+		roundtrip_gated(&one, sizes[k] ? 1 : 0, 9, k, true);
+	}
+	struct iovec parts[5] = { { b, 100 }, { b + 100, 0 }, { b + 100, FT_SEND_CHUNK }, { NULL, 0 },
+				  { b + 100 + FT_SEND_CHUNK, big - 100 - FT_SEND_CHUNK } };
+	roundtrip_gated(parts, 5, 9, 99, true);
+	free(b);
 }
 
 static void test_roundtrip_shapes(void)
@@ -1212,6 +1250,7 @@ int main(void)
 	test_send_to_closed_peer();
 	test_hb_clock();
 	test_roundtrip_shapes();
+	test_gated_send();
 	test_recv_errors();
 	test_recv_max();
 	test_data_bounds();
