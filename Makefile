@@ -56,16 +56,19 @@ VG_RUN := $(UNIT_PLAIN:$(B)/unit/%=valgrind-run-%)
 test-unit: $(UNIT_RUN) unit-native-outbuf
 test-valgrind: $(VG_RUN)
 
+# A test that hangs is stopped and fails with its log (exit 124) rather than holding the run until CI's own limit.
+UNIT_TIMEOUT ?= 300
+VG_TIMEOUT ?= 600
 $(UNIT_RUN): unit-run-%: $(B)/unit-san/% $(B)/ftvmm
-	@if ASAN_OPTIONS=detect_leaks=1 $< >$<.log 2>&1; then echo "== $* passed"; tail -n 3 $<.log; \
-	  else rc=$$?; cat $<.log; echo "== $* FAILED (exit $$rc)"; exit 1; fi
+	@if ASAN_OPTIONS=detect_leaks=1 timeout -k 10 $(UNIT_TIMEOUT) $< >$<.log 2>&1; then echo "== $* passed"; tail -n 3 $<.log; \
+	  else rc=$$?; cat $<.log; echo "== $* FAILED (exit $$rc$$([ $$rc = 124 ] && echo ': hung, stopped after $(UNIT_TIMEOUT) s'))"; exit 1; fi
 
 # Under valgrind the tests against a real etcd (test_arbiter, test_fence) run their parsing parts only: their etcd
 # parts wait out real timeouts, which valgrind stretches to most of a minute, and they run whole under ASan above.
 $(VG_RUN): valgrind-run-%: $(B)/unit/%
-	@if FTVMM_TEST_NO_ETCD=1 valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite,indirect \
-	  --log-file=$<.vg $< >$<.log 2>&1; then echo "== valgrind $* passed"; \
-	  else rc=$$?; cat $<.log $<.vg; echo "== valgrind $* FAILED (exit $$rc)"; exit 1; fi
+	@if FTVMM_TEST_NO_ETCD=1 timeout -k 10 $(VG_TIMEOUT) valgrind -q --error-exitcode=3 --leak-check=full \
+	  --errors-for-leak-kinds=definite,indirect --log-file=$<.vg $< >$<.log 2>&1; then echo "== valgrind $* passed"; \
+	  else rc=$$?; cat $<.log $<.vg; echo "== valgrind $* FAILED (exit $$rc$$([ $$rc = 124 ] && echo ': hung, stopped after $(VG_TIMEOUT) s'))"; exit 1; fi
 
 # test_outbuf's check of what glibc hands out per held packet runs only under glibc's own malloc (ASan and
 # valgrind report the size asked for): once more, natively.
