@@ -1,0 +1,2 @@
+ncols = 1
+epochs = ""
