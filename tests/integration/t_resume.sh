@@ -47,17 +47,24 @@ goes_on() {
 qmp() {
 	python3 - "$@" <<'EOF'
 import json, socket, sys
-s = socket.socket(socket.AF_UNIX); s.settimeout(20); s.connect(sys.argv[1]); f = s.makefile("rw")
-def rd():
-    while True:
-        m = json.loads(f.readline())
-        if "event" not in m:
-            return m
-rd(); f.write(json.dumps({"execute": "qmp_capabilities"}) + "\n"); f.flush(); rd()
-cmd = {"execute": sys.argv[2]}
-if len(sys.argv) > 3:
-    cmd["arguments"] = json.loads(sys.argv[3])
-f.write(json.dumps(cmd) + "\n"); f.flush(); print(json.dumps(rd()))
+# a QEMU that went away (its socket gone, the connection cut) is an answer too: {"error": ...}, never a traceback
+try:
+    s = socket.socket(socket.AF_UNIX); s.settimeout(20); s.connect(sys.argv[1]); f = s.makefile("rw")
+    def rd():
+        while True:
+            line = f.readline()
+            if not line:
+                raise ConnectionError("QMP connection closed")
+            m = json.loads(line)
+            if "event" not in m:
+                return m
+    rd(); f.write(json.dumps({"execute": "qmp_capabilities"}) + "\n"); f.flush(); rd()
+    cmd = {"execute": sys.argv[2]}
+    if len(sys.argv) > 3:
+        cmd["arguments"] = json.loads(sys.argv[3])
+    f.write(json.dumps(cmd) + "\n"); f.flush(); print(json.dumps(rd()))
+except (OSError, ValueError) as e:
+    print(json.dumps({"error": {"desc": "%s: %s" % (sys.argv[1], e)}}))
 EOF
 }
 
@@ -83,7 +90,8 @@ if command -v qemu-system-x86_64 >/dev/null; then
 			[[ "$reply" == *return* ]] || { case_error "hop $hop: migrate: $reply"; break; }
 			st=""
 			for _ in $(seq 600); do
-				st=$(qmp "$W/$cur.qmp" query-migrate | python3 -c 'import json,sys; print(json.load(sys.stdin)["return"].get("status",""))')
+				st=$(qmp "$W/$cur.qmp" query-migrate | python3 -c 'import json,sys; print(json.load(sys.stdin).get("return", {}).get("status", "qmp-error"))')
+				[[ "$st" == qmp-error ]] && break
 				[[ "$st" == completed || "$st" == failed ]] && break
 				sleep 0.1
 			done
