@@ -14,7 +14,7 @@
 # that line, and the VMM's memory beside guest RAM (process RSS minus the resident part of the guest RAM mapping) a
 # second after init. Per VMM: median, min and max of the runs; ratios ftvmm / peer of the medians.
 # Env: FTVMM (build/ftvmm), GUEST_KERNEL, GUEST_INITRD (default: the test image plus virtio_mmio, built into
-# build/peers-image); PEERS="ftvmm qemu-microvm qemu-q35". NOT RUN YET (written 2026-12-07): its first run is pending.
+# build/peers-image); PEERS="ftvmm qemu-microvm qemu-q35".
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -53,7 +53,9 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 fi
 
 # ---- inside: where /dev/kvm is ----
-tmp=$(mktemp -d)
+# on a disk file system, not tmpfs: QEMU's cache=none opens the image with O_DIRECT, which tmpfs refuses (the first
+# run lost every QEMU boot to that: results/peers-boot-20261207-120017)
+tmp=$(mktemp -d /var/tmp/peers-boot.XXXXXX)
 TAP=pbtap0
 trap 'ip link del "$TAP" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 ip tuntap add dev "$TAP" mode tap && ip link set "$TAP" up || { echo "peers-boot: cannot create TAP $TAP" >&2; exit 1; }
