@@ -10,6 +10,7 @@
 #include "../../vmm/util.h"
 #include "../../vmm/vcpu.h"
 #include "../../vmm/vm.h"
+#include "bare_vm.h"
 
 #include <linux/kvm.h>
 #include <stdio.h>
@@ -17,31 +18,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
-
-/* mov cx,64; mov bx,0x1000; l: mov es,bx; inc word [es:0]; add bx,0x100; dec cx; jnz l; jmp 0 */
-static const uint8_t loop_code[] = { 0xb9, 0x40, 0x00, 0xbb, 0x00, 0x10, 0x8e, 0xc3, 0x26, 0xff, 0x06,
-				     0x00, 0x00, 0x81, 0xc3, 0x00, 0x01, 0x49, 0x75, 0xf2, 0xeb, 0xea };
-#define CODE_GPA 0x1000
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* vCPU 0 in real mode at 0:CODE_GPA, interrupts off (the loop never exits to us). */
-static int setup_vcpu(struct vcpu *v)
-{
-	struct kvm_sregs sregs;
-	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
-		return -1;
-	sregs.cs.base = 0;
-	sregs.cs.selector = 0;
-	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
-		return -1;
-	struct kvm_regs regs = { .rip = CODE_GPA, .rflags = 0x2 };
-	return ioctl(v->fd, KVM_SET_REGS, &regs) < 0 ? -1 : 0;
-}
 
 int main(int argc, char **argv)
 {
@@ -63,7 +39,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "harvest: %s\n", err);
 		return 1;
 	}
-	if (gmem_write(&vm.mem, CODE_GPA, loop_code, sizeof(loop_code)) || setup_vcpu(&vm.vcpus[0]) ||
+	if (bare_vm_load(&vm) ||
 	    vm_dirty_log_enable(&vm, true) || vm_start(&vm)) {
 		fprintf(stderr, "harvest: cannot set up the VM\n");
 		return 1;
@@ -97,8 +73,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "harvest: pause or collect failed\n");
 		return 1;
 	}
-	qsort(us, rounds, sizeof(uint64_t), cmp_u64);
-	qsort(pages, rounds, sizeof(uint64_t), cmp_u64);
+	qsort(us, rounds, sizeof(uint64_t), bare_cmp_u64);
+	qsort(pages, rounds, sizeof(uint64_t), bare_cmp_u64);
 	printf("%s %llu %u %llu %llu %llu %llu\n", vm_dirty_track_name(vm.dirty_track), (unsigned long long)mib, rounds,
 	       (unsigned long long)us[rounds / 2], (unsigned long long)us[0], (unsigned long long)us[rounds - 1],
 	       (unsigned long long)pages[rounds / 2]);

@@ -10,6 +10,7 @@
 #include "../../vmm/util.h"
 #include "../../vmm/vcpu.h"
 #include "../../vmm/vm.h"
+#include "bare_vm.h"
 
 #include <linux/kvm.h>
 #include <stdio.h>
@@ -18,38 +19,14 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
-/* mov cx,64; mov bx,0x1000; l: mov es,bx; inc word [es:0]; add bx,0x100; dec cx; jnz l; jmp 0 */
-static const uint8_t loop_code[] = { 0xb9, 0x40, 0x00, 0xbb, 0x00, 0x10, 0x8e, 0xc3, 0x26, 0xff, 0x06,
-				     0x00, 0x00, 0x81, 0xc3, 0x00, 0x01, 0x49, 0x75, 0xf2, 0xeb, 0xea };
-#define CODE_GPA 0x1000
-
 enum { S_MP, S_REGS, S_SREGS, S_XSAVE, S_XCRS, S_DEBUG, S_LAPIC, S_TSCKHZ, S_MSRS, S_EVENTS, S_XSAVE_SIZE,
        S_PIT, S_CLOCK, S_IRQCHIP, S_CAPTURE, NSTEPS };
 static const char *const step_name[NSTEPS] = {
 	"KVM_GET_MP_STATE", "KVM_GET_REGS", "KVM_GET_SREGS", "KVM_GET_XSAVE(2)", "KVM_GET_XCRS", "KVM_GET_DEBUGREGS",
 	"KVM_GET_LAPIC", "KVM_GET_TSC_KHZ", "KVM_GET_MSRS (all saved)", "KVM_GET_VCPU_EVENTS",
-	"KVM_CHECK_EXTENSION(XSAVE2) (asked every epoch)", "KVM_GET_PIT2", "KVM_GET_CLOCK", "KVM_GET_IRQCHIP x3",
+	"KVM_CHECK_EXTENSION(XSAVE2) (per vCPU per epoch before 2b0ef2f)", "KVM_GET_PIT2", "KVM_GET_CLOCK", "KVM_GET_IRQCHIP x3",
 	"state_capture() whole",
 };
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static int setup_vcpu(struct vcpu *v)
-{
-	struct kvm_sregs sregs;
-	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
-		return -1;
-	sregs.cs.base = 0;
-	sregs.cs.selector = 0;
-	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
-		return -1;
-	struct kvm_regs regs = { .rip = CODE_GPA, .rflags = 0x2 };
-	return ioctl(v->fd, KVM_SET_REGS, &regs) < 0 ? -1 : 0;
-}
 
 /* MSR indexes as save_vcpu reads them: KVM's list (an upper bound is enough for the cost) */
 static struct kvm_msrs *msr_request(struct vm *vm)
@@ -98,9 +75,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "state: %s\n", err);
 		return 1;
 	}
-	int fail = gmem_write(&vm.mem, CODE_GPA, loop_code, sizeof(loop_code));
-	for (unsigned c = 0; c < ncpus && !fail; c++)
-		fail = setup_vcpu(&vm.vcpus[c]);
+	int fail = bare_vm_load(&vm);
 	struct kvm_msrs *msrs = fail ? NULL : msr_request(&vm);
 	int xsz = ioctl(vm.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
 	if (xsz < (int)sizeof(struct kvm_xsave))
@@ -162,7 +137,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (int s = 0; s < NSTEPS; s++)
-		qsort(t[s], rounds, sizeof(uint64_t), cmp_u64);
+		qsort(t[s], rounds, sizeof(uint64_t), bare_cmp_u64);
 	uint64_t whole = t[S_CAPTURE][rounds / 2];
 	printf("# %u vCPUs, %u MSRs per vCPU, %u pauses: median us per epoch (all vCPUs), share of state_capture\n", ncpus,
 	       msrs->nmsrs, rounds);
