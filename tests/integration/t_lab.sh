@@ -49,7 +49,12 @@
 # lab/lossy-link (crashes, freezes and cuts need no tc module).
 # Env (FTVMM_* names pass into the test bed): FTVMM_LAB_CRASHES=3  FTVMM_LAB_TIMEOUT=4000 (--ft-timeout, ms: every
 #      crash costs that much silence)  FTVMM_LAB_LOSSY_SECS=20 (how long lab/lossy-link degrades the link)
-#      FTVMM_FT_KEEP=1 (keep the scratch dir with the disk images)
+#      FTVMM_FT_KEEP=1 (keep the scratch dir with the disk images)  FTVMM_LAB_FT_SEC=insecure|psk (the replication
+#      link: plain (--ft-insecure, the default here) or TLS 1.3 with a pre-shared key)
+# Why plain by default: in the test bed TLS caps the FT stream (AES-128-GCM 55 MB/s under TCG, the framing 35 MiB/s
+# with TLS vs 168 plain on an idle test bed: tests/testbed/results/tls-in-testbed-20261207.md); beside this guest's
+# ~3 MB epochs every pairing took ~45 s instead of ~10 and the group twice as long (352 s vs 196 s before TLS).
+# t_arbiter keeps TLS-PSK on every link, through crashes, freezes and partitions.
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 source "$here/lib.sh"
@@ -91,6 +96,7 @@ if ! lab_setup; then
 	case_end
 	it_end
 fi
+LAB_FT_SEC=${FTVMM_LAB_FT_SEC:-insecure}
 if ! lab_ft_credentials; then
 	case_error "cannot make the lab's TLS key (psktool, from gnutls-bin)"
 	case_end
