@@ -243,23 +243,50 @@ else
 		echo "integration: FAIL: KVM does not work inside the test bed; not running ${names[*]}"
 		exit 1
 	fi
-	# Logs go to the scratch disk and one process copies them to the shared ITEST_OUT (9p) every 2 s and at
-	# the end. Why: written straight to 9p, every console byte was a 9p request from an ftvmm vCPU thread, and
-	# TCG's emulated SVM now and then delivers an interrupt to that thread with IF=0 (README: the test bed);
-	# inside 9p's request path, with its channel lock held, that interrupt's handler spins on the same lock and
-	# the test bed deadlocks (seen in r9, r10 and lab1: both CPUs in native_queued_spin_lock_slowpath).
+	# As little 9p as possible while the tests run. TCG's emulated SVM now and then delivers an interrupt with
+	# IF=0 (README: the test bed); when it lands inside 9p's request path, with the channel lock held, its handler
+	# spins on that same lock and the test bed deadlocks (both CPUs in native_queued_spin_lock_slowpath: r9, r10,
+	# lab1; r20: the log mirror's `cp` stat-ing every log file on 9p every 2 s). The chance grows with the 9p
+	# requests made, so:
+	# 1. the tests run from a copy on the scratch disk (ext4 on virtio-blk): scripts (bash reads them as it goes),
+	#    ftvmm, the guest images (read at every boot), the headers t_ftflood reads. ITEST_LOCAL_REPO=0: from 9p.
+	if [[ "${ITEST_LOCAL_REPO:-1}" == 1 && -z "${ITEST_FROM_SCRATCH:-}" && -d /var/tmp && -w /var/tmp ]]; then
+		lr=$(mktemp -d /var/tmp/itest-repo.XXXXXX)
+		gk=$(dirname "$GUEST_KERNEL")
+		if mkdir -p "$lr/build" "$lr/guest" &&
+			tar -C "$repo" --exclude=tests/testbed/out --exclude='tests/*/results' --exclude=__pycache__ \
+				-cf - tests $(cd "$repo" && echo ft/*.h) | tar -C "$lr" -xf - &&
+			cp "$FTVMM" "$lr/build/ftvmm" && cp "$GUEST_KERNEL" "$GUEST_INITRD" "$lr/guest/" &&
+			{ [[ ! -f "$gk/kernel-version" ]] || cp "$gk/kernel-version" "$lr/guest/"; }; then
+			echo "integration: running from a copy on the scratch disk: $lr ($(du -sh "$lr" | cut -f1))"
+			export ITEST_FROM_SCRATCH=$lr FTVMM=$lr/build/ftvmm
+			export GUEST_KERNEL=$lr/guest/${GUEST_KERNEL##*/} GUEST_INITRD=$lr/guest/${GUEST_INITRD##*/}
+			exec bash "$lr/tests/integration/run.sh" --inside "${names[@]}"
+		fi
+		echo "integration: could not copy the tests to the scratch disk: running them from 9p"
+	fi
+	# 2. logs go to the scratch disk, and one process copies to the shared ITEST_OUT (9p) every 5 s only the files
+	#    written since its last pass (found on the scratch disk: no 9p request for a file that did not change)
 	if [[ "${ITEST_LOCAL_LOGS:-1}" == 1 && -d /var/tmp && -w /var/tmp ]]; then
 		shared_out=$ITEST_OUT
 		ITEST_OUT=$(mktemp -d /var/tmp/itest-out.XXXXXX)
 		export ITEST_OUT
 		# every copy bounded: a 9p request whose completion never comes (r11's boot group: every test done, then
-		# the test bed idle for 300 s at exit) must cost the logs' last seconds, not the group
-		mirror_logs() { timeout -k 5 60 cp -rpu "$ITEST_OUT/." "$shared_out/" 2>/dev/null || true; }
-		(trap 'exit 0' TERM; while sleep 2; do mirror_logs; done) &
+		# the test bed idle for 300 s at exit) must cost the logs' last seconds, not the group. A file written
+		# while a pass runs is newer than the stamp taken before it: the next pass copies it again.
+		mirror_logs() {
+			local st="$ITEST_OUT/.mirror-stamp" newer=()
+			[[ -f "$st" ]] && newer=(-newer "$st")
+			touch "$st.new"
+			(cd "$ITEST_OUT" && find . -type f ! -name '.mirror-stamp*' "${newer[@]}" -print0 |
+				timeout -k 5 60 tar --null -T - -cf - | timeout -k 5 60 tar -C "$shared_out" -xf -) 2>/dev/null || true
+			mv -f "$st.new" "$st"
+		}
+		(trap 'exit 0' TERM; while sleep 5; do mirror_logs; done) &
 		mirror_pid=$!
 		# (no wait for the loop: its copy in progress, if any, is bounded too)
 		trap 'kill "$mirror_pid" 2>/dev/null; mirror_logs' EXIT
-		echo "integration: logs are written to $ITEST_OUT (scratch disk) and copied to $shared_out every 2 s"
+		echo "integration: logs are written to $ITEST_OUT (scratch disk) and copied to $shared_out every 5 s (what changed)"
 	fi
 fi
 
