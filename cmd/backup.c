@@ -23,6 +23,7 @@ static void backup_usage(FILE *f)
 		"                    [--control-group GROUP] [--ft-timeout MS] [--stats FILE]\n"
 		"                    [--tls-creds DIR [--tls-peer NAME] | --tls-psk FILE] [--ft-insecure]\n"
 		"                    [--arbiter etcd://HOST:PORT[,...] --name NAME] [--dirty-track MODE]\n"
+		"                    [--checkpoint MODE]\n"
 		"\n"
 		"Wait for a primary (`ftvmm run ... --backup HOST:PORT`), mirror its guest epoch by epoch, and\n"
 		"when the primary dies resume the guest from the last committed epoch: this process then runs\n"
@@ -56,7 +57,9 @@ static void backup_usage(FILE *f)
 		"                      compare-and-swap): if the primary is alive behind a partition, one of\n"
 		"                      the two runs the guest, never both. The primary must use it too\n"
 		"  --name NAME         the VM's name in the arbiter (the primary's --name)\n"
-		"  --dirty-track MODE  for the VM run after a takeover: as ftvmm run --dirty-track\n");
+		"  --dirty-track MODE  for the VM run after a takeover: as ftvmm run --dirty-track\n"
+		"  --checkpoint MODE   for a later `protect` of the VM run after a takeover: as ftvmm run\n"
+		"                      --checkpoint (copy or cow)\n");
 }
 
 /* The --disk and --net options, kept for run's parser (cli_parse_run), which knows their syntax:
@@ -98,11 +101,12 @@ static int parse_option(int c, char **argv, struct backup *b, struct run_config 
 	case 'd':
 	case 'n':
 	case 'D':
+	case 'W':
 		if (sub->n + 2 > (int)ARRAY_SIZE(sub->v) - 2) {
 			snprintf(err, errlen, "too many --disk/--net");
 			return -EINVAL;
 		}
-		sub->v[sub->n++] = c == 'd' ? "--disk" : c == 'n' ? "--net" : "--dirty-track";
+		sub->v[sub->n++] = c == 'd' ? "--disk" : c == 'n' ? "--net" : c == 'D' ? "--dirty-track" : "--checkpoint";
 		sub->v[sub->n++] = optarg;
 		return 0;
 	case 'h': backup_usage(stdout); exit(0);
@@ -147,7 +151,7 @@ static int parse(int argc, char **argv, struct backup *b, struct run_config *cfg
 		{ "tls-psk", required_argument, NULL, 'P' },      { "tls-peer", required_argument, NULL, 'N' },
 		{ "ft-insecure", no_argument, NULL, 'I' },         { "arbiter", required_argument, NULL, 'A' },
 		{ "name", required_argument, NULL, 'M' },         { "stats", required_argument, NULL, 'S' },
-		{ "dirty-track", required_argument, NULL, 'D' },
+		{ "dirty-track", required_argument, NULL, 'D' }, { "checkpoint", required_argument, NULL, 'W' },
 		{ NULL, 0, NULL, 0 },
 	};
 	optind = 0;

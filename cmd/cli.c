@@ -78,6 +78,11 @@ void cli_run_usage(FILE *f)
 		"                         harvest costs what was written, not the guest's RAM), clear\n"
 		"                         (bitmaps, only written pages write-protected again), bitmap,\n"
 		"                         or auto (default: the first of them this KVM has)\n"
+		"  --checkpoint MODE      copy (default): each epoch's dirty pages are copied inside\n"
+		"                         the pause; cow: write-protected in the pause and copied while\n"
+		"                         the guest runs (userfaultfd; a write to a page not yet copied\n"
+		"                         waits for that page's copy), so the pause does not grow\n"
+		"                         with the pages\n"
 		"  --compress CODEC       none (default), lz4 or zstd: how each epoch's dirty pages\n"
 		"                         travel (zero pages always go as a flag, without their bytes);\n"
 		"                         the sender compresses while the guest runs, never in the pause\n"
@@ -110,7 +115,7 @@ void cli_restore_usage(FILE *f)
 		"host paths and TAP names; given here, they replace them in order (same count; each disk\n"
 		"must have the size it had when the snapshot was taken; MACs stay the saved ones).\n"
 		"--control and --control-group are as for ftvmm run (see: ftvmm run --help), and so are\n"
-		"--tls-creds, --tls-psk, --tls-peer, --ft-insecure, --compress and --dirty-track, for a later\n"
+		"--tls-creds, --tls-psk, --tls-peer, --ft-insecure, --compress, --dirty-track and --checkpoint, for a later\n"
 		"`protect`.\n");
 }
 
@@ -248,6 +253,15 @@ static int parse_compress(const char *arg, struct run_config *cfg, char *err, si
 	return 0;
 }
 
+static int parse_checkpoint(const char *arg, struct run_config *cfg, char *err, size_t errlen)
+{
+	if (ft_ckpt_parse(arg, &cfg->checkpoint)) {
+		snprintf(err, errlen, "--checkpoint '%s': want %s", arg, FT_CKPT_NAMES);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int parse_dirty_track(const char *arg, struct run_config *cfg, char *err, size_t errlen)
 {
 	if (vm_dirty_track_parse(arg, &cfg->dirty_track)) {
@@ -319,6 +333,7 @@ static int parse_option(int c, char **argv, struct run_config *cfg, char *err, s
 	case 'S': cfg->stats = optarg; return 0;
 	case 'Z': return parse_compress(optarg, cfg, err, errlen);
 	case 'D': return parse_dirty_track(optarg, cfg, err, errlen);
+	case 'W': return parse_checkpoint(optarg, cfg, err, errlen);
 	case 'E':
 	case 'T': return parse_ms(c, opt, optarg, cfg, err, errlen);
 	case 'k': cfg->kernel = optarg; return 0;
@@ -487,7 +502,7 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 		{ "tls-psk", required_argument, NULL, 'P' },  { "tls-peer", required_argument, NULL, 'N' },
 		{ "ft-insecure", no_argument, NULL, 'I' },  { "arbiter", required_argument, NULL, 'A' },
 		{ "name", required_argument, NULL, 'M' },    { "compress", required_argument, NULL, 'Z' },
-		{ "dirty-track", required_argument, NULL, 'D' },
+		{ "dirty-track", required_argument, NULL, 'D' }, { "checkpoint", required_argument, NULL, 'W' },
 		{ NULL, 0, NULL, 0 },
 	};
 	memset(cfg, 0, sizeof(*cfg));

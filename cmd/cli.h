@@ -9,6 +9,7 @@
 
 #include "../devices/machine.h"
 #include "../ft/compress.h"
+#include "../ft/cow.h"
 #include "../vmm/dirty.h"
 #include "../ft/tls.h"
 
@@ -31,6 +32,7 @@ struct run_config {
 	const char *snapshot; /* restore: the snapshot file */
 	uint32_t tsc_khz;     /* --tsc-khz KHZ: the guest's TSC rate (0: this host's) */
 	enum vm_dirty_track dirty_track; /* --dirty-track auto|ring|clear|bitmap: how KVM reports guest writes */
+	enum ft_ckpt checkpoint; /* --checkpoint copy|cow: epoch pages copied in the pause, or copy-on-write */
 	bool help;
 };
 

@@ -106,6 +106,7 @@ static bool wait_for_room(struct ft_primary *p)
 
 static int harvest(struct ft_primary *p, struct ft_epoch_hdr *h);
 static int copy_pages(struct ft_primary *p, struct ft_staged *s);
+static int stage_cow(struct ft_primary *p, struct ft_staged *s);
 static int seal_epoch(struct ft_primary *p, struct ft_staged *s, uint64_t epoch);
 static uint8_t *pool_get(struct ft_primary *p, size_t bytes, size_t *cap);
 
@@ -141,6 +142,13 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 		return NULL;
 	}
 	uint64_t t[6];
+	/* the last epoch's copy-on-write copy ends before this pause begins, never inside it */
+	int cr = p->ckpt == FT_CKPT_COW ? cow_wait(&p->cow) : 0;
+	if (cr) {
+		free(s);
+		*err = cr;
+		return NULL;
+	}
 	set_pausing(p, true);
 	t[0] = s->t_start_ns = now_ns();
 	int r = vm_pause(p->vm);
@@ -153,7 +161,7 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 	}
 	r = harvest(p, &s->hdr);
 	t[2] = now_ns();
-	r = r ? r : copy_pages(p, s);
+	r = r ? r : p->ckpt == FT_CKPT_COW ? stage_cow(p, s) : copy_pages(p, s);
 	t[3] = now_ns();
 	size_t state_len = 0;
 	r = r ? r : state_capture(p->vm, p->machine, &s->state, &state_len);
@@ -205,6 +213,30 @@ static int copy_pages(struct ft_primary *p, struct ft_staged *s)
 	s->pfns = (uint64_t *)(s->pages + n * PAGE_SIZE);
 	const struct guest_mem *m = &p->vm->mem;
 	memcpy(s->pfns, p->dset.pfns, n * sizeof(uint64_t));
+	for (uint64_t k = 0; k < n; k++)
+		memcpy(s->pages + k * PAGE_SIZE, m->host + (s->pfns[k] << PAGE_SHIFT), PAGE_SIZE);
+	return 0;
+}
+
+/* cow mode: the pages write-protected now and copied by the copier while the guest runs (ft/cow.c); the
+ * sender waits for that copy (cow_wait) before it packs them. If protecting fails, copied here instead. */
+static int stage_cow(struct ft_primary *p, struct ft_staged *s)
+{
+	uint64_t n = s->hdr.npages;
+	if (!n)
+		return 0;
+	s->pages = pool_get(p, n * (PAGE_SIZE + sizeof(uint64_t)), &s->pages_cap);
+	if (!s->pages)
+		return -ENOMEM;
+	s->pfns = (uint64_t *)(s->pages + n * PAGE_SIZE);
+	memcpy(s->pfns, p->dset.pfns, n * sizeof(uint64_t));
+	int r = cow_arm(&p->cow, s->pfns, n, s->pages, &s->cow_faults, &s->cow_ns);
+	if (!r)
+		return 0;
+	if (!p->cow_warned)
+		warnx("ft: copy-on-write of epoch pages failed (%s): copied in the pause", strerror(-r));
+	p->cow_warned = true;
+	const struct guest_mem *m = &p->vm->mem;
 	for (uint64_t k = 0; k < n; k++)
 		memcpy(s->pages + k * PAGE_SIZE, m->host + (s->pfns[k] << PAGE_SHIFT), PAGE_SIZE);
 	return 0;
@@ -441,6 +473,8 @@ static void pool_drain(struct ft_primary *p)
 
 void primary_staged_release(struct ft_primary *p, struct ft_staged *s)
 {
+	if (p->ckpt == FT_CKPT_COW && s->pages)
+		cow_wait(&p->cow); /* the copier may still be filling these pages */
 	pool_put(p, s->pages, s->pages_cap);
 	free(s->state);
 	free(s->disk);
@@ -462,7 +496,7 @@ void primary_staged_free(struct ft_primary *p, struct ft_staged *s)
 
 int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct machine *machine,
 		     const char *peer, const struct ft_tls_creds *tls, bool insecure, unsigned epoch_ms,
-		     enum ft_codec codec, unsigned timeout_ms, const char *stats_path, struct ft_fence *fence, char *err,
+		     enum ft_codec codec, enum ft_ckpt ckpt, unsigned timeout_ms, const char *stats_path, struct ft_fence *fence, char *err,
 		     size_t errlen)
 {
 	memset(p, 0, sizeof(*p));
@@ -473,6 +507,7 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 	p->epoch_ms = epoch_ms;
 	p->timeout_ms = timeout_ms;
 	p->codec = codec;
+	p->ckpt = FT_CKPT_COPY; /* (cow once its userfaultfd exists, below: the teardown frees it then) */
 	p->data = p->hb = (struct ft_link){ .fd = -1 };
 	p->data.gate = primary_sender_gate;
 	p->data.gate_ctx = p;
@@ -498,6 +533,15 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 	p->dirty = calloc(words + 1, sizeof(unsigned long));
 	if (!p->dirty || dirty_set_init(&p->dset, vm->mem.npages) || ft_packer_init(&p->packer, codec))
 		return -ENOMEM;
+	if (ckpt == FT_CKPT_COW) {
+		int cr = cow_init(&p->cow, vm->mem.host, vm->mem.npages);
+		if (cr) {
+			snprintf(err, errlen, "--checkpoint cow: userfaultfd write-protection of guest RAM: %s (needs Linux >= 5.7 and root)",
+				 strerror(-cr));
+			return cr;
+		}
+		p->ckpt = FT_CKPT_COW;
+	}
 	int r = fence_pair(fence, &p->gen, err, errlen);
 	return r ? r : primary_connect(p, peer, !tls && !insecure, err, errlen);
 }
@@ -663,6 +707,9 @@ close_fds:
 	p->dirty = NULL;
 	dirty_set_free(&p->dset);
 	ft_packer_free(&p->packer); /* the sender, its only user, is joined */
+	if (p->ckpt == FT_CKPT_COW)
+		cow_free(&p->cow); /* every staged epoch is freed: no copy is owed; lifts any protection left */
+	p->ckpt = FT_CKPT_COPY;
 	disklog_destroy(&p->disklog);
 }
 

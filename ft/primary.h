@@ -9,6 +9,7 @@
 
 #include "../vmm/dirty.h"
 #include "compress.h"
+#include "cow.h"
 #include "disklog.h"
 #include "outbuf.h"
 #include "proto.h"
@@ -71,6 +72,9 @@ struct ft_primary {
 
 	unsigned long *dirty;                 /* the initial sync's page bitmap */
 	struct dirty_set dset;                /* an epoch's dirty pages, harvested in the pause (O(dirty)) */
+	enum ft_ckpt ckpt;                    /* --checkpoint: pages copied in the pause, or copy-on-write */
+	struct ft_cow cow;                    /* cow mode's userfaultfd and copier (initialised only then) */
+	bool cow_warned;                      /* said once that protecting failed and the pause copied instead */
 	/* staging buffers for the pages of epochs in flight, reused: a fresh multi-MiB malloc is an mmap
 	 * whose every page faults on first touch, inside the pause */
 	struct ft_pagebuf { uint8_t *p; size_t cap; } pool[FT_POOL];
@@ -91,7 +95,7 @@ struct ft_primary {
  * takes the generation to pair under (fence_pair), and the backup must use the same arbiter. */
 int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct machine *machine,
 		     const char *peer, const struct ft_tls_creds *tls, bool insecure, unsigned epoch_ms,
-		     enum ft_codec codec, unsigned timeout_ms, const char *stats_path, struct ft_fence *fence, char *err,
+		     enum ft_codec codec, enum ft_ckpt ckpt, unsigned timeout_ms, const char *stats_path, struct ft_fence *fence, char *err,
 		     size_t errlen);
 /* Start the engine threads once the vCPUs run (initial sync, then epochs). 0 or -errno. */
 int ft_primary_go(struct ft_primary *p);

@@ -25,6 +25,8 @@ struct ft_staged {
 	uint64_t zero_pages, wire_bytes, compress_ns; /* the sender's packing: pages flagged zero, the page payload
 						       * on the wire, its thread's CPU time packing */
 	uint64_t pkts_held;
+	uint64_t cow_faults, cow_ns; /* cow mode: writes that waited for their page's copy, and the copier's time
+				      * from the arm to the last page (filled in when the copy ends) */
 };
 
 /* primary.c: the staging buffers. release gives the epoch's buffers back (the pages to the pool) and

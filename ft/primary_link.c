@@ -314,7 +314,7 @@ static void write_stats(struct ft_primary *p, struct ft_staged *s, uint64_t ack_
 		"\"copy_us\":%.1f,\"state_us\":%.1f,\"resume_us\":%.1f,\"dirty_guest\":%llu,\"dirty_device\":%llu,\"pages\":%llu,"
 		"\"bytes\":%llu,\"ack_latency_us\":%.1f,\"pkts_held\":%llu,\"pkts_released\":%llu,\"disk_writes\":%llu,"
 		"\"baseline\":%s,\"compress\":\"%s\",\"raw_bytes\":%llu,\"wire_bytes\":%llu,\"zero_pages\":%llu,"
-		"\"compress_us\":%.1f}\n",
+		"\"compress_us\":%.1f,\"checkpoint\":\"%s\",\"cow_faults\":%llu,\"cow_copy_us\":%.1f}\n",
 		(unsigned long long)s->hdr.epoch, (double)(s->t_start_ns - p->started_ns) / 1e6, (double)s->pause_ns / 1e3,
 		(double)s->stop_ns / 1e3, (double)s->harvest_ns / 1e3, (double)s->copy_ns / 1e3, (double)s->state_ns / 1e3,
 		(double)s->resume_ns / 1e3,
@@ -323,7 +323,8 @@ static void write_stats(struct ft_primary *p, struct ft_staged *s, uint64_t ack_
 		(unsigned long long)s->pkts_held, (unsigned long long)released, (unsigned long long)s->disk_writes,
 		(s->hdr.flags & FT_EPOCH_BASELINE) ? "true" : "false", ft_codec_name(p->codec),
 		(unsigned long long)(s->hdr.npages * PAGE_SIZE), (unsigned long long)s->wire_bytes,
-		(unsigned long long)s->zero_pages, (double)s->compress_ns / 1e3);
+		(unsigned long long)s->zero_pages, (double)s->compress_ns / 1e3, ft_ckpt_name(p->ckpt),
+		(unsigned long long)s->cow_faults, (double)s->cow_ns / 1e3);
 	fflush(p->stats);
 }
 
@@ -374,6 +375,11 @@ static int send_parts(struct ft_primary *p, struct ft_staged *s, const struct io
  * (p->whole_pages) every page goes whole, as before packed epochs. */
 static int send_epoch(struct ft_primary *p, struct ft_staged *s)
 {
+	if (p->ckpt == FT_CKPT_COW) {
+		int r = cow_wait(&p->cow); /* its pages are in staging once the copier is done */
+		if (r)
+			return r;
+	}
 	if (p->whole_pages) {
 		s->zero_pages = 0;
 		s->wire_bytes = s->hdr.npages * PAGE_SIZE;

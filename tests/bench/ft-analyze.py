@@ -135,7 +135,9 @@ for e in epochs:
                                 "state_us": s["state_us"], "resume_us": s.get("resume_us", 0.0),
                                 "bytes": s["bytes"], "ack_latency_us": s["ack_latency_us"],
                                 "dirty_device": s["dirty_device"], "disk_writes": s["disk_writes"],
-                                "memcpy_us": round(memcpy_us(s["pages"]), 1)})
+                                "memcpy_us": round(memcpy_us(s["pages"]), 1),
+                                "checkpoint": s.get("checkpoint", "copy"), "cow_faults": s.get("cow_faults", 0),
+                                "cow_copy_us": s.get("cow_copy_us", 0.0)})
             pause = [s["pause_us"] for s in win]
             row.update({
                 "epochs": len(win),
@@ -620,6 +622,46 @@ if main_part:
               "hosts it would be the heartbeat timeout (--ft-timeout). The TCP stream then waits for the host's next "
               "retransmission (exponential backoff), which is why it lags the guest's own progress.")
     md.append("")
+
+
+def fit(xs, ys):
+    """least-squares line ys = a + b * xs: (b, a), or None with fewer than 2 distinct xs"""
+    if len(xs) < 2 or len(set(xs)) < 2:
+        return None
+    mx, my = st.mean(xs), st.mean(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return b, my - b * mx
+
+
+def slope_md():
+    """the pause against the epoch's pages over every epoch of the memory workloads, beside a plain memcpy of the
+    same pages (issue 16's goal for cow: a slope <= 0.1x memcpy's)"""
+    out = ["## Pause against dirty pages (least squares over every epoch of the mem workloads)", "",
+           "| epoch | checkpoint | epochs | pause slope (us/page) | intercept (us) | memcpy slope (us/page) | "
+           "slope / memcpy | copy step slope (us/page) | cow faults / epoch | cow copy beside the guest (us, mean) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in sorted({r["epoch_ms"] for r in ep_rows}, key=float):
+        rows = [r for r in ep_rows if r["epoch_ms"] == e and r["workload"].startswith("mem") and r["pages"] > 0]
+        for mode in sorted({r["checkpoint"] for r in rows}):
+            rs = [r for r in rows if r["checkpoint"] == mode]
+            xs = [r["pages"] for r in rs]
+            fp, fm, fc = fit(xs, [r["pause_us"] for r in rs]), fit(xs, [r["memcpy_us"] for r in rs]), \
+                fit(xs, [r["copy_us"] for r in rs])
+            if not fp or not fm:
+                continue
+            out.append("| %s ms | %s | %d | %.3f | %.0f | %.3f | %.2fx | %.3f | %.1f | %.0f |" % (
+                e, mode, len(rs), fp[0], fp[1], fm[0], fp[0] / fm[0] if fm[0] > 0 else float("nan"),
+                fc[0] if fc else float("nan"), mean([r["cow_faults"] for r in rs]),
+                mean([r["cow_copy_us"] for r in rs])))
+    out += ["", "The memcpy column is tests/bench/ft-memcpy.c's copy of the same number of scattered pages on this "
+            "host in this run. In cow mode the copy step of the pause is the write-protection of the pages; the copy "
+            "itself runs beside the guest (last column), and a guest or device write to a page not yet copied waits "
+            "for it (faults).", ""]
+    return out
+
+
+if ep_rows:
+    md += slope_md()
 md += tls_md()
 md.append("## memcpy baseline (this host)")
 md.append("")

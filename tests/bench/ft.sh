@@ -106,6 +106,7 @@ STUCK=0
 	echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 	echo "guest_kernel=$(cat "$(dirname "$GUEST_KERNEL")/kernel-version" 2>/dev/null || echo '?')"
 	echo "ftvmm=$FTVMM ($(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+	echo "ftvmm_with=${FTVMM_WITH:-}"
 	echo "epochs=$FTVMM_BENCH_EPOCHS"
 	echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
 	if [[ -n "${TLS_MODES// /}" ]]; then

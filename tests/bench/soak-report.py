@@ -142,7 +142,7 @@ def main():
       (", timing.csv" if timing else ""))
     w("")
     for k in ("where", "testbed_kernel", "testbed_cpus", "qemu", "guest_kernel", "ftvmm_commit", "ftvmm_binary",
-              "n", "ft_timeout_ms", "timing_timeouts_ms", "timing_n", "kinds", "arbiter", "blip_ms",
+              "n", "ft_timeout_ms", "timing_timeouts_ms", "timing_n", "kinds", "arbiter", "ft_link", "blip_ms",
               "link_cut_long_ms", "epoch_ms", "guest", "seed", "wall_s", "load_before", "load_after", "aborted"):
         if k in env:
             w("- %s: %s" % (k, env[k]))

@@ -204,6 +204,7 @@ ARB_DESC=none
 		echo "records_every=$RECORDS_EVERY"
 	fi
 	echo "arbiter=$ARB_DESC"
+	echo "ft_link=${LAB_FT_SEC:-psk} (psk: TLS 1.3 with the lab's pre-shared key; insecure: plain, --ft-insecure)"
 	echo "seed=$SEED"
 	echo "epoch_ms=$EPOCH"
 	echo "guest=$GUEST_MEM, 2 vCPUs, disk ${DISK_MB} MiB; ftwork --pages 512 --interval-ms 50 --disk --dma-pages 16 --tcp --tcp-chain --timers"

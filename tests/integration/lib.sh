@@ -12,6 +12,12 @@
 #         ITEST_GUEST_VERBOSE=1 (drop `quiet` from guest command lines to see the whole boot log).
 
 : "${FTVMM:?FTVMM must point to the ftvmm binary}"
+# FTVMM_WITH="OPTION..." (e.g. "--checkpoint cow"): every run, restore and backup of the suite gets those options
+if [[ -n "${FTVMM_WITH:-}" && -z "${FTVMM_REAL:-}" ]]; then
+	export FTVMM_REAL=$FTVMM
+	FTVMM=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/ftvmm-with.sh
+	export FTVMM
+fi
 : "${GUEST_KERNEL:?GUEST_KERNEL must point to the guest bzImage}"
 : "${GUEST_INITRD:?GUEST_INITRD must point to the guest initramfs}"
 ITEST_OUT=${ITEST_OUT:-/tmp/ftvmm-integration}

@@ -360,6 +360,16 @@ d = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print(sum(1 for e in d if e.get("dirty_device", 0) > 0), len(d))' "$L/p0.stats" 2>&1) || true
 	ft_log "p0 stats: epochs with device-dirty pages / all: $devd"
 	[[ "${devd%% *}" =~ ^[0-9]+$ && "${devd%% *}" -gt 0 ]] || case_error "no epoch of p0 had device-dirty pages: $devd"
+	# the suite in another checkpoint mode (FTVMM_WITH="--checkpoint cow"): p0's epochs must say they ran in it
+	want=copy
+	[[ " ${FTVMM_WITH:-} " == *" --checkpoint cow "* ]] && want=cow
+	mode=$("$PY" -c '
+import json, sys
+d = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+modes = sorted({e.get("checkpoint", "?") for e in d})
+print(",".join(modes), sum(e.get("cow_faults", 0) for e in d), len(d))' "$L/p0.stats" 2>&1) || true
+	ft_log "p0 stats: checkpoint mode(s), cow faults, epochs: $mode"
+	[[ "${mode%% *}" == "$want" ]] || case_error "p0's epochs ran in checkpoint mode '${mode%% *}', not $want"
 else
 	case_error "no --stats lines from p0"
 fi

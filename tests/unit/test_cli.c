@@ -589,6 +589,26 @@ static void test_dirty_track_opt(void)
 	free(text);
 }
 
+/* --checkpoint copy|cow: copy by default, also on restore (for a later protect); anything else one clear line. */
+static void test_checkpoint_opt(void)
+{
+	struct run_config c;
+	PARSE_OK(&c, "--kernel", "bz");
+	CHECK_EQ(c.checkpoint, FT_CKPT_COPY);
+	PARSE_OK(&c, "--kernel", "bz", "--checkpoint", "cow");
+	CHECK_EQ(c.checkpoint, FT_CKPT_COW);
+	PARSE_OK(&c, "--kernel", "bz", "--checkpoint=copy");
+	CHECK_EQ(c.checkpoint, FT_CKPT_COPY);
+	EXPECT_ERR("--checkpoint 'COW': want copy or cow", "--kernel", "bz", "--checkpoint", "COW");
+	EXPECT_ERR("needs a value", "--kernel", "bz", "--checkpoint");
+	char *v[] = { "restore", "--checkpoint", "cow", "f.snap", NULL };
+	CHECK_EQ(cli_parse_restore(4, v, &c, err, sizeof(err)), 0);
+	CHECK_EQ(c.checkpoint, FT_CKPT_COW);
+	char *text = usage_text(cli_run_usage, NULL);
+	CHECK(strstr(text, "--checkpoint MODE") != NULL);
+	free(text);
+}
+
 /* --compress none|lz4|zstd: the epochs' page payload, none by default, also on restore (for a later
  * protect); any other value is one clear line and exit status 2 before anything starts. */
 static void test_compress_opt(void)
@@ -645,6 +665,7 @@ int main(void)
 	test_arbiter_opts();
 	test_compress_opt();
 	test_dirty_track_opt();
+	test_checkpoint_opt();
 	free_all();
 	TEST_DONE("test_cli");
 }
