@@ -20,7 +20,9 @@
 #                           it is claiming); etcd thawed: the backup takes over.
 #   arbiter/frozen-primary-thawed  the primary's host frozen until the backup takes over, then thawed: the old primary
 #                           loses the claim, emits nothing (its TAP's count) and exits 1.
-# Env: FTVMM_ARB_TIMEOUT=3000 (--ft-timeout, ms)  FTVMM_FT_KEEP=1 (keep the scratch dir)
+# Env: FTVMM_ARB_TIMEOUT=3000 (--ft-timeout, ms)  FTVMM_FT_KEEP=1 (keep the scratch dir)  FTVMM_ARB_PAGES=128 (ftwork's
+#      pages per tick: these cases test who may run, over TLS; with t_lab's 512 every pairing streamed ~3 MB epochs
+#      through TLS at ~4 MB/s in the test bed and took ~45 s: tests/testbed/results/tls-in-testbed-20261207.md)
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 source "$here/lib.sh"
@@ -29,6 +31,7 @@ source "$here/../lab/lab.sh"
 it_begin arbiter
 
 TMO=${FTVMM_ARB_TIMEOUT:-3000}
+LAB_PAGES=${FTVMM_ARB_PAGES:-128}
 DISK_SIZE=$((8 << 20))
 GUEST_MEM=160M
 PY=python3

@@ -2,9 +2,11 @@
 # shellcheck shell=bash disable=SC2034
 # The sourcing script sets: W (scratch dir), L (log dir), TMO (--ft-timeout), DISK_SIZE, GUEST_MEM, BK_PORT, TCP_PORT,
 # PY, kargs (--kernel/--initrd), LAB_FT_ARGS (the FT links' TLS); FT_EXTRA (default none): more options for every
-# primary and backup (t_arbiter.sh: --arbiter and --name). State shared with the script: cur (the primary), bk (its
+# primary and backup (t_arbiter.sh: --arbiter and --name); LAB_PAGES (default 512): ftwork's pages rewritten per tick.
+# State shared with the script: cur (the primary), bk (its
 # backup), TCPLOG, fresh_failed.
 FT_EXTRA=(${FT_EXTRA[@]+"${FT_EXTRA[@]}"})
+LAB_PAGES=${LAB_PAGES:-512}
 declare -gA HOST_OF=() DISK=()
 
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
@@ -112,7 +114,7 @@ start_guest() {
 	fi
 	DISK[$p]="$(lab_host_dir a)/$p.img"
 	truncate -s "$DISK_SIZE" "${DISK[$p]}"
-	ftargs="--pages,512,--interval-ms,50,--disk,/dev/vda,--dma-pages,16,--tcp,${LAB_LAN_IP[c]}:$port,--tcp-chain,--timers,--timer-stall-ms,15000,--count,1000000"
+	ftargs="--pages,$LAB_PAGES,--interval-ms,50,--disk,/dev/vda,--dma-pages,16,--tcp,${LAB_LAN_IP[c]}:$port,--tcp-chain,--timers,--timer-stall-ms,15000,--count,1000000"
 	cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftnet=$LAB_GUEST_IP/24 ftvmm.ftargs=$ftargs")
 	lbg a "$p" env FTVMM_DEBUG=1 "$FTVMM" run "${kargs[@]}" --mem "$GUEST_MEM" --cpus 2 --disk "${DISK[$p]}" \
 		--net "tap=$LAB_TAP" --control "$W/$p.sock" --epoch 25 --ft-timeout "$TMO" --stats "$L/$p.stats" "${LAB_FT_ARGS[@]}" ${FT_EXTRA[@]+"${FT_EXTRA[@]}"} \
