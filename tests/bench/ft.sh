@@ -27,6 +27,7 @@
 # Env: FTVMM, GUEST_KERNEL, GUEST_INITRD (defaults: build/, guest-images/out/); FT_BENCH_QUICK=1 (shorter runs);
 # FT_BENCH_TLS="off psk" (the TLS modes; "" skips the comparison); FT_BENCH_TLS_REPS=3; FT_BENCH_TLS_ONLY=1 (only the
 # TLS comparison, at EPOCHS default "25": about 5 minutes in the test bed).
+# FT_BENCH_GUEST_ARGS="..." (appended to the guest's kernel command line, e.g. no-kvmapf).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -66,7 +67,7 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 		tmo=$(((TLS_ONLY == 1 ? 300 : 1500) + 80 * nmodes * TLS_REPS * nepochs))
 		FTVMM_BENCH_ENV="nested test bed: qemu TCG -cpu max, 2 vCPUs, kvm-amd inside (nested SVM emulated)" \
 			TESTBED_TIMEOUT=${TESTBED_TIMEOUT:-$tmo} TESTBED_LOG="$FTVMM_BENCH_RES/testbed.log" \
-			TESTBED_PASSENV="FTVMM GUEST_KERNEL GUEST_INITRD BENCH_INSIDE FT_BENCH_QUICK FT_BENCH_TLS FT_BENCH_TLS_ONLY FT_BENCH_TLS_REPS" \
+			TESTBED_PASSENV="FTVMM GUEST_KERNEL GUEST_INITRD BENCH_INSIDE FT_BENCH_QUICK FT_BENCH_TLS FT_BENCH_TLS_ONLY FT_BENCH_TLS_REPS FT_BENCH_GUEST_ARGS" \
 			BENCH_INSIDE=1 FT_BENCH_TLS="$TLS_MODES" \
 			"$repo/tests/testbed/run.sh" bash "$0" "$EPOCHS" || echo "ft bench: the test bed run failed ($?)" >&2
 	fi
@@ -107,6 +108,7 @@ STUCK=0
 	echo "guest_kernel=$(cat "$(dirname "$GUEST_KERNEL")/kernel-version" 2>/dev/null || echo '?')"
 	echo "ftvmm=$FTVMM ($(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo '?'))"
 	echo "ftvmm_with=${FTVMM_WITH:-}"
+	echo "guest_args=${FT_BENCH_GUEST_ARGS:-}"
 	echo "epochs=$FTVMM_BENCH_EPOCHS"
 	echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
 	if [[ -n "${TLS_MODES// /}" ]]; then
@@ -226,7 +228,7 @@ main_epoch() {
 	rm -f "$W/p.console" "$W/b.console"
 	start p "$W/p.console" "$W/p.err" "$FTVMM" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --mem 256M --cpus 2 \
 		--disk "$W/p.img" --net "tap=$TAP" --control "$W/p.sock" --epoch "$epoch" --ft-timeout 10000 \
-		--stats "$RES/stats-$epoch.jsonl" --cmdline "console=ttyS0 panic=-1 quiet ftvmm.noreboot"
+		--stats "$RES/stats-$epoch.jsonl" --cmdline "console=ttyS0 panic=-1 quiet ftvmm.noreboot${FT_BENCH_GUEST_ARGS:+ $FT_BENCH_GUEST_ARGS}"
 	if ! wait_stamped "$W/p.console" FTVMM-GUEST-DONE 300 >/dev/null; then
 		echo "ft bench: the guest did not boot (epoch $epoch)" >&2
 		ft_kill p
@@ -375,7 +377,7 @@ tls_run() {
 	ts=$(ft_now)
 	start p "$W/p.console" "$W/p.err" "$FTVMM" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --mem 256M --cpus 2 \
 		--disk "$W/p.img" --net "tap=$TAP" --control "$W/p.sock" --epoch "$epoch" --ft-timeout 10000 \
-		--stats "$stats" "${targs[@]}" --cmdline "console=ttyS0 panic=-1 quiet ftvmm.noreboot"
+		--stats "$stats" "${targs[@]}" --cmdline "console=ttyS0 panic=-1 quiet ftvmm.noreboot${FT_BENCH_GUEST_ARGS:+ $FT_BENCH_GUEST_ARGS}"
 	if ! wait_stamped "$W/p.console" FTVMM-GUEST-DONE 300 >/dev/null; then
 		echo "ft bench: the guest did not boot (epoch $epoch, TLS $mode, round $round)" >&2
 		echo "epoch=$epoch tls=$mode round=$round failed=boot" >>"$RES/tls-protect.txt"
