@@ -25,7 +25,7 @@
  *                      sender, primary_link.c) -> wait_next_epoch. engine_end when it stops.
  *   checkpoint         one epoch, inside one pause:
  *                      vm_pause -> harvest -> copy_pages -> state_capture -> seal_epoch -> vm_resume
- *   the staging pool   the buffers copy_pages fills and the sender gives back
+ *   the staging pool   the buffers copy_pages fills (cow mode: the copier) and the sender gives back
  *   start / go / stop  pairing (primary_connect), the four threads, and the end of protection
  *                      (a planned failover's last epoch, held output released or dropped)
  */
@@ -106,7 +106,6 @@ static bool wait_for_room(struct ft_primary *p)
 
 static int harvest(struct ft_primary *p, struct ft_epoch_hdr *h);
 static int copy_pages(struct ft_primary *p, struct ft_staged *s);
-static int stage_cow(struct ft_primary *p, struct ft_staged *s);
 static int seal_epoch(struct ft_primary *p, struct ft_staged *s, uint64_t epoch);
 static uint8_t *pool_get(struct ft_primary *p, size_t bytes, size_t *cap);
 
@@ -161,7 +160,7 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 	}
 	r = harvest(p, &s->hdr);
 	t[2] = now_ns();
-	r = r ? r : p->ckpt == FT_CKPT_COW ? stage_cow(p, s) : copy_pages(p, s);
+	r = r ? r : copy_pages(p, s);
 	t[3] = now_ns();
 	size_t state_len = 0;
 	r = r ? r : state_capture(p->vm, p->machine, &s->state, &state_len);
@@ -201,7 +200,9 @@ static int harvest(struct ft_primary *p, struct ft_epoch_hdr *h)
 }
 
 /* The dirty pages into staging so the guest may run on while the epoch streams. Pages and pfns share
- * one pooled buffer, which the sender gives back, so the pause reuses memory already faulted in. */
+ * one pooled buffer, which the sender gives back, so the pause reuses memory already faulted in. In cow
+ * mode the pages are only write-protected here and the copier fills the buffer while the guest runs
+ * (ft/cow.c; the sender waits for it, cow_wait); if protecting fails, they are copied here after all. */
 static int copy_pages(struct ft_primary *p, struct ft_staged *s)
 {
 	uint64_t n = s->hdr.npages;
@@ -211,31 +212,15 @@ static int copy_pages(struct ft_primary *p, struct ft_staged *s)
 	if (!s->pages)
 		return -ENOMEM;
 	s->pfns = (uint64_t *)(s->pages + n * PAGE_SIZE);
-	const struct guest_mem *m = &p->vm->mem;
 	memcpy(s->pfns, p->dset.pfns, n * sizeof(uint64_t));
-	for (uint64_t k = 0; k < n; k++)
-		memcpy(s->pages + k * PAGE_SIZE, m->host + (s->pfns[k] << PAGE_SHIFT), PAGE_SIZE);
-	return 0;
-}
-
-/* cow mode: the pages write-protected now and copied by the copier while the guest runs (ft/cow.c); the
- * sender waits for that copy (cow_wait) before it packs them. If protecting fails, copied here instead. */
-static int stage_cow(struct ft_primary *p, struct ft_staged *s)
-{
-	uint64_t n = s->hdr.npages;
-	if (!n)
-		return 0;
-	s->pages = pool_get(p, n * (PAGE_SIZE + sizeof(uint64_t)), &s->pages_cap);
-	if (!s->pages)
-		return -ENOMEM;
-	s->pfns = (uint64_t *)(s->pages + n * PAGE_SIZE);
-	memcpy(s->pfns, p->dset.pfns, n * sizeof(uint64_t));
-	int r = cow_arm(&p->cow, s->pfns, n, s->pages, &s->cow_faults, &s->cow_ns);
-	if (!r)
-		return 0;
-	if (!p->cow_warned)
-		warnx("ft: copy-on-write of epoch pages failed (%s): copied in the pause", strerror(-r));
-	p->cow_warned = true;
+	if (p->ckpt == FT_CKPT_COW) {
+		int r = cow_arm(&p->cow, s->pfns, n, s->pages, &s->cow_faults, &s->cow_ns);
+		if (!r)
+			return 0;
+		if (!p->cow_warned)
+			warnx("ft: copy-on-write of epoch pages failed (%s): copied in the pause", strerror(-r));
+		p->cow_warned = true;
+	}
 	const struct guest_mem *m = &p->vm->mem;
 	for (uint64_t k = 0; k < n; k++)
 		memcpy(s->pages + k * PAGE_SIZE, m->host + (s->pfns[k] << PAGE_SHIFT), PAGE_SIZE);
