@@ -182,7 +182,10 @@ def main():
     if timing:
         w("## Failover timing by phase (host crash of the primary), ms from the crash")
         w("")
-        w("Phases: takeover line (silence detected, takeover decided), vCPUs running (the `restore: guest running` "
+        w("The crash's time: when its links were all down (lab_crash's `LAB_SILENT_AT`; in results written before "
+          "that existed, when the injector started). injector: from the injector's start to the links down, "
+          "not part of the failover. "
+          "Phases: takeover line (silence detected, takeover decided), vCPUs running (the `restore: guest running` "
           "line), ftvmm's own loss-seen-to-running figure on that line, the guest's next tick on the survivor's "
           "console, the client's first line after the takeover, re-protected.")
         w("")
@@ -192,13 +195,15 @@ def main():
         for t in timing:
             if t["ft_timeout_ms"] not in tmos:
                 tmos.append(t["ft_timeout_ms"])
-        phases = [("detect_ms", "takeover line"), ("running_ms", "vCPUs running"),
+        phases = [("inject_ms", "injector (start to links down)"), ("detect_ms", "takeover line"), ("running_ms", "vCPUs running"),
                   ("inside_ms", "ftvmm: loss seen to running"), ("tick_ms", "next guest tick"),
                   ("tcp_ms", "client stream moving"), ("reprotect_ms", "re-protected (from its start)")]
         for tmo in tmos:
             ts = [t for t in timing if t["ft_timeout_ms"] == tmo]
             for key, name in phases:
-                med, lo, hi, n = stats((t[key] for t in ts), "%.1f" if key == "inside_ms" else "%.0f")
+                med, lo, hi, n = stats((t.get(key) for t in ts), "%.1f" if key == "inside_ms" else "%.0f")
+                if n == 0 and key == "inject_ms":
+                    continue
                 w("| %s | %s | %d | %s | %s | %s |" % (tmo, name, n, med, lo, hi))
         w("")
         w("| --ft-timeout | crashes | verified ok | unplanned events (spontaneous / reboot) | false takeovers |")

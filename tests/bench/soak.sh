@@ -229,7 +229,7 @@ EV_CSV="$RES/events.csv"
 echo "row,failure,kind,injected,ft_timeout_ms,t_inject,utc,primary,primary_host,backup,backup_host,survivor,detect_ms,running_ms,inside_ms,tick_ms,tcp_ms,reprotect_ms,acked_epoch,from_epoch,outcome,cut_asked_ms,cut_ms,stall_ms,split_brain,verdict,verified,reason" >"$EV_CSV"
 echo "check,after_failure,t,generation,survivor,result,detail" >"$RES/checks.csv"
 [[ "$TIMING" == 1 ]] &&
-	echo "ft_timeout_ms,crash,row,t_crash,detect_ms,running_ms,inside_ms,tick_ms,tcp_ms,reprotect_ms,verified" >"$RES/timing.csv"
+	echo "ft_timeout_ms,crash,row,t_crash,detect_ms,running_ms,inside_ms,tick_ms,tcp_ms,reprotect_ms,verified,inject_ms" >"$RES/timing.csv"
 
 finished=0
 finish() {
@@ -600,6 +600,10 @@ ev_host_crash() {
 	local ph=${HOST_OF[$cur]}
 	EV_T0=$(ft_now)
 	lab_crash "$ph" || err "lab_crash $ph: processes survived"
+	# the phases count from the silence (the links down), not from the injector's start: its own ip command
+	# costs 150-350 ms in the test bed (EV_INJECT says how long)
+	EV_INJECT=$(ms "$EV_T0" "$LAB_SILENT_AT")
+	EV_T0=$LAB_SILENT_AT
 	host_gone "$ph"
 	# silence is all a crashed host leaves: a closed connection would mean a FIN or RST got out of it
 	takeover "$EV_T0" '^no heartbeat from the primary$' $((TMO - 250)) || { NEED_RECOVER=1; return 0; }
@@ -1043,7 +1047,7 @@ keep_evidence() {
 }
 
 ev_reset() {
-	EV_T0="" EV_PRIM=$cur EV_PH="" EV_BK=$bk EV_BH="" EV_SURV="" EV_DETECT="" EV_RUNNING="" EV_INSIDE=""
+	EV_T0="" EV_INJECT="" EV_PRIM=$cur EV_PH="" EV_BK=$bk EV_BH="" EV_SURV="" EV_DETECT="" EV_RUNNING="" EV_INSIDE=""
 	EV_TICK="" EV_TCP="" EV_PROT="" EV_FROM="" EV_WHY="" ACKED=""
 	EV_OUTCOME="" EV_CUT_ASKED="" EV_CUT="" EV_STALL="" EV_SPLIT=0
 	[[ -n "$cur" ]] && EV_PH=${HOST_OF[$cur]:-}
@@ -1220,7 +1224,7 @@ run_event() {
 	((${#NOTES[@]} == 0)) || msg+="(${NOTES[*]})"
 	((EV_SPLIT)) && sb=" (SPLIT BRAIN)"
 	row "$fno" "$kind" yes "$verified" "${msg%; }"
-	[[ "$TIMING" == 1 ]] && echo "$TMO,$TIMING_K,$ROW,$EV_T0,${EV_DETECT:-},${EV_RUNNING:-},${EV_INSIDE:-},${EV_TICK:-},${EV_TCP:-},${EV_PROT:-},$verified" >>"$RES/timing.csv"
+	[[ "$TIMING" == 1 ]] && echo "$TMO,$TIMING_K,$ROW,$EV_T0,${EV_DETECT:-},${EV_RUNNING:-},${EV_INSIDE:-},${EV_TICK:-},${EV_TCP:-},${EV_PROT:-},$verified,${EV_INJECT:-}" >>"$RES/timing.csv"
 	say "row $ROW: failure $fno $kind${EV_OUTCOME:+ (outcome $EV_OUTCOME)}: $EV_PRIM@$EV_PH (acked ${ACKED:-?}) ->" \
 		"${EV_SURV:-?}: detect ${EV_DETECT:--} ms, tick ${EV_TICK:--} ms, stream ${EV_TCP:--} ms (silent ${EV_STALL:--}" \
 		"ms), re-protected ${EV_PROT:--} ms [${EV_WHY:-}]: $verified${sb}${msg:+: $msg}"

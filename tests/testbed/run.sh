@@ -3,7 +3,8 @@
 #
 # Usage: tests/testbed/run.sh CMD [ARG...]
 # The command runs as root under bash inside the test-bed host, in the caller's working directory, with:
-#   - the outer machine's / visible read-only (so bash, coreutils and ftvmm's shared libraries are there),
+#   - as its root an ext4 image of the outer machine's packages the suite runs (bash, coreutils, python3, etcd,
+#     ftvmm's shared libraries: tests/testbed/rootfs.sh), writable, the writes thrown away at the end,
 #   - this repository visible read-write at the same path (build/ftvmm, guest-images/out/ are reachable),
 #   - /tmp, /run, /dev/shm as tmpfs; /var/tmp on an ext4 scratch disk (virtio-blk, sparse file outside),
 #   - /dev/kvm from kvm-amd (nested SVM emulated by TCG), loopback up, tun/bridge/veth loaded.
@@ -50,6 +51,11 @@
 #                          tests create and destroy no longer flip static keys, i.e. no longer rewrite kernel code
 #                          under the other emulated CPU (0: off, for comparisons)
 #   TESTBED_PASSENV="A B"  extra variables to pass into the command's environment (FTVMM_* always pass)
+#   TESTBED_ROOT=image     the test bed's root file system: image = an ext4 image of the packages the suite runs
+#                          (tests/testbed/rootfs.sh, built into tests/testbed/out/<series>/root.img on first use,
+#                          booted with snapshot=on); 9p = the outer machine's / shared read-only over 9p, what the
+#                          test bed used until 2026-12-07 (its request path deadlocks the emulated host now and then:
+#                          README, the test bed)
 #   TESTBED_LOG=path       where to leave a copy of the command's output at the end, and the kernel console beside it
 #                          as path.kernel (default tests/testbed/out/last-run.log; concurrent runs: the last wins)
 set -euo pipefail
@@ -75,6 +81,7 @@ TESTBED_KSERIES=${TESTBED_KSERIES:-6.1}
 TESTBED_CLOCK=${TESTBED_CLOCK-"tsc=reliable idle=poll"}
 TESTBED_KVMPIN=${TESTBED_KVMPIN:-1}
 TESTBED_LOG=${TESTBED_LOG:-$here/out/last-run.log}
+TESTBED_ROOT=${TESTBED_ROOT:-image}
 # the emulator: the system's (QEMU 7.2), or with TESTBED_QEMU=10 QEMU 10.0 from bookworm-backports, unpacked into
 # tests/testbed/out/qemu by tests/deps.sh (install_testbed_qemu) on first use
 if [[ "${TESTBED_QEMU:-}" == 10 ]]; then
@@ -103,6 +110,17 @@ if [[ $stale == 0 ]]; then
 fi
 if [[ $stale == 1 ]]; then
 	OUT="$out" bash "$here/build.sh" >&2
+fi
+# The root image (rootfs.sh): again when missing, older than its scripts, or older than dpkg's record of what is
+# installed (a package added or upgraded outside).
+if [[ "$TESTBED_ROOT" == image ]]; then
+	stale=0
+	for src in "$here/rootfs.sh" "$here/rootfs-files.py" /var/lib/dpkg/status; do
+		[[ -f "$out/root.img" && ! "$src" -nt "$out/root.img" ]] || stale=1
+	done
+	if [[ $stale == 1 ]]; then
+		OUT="$out" KVER=$(cat "$out/kernel-version") bash "$here/rootfs.sh" >&2 || exit 125
+	fi
 fi
 
 ctl=$(mktemp -d "${TMPDIR:-/tmp}/ftvmm-testbed.XXXXXX")
@@ -137,7 +155,9 @@ cwd=$(pwd -P)
 } >"$ctl/cmd.sh"
 {
 	printf 'TB_REPO=%q\n' "$repo"
-	[[ "$TESTBED_SCRATCH_MB" -gt 0 ]] && echo "TB_SCRATCH=1" || echo "TB_SCRATCH=0"
+	# the drives' order below: the root image (if any) is vda, the scratch disk the next one
+	if [[ "$TESTBED_ROOT" == image ]]; then echo "TB_ROOTDEV=/dev/vda"; sdev=/dev/vdb; else echo "TB_ROOTDEV="; sdev=/dev/vda; fi
+	[[ "$TESTBED_SCRATCH_MB" -gt 0 ]] && echo "TB_SCRATCH=1 TB_SCRATCHDEV=$sdev" || echo "TB_SCRATCH=0"
 	echo "TB_KVMPIN=$TESTBED_KVMPIN"
 } >"$ctl/config"
 
@@ -149,10 +169,14 @@ qemu=("$TESTBED_QEMU"
 	-kernel "$out/bzImage" -initrd "$out/initramfs.cpio.gz"
 	-append "console=ttyS0 loglevel=5 panic=-1 mitigations=off nokaslr $TESTBED_CLOCK $TESTBED_KVM_ARGS"
 	-monitor "unix:$ctl/mon.sock,server=on,wait=off"
-	-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
 	-virtfs "local,path=$repo,mount_tag=repo,security_model=none,multidevs=remap"
 	-virtfs "local,path=$ctl,mount_tag=tbctl,security_model=none"
 )
+if [[ "$TESTBED_ROOT" == image ]]; then
+	qemu+=(-drive "file=$out/root.img,if=virtio,format=raw,snapshot=on,cache=unsafe")
+else
+	qemu+=(-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap")
+fi
 # firmware of the emulator's own release first, then the system's (seabios)
 [[ -n "$TESTBED_QEMU_DATA" ]] && qemu+=(-L "$TESTBED_QEMU_DATA" -L /usr/share/qemu)
 if [[ "$TESTBED_SCRATCH_MB" -gt 0 ]]; then
@@ -160,7 +184,7 @@ if [[ "$TESTBED_SCRATCH_MB" -gt 0 ]]; then
 	qemu+=(-drive "file=$ctl/scratch.img,if=virtio,format=raw,cache=unsafe,discard=unmap")
 fi
 
-echo "testbed: booting ($("$TESTBED_QEMU" --version | head -n1 | sed 's/ emulator version//'), $TESTBED_ACCEL, ${TESTBED_SMP} vCPUs, $TESTBED_MEM, kernel $(cat "$out/kernel-version"), $TESTBED_CLOCK $TESTBED_KVM_ARGS, kvmpin=$TESTBED_KVMPIN," \
+echo "testbed: booting ($("$TESTBED_QEMU" --version | head -n1 | sed 's/ emulator version//'), $TESTBED_ACCEL, ${TESTBED_SMP} vCPUs, $TESTBED_MEM, kernel $(cat "$out/kernel-version"), $TESTBED_CLOCK $TESTBED_KVM_ARGS, kvmpin=$TESTBED_KVMPIN, root=$TESTBED_ROOT," \
 	"timeout ${TESTBED_TIMEOUT}s): $*" >&2
 : >"$klog"
 tail -n +1 -F "$klog" 2>/dev/null | sed -u 's/\r$//; s/^/testbed| /' &
