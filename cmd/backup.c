@@ -28,7 +28,7 @@ static void backup_usage(FILE *f)
 		"Wait for a primary (`ftvmm run ... --backup HOST:PORT`), mirror its guest epoch by epoch, and\n"
 		"when the primary dies resume the guest from the last committed epoch: this process then runs\n"
 		"it as an ordinary VM (console on stdout, control socket, exit code on guest reboot). A later\n"
-		"`protect` keeps the primary's --epoch and --compress (a codec this build does not know is\n"
+		"`protect` keeps the primary's --epoch, --compress and --delta-cache (a codec this build does not know is\n"
 		"refused when the primary pairs).\n"
 		"\n"
 		"  --listen HOST:PORT  where the primary connects\n"
@@ -186,6 +186,7 @@ void backup_run_config(const struct backup *b, struct run_config *cfg)
 	if (b->epoch_ms) /* after a takeover, `protect` keeps the protection this guest had */
 		cfg->epoch_ms = b->epoch_ms;
 	cfg->compress = b->codec; /* the primary's (none from one that named no codec) */
+	cfg->delta_cache = b->delta_cache; /* its --delta-cache (0: none, or an older primary) */
 	cfg->ft_timeout_ms = b->timeout_ms;
 }
 

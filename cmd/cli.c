@@ -86,6 +86,9 @@ void cli_run_usage(FILE *f)
 		"  --compress CODEC       none (default), lz4 or zstd: how each epoch's dirty pages\n"
 		"                         travel (zero pages always go as a flag, without their bytes);\n"
 		"                         the sender compresses while the guest runs, never in the pause\n"
+		"  --delta-cache SIZE     keep up to SIZE (K/M/G; at most the guest's RAM) of the pages\n"
+		"                         sent, and send a page whose new content differs little as a\n"
+		"                         delta against the last one (XBZRLE-style; default 0: off)\n"
 		"  --tls-creds DIR        TLS 1.3 on the FT links, x509: DIR holds ca-cert.pem,\n"
 		"                         client-cert.pem and client-key.pem (QEMU's layout); the\n"
 		"                         backup's certificate must chain to the CA and name the\n"
@@ -115,7 +118,8 @@ void cli_restore_usage(FILE *f)
 		"host paths and TAP names; given here, they replace them in order (same count; each disk\n"
 		"must have the size it had when the snapshot was taken; MACs stay the saved ones).\n"
 		"--control and --control-group are as for ftvmm run (see: ftvmm run --help), and so are\n"
-		"--tls-creds, --tls-psk, --tls-peer, --ft-insecure, --compress, --dirty-track and --checkpoint, for a later\n"
+		"--tls-creds, --tls-psk, --tls-peer, --ft-insecure, --compress, --delta-cache, --dirty-track and --checkpoint,\n"
+		"for a later "
 		"`protect`.\n");
 }
 
@@ -253,6 +257,19 @@ static int parse_compress(const char *arg, struct run_config *cfg, char *err, si
 	return 0;
 }
 
+static int parse_delta_cache(const char *arg, struct run_config *cfg, char *err, size_t errlen)
+{
+	if (parse_size(arg, &cfg->delta_cache) || (cfg->delta_cache && cfg->delta_cache < PAGE_SIZE)) {
+		snprintf(err, errlen, "--delta-cache: bad size '%s' (want 0 or at least 4K, e.g. 64M)", arg);
+		return -EINVAL;
+	}
+	if (cfg->delta_cache > VM_MAX_MEM) {
+		snprintf(err, errlen, "--delta-cache %s: above the largest guest, %lluG", arg, VM_MAX_MEM >> 30);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int parse_checkpoint(const char *arg, struct run_config *cfg, char *err, size_t errlen)
 {
 	if (ft_ckpt_parse(arg, &cfg->checkpoint)) {
@@ -334,6 +351,7 @@ static int parse_option(int c, char **argv, struct run_config *cfg, char *err, s
 	case 'Z': return parse_compress(optarg, cfg, err, errlen);
 	case 'D': return parse_dirty_track(optarg, cfg, err, errlen);
 	case 'W': return parse_checkpoint(optarg, cfg, err, errlen);
+	case 'Y': return parse_delta_cache(optarg, cfg, err, errlen);
 	case 'E':
 	case 'T': return parse_ms(c, opt, optarg, cfg, err, errlen);
 	case 'k': cfg->kernel = optarg; return 0;
@@ -503,6 +521,7 @@ static int parse_common(int argc, char **argv, struct run_config *cfg, bool rest
 		{ "ft-insecure", no_argument, NULL, 'I' },  { "arbiter", required_argument, NULL, 'A' },
 		{ "name", required_argument, NULL, 'M' },    { "compress", required_argument, NULL, 'Z' },
 		{ "dirty-track", required_argument, NULL, 'D' }, { "checkpoint", required_argument, NULL, 'W' },
+		{ "delta-cache", required_argument, NULL, 'Y' },
 		{ NULL, 0, NULL, 0 },
 	};
 	memset(cfg, 0, sizeof(*cfg));

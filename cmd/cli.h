@@ -25,6 +25,7 @@ struct run_config {
 	unsigned ft_timeout_ms; /* --ft-timeout MS: heartbeat silence that counts as a failure */
 	const char *stats;    /* --stats FILE: one JSON line per epoch */
 	enum ft_codec compress; /* --compress none|lz4|zstd: the epochs' page payload (also for a later protect) */
+	uint64_t delta_cache;   /* --delta-cache SIZE: bytes of sent pages kept for page deltas (0: none) */
 	struct ft_tls_opts tls; /* --tls-creds DIR | --tls-psk FILE, --tls-peer NAME: the FT links' TLS */
 	bool ft_insecure;     /* --ft-insecure: FT links without credentials may leave this host */
 	const char *arbiter;  /* --arbiter etcd://HOST:PORT[,...]: who runs after a failure is decided there */

@@ -162,7 +162,7 @@ static int control_protect(void *ctx, int argc, char **argv, char *reply, size_t
 	unsigned epoch = cur_cfg->epoch_ms ? cur_cfg->epoch_ms : FT_DEFAULT_EPOCH_MS;
 	unsigned tmo = cur_cfg->ft_timeout_ms ? cur_cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
 	if (ft_primary_start(&ft, vm, &plat, &cur_cfg->machine, argv[1], client_tls, cur_cfg->ft_insecure, epoch,
-			     cur_cfg->compress, cur_cfg->checkpoint, tmo, cur_cfg->stats, fence, err, sizeof(err)) ||
+			     cur_cfg->compress, cur_cfg->delta_cache, cur_cfg->checkpoint, tmo, cur_cfg->stats, fence, err, sizeof(err)) ||
 	    ft_primary_go(&ft)) {
 		ft_primary_stop(&ft, FT_STOP_QUIT);
 		snprintf(reply, len, "error: %s", err[0] ? err : "cannot start the fault-tolerance threads");
@@ -295,7 +295,7 @@ static int start_protection(struct vm *vm, const struct run_config *cfg)
 	unsigned tmo = cfg->ft_timeout_ms ? cfg->ft_timeout_ms : FT_DEFAULT_TIMEOUT_MS;
 	if (client_creds(cfg, err, sizeof(err)) ||
 	    ft_primary_start(&ft, vm, &plat, &cfg->machine, cfg->backup, client_tls, cfg->ft_insecure, epoch,
-			     cfg->compress, cfg->checkpoint, tmo, cfg->stats, fence, err, sizeof(err))) {
+			     cfg->compress, cfg->delta_cache, cfg->checkpoint, tmo, cfg->stats, fence, err, sizeof(err))) {
 		warnx("%s", err);
 		ft_primary_stop(&ft, FT_STOP_QUIT);
 		return -1;

@@ -5,6 +5,7 @@
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
 #include "compress.h"
+#include "delta.h"
 #include "events.h"
 #include "fence.h"
 #include "primary.h"
@@ -137,26 +138,43 @@ static uint64_t pfn_at(const uint8_t *pfns, uint64_t i)
 	return v;
 }
 
-/* Every pfn of a batch inside guest RAM (zero_flag: a packed epoch's, which may carry FT_PFN_ZERO). n is
- * at most the guest's page count (the callers check that first), so this loop is bounded by the guest,
- * not by the wire. */
-static bool pages_fit(const struct backup *b, uint64_t n, const uint8_t *pfns, bool zero_flag)
+#define PFN_FLAGS (FT_PFN_ZERO | FT_PFN_DELTA)
+
+/* Every pfn of a batch inside guest RAM, with at most one of the flags in allowed (a packed epoch's may
+ * carry FT_PFN_ZERO, and FT_PFN_DELTA where this pairing said so). n is at most the guest's page count (the
+ * callers check that first), so this loop is bounded by the guest, not by the wire. */
+static bool pages_fit(const struct backup *b, uint64_t n, const uint8_t *pfns, uint64_t allowed)
 {
-	for (uint64_t i = 0; i < n; i++)
-		if ((pfn_at(pfns, i) & ~(zero_flag ? FT_PFN_ZERO : 0)) >= b->mem.npages)
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t v = pfn_at(pfns, i), f = v & PFN_FLAGS;
+		if ((v & ~allowed) >= b->mem.npages || (f & ~allowed) || f == PFN_FLAGS)
 			return false;
+	}
 	return true;
 }
 
-/* The n pages at pfns, from pages one after the other; a pfn flagged FT_PFN_ZERO (only a packed epoch's
- * pass pages_fit) is a page of zeroes that takes none of them. */
+/* The flags a packed epoch's pfns may carry on this pairing. */
+static uint64_t packed_flags(const struct backup *b)
+{
+	return FT_PFN_ZERO | (b->delta ? FT_PFN_DELTA : 0);
+}
+
+/* The n pages at pfns, from pages one after the other; a pfn flagged FT_PFN_ZERO is a page of zeroes that
+ * takes none of them, one flagged FT_PFN_DELTA a length word and a delta record applied to the page as it
+ * is (only a packed epoch's pfns have flags, all checked by pages_fit and deltas_check). */
 static void apply_pages(struct backup *b, uint64_t n, const uint8_t *pfns, const uint8_t *pages)
 {
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t pfn = pfn_at(pfns, i);
-		uint8_t *dst = b->mem.host + ((pfn & ~FT_PFN_ZERO) << PAGE_SHIFT);
+		uint8_t *dst = b->mem.host + ((pfn & ~PFN_FLAGS) << PAGE_SHIFT);
 		if (pfn & FT_PFN_ZERO) {
 			memset(dst, 0, PAGE_SIZE);
+			continue;
+		}
+		if (pfn & FT_PFN_DELTA) {
+			size_t len = (size_t)pages[0] | (size_t)pages[1] << 8;
+			ft_delta_apply(dst, pages + 2, len);
+			pages += 2 + len;
 			continue;
 		}
 		memcpy(dst, pages, PAGE_SIZE);
@@ -181,7 +199,7 @@ int backup_sync_mem(struct backup *b, const void *p, size_t len)
 	if (!batch_size(b, n, &bytes) || bytes != len - 8)
 		return -EBADMSG;
 	const uint8_t *pfns = (const uint8_t *)p + 8;
-	if (!pages_fit(b, n, pfns, false))
+	if (!pages_fit(b, n, pfns, 0))
 		return -EBADMSG;
 	apply_pages(b, n, pfns, pfns + n * 8);
 	return 0;
@@ -208,35 +226,66 @@ struct epoch_parts {
 	struct ft_pages_hdr ph; /* a packed epoch's */
 	const uint8_t *pfns, *pages, *state, *disk; /* pages: the non-zero ones, one after the other */
 	uint8_t *unpacked;      /* a compressed epoch's pages, decompressed (malloc'd: the caller frees it) */
+	uint64_t ndelta;        /* a packed epoch's pfns with FT_PFN_DELTA */
 };
 
-/* How many pfns carry FT_PFN_ZERO. */
-static uint64_t zero_flags(uint64_t n, const uint8_t *pfns)
+/* How many of the n pfns carry flag. */
+static uint64_t flagged(uint64_t n, const uint8_t *pfns, uint64_t flag)
 {
 	uint64_t z = 0;
 	for (uint64_t i = 0; i < n; i++)
-		z += (pfn_at(pfns, i) & FT_PFN_ZERO) != 0;
+		z += (pfn_at(pfns, i) & flag) != 0;
 	return z;
 }
 
 /* A packed epoch's page area (npages already bounded by the guest, its pfns inside it): the codec of the
- * HELLO, as many pfns flagged zero as nzero says, raw_len exactly the other pages (so at most the guest's
- * memory: the bound of any allocation for them), a codec none payload exactly those, zero padding. */
-static int packed_check(const struct backup *b, const struct epoch_parts *e)
+ * HELLO, as many pfns flagged zero as nzero says, raw_len at most the other pages whole (so at most the
+ * guest's memory: the bound of any allocation for them) and exactly that without deltas, a codec none
+ * payload exactly raw_len, zero padding. (With deltas, deltas_check walks raw_len once it is unpacked.) */
+static int packed_check(const struct backup *b, struct epoch_parts *e)
 {
 	const struct ft_pages_hdr *ph = &e->ph;
 	uint64_t raw;
 	if (ph->codec != b->codec || ph->reserved || ph->nzero > e->h.npages)
 		return -EBADMSG;
-	if (__builtin_mul_overflow(e->h.npages - ph->nzero, PAGE_SIZE, &raw) || raw != ph->raw_len ||
-	    raw > b->mem.npages * PAGE_SIZE)
+	if (__builtin_mul_overflow(e->h.npages - ph->nzero, PAGE_SIZE, &raw) || raw > b->mem.npages * PAGE_SIZE)
 		return -EBADMSG;
-	if (zero_flags(e->h.npages, e->pfns) != ph->nzero)
+	if (flagged(e->h.npages, e->pfns, FT_PFN_ZERO) != ph->nzero)
+		return -EBADMSG;
+	e->ndelta = flagged(e->h.npages, e->pfns, FT_PFN_DELTA);
+	if (e->ndelta ? ph->raw_len > raw : ph->raw_len != raw)
 		return -EBADMSG;
 	for (uint64_t i = ph->wire_len; i < FT_PAGES_PAD_TO(ph->wire_len); i++)
 		if (e->pages[i])
 			return -EBADMSG;
-	return ph->codec == FT_CODEC_NONE && ph->wire_len != raw ? -EBADMSG : 0;
+	return ph->codec == FT_CODEC_NONE && ph->wire_len != ph->raw_len ? -EBADMSG : 0;
+}
+
+/* An unpacked payload with deltas: for each pfn not zero, in order, a whole page or (FT_PFN_DELTA) a length
+ * word and a record that ft_delta_valid accepts, all inside raw_len and filling it exactly. */
+static int deltas_check(const struct epoch_parts *e)
+{
+	const uint64_t raw_len = e->ph.raw_len;
+	uint64_t off = 0;
+	for (uint64_t i = 0; i < e->h.npages; i++) {
+		uint64_t pfn = pfn_at(e->pfns, i);
+		if (pfn & FT_PFN_ZERO)
+			continue;
+		if (!(pfn & FT_PFN_DELTA)) {
+			if (raw_len - off < PAGE_SIZE)
+				return -EBADMSG;
+			off += PAGE_SIZE;
+			continue;
+		}
+		if (raw_len - off < 2)
+			return -EBADMSG;
+		size_t len = (size_t)e->pages[off] | (size_t)e->pages[off + 1] << 8;
+		off += 2;
+		if (len > FT_DELTA_MAX - 2 || len > raw_len - off || !ft_delta_valid(e->pages + off, len))
+			return -EBADMSG;
+		off += len;
+	}
+	return off == raw_len ? 0 : -EBADMSG;
 }
 
 /* A compressed epoch's pages into e->unpacked, the last check (its size was checked by packed_check): each
@@ -266,6 +315,7 @@ static int epoch_parts(struct backup *b, uint64_t seq, const void *payload, size
 {
 	struct ft_epoch_hdr *h = &e->h;
 	e->unpacked = NULL;
+	e->ndelta = 0;
 	if (ft_epoch_check(payload, len, b->packed, h) || h->epoch != seq)
 		return -EBADMSG;
 	if (!b->have_baseline ? !(h->flags & FT_EPOCH_BASELINE) : h->epoch != b->committed + 1)
@@ -282,7 +332,7 @@ static int epoch_parts(struct backup *b, uint64_t seq, const void *payload, size
 	e->pages = e->pfns + h->npages * 8;
 	e->state = e->pages + (b->packed ? FT_PAGES_PAD_TO(e->ph.wire_len) : h->npages * PAGE_SIZE);
 	e->disk = e->state + h->state_len;
-	if (h->npages > b->mem.npages || !pages_fit(b, h->npages, e->pfns, b->packed))
+	if (h->npages > b->mem.npages || !pages_fit(b, h->npages, e->pfns, b->packed ? packed_flags(b) : 0))
 		return -EBADMSG;
 	if (b->packed && packed_check(b, e))
 		return -EBADMSG;
@@ -296,7 +346,14 @@ static int epoch_parts(struct backup *b, uint64_t seq, const void *payload, size
 			return -ERANGE;
 		off += sizeof(rec) + (rec.kind == FT_DISK_WRITE ? rec.len : 0);
 	}
-	return b->packed ? unpack(b, e) : 0;
+	if (!b->packed)
+		return 0;
+	int r = unpack(b, e);
+	if (!r && e->ndelta && (r = deltas_check(e))) {
+		free(e->unpacked);
+		e->unpacked = NULL;
+	}
+	return r;
 }
 
 /* The epoch's disk writes onto this host's copies, then made durable. Only called once the epoch's

@@ -30,6 +30,8 @@ struct backup {
 	bool packed;            /* its HELLO named a codec: every epoch is packed (FT_EPOCH_PACKED) in that codec;
 				 * else (an older primary) every page travels whole */
 	enum ft_codec codec;    /* that codec (none when not packed), kept for a `protect` after a takeover */
+	bool delta;             /* its HELLO offered page deltas ("delta-cache", packed only) and we said yes */
+	uint64_t delta_cache;   /* its delta cache in bytes (at most guest RAM), kept for a `protect` after a takeover */
 	struct ft_unpacker unpacker; /* the receive loop's zstd context, kept from epoch to epoch (freed when
 				      * backup_mirror returns) */
 	char peer[64];          /* the paired primary's address (under lock), for status and events */

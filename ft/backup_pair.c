@@ -86,6 +86,26 @@ static int check_codec(struct backup *b, const void *fdt, char *why, size_t wl)
 	return 0;
 }
 
+/* Page deltas (property "delta-cache", the primary's cache in bytes): only with packed epochs; the size,
+ * whole pages and at most the guest's RAM, is kept for a `protect` after a takeover (so it bounds what a
+ * peer can make this host allocate later). */
+static int check_delta(struct backup *b, const void *fdt, uint64_t mem, char *why, size_t wl)
+{
+	uint64_t bytes;
+	b->delta = false;
+	b->delta_cache = 0;
+	if (!fdt_getprop(fdt, 0, "delta-cache", NULL))
+		return 0;
+	if (!b->packed || fdtp_u64(fdt, 0, "delta-cache", &bytes) || bytes < PAGE_SIZE || bytes % PAGE_SIZE ||
+	    bytes > mem) {
+		snprintf(why, wl, "malformed delta-cache in the handshake");
+		return -EINVAL;
+	}
+	b->delta = true;
+	b->delta_cache = bytes;
+	return 0;
+}
+
 /* Compare the primary's shape with what this backup was given; one line on mismatch. */
 int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why, size_t wl)
 {
@@ -126,7 +146,7 @@ int backup_check_shape(struct backup *b, const void *fdt, size_t len, char *why,
 		memcpy(b->machine.nics[i].mac, macs[i], 6);
 		b->machine.nics[i].has_mac = true;
 	}
-	if (check_generation(b, fdt, why, wl) || check_codec(b, fdt, why, wl))
+	if (check_generation(b, fdt, why, wl) || check_codec(b, fdt, why, wl) || check_delta(b, fdt, mem, why, wl))
 		return -EINVAL;
 	b->machine.mem = mem;
 	b->machine.cpus = ncpus;
@@ -423,7 +443,8 @@ static int greet_primary(struct backup *b, const void *shape, size_t len)
 	if (fence_on(b->fence))
 		snprintf(ok, sizeof(ok), "arbiter %llu", (unsigned long long)b->gen);
 	if (b->packed)
-		snprintf(ok + strlen(ok), sizeof(ok) - strlen(ok), "%scodec %s", ok[0] ? " " : "", ft_codec_name(b->codec));
+		snprintf(ok + strlen(ok), sizeof(ok) - strlen(ok), "%scodec %s%s", ok[0] ? " " : "", ft_codec_name(b->codec),
+			 b->delta ? " delta" : "");
 	return ft_send_buf(&b->data, FT_HELLO_OK, 0, ok, strlen(ok));
 }
 

@@ -54,7 +54,20 @@ void ft_packer_free(struct ft_packer *pk)
 	else
 		free(pk->ctx);
 	free(pk->out);
+	free(pk->raw);
+	ft_delta_cache_free(&pk->delta);
 	*pk = (struct ft_packer){ .codec = FT_CODEC_NONE };
+}
+
+int ft_packer_delta(struct ft_packer *pk, uint64_t cache_bytes)
+{
+	ft_delta_cache_free(&pk->delta);
+	return ft_delta_cache_init(&pk->delta, cache_bytes);
+}
+
+void ft_packer_forget(struct ft_packer *pk)
+{
+	ft_delta_cache_clear(&pk->delta);
 }
 
 uint64_t ft_pack_bound(uint64_t n)
@@ -62,13 +75,15 @@ uint64_t ft_pack_bound(uint64_t n)
 	return n * PAGE_SIZE + (n + FT_CHUNK_PAGES - 1) / FT_CHUNK_PAGES * 4;
 }
 
-/* Flag the zero pages and move the others down over them: how many are left. */
-static uint64_t drop_zero_pages(uint8_t *pages, uint64_t *pfns, uint64_t n)
+/* Flag the zero pages and move the others down over them: how many are left. A zero page's cached content
+ * is stale from now on. */
+static uint64_t drop_zero_pages(struct ft_delta_cache *dc, uint8_t *pages, uint64_t *pfns, uint64_t n)
 {
 	uint64_t k = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		const uint8_t *pg = pages + i * PAGE_SIZE;
 		if (page_is_zero(pg)) {
+			ft_delta_cache_drop(dc, pfns[i]);
 			pfns[i] |= FT_PFN_ZERO;
 			continue;
 		}
@@ -105,13 +120,13 @@ static int out_room(struct ft_packer *pk, uint64_t need)
 	return 0;
 }
 
-/* The k pages at pages as chunks into pk->out: the bytes written. */
-static uint64_t write_chunks(struct ft_packer *pk, const uint8_t *pages, uint64_t k)
+/* The raw_len bytes at raw as chunks (of CHUNK_BYTES, the last one shorter) into pk->out: the bytes written. */
+static uint64_t write_chunks(struct ft_packer *pk, const uint8_t *raw, uint64_t raw_len)
 {
 	uint8_t *o = pk->out;
-	for (uint64_t i = 0; i < k; i += FT_CHUNK_PAGES) {
-		size_t len = (size_t)(MIN(k - i, (uint64_t)FT_CHUNK_PAGES) * PAGE_SIZE);
-		const uint8_t *src = pages + i * PAGE_SIZE;
+	for (uint64_t i = 0; i < raw_len; i += CHUNK_BYTES) {
+		size_t len = (size_t)MIN(raw_len - i, (uint64_t)CHUNK_BYTES);
+		const uint8_t *src = raw + i;
 		size_t c = compress_chunk(pk, src, len, o + 4, len - 1);
 		uint32_t word = (uint32_t)c;
 		if (!c) {
@@ -125,19 +140,64 @@ static uint64_t write_chunks(struct ft_packer *pk, const uint8_t *pages, uint64_
 	return (uint64_t)(o - pk->out);
 }
 
+/* The k non-zero pages (pages, in the order of the unflagged pfns among n) into pk->raw, each whole or as a
+ * delta against its cached last content where that is small enough; every one becomes its pfn's cached
+ * content. The bytes written (at most k pages: a delta is shorter than a page). */
+static int64_t delta_pass(struct ft_packer *pk, const uint8_t *pages, uint64_t *pfns, uint64_t n, uint64_t k)
+{
+	if (k * PAGE_SIZE > pk->raw_cap) {
+		uint8_t *b = malloc(k * PAGE_SIZE);
+		if (!b)
+			return -ENOMEM;
+		free(pk->raw);
+		pk->raw = b;
+		pk->raw_cap = k * PAGE_SIZE;
+	}
+	uint64_t off = 0, j = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		if (pfns[i] & FT_PFN_ZERO)
+			continue;
+		const uint8_t *pg = pages + j++ * PAGE_SIZE;
+		const uint8_t *old = ft_delta_cache_get(&pk->delta, pfns[i]);
+		/* room: off <= (j - 1) pages, and a record takes less than the page it stands for */
+		int len = old ? ft_delta_encode(old, pg, pk->raw + off + 2) : -1;
+		if (len >= 0) {
+			pk->raw[off] = (uint8_t)len;
+			pk->raw[off + 1] = (uint8_t)(len >> 8);
+			off += 2 + (uint64_t)len;
+			pfns[i] |= FT_PFN_DELTA;
+			pk->ndelta++;
+		} else {
+			memcpy(pk->raw + off, pg, PAGE_SIZE);
+			off += PAGE_SIZE;
+		}
+		ft_delta_cache_put(&pk->delta, pfns[i] & ~FT_PFN_DELTA, pg);
+	}
+	return (int64_t)off;
+}
+
 int ft_pack_pages(struct ft_packer *pk, uint8_t *pages, uint64_t *pfns, uint64_t n, struct ft_pages_hdr *ph,
 		  const uint8_t **payload)
 {
-	uint64_t k = drop_zero_pages(pages, pfns, n);
-	*ph = (struct ft_pages_hdr){ .codec = pk->codec, .nzero = n - k, .raw_len = k * PAGE_SIZE,
-				     .wire_len = k * PAGE_SIZE };
-	*payload = pages;
-	if (pk->codec == FT_CODEC_NONE || k == 0) /* no chunk for no page */
+	uint64_t k = drop_zero_pages(&pk->delta, pages, pfns, n);
+	uint64_t raw_len = k * PAGE_SIZE;
+	const uint8_t *raw = pages;
+	pk->ndelta = 0;
+	if (pk->delta.nslots && pk->delta_on && k) {
+		int64_t len = delta_pass(pk, pages, pfns, n, k);
+		if (len < 0)
+			return (int)len;
+		raw_len = (uint64_t)len;
+		raw = pk->raw;
+	}
+	*ph = (struct ft_pages_hdr){ .codec = pk->codec, .nzero = n - k, .raw_len = raw_len, .wire_len = raw_len };
+	*payload = raw;
+	if (pk->codec == FT_CODEC_NONE || raw_len == 0) /* no chunk for no page */
 		return 0;
 	int r = out_room(pk, ft_pack_bound(k));
 	if (r)
 		return r;
-	ph->wire_len = write_chunks(pk, pages, k);
+	ph->wire_len = write_chunks(pk, raw, raw_len);
 	*payload = pk->out;
 	return 0;
 }
@@ -206,7 +266,7 @@ static int unpack_chunk(ZSTD_DCtx *dctx, enum ft_codec codec, const uint8_t *wir
 int ft_unpack_pages(struct ft_unpacker *u, enum ft_codec codec, const uint8_t *wire, uint64_t wire_len,
 		    uint8_t *dst, uint64_t raw_len)
 {
-	if ((codec != FT_CODEC_LZ4 && codec != FT_CODEC_ZSTD) || raw_len % PAGE_SIZE)
+	if (codec != FT_CODEC_LZ4 && codec != FT_CODEC_ZSTD)
 		return -EBADMSG;
 	struct ft_unpacker once = { 0 };
 	if (!u)

@@ -481,7 +481,7 @@ void primary_staged_free(struct ft_primary *p, struct ft_staged *s)
 
 int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct machine *machine,
 		     const char *peer, const struct ft_tls_creds *tls, bool insecure, unsigned epoch_ms,
-		     enum ft_codec codec, enum ft_ckpt ckpt, unsigned timeout_ms, const char *stats_path, struct ft_fence *fence, char *err,
+		     enum ft_codec codec, uint64_t delta_cache, enum ft_ckpt ckpt, unsigned timeout_ms, const char *stats_path, struct ft_fence *fence, char *err,
 		     size_t errlen)
 {
 	memset(p, 0, sizeof(*p));
@@ -518,6 +518,11 @@ int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat,
 	p->dirty = calloc(words + 1, sizeof(unsigned long));
 	if (!p->dirty || dirty_set_init(&p->dset, vm->mem.npages) || ft_packer_init(&p->packer, codec))
 		return -ENOMEM;
+	/* the delta cache: at most the guest's RAM (every page has a slot then) */
+	if (delta_cache && ft_packer_delta(&p->packer, MIN(delta_cache, vm->mem.size))) {
+		snprintf(err, errlen, "--delta-cache: cannot allocate %llu MiB", (unsigned long long)(delta_cache >> 20));
+		return -ENOMEM;
+	}
 	if (ckpt == FT_CKPT_COW) {
 		int cr = cow_init(&p->cow, vm->mem.host, vm->mem.npages);
 		if (cr) {

@@ -88,14 +88,16 @@ struct ft_primary {
 /* Connect and shake hands (bounded by timeout_ms); ft_primary_go then starts the engine. The guest
  * keeps running during the initial sync. codec: how the sender packs each epoch's pages (the HELLO names
  * it; a backup that does not know it refuses; one that predates packed epochs gets whole pages with codec
- * none, and is refused with lz4 or zstd). With tls (client credentials, kept by the caller until
+ * none, and is refused with lz4 or zstd). delta_cache (bytes, 0: off; at most guest RAM is used): the sender
+ * keeps the pages it sent and sends a page as a delta against its last content where that is small, to a
+ * backup that says it applies them (ft/delta.h). With tls (client credentials, kept by the caller until
  * ft_primary_stop) both links are TLS and the backup must authenticate; without, peer must be a
  * loopback address unless insecure. 0 or -errno with one line in err (unreachable peer, failed
  * authentication, another protocol or version, refused shape...). With an arbiter (fence on) it first
  * takes the generation to pair under (fence_pair), and the backup must use the same arbiter. */
 int ft_primary_start(struct ft_primary *p, struct vm *vm, struct platform *plat, const struct machine *machine,
 		     const char *peer, const struct ft_tls_creds *tls, bool insecure, unsigned epoch_ms,
-		     enum ft_codec codec, enum ft_ckpt ckpt, unsigned timeout_ms, const char *stats_path, struct ft_fence *fence, char *err,
+		     enum ft_codec codec, uint64_t delta_cache, enum ft_ckpt ckpt, unsigned timeout_ms, const char *stats_path, struct ft_fence *fence, char *err,
 		     size_t errlen);
 /* Start the engine threads once the vCPUs run (initial sync, then epochs). 0 or -errno. */
 int ft_primary_go(struct ft_primary *p);

@@ -22,6 +22,7 @@ struct ft_staged {
 	/* telemetry */
 	uint64_t t_start_ns, stop_ns, harvest_ns, copy_ns, state_ns, resume_ns, pause_ns;
 	uint64_t sent_ns, bytes; /* bytes: the FT_EPOCH payload as sent */
+	uint64_t delta_pages; /* the sender's packing: pages sent as deltas */
 	uint64_t zero_pages, wire_bytes, compress_ns; /* the sender's packing: pages flagged zero, the page payload
 						       * on the wire, its thread's CPU time packing */
 	uint64_t pkts_held;

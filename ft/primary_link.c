@@ -113,6 +113,10 @@ static int build_shape(struct ft_primary *p, void **out, size_t *len)
 	/* its epochs are packed (zero pages as a flag) in this codec: a backup that does not know it refuses, one
 	 * that predates packed epochs ignores the property and answers without naming it back (read_reply) */
 	r |= fdt_property_string(fdt, "compress", ft_codec_name(p->codec));
+	/* pages may go as deltas (--delta-cache): a backup that applies them says "delta" back, one that does not
+	 * know the property ignores it and gets no delta */
+	if (p->packer.delta.nslots)
+		r |= fdt_property_u64(fdt, "delta-cache", p->packer.delta.nslots * PAGE_SIZE);
 	if (p->gen) { /* the fencing token, and the VM's name in the arbiter, which the backup's must match */
 		r |= fdt_property_u64(fdt, "generation", p->gen);
 		r |= fdt_property_string(fdt, "vm-name", p->fence->name);
@@ -142,7 +146,7 @@ static int send_hellos(struct ft_primary *p)
 	return r ? r : ft_send_buf(&p->hb, FT_HB_HELLO, session, NULL, 0);
 }
 
-/* HELLO_OK's text: "[arbiter G][ ]codec NAME". With an arbiter the backup must claim before it takes over:
+/* HELLO_OK's text: "[arbiter G][ ]codec NAME[ delta]". With an arbiter the backup must claim before it takes over:
  * it says so, with our generation. It names our codec back: a backup that names none predates packed
  * epochs and would refuse the first one, so with codec none it gets the epochs of before, pages whole
  * (p->whole_pages), and with lz4 or zstd it is refused. 0, or -EINVAL (-EPROTO: another codec named back)
@@ -170,6 +174,12 @@ static int hello_ok_agrees(struct ft_primary *p, const char *reply, size_t len, 
 		return -EINVAL;
 	}
 	p->whole_pages = false;
+	/* " delta" after the codec's name: it applies the page deltas our HELLO offered */
+	p->packer.delta_on = false;
+	if (codec && clen > 6 && memcmp(codec + clen - 6, " delta", 6) == 0) {
+		clen -= 6;
+		p->packer.delta_on = p->packer.delta.nslots != 0;
+	}
 	if (!codec && p->codec == FT_CODEC_NONE) { /* an older backup, nothing to compress: the epochs of before */
 		p->whole_pages = true;
 		return 0;
@@ -314,7 +324,7 @@ static void write_stats(struct ft_primary *p, struct ft_staged *s, uint64_t ack_
 		"\"copy_us\":%.1f,\"state_us\":%.1f,\"resume_us\":%.1f,\"dirty_guest\":%llu,\"dirty_device\":%llu,\"pages\":%llu,"
 		"\"bytes\":%llu,\"ack_latency_us\":%.1f,\"pkts_held\":%llu,\"pkts_released\":%llu,\"disk_writes\":%llu,"
 		"\"baseline\":%s,\"compress\":\"%s\",\"raw_bytes\":%llu,\"wire_bytes\":%llu,\"zero_pages\":%llu,"
-		"\"compress_us\":%.1f,\"checkpoint\":\"%s\",\"cow_faults\":%llu,\"cow_copy_us\":%.1f}\n",
+		"\"compress_us\":%.1f,\"checkpoint\":\"%s\",\"cow_faults\":%llu,\"cow_copy_us\":%.1f,\"delta_pages\":%llu}\n",
 		(unsigned long long)s->hdr.epoch, (double)(s->t_start_ns - p->started_ns) / 1e6, (double)s->pause_ns / 1e3,
 		(double)s->stop_ns / 1e3, (double)s->harvest_ns / 1e3, (double)s->copy_ns / 1e3, (double)s->state_ns / 1e3,
 		(double)s->resume_ns / 1e3,
@@ -324,7 +334,7 @@ static void write_stats(struct ft_primary *p, struct ft_staged *s, uint64_t ack_
 		(s->hdr.flags & FT_EPOCH_BASELINE) ? "true" : "false", ft_codec_name(p->codec),
 		(unsigned long long)(s->hdr.npages * PAGE_SIZE), (unsigned long long)s->wire_bytes,
 		(unsigned long long)s->zero_pages, (double)s->compress_ns / 1e3, ft_ckpt_name(p->ckpt),
-		(unsigned long long)s->cow_faults, (double)s->cow_ns / 1e3);
+		(unsigned long long)s->cow_faults, (double)s->cow_ns / 1e3, (unsigned long long)s->delta_pages);
 	fflush(p->stats);
 }
 
@@ -382,6 +392,7 @@ static int send_epoch(struct ft_primary *p, struct ft_staged *s)
 	}
 	if (p->whole_pages) {
 		s->zero_pages = 0;
+		s->delta_pages = 0;
 		s->wire_bytes = s->hdr.npages * PAGE_SIZE;
 		s->compress_ns = 0;
 		const struct iovec whole[5] = {
@@ -393,12 +404,15 @@ static int send_epoch(struct ft_primary *p, struct ft_staged *s)
 	struct ft_pages_hdr ph;
 	const uint8_t *payload;
 	uint64_t t0 = thread_cpu_ns();
+	if (s->hdr.flags & FT_EPOCH_BASELINE) /* a backup that has nothing yet: no delta against anything */
+		ft_packer_forget(&p->packer);
 	int r = ft_pack_pages(&p->packer, s->pages, s->pfns, s->hdr.npages, &ph, &payload);
 	s->compress_ns = thread_cpu_ns() - t0;
 	if (r)
 		return r;
 	s->hdr.flags |= FT_EPOCH_PACKED;
 	s->zero_pages = ph.nzero;
+	s->delta_pages = p->packer.ndelta;
 	s->wire_bytes = ph.wire_len;
 	static const uint8_t pad[8];
 	const struct iovec iov[7] = {

@@ -58,18 +58,22 @@ struct ft_epoch_hdr {
 #define FT_EPOCH_FLAGS (FT_EPOCH_BASELINE | FT_EPOCH_PACKED) /* every flag this build knows: another is refused */
 
 /* A packed epoch's page area. A pfn with FT_PFN_ZERO set is a page that is all zeroes: it has no bytes
- * in the payload. The other pages, in pfn order, are the payload: as they are (FT_CODEC_NONE, wire_len ==
- * raw_len), or in chunks of FT_CHUNK_PAGES pages (the last one shorter), each a u32 length word then that
- * many bytes, one lz4 block or one zstd frame that decompresses to exactly the chunk's pages, or (length
- * word with FT_CHUNK_STORED) the chunk's pages as they are, when compressing did not make them smaller. */
+ * in the payload. The other pages, in pfn order, are the raw payload: each page whole, or (FT_PFN_DELTA) a
+ * u16 length and a delta record. It travels as it is (FT_CODEC_NONE, wire_len == raw_len), or in chunks of
+ * FT_CHUNK_PAGES pages' bytes (the last one shorter), each a u32 length word then that many bytes, one lz4
+ * block or one zstd frame that decompresses to exactly the chunk's bytes, or (length word with
+ * FT_CHUNK_STORED) the chunk's bytes as they are, when compressing did not make them smaller. */
 struct ft_pages_hdr {
 	uint32_t codec;    /* enum ft_codec: the one named in the HELLO */
 	uint32_t reserved; /* 0 */
 	uint64_t nzero;    /* pfns with FT_PFN_ZERO */
-	uint64_t raw_len;  /* (npages - nzero) * PAGE_SIZE: the payload's size once decompressed */
+	uint64_t raw_len;  /* the payload's size once decompressed: (npages - nzero) * PAGE_SIZE without deltas */
 	uint64_t wire_len; /* the payload's size on the wire */
 };
 #define FT_PFN_ZERO (1ull << 63)
+/* A packed epoch's page sent as a delta against the backup's copy (ft/delta.h): a 2-byte length and the record
+ * in the payload instead of the page. Only to a backup whose HELLO_OK said "delta". */
+#define FT_PFN_DELTA (1ull << 62)
 /* The state fdt after the page payload starts 8-byte aligned, as libfdt wants it (every part before it is a
  * multiple of 8 but the payload, which zero bytes pad). */
 #define FT_PAGES_PAD_TO(wire_len) (((wire_len) + 7) & ~7ull)

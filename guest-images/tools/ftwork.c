@@ -4,13 +4,16 @@
  * Built static into the test guest as /bin/ftwork by guest-images/build.sh; started by the ftwork check
  * (guest-images/checks/ftwork.sh: ftvmm.test=ftwork ftvmm.ftwork=--pages,256,--tcp,192.0.2.1:7000,...).
  *
- * usage: ftwork [--pages N] [--interval-ms M] [--stride S] [--disk DEV] [--dma-pages P] [--tcp HOST:PORT]
+ * usage: ftwork [--pages N] [--hot-words K] [--interval-ms M] [--stride S] [--disk DEV] [--dma-pages P] [--tcp HOST:PORT]
  *               [--tcp-chain] [--timers] [--timer-stall-ms T] [--count K]
  *
  *   --pages N        N 4 KiB pages (default 64) whose contents are a function of the counter: each 8-byte word
  *                    is hash(last write counter of the page, page, word). Every tick verifies ALL pages against
  *                    the counter (a lost page reads as zero, a stale one as an older counter's pattern), then
  *                    advances the counter and rewrites the pages due (all of them with stride 1).
+ *   --hot-words K    each rewrite of a page changes only K of its 512 words, evenly spread (1, 2, 4 ... 512;
+ *                    default 512: all): the others keep the pattern of counter 0. A guest that updates a few
+ *                    fields per page (what page deltas, ftvmm run --delta-cache, are for).
  *   --stride S       rewrite only pages p with p % S == seq % S each tick (default 1: every page every tick);
  *                    large S dirties few pages per tick (fault-tolerance epochs with a small dirty set).
  *   --interval-ms M  tick period on CLOCK_MONOTONIC (default 100; 0: as fast as possible).
@@ -110,6 +113,7 @@
 #define REC_MAGIC 0x314345524b575446ull /* the bytes "FTWKREC1" in little-endian order */
 #define MAX_CPUS 256
 
+static uint64_t opt_hot_words = WORDS;
 static uint64_t opt_pages = 64, opt_stride = 1, opt_interval_ms = 100, opt_count, opt_dma_pages, opt_stall_ms;
 static const char *opt_disk, *opt_tcp;
 static int opt_timers, opt_tcp_chain;
@@ -222,11 +226,20 @@ static inline uint64_t last_write(uint64_t p, uint64_t c)
 #define SALT_MEM 0x6d656d00ull
 #define SALT_DMA 0x646d6100ull
 
+/* word i of a page last written at counter c: of counter c's pattern, or (a memory page's word that --hot-words
+ * leaves alone) of counter 0's */
+static inline uint64_t word_at(uint64_t p, uint64_t salt, uint64_t i, uint64_t base_c)
+{
+	if (salt != SALT_MEM || i % (WORDS / opt_hot_words) == 0)
+		return word_val(base_c, i);
+	return word_val(page_base(0, p, salt), i);
+}
+
 static uint64_t fill_page(uint8_t *pg, uint64_t c, uint64_t p, uint64_t salt)
 {
 	uint64_t *w = (uint64_t *)pg, base = page_base(c, p, salt), s = 0;
 	for (uint64_t i = 0; i < WORDS; i++) {
-		w[i] = word_val(base, i);
+		w[i] = word_at(p, salt, i, base);
 		s += w[i] * (2 * i + 1);
 	}
 	return s;
@@ -239,7 +252,7 @@ static unsigned check_page(const uint8_t *pg, uint64_t c, uint64_t p, uint64_t s
 	uint64_t base = page_base(c, p, salt);
 	unsigned badw = 0;
 	for (uint64_t i = 0; i < WORDS; i++)
-		badw += w[i] != word_val(base, i);
+		badw += w[i] != word_at(p, salt, i, base);
 	return badw;
 }
 
@@ -781,6 +794,8 @@ int main(int argc, char **argv)
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--pages"))
 			opt_pages = num(a, v), i++;
+		else if (!strcmp(a, "--hot-words"))
+			opt_hot_words = num(a, v), i++;
 		else if (!strcmp(a, "--stride"))
 			opt_stride = num(a, v), i++;
 		else if (!strcmp(a, "--interval-ms"))
@@ -814,6 +829,8 @@ int main(int argc, char **argv)
 	}
 	if (!opt_pages || opt_pages > (1ull << 22) || !opt_stride || opt_stride > opt_pages)
 		die("--pages must be 1..4194304 and --stride 1..pages");
+	if (!opt_hot_words || opt_hot_words > WORDS || WORDS % opt_hot_words)
+		die("--hot-words must divide 512 (1, 2, 4 ... 512)");
 	if (opt_dma_pages && !opt_disk)
 		die("--dma-pages needs --disk");
 	if (opt_stall_ms && !opt_timers)

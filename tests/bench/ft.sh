@@ -13,7 +13,9 @@
 #   idle      sleep 6                                   (what an idle guest costs: pause, bytes per epoch)
 #   cpu       busybox awk loop, 600k iterations         (CPU-bound, few dirty pages)
 #   memN      ftwork --pages N --interval-ms 0 >/dev/null, N = 256, 2048, 8192 (1, 8, 32 MiB rewritten and verified
-#             per tick: three dirty rates)
+#             per tick: three dirty rates; every 8-byte word of a page changes at each rewrite)
+#   memhot2048  the same on 2048 pages of which each rewrite changes 16 words of 512 (ftwork --hot-words 16):
+#             a guest updating a few fields per page, what page deltas (--delta-cache) are for
 #   disk      blkbench seqwrite /dev/vda 64M            (O_DIRECT 256K writes: replicated inside the epochs)
 #   rr        TCP request/response: a host client (ft-rr.py) against `nc -l -p 7000 -e cat` in the guest
 # Then the failover: ftwork ticking every 20 ms with a TCP stream to a host checker; kill -9 the primary; from the
@@ -108,6 +110,7 @@ STUCK=0
 	echo "guest_kernel=$(cat "$(dirname "$GUEST_KERNEL")/kernel-version" 2>/dev/null || echo '?')"
 	echo "ftvmm=$FTVMM ($(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo '?'))"
 	echo "ftvmm_with=${FTVMM_WITH:-}"
+	echo "ftvmm_with_run=${FTVMM_WITH_RUN:-}"
 	echo "guest_args=${FT_BENCH_GUEST_ARGS:-}"
 	echo "epochs=$FTVMM_BENCH_EPOCHS"
 	echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -211,6 +214,7 @@ all_workloads() {
 		"mem256|ftwork --pages 256 --interval-ms 0 --count $n256 >/dev/null"
 		"mem2048|ftwork --pages 2048 --interval-ms 0 --count $n2048 >/dev/null"
 		"mem8192|ftwork --pages 8192 --interval-ms 0 --count $n8192 >/dev/null"
+		"memhot2048|ftwork --pages 2048 --hot-words 16 --interval-ms 0 --count $n2048 >/dev/null"
 		"disk|blkbench seqwrite /dev/vda $((QUICK ? 16 : 64))M -b 256K"
 		"rr|")
 	for w in "${wls[@]}"; do

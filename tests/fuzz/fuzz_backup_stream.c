@@ -13,7 +13,8 @@
 
 /*
  * Input: one byte saying what the HELLO announced (mode % 4: 0 an older primary whose epochs carry whole
- * pages; 1, 2, 3 packed epochs, zero pages as flags, the rest as they are, lz4 or zstd chunks: ft/compress.h),
+ * pages; 1, 2, 3 packed epochs, zero pages as flags, the rest as they are, lz4 or zstd chunks: ft/compress.h;
+ * with packed epochs, mode & 4: page deltas offered and taken, ft/delta.h),
  * then frames as on the wire (struct ft_frame, then len payload bytes), one after another, into
  * backup_apply_frame: initial-sync pages and disk ranges, epochs committed all or nothing. The
  * checksum is not checked (ft_recv_data does that, and a fuzzer cannot forge it): every byte of a
@@ -57,6 +58,7 @@ static void reset(uint8_t mode)
 {
 	b.packed = mode % 4 != 0;
 	b.codec = b.packed ? (enum ft_codec)(mode % 4 - 1) : FT_CODEC_NONE;
+	b.delta = b.packed && (mode & 4);
 	memset(ram, 0, MEM_SIZE);
 	for (int i = 0; i < 2; i++)
 		if (ftruncate(b.disk_fds[i], 0) || ftruncate(b.disk_fds[i], (off_t)disk_size[i]))

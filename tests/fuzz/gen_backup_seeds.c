@@ -1,7 +1,7 @@
 /* gen_backup_seeds.c - writes the seed corpus of fuzz_backup_stream: real data-link streams (frames with
  * their checksums, as ft/primary.c sends them) for the fuzzer's mirror of 16 pages and two disks of
  * 16 and 32 KiB, each after the mode byte (what the HELLO announced: 0 whole pages, 1-3 packed epochs in
- * codec none, lz4, zstd). Rebuild the committed seeds after a protocol change:
+ * codec none, lz4, zstd; 5-7 the same with page deltas). Rebuild the committed seeds after a protocol change:
  *   make build/libftvmm.a && cc -std=gnu11 -D_GNU_SOURCE -o /tmp/gen tests/fuzz/gen_backup_seeds.c \
  *     build/libftvmm.a -luring -lfdt -lgnutls -llz4 -lzstd -pthread && /tmp/gen tests/fuzz/corpus-fuzz_backup_stream
  * (libfdt-check-full-version2-root, a fuzzer's find, is not made here: it got its mode byte, 0, by hand.)
@@ -120,8 +120,23 @@ static void packed_page(uint8_t *pg, unsigned i, uint8_t tag, unsigned zero_mask
 
 /* A packed epoch as the sender makes it (ft_pack_pages): header, ft_pages_hdr, pfns (zero pages flagged),
  * payload, padding, state, disk records. raw_lie is added to the page header's raw_len. */
+static void packed_epoch_frame_pk(struct ft_packer *pk, uint64_t num, bool baseline, const uint64_t *pfns, uint64_t n,
+				  unsigned zero_mask, const struct buf *recs, uint64_t raw_lie);
+
+/* One with a packer of its own (no deltas). */
 static void packed_epoch_frame(uint64_t num, bool baseline, const uint64_t *pfns, uint64_t n, unsigned zero_mask,
 			       const struct buf *recs, enum ft_codec codec, uint64_t raw_lie)
+{
+	struct ft_packer pk;
+	if (ft_packer_init(&pk, codec))
+		abort();
+	packed_epoch_frame_pk(&pk, num, baseline, pfns, n, zero_mask, recs, raw_lie);
+	ft_packer_free(&pk);
+}
+
+/* ...packed by pk, which keeps what it sent (with deltas on, pages that changed little go as deltas). */
+static void packed_epoch_frame_pk(struct ft_packer *pk, uint64_t num, bool baseline, const uint64_t *pfns, uint64_t n,
+				  unsigned zero_mask, const struct buf *recs, uint64_t raw_lie)
 {
 	uint8_t state[128];
 	if (fdt_create(state, sizeof(state)) || fdt_finish_reservemap(state) || fdt_begin_node(state, "") ||
@@ -129,8 +144,7 @@ static void packed_epoch_frame(uint64_t num, bool baseline, const uint64_t *pfns
 		abort();
 	uint8_t *pages = malloc(n * PAGE_SIZE + 1);
 	uint64_t *pf = malloc(n * 8 + 1);
-	struct ft_packer pk;
-	if (!pages || !pf || ft_packer_init(&pk, codec))
+	if (!pages || !pf)
 		abort();
 	for (unsigned i = 0; i < n; i++) {
 		packed_page(pages + i * PAGE_SIZE, i, (uint8_t)(0x40 + num), zero_mask);
@@ -138,7 +152,9 @@ static void packed_epoch_frame(uint64_t num, bool baseline, const uint64_t *pfns
 	}
 	struct ft_pages_hdr ph;
 	const uint8_t *payload;
-	if (ft_pack_pages(&pk, pages, pf, n, &ph, &payload))
+	if (baseline)
+		ft_packer_forget(pk);
+	if (ft_pack_pages(pk, pages, pf, n, &ph, &payload))
 		abort();
 	ph.raw_len += raw_lie;
 	struct ft_epoch_hdr h = { .epoch = num, .npages = n, .state_len = fdt_totalsize(state),
@@ -156,7 +172,6 @@ static void packed_epoch_frame(uint64_t num, bool baseline, const uint64_t *pfns
 		put(&b, recs->p, recs->len);
 	frame(FT_EPOCH, num, b.p, b.len);
 	free(b.p);
-	ft_packer_free(&pk);
 	free(pages);
 	free(pf);
 }
@@ -226,6 +241,23 @@ int main(int argc, char **argv)
 		packed_epoch_frame(3, false, NULL, 0, 0, NULL, c, 0);
 		frame(FT_BYE, 0, NULL, 0);
 		save(argv[1], names[c]);
+	}
+	/* page deltas in each codec: a baseline of 12 pages (4 zero), then two epochs of the same pages, each
+	 * changing one byte in 64 (deltas) and one page becoming zero, then non-zero again (whole) */
+	static const char *const dnames[] = { "delta-none", "delta-lz4", "delta-zstd" };
+	for (unsigned c = 0; c < FT_CODEC_COUNT; c++) {
+		struct ft_packer pk;
+		if (ft_packer_init(&pk, c) || ft_packer_delta(&pk, 16 * PAGE_SIZE)) /* the fuzzer's guest: 16 pages */
+			abort();
+		pk.delta_on = true;
+		mode((uint8_t)(4 + 1 + c));
+		packed_epoch_frame_pk(&pk, 1, true, p12, 12, 0x0a5, &r1, 0);
+		packed_epoch_frame_pk(&pk, 2, false, p12, 12, 0x0a5 | 0x2, NULL, 0);
+		packed_epoch_frame_pk(&pk, 3, false, p12, 12, 0x0a5, &r2, 0);
+		if (pk.ndelta == 0)
+			abort(); /* the seeds would not exercise what they are for */
+		ft_packer_free(&pk);
+		save(argv[1], dnames[c]);
 	}
 	/* a packed lz4 baseline, then an epoch whose page header says a page more than its chunks hold */
 	mode(2);

@@ -12,8 +12,9 @@
 #         ITEST_GUEST_VERBOSE=1 (drop `quiet` from guest command lines to see the whole boot log).
 
 : "${FTVMM:?FTVMM must point to the ftvmm binary}"
-# FTVMM_WITH="OPTION..." (e.g. "--checkpoint cow"): every run, restore and backup of the suite gets those options
-if [[ -n "${FTVMM_WITH:-}" && -z "${FTVMM_REAL:-}" ]]; then
+# FTVMM_WITH="OPTION..." (e.g. "--checkpoint cow"): every run, restore and backup of the suite gets those options;
+# FTVMM_WITH_RUN="OPTION..." (e.g. "--delta-cache 64M"): every run and restore (ftvmm-with.sh)
+if [[ -n "${FTVMM_WITH:-}${FTVMM_WITH_RUN:-}" && -z "${FTVMM_REAL:-}" ]]; then
 	export FTVMM_REAL=$FTVMM
 	FTVMM=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/ftvmm-with.sh
 	export FTVMM

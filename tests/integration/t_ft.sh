@@ -370,6 +370,17 @@ modes = sorted({e.get("checkpoint", "?") for e in d})
 print(",".join(modes), sum(e.get("cow_faults", 0) for e in d), len(d))' "$L/p0.stats" 2>&1) || true
 	ft_log "p0 stats: checkpoint mode(s), cow faults, epochs: $mode"
 	[[ "${mode%% *}" == "$want" ]] || case_error "p0's epochs ran in checkpoint mode '${mode%% *}', not $want"
+	# with page deltas (FTVMM_WITH_RUN="--delta-cache SIZE") some of p0's pages went as deltas, without none did
+	deltas=$("$PY" -c '
+import json, sys
+d = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(sum(e.get("delta_pages", 0) for e in d), sum(e.get("pages", 0) for e in d), sum(e.get("wire_bytes", 0) for e in d))' "$L/p0.stats" 2>&1) || true
+	ft_log "p0 stats: pages sent as deltas, pages, page bytes on the wire: $deltas"
+	if [[ " ${FTVMM_WITH_RUN:-} " == *" --delta-cache "* ]]; then
+		[[ "${deltas%% *}" =~ ^[0-9]+$ && "${deltas%% *}" -gt 0 ]] || case_error "--delta-cache: no page of p0 went as a delta: $deltas"
+	else
+		[[ "${deltas%% *}" == 0 ]] || case_error "p0 sent deltas without --delta-cache: $deltas"
+	fi
 else
 	case_error "no --stats lines from p0"
 fi

@@ -181,6 +181,51 @@ static size_t shape_codec(const char *codec, const void *raw, int len)
 	return fdt_totalsize(shape_buf);
 }
 
+/* shape_codec's shape with a "delta-cache" property: bytes as a u64, or (raw) len raw bytes. */
+static size_t shape_delta(const char *codec, uint64_t bytes, const void *raw, int len)
+{
+	shape_codec(codec, NULL, 0);
+	CHECK_EQ(fdt_open_into(shape_buf, shape_buf, sizeof(shape_buf)), 0);
+	if (raw)
+		CHECK_EQ(fdt_setprop(shape_buf, 0, "delta-cache", raw, len), 0);
+	else
+		CHECK_EQ(fdt_setprop_u64(shape_buf, 0, "delta-cache", bytes), 0);
+	CHECK_EQ(fdt_pack(shape_buf), 0);
+	return fdt_totalsize(shape_buf);
+}
+
+/* Page deltas offered in the HELLO: taken with packed epochs, the cache's size kept for a `protect` after a
+ * takeover; a size that is not whole pages of at most the guest's RAM, or deltas without packed epochs, is
+ * refused (the size bounds what this host allocates as a primary later). */
+static void test_shape_delta(void)
+{
+	struct backup b;
+	one_disk_backup(&b);
+	char why[256];
+	struct run_config cfg;
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_delta("lz4", 16 * PAGE_SIZE, NULL, 0), why, sizeof(why)), 0);
+	CHECK(b.packed && b.delta && b.delta_cache == 16 * PAGE_SIZE);
+	memset(&cfg, 0, sizeof(cfg));
+	backup_run_config(&b, &cfg);
+	CHECK_EQ(cfg.delta_cache, 16 * PAGE_SIZE);
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_delta("none", 64 << 20, NULL, 0), why, sizeof(why)), 0);
+	CHECK(b.delta && b.delta_cache == 64 << 20); /* all of the guest's RAM */
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_codec("zstd", NULL, 0), why, sizeof(why)), 0);
+	CHECK(!b.delta && b.delta_cache == 0);
+	memset(&cfg, 0, sizeof(cfg));
+	backup_run_config(&b, &cfg);
+	CHECK_EQ(cfg.delta_cache, 0);
+	const uint64_t bad[] = { 0, PAGE_SIZE - 1, PAGE_SIZE + 1, (64 << 20) + PAGE_SIZE, UINT64_MAX };
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		CHECK_EQ(backup_check_shape(&b, shape_buf, shape_delta("lz4", bad[i], NULL, 0), why, sizeof(why)), -EINVAL);
+		CHECK(strstr(why, "malformed delta-cache") != NULL);
+	}
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_delta("lz4", 0, "\0\0\x10\0", 4), why, sizeof(why)), -EINVAL);
+	/* an older primary (no codec named: whole pages) cannot send deltas */
+	CHECK_EQ(backup_check_shape(&b, shape_buf, shape_delta(NULL, 16 * PAGE_SIZE, NULL, 0), why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "malformed delta-cache") != NULL);
+}
+
 /* The codec in the HELLO: known ones give packed epochs in that codec (kept for a `protect` after a
  * takeover), none named is an older primary (pages whole), an unknown or malformed one is refused with
  * one line that names it (when printable). */
@@ -769,7 +814,7 @@ static void test_handshake(void)
 
 /* The HELLO_OK of a backup that reads packed epochs names the primary's codec back (a primary that hears
  * none is talking to an older backup); one it does not know gets a HELLO_ERR saying so. */
-static void hello_codec_case(const char *codec, uint16_t want_type, const char *want_text)
+static void hello_codec_case(const char *codec, uint64_t delta, uint16_t want_type, const char *want_text)
 {
 	struct backup b;
 	one_disk_backup(&b);
@@ -780,7 +825,7 @@ static void hello_codec_case(const char *codec, uint16_t want_type, const char *
 	pthread_t t;
 	CHECK_EQ(pthread_create(&t, NULL, hs_thread, &job), 0);
 	int data = hs_connect(), hb = hs_connect();
-	size_t n = shape_codec(codec, NULL, 0);
+	size_t n = delta ? shape_delta(codec, delta, NULL, 0) : shape_codec(codec, NULL, 0);
 	CHECK_EQ(ft_send_buf(FT_PLAIN(data), FT_HELLO, 2, shape_buf, n), 0);
 	CHECK_EQ(ft_send_buf(FT_PLAIN(hb), FT_HB_HELLO, 2, NULL, 0), 0);
 	struct ft_frame f;
@@ -802,10 +847,11 @@ static void hello_codec_case(const char *codec, uint16_t want_type, const char *
 
 static void test_handshake_codec(void)
 {
-	hello_codec_case("zstd", FT_HELLO_OK, "codec zstd");
-	hello_codec_case("none", FT_HELLO_OK, "codec none");
-	hello_codec_case(NULL, FT_HELLO_OK, ""); /* an older primary: the HELLO_OK it knows */
-	hello_codec_case("brotli", FT_HELLO_ERR, "the primary compresses its epochs with 'brotli', which this backup "
+	hello_codec_case("zstd", 0, FT_HELLO_OK, "codec zstd");
+	hello_codec_case("none", 0, FT_HELLO_OK, "codec none");
+	hello_codec_case(NULL, 0, FT_HELLO_OK, ""); /* an older primary: the HELLO_OK it knows */
+	hello_codec_case("lz4", 8 * PAGE_SIZE, FT_HELLO_OK, "codec lz4 delta"); /* deltas offered: taken */
+	hello_codec_case("brotli", 0, FT_HELLO_ERR, "the primary compresses its epochs with 'brotli', which this backup "
 			 "does not know (it knows " FT_CODEC_NAMES ")");
 }
 
@@ -1229,6 +1275,7 @@ int main(void)
 	test_shape();
 	test_shape_generation();
 	test_shape_codec();
+	test_shape_delta();
 	test_commit();
 	test_sync_mem();
 	test_sync_disk();

@@ -609,6 +609,34 @@ static void test_checkpoint_opt(void)
 	free(text);
 }
 
+/* --delta-cache SIZE: 0 (off) by default, a size with K/M/G, also on restore; less than a page (but 0), a bad
+ * number or more than the largest guest is one clear line. */
+static void test_delta_cache_opt(void)
+{
+	struct run_config c;
+	PARSE_OK(&c, "--kernel", "bz");
+	CHECK_EQ(c.delta_cache, 0);
+	PARSE_OK(&c, "--kernel", "bz", "--delta-cache", "64M");
+	CHECK_EQ(c.delta_cache, 64ull << 20);
+	PARSE_OK(&c, "--kernel", "bz", "--delta-cache=0");
+	CHECK_EQ(c.delta_cache, 0);
+	PARSE_OK(&c, "--kernel", "bz", "--delta-cache", "4K");
+	CHECK_EQ(c.delta_cache, 4096);
+	EXPECT_ERR("--delta-cache: bad size '100'", "--kernel", "bz", "--delta-cache", "100");
+	EXPECT_ERR("--delta-cache: bad size 'lots'", "--kernel", "bz", "--delta-cache", "lots");
+	EXPECT_ERR("--delta-cache 1T: above the largest guest", "--kernel", "bz", "--delta-cache", "1T");
+	EXPECT_ERR("needs a value", "--kernel", "bz", "--delta-cache");
+	char *v[] = { "restore", "--delta-cache", "8M", "f.snap", NULL };
+	CHECK_EQ(cli_parse_restore(4, v, &c, err, sizeof(err)), 0);
+	CHECK_EQ(c.delta_cache, 8ull << 20);
+	char *text = usage_text(cli_run_usage, NULL);
+	CHECK(strstr(text, "--delta-cache SIZE") != NULL);
+	free(text);
+	text = usage_text(cli_restore_usage, NULL);
+	CHECK(strstr(text, "--delta-cache") != NULL);
+	free(text);
+}
+
 /* --compress none|lz4|zstd: the epochs' page payload, none by default, also on restore (for a later
  * protect); any other value is one clear line and exit status 2 before anything starts. */
 static void test_compress_opt(void)
@@ -664,6 +692,7 @@ int main(void)
 	test_ft_link();
 	test_arbiter_opts();
 	test_compress_opt();
+	test_delta_cache_opt();
 	test_dirty_track_opt();
 	test_checkpoint_opt();
 	free_all();

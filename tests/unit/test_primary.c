@@ -469,6 +469,19 @@ static void test_hello_ok(void)
 	p.codec = FT_CODEC_ZSTD;
 	CHECK_EQ(AGREES(""), -EINVAL);
 	CHECK(strstr(err, "older ftvmm") && strstr(err, "--compress zstd"));
+	/* " delta" after the codec: the backup applies the deltas our HELLO offered (only with a cache) */
+	CHECK_EQ(AGREES("codec zstd delta"), 0);
+	CHECK(!p.packer.delta_on); /* none offered: no cache */
+	CHECK_EQ(ft_packer_delta(&p.packer, 4 * PAGE_SIZE), 0);
+	CHECK_EQ(AGREES("codec zstd delta"), 0);
+	CHECK(p.packer.delta_on);
+	CHECK_EQ(AGREES("codec zstd"), 0);
+	CHECK(!p.packer.delta_on);
+	CHECK_EQ(AGREES("codec zstd delta "), -EPROTO);
+	CHECK_EQ(AGREES("codec zstddelta"), -EPROTO);
+	CHECK_EQ(AGREES("codec delta"), -EPROTO);
+	CHECK(!p.packer.delta_on);
+	ft_packer_free(&p.packer);
 #undef AGREES
 	prim_fini(&p);
 }
