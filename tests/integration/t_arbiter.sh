@@ -181,6 +181,7 @@ if guest_ready; then
 	if ft_wait_line "${FT_E[$bk]}" 'taking over from epoch' $((TMO / 1000 + 60)) "$bk"; then
 		ft_wait_line "${FT_O[$bk]}" 'FTWORK seq=[0-9]+ (sum|BAD)' 60 "$bk" ||
 			case_error "the guest printed nothing on $bk after the takeover"
+		ticks_on "$bk" "after the takeover" # it goes on, not only one line (r23: one, then nothing)
 		no_bad "$bk" "after the takeover"
 		tcp_moves_on "after the takeover from the cut-off $old" "$tcp0" || true
 		gen_moved "after the takeover" "$g0"

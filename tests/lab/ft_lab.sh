@@ -197,12 +197,23 @@ no_bad() {
 	[[ -z "$bad" ]] || case_error "$2: the guest on $1: $bad"
 }
 
-# ticks_on NAME WHAT: the guest on NAME prints 3 more ticks (within 30 s)
+# ticks_on NAME WHAT: the guest on NAME prints 3 more ticks (within 30 s). If not, once per copy, what its vCPUs,
+# LAPICs and disk queue look like from outside while it still runs (ft_stuck_evidence: a guest stopped after a
+# takeover was seen once, 2026-12-07 r23, its epochs then writing no guest page at all)
+declare -A TICKS_EVIDENCE=()
 ticks_on() {
 	local n
 	n=$(ft_count "${FT_O[$1]}" 'FTWORK seq=[0-9]+ sum')
-	ft_wait_count "${FT_O[$1]}" 'FTWORK seq=[0-9]+ sum' $((n + 3)) 30 "$1" ||
-		case_error "$2: the guest on $1 stopped ticking (last seq $(ft_last_seq_any "${FT_O[$1]}"))"
+	ft_wait_count "${FT_O[$1]}" 'FTWORK seq=[0-9]+ sum' $((n + 3)) 30 "$1" && return 0
+	case_error "$2: the guest on $1 stopped ticking (last seq $(ft_last_seq_any "${FT_O[$1]}"))"
+	if [[ -z "${TICKS_EVIDENCE[$1]:-}" ]] && ft_alive "$1"; then
+		TICKS_EVIDENCE[$1]=1
+		ft_stuck_evidence "$1" "$W/$1.sock"
+		[[ -s "$L/$1.stats" ]] && echo "  | $1's last epoch: $(tail -n1 "$L/$1.stats" | cut -c1-300)"
+		echo "  --- the last console lines of $1:"
+		tail -n 8 "${FT_O[$1]}" 2>/dev/null | tr -d '\r' | cut -c1-200 | sed 's/^/  | /'
+	fi
+	return 0 # (the scripts run under set -e: the case goes on, its error recorded)
 }
 
 # stderr_tail NAME: its last lines on stderr, on one line (less FTVMM_DEBUG's register dumps)
