@@ -55,6 +55,14 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 	[[ -f "$GUEST_KERNEL" && -f "$GUEST_INITRD" ]] || bash "$repo/guest-images/build.sh" >/dev/null
 	zcat "$GUEST_INITRD" | cpio -it 2>/dev/null | grep -qE '^(\./)?bin/ftwork$' ||
 		{ echo "ft bench: $GUEST_INITRD has no /bin/ftwork: rebuild it (guest-images/build.sh)" >&2; exit 1; }
+	# built here: the test bed's root has no compiler (tests/testbed/rootfs.sh)
+	export FT_BENCH_MEMCPY="$repo/build/bench-tools/ft-memcpy"
+	mkdir -p "$(dirname "$FT_BENCH_MEMCPY")"
+	gcc -O2 -o "$FT_BENCH_MEMCPY" "$here/ft-memcpy.c" || exit 1
+	# ft/tls.c's priority string for the PSK links, for env.txt (cpp: not in the test bed either)
+	FT_BENCH_TLS_PRIO=$({ grep -E '^#define PRIO_(CIPHERS|PSK)' "$repo/ft/tls.c"; echo PRIO_PSK; } | cpp -P 2>/dev/null |
+		tail -n1 | sed -E 's/" *"//g; s/"//g' || true)
+	export FT_BENCH_TLS_PRIO
 	date=$(date -u +%Y%m%d-%H%M%S)
 	export FTVMM_BENCH_RES="$repo/tests/bench/results/ft-$date"
 	export FTVMM_BENCH_EPOCHS="$EPOCHS"
@@ -69,7 +77,7 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 		tmo=$(((TLS_ONLY == 1 ? 300 : 1500) + 80 * nmodes * TLS_REPS * nepochs))
 		FTVMM_BENCH_ENV="nested test bed: qemu TCG -cpu max, 2 vCPUs, kvm-amd inside (nested SVM emulated)" \
 			TESTBED_TIMEOUT=${TESTBED_TIMEOUT:-$tmo} TESTBED_LOG="$FTVMM_BENCH_RES/testbed.log" \
-			TESTBED_PASSENV="FTVMM GUEST_KERNEL GUEST_INITRD BENCH_INSIDE FT_BENCH_QUICK FT_BENCH_TLS FT_BENCH_TLS_ONLY FT_BENCH_TLS_REPS FT_BENCH_GUEST_ARGS" \
+			TESTBED_PASSENV="FTVMM GUEST_KERNEL GUEST_INITRD BENCH_INSIDE FT_BENCH_QUICK FT_BENCH_TLS FT_BENCH_TLS_ONLY FT_BENCH_TLS_REPS FT_BENCH_GUEST_ARGS FT_BENCH_MEMCPY FT_BENCH_TLS_PRIO" \
 			BENCH_INSIDE=1 FT_BENCH_TLS="$TLS_MODES" \
 			"$repo/tests/testbed/run.sh" bash "$0" "$EPOCHS" || echo "ft bench: the test bed run failed ($?)" >&2
 	fi
@@ -120,8 +128,7 @@ STUCK=0
 		echo "tls_only=$TLS_ONLY"
 		# the cipher: ftvmm does not log what a session negotiated; both ends are ftvmm with ft/tls.c's priority
 		# string, so the first suite it names is the one used. The string from the source, and GnuTLS's reading of it.
-		prio=$({ grep -E '^#define PRIO_(CIPHERS|PSK)' "$repo/ft/tls.c"; echo PRIO_PSK; } | cpp -P 2>/dev/null |
-			tail -n1 | sed -E 's/" *"//g; s/"//g' || true)
+		prio=${FT_BENCH_TLS_PRIO:-}
 		echo "tls_priority_psk=${prio:-?}"
 		echo "tls_suites=$( (gnutls-cli -l --priority "$prio" 2>/dev/null || true) | awk '$NF == "TLS1.3" { printf "%s%s", n++ ? " " : "", $1 }')"
 		echo "gnutls=$( (ldd "$FTVMM" 2>/dev/null || true) | awk '/libgnutls/ { print $3; exit }' | xargs -r readlink -f 2>/dev/null || echo '?')"
@@ -130,8 +137,7 @@ STUCK=0
 	fi
 } >"$RES/env.txt"
 
-gcc -O2 -o "$W/ft-memcpy" "$here/ft-memcpy.c"
-"$W/ft-memcpy" 256 >"$RES/memcpy.csv"
+"${FT_BENCH_MEMCPY:?the memcpy probe is built outside the test bed}" 256 >"$RES/memcpy.csv"
 ft_tap_up "$TAP" "$HOST_IP/24" || { echo "ft bench: cannot create TAP $TAP" >&2; exit 1; }
 
 echo "epoch_ms,mode,workload,t_start,t_end,seconds,stats_from,stats_to,detail" >"$RES/runs.csv"

@@ -202,6 +202,10 @@ tcp_moved() {
 	if ! ft_wait_count "$L/tcpcheck.log" '^seq ' $((tcp_at_kill + 3)) 30; then
 		case_error "kill $tcp_kill_no: the TCP stream did not move again within 30 s"
 		tcp_problems "kill $tcp_kill_no" || true
+		# the survivor's guest: ticking on (the network) or stopped (seen twice on 2026-12-07: one tick after a
+		# takeover, then nothing): its vCPUs, LAPICs and disk queue from outside while it still runs
+		ft_log "the survivor $cur: last seq $(ft_last_seq_any "${FT_O[$cur]}"), $(ft_count "${FT_O[$cur]}" 'FTWORK seq=[0-9]+ sum') ticks printed"
+		if ft_alive "$cur"; then ft_stuck_evidence "$cur" "$W/$cur.sock"; fi
 		return 1
 	fi
 	# when did it move: the checker's timestamp of the first seq after the takeover (before it, seqs can still

@@ -1,0 +1,1 @@
+env FTVMM_DEBUG=1 /var/tmp/itest-repo.ncdH2v/build/ftvmm backup --listen 10.77.0.2:7000 --control /var/tmp/ftvmm-ft.ACxzr4/b2.sock --ft-timeout 3000 --stats /var/tmp/itest-out.mQ7W5e/logs/arbiter/b2.stats --disk /var/tmp/ftvmm-ft.ACxzr4/lab/b/b2.img --net tap=tap0 --tls-psk /var/tmp/ftvmm-ft.ACxzr4/lab/ft.psk --arbiter etcd://192.0.2.1:2379 --name labvm
