@@ -130,6 +130,34 @@ static void print_props(const void *fdt, int node, int depth)
 	}
 }
 
+/* The guest's other timers and the interrupt path of the PIT (IRQ 0, GSI 2): a guest whose LAPIC timer is
+ * stopped in idle waits for the PIT's broadcast tick (seen after takeovers, 2026-12-07). */
+static void print_timers(const void *fdt, int vmn)
+{
+	struct kvm_pit_state2 pit;
+	if (!fdtp_copy(fdt, vmn, "pit2", &pit, sizeof(pit))) {
+		const struct kvm_pit_channel_state *c = &pit.channels[0];
+		printf("PIT channel 0: mode %u, count %u, gate %u, latched %u, status-latched %u, read/write state %u/%u, "
+		       "count-load-time %lld ns, flags 0x%x\n", c->mode, c->count, c->gate, c->count_latched,
+		       c->status_latched, c->read_state, c->write_state, (long long)c->count_load_time, pit.flags);
+	}
+	struct kvm_irqchip chip;
+	if (!fdtp_copy(fdt, vmn, "ioapic", &chip, sizeof(chip))) {
+		const struct kvm_ioapic_state *io = &chip.chip.ioapic;
+		printf("IOAPIC: irr 0x%x", io->irr);
+		for (int pin = 0; pin < 3; pin++) {
+			uint64_t e = io->redirtbl[pin].bits;
+			printf(", pin %d: vector 0x%02x%s%s%s dest %u", pin, (unsigned)(e & 0xff), (e >> 16) & 1 ? " masked" : "",
+			       (e >> 15) & 1 ? " level" : " edge", (e >> 14) & 1 ? " remote-irr" : "", (unsigned)(e >> 56));
+		}
+		printf("\n");
+	}
+	if (!fdtp_copy(fdt, vmn, "pic-master", &chip, sizeof(chip))) {
+		const struct kvm_pic_state *p = &chip.chip.pic;
+		printf("PIC master: irr 0x%02x imr 0x%02x isr 0x%02x\n", p->irr, p->imr, p->isr);
+	}
+}
+
 int cmd_inspect(int argc, char **argv)
 {
 	if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -186,7 +214,7 @@ int cmd_inspect(int argc, char **argv)
 		struct kvm_clock_data clk;
 		if (!fdtp_copy(fdt, vmn, "clock", &clk, sizeof(clk)))
 			printf("kvmclock: %.6f s\n", (double)clk.clock / 1e9);
-		printf("irqchip: PIC master/slave, IOAPIC; PIT channel state saved\n");
+		print_timers(fdt, vmn);
 	}
 	int dv = fdt_subnode_offset(fdt, 0, "devices");
 	if (dv >= 0) {

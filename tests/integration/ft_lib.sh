@@ -206,7 +206,7 @@ ft_stuck_evidence() {
 		if ft_ctl "$sock" snapshot "$FT_WORK/stuck-$name.snap" | grep -q '^ok'; then
 			echo "  | snapshot $i (whole: ${IT_LOGDIR:-$FT_WORK}/stuck-$name.inspect$i):"
 			"$FTVMM" inspect "$FT_WORK/stuck-$name.snap" >"${IT_LOGDIR:-$FT_WORK}/stuck-$name.inspect$i" 2>&1 || true
-			grep -E '^  vcpu|RIP|events|LAPIC|ISR|IRR|TSC_DEADLINE|^kvmclock|^  virtio-blk|blk-|virtio-vq|virtio-status|thri-pending|^ +(ier|mcr) =' \
+			grep -E '^  vcpu|RIP|events|LAPIC|ISR|IRR|TSC_DEADLINE|^kvmclock|^PIT|^IOAPIC|^PIC|^  virtio-blk|blk-|virtio-vq|virtio-status|thri-pending|^ +(ier|mcr) =' \
 				"${IT_LOGDIR:-$FT_WORK}/stuck-$name.inspect$i" | head -n 80 | sed 's/^/  | /' || true
 			rm -f "$FT_WORK/stuck-$name.snap"
 		fi
