@@ -420,39 +420,65 @@ static int restore_vcpu(struct vm *vm, struct vcpu *v, const void *fdt, int node
 #undef SET
 #undef PROP
 
-static int restore_vm_wide(struct vm *vm, const void *fdt, char *err, size_t errlen)
-{
-	int node = fdt_subnode_offset(fdt, 0, "vm");
+/* The VM-wide state, read and checked before anything is set. */
+struct vm_wide {
 	struct kvm_pit_state2 pit;
 	struct kvm_clock_data clk;
 	struct kvm_irqchip chips[3];
-	static const char *const names[3] = { "pic-master", "pic-slave", "ioapic" };
-	if (node < 0 || fdtp_copy(fdt, node, "pit2", &pit, sizeof(pit)) ||
-	    fdtp_copy(fdt, node, "clock", &clk, sizeof(clk))) {
+};
+static const char *const chip_names[3] = { "pic-master", "pic-slave", "ioapic" };
+
+static int read_vm_wide(const void *fdt, struct vm_wide *w, char *err, size_t errlen)
+{
+	int node = fdt_subnode_offset(fdt, 0, "vm");
+	if (node < 0 || fdtp_copy(fdt, node, "pit2", &w->pit, sizeof(w->pit)) ||
+	    fdtp_copy(fdt, node, "clock", &w->clk, sizeof(w->clk))) {
 		snprintf(err, errlen, "snapshot: VM-wide state (PIT, clock) missing");
 		return -EINVAL;
 	}
 	for (int i = 0; i < 3; i++)
-		if (fdtp_copy(fdt, node, names[i], &chips[i], sizeof(chips[i]))) {
-			snprintf(err, errlen, "snapshot: %s state missing", names[i]);
+		if (fdtp_copy(fdt, node, chip_names[i], &w->chips[i], sizeof(w->chips[i]))) {
+			snprintf(err, errlen, "snapshot: %s state missing", chip_names[i]);
 			return -EINVAL;
 		}
-	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0) {
-		snprintf(err, errlen, "KVM_SET_PIT2 failed: %s", strerror(errno));
-		return -errno;
-	}
+	return 0;
+}
+
+/* Restore order of the VM-wide state, and why (the vCPUs' own order is restore_vcpu's):
+ * 1. the clock, first: the vCPUs' TSC writes below are taken against it.
+ * 2. every vCPU, its LAPIC included.
+ * 3. the PIC and IOAPIC, after the LAPICs: an edge the IOAPIC still holds (its irr) is delivered into a
+ *    LAPIC as it is restored, and KVM_SET_LAPIC afterwards would wipe it from that LAPIC's IRR.
+ * 4. the PIT, last: KVM_SET_PIT2 re-arms channel 0 from now, and its next interrupt must meet the restored
+ *    IOAPIC and LAPICs. Set first (as before 2026-12-07), a short one-shot count fired into the reset
+ *    IOAPIC (pins masked) or into a LAPIC about to be overwritten; KVM's PIT (reinject mode) then waits for
+ *    the EOI of that lost interrupt before it injects another, for ever. A guest whose LAPIC timer failed
+ *    its boot calibration ticks on the PIT alone (the LAPIC a dummy, the PIT the broadcast device), so it
+ *    slept for good after such a takeover: r23, r24 and a delta run on 2026-12-07, each after a slow restore
+ *    (0.2-0.5 s between the two ioctls), their stuck LAPIC timer still in its calibration setting. */
+static int restore_clock(struct vm *vm, struct vm_wide *w, char *err, size_t errlen)
+{
 	/* KVM refuses TSC_STABLE on SET; without REALTIME the guest clock resumes at the saved instant */
-	clk.flags = 0;
-	clk.realtime = clk.host_tsc = 0;
-	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clk) < 0) {
+	w->clk.flags = 0;
+	w->clk.realtime = w->clk.host_tsc = 0;
+	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &w->clk) < 0) {
 		snprintf(err, errlen, "KVM_SET_CLOCK failed: %s", strerror(errno));
 		return -errno;
 	}
+	return 0;
+}
+
+static int restore_irqchips_pit(struct vm *vm, struct vm_wide *w, char *err, size_t errlen)
+{
 	for (int i = 0; i < 3; i++)
-		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chips[i]) < 0) {
-			snprintf(err, errlen, "KVM_SET_IRQCHIP (%s) failed: %s", names[i], strerror(errno));
+		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &w->chips[i]) < 0) {
+			snprintf(err, errlen, "KVM_SET_IRQCHIP (%s) failed: %s", chip_names[i], strerror(errno));
 			return -errno;
 		}
+	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &w->pit) < 0) {
+		snprintf(err, errlen, "KVM_SET_PIT2 failed: %s", strerror(errno));
+		return -errno;
+	}
 	return 0;
 }
 
@@ -463,7 +489,9 @@ int vmstate_restore_cpus(struct vm *vm, const void *fdt, char *err, size_t errle
 		snprintf(err, errlen, "snapshot: no vcpus node");
 		return -EINVAL;
 	}
-	int r = restore_vm_wide(vm, fdt, err, errlen);
+	struct vm_wide w;
+	int r = read_vm_wide(fdt, &w, err, errlen);
+	r = r ? r : restore_clock(vm, &w, err, errlen);
 	if (r)
 		return r;
 	bool tsc_warned = false;
@@ -479,7 +507,7 @@ int vmstate_restore_cpus(struct vm *vm, const void *fdt, char *err, size_t errle
 		if (r)
 			return r;
 	}
-	return 0;
+	return restore_irqchips_pit(vm, &w, err, errlen);
 }
 
 int vmstate_restore_devices(struct vm *vm, const void *fdt, char *err, size_t errlen)
