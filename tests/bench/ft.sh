@@ -280,7 +280,8 @@ main_epoch() {
 	sleep 1
 	cmd p "ftwork --pages 64 --interval-ms 20 --tcp $HOST_IP:$tport --count 10000000 &"
 	for _ in $(seq 300); do
-		(($(grep -c '^seq ' "$W/tcp.log" 2>/dev/null || true) >= 30)) && break
+		n=$(grep -c '^seq ' "$W/tcp.log" 2>/dev/null) || true # (no file yet: empty)
+		((${n:-0} >= 30)) && break
 		sleep 0.1
 	done
 	ft_wait_status "$W/p.sock" 'protected=yes' 30 || true
