@@ -48,9 +48,9 @@ int backup_mirror(struct backup *b, int lfd)
 		return -1;
 	}
 	close(lfd);
-	warnx("backup: primary connected (%llu MiB, %u vCPUs, %u disks, %u NICs, pages %s): initial sync",
+	warnx("backup: primary connected (%llu MiB, %u vCPUs, %u disks, %u NICs, pages %s%s): initial sync",
 	      (unsigned long long)(b->machine.mem >> 20), b->machine.cpus, b->machine.ndisks, b->machine.nnics,
-	      b->packed ? ft_codec_name(b->codec) : "whole");
+	      b->packed ? ft_codec_name(b->codec) : "whole", b->delta ? " + deltas" : "");
 	pthread_create(&b->hb_thread, NULL, hb_thread, b);
 	int gone = receive_loop(b);
 	set_done(b, "receiver finished");

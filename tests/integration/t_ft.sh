@@ -536,9 +536,10 @@ ft_port; port=$FT_PORT
 truncate -s "$DISK_SIZE" "$W/zp.img" "$W/zb.img" "$W/zc.img"
 BK_TIMEOUT=$FZ_TMO start_backup zb "$port" "$W/zb.img"
 cmdline=$(guest_cmdline "ftvmm.test=ftguest ftvmm.ftargs=--pages,64,--interval-ms,50,--disk,/dev/vda,--count,1000000")
-# its epochs' pages travel zstd-compressed (kept by zb's later protect): the takeover's memory check covers the codec
+# its epochs' pages travel zstd-compressed, the pages that changed little as deltas (both kept by zb's later
+# protect): the takeover's memory check (ftwork verifies every page each tick) covers the codec and the deltas
 ft_bg zp "$FTVMM" run "${kargs[@]}" --mem 128M --cpus 1 --disk "$W/zp.img" --control "$W/zp.sock" --epoch 25 \
-	--ft-timeout "$FZ_TMO" --backup "127.0.0.1:$port" --compress zstd --cmdline "$cmdline"
+	--ft-timeout "$FZ_TMO" --backup "127.0.0.1:$port" --compress zstd --delta-cache 32M --cmdline "$cmdline"
 frozen_ok=0
 if ft_wait_line "${FT_E[zp]}" 'guest is PROTECTED' 180 zp && ft_wait_line "${FT_O[zp]}" 'FTWORK seq=[0-9]+ sum' 120 zp; then
 	kill -STOP "${FT_PID[zp]}"
@@ -552,7 +553,8 @@ if ft_wait_line "${FT_E[zp]}" 'guest is PROTECTED' 180 zp && ft_wait_line "${FT_
 		case_error "the thawed primary runs on after its backup took over: split brain"
 	fi
 	! grep -q 'continues UNPROTECTED' "${FT_E[zp]}" || case_error "the thawed primary went on unprotected"
-	grep -q 'primary connected (.*pages zstd)' "${FT_E[zb]}" || case_error "the backup did not get zstd-packed epochs"
+	grep -q 'primary connected (.*pages zstd + deltas)' "${FT_E[zb]}" ||
+		case_error "the backup did not get zstd-packed epochs with deltas"
 	n0=$(ft_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum')
 	if ft_wait_count "${FT_O[zb]}" 'FTWORK seq=[0-9]+ sum' $((n0 + 3)) 60 zb; then
 		frozen_ok=1
@@ -577,7 +579,8 @@ if ((frozen_ok)); then
 	reply=$(ft_ctl "$W/zb.sock" protect "127.0.0.1:$port")
 	[[ "$reply" == ok* ]] || case_error "protect: $reply"
 	if ft_wait_status "$W/zb.sock" 'protected=yes' 120; then
-		grep -q 'primary connected (.*pages zstd)' "${FT_E[zc]}" || case_error "protect after the takeover did not keep zstd"
+		grep -q 'primary connected (.*pages zstd + deltas)' "${FT_E[zc]}" ||
+			case_error "protect after the takeover did not keep zstd and the deltas"
 		kill -STOP "${FT_PID[zc]}"
 		ft_wait_line "${FT_E[zb]}" 'guest continues UNPROTECTED' 30 zb || case_error "the primary did not notice its frozen backup"
 		kill -CONT "${FT_PID[zc]}"
