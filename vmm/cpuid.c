@@ -8,15 +8,6 @@
 
 #define MAX_CPUID_ENTRIES 256
 
-#define CPUID1_ECX_TSC_DEADLINE (1u << 24)
-
-void cpuid_add_emulated(struct kvm_cpuid2 *c, bool tsc_deadline)
-{
-	struct kvm_cpuid_entry2 *e = cpuid_find(c, 1, 0);
-	if (e && tsc_deadline)
-		e->ecx |= CPUID1_ECX_TSC_DEADLINE;
-}
-
 struct kvm_cpuid2 *cpuid_get_supported(int kvm_fd)
 {
 	for (unsigned n = MAX_CPUID_ENTRIES; n <= 4096; n *= 2) {
@@ -24,10 +15,8 @@ struct kvm_cpuid2 *cpuid_get_supported(int kvm_fd)
 		if (!c)
 			return NULL;
 		c->nent = n;
-		if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
-			cpuid_add_emulated(c, ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0);
+		if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
 			return c;
-		}
 		int e = errno;
 		free(c);
 		if (e != E2BIG) {

@@ -211,26 +211,5 @@ int main(void)
 	free(a);
 	free(b);
 
-	/* the TSC-deadline timer KVM emulates: CPUID.1:ECX[24] added when KVM says it has it, nothing else touched */
-	a = make_table();
-	b = make_table();
-	cpuid_add_emulated(a, false);
-	CHECK(memcmp(a->entries, b->entries, NENT * sizeof(a->entries[0])) == 0);
-	cpuid_add_emulated(a, true);
-	struct kvm_cpuid_entry2 *e1 = cpuid_find(a, 1, 0);
-	CHECK(e1 && (e1->ecx & (1u << 24)));
-	e1->ecx = cpuid_find(b, 1, 0)->ecx;
-	CHECK(memcmp(a->entries, b->entries, NENT * sizeof(a->entries[0])) == 0);
-	free(a);
-	free(b);
-	c = calloc(1, sizeof(*c) + sizeof(c->entries[0])); /* no leaf 1: nothing to add to */
-	CHECK(c != NULL);
-	c->nent = 1;
-	c->entries[0] = template[0];
-	c->entries[0].function = 7;
-	cpuid_add_emulated(c, true);
-	CHECK_EQ(c->entries[0].ecx, template[0].ecx);
-	free(c);
-
 	TEST_DONE("test_cpuid");
 }
