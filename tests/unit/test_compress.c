@@ -7,6 +7,7 @@
 #include "../../vmm/guest_mem.h"
 #include "../../vmm/util.h"
 #include "test.h"
+#include "epoch_test.h"
 
 #include <errno.h>
 #include <libfdt.h>
@@ -86,50 +87,6 @@ static uint8_t *pages_of(uint64_t n, const enum kind *kinds, size_t nk)
 static const enum kind mix[] = { K_TEXT, K_ZERO, K_STRUCTS, K_RANDOM, K_SPARSE, K_PATTERN, K_ZERO, K_TEXT };
 
 /* ---- a packed epoch, as the primary's sender makes it ------------------------------------------------ */
-
-struct buf {
-	uint8_t *p;
-	size_t len;
-};
-
-static void put(struct buf *b, const void *src, size_t n)
-{
-	b->p = realloc(b->p, b->len + n + 1);
-	CHECK(b->p);
-	if (n)
-		memcpy(b->p + b->len, src, n);
-	b->len += n;
-}
-
-static uint8_t state[128];
-
-static void make_state(uint64_t num)
-{
-	CHECK_EQ(fdt_create(state, sizeof(state)), 0);
-	CHECK_EQ(fdt_finish_reservemap(state), 0);
-	CHECK_EQ(fdt_begin_node(state, ""), 0);
-	CHECK_EQ(fdt_property_u64(state, "epoch", num), 0);
-	CHECK_EQ(fdt_end_node(state), 0);
-	CHECK_EQ(fdt_finish(state), 0);
-}
-
-/* The payload from its parts (hdr's state_len is the state's; its sizes otherwise as given). */
-static struct buf assemble(struct ft_epoch_hdr h, const struct ft_pages_hdr *ph, const uint64_t *pfns,
-			   const void *payload, size_t payload_len)
-{
-	make_state(h.epoch);
-	h.state_len = fdt_totalsize(state);
-	struct buf b = { 0 };
-	put(&b, &h, sizeof(h));
-	if (ph)
-		put(&b, ph, sizeof(*ph));
-	put(&b, pfns, h.npages * 8);
-	put(&b, payload, payload_len);
-	if (ph) /* the state starts 8-byte aligned */
-		put(&b, "\0\0\0\0\0\0\0", FT_PAGES_PAD_TO(payload_len) - payload_len);
-	put(&b, state, h.state_len);
-	return b;
-}
 
 /* Epoch num of n pages (copied: packing works in place) at pfns, packed with codec; its page header in *ph. */
 static struct buf packed(uint64_t num, bool baseline, const uint64_t *pfns, uint64_t n, const uint8_t *pages,

@@ -6,6 +6,7 @@
 #include "../../vmm/guest_mem.h"
 #include "../../vmm/util.h"
 #include "test.h"
+#include "epoch_test.h"
 
 #include <errno.h>
 #include <libfdt.h>
@@ -194,7 +195,6 @@ static void test_cache(void)
 static struct backup b;
 static uint8_t *mem, *mem_before;
 static uint8_t *model; /* the primary's guest memory */
-static uint8_t state[128];
 
 static void backup_fresh(enum ft_codec codec, bool delta)
 {
@@ -208,20 +208,6 @@ static void backup_fresh(enum ft_codec codec, bool delta)
 	b.codec = codec;
 	b.delta = delta;
 	memset(mem, 0xc3, MEM_SIZE);
-}
-
-struct buf {
-	uint8_t *p;
-	size_t len;
-};
-
-static void put(struct buf *o, const void *src, size_t n)
-{
-	o->p = realloc(o->p, o->len + n + 1);
-	CHECK(o->p);
-	if (n)
-		memcpy(o->p + o->len, src, n);
-	o->len += n;
 }
 
 /* Epoch num: the model's pages at pfns (n), packed by pk (as the sender does: in place on a copy). */
@@ -239,21 +225,9 @@ static struct buf epoch_of(struct ft_packer *pk, uint64_t num, bool baseline, co
 		ft_packer_forget(pk);
 	const uint8_t *payload;
 	CHECK_EQ(ft_pack_pages(pk, stage, pf, n, ph, &payload), 0);
-	CHECK_EQ(fdt_create(state, sizeof(state)), 0);
-	CHECK_EQ(fdt_finish_reservemap(state), 0);
-	CHECK_EQ(fdt_begin_node(state, ""), 0);
-	CHECK_EQ(fdt_property_u64(state, "epoch", num), 0);
-	CHECK_EQ(fdt_end_node(state), 0);
-	CHECK_EQ(fdt_finish(state), 0);
-	struct ft_epoch_hdr h = { .epoch = num, .npages = n, .state_len = fdt_totalsize(state),
+	struct ft_epoch_hdr h = { .epoch = num, .npages = n,
 				  .flags = FT_EPOCH_PACKED | (baseline ? FT_EPOCH_BASELINE : 0) };
-	struct buf o = { 0 };
-	put(&o, &h, sizeof(h));
-	put(&o, ph, sizeof(*ph));
-	put(&o, pf, n * 8);
-	put(&o, payload, ph->wire_len);
-	put(&o, "\0\0\0\0\0\0\0", FT_PAGES_PAD_TO(ph->wire_len) - ph->wire_len);
-	put(&o, state, h.state_len);
+	struct buf o = assemble(h, ph, pf, payload, ph->wire_len);
 	free(stage);
 	free(pf);
 	struct ft_epoch_hdr chk;
