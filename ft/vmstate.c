@@ -482,6 +482,28 @@ static int restore_irqchips_pit(struct vm *vm, struct vm_wide *w, char *err, siz
 	return 0;
 }
 
+/* 5. a paravirtual kick for every vCPU whose guest may wait for one. A Linux guest's PV spinlock waiter halts
+ *    with interrupts off until the lock's holder kicks it (KVM_HC_KICK_CPU). KVM keeps that kick as a flag
+ *    (pv_unhalted) that the vCPU's next HLT consumes, and no KVM_GET_* reads it while the vCPU is runnable
+ *    (KVM_GET_MP_STATE shows it only on a halted one). So a capture that lands between the kick and the
+ *    waiter's HLT loses it, and the restored waiter halts for good: r26 and a CI run on 2026-12-07, a vCPU
+ *    halted with IF=0 inside an interrupt handler, the other one idle. A kick nobody sent is harmless (a HLT
+ *    may always return early: the spinlock and idle loops look again), a lost one is not, so every vCPU
+ *    gets one. Not fatal when refused: the guest runs, as it did before this step existed. */
+static int restore_pv_unhalts(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		if (!vcpu_has_pv_unhalt(v))
+			continue;
+		int r = vcpu_pv_unhalt(v);
+		if (r != 1)
+			warnx("vcpu %u: cannot re-deliver a paravirtual unhalt (%s): a spinlock waiter may sleep", v->id,
+			      r < 0 ? strerror(-r) : "not delivered");
+	}
+	return 0;
+}
+
 int vmstate_restore_cpus(struct vm *vm, const void *fdt, char *err, size_t errlen)
 {
 	int vcpus = fdt_subnode_offset(fdt, 0, "vcpus");
@@ -507,7 +529,8 @@ int vmstate_restore_cpus(struct vm *vm, const void *fdt, char *err, size_t errle
 		if (r)
 			return r;
 	}
-	return restore_irqchips_pit(vm, &w, err, errlen);
+	r = restore_irqchips_pit(vm, &w, err, errlen);
+	return r ? r : restore_pv_unhalts(vm);
 }
 
 int vmstate_restore_devices(struct vm *vm, const void *fdt, char *err, size_t errlen)

@@ -5,6 +5,7 @@
 #include "util.h"
 #include "vm.h"
 
+#include <asm/kvm_para.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -315,6 +316,27 @@ void vcpu_kick(struct vcpu *v)
 	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
 	if (v->started)
 		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}
+
+bool vcpu_has_pv_unhalt(const struct vcpu *v)
+{
+	for (uint32_t i = 0; v->cpuid && i < v->cpuid->nent; i++) {
+		const struct kvm_cpuid_entry2 *e = &v->cpuid->entries[i];
+		if (e->function == KVM_CPUID_FEATURES)
+			return e->eax & (1u << KVM_FEATURE_PV_UNHALT);
+	}
+	return false;
+}
+
+/* KVM_HC_KICK_CPU is, inside KVM, an interrupt of delivery mode 3 (APIC_DM_REMRD) to the target's APIC ID,
+ * which sets that vCPU's pv_unhalted flag; an MSI whose data carries delivery mode 3 takes the same path
+ * (kvm_set_msi_irq copies the MSI's 3-bit mode), so it is the one way userspace can set the flag. Physical
+ * destination mode, APIC ID = vCPU id (cpuid.c; at most 254 vCPUs, so it fits the MSI's 8 bits). */
+int vcpu_pv_unhalt(struct vcpu *v)
+{
+	struct kvm_msi msi = { .address_lo = 0xfee00000u | (v->id << 12), .data = 3u << 8 };
+	int r = ioctl(v->vm->vm_fd, KVM_SIGNAL_MSI, &msi);
+	return r < 0 ? -errno : r;
 }
 
 void vcpu_destroy(struct vcpu *v)

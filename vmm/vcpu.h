@@ -34,6 +34,12 @@ int vcpu_start(struct vcpu *v);
 /* Make the vCPU leave KVM_RUN soon (immediate_exit + signal). */
 void vcpu_kick(struct vcpu *v);
 void vcpu_destroy(struct vcpu *v);
+/* Does the vCPU's CPUID offer KVM_FEATURE_PV_UNHALT (the guest may halt, interrupts off, until another vCPU's
+ * KVM_HC_KICK_CPU)? */
+bool vcpu_has_pv_unhalt(const struct vcpu *v);
+/* Give the vCPU the kick that KVM_HC_KICK_CPU gives: its next HLT returns at once. 1 delivered, 0 not
+ * (no such APIC), or -errno. */
+int vcpu_pv_unhalt(struct vcpu *v);
 /* Registers and segment state, for crash reports. */
 void vcpu_dump(struct vcpu *v, FILE *f);
 /* The signal used to kick vCPU threads out of KVM_RUN. */

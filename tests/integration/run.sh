@@ -83,6 +83,16 @@ fi
 kvm_ok=0
 kvm_msg=$("$kvmcheck" 2>&1) && kvm_ok=1
 
+# pvkick (t_snapshot): KVM-level restore check, linked with ftvmm's own library (beside FTVMM); built outside
+# the test bed, whose root has no compiler
+export ITEST_PVKICK=${ITEST_PVKICK:-$ITEST_OUT/pvkick}
+lib=$(dirname "$FTVMM")/libftvmm.a
+if [[ $inside == 0 && -f "$lib" && ( ! -x "$ITEST_PVKICK" || "$here/pvkick.c" -nt "$ITEST_PVKICK" ||
+	"$lib" -nt "$ITEST_PVKICK" ) ]]; then
+	gcc -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o "$ITEST_PVKICK.tmp" "$here/pvkick.c" "$lib" \
+		-luring -lfdt -lgnutls -lcurl -ljson-c -llz4 -lzstd -pthread && mv -f "$ITEST_PVKICK.tmp" "$ITEST_PVKICK"
+fi
+
 # A host whose /dev/kvm passes kvmcheck can still fail to boot a real Linux guest (seen on a nested
 # Firecracker host); in auto mode, also boot the test guest under qemu -accel kvm as an independent reference.
 kvm_boots_linux() {
@@ -257,9 +267,10 @@ else
 			tar -C "$repo" --exclude=tests/testbed/out --exclude='tests/*/results' --exclude=__pycache__ \
 				-cf - tests $(cd "$repo" && echo ft/*.h) | tar -C "$lr" -xf - &&
 			cp "$FTVMM" "$lr/build/ftvmm" && cp "$GUEST_KERNEL" "$GUEST_INITRD" "$lr/guest/" &&
+			{ [[ ! -x "$ITEST_PVKICK" ]] || cp "$ITEST_PVKICK" "$lr/build/pvkick"; } &&
 			{ [[ ! -f "$gk/kernel-version" ]] || cp "$gk/kernel-version" "$lr/guest/"; }; then
 			echo "integration: running from a copy on the scratch disk: $lr ($(du -sh "$lr" | cut -f1))"
-			export ITEST_FROM_SCRATCH=$lr FTVMM=$lr/build/ftvmm
+			export ITEST_FROM_SCRATCH=$lr FTVMM=$lr/build/ftvmm ITEST_PVKICK=$lr/build/pvkick
 			export GUEST_KERNEL=$lr/guest/${GUEST_KERNEL##*/} GUEST_INITRD=$lr/guest/${GUEST_INITRD##*/}
 			exec bash "$lr/tests/integration/run.sh" --inside "${names[@]}"
 		fi

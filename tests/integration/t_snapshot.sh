@@ -788,4 +788,19 @@ echo "  PIT-ticking guest (noapictimer, 1 vCPU): $pit_done of $PIT_CYCLES restor
 vm_kill
 case_end
 
+# ======== a paravirtual kick pending at the capture reaches the restored vCPU ========
+case_begin snapshot/pv-kick
+# KVM keeps a KVM_HC_KICK_CPU as a flag no state ioctl reads while the vCPU runs; a capture between the kick and
+# the waiter's HLT lost it, and the restored PV-spinlock waiter slept with interrupts off for good (r26, a CI run
+# on 2026-12-07). pvkick.c makes that moment with two real-mode vCPUs and ftvmm's own capture and restore.
+if [[ ! -x "${ITEST_PVKICK:-}" ]]; then
+	case_error "no pvkick binary at '${ITEST_PVKICK:-}' (tests/integration/run.sh builds it from build/libftvmm.a)"
+else
+	rc=0
+	out=$(timeout -k 5 60 "$ITEST_PVKICK" 2>&1) || rc=$?
+	sed 's/^/  | /' <<<"$out"
+	[[ $rc == 0 ]] || case_error "pvkick exit $rc: $(grep -E '^FAILED' <<<"$out" | tr '\n' ' ')"
+fi
+case_end
+
 it_end
