@@ -437,8 +437,9 @@ static int read_vm_wide(const void *fdt, struct vm_wide *w, char *err, size_t er
 		return -EINVAL;
 	}
 	for (int i = 0; i < 3; i++)
-		if (fdtp_copy(fdt, node, chip_names[i], &w->chips[i], sizeof(w->chips[i]))) {
-			snprintf(err, errlen, "snapshot: %s state missing", chip_names[i]);
+		if (fdtp_copy(fdt, node, chip_names[i], &w->chips[i], sizeof(w->chips[i])) ||
+		    w->chips[i].chip_id != (uint32_t)i) { /* the ids are 0, 1, 2 in chip_names' order */
+			snprintf(err, errlen, "snapshot: %s state missing or not a %s", chip_names[i], chip_names[i]);
 			return -EINVAL;
 		}
 	return 0;
@@ -447,8 +448,9 @@ static int read_vm_wide(const void *fdt, struct vm_wide *w, char *err, size_t er
 /* Restore order of the VM-wide state, and why (the vCPUs' own order is restore_vcpu's):
  * 1. the clock, first: the vCPUs' TSC writes below are taken against it.
  * 2. every vCPU, its LAPIC included.
- * 3. the PIC and IOAPIC, after the LAPICs: an edge the IOAPIC still holds (its irr) is delivered into a
- *    LAPIC as it is restored, and KVM_SET_LAPIC afterwards would wipe it from that LAPIC's IRR.
+ * 3. the PIC and IOAPIC, after the LAPICs: a level the IOAPIC still holds (its irr) is delivered into a
+ *    LAPIC as it is restored, and KVM_SET_LAPIC afterwards would wipe it from that LAPIC's IRR. Edge pins'
+ *    levels are dropped first (drop_edge_levels).
  * 4. the PIT, last: KVM_SET_PIT2 re-arms channel 0 from now, and its next interrupt must meet the restored
  *    IOAPIC and LAPICs. Set first (as before 2026-12-07), a short one-shot count fired into the reset
  *    IOAPIC (pins masked) or into a LAPIC about to be overwritten; KVM's PIT (reinject mode) then waits for
@@ -468,8 +470,31 @@ static int restore_clock(struct vm *vm, struct vm_wide *w, char *err, size_t err
 	return 0;
 }
 
+/* An edge-triggered pin's saved line level is a pulse caught half-way, never a request still owed: KVM's PIT
+ * pulses its line (level 1, then 0) from its own thread, so a capture inside an FT pause can read the IOAPIC
+ * between the two, with the pin's irr bit set and the edge already delivered into a LAPIC (saved with it).
+ * KVM_SET_IRQCHIP replays a set bit as an interrupt and leaves it set with no source to lower it; the PIT's next
+ * rising edge is then taken for one not yet delivered and coalesced away, its EOI never comes, and KVM's PIT
+ * (reinject mode) injects nothing until that EOI: the restored guest's timer is gone for good. That is how a guest
+ * ticking on the PIT stopped one tick after a takeover (r10, r23, r24; tests/integration/pitedge.c makes it
+ * happen). So the levels of edge pins are dropped, as the line is a moment later on the source: the IOAPIC's irr
+ * bits and the PIC's last_irr bits of edge pins (elcr clear). The PIC's irr (requests latched, not yet taken) and
+ * level-triggered pins are kept: those are owed. */
+static void drop_edge_levels(struct kvm_irqchip *c)
+{
+	if (c->chip_id == KVM_IRQCHIP_IOAPIC) {
+		for (unsigned pin = 0; pin < KVM_IOAPIC_NUM_PINS; pin++)
+			if (c->chip.ioapic.redirtbl[pin].fields.trig_mode == 0)
+				c->chip.ioapic.irr &= ~(1u << pin);
+	} else {
+		c->chip.pic.last_irr &= c->chip.pic.elcr;
+	}
+}
+
 static int restore_irqchips_pit(struct vm *vm, struct vm_wide *w, char *err, size_t errlen)
 {
+	for (int i = 0; i < 3; i++)
+		drop_edge_levels(&w->chips[i]);
 	for (int i = 0; i < 3; i++)
 		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &w->chips[i]) < 0) {
 			snprintf(err, errlen, "KVM_SET_IRQCHIP (%s) failed: %s", chip_names[i], strerror(errno));

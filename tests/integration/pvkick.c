@@ -15,16 +15,9 @@
  */
 #include "../../ft/state.h"
 #include "../../vmm/guest_mem.h"
-#include "../../vmm/vcpu.h"
-#include "../../vmm/vm.h"
+#include "kvmtest.h"
 
-#include <errno.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <sys/time.h>
 
 #define MEM (16ull << 20)
 #define WAITER_GPA 0x1000
@@ -37,51 +30,6 @@ static const uint8_t waiter_code[] = { 0xf4, 0xb0, 0x01, 0xe6, PORT_WOKEN, 0xeb,
 /* mov eax,5 (KVM_HC_KICK_CPU); xor ebx,ebx (flags); xor ecx,ecx (APIC ID 0); vmmcall; mov al,2; out 0x11,al; jmp $ */
 static const uint8_t kicker_code[] = { 0x66, 0xb8, 0x05, 0x00, 0x00, 0x00, 0x66, 0x31, 0xdb, 0x66, 0x31, 0xc9,
 				       0x0f, 0x01, 0xd9, 0xb0, 0x02, 0xe6, PORT_KICKED, 0xeb, 0xfe };
-
-static int failures;
-
-static void check(int ok, const char *what)
-{
-	printf("%s %s\n", ok ? "ok:" : "FAILED:", what);
-	if (!ok)
-		failures++;
-}
-
-static void on_alarm(int sig)
-{
-	(void)sig;
-}
-
-/* KVM_RUN on one vCPU until it leaves for port I/O or `ms` pass: the port, or -1 when still in the guest
- * (halted) at the deadline, or -2 on another exit. */
-static int run_until_io(struct vcpu *v, int ms)
-{
-	struct itimerval it = { .it_value = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 } };
-	setitimer(ITIMER_REAL, &it, NULL);
-	int r = ioctl(v->fd, KVM_RUN, 0);
-	int e = errno;
-	struct itimerval off = { 0 };
-	setitimer(ITIMER_REAL, &off, NULL);
-	if (r < 0)
-		return e == EINTR ? -1 : -2;
-	return v->run->exit_reason == KVM_EXIT_IO ? v->run->io.port : -2;
-}
-
-/* vCPU `v` in real mode at 0:gpa, interrupts off, runnable (KVM leaves an AP waiting for a SIPI). */
-static int place(struct vcpu *v, uint64_t gpa)
-{
-	struct kvm_sregs sregs;
-	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
-		return -1;
-	sregs.cs.base = 0;
-	sregs.cs.selector = 0;
-	struct kvm_regs regs = { .rip = gpa, .rflags = 0x2 };
-	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
-	return ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0 || ioctl(v->fd, KVM_SET_REGS, &regs) < 0 ||
-			       ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0
-		       ? -1
-		       : 0;
-}
 
 static int new_vm(struct vm *vm, unsigned ncpus)
 {
@@ -100,20 +48,19 @@ static int new_vm(struct vm *vm, unsigned ncpus)
 
 int main(void)
 {
-	struct sigaction sa = { .sa_handler = on_alarm }; /* no SA_RESTART: KVM_RUN returns EINTR */
-	sigaction(SIGALRM, &sa, NULL);
+	kt_setup_alarm();
 	static struct vm a, b, c;
 
 	/* control: a vCPU that halts with IF=0 and no kick stays halted */
-	if (new_vm(&c, 1) || place(&c.vcpus[0], WAITER_GPA))
+	if (new_vm(&c, 1) || kt_place(&c.vcpus[0], WAITER_GPA))
 		return 2;
-	check(run_until_io(&c.vcpus[0], 500) == -1, "without a kick, a vCPU halted with IF=0 stays halted (0.5 s)");
-	check(vcpu_has_pv_unhalt(&c.vcpus[0]), "the vCPU's CPUID offers KVM_FEATURE_PV_UNHALT");
+	kt_check(kt_run_until_io(&c.vcpus[0], 500) == -1, "without a kick, a vCPU halted with IF=0 stays halted (0.5 s)");
+	kt_check(vcpu_has_pv_unhalt(&c.vcpus[0]), "the vCPU's CPUID offers KVM_FEATURE_PV_UNHALT");
 
 	/* the holder kicks the waiter, which has not yet reached its HLT */
-	if (new_vm(&a, 2) || place(&a.vcpus[0], WAITER_GPA) || place(&a.vcpus[1], KICKER_GPA))
+	if (new_vm(&a, 2) || kt_place(&a.vcpus[0], WAITER_GPA) || kt_place(&a.vcpus[1], KICKER_GPA))
 		return 2;
-	check(run_until_io(&a.vcpus[1], 5000) == PORT_KICKED, "vCPU 1 made its KVM_HC_KICK_CPU hypercall");
+	kt_check(kt_run_until_io(&a.vcpus[1], 5000) == PORT_KICKED, "vCPU 1 made its KVM_HC_KICK_CPU hypercall");
 	struct kvm_mp_state mp;
 	if (ioctl(a.vcpus[0].fd, KVM_GET_MP_STATE, &mp) == 0)
 		printf("note: vCPU 0's mp-state after the kick: %s (the kick itself is not in KVM's state API)\n",
@@ -122,23 +69,23 @@ int main(void)
 	void *fdt = NULL;
 	size_t len = 0;
 	int r = state_capture(&a, NULL, &fdt, &len);
-	check(r == 0, "state captured with the kick pending");
+	kt_check(r == 0, "state captured with the kick pending");
 	if (r)
 		return 1;
-	check(run_until_io(&a.vcpus[0], 5000) == PORT_WOKEN, "control: on the captured VM, the kick wakes vCPU 0");
+	kt_check(kt_run_until_io(&a.vcpus[0], 5000) == PORT_WOKEN, "control: on the captured VM, the kick wakes vCPU 0");
 
 	/* the restore, as a takeover does it: memory first, then the state */
 	char err[256] = "";
 	if (new_vm(&b, 2))
 		return 2;
 	r = state_apply(&b, fdt, err, sizeof(err));
-	check(r == 0, "state applied to a second VM");
+	kt_check(r == 0, "state applied to a second VM");
 	if (r)
 		fprintf(stderr, "pvkick: %s\n", err);
 	else
-		check(run_until_io(&b.vcpus[0], 5000) == PORT_WOKEN,
+		kt_check(kt_run_until_io(&b.vcpus[0], 5000) == PORT_WOKEN,
 		      "the restored vCPU 0 is woken: the kick given before the capture was not lost");
 	free(fdt);
-	printf("pvkick: %s\n", failures ? "FAIL" : "PASS");
-	return failures ? 1 : 0;
+	printf("pvkick: %s\n", kt_failures ? "FAIL" : "PASS");
+	return kt_failures ? 1 : 0;
 }

@@ -83,14 +83,18 @@ fi
 kvm_ok=0
 kvm_msg=$("$kvmcheck" 2>&1) && kvm_ok=1
 
-# pvkick (t_snapshot): KVM-level restore check, linked with ftvmm's own library (beside FTVMM); built outside
-# the test bed, whose root has no compiler
-export ITEST_PVKICK=${ITEST_PVKICK:-$ITEST_OUT/pvkick}
+# KVM-level restore checks (t_snapshot: pvkick.c, pitedge.c), linked with ftvmm's own library (beside FTVMM);
+# built outside the test bed, whose root has no compiler
+export ITEST_KVMTESTS=${ITEST_KVMTESTS:-$ITEST_OUT/kvmtests}
 lib=$(dirname "$FTVMM")/libftvmm.a
-if [[ $inside == 0 && -f "$lib" && ( ! -x "$ITEST_PVKICK" || "$here/pvkick.c" -nt "$ITEST_PVKICK" ||
-	"$lib" -nt "$ITEST_PVKICK" ) ]]; then
-	gcc -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o "$ITEST_PVKICK.tmp" "$here/pvkick.c" "$lib" \
-		-luring -lfdt -lgnutls -lcurl -ljson-c -llz4 -lzstd -pthread && mv -f "$ITEST_PVKICK.tmp" "$ITEST_PVKICK"
+if [[ $inside == 0 && -f "$lib" ]]; then
+	mkdir -p "$ITEST_KVMTESTS"
+	for t in pvkick pitedge; do
+		bin=$ITEST_KVMTESTS/$t
+		[[ ! -x "$bin" || "$here/$t.c" -nt "$bin" || "$here/kvmtest.h" -nt "$bin" || "$lib" -nt "$bin" ]] || continue
+		gcc -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o "$bin.tmp" "$here/$t.c" "$lib" \
+			-luring -lfdt -lgnutls -lcurl -ljson-c -llz4 -lzstd -pthread && mv -f "$bin.tmp" "$bin"
+	done
 fi
 
 # A host whose /dev/kvm passes kvmcheck can still fail to boot a real Linux guest (seen on a nested
@@ -267,10 +271,10 @@ else
 			tar -C "$repo" --exclude=tests/testbed/out --exclude='tests/*/results' --exclude=__pycache__ \
 				-cf - tests $(cd "$repo" && echo ft/*.h) | tar -C "$lr" -xf - &&
 			cp "$FTVMM" "$lr/build/ftvmm" && cp "$GUEST_KERNEL" "$GUEST_INITRD" "$lr/guest/" &&
-			{ [[ ! -x "$ITEST_PVKICK" ]] || cp "$ITEST_PVKICK" "$lr/build/pvkick"; } &&
+			{ [[ ! -d "$ITEST_KVMTESTS" ]] || cp -r "$ITEST_KVMTESTS" "$lr/build/kvmtests"; } &&
 			{ [[ ! -f "$gk/kernel-version" ]] || cp "$gk/kernel-version" "$lr/guest/"; }; then
 			echo "integration: running from a copy on the scratch disk: $lr ($(du -sh "$lr" | cut -f1))"
-			export ITEST_FROM_SCRATCH=$lr FTVMM=$lr/build/ftvmm ITEST_PVKICK=$lr/build/pvkick
+			export ITEST_FROM_SCRATCH=$lr FTVMM=$lr/build/ftvmm ITEST_KVMTESTS=$lr/build/kvmtests
 			export GUEST_KERNEL=$lr/guest/${GUEST_KERNEL##*/} GUEST_INITRD=$lr/guest/${GUEST_INITRD##*/}
 			exec bash "$lr/tests/integration/run.sh" --inside "${names[@]}"
 		fi

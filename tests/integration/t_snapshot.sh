@@ -788,19 +788,24 @@ echo "  PIT-ticking guest (noapictimer, 1 vCPU): $pit_done of $PIT_CYCLES restor
 vm_kill
 case_end
 
-# ======== a paravirtual kick pending at the capture reaches the restored vCPU ========
-case_begin snapshot/pv-kick
-# KVM keeps a KVM_HC_KICK_CPU as a flag no state ioctl reads while the vCPU runs; a capture between the kick and
-# the waiter's HLT lost it, and the restored PV-spinlock waiter slept with interrupts off for good (r26, a CI run
-# on 2026-12-07). pvkick.c makes that moment with two real-mode vCPUs and ftvmm's own capture and restore.
-if [[ ! -x "${ITEST_PVKICK:-}" ]]; then
-	case_error "no pvkick binary at '${ITEST_PVKICK:-}' (tests/integration/run.sh builds it from build/libftvmm.a)"
-else
-	rc=0
-	out=$(timeout -k 5 60 "$ITEST_PVKICK" 2>&1) || rc=$?
-	sed 's/^/  | /' <<<"$out"
-	[[ $rc == 0 ]] || case_error "pvkick exit $rc: $(grep -E '^FAILED' <<<"$out" | tr '\n' ' ')"
-fi
-case_end
+# ======== restore checks at the KVM level (real-mode vCPUs, ftvmm's own capture and restore) ========
+# pv-kick: KVM keeps a KVM_HC_KICK_CPU as a flag no state ioctl reads while the vCPU runs; a capture between the kick
+# and the waiter's HLT lost it, and the restored PV-spinlock waiter slept with interrupts off for good (r26, a CI
+# run on 2026-12-07). pit-edge: a capture between the two halves of a PIT pulse left the IOAPIC pin's irr set after
+# the restore, the PIT's next edge was coalesced away and KVM's PIT waited for its EOI for ever (r10, r23, r24).
+kvm_check() {
+	local name=$1 rc=0 out bin=${ITEST_KVMTESTS:-}/$2
+	case_begin "snapshot/$name"
+	if [[ ! -x "$bin" ]]; then
+		case_error "no $2 binary at '$bin' (tests/integration/run.sh builds it from build/libftvmm.a)"
+	else
+		out=$(timeout -k 5 60 "$bin" 2>&1) || rc=$?
+		sed 's/^/  | /' <<<"$out"
+		[[ $rc == 0 ]] || case_error "$2 exit $rc: $(grep -E '^FAILED' <<<"$out" | tr '\n' ' ')"
+	fi
+	case_end
+}
+kvm_check pv-kick pvkick
+kvm_check pit-edge pitedge
 
 it_end
