@@ -324,7 +324,8 @@ static void write_stats(struct ft_primary *p, struct ft_staged *s, uint64_t ack_
 		"\"copy_us\":%.1f,\"state_us\":%.1f,\"resume_us\":%.1f,\"dirty_guest\":%llu,\"dirty_device\":%llu,\"pages\":%llu,"
 		"\"bytes\":%llu,\"ack_latency_us\":%.1f,\"pkts_held\":%llu,\"pkts_released\":%llu,\"disk_writes\":%llu,"
 		"\"baseline\":%s,\"compress\":\"%s\",\"raw_bytes\":%llu,\"wire_bytes\":%llu,\"zero_pages\":%llu,"
-		"\"compress_us\":%.1f,\"checkpoint\":\"%s\",\"cow_faults\":%llu,\"cow_copy_us\":%.1f,\"delta_pages\":%llu}\n",
+		"\"compress_us\":%.1f,\"checkpoint\":\"%s\",\"cow_faults\":%llu,\"cow_copy_us\":%.1f,\"delta_pages\":%llu,"
+		"\"state_cpus_us\":%.1f,\"state_devices_us\":%.1f}\n",
 		(unsigned long long)s->hdr.epoch, (double)(s->t_start_ns - p->started_ns) / 1e6, (double)s->pause_ns / 1e3,
 		(double)s->stop_ns / 1e3, (double)s->harvest_ns / 1e3, (double)s->copy_ns / 1e3, (double)s->state_ns / 1e3,
 		(double)s->resume_ns / 1e3,
@@ -334,7 +335,8 @@ static void write_stats(struct ft_primary *p, struct ft_staged *s, uint64_t ack_
 		(s->hdr.flags & FT_EPOCH_BASELINE) ? "true" : "false", ft_codec_name(p->codec),
 		(unsigned long long)(s->hdr.npages * PAGE_SIZE), (unsigned long long)s->wire_bytes,
 		(unsigned long long)s->zero_pages, (double)s->compress_ns / 1e3, ft_ckpt_name(p->ckpt),
-		(unsigned long long)s->cow_faults, (double)s->cow_ns / 1e3, (unsigned long long)s->delta_pages);
+		(unsigned long long)s->cow_faults, (double)s->cow_ns / 1e3, (unsigned long long)s->delta_pages,
+		(double)s->state_cpus_ns / 1e3, (double)s->state_devices_ns / 1e3);
 	fflush(p->stats);
 }
 

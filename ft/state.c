@@ -41,20 +41,31 @@ int state_put_machine(void *fdt, const struct vm *vm, const struct machine *mach
 }
 
 /* The whole tree into a buffer of size bytes: 0, -ENOSPC when it does not fit, or another -errno. */
-static int capture_into(void *fdt, size_t size, struct vm *vm, const struct machine *mach)
+static int capture_into(void *fdt, size_t size, struct vm *vm, const struct machine *mach, struct state_times *t)
 {
 	int r = fdt_create(fdt, (int)size);
 	r = r ? r : fdt_finish_reservemap(fdt);
 	r = r ? r : fdt_begin_node(fdt, "");
 	r = r ? r : fdt_property_u32(fdt, "ftvmm,state-version", VMSTATE_VERSION);
 	r = r ? -ENOSPC : state_put_machine(fdt, vm, mach);
+	uint64_t t0 = now_ns();
 	r = r ? r : vmstate_save_cpus(vm, fdt);
+	uint64_t t1 = now_ns();
 	r = r ? r : vmstate_save_devices(vm, fdt);
+	t->cpus_ns = t1 - t0;
+	t->devices_ns = now_ns() - t1;
 	r = r ? r : (fdt_end_node(fdt) ? -ENOSPC : 0);
 	return r ? r : (fdt_finish(fdt) ? -ENOSPC : 0);
 }
 
 int state_capture(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out)
+{
+	struct state_times t;
+	return state_capture_timed(vm, mach, fdt_out, len_out, &t);
+}
+
+int state_capture_timed(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out,
+			struct state_times *t)
 {
 	/* 256 KiB + 64 KiB per vCPU, doubled while it does not fit (ft/proto.h's FT_MAX_STATE bounds the
 	 * largest, 6 attempts, for a state that comes from the wire) */
@@ -63,7 +74,7 @@ int state_capture(struct vm *vm, const struct machine *mach, void **fdt_out, siz
 		void *fdt = malloc(size);
 		if (!fdt)
 			return -ENOMEM;
-		int r = capture_into(fdt, size, vm, mach);
+		int r = capture_into(fdt, size, vm, mach, t);
 		if (!r) {
 			*fdt_out = fdt;
 			*len_out = fdt_totalsize(fdt);

@@ -18,6 +18,14 @@ struct machine;
 /* Capture the state of a paused VM as a finished fdt (malloc'd). mach may be NULL (no disks or NICs
  * described). Asks the filesystem nothing: it runs inside every FT pause. 0 or -errno. */
 int state_capture(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out);
+/* Where a capture's time went (the FT stats report it per epoch): the vCPUs with the VM-wide KVM devices, and
+ * the devices (the rest is the tree's own encoding). */
+struct state_times {
+	uint64_t cpus_ns, devices_ns;
+};
+/* state_capture, and its times into *t. */
+int state_capture_timed(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out,
+			struct state_times *t);
 /* The /machine node of a state being written. 0 or -ENOSPC. Exposed for tests. */
 int state_put_machine(void *fdt, const struct vm *vm, const struct machine *mach);
 
