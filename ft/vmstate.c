@@ -1,6 +1,7 @@
 /* vmstate.c - the vCPU and VM-wide KVM state of a checkpoint, saved and restored in the orders the KVM API needs. */
 #include "vmstate.h"
 #include "../vmm/fdt_prop.h"
+#include "../vmm/mptable.h"
 #include "../vmm/util.h"
 #include "../vmm/vcpu.h"
 #include "../vmm/vm.h"
@@ -389,7 +390,7 @@ static int set_msrs(struct vcpu *v, const struct vcpu_saved *s, char *err, size_
  * sticks with the LAPIC configured (and it is last in the MSR list, after the TSC); VCPU_EVENTS last;
  * then tell kvmclock we were paused. */
 static int restore_vcpu(struct vm *vm, struct vcpu *v, const void *fdt, int node, char *err, size_t errlen,
-			bool *tsc_warned)
+			bool *tsc_warned, uint32_t *mp_state)
 {
 	struct vcpu_saved s;
 	if (!restore_tsc_khz(v, fdt, node, *tsc_warned))
@@ -400,6 +401,7 @@ static int restore_vcpu(struct vm *vm, struct vcpu *v, const void *fdt, int node
 		return r;
 	struct kvm_mp_state mp = { .mp_state = s.mp_state };
 	SET(KVM_SET_MP_STATE, "KVM_SET_MP_STATE", &mp);
+	*mp_state = s.mp_state;
 	SET(KVM_SET_REGS, "KVM_SET_REGS", &s.regs);
 	SET(KVM_SET_SREGS, "KVM_SET_SREGS", &s.sregs);
 	r = set_xsave(vm, v, &s, err, errlen);
@@ -515,11 +517,15 @@ static int restore_irqchips_pit(struct vm *vm, struct vm_wide *w, char *err, siz
  *    halted with IF=0 inside an interrupt handler, the other one idle. A kick nobody sent is harmless (a HLT
  *    may always return early: the spinlock and idle loops look again), a lost one is not, so every vCPU
  *    gets one. Not fatal when refused: the guest runs, as it did before this step existed. */
-static int restore_pv_unhalts(struct vm *vm)
+static int restore_pv_unhalts(struct vm *vm, const uint32_t *mp_state)
 {
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
-		if (!vcpu_has_pv_unhalt(v))
+		/* only a vCPU that runs or halts: for one still waiting for its INIT/SIPI (an AP the guest has not
+		 * started) KVM's run loop would find the flag set and no halt to end, and spin on it (older kernels:
+		 * return EINTR again and again) until the SIPI, for ever under a guest that never starts that AP */
+		if (!vcpu_has_pv_unhalt(v) ||
+		    (mp_state[i] != KVM_MP_STATE_RUNNABLE && mp_state[i] != KVM_MP_STATE_HALTED))
 			continue;
 		int r = vcpu_pv_unhalt(v);
 		if (r != 1)
@@ -536,12 +542,17 @@ int vmstate_restore_cpus(struct vm *vm, const void *fdt, char *err, size_t errle
 		snprintf(err, errlen, "snapshot: no vcpus node");
 		return -EINVAL;
 	}
+	if (vm->ncpus > MPTABLE_MAX_CPUS) {
+		snprintf(err, errlen, "snapshot: %u vCPUs, above %u", vm->ncpus, (unsigned)MPTABLE_MAX_CPUS);
+		return -EINVAL;
+	}
 	struct vm_wide w;
 	int r = read_vm_wide(fdt, &w, err, errlen);
 	r = r ? r : restore_clock(vm, &w, err, errlen);
 	if (r)
 		return r;
 	bool tsc_warned = false;
+	uint32_t mp_state[MPTABLE_MAX_CPUS] = { 0 }; /* vm_create keeps ncpus at or below it */
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		char name[24];
 		snprintf(name, sizeof(name), "vcpu@%u", i);
@@ -550,12 +561,12 @@ int vmstate_restore_cpus(struct vm *vm, const void *fdt, char *err, size_t errle
 			snprintf(err, errlen, "snapshot: %s missing", name);
 			return -EINVAL;
 		}
-		r = restore_vcpu(vm, &vm->vcpus[i], fdt, node, err, errlen, &tsc_warned);
+		r = restore_vcpu(vm, &vm->vcpus[i], fdt, node, err, errlen, &tsc_warned, &mp_state[i]);
 		if (r)
 			return r;
 	}
 	r = restore_irqchips_pit(vm, &w, err, errlen);
-	return r ? r : restore_pv_unhalts(vm);
+	return r ? r : restore_pv_unhalts(vm, mp_state);
 }
 
 int vmstate_restore_devices(struct vm *vm, const void *fdt, char *err, size_t errlen)
