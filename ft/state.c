@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 int state_put_machine(void *fdt, const struct vm *vm, const struct machine *mach)
 {
@@ -52,10 +53,13 @@ static int capture_into(void *fdt, size_t size, struct vm *vm, const struct mach
 	r = r ? r : vmstate_save_cpus(vm, fdt);
 	uint64_t t1 = now_ns();
 	r = r ? r : vmstate_save_devices(vm, fdt);
+	uint64_t t2 = now_ns();
 	t->cpus_ns = t1 - t0;
-	t->devices_ns = now_ns() - t1;
+	t->devices_ns = t2 - t1;
 	r = r ? r : (fdt_end_node(fdt) ? -ENOSPC : 0);
-	return r ? r : (fdt_finish(fdt) ? -ENOSPC : 0);
+	r = r ? r : (fdt_finish(fdt) ? -ENOSPC : 0);
+	t->finish_ns = now_ns() - t2;
+	return r;
 }
 
 int state_capture(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out)
@@ -70,11 +74,15 @@ int state_capture_timed(struct vm *vm, const struct machine *mach, void **fdt_ou
 	/* 256 KiB + 64 KiB per vCPU, doubled while it does not fit (ft/proto.h's FT_MAX_STATE bounds the
 	 * largest, 6 attempts, for a state that comes from the wire) */
 	size_t size = (256u << 10) + vm->ncpus * (64u << 10);
+	struct rusage u0, u1;
+	getrusage(RUSAGE_THREAD, &u0);
 	for (int attempt = 0; attempt < 6; attempt++, size *= 2) {
 		void *fdt = malloc(size);
 		if (!fdt)
 			return -ENOMEM;
 		int r = capture_into(fdt, size, vm, mach, t);
+		getrusage(RUSAGE_THREAD, &u1);
+		t->faults = (uint64_t)(u1.ru_minflt - u0.ru_minflt);
 		if (!r) {
 			*fdt_out = fdt;
 			*len_out = fdt_totalsize(fdt);

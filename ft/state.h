@@ -22,6 +22,8 @@ int state_capture(struct vm *vm, const struct machine *mach, void **fdt_out, siz
  * the devices (the rest is the tree's own encoding). */
 struct state_times {
 	uint64_t cpus_ns, devices_ns;
+	uint64_t finish_ns; /* fdt_finish: the strings moved, every property's name offset fixed */
+	uint64_t faults;    /* minor page faults of the capturing thread (fresh buffer pages) */
 };
 /* state_capture, and its times into *t. */
 int state_capture_timed(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out,
