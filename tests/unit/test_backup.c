@@ -7,6 +7,7 @@
 #include "../../ft/fence.h"
 #include "../../ft/proto.h"
 #include "../../vmm/util.h"
+#include "epoch_test.h"
 #include "test.h"
 #include "tls_test.h"
 
@@ -279,12 +280,7 @@ static void *epoch(uint64_t num, uint64_t flags, const uint64_t *pfns, unsigned 
 {
 	uint8_t state[256];
 	if (good_state) {
-		CHECK_EQ(fdt_create(state, sizeof(state)), 0);
-		CHECK_EQ(fdt_finish_reservemap(state), 0);
-		CHECK_EQ(fdt_begin_node(state, ""), 0);
-		CHECK_EQ(fdt_property_u64(state, "epoch", num), 0);
-		CHECK_EQ(fdt_end_node(state), 0);
-		CHECK_EQ(fdt_finish(state), 0);
+		state_fdt_into(state, sizeof(state), num);
 	} else {
 		memset(state, 0xee, sizeof(state));
 	}

@@ -5,6 +5,7 @@
 #include "../../ft/proto.h"
 #include "../../vmm/guest_mem.h"
 #include "../../vmm/util.h"
+#include "epoch_test.h"
 #include "test.h"
 
 #include <errno.h>
@@ -413,24 +414,10 @@ static void test_recv_max(void)
 
 /* ---- epoch payloads ---------------------------------------------------------------------- */
 
-struct epoch_buf {
-	uint8_t *p;
-	size_t len;
-};
-
-static void put(struct epoch_buf *e, const void *src, size_t n)
-{
-	e->p = realloc(e->p, e->len + n + 1);
-	CHECK(e->p);
-	if (n)
-		memcpy(e->p + e->len, src, n);
-	e->len += n;
-}
-
 /* hdr + npages pfns + pages + state + disk, hdr fields as given */
-static struct epoch_buf make_epoch(uint64_t npages, uint64_t state_len, const void *disk, uint64_t disk_len)
+static struct buf make_epoch(uint64_t npages, uint64_t state_len, const void *disk, uint64_t disk_len)
 {
-	struct epoch_buf e = { 0 };
+	struct buf e = { 0 };
 	struct ft_epoch_hdr h = { .epoch = 9, .npages = npages, .state_len = state_len, .disk_len = disk_len,
 				  .flags = FT_EPOCH_BASELINE, .guest_dirty = npages };
 	put(&e, &h, sizeof(h));
@@ -451,14 +438,14 @@ static struct epoch_buf make_epoch(uint64_t npages, uint64_t state_len, const vo
 	return e;
 }
 
-static void set_hdr(struct epoch_buf *e, size_t field_off, uint64_t v)
+static void set_hdr(struct buf *e, size_t field_off, uint64_t v)
 {
 	memcpy(e->p + field_off, &v, 8);
 }
 
 /* ft_epoch_check on e's first len bytes copied into a buffer of exactly len bytes (zeroes past e's end):
  * ASan sees any read past len, which e's own buffer would hide. */
-static int check_len(const struct epoch_buf *e, size_t len, bool packed, struct ft_epoch_hdr *h)
+static int check_len(const struct buf *e, size_t len, bool packed, struct ft_epoch_hdr *h)
 {
 	uint8_t *c = calloc(1, len ? len : 1);
 	CHECK(c);
@@ -481,10 +468,10 @@ static size_t add_rec(uint8_t *d, size_t off, unsigned disk, unsigned kind, uint
 }
 
 /* A packed epoch (FT_EPOCH_PACKED): header, ft_pages_hdr, pfns, wire_len payload bytes, state, disk. */
-static struct epoch_buf make_packed(uint64_t npages, uint64_t wire_len, uint64_t state_len, const void *disk,
+static struct buf make_packed(uint64_t npages, uint64_t wire_len, uint64_t state_len, const void *disk,
 				    uint64_t disk_len)
 {
-	struct epoch_buf e = { 0 };
+	struct buf e = { 0 };
 	struct ft_epoch_hdr h = { .epoch = 9, .npages = npages, .state_len = state_len, .disk_len = disk_len,
 				  .flags = FT_EPOCH_BASELINE | FT_EPOCH_PACKED };
 	struct ft_pages_hdr ph = { .codec = 1, .raw_len = npages * PAGE_SIZE, .wire_len = wire_len };
@@ -510,7 +497,7 @@ static struct epoch_buf make_packed(uint64_t npages, uint64_t wire_len, uint64_t
 static void packed_epoch_check(const uint8_t *disk, size_t dl)
 {
 	struct ft_epoch_hdr h;
-	struct epoch_buf e = make_packed(3, 999, 77, disk, dl);
+	struct buf e = make_packed(3, 999, 77, disk, dl);
 	CHECK_EQ(ft_epoch_check(e.p, e.len, true, &h), 0);
 	CHECK_EQ(h.flags, FT_EPOCH_BASELINE | FT_EPOCH_PACKED);
 	const size_t wl = sizeof(struct ft_epoch_hdr) + offsetof(struct ft_pages_hdr, wire_len);
@@ -537,7 +524,7 @@ static void packed_epoch_check(const uint8_t *disk, size_t dl)
 	CHECK_EQ(ft_epoch_check(e.p, e.len, true, &h), 0);
 	/* the reverse: whole pages to a backup of packed ones; then flagged packed, the sizes still add up as
 	 * whole pages (the flag alone refuses it) and not as packed */
-	struct epoch_buf o = make_epoch(3, 77, disk, dl);
+	struct buf o = make_epoch(3, 77, disk, dl);
 	CHECK_EQ(ft_epoch_check(o.p, o.len, false, &h), 0);
 	CHECK_EQ(ft_epoch_check(o.p, o.len, true, &h), -EBADMSG);
 	set_hdr(&o, fl, FT_EPOCH_BASELINE | FT_EPOCH_PACKED);
@@ -565,7 +552,7 @@ static void packed_epoch_check(const uint8_t *disk, size_t dl)
 	/* wire_len above FT_MAX_FRAME whose padded size wraps to one the frame's length matches: only that bound
 	 * refuses it. Built with no payload bytes and a 64-byte state: 2^64 - 1 .. 2^64 - 7 pad to 0 (the same
 	 * area as wire_len 0), 2^64 - 8k pads to -8k, which a state 8k bytes longer makes up. */
-	struct epoch_buf w = make_packed(1, 0, 64, NULL, 0);
+	struct buf w = make_packed(1, 0, 64, NULL, 0);
 	const size_t sl = offsetof(struct ft_epoch_hdr, state_len);
 	CHECK_EQ(ft_epoch_check(w.p, w.len, true, &h), 0);
 	for (uint64_t j = 1; j <= 7; j++) {
@@ -587,7 +574,7 @@ static void packed_epoch_check(const uint8_t *disk, size_t dl)
 	free(w.p);
 
 	/* no room for the ft_pages_hdr (each cut in a buffer of exactly its size: ASan sees a read past it) */
-	struct epoch_buf z = make_packed(0, 0, 0, NULL, 0);
+	struct buf z = make_packed(0, 0, 0, NULL, 0);
 	CHECK_EQ(ft_epoch_check(z.p, z.len, true, &h), 0);
 	for (size_t cut = 1; cut <= sizeof(struct ft_pages_hdr); cut++)
 		CHECK_EQ(check_len(&z, z.len - cut, true, &h), -EBADMSG);
@@ -605,7 +592,7 @@ static void test_epoch_check(void)
 	struct ft_epoch_hdr h;
 
 	/* well-formed: with and without pages, state, disk */
-	struct epoch_buf e = make_epoch(3, 333, disk, dl);
+	struct buf e = make_epoch(3, 333, disk, dl);
 	memset(&h, 0xee, sizeof(h));
 	CHECK_EQ(ft_epoch_check(e.p, e.len, false, &h), 0);
 	CHECK_EQ(h.epoch, 9);
@@ -613,9 +600,9 @@ static void test_epoch_check(void)
 	CHECK_EQ(h.state_len, 333);
 	CHECK_EQ(h.disk_len, dl);
 	CHECK_EQ(h.flags, FT_EPOCH_BASELINE);
-	struct epoch_buf e0 = make_epoch(0, 0, NULL, 0);
+	struct buf e0 = make_epoch(0, 0, NULL, 0);
 	CHECK_EQ(ft_epoch_check(e0.p, e0.len, false, &h), 0);
-	struct epoch_buf e1 = make_epoch(0, 40, disk, dl);
+	struct buf e1 = make_epoch(0, 40, disk, dl);
 	CHECK_EQ(ft_epoch_check(e1.p, e1.len, false, &h), 0);
 
 	/* the payload one byte short or long, or shorter than a header (each in a buffer of exactly that size) */
@@ -662,7 +649,7 @@ static void test_epoch_check(void)
 	{
 		uint8_t d[4096];
 		size_t n = add_rec(d, 0, 0, 7, 0, 0, false);
-		struct epoch_buf b = make_epoch(1, 0, d, n);
+		struct buf b = make_epoch(1, 0, d, n);
 		CHECK_EQ(ft_epoch_check(b.p, b.len, false, &h), -EBADMSG);
 		free(b.p);
 		n = add_rec(d, 0, 0, FT_DISK_WRITE, 0, 100, true);
@@ -999,7 +986,7 @@ static void test_disklog(void)
 	const size_t R = sizeof(struct ft_disk_rec);
 	CHECK_EQ(len, 4 * R + 3000 + 512 + 1024);
 	/* the log as it travels in an epoch: ft_epoch_check accepts it */
-	struct epoch_buf e = make_epoch(2, 100, buf, len);
+	struct buf e = make_epoch(2, 100, buf, len);
 	struct ft_epoch_hdr h;
 	CHECK_EQ(ft_epoch_check(e.p, e.len, false, &h), 0);
 	CHECK_EQ(h.disk_len, len);
