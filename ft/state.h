@@ -18,8 +18,8 @@ struct machine;
 /* Capture the state of a paused VM as a finished fdt (malloc'd). mach may be NULL (no disks or NICs
  * described). Asks the filesystem nothing: it runs inside every FT pause. 0 or -errno. */
 int state_capture(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out);
-/* Where a capture's time went (the FT stats report it per epoch): the vCPUs with the VM-wide KVM devices, and
- * the devices (the rest is the tree's own encoding). */
+/* Where a capture's time went (the FT stats report it per epoch): the vCPUs with the VM-wide KVM devices, the
+ * devices, the tree's finishing pass (the rest: buffer, header, /machine node). */
 struct state_times {
 	uint64_t cpus_ns, devices_ns;
 	uint64_t finish_ns; /* fdt_finish: the strings moved, every property's name offset fixed */

@@ -516,8 +516,8 @@ static int restore_irqchips_pit(struct vm *vm, struct vm_wide *w, char *err, siz
  *    waiter's HLT loses it, and the restored waiter halts for good: r26 and a CI run on 2026-12-07, a vCPU
  *    halted with IF=0 inside an interrupt handler, the other one idle. A kick nobody sent is harmless (a HLT
  *    may always return early: the spinlock and idle loops look again), a lost one is not, so every vCPU
- *    gets one. Not fatal when refused: the guest runs, as it did before this step existed. */
-static int restore_pv_unhalts(struct vm *vm, const uint32_t *mp_state)
+ *    that runs or halts gets one. Not fatal when refused: the guest runs, as it did before this step existed. */
+static void restore_pv_unhalts(struct vm *vm, const uint32_t *mp_state)
 {
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
@@ -532,7 +532,6 @@ static int restore_pv_unhalts(struct vm *vm, const uint32_t *mp_state)
 			warnx("vcpu %u: cannot re-deliver a paravirtual unhalt (%s): a spinlock waiter may sleep", v->id,
 			      r < 0 ? strerror(-r) : "not delivered");
 	}
-	return 0;
 }
 
 int vmstate_restore_cpus(struct vm *vm, const void *fdt, char *err, size_t errlen)
@@ -566,7 +565,9 @@ int vmstate_restore_cpus(struct vm *vm, const void *fdt, char *err, size_t errle
 			return r;
 	}
 	r = restore_irqchips_pit(vm, &w, err, errlen);
-	return r ? r : restore_pv_unhalts(vm, mp_state);
+	if (!r)
+		restore_pv_unhalts(vm, mp_state);
+	return r;
 }
 
 int vmstate_restore_devices(struct vm *vm, const void *fdt, char *err, size_t errlen)
