@@ -163,8 +163,8 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 	r = r ? r : copy_pages(p, s);
 	t[3] = now_ns();
 	size_t state_len = 0;
-	struct state_times st = { 0, 0, 0, 0 };
-	r = r ? r : state_capture_timed(p->vm, p->machine, &s->state, &state_len, &st);
+	struct state_times st = { 0 };
+	r = r ? r : state_capture_timed(p->vm, p->machine, p->state_len_last, &s->state, &state_len, &st);
 	t[4] = now_ns();
 	int sr = seal_epoch(p, s, epoch); /* after a failed step too, as every pause always has */
 	r = r ? r : sr;
@@ -187,7 +187,9 @@ static struct ft_staged *checkpoint(struct ft_primary *p, uint64_t epoch, bool b
 	s->state_cpus_ns = st.cpus_ns;
 	s->state_devices_ns = st.devices_ns;
 	s->state_finish_ns = st.finish_ns;
-	s->state_faults = st.faults;
+	s->state_buf_ns = st.buf_ns;
+	s->state_tries = st.tries;
+	p->state_len_last = state_len;
 	s->resume_ns = t[5] - t[4];
 	s->pause_ns = t[5] - t[0];
 	return s; /* its pages are packed (zero pages, compression) by the sender, never in the pause */

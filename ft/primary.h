@@ -63,6 +63,7 @@ struct ft_primary {
 	bool protected_;    /* baseline committed on the backup */
 	char lost_reason[160];
 	uint64_t epoch;     /* last checkpoint taken */
+	size_t state_len_last; /* its state's size: sizes the next capture's buffer */
 	uint64_t acked;     /* last epoch the backup committed */
 	uint64_t sent_hi;   /* highest epoch handed to the data link (set before its send: acks may overtake) */
 	bool sent_any;

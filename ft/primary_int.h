@@ -21,7 +21,8 @@ struct ft_staged {
 	uint64_t disk_writes;
 	/* telemetry */
 	uint64_t t_start_ns, stop_ns, harvest_ns, copy_ns, state_ns, resume_ns, pause_ns;
-	uint64_t state_cpus_ns, state_devices_ns, state_finish_ns, state_faults; /* parts of state_ns */
+	uint64_t state_buf_ns, state_cpus_ns, state_devices_ns, state_finish_ns; /* parts of state_ns */
+	unsigned state_tries;                                                   /* buffers the capture tried */
 	uint64_t sent_ns, bytes; /* bytes: the FT_EPOCH payload as sent */
 	uint64_t delta_pages; /* the sender's packing: pages sent as deltas */
 	uint64_t zero_pages, wire_bytes, compress_ns; /* the sender's packing: pages flagged zero, the page payload

@@ -325,7 +325,8 @@ static void write_stats(struct ft_primary *p, struct ft_staged *s, uint64_t ack_
 		"\"bytes\":%llu,\"ack_latency_us\":%.1f,\"pkts_held\":%llu,\"pkts_released\":%llu,\"disk_writes\":%llu,"
 		"\"baseline\":%s,\"compress\":\"%s\",\"raw_bytes\":%llu,\"wire_bytes\":%llu,\"zero_pages\":%llu,"
 		"\"compress_us\":%.1f,\"checkpoint\":\"%s\",\"cow_faults\":%llu,\"cow_copy_us\":%.1f,\"delta_pages\":%llu,"
-		"\"state_cpus_us\":%.1f,\"state_devices_us\":%.1f,\"state_finish_us\":%.1f,\"state_faults\":%llu}\n",
+		"\"state_cpus_us\":%.1f,\"state_devices_us\":%.1f,\"state_finish_us\":%.1f,\"state_buf_us\":%.1f,\"state_tries\":%u,"
+		"\"state_bytes\":%llu}\n",
 		(unsigned long long)s->hdr.epoch, (double)(s->t_start_ns - p->started_ns) / 1e6, (double)s->pause_ns / 1e3,
 		(double)s->stop_ns / 1e3, (double)s->harvest_ns / 1e3, (double)s->copy_ns / 1e3, (double)s->state_ns / 1e3,
 		(double)s->resume_ns / 1e3,
@@ -337,7 +338,7 @@ static void write_stats(struct ft_primary *p, struct ft_staged *s, uint64_t ack_
 		(unsigned long long)s->zero_pages, (double)s->compress_ns / 1e3, ft_ckpt_name(p->ckpt),
 		(unsigned long long)s->cow_faults, (double)s->cow_ns / 1e3, (unsigned long long)s->delta_pages,
 		(double)s->state_cpus_ns / 1e3, (double)s->state_devices_ns / 1e3, (double)s->state_finish_ns / 1e3,
-		(unsigned long long)s->state_faults);
+		(double)s->state_buf_ns / 1e3, s->state_tries, (unsigned long long)s->hdr.state_len);
 	fflush(p->stats);
 }
 

@@ -4,6 +4,7 @@
 #include "../vmm/fdt_prop.h"
 #include "../vmm/util.h"
 #include "../vmm/vm.h"
+#include "proto.h"
 #include "vmstate.h"
 
 #include <errno.h>
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 int state_put_machine(void *fdt, const struct vm *vm, const struct machine *mach)
 {
@@ -41,10 +41,14 @@ int state_put_machine(void *fdt, const struct vm *vm, const struct machine *mach
 	return r ? -ENOSPC : 0;
 }
 
-/* The whole tree into a buffer of size bytes: 0, -ENOSPC when it does not fit, or another -errno. */
+/* The whole tree into a buffer of size bytes: 0, -ENOSPC when it does not fit, or another -errno. Property names
+ * are not de-duplicated: libfdt's de-duplication searches the whole strings block byte by byte for every property
+ * written, a cost that grows with the tree (a few hundred properties a capture) for a strings block of a few KiB. */
 static int capture_into(void *fdt, size_t size, struct vm *vm, const struct machine *mach, struct state_times *t)
 {
-	int r = fdt_create(fdt, (int)size);
+	uint64_t tb = now_ns();
+	int r = fdt_create_with_flags(fdt, (int)size, FDT_CREATE_FLAG_NO_NAME_DEDUP); /* zeroes all size bytes */
+	t->buf_ns += now_ns() - tb;
 	r = r ? r : fdt_finish_reservemap(fdt);
 	r = r ? r : fdt_begin_node(fdt, "");
 	r = r ? r : fdt_property_u32(fdt, "ftvmm,state-version", VMSTATE_VERSION);
@@ -65,24 +69,33 @@ static int capture_into(void *fdt, size_t size, struct vm *vm, const struct mach
 int state_capture(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out)
 {
 	struct state_times t;
-	return state_capture_timed(vm, mach, fdt_out, len_out, &t);
+	return state_capture_timed(vm, mach, 0, fdt_out, len_out, &t);
 }
 
-int state_capture_timed(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out,
+/* The first buffer to try: a little more than the last capture's tree (states of one VM differ by a few in-flight
+ * lists), else 256 KiB + 64 KiB per vCPU. fdt_create zeroes the whole buffer, and it runs inside every pause. */
+static size_t first_size(const struct vm *vm, size_t last_len, size_t max)
+{
+	size_t size = (256u << 10) + vm->ncpus * (64u << 10);
+	if (last_len)
+		size = ALIGN_UP(last_len + last_len / 4 + 4096, 4096);
+	return size < max ? size : max;
+}
+
+int state_capture_timed(struct vm *vm, const struct machine *mach, size_t last_len, void **fdt_out, size_t *len_out,
 			struct state_times *t)
 {
-	/* 256 KiB + 64 KiB per vCPU, doubled while it does not fit (ft/proto.h's FT_MAX_STATE bounds the
-	 * largest, 6 attempts, for a state that comes from the wire) */
-	size_t size = (256u << 10) + vm->ncpus * (64u << 10);
-	struct rusage u0, u1;
-	getrusage(RUSAGE_THREAD, &u0);
-	for (int attempt = 0; attempt < 6; attempt++, size *= 2) {
+	/* doubled while it does not fit, up to ft/proto.h's bound on a state that comes from the wire */
+	const size_t max = FT_MAX_STATE(vm->ncpus);
+	*t = (struct state_times){ 0 };
+	for (size_t size = first_size(vm, last_len, max);; size = size < max / 2 ? size * 2 : max) {
+		uint64_t tb = now_ns();
 		void *fdt = malloc(size);
+		t->buf_ns += now_ns() - tb;
 		if (!fdt)
 			return -ENOMEM;
+		t->tries++;
 		int r = capture_into(fdt, size, vm, mach, t);
-		getrusage(RUSAGE_THREAD, &u1);
-		t->faults = (uint64_t)(u1.ru_minflt - u0.ru_minflt);
 		if (!r) {
 			*fdt_out = fdt;
 			*len_out = fdt_totalsize(fdt);
@@ -91,8 +104,9 @@ int state_capture_timed(struct vm *vm, const struct machine *mach, void **fdt_ou
 		free(fdt);
 		if (r != -ENOSPC)
 			return r;
+		if (size == max)
+			return -E2BIG;
 	}
-	return -E2BIG;
 }
 
 static int read_disk(const void *fdt, int node, const char *name, struct machine *mach, char *err, size_t errlen)

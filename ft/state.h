@@ -18,15 +18,17 @@ struct machine;
 /* Capture the state of a paused VM as a finished fdt (malloc'd). mach may be NULL (no disks or NICs
  * described). Asks the filesystem nothing: it runs inside every FT pause. 0 or -errno. */
 int state_capture(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out);
-/* Where a capture's time went (the FT stats report it per epoch): the vCPUs with the VM-wide KVM devices, the
- * devices, the tree's finishing pass (the rest: buffer, header, /machine node). */
+/* Where a capture's time went (the FT stats report it per epoch): the buffer (malloc, and fdt_create zeroing it), the
+ * vCPUs with the VM-wide KVM devices, the devices, the tree's finishing pass; the rest is the header and the /machine
+ * node. tries: buffers tried (more than 1: the tree outgrew the first and was captured again). */
 struct state_times {
-	uint64_t cpus_ns, devices_ns;
+	uint64_t buf_ns, cpus_ns, devices_ns;
 	uint64_t finish_ns; /* fdt_finish: the strings moved, every property's name offset fixed */
-	uint64_t faults;    /* minor page faults of the capturing thread (fresh buffer pages) */
+	unsigned tries;
 };
-/* state_capture, and its times into *t. */
-int state_capture_timed(struct vm *vm, const struct machine *mach, void **fdt_out, size_t *len_out,
+/* state_capture, and its times into *t. last_len: the size of this VM's last captured tree (0: none), which
+ * sizes the first buffer tried. */
+int state_capture_timed(struct vm *vm, const struct machine *mach, size_t last_len, void **fdt_out, size_t *len_out,
 			struct state_times *t);
 /* The /machine node of a state being written. 0 or -ENOSPC. Exposed for tests. */
 int state_put_machine(void *fdt, const struct vm *vm, const struct machine *mach);
