@@ -584,9 +584,16 @@ static bool handover_room(struct ft_primary *p, const struct timespec *deadline)
 	return room;
 }
 
+/* How long a planned failover waits for room and for its last epoch's ack: the ft timeout, and never less than
+ * this. The heartbeats go on meanwhile, so a backup that is alive does not take over under the wait, and one that
+ * dies ends it (link_down) after the timeout: the wait only grows for a backup that is alive and slow. With a short
+ * --ft-timeout (300 ms) under the test bed's load, the ack of the last of up to MAX_INFLIGHT_EPOCHS epochs came
+ * later than the timeout (the 200-failure soak, row 5) and its output was dropped though the backup would commit it. */
+#define FT_HANDOVER_MIN_MS 2000
+
 /* Planned failover: one last checkpoint of the stopped guest, and its ack awaited (room and ack within
- * the ft timeout), so the output held for it may go out before the backup takes over. Nothing is lost
- * either way: an unacked epoch's output is dropped, the backup resumes from its last commit. */
+ * the handover wait above), so the output held for it may go out before the backup takes over. Nothing is
+ * lost either way: an unacked epoch's output is dropped, the backup resumes from its last commit. */
 static void handover(struct ft_primary *p)
 {
 	pthread_mutex_lock(&p->lock);
@@ -597,7 +604,8 @@ static void handover(struct ft_primary *p)
 		return;
 	settle_vcpus(p->vm);
 	struct timespec ts;
-	primary_deadline_in(&ts, p->timeout_ms * 1000000ull);
+	unsigned wait_ms = p->timeout_ms > FT_HANDOVER_MIN_MS ? p->timeout_ms : FT_HANDOVER_MIN_MS;
+	primary_deadline_in(&ts, wait_ms * 1000000ull);
 	if (handover_room(p, &ts)) { /* else not taken: reported below as not acked in time */
 		int r = 0;
 		struct ft_staged *s = checkpoint(p, last, false, &r);
