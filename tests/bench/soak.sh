@@ -626,7 +626,7 @@ ev_sigterm() {
 	EV_T0=$(ft_now)
 	kill -TERM "${FT_PID[$old]}"
 	takeover "$EV_T0" '' 0 || tk=1
-	# the last ack is awaited for at most --ft-timeout
+	# the last ack is awaited for at most --ft-timeout or 2 s, whichever is longer
 	if ft_wait_exit "$old" $((TMO / 1000 + 40)); then
 		rc=${FT_RCS[$old]}
 		ended "$old"
