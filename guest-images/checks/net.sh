@@ -8,11 +8,14 @@
 #                                           host pings the guest, then connects and sends N bytes)
 #   ftvmm.net_txport=P [5002]               guest->host: the host listens here; the guest sends N bytes
 #   ftvmm.net_nohash                        benchmark mode: netbench -n (no SHA-256, only the transport timed)
+#   ftvmm.net_rrport=P                      optional, after both transfers: request/response against the host's
+#                                           `netbench echo P` for ftvmm.net_rrsecs [5] seconds (one byte each way)
 # The guest cannot know what the host sent: it prints what it got and the host compares.
 #   FTVMM-NET link mac=MAC
 #   FTVMM-NET ping sent=N received=M
 #   FTVMM-NET rx bytes=N sha256=HEX secs=S MBps=M      (host -> guest, as the guest received it)
 #   FTVMM-NET tx bytes=N sha256=HEX secs=S MBps=M      (guest -> host, as the guest sent it)
+#   FTVMM-NET rr trans=N secs=S tps=T p50_us=A p99_us=B   (only with ftvmm.net_rrport)
 #   FTVMM-NET stats rx_packets=N ... rx_length_errors=N ...   (eth0's counters after both transfers)
 # Result: FTVMM-RESULT net PASS|FAIL <detail>: PASS means the link came up, the host answered pings, both
 # transfers ran to completion with N bytes each and eth0 counted no rx/tx errors (rx_length_errors,
@@ -65,6 +68,13 @@ net_run() {
 	echo "$tout" | sed 's/^/  /'
 	tline=$(echo "$tout" | grep '^NETBENCH sent ' | sed 's/^NETBENCH sent //')
 	echo "FTVMM-NET tx $tline"
+	rrc2=0
+	if rrport=$(arg ftvmm.net_rrport); then
+		rrsecs=$(arg ftvmm.net_rrsecs) || rrsecs=5
+		rrout=$(netbench rr "$peer" "$rrport" "$rrsecs" -w 30 2>&1)
+		rrc2=$?
+		echo "FTVMM-NET rr $(echo "$rrout" | grep '^NETBENCH rr ' | sed 's/^NETBENCH rr //')"
+	fi
 
 	st=/sys/class/net/eth0/statistics
 	stats=""
@@ -83,6 +93,8 @@ net_run() {
 		result net FAIL "host->guest transfer: got ${rgot:-nothing} of $want bytes: $(echo "$rout" | tail -n1)"
 	elif [ $trc != 0 ] || [ "$tgot" != "$want" ]; then
 		result net FAIL "guest->host transfer failed: $(echo "$tout" | tail -n1)"
+	elif [ $rrc2 != 0 ]; then
+		result net FAIL "request/response failed: $(echo "$rrout" | tail -n1)"
 	elif [ -n "$errs" ]; then
 		result net FAIL "eth0 error counters are not zero after the transfers: ${errs% }"
 	else

@@ -9,6 +9,11 @@
  *   netbench recv PORT [-w SECS] [-a ADDR] [-n]
  *       listen on ADDR:PORT (default 0.0.0.0), print "NETBENCH listening", accept one connection within SECS
  *       (default 60), read to EOF, print what was received, close
+ *   netbench echo PORT [-w SECS] [-a ADDR]
+ *       listen as recv does, accept one connection, send back every byte it reads until EOF, close
+ *   netbench rr IP PORT SECS [-w SECS]
+ *       request/response: connect (retrying as send does), TCP_NODELAY, then for SECS one byte out and the same byte
+ *       back, one at a time; prints "NETBENCH rr trans=N secs=S tps=T p50_us=A p99_us=B" (latency per transaction)
  *   -n: benchmark mode: no SHA-256, and the sender repeats one 256 KiB block (only the transport is timed)
  * Output: "NETBENCH sent|recv bytes=N sha256=HEX secs=S MBps=M" on stdout (sha256=- with -n); errors on
  * stderr, exit 1. secs runs from connect/accept until the peer has closed (sender) or EOF (receiver).
@@ -149,25 +154,58 @@ static double now(void)
 
 static int nohash;
 
-static int cmd_send(const char *ip, unsigned port, uint64_t bytes, uint64_t seed, double wait_s)
+/* Connect to ip:port, retrying for up to wait_s (the peer may not listen yet). */
+static int connect_retry(const char *ip, unsigned port, double wait_s)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
 		die("bad IPv4 address '%s'", ip);
 	double deadline = now() + wait_s;
-	int fd;
 	for (;;) {
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			die("socket: %s", strerror(errno));
 		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-			break;
+			return fd;
 		int e = errno;
 		close(fd);
 		if (now() > deadline)
 			die("connect %s:%u: %s", ip, port, strerror(e));
 		usleep(200000);
 	}
+}
+
+/* Listen on addr:port, say so, accept one connection within wait_s. */
+static int accept_one(const char *addr, unsigned port, double wait_s)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
+		die("bad IPv4 address '%s'", addr);
+	int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	if (ls < 0)
+		die("socket: %s", strerror(errno));
+	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(ls, (struct sockaddr *)&sa, sizeof(sa)) || listen(ls, 1))
+		die("listen %s:%u: %s", addr, port, strerror(errno));
+	printf("NETBENCH listening %s:%u\n", addr, port);
+	fflush(stdout);
+	struct pollfd pfd = { .fd = ls, .events = POLLIN };
+	int pr;
+	do
+		pr = poll(&pfd, 1, (int)(wait_s * 1000));
+	while (pr < 0 && errno == EINTR);
+	if (pr <= 0)
+		die("no connection on port %u within %.0f s", port, wait_s);
+	int fd = accept(ls, NULL, NULL);
+	if (fd < 0)
+		die("accept: %s", strerror(errno));
+	close(ls);
+	return fd;
+}
+
+static int cmd_send(const char *ip, unsigned port, uint64_t bytes, uint64_t seed, double wait_s)
+{
+	int fd = connect_retry(ip, port, wait_s);
 	uint8_t *buf = malloc(CHUNK);
 	if (!buf)
 		die("out of memory");
@@ -214,28 +252,7 @@ static int cmd_send(const char *ip, unsigned port, uint64_t bytes, uint64_t seed
 
 static int cmd_recv(const char *addr, unsigned port, double wait_s)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
-		die("bad IPv4 address '%s'", addr);
-	int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-	if (ls < 0)
-		die("socket: %s", strerror(errno));
-	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(ls, (struct sockaddr *)&sa, sizeof(sa)) || listen(ls, 1))
-		die("listen %s:%u: %s", addr, port, strerror(errno));
-	printf("NETBENCH listening %s:%u\n", addr, port);
-	fflush(stdout);
-	struct pollfd pfd = { .fd = ls, .events = POLLIN };
-	int pr;
-	do
-		pr = poll(&pfd, 1, (int)(wait_s * 1000));
-	while (pr < 0 && errno == EINTR);
-	if (pr <= 0)
-		die("no connection on port %u within %.0f s", port, wait_s);
-	int fd = accept(ls, NULL, NULL);
-	if (fd < 0)
-		die("accept: %s", strerror(errno));
-	close(ls);
+	int fd = accept_one(addr, port, wait_s);
 	uint8_t *buf = malloc(CHUNK);
 	if (!buf)
 		die("out of memory");
@@ -264,6 +281,79 @@ static int cmd_recv(const char *addr, unsigned port, double wait_s)
 	return 0;
 }
 
+static int cmd_echo(const char *addr, unsigned port, double wait_s)
+{
+	int fd = accept_one(addr, port, wait_s), one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	uint8_t buf[4096];
+	uint64_t n = 0;
+	for (;;) {
+		ssize_t r = recv(fd, buf, sizeof(buf), 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		for (ssize_t o = 0; o < r;) {
+			ssize_t w = send(fd, buf + o, (size_t)(r - o), MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				die("echo send after %" PRIu64 " bytes: %s", n, w < 0 ? strerror(errno) : "0");
+			o += w;
+		}
+		n += (uint64_t)r;
+	}
+	close(fd);
+	printf("NETBENCH echo bytes=%" PRIu64 "\n", n);
+	return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+#define RR_MAX (1u << 20) /* latencies kept: more transactions than that are counted, not sampled */
+
+static int cmd_rr(const char *ip, unsigned port, double secs, double wait_s)
+{
+	int fd = connect_retry(ip, port, wait_s), one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	double *lat = malloc(RR_MAX * sizeof(*lat));
+	if (!lat)
+		die("out of memory");
+	uint64_t n = 0;
+	double t0 = now(), t = t0;
+	while (t - t0 < secs) {
+		uint8_t c = (uint8_t)n, back;
+		double a = now();
+		if (send(fd, &c, 1, MSG_NOSIGNAL) != 1)
+			die("rr send after %" PRIu64 " transactions: %s", n, strerror(errno));
+		ssize_t r;
+		do
+			r = recv(fd, &back, 1, 0);
+		while (r < 0 && errno == EINTR);
+		if (r != 1 || back != c)
+			die("rr: transaction %" PRIu64 ": %s", n, r == 1 ? "wrong byte back" : "no answer");
+		t = now();
+		if (n < RR_MAX)
+			lat[n] = (t - a) * 1e6;
+		n++;
+	}
+	double s = t - t0;
+	shutdown(fd, SHUT_WR);
+	close(fd);
+	size_t k = n < RR_MAX ? (size_t)n : RR_MAX;
+	if (!k)
+		die("rr: no transaction in %.1f s", secs);
+	qsort(lat, k, sizeof(*lat), cmp_double);
+	printf("NETBENCH rr trans=%" PRIu64 " secs=%.3f tps=%.1f p50_us=%.0f p99_us=%.0f\n", n, s, n / s, lat[k / 2],
+	       lat[k * 99 / 100]);
+	free(lat);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -288,6 +378,11 @@ int main(int argc, char **argv)
 				wait_s < 0 ? 30 : wait_s);
 	if (npos == 2 && !strcmp(pos[0], "recv"))
 		return cmd_recv(addr, (unsigned)parse_size(pos[1]), wait_s < 0 ? 60 : wait_s);
-	fprintf(stderr, "usage: netbench send IP PORT BYTES [SEED] [-w SECS] [-n] | recv PORT [-w SECS] [-a ADDR] [-n]\n");
+	if (npos == 2 && !strcmp(pos[0], "echo"))
+		return cmd_echo(addr, (unsigned)parse_size(pos[1]), wait_s < 0 ? 60 : wait_s);
+	if (npos == 4 && !strcmp(pos[0], "rr"))
+		return cmd_rr(pos[1], (unsigned)parse_size(pos[2]), (double)parse_size(pos[3]), wait_s < 0 ? 30 : wait_s);
+	fprintf(stderr, "usage: netbench send IP PORT BYTES [SEED] [-w SECS] [-n] | recv PORT [-w SECS] [-a ADDR] [-n] |\n"
+			"       echo PORT [-w SECS] [-a ADDR] | rr IP PORT SECS [-w SECS]\n");
 	return 2;
 }
