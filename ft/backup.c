@@ -509,7 +509,11 @@ static void *hb_thread(void *arg)
 				break;
 			last_rx = now_ns();
 		}
-		if (now_ns() - last_rx > b->timeout_ms * 1000000ull) {
+		pthread_mutex_lock(&b->lock);
+		bool synced = b->have_baseline;
+		pthread_mutex_unlock(&b->lock);
+		/* before the baseline there is nothing to take over: see FT_SYNC_TIMEOUT_MIN_MS */
+		if (now_ns() - last_rx > (synced ? b->timeout_ms : MAX(b->timeout_ms, FT_SYNC_TIMEOUT_MIN_MS)) * 1000000ull) {
 			set_done(b, "no heartbeat from the primary");
 			break;
 		}

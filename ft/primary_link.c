@@ -561,6 +561,15 @@ static void hb_clock(struct ft_primary *p, uint64_t *prev, uint64_t *last_rx)
 	__atomic_store_n(&p->hb_tick_ns, t, __ATOMIC_RELEASE);
 }
 
+/* The backup's silence that means it is gone: the timeout, or FT_SYNC_TIMEOUT_MIN_MS while the initial sync runs. */
+static uint64_t hb_timeout_ns(struct ft_primary *p)
+{
+	pthread_mutex_lock(&p->lock);
+	bool synced = p->protected_;
+	pthread_mutex_unlock(&p->lock);
+	return (synced ? p->timeout_ms : MAX(p->timeout_ms, FT_SYNC_TIMEOUT_MIN_MS)) * 1000000ull;
+}
+
 void *primary_heartbeat_thread(void *arg)
 {
 	struct ft_primary *p = arg;
@@ -590,7 +599,7 @@ void *primary_heartbeat_thread(void *arg)
 			free(pl);
 			last_rx = now_ns();
 		}
-		if (now_ns() - last_rx > p->timeout_ms * 1000000ull) {
+		if (now_ns() - last_rx > hb_timeout_ns(p)) {
 			primary_mark_lost(p, "no heartbeat from the backup for %s", "the timeout");
 			break;
 		}
