@@ -196,13 +196,14 @@ def main():
             if t["ft_timeout_ms"] not in tmos:
                 tmos.append(t["ft_timeout_ms"])
         phases = [("inject_ms", "injector (start to links down)"), ("detect_ms", "takeover line"), ("running_ms", "vCPUs running"),
-                  ("inside_ms", "ftvmm: loss seen to running"), ("tick_ms", "next guest tick"),
+                  ("inside_ms", "ftvmm: loss seen to running"), ("claim_ms", "ftvmm: the arbiter's claim (within it)"),
+                  ("tick_ms", "next guest tick"),
                   ("tcp_ms", "client stream moving"), ("reprotect_ms", "re-protected (from its start)")]
         for tmo in tmos:
             ts = [t for t in timing if t["ft_timeout_ms"] == tmo]
             for key, name in phases:
-                med, lo, hi, n = stats((t.get(key) for t in ts), "%.1f" if key == "inside_ms" else "%.0f")
-                if n == 0 and key == "inject_ms":
+                med, lo, hi, n = stats((t.get(key) for t in ts), "%.1f" if key in ("inside_ms", "claim_ms") else "%.0f")
+                if n == 0 and key in ("inject_ms", "claim_ms"):
                     continue
                 w("| %s | %s | %d | %s | %s | %s |" % (tmo, name, n, med, lo, hi))
         w("")

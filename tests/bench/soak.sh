@@ -229,7 +229,7 @@ EV_CSV="$RES/events.csv"
 echo "row,failure,kind,injected,ft_timeout_ms,t_inject,utc,primary,primary_host,backup,backup_host,survivor,detect_ms,running_ms,inside_ms,tick_ms,tcp_ms,reprotect_ms,acked_epoch,from_epoch,outcome,cut_asked_ms,cut_ms,stall_ms,split_brain,verdict,verified,reason" >"$EV_CSV"
 echo "check,after_failure,t,generation,survivor,result,detail" >"$RES/checks.csv"
 [[ "$TIMING" == 1 ]] &&
-	echo "ft_timeout_ms,crash,row,t_crash,detect_ms,running_ms,inside_ms,tick_ms,tcp_ms,reprotect_ms,verified,inject_ms" >"$RES/timing.csv"
+	echo "ft_timeout_ms,crash,row,t_crash,detect_ms,running_ms,inside_ms,tick_ms,tcp_ms,reprotect_ms,verified,inject_ms,claim_ms" >"$RES/timing.csv"
 
 finished=0
 finish() {
@@ -561,6 +561,7 @@ takeover_check() {
 	why=$(sed -nE 's/.*primary lost \((.*)\): taking over.*/\1/p' <<<"$P_TAKE_LINE")
 	from=$(sed -nE 's/.*taking over from epoch ([0-9]+).*/\1/p' <<<"$P_TAKE_LINE")
 	EV_WHY=$why EV_FROM=$from EV_SURV=$surv
+	EV_CLAIM=$(sed -nE 's/.*taking over from epoch [0-9]+ \(generation [0-9]+ won in ([0-9.]+) ms\).*/\1/p' <<<"$P_TAKE_LINE")
 	[[ -z "$why_re" || "$why" =~ $why_re ]] || err "$surv took over on '$why', not on /$why_re/"
 	((EV_DETECT >= min_ms)) || err "$surv took over $EV_DETECT ms after the injection, before ${min_ms} ms"
 	if [[ "$ACKED" =~ ^[0-9]+$ && "$from" =~ ^[0-9]+$ ]] && ((from < ACKED)); then
@@ -1047,7 +1048,7 @@ keep_evidence() {
 }
 
 ev_reset() {
-	EV_T0="" EV_INJECT="" EV_PRIM=$cur EV_PH="" EV_BK=$bk EV_BH="" EV_SURV="" EV_DETECT="" EV_RUNNING="" EV_INSIDE=""
+	EV_T0="" EV_INJECT="" EV_PRIM=$cur EV_PH="" EV_BK=$bk EV_BH="" EV_SURV="" EV_DETECT="" EV_RUNNING="" EV_INSIDE="" EV_CLAIM=""
 	EV_TICK="" EV_TCP="" EV_PROT="" EV_FROM="" EV_WHY="" ACKED=""
 	EV_OUTCOME="" EV_CUT_ASKED="" EV_CUT="" EV_STALL="" EV_SPLIT=0
 	[[ -n "$cur" ]] && EV_PH=${HOST_OF[$cur]:-}
@@ -1224,7 +1225,7 @@ run_event() {
 	((${#NOTES[@]} == 0)) || msg+="(${NOTES[*]})"
 	((EV_SPLIT)) && sb=" (SPLIT BRAIN)"
 	row "$fno" "$kind" yes "$verified" "${msg%; }"
-	[[ "$TIMING" == 1 ]] && echo "$TMO,$TIMING_K,$ROW,$EV_T0,${EV_DETECT:-},${EV_RUNNING:-},${EV_INSIDE:-},${EV_TICK:-},${EV_TCP:-},${EV_PROT:-},$verified,${EV_INJECT:-}" >>"$RES/timing.csv"
+	[[ "$TIMING" == 1 ]] && echo "$TMO,$TIMING_K,$ROW,$EV_T0,${EV_DETECT:-},${EV_RUNNING:-},${EV_INSIDE:-},${EV_TICK:-},${EV_TCP:-},${EV_PROT:-},$verified,${EV_INJECT:-},${EV_CLAIM:-}" >>"$RES/timing.csv"
 	say "row $ROW: failure $fno $kind${EV_OUTCOME:+ (outcome $EV_OUTCOME)}: $EV_PRIM@$EV_PH (acked ${ACKED:-?}) ->" \
 		"${EV_SURV:-?}: detect ${EV_DETECT:--} ms, tick ${EV_TICK:--} ms, stream ${EV_TCP:--} ms (silent ${EV_STALL:--}" \
 		"ms), re-protected ${EV_PROT:--} ms [${EV_WHY:-}]: $verified${sb}${msg:+: $msg}"
