@@ -588,7 +588,7 @@ static bool handover_room(struct ft_primary *p, const struct timespec *deadline)
  * this. The heartbeats go on meanwhile, so a backup that is alive does not take over under the wait, and one that
  * dies ends it (link_down) after the timeout: the wait only grows for a backup that is alive and slow. With a short
  * --ft-timeout (300 ms) under the test bed's load, the ack of the last of up to MAX_INFLIGHT_EPOCHS epochs came
- * later than the timeout (the 200-failure soak, row 5) and its output was dropped though the backup would commit it. */
+ * later than the timeout (soak-20261207-225749, row 5) and its output was dropped though the backup would commit it. */
 #define FT_HANDOVER_MIN_MS 2000
 
 /* Planned failover: one last checkpoint of the stopped guest, and its ack awaited (room and ack within

@@ -160,9 +160,8 @@ int ft_epoch_check(const void *payload, size_t len, bool packed, struct ft_epoch
 #define FT_HEARTBEAT_MS 100
 /* Heartbeat silence that ends a pairing still in its initial sync: --ft-timeout, and never less than this. Until the
  * baseline commits the backup has nothing to take over and the primary holds output only from the baseline's pause
- * to its ack, so tolerating a longer
- * silence costs nothing but a slower notice of a dead peer; the sync's stream (all of RAM, TLS) starved the
- * heartbeats past a 300 ms timeout under the test bed's load (the 200-failure soak, row 8: re-protection failed). */
+ * to its ack, so a longer silence costs nothing but a slower notice of a dead peer; the sync's stream (all of RAM,
+ * TLS) starved the heartbeats past a 300 ms timeout under the test bed's load (soak-20261207-225749, row 8). */
 #define FT_SYNC_TIMEOUT_MIN_MS 2000
 
 /* The heartbeat loops' clock, called after every wait (now = now_ns()). A gap far above the loop's
