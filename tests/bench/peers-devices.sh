@@ -20,7 +20,8 @@
 # Per VMM and metric: median [min, max] of the runs; ratios ftvmm / peer of the medians (higher is better for ftvmm
 # except latency, where lower is).
 # Env: FTVMM (build/ftvmm), GUEST_KERNEL, GUEST_INITRD (default: the test image plus virtio_mmio, build/peers-image, as
-# peers-boot.sh); PEERS="ftvmm qemu-q35 qemu-microvm"; PEERS_DISK_MB=64 PEERS_NET_MB=64 PEERS_SECS=5.
+# peers-boot.sh); PEERS="ftvmm qemu-q35 qemu-microvm"; PEERS_DISK_MB=64 PEERS_NET_MB=64 PEERS_SECS=5;
+# PEERS_TESTBED_TIMEOUT (s; default from the runs and sizes).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -57,7 +58,7 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 	else
 		TESTBED_PASSENV="FTVMM KERNEL INITRD PEERS PEERS_DISK_MB PEERS_NET_MB PEERS_SECS BENCH_INSIDE BENCH_ENV BENCH_OUTER_LOAD BENCH_RES" \
 			BENCH_INSIDE=1 BENCH_ENV="nested test bed (qemu TCG -cpu max, kvm-amd inside)" \
-			TESTBED_TIMEOUT=$((600 + RUNS * $(wc -w <<<"$PEERS") * (120 + 6 * PEERS_SECS))) \
+			TESTBED_TIMEOUT=${PEERS_TESTBED_TIMEOUT:-$((600 + RUNS * $(wc -w <<<"$PEERS") * (120 + 6 * PEERS_SECS)))} \
 			"$repo/tests/testbed/run.sh" bash "$0" "$RUNS"
 	fi
 	if [[ -s "$BENCH_RES/devices.dat" ]] && command -v gnuplot >/dev/null; then
