@@ -476,6 +476,7 @@ static void *hb_thread(void *arg)
 {
 	struct backup *b = arg;
 	uint64_t last_rx = now_ns(), next_tx = 0, prev = last_rx;
+	bool was_synced = false;
 	while (!finished(b)) {
 		uint64_t now = now_ns();
 		if (now >= next_tx) {
@@ -512,7 +513,11 @@ static void *hb_thread(void *arg)
 		pthread_mutex_lock(&b->lock);
 		bool synced = b->have_baseline;
 		pthread_mutex_unlock(&b->lock);
-		/* before the baseline there is nothing to take over: see FT_SYNC_TIMEOUT_MIN_MS */
+		/* before the baseline there is nothing to take over: see FT_SYNC_TIMEOUT_MIN_MS. The baseline's last bytes
+		 * were the primary alive just now: a silence from before it is not judged by the shorter timeout. */
+		if (synced && !was_synced)
+			last_rx = MAX(last_rx, now_ns());
+		was_synced = synced;
 		if (now_ns() - last_rx > (synced ? b->timeout_ms : MAX(b->timeout_ms, FT_SYNC_TIMEOUT_MIN_MS)) * 1000000ull) {
 			set_done(b, "no heartbeat from the primary");
 			break;

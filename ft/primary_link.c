@@ -562,18 +562,19 @@ static void hb_clock(struct ft_primary *p, uint64_t *prev, uint64_t *last_rx)
 }
 
 /* The backup's silence that means it is gone: the timeout, or FT_SYNC_TIMEOUT_MIN_MS while the initial sync runs. */
-static uint64_t hb_timeout_ns(struct ft_primary *p)
+static uint64_t hb_timeout_ns(struct ft_primary *p, bool *synced)
 {
 	pthread_mutex_lock(&p->lock);
-	bool synced = p->protected_;
+	*synced = p->protected_;
 	pthread_mutex_unlock(&p->lock);
-	return (synced ? p->timeout_ms : MAX(p->timeout_ms, FT_SYNC_TIMEOUT_MIN_MS)) * 1000000ull;
+	return (*synced ? p->timeout_ms : MAX(p->timeout_ms, FT_SYNC_TIMEOUT_MIN_MS)) * 1000000ull;
 }
 
 void *primary_heartbeat_thread(void *arg)
 {
 	struct ft_primary *p = arg;
 	uint64_t last_rx = now_ns(), next_tx = 0, prev = last_rx;
+	bool was_synced = false, synced;
 	__atomic_store_n(&p->hb_tick_ns, last_rx, __ATOMIC_RELEASE);
 	while (!links_done(p)) {
 		hb_clock(p, &prev, &last_rx);
@@ -599,7 +600,11 @@ void *primary_heartbeat_thread(void *arg)
 			free(pl);
 			last_rx = now_ns();
 		}
-		if (now_ns() - last_rx > hb_timeout_ns(p)) {
+		uint64_t tmo = hb_timeout_ns(p, &synced);
+		if (synced && !was_synced) /* the baseline's ack was the backup alive just now (see FT_SYNC_TIMEOUT_MIN_MS) */
+			last_rx = MAX(last_rx, now_ns());
+		was_synced = synced;
+		if (now_ns() - last_rx > tmo) {
 			primary_mark_lost(p, "no heartbeat from the backup for %s", "the timeout");
 			break;
 		}
