@@ -4,7 +4,7 @@ in a new run), computed from their files with soak-report.py's definitions; no n
 
 usage: soak-total.py DIR...      (prints markdown: one line per run, then survived / total per kind over all runs)
 Every run must have been made at the same --ft-timeout; a run's commit comes from its env.txt (written at the end) or,
-for a run that ended early, from the "ftvmm commit:" line of its STOPPED.txt.
+otherwise from the "ftvmm commit:" line of its STOPPED.txt or NOTE.txt.
 """
 import csv
 import importlib.util
@@ -32,11 +32,12 @@ def env_of(d):
 def commit_of(d, env):
     if env.get("ftvmm_commit", "?") != "?":
         return env["ftvmm_commit"][:7]
-    p = os.path.join(d, "STOPPED.txt")
-    if os.path.exists(p):
-        m = re.search(r"ftvmm commit: ([0-9a-f]{7,40})", open(p).read())
-        if m:
-            return m.group(1)[:7]
+    for f in ("STOPPED.txt", "NOTE.txt"):
+        p = os.path.join(d, f)
+        if os.path.exists(p):
+            m = re.search(r"ftvmm commit: ([0-9a-f]{7,40})", open(p).read())
+            if m:
+                return m.group(1)[:7]
     return "?"
 
 
