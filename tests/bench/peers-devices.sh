@@ -70,6 +70,11 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 fi
 
 # ---- inside: where /dev/kvm is ----
+# the test bed's root image (tests/testbed/rootfs.sh) carries only what the suite runs: no QEMU unless it is added there
+if [[ "$PEERS" == *qemu* ]] && ! command -v qemu-system-x86_64 >/dev/null; then
+	echo "peers-devices: no qemu-system-x86_64 where the VMs run (the test bed's root image lacks it): the QEMU peers are left out" >&2
+	PEERS=$(tr ' ' '\n' <<<"$PEERS" | grep -v '^qemu' | tr '\n' ' ')
+fi
 # the image on a disk file system, not tmpfs (O_DIRECT in the host column of devices.sh; QEMU's aio=native)
 tmp=$(mktemp -d /var/tmp/peers-devices.XXXXXX)
 TAP=pdtap0 HOST_IP=192.0.2.1 GUEST_IP=192.0.2.2
@@ -166,7 +171,7 @@ done
 	echo "- environment: ${BENCH_ENV:-unknown}; host kernel $(uname -r) $(grep -oE 'kvm_amd\.[a-z_]+=[^ ]+' /proc/cmdline | tr '\n' ' '); $(nproc) CPUs"
 	[[ -n "${BENCH_OUTER_LOAD:-}" ]] && echo "- outer machine load average at the start: $BENCH_OUTER_LOAD"
 	echo "- load average inside: $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
-	echo "- peer: $(qemu-system-x86_64 --version | head -n1) with -accel kvm -cpu host, disk cache=writeback aio=threads, net vhost=off; ftvmm $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')"
+	echo "- peer: $(qemu-system-x86_64 --version 2>/dev/null | head -n1 || echo 'none: no qemu-system-x86_64 here') with -accel kvm -cpu host, disk cache=writeback aio=threads, net vhost=off; ftvmm $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')"
 	echo "- guest: Debian $(cat "$(dirname "$KERNEL")/kernel-version" 2>/dev/null || echo '?') bzImage + test initramfs, $MEM_MB MiB, $CPUS vCPUs; disk image $PEERS_DISK_MB MiB on $(df -T /var/tmp | awk 'NR==2 {print $2}'), TCP $PEERS_NET_MB MiB each way (no checksum), random reads and request/response $PEERS_SECS s each"
 	echo "- $RUNS runs per VMM, interleaved; each figure: median [min, max]"
 	echo
