@@ -36,6 +36,18 @@ def mmm(vals, fmt="%.0f"):
     return "-" if not n else "%s (%s-%s)" % (med, lo, hi)
 
 
+def env_of(d):
+    """a results directory's env.txt as a dict (empty when there is none)"""
+    env = {}
+    p = os.path.join(d, "env.txt")
+    if os.path.exists(p):
+        for line in open(p):
+            if "=" in line:
+                k, v = line.rstrip("\n").split("=", 1)
+                env[k] = v
+    return env
+
+
 def split(r):
     return r.get("split_brain") == "1"
 
@@ -118,12 +130,7 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     d = sys.argv[1]
-    env = {}
-    if os.path.exists(os.path.join(d, "env.txt")):
-        for line in open(os.path.join(d, "env.txt")):
-            if "=" in line:
-                k, v = line.rstrip("\n").split("=", 1)
-                env[k] = v
+    env = env_of(d)
     rows = list(csv.DictReader(open(os.path.join(d, "events.csv"))))
     checks = []
     if os.path.exists(os.path.join(d, "checks.csv")):

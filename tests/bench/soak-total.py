@@ -18,17 +18,6 @@ rep = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(rep)
 
 
-def env_of(d):
-    env = {}
-    p = os.path.join(d, "env.txt")
-    if os.path.exists(p):
-        for line in open(p):
-            if "=" in line:
-                k, v = line.rstrip("\n").split("=", 1)
-                env[k] = v
-    return env
-
-
 def commit_of(d, env):
     if env.get("ftvmm_commit", "?") != "?":
         return env["ftvmm_commit"][:7]
@@ -48,7 +37,7 @@ def main():
     runs, allinj, allrows = [], [], []
     tmos = set()
     for d in dirs:
-        env = env_of(d)
+        env = rep.env_of(d)
         rows = list(csv.DictReader(open(os.path.join(d, "events.csv"))))
         inj = [r for r in rows if r["injected"] == "yes"]
         tmos.add(env.get("ft_timeout_ms", "?"))
