@@ -601,28 +601,25 @@ int backup_outcome(struct backup *b, int gone, struct backup_takeover *to)
 		return not_taking_over(b, why);
 	}
 	uint64_t t0 = b->done_ns ? b->done_ns : now_ns();
-	double claim_ms = -1;
+	char won_in[64] = ""; /* with an arbiter, its share of the takeover: the claim's round trips to etcd */
 	if (fence_on(b->fence)) {
 		/* the primary may be alive on the other side of a partition, claiming too: one of us wins */
 		warnx("backup: primary lost (%s): claiming generation %llu from the arbiter", b->why,
 		      (unsigned long long)b->gen + 1);
 		char who[192];
 		uint64_t c0 = now_ns();
-		enum fence_result won = fence_claim(b->fence, b->gen, NULL, NULL, who, sizeof(who));
-		claim_ms = (double)(now_ns() - c0) / 1e6;
-		if (won != FENCE_WON) {
+		if (fence_claim(b->fence, b->gen, NULL, NULL, who, sizeof(who)) != FENCE_WON) {
 			warnx("backup: the arbiter is at %s: the primary went on alone; not taking over", who);
 			say_takeover(b, false);
 			gmem_free(&b->mem);
 			free(b->state);
 			return 1;
 		}
+		snprintf(won_in, sizeof(won_in), " (generation %llu won in %.1f ms)", (unsigned long long)b->gen + 1,
+			 (double)(now_ns() - c0) / 1e6);
 	}
-	if (claim_ms >= 0) /* the arbiter's share of the takeover: the claim's round trips to etcd */
-		warnx("backup: primary lost (%s): taking over from epoch %llu (generation %llu won in %.1f ms)", b->why,
-		      (unsigned long long)b->committed, (unsigned long long)b->gen + 1, claim_ms);
-	else
-		warnx("backup: primary lost (%s): taking over from epoch %llu", b->why, (unsigned long long)b->committed);
+	warnx("backup: primary lost (%s): taking over from epoch %llu%s", b->why, (unsigned long long)b->committed,
+	      won_in);
 	say_takeover(b, true);
 	*to = (struct backup_takeover){ .state = b->state, .mem = &b->mem, .t0_ns = t0 };
 	return BACKUP_TAKE_OVER;
