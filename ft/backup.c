@@ -472,6 +472,17 @@ static int hb_read(struct backup *b)
 	return 1;
 }
 
+/* Silence for the timeout: we take over. A primary that was only frozen (or whose link only stalled) finds
+ * this in its socket before the close that follows, and stops instead of running a second copy: its own
+ * clock cannot always tell that the freeze was long enough (ft/primary_link.c). A dead one never reads it. */
+static void tell_takeover(struct backup *b)
+{
+	pthread_mutex_lock(&b->lock);
+	uint64_t from = b->committed;
+	pthread_mutex_unlock(&b->lock);
+	(void)ft_send_buf(&b->hb, FT_TAKEOVER, from, NULL, 0);
+}
+
 static void *hb_thread(void *arg)
 {
 	struct backup *b = arg;
@@ -519,6 +530,8 @@ static void *hb_thread(void *arg)
 			last_rx = MAX(last_rx, now_ns());
 		was_synced = synced;
 		if (now_ns() - last_rx > (synced ? b->timeout_ms : MAX(b->timeout_ms, FT_SYNC_TIMEOUT_MIN_MS)) * 1000000ull) {
+			if (synced)
+				tell_takeover(b);
 			set_done(b, "no heartbeat from the primary");
 			break;
 		}

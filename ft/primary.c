@@ -313,14 +313,27 @@ static void engine_end(struct ft_primary *p, int r)
 		primary_mark_lost(p, "replication failed: %s", r == -EFBIG ? "the guest wrote more to disk in one epoch than "
 				  "the disk log holds" : strerror(-r));
 	pthread_mutex_lock(&p->lock);
+	/* Before deciding between running on alone and stopping: the heartbeat thread reads what the backup left
+	 * on its link (an FT_TAKEOVER behind the heartbeats a freeze left unread, after another thread saw the
+	 * data link close). It ends at once, the links being down; the deadline is only a bound. */
+	struct timespec ts;
+	primary_deadline_in(&ts, 2000 * 1000000ull);
+	while (p->lost && !fence_on(p->fence) && !p->hb_ended &&
+	       pthread_cond_timedwait(&p->cond, &p->lock, &ts) != ETIMEDOUT)
+		;
 	bool lost = p->lost, fence = p->frozen_fence, was = p->protected_;
 	pthread_mutex_unlock(&p->lock);
+	uint64_t took_over = __atomic_load_n(&p->took_over_from, __ATOMIC_ACQUIRE);
 	if (lost) /* the lost_reason is final once lost is set */
 		ft_event_emit("unprotected", "\"role\":\"primary\",\"peer\":%s,\"reason\":%s,\"was_protected\":%s,"
 			      "\"action\":\"%s\"", FT_JSON_STR(p->peer), FT_JSON_STR(p->lost_reason), was ? "true" : "false",
 			      fence_on(p->fence) ? "claim" : fence ? "stop" : "run-on");
 	if (lost && fence_on(p->fence)) {
 		claim_or_stop(p);
+	} else if (lost && fence && took_over) {
+		warnx("ft: the backup heard nothing from this primary for the %u ms timeout and took over (its last commit "
+		      "then: epoch %llu): stopping this copy of the guest", p->timeout_ms, (unsigned long long)(took_over - 1));
+		vm_request_exit(p->vm, VM_EXIT_ERROR);
 	} else if (lost && fence) {
 		/* Frozen past the timeout, then the backup is gone: it saw a dead primary and most likely
 		 * runs the guest now. Running on here would make two copies: this one stops (fencing). */

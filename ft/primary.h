@@ -48,7 +48,10 @@ struct ft_primary {
 	pthread_t engine, sender, receiver, heartbeat;
 	bool threads_started;
 
-	uint64_t hb_tick_ns, frozen_at_ns; /* heartbeat thread: its last loop, and when it saw this process frozen */
+	uint64_t hb_sent_ns, frozen_at_ns; /* heartbeat thread: its last heartbeat out, and when it saw this process
+					    * frozen (no heartbeat out for the timeout) */
+	uint64_t took_over_from;           /* the backup's FT_TAKEOVER said it takes over (its last commit + 1; 0: not) */
+	bool hb_ended;                     /* the heartbeat thread read what was left on its link and ended */
 	pthread_mutex_t hb_send_lock; /* the heartbeat thread and mark_lost both send on hb */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -59,7 +62,8 @@ struct ft_primary {
 	bool pausing;       /* a checkpoint's pause is on: the sender waits (sender_gate) */
 	bool sinks_on;      /* the NICs' TX goes to p->out (installed with the baseline, removed unprotected) */
 	bool lost;          /* the backup is gone: run unprotected */
-	bool frozen_fence;  /* ...after this process was frozen past the timeout: stop the guest instead */
+	bool frozen_fence;  /* ...after this process was frozen past the timeout, or the backup said it takes over:
+			     * stop the guest instead */
 	bool protected_;    /* baseline committed on the backup */
 	char lost_reason[160];
 	uint64_t epoch;     /* last checkpoint taken */

@@ -28,14 +28,19 @@
 
 /* ---- what every thread tests: lost, stopping, closing ------------------------------------- */
 
-/* Was this process frozen for longer than the timeout just now? The heartbeat thread either saw the
- * gap already, or has not run since (all threads resume together; the engine may look first). */
+/* Could the backup have heard no heartbeat for the timeout just now, and have taken over? It counts the
+ * silence from the last heartbeat it got: so this measures from the last one sent, not from the heartbeat
+ * thread's last loop (ft/frozen-primary, CI of dd95c4a: a SIGSTOP whose loop-to-loop gap was under the
+ * timeout while the backup, whose last heartbeat was older, took over; the thawed primary ran on). Either
+ * the heartbeat thread saw it already (frozen_at_ns, recent), or it has not sent since (all threads resume
+ * together; another may look first), or the backup said so (FT_TAKEOVER). */
 static bool primary_was_frozen(struct ft_primary *p)
 {
 	uint64_t now = now_ns(), tmo = p->timeout_ms * 1000000ull;
-	uint64_t tick = __atomic_load_n(&p->hb_tick_ns, __ATOMIC_ACQUIRE);
+	uint64_t sent = __atomic_load_n(&p->hb_sent_ns, __ATOMIC_ACQUIRE);
 	uint64_t frozen = __atomic_load_n(&p->frozen_at_ns, __ATOMIC_ACQUIRE);
-	return (tick && now - tick > tmo) || (frozen && now - frozen < 2 * tmo + 1000000000ull);
+	return (sent && now - sent > tmo) || (frozen && now - frozen < 2 * tmo + 1000000000ull) ||
+	       __atomic_load_n(&p->took_over_from, __ATOMIC_ACQUIRE);
 }
 
 static int hb_send(struct ft_primary *p, enum ft_type type, uint64_t seq)
@@ -551,14 +556,64 @@ void *primary_receiver_thread(void *arg)
 
 /* ---- heartbeats ------------------------------------------------------------------------------ */
 
-/* ft_hb_clock, plus what the fencing decision needs: a freeze past the timeout means the backup may
- * have taken over meanwhile (primary_was_frozen). */
-static void hb_clock(struct ft_primary *p, uint64_t *prev, uint64_t *last_rx)
+/* What the fencing decision needs: no heartbeat out for the timeout means the backup may have taken over
+ * meanwhile (primary_was_frozen). Called before every send and after every wait; frozen_at_ns is stored
+ * before hb_sent_ns moves, so whoever sees the new send time also sees the freeze. */
+static void hb_check_frozen(struct ft_primary *p)
 {
-	uint64_t t = now_ns();
-	if (ft_hb_clock(t, prev, last_rx) > p->timeout_ms * 1000000ull)
+	uint64_t t = now_ns(), sent = __atomic_load_n(&p->hb_sent_ns, __ATOMIC_RELAXED);
+	if (t - sent > p->timeout_ms * 1000000ull)
 		__atomic_store_n(&p->frozen_at_ns, t, __ATOMIC_RELEASE);
-	__atomic_store_n(&p->hb_tick_ns, t, __ATOMIC_RELEASE);
+}
+
+static int hb_send_heartbeat(struct ft_primary *p)
+{
+	int r = hb_send(p, FT_HEARTBEAT, now_ns());
+	if (!r) {
+		hb_check_frozen(p); /* the freeze may have come between the last check and this send */
+		__atomic_store_n(&p->hb_sent_ns, now_ns(), __ATOMIC_RELEASE);
+	}
+	return r;
+}
+
+/* The backup said it takes over: this copy must stop (engine_end), whatever its own clock says. */
+static void hb_took_over(struct ft_primary *p, uint64_t from)
+{
+	__atomic_store_n(&p->took_over_from, from + 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&p->lock);
+	if (p->lost)
+		p->frozen_fence = true; /* another thread saw the link go first: engine_end waits for hb_ended */
+	pthread_mutex_unlock(&p->lock);
+	char what[64];
+	snprintf(what, sizeof(what), "%llu", (unsigned long long)from);
+	primary_mark_lost(p, "the backup took over (its last commit: epoch %s)", what);
+}
+
+/* One frame off the heartbeat link: 0 read (a heartbeat), 1 the backup's FT_TAKEOVER, -1 the link failed. */
+static int hb_read(struct ft_primary *p)
+{
+	struct ft_frame f;
+	void *pl;
+	if (ft_recv_max(&p->hb, &f, &pl, FT_MAX_HB_FRAME))
+		return -1;
+	free(pl);
+	if (f.type != FT_TAKEOVER)
+		return 0;
+	hb_took_over(p, f.seq);
+	return 1;
+}
+
+/* The links are down: what the backup wrote before its close may still wait in the socket (our shutdown
+ * leaves received bytes readable), its FT_TAKEOVER among them. Read it before engine_end decides. */
+static void hb_end(struct ft_primary *p)
+{
+	for (int i = 0; i < 256 && ft_link_wait_in(&p->hb, 0) > 0; i++)
+		if (hb_read(p))
+			break;
+	pthread_mutex_lock(&p->lock);
+	p->hb_ended = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
 }
 
 /* The backup's silence that means it is gone: the timeout, or FT_SYNC_TIMEOUT_MIN_MS while the initial sync runs. */
@@ -575,12 +630,13 @@ void *primary_heartbeat_thread(void *arg)
 	struct ft_primary *p = arg;
 	uint64_t last_rx = now_ns(), next_tx = 0, prev = last_rx;
 	bool was_synced = false, synced;
-	__atomic_store_n(&p->hb_tick_ns, last_rx, __ATOMIC_RELEASE);
+	__atomic_store_n(&p->hb_sent_ns, last_rx, __ATOMIC_RELEASE);
 	while (!links_done(p)) {
-		hb_clock(p, &prev, &last_rx);
+		hb_check_frozen(p);
+		ft_hb_clock(now_ns(), &prev, &last_rx); /* a stall here is not the backup's silence */
 		uint64_t now = now_ns();
 		if (now >= next_tx) {
-			if (hb_send(p, FT_HEARTBEAT, now)) {
+			if (hb_send_heartbeat(p)) {
 				primary_mark_lost(p, "heartbeat link broke%s", "");
 				break;
 			}
@@ -588,16 +644,14 @@ void *primary_heartbeat_thread(void *arg)
 		}
 		/* records TLS holds already count: poll on the fd alone would not see them */
 		int n = ft_link_wait_in(&p->hb, FT_HEARTBEAT_MS / 2);
-		hb_clock(p, &prev, &last_rx); /* a freeze most likely happened in poll: see it before reading */
+		hb_check_frozen(p); /* a freeze most likely happened in poll: see it before reading */
+		ft_hb_clock(now_ns(), &prev, &last_rx);
 		if (n > 0) {
-			struct ft_frame f;
-			void *pl;
-			if (ft_recv(&p->hb, &f, &pl)) {
-				if (!links_done(p))
-					primary_mark_lost(p, "heartbeat link closed by the backup%s", "");
+			int r = hb_read(p);
+			if (r < 0 && !links_done(p))
+				primary_mark_lost(p, "heartbeat link closed by the backup%s", "");
+			if (r)
 				break;
-			}
-			free(pl);
 			last_rx = now_ns();
 		}
 		uint64_t tmo = hb_timeout_ns(p, &synced);
@@ -609,5 +663,6 @@ void *primary_heartbeat_thread(void *arg)
 			break;
 		}
 	}
+	hb_end(p);
 	return NULL;
 }

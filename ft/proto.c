@@ -514,7 +514,7 @@ int ft_listen(const char *hostport, bool loopback_only, char *err, size_t errlen
 const char *ft_type_name(unsigned t)
 {
 	static const char *const n[] = { "?", "HELLO", "HB_HELLO", "HELLO_OK", "HELLO_ERR", "MEM", "DISK", "EPOCH",
-					 "ACK", "HEARTBEAT", "BYE" };
+					 "ACK", "HEARTBEAT", "BYE", "TAKEOVER" };
 	return t < ARRAY_SIZE(n) ? n[t] : "?";
 }
 

@@ -25,6 +25,10 @@ enum ft_type {
 	FT_HEARTBEAT,  /* both ways on the heartbeat connection */
 	FT_BYE,        /* primary -> backup, data connection: the guest ended normally, do not take over;
 			* heartbeat connection: the primary lost this backup and runs on unprotected */
+	FT_TAKEOVER,   /* backup -> primary, heartbeat connection, seq = its last commit: it heard nothing for the
+			* timeout and takes over. A primary that was only frozen reads it from its socket when it
+			* thaws and stops its copy. (An older primary refuses the type: it loses the link, as it
+			* would have at the close that follows.) */
 	FT_TYPE_MAX,
 };
 

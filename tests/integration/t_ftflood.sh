@@ -428,7 +428,7 @@ if ((froze)); then
 	st_after=$st
 	if grep -q 'link=down' <<<"$st_after"; then
 		lost_account "$st_after"
-		lost_line=$(grep -a 'continues UNPROTECTED\|frozen longer than' "${FT_E[p]}" | tail -n1 || true)
+		lost_line=$(grep -a 'continues UNPROTECTED\|stopping this copy' "${FT_E[p]}" | tail -n1 || true)
 	fi
 	ft_log "after the thaw: $st_after${lost_line:+ | primary: $lost_line}"
 fi

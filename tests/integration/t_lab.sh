@@ -40,8 +40,9 @@
 #                   and ACKs) until the backup takes over on silence ("no heartbeat from the primary") from an epoch >=
 #                   the last acked one, the guest goes on there (no BAD, no skipped tick, role=backup (took over)) and
 #                   the client's stream moves with no splice. Then lab_thaw: the old primary must stop its copy
-#                   without any output: it exits 1 saying "frozen longer than the N ms timeout ... stopping this copy of
-#                   the guest", never "continues UNPROTECTED"; its TAP's count of frames ftvmm wrote into it (tap0
+#                   without any output: it exits 1 saying "the backup heard nothing from this primary for the N ms
+#                   timeout and took over ... stopping this copy of the guest" (the backup's FT_TAKEOVER, read from
+#                   its socket at the thaw), never "continues UNPROTECTED"; its TAP's count of frames ftvmm wrote into it (tap0
 #                   rx_packets in its host) does not move from the thaw to its exit (frames of epochs the backup acked
 #                   while it was frozen count too: nothing may leave a stopped copy); the client's stream goes on from
 #                   the survivor with no splice. The frames its host put on the LAN meanwhile are logged.
@@ -235,7 +236,7 @@ if guest_ready; then
 	ticks_on "$cur" "after the crash of the backup's host"
 	no_bad "$cur" "after the crash of the backup's host"
 	ft_alive "$cur" || case_error "$cur ended after its backup's host crashed: $(stderr_tail "$cur")"
-	! grep -aq 'frozen longer than' "${FT_E[$cur]}" || case_error "$cur fenced itself: $(stderr_tail "$cur")"
+	! grep -aq 'stopping this copy of the guest' "${FT_E[$cur]}" || case_error "$cur fenced itself: $(stderr_tail "$cur")"
 	# the output it held goes out once it runs alone: the stream moves again, all of it from this one copy
 	tcp_moves_on "after the crash of the backup's host" "$tcp0" || true
 	# the crashed host comes back fresh and runs the next backup: protected again
@@ -422,9 +423,10 @@ if guest_ready; then
 			unset "LAB_PID[$old]" # (reaped: its pid may be reused)
 			rc=${FT_RCS[$old]}
 			[[ "$rc" == 1 ]] || case_error "the thawed primary $old exited with status $rc, not 1: $(stderr_tail "$old")"
-			if ! grep -aqE 'frozen longer than the [0-9]+ ms timeout and then lost its backup' "${FT_E[$old]}" ||
+			# the backup's FT_TAKEOVER waited in the frozen host's socket: the primary read it at the thaw
+			if ! grep -aqE 'heard nothing from this primary for the [0-9]+ ms timeout and took over' "${FT_E[$old]}" ||
 				! grep -aq 'stopping this copy of the guest' "${FT_E[$old]}"; then
-				case_error "the thawed primary $old did not say it stops because it was frozen: $(stderr_tail "$old")"
+				case_error "the thawed primary $old did not say it stops because its backup took over: $(stderr_tail "$old")"
 			fi
 		else
 			case_error "the thawed primary $old still runs 30 s after the thaw, beside $bk's copy (split brain):" \

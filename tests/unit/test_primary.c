@@ -112,7 +112,7 @@ static void ack_after_freeze(bool settles)
 	p.sent_any = true;
 	p.sent_hi = 0;
 	/* the heartbeat thread last ran 2 timeouts ago: frozen, as after SIGCONT */
-	__atomic_store_n(&p.hb_tick_ns, now_ns() - 2 * p.timeout_ms * 1000000ull, __ATOMIC_RELEASE);
+	__atomic_store_n(&p.hb_sent_ns, now_ns() - 2 * p.timeout_ms * 1000000ull, __ATOMIC_RELEASE);
 	CHECK_EQ(ft_send_buf(FT_PLAIN(data[1]), FT_ACK, 0, NULL, 0), 0);
 	pthread_t t;
 	CHECK(pthread_create(&t, NULL, run_receiver, &p) == 0);
@@ -121,7 +121,7 @@ static void ack_after_freeze(bool settles)
 	CHECK_EQ(p.out[0].released, 0);
 	if (settles) {
 		/* the heartbeat thread runs again and no freeze is on record: the link held up */
-		__atomic_store_n(&p.hb_tick_ns, now_ns(), __ATOMIC_RELEASE);
+		__atomic_store_n(&p.hb_sent_ns, now_ns(), __ATOMIC_RELEASE);
 		usleep(300 * 1000);
 		CHECK_EQ(on_wire(tap[1]), 0xf0);
 		close(data[1]); /* then the backup goes: the receiver ends */
@@ -139,6 +139,62 @@ static void ack_after_freeze(bool settles)
 		close(data[1]);
 	close(tap[0]);
 	close(tap[1]);
+}
+
+static void *run_heartbeat(void *arg)
+{
+	return primary_heartbeat_thread(arg);
+}
+
+/* The backup's FT_TAKEOVER behind heartbeats, then its close. `data_first`: another thread saw the data link
+ * go (and, its clock showing no freeze, decided to run on) before the heartbeat thread read the notice: the
+ * decision must still become a stop. That order ran a second copy in ft/frozen-primary (CI of dd95c4a). */
+static void takeover_notice(bool data_first)
+{
+	int hb[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, hb) == 0);
+	static struct ft_primary p;
+	prim_init(&p, -1, hb[0]);
+	for (int i = 0; i < 5; i++)
+		CHECK_EQ(ft_send_buf(FT_PLAIN(hb[1]), FT_HEARTBEAT, (uint64_t)i, NULL, 0), 0);
+	CHECK_EQ(ft_send_buf(FT_PLAIN(hb[1]), FT_TAKEOVER, 41, NULL, 0), 0);
+	if (data_first) {
+		primary_mark_lost(&p, "connection to the backup broke: %s", "reset");
+		CHECK(p.lost && !p.frozen_fence); /* the heartbeat went out just now: no freeze seen */
+	}
+	if (data_first)
+		close(hb[1]); /* the backup's close came too: the thread's first send fails */
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, run_heartbeat, &p) == 0);
+	pthread_join(t, NULL);
+	if (!data_first)
+		close(hb[1]);
+	CHECK(p.lost && p.frozen_fence && p.hb_ended);
+	CHECK_EQ(p.took_over_from, 42);
+	CHECK(strstr(p.lost_reason, data_first ? "connection to the backup broke" : "the backup took over") != NULL);
+	prim_fini(&p);
+	close(hb[0]);
+}
+
+/* The backup counts its silence from the last heartbeat it got: a freeze is judged from the last one sent,
+ * even when the heartbeat thread's own loop saw no gap as long (it had run since, without sending). */
+static void test_frozen_since_sent(void)
+{
+	static struct ft_primary p;
+	prim_init(&p, -1, -1);
+	uint64_t tmo = p.timeout_ms * 1000000ull;
+	__atomic_store_n(&p.hb_sent_ns, now_ns() - tmo / 2, __ATOMIC_RELEASE);
+	hb_check_frozen(&p);
+	CHECK(!primary_was_frozen(&p) && p.frozen_at_ns == 0);
+	__atomic_store_n(&p.hb_sent_ns, now_ns() - tmo - tmo / 10, __ATOMIC_RELEASE);
+	CHECK(primary_was_frozen(&p)); /* the heartbeat thread has not looked yet */
+	hb_check_frozen(&p);
+	CHECK(p.frozen_at_ns != 0);
+	__atomic_store_n(&p.hb_sent_ns, now_ns(), __ATOMIC_RELEASE); /* it sends again: the freeze stays on record */
+	CHECK(primary_was_frozen(&p));
+	__atomic_store_n(&p.frozen_at_ns, now_ns() - 3 * tmo - 1000000000ull, __ATOMIC_RELEASE);
+	CHECK(!primary_was_frozen(&p)); /* old news */
+	prim_fini(&p);
 }
 
 static void test_bad_acks(void)
@@ -629,6 +685,9 @@ int main(void)
 	test_pool_reuse();
 	ack_after_freeze(false);
 	ack_after_freeze(true);
+	takeover_notice(false);
+	takeover_notice(true);
+	test_frozen_since_sent();
 	test_pool_bounded();
 	test_pool_inflight();
 	test_finish_output();
