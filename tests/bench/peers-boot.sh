@@ -37,12 +37,14 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 	BENCH_OUTER_LOAD="$(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs" && export BENCH_OUTER_LOAD
 	BENCH_RES="$repo/tests/bench/results/peers-boot-$(date -u +%Y%m%d-%H%M%S)" && export BENCH_RES
 	mkdir -p "$BENCH_RES"
+	# the suite's test-bed root has no QEMU: the peers boot one that has (tests/testbed/rootfs.sh, ROOTFS_PEERS)
+	root=image; [[ "$PEERS" != *qemu* ]] || root=image-peers
 	if [[ "${ITEST_MODE:-auto}" == direct ]]; then
 		BENCH_INSIDE=1 BENCH_ENV="real KVM ($(uname -r))" bash "$0" "$RUNS"
 	else
 		TESTBED_PASSENV="FTVMM KERNEL INITRD PEERS BENCH_INSIDE BENCH_ENV BENCH_OUTER_LOAD BENCH_RES" BENCH_INSIDE=1 \
 			BENCH_ENV="nested test bed (qemu TCG -cpu max, kvm-amd inside)" TESTBED_TIMEOUT=$((600 + RUNS * 240)) \
-			"$repo/tests/testbed/run.sh" bash "$0" "$RUNS"
+			TESTBED_ROOT=${TESTBED_ROOT:-$root} "$repo/tests/testbed/run.sh" bash "$0" "$RUNS"
 	fi
 	if [[ -s "$BENCH_RES/boot.dat" ]] && command -v gnuplot >/dev/null; then
 		(cd "$BENCH_RES" && gnuplot "$here/peers-boot.gp") || echo "peers-boot: gnuplot failed" >&2

@@ -53,13 +53,15 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 	BENCH_OUTER_LOAD="$(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs" && export BENCH_OUTER_LOAD
 	BENCH_RES="$repo/tests/bench/results/peers-devices-$(date -u +%Y%m%d-%H%M%S)" && export BENCH_RES
 	mkdir -p "$BENCH_RES"
+	# the suite's test-bed root has no QEMU: the peers boot one that has (tests/testbed/rootfs.sh, ROOTFS_PEERS)
+	root=image; [[ "$PEERS" != *qemu* ]] || root=image-peers
 	if [[ "${ITEST_MODE:-auto}" == direct ]]; then
 		BENCH_INSIDE=1 BENCH_ENV="real KVM ($(uname -r))" bash "$0" "$RUNS"
 	else
 		TESTBED_PASSENV="FTVMM KERNEL INITRD PEERS PEERS_DISK_MB PEERS_NET_MB PEERS_SECS BENCH_INSIDE BENCH_ENV BENCH_OUTER_LOAD BENCH_RES" \
 			BENCH_INSIDE=1 BENCH_ENV="nested test bed (qemu TCG -cpu max, kvm-amd inside)" \
 			TESTBED_TIMEOUT=${PEERS_TESTBED_TIMEOUT:-$((600 + RUNS * $(wc -w <<<"$PEERS") * (120 + 6 * PEERS_SECS)))} \
-			"$repo/tests/testbed/run.sh" bash "$0" "$RUNS"
+			TESTBED_ROOT=${TESTBED_ROOT:-$root} "$repo/tests/testbed/run.sh" bash "$0" "$RUNS"
 	fi
 	if [[ -s "$BENCH_RES/devices.dat" ]] && command -v gnuplot >/dev/null; then
 		(cd "$BENCH_RES" && gnuplot "$here/peers-devices.gp") || echo "peers-devices: gnuplot failed" >&2
@@ -70,7 +72,7 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 fi
 
 # ---- inside: where /dev/kvm is ----
-# the test bed's root image (tests/testbed/rootfs.sh) carries only what the suite runs: no QEMU unless it is added there
+# the test bed's root image for the peers (TESTBED_ROOT=image-peers) has QEMU; another root may not
 if [[ "$PEERS" == *qemu* ]] && ! command -v qemu-system-x86_64 >/dev/null; then
 	echo "peers-devices: no qemu-system-x86_64 where the VMs run (the test bed's root image lacks it): the QEMU peers are left out" >&2
 	PEERS=$(tr ' ' '\n' <<<"$PEERS" | grep -v '^qemu' | tr '\n' ' ')

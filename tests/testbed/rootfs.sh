@@ -10,7 +10,9 @@
 # The image holds the files of PACKAGES below and of the installed packages they depend on (rootfs-files.py), all
 # of /etc, the test bed kernel's network modules (modprobe for what the initramfs did not load), and empty mount
 # points. The test bed boots it with snapshot=on: writes inside go to a throw-away overlay, the image never changes.
-# Usage: OUT=dir KVER=version tests/testbed/rootfs.sh   (writes $OUT/root.img; build.sh's caller, run.sh, calls it)
+# Usage: OUT=dir KVER=version [ROOTFS_PEERS=1] tests/testbed/rootfs.sh   (writes $OUT/root.img; build.sh's caller,
+# run.sh, calls it). ROOTFS_PEERS=1 writes $OUT/root-peers.img instead: the same plus Debian's QEMU, the peer the
+# benchmarks (tests/bench/peers-*.sh) run beside ftvmm inside the test bed. The suite's image stays without it.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,6 +28,11 @@ PACKAGES=(bash dash coreutils util-linux mount bsdutils bsdextrautils procps fin
 	liburing2 libfdt1 libgnutls30 libcurl3-gnutls libjson-c5 liblz4-1 libzstd1)
 
 img=$OUT/root.img
+if [[ "${ROOTFS_PEERS:-0}" == 1 ]]; then
+	# qemu-system-x86's Depends bring its firmware (seabios, ipxe-qemu: the PCI NICs' option ROMs) and libraries
+	PACKAGES+=(qemu-system-x86 qemu-system-common qemu-system-data)
+	img=$OUT/root-peers.img
+fi
 work=$(mktemp -d "$OUT/root.work.XXXXXX")
 stage=$work/root
 mkdir "$stage"

@@ -53,9 +53,10 @@
 #   TESTBED_PASSENV="A B"  extra variables to pass into the command's environment (FTVMM_* always pass)
 #   TESTBED_ROOT=image     the test bed's root file system: image = an ext4 image of the packages the suite runs
 #                          (tests/testbed/rootfs.sh, built into tests/testbed/out/<series>/root.img on first use,
-#                          booted with snapshot=on); 9p = the outer machine's / shared read-only over 9p, what the
-#                          test bed used until 2026-12-07 (its request path deadlocks the emulated host now and then:
-#                          README, the test bed)
+#                          booted with snapshot=on); image-peers = the same plus Debian's QEMU (root-peers.img), for
+#                          the benchmarks that run it beside ftvmm (tests/bench/peers-*.sh); 9p = the outer
+#                          machine's / shared read-only over 9p, what the test bed used until 2026-12-07 (its request
+#                          path deadlocks the emulated host now and then: README, the test bed)
 #   TESTBED_LOG=path       where to leave a copy of the command's output at the end, and the kernel console beside it
 #                          as path.kernel (default tests/testbed/out/last-run.log; concurrent runs: the last wins)
 set -euo pipefail
@@ -113,13 +114,19 @@ if [[ $stale == 1 ]]; then
 fi
 # The root image (rootfs.sh): again when missing, older than its scripts, or older than dpkg's record of what is
 # installed (a package added or upgraded outside).
-if [[ "$TESTBED_ROOT" == image ]]; then
+case "$TESTBED_ROOT" in
+image) rootimg=$out/root.img peers=0 ;;
+image-peers) rootimg=$out/root-peers.img peers=1 ;;
+9p) rootimg= ;;
+*) echo "testbed: TESTBED_ROOT '$TESTBED_ROOT' is not image, image-peers or 9p" >&2; exit 125 ;;
+esac
+if [[ -n "$rootimg" ]]; then
 	stale=0
 	for src in "$here/rootfs.sh" "$here/rootfs-files.py" /var/lib/dpkg/status; do
-		[[ -f "$out/root.img" && ! "$src" -nt "$out/root.img" ]] || stale=1
+		[[ -f "$rootimg" && ! "$src" -nt "$rootimg" ]] || stale=1
 	done
 	if [[ $stale == 1 ]]; then
-		OUT="$out" KVER=$(cat "$out/kernel-version") bash "$here/rootfs.sh" >&2 || exit 125
+		OUT="$out" KVER=$(cat "$out/kernel-version") ROOTFS_PEERS=$peers bash "$here/rootfs.sh" >&2 || exit 125
 	fi
 fi
 
@@ -156,7 +163,7 @@ cwd=$(pwd -P)
 {
 	printf 'TB_REPO=%q\n' "$repo"
 	# the drives' order below: the root image (if any) is vda, the scratch disk the next one
-	if [[ "$TESTBED_ROOT" == image ]]; then echo "TB_ROOTDEV=/dev/vda"; sdev=/dev/vdb; else echo "TB_ROOTDEV="; sdev=/dev/vda; fi
+	if [[ -n "$rootimg" ]]; then echo "TB_ROOTDEV=/dev/vda"; sdev=/dev/vdb; else echo "TB_ROOTDEV="; sdev=/dev/vda; fi
 	[[ "$TESTBED_SCRATCH_MB" -gt 0 ]] && echo "TB_SCRATCH=1 TB_SCRATCHDEV=$sdev" || echo "TB_SCRATCH=0"
 	echo "TB_KVMPIN=$TESTBED_KVMPIN"
 } >"$ctl/config"
@@ -172,8 +179,8 @@ qemu=("$TESTBED_QEMU"
 	-virtfs "local,path=$repo,mount_tag=repo,security_model=none,multidevs=remap"
 	-virtfs "local,path=$ctl,mount_tag=tbctl,security_model=none"
 )
-if [[ "$TESTBED_ROOT" == image ]]; then
-	qemu+=(-drive "file=$out/root.img,if=virtio,format=raw,snapshot=on,cache=unsafe")
+if [[ -n "$rootimg" ]]; then
+	qemu+=(-drive "file=$rootimg,if=virtio,format=raw,snapshot=on,cache=unsafe")
 else
 	qemu+=(-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap")
 fi
