@@ -168,7 +168,7 @@ int ft_epoch_check(const void *payload, size_t len, bool packed, struct ft_epoch
  * TLS) starved the heartbeats past a 300 ms timeout under the test bed's load (soak-20261207-225749, row 8). */
 #define FT_SYNC_TIMEOUT_MIN_MS 2000
 
-/* The heartbeat loops' clock, called after every wait (now = now_ns()). A gap far above the loop's
+/* The heartbeat loops' clock, called after every wait (now = now_ns()). A gap above two of the loop's
  * period means this process was frozen (SIGSTOP, a stalled host): that time is not the peer's
  * silence, so last_rx moves forward by it (never past now). Returns the gap in ns. */
 uint64_t ft_hb_clock(uint64_t now, uint64_t *prev, uint64_t *last_rx);

@@ -1133,8 +1133,12 @@ static void test_hb_clock(void)
 	CHECK_EQ(ft_hb_clock(1050 * ms, &prev, &last_rx), 50 * ms);
 	CHECK_EQ(last_rx, 1000 * ms); /* 50 ms of real silence counts */
 	CHECK_EQ(prev, 1050 * ms);
-	CHECK_EQ(ft_hb_clock(1050 * ms + 4 * FT_HEARTBEAT_MS * ms, &prev, &last_rx), 4 * FT_HEARTBEAT_MS * ms);
-	CHECK_EQ(last_rx, 1000 * ms); /* up to 4 periods: still the loop's own pace */
+	CHECK_EQ(ft_hb_clock(1050 * ms + 2 * FT_HEARTBEAT_MS * ms, &prev, &last_rx), 2 * FT_HEARTBEAT_MS * ms);
+	CHECK_EQ(last_rx, 1000 * ms); /* up to 2 periods: still the loop's own pace */
+	uint64_t t3 = prev + 3 * FT_HEARTBEAT_MS * ms; /* held up 3 periods (a 300 ms timeout would have fired) */
+	CHECK_EQ(ft_hb_clock(t3, &prev, &last_rx), 3 * FT_HEARTBEAT_MS * ms);
+	CHECK_EQ(last_rx, 1000 * ms + 2 * FT_HEARTBEAT_MS * ms); /* one period of it counts */
+	last_rx = 1000 * ms;
 	uint64_t t = prev + 5000 * ms; /* frozen 5 s */
 	CHECK_EQ(ft_hb_clock(t, &prev, &last_rx), 5000 * ms);
 	CHECK_EQ(last_rx, 1000 * ms + 5000 * ms - FT_HEARTBEAT_MS * ms); /* one period of it counts */
