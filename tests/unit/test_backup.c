@@ -1012,6 +1012,68 @@ static void test_tls_flipped_epoch(void)
 	ft_tls_creds_free(cc);
 }
 
+/* A primary that goes silent on both links (frozen: its sockets stay open) after the baseline: the backup, before
+ * it takes over, writes FT_TAKEOVER (seq: its last commit) behind its heartbeats, where a thawed primary reads it and
+ * stops. Silent before any baseline: no notice (nothing to take over, the primary must run on). */
+static void takeover_notice_case(bool baseline)
+{
+	static struct backup b;
+	backup_init(&b);
+	b.timeout_ms = 300;
+	int lfd = hs_listen();
+	struct mirror_job job = { &b, lfd, -9 };
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, mirror_thread, &job), 0);
+	struct ft_link data = { .fd = hs_connect() }, hb = { .fd = hs_connect() };
+	size_t n = shape(NPAGES * PAGE_SIZE, 1, 0, NULL, 0, 25);
+	CHECK_EQ(ft_send_buf(&data, FT_HELLO, 3, shape_buf, n), 0);
+	CHECK_EQ(ft_send_buf(&hb, FT_HB_HELLO, 3, NULL, 0), 0);
+	struct ft_frame f;
+	void *reply;
+	CHECK_EQ(ft_recv(&data, &f, &reply), 0);
+	CHECK_EQ(f.type, FT_HELLO_OK);
+	free(reply);
+	if (baseline) {
+		uint64_t pfn = 3;
+		size_t len;
+		void *e0 = epoch(4, FT_EPOCH_BASELINE, &pfn, 1, 0x11, true, NULL, 0, &len);
+		CHECK_EQ(ft_send_buf(&data, FT_EPOCH, 4, e0, len), 0);
+		free(e0);
+		CHECK_EQ(ft_recv(&data, &f, &reply), 0);
+		CHECK(f.type == FT_ACK && f.seq == 4);
+		free(reply);
+	}
+	CHECK_EQ(pthread_join(t, NULL), 0); /* silence: mirroring ends */
+	CHECK_EQ(job.gone, 1); /* the primary is gone (silent) */
+	unsigned beats = 0, notices = 0;
+	uint64_t from = 0;
+	while (ft_recv(&hb, &f, &reply) == 0) {
+		free(reply);
+		if (f.type == FT_HEARTBEAT) {
+			CHECK_EQ(notices, 0); /* the notice is the last frame */
+			beats++;
+		} else {
+			CHECK_EQ(f.type, FT_TAKEOVER);
+			from = f.seq;
+			notices++;
+		}
+	}
+	CHECK(beats > 0);
+	CHECK_EQ(notices, baseline ? 1 : 0);
+	CHECK_EQ(from, baseline ? 4 : 0);
+	ft_link_close(&data);
+	ft_link_close(&hb);
+	free(b.state);
+	gmem_free(&b.mem);
+	pthread_mutex_destroy(&b.lock);
+}
+
+static void test_takeover_notice(void)
+{
+	takeover_notice_case(true);
+	takeover_notice_case(false);
+}
+
 /* ---- ftvmm backup's options ---- */
 
 /* cmd_backup(argv) in a child, its stderr (and stdout) into out: the exit status, or -1 for a child
@@ -1285,6 +1347,7 @@ int main(void)
 	tls_fixture_make(&fx);
 	test_tls_pairing();
 	test_tls_flipped_epoch();
+	test_takeover_notice();
 	test_tls_options();
 	tls_fixture_free(&fx);
 	TEST_DONE("test_backup");
