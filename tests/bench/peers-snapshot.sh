@@ -179,6 +179,7 @@ for run in $(seq "$RUNS"); do
 			echo "run $run $vmm-live: ${lrow#*,*,}, restore ${lrs:-failed} ms"
 		fi
 		rm -f "$snap" "$live"
+		for c in "$tmp/$vmm.$run".*console; do cp -f "$c" "$BENCH_RES/" 2>/dev/null || true; done
 	done
 done
 
