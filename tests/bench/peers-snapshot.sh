@@ -134,7 +134,8 @@ restore() {
 csv="$BENCH_RES/runs.csv"
 echo "run,vmm,downtime_ms,wall_ms,file_mib,restore_ms" >"$csv"
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
-failed() { echo "peers-snapshot: run $1 of $2: $3" >&2; echo "$1,$2,failed,,," >>"$csv"; }
+keep_consoles() { local c; for c in "$tmp/$2.$1".*console*; do cp -f "$c" "$BENCH_RES/" 2>/dev/null || true; done; }
+failed() { echo "peers-snapshot: run $1 of $2: $3" >&2; echo "$1,$2,failed,,," >>"$csv"; keep_consoles "$1" "${2%-live}"; }
 for run in $(seq "$RUNS"); do
 	for vmm in $PEERS; do
 		con="$tmp/$vmm.$run.console" sock="$tmp/$vmm.sock" snap="$tmp/snap" live="$tmp/snap-live"
@@ -179,7 +180,7 @@ for run in $(seq "$RUNS"); do
 			echo "run $run $vmm-live: ${lrow#*,*,}, restore ${lrs:-failed} ms"
 		fi
 		rm -f "$snap" "$live"
-		for c in "$tmp/$vmm.$run".*console; do cp -f "$c" "$BENCH_RES/" 2>/dev/null || true; done
+		keep_consoles "$run" "$vmm"
 	done
 done
 
