@@ -217,8 +217,8 @@ ARB_DESC=none
 	echo "testbed_timeout_s=${TESTBED_TIMEOUT:-?}"
 	echo "qemu=$(qemu-system-x86_64 --version 2>/dev/null | head -n1 || echo '?') (the outer machine's, running the test bed)"
 	echo "outer_host=$(cat /etc/hostname 2>/dev/null || echo '?')"
-	echo "ftvmm_commit=$(git -c safe.directory='*' -C "$repo" rev-parse HEAD 2>/dev/null || echo '?')$(
-		[[ -n "$(git -c safe.directory='*' -C "$repo" status --porcelain --untracked-files=no 2>/dev/null)" ]] && echo ' (work tree modified)')"
+	echo "ftvmm_commit=${FTVMM_COMMIT:-$(git -c safe.directory='*' -C "$repo" rev-parse HEAD 2>/dev/null || echo '?')$(
+		[[ -n "$(git -c safe.directory='*' -C "$repo" status --porcelain --untracked-files=no 2>/dev/null)" ]] && echo ' (work tree modified)')}"
 	echo "ftvmm_binary=$FTVMM sha256 $(sha256sum "$FTVMM" | cut -c1-16) built $(date -u -r "$FTVMM" +%Y-%m-%dT%H:%M:%SZ)"
 	echo "netem=$(lsmod 2>/dev/null | grep -q sch_netem && echo loaded || echo no)"
 	echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"

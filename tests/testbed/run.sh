@@ -63,6 +63,12 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd -P)
+# the test bed's root image has no git: what the benchmarks record as ftvmm's commit is read here (FTVMM_* pass in)
+if [[ -z "${FTVMM_COMMIT:-}" ]] && FTVMM_COMMIT=$(git -c safe.directory='*' -C "$repo" rev-parse HEAD 2>/dev/null); then
+	[[ -z "$(git -c safe.directory='*' -C "$repo" status --porcelain --untracked-files=no 2>/dev/null)" ]] ||
+		FTVMM_COMMIT+=" (work tree modified)"
+	export FTVMM_COMMIT
+fi
 
 if [[ $# -eq 0 ]]; then
 	echo "usage: $0 CMD [ARG...]" >&2
