@@ -1,0 +1,2 @@
+ncols = 2
+epochs = "25"
