@@ -286,10 +286,12 @@ FT_ARB=()
 if ((ARBITER)); then
 	RE_PRIM_WON='won generation [0-9]+ from the arbiter: guest continues UNPROTECTED'
 	RE_PRIM_LOST='the backup runs the guest now; stopping this copy'
-	RE_BK_LOST='the primary went on alone; not taking over'
+	# or, when only the primary lost the link (a short cut: its silence passed the timeout, the backup's did not), the
+	# backup hears its BYE and stands down without a claim (soak-20261208-042135 row 3 failed on that message alone)
+	RE_BK_LOST='the primary went on alone; not taking over|the primary is alive and runs on unprotected'
 else
 	RE_PRIM_WON='backup lost \(.*\): guest continues UNPROTECTED'
-	RE_PRIM_LOST='frozen longer than the [0-9]+ ms timeout.*stopping this copy of the guest'
+	RE_PRIM_LOST='(frozen longer than the [0-9]+ ms timeout|heard nothing from this primary for the [0-9]+ ms timeout and took over).*stopping this copy of the guest'
 	RE_BK_LOST='the primary is alive and runs on unprotected'
 fi
 
