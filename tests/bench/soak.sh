@@ -5,9 +5,11 @@
 # tests/bench/results/soak-<UTC stamp>/ (timing: soak-timing-<UTC stamp>/).
 #
 # Runs INSIDE the nested test bed (root, /dev/kvm, network namespaces), from the repository root:
-#   quick check:  TESTBED_TIMEOUT=1500 tests/testbed/run.sh env SOAK_N=10 bash tests/bench/soak.sh
-#   full soak:    TESTBED_TIMEOUT=5400 tests/testbed/run.sh bash tests/bench/soak.sh
-#   timing:       TESTBED_TIMEOUT=2400 tests/testbed/run.sh env TIMING=1 bash tests/bench/soak.sh
+#   quick check:  TESTBED_TIMEOUT=1500 TESTBED_QUIET_LIMIT=600 tests/testbed/run.sh env SOAK_N=10 bash tests/bench/soak.sh
+#   full soak:    TESTBED_TIMEOUT=5400 TESTBED_QUIET_LIMIT=600 tests/testbed/run.sh bash tests/bench/soak.sh
+#   timing:       TESTBED_TIMEOUT=2400 TESTBED_QUIET_LIMIT=600 tests/testbed/run.sh env TIMING=1 bash tests/bench/soak.sh
+# (TESTBED_QUIET_LIMIT: a row comes every ~20-60 s; ten silent minutes is the test bed's own kernel deadlocked, as in
+# soak-20261208-042135, and the watchdog then stops it with the CPUs' dump instead of waiting for the timeout)
 # (run.sh passes only FTVMM_* variables and those in TESTBED_PASSENV into the test bed: hence `env VAR=...` inside the
 # command; FTVMM_SOAK_N etc. work too.) It refuses to run outside the test bed unless SOAK_ANYWHERE=1 (a host with
 # hardware KVM). It stops injecting TESTBED_TIMEOUT - SOAK_MARGIN (240) s after its start, so the report is always
