@@ -14,16 +14,7 @@ import json
 import os
 import sys
 
-
-def env_of(d):
-    env = {}
-    p = os.path.join(d, "env.txt")
-    if os.path.exists(p):
-        for line in open(p):
-            if "=" in line:
-                k, v = line.rstrip("\n").split("=", 1)
-                env[k] = v
-    return env
+from benchenv import env_of
 
 
 def stats_of(d, epoch):

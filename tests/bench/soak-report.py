@@ -15,6 +15,8 @@ import os
 import statistics
 import sys
 
+from benchenv import env_of
+
 
 def num(v):
     try:
@@ -34,18 +36,6 @@ def mmm(vals, fmt="%.0f"):
     """'median (min-max)' of the numeric values, '-' when there is none"""
     med, lo, hi, n = stats(vals, fmt)
     return "-" if not n else "%s (%s-%s)" % (med, lo, hi)
-
-
-def env_of(d):
-    """a results directory's env.txt as a dict (empty when there is none)"""
-    env = {}
-    p = os.path.join(d, "env.txt")
-    if os.path.exists(p):
-        for line in open(p):
-            if "=" in line:
-                k, v = line.rstrip("\n").split("=", 1)
-                env[k] = v
-    return env
 
 
 def split(r):
