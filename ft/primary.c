@@ -299,8 +299,17 @@ static void wait_next_epoch(struct ft_primary *p, uint64_t *next, uint64_t pause
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* Must this copy stop rather than run on alone once the backup is lost? It was frozen past the timeout when the
+ * loss was marked, or the backup said it took over: that notice may be read after another thread marked the loss,
+ * so the answer is derived here, never stored. Call with p->lock held. */
+static bool primary_fenced(struct ft_primary *p)
+{
+	return p->frozen_fence || __atomic_load_n(&p->took_over_from, __ATOMIC_ACQUIRE);
+}
+
 /* The engine stopped: a replication failure loses the backup; a lost backup leaves the guest running
- * unprotected, unless this process was frozen past the timeout (then it stops its copy). */
+ * unprotected, unless this process was frozen past the timeout or the backup said it took over (primary_fenced:
+ * then it stops its copy). */
 static void engine_end(struct ft_primary *p, int r)
 {
 	/* A pause refused because the VM is ending (the guest powered off, a stop request): not a replication
@@ -321,7 +330,7 @@ static void engine_end(struct ft_primary *p, int r)
 	while (p->lost && !fence_on(p->fence) && !p->hb_ended &&
 	       pthread_cond_timedwait(&p->cond, &p->lock, &ts) != ETIMEDOUT)
 		;
-	bool lost = p->lost, fence = p->frozen_fence, was = p->protected_;
+	bool lost = p->lost, fence = primary_fenced(p), was = p->protected_;
 	pthread_mutex_unlock(&p->lock);
 	uint64_t took_over = __atomic_load_n(&p->took_over_from, __ATOMIC_ACQUIRE);
 	if (lost) /* the lost_reason is final once lost is set */

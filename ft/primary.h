@@ -62,8 +62,8 @@ struct ft_primary {
 	bool pausing;       /* a checkpoint's pause is on: the sender waits (sender_gate) */
 	bool sinks_on;      /* the NICs' TX goes to p->out (installed with the baseline, removed unprotected) */
 	bool lost;          /* the backup is gone: run unprotected */
-	bool frozen_fence;  /* ...after this process was frozen past the timeout, or the backup said it takes over:
-			     * stop the guest instead */
+	bool frozen_fence;  /* ...after this process was frozen past the timeout (or the backup said it takes over,
+			     * when it said so before the loss was marked): stop the guest instead (primary_fenced) */
 	bool protected_;    /* baseline committed on the backup */
 	char lost_reason[160];
 	uint64_t epoch;     /* last checkpoint taken */

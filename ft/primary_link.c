@@ -576,17 +576,22 @@ static int hb_send_heartbeat(struct ft_primary *p)
 	return r;
 }
 
-/* The backup said it takes over: this copy must stop (engine_end), whatever its own clock says. */
+/* The backup said it takes over: this copy must stop (engine_end, primary_fenced), whatever its own clock says,
+ * and whichever thread marked the loss first. */
 static void hb_took_over(struct ft_primary *p, uint64_t from)
 {
 	__atomic_store_n(&p->took_over_from, from + 1, __ATOMIC_RELEASE);
-	pthread_mutex_lock(&p->lock);
-	if (p->lost)
-		p->frozen_fence = true; /* another thread saw the link go first: engine_end waits for hb_ended */
-	pthread_mutex_unlock(&p->lock);
 	char what[64];
 	snprintf(what, sizeof(what), "%llu", (unsigned long long)from);
 	primary_mark_lost(p, "the backup took over (its last commit: epoch %s)", what);
+}
+
+/* After every wait: a stall of this process is not the backup's silence (ft_hb_clock), and may be a freeze
+ * the backup took for a death (hb_check_frozen). */
+static void hb_clock(struct ft_primary *p, uint64_t *prev, uint64_t *last_rx)
+{
+	hb_check_frozen(p);
+	ft_hb_clock(now_ns(), prev, last_rx);
 }
 
 /* One frame off the heartbeat link: 0 read (a heartbeat), 1 the backup's FT_TAKEOVER, -1 the link failed. */
@@ -632,8 +637,7 @@ void *primary_heartbeat_thread(void *arg)
 	bool was_synced = false, synced;
 	__atomic_store_n(&p->hb_sent_ns, last_rx, __ATOMIC_RELEASE);
 	while (!links_done(p)) {
-		hb_check_frozen(p);
-		ft_hb_clock(now_ns(), &prev, &last_rx); /* a stall here is not the backup's silence */
+		hb_clock(p, &prev, &last_rx);
 		uint64_t now = now_ns();
 		if (now >= next_tx) {
 			if (hb_send_heartbeat(p)) {
@@ -644,8 +648,7 @@ void *primary_heartbeat_thread(void *arg)
 		}
 		/* records TLS holds already count: poll on the fd alone would not see them */
 		int n = ft_link_wait_in(&p->hb, FT_HEARTBEAT_MS / 2);
-		hb_check_frozen(p); /* a freeze most likely happened in poll: see it before reading */
-		ft_hb_clock(now_ns(), &prev, &last_rx);
+		hb_clock(p, &prev, &last_rx); /* a freeze most likely happened in poll: see it before reading */
 		if (n > 0) {
 			int r = hb_read(p);
 			if (r < 0 && !links_done(p))

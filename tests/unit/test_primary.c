@@ -169,7 +169,7 @@ static void takeover_notice(bool data_first)
 	pthread_join(t, NULL);
 	if (!data_first)
 		close(hb[1]);
-	CHECK(p.lost && p.frozen_fence && p.hb_ended);
+	CHECK(p.lost && primary_fenced(&p) && p.hb_ended);
 	CHECK_EQ(p.took_over_from, 42);
 	CHECK(strstr(p.lost_reason, data_first ? "connection to the backup broke" : "the backup took over") != NULL);
 	prim_fini(&p);
