@@ -950,6 +950,34 @@ static void *mirror_thread(void *arg)
 	return NULL;
 }
 
+/* A fake primary pairs with a real backup_mirror: its HELLO (a 1-vCPU guest of NPAGES) and HB_HELLO, then the
+ * backup's HELLO_OK. */
+static void pair_as_primary(struct ft_link *data, struct ft_link *hb)
+{
+	size_t n = shape(NPAGES * PAGE_SIZE, 1, 0, NULL, 0, 25);
+	CHECK_EQ(ft_send_buf(data, FT_HELLO, 3, shape_buf, n), 0);
+	CHECK_EQ(ft_send_buf(hb, FT_HB_HELLO, 3, NULL, 0), 0);
+	struct ft_frame f;
+	void *reply;
+	CHECK_EQ(ft_recv(data, &f, &reply), 0);
+	CHECK_EQ(f.type, FT_HELLO_OK);
+	free(reply);
+}
+
+/* ...and its baseline, epoch num (page pfn full of tag), committed and acked. */
+static void send_baseline_acked(struct ft_link *data, uint64_t num, uint64_t pfn, uint8_t tag)
+{
+	size_t len;
+	void *e0 = epoch(num, FT_EPOCH_BASELINE, &pfn, 1, tag, true, NULL, 0, &len);
+	CHECK_EQ(ft_send_buf(data, FT_EPOCH, num, e0, len), 0);
+	free(e0);
+	struct ft_frame f;
+	void *reply;
+	CHECK_EQ(ft_recv(data, &f, &reply), 0);
+	CHECK(f.type == FT_ACK && f.seq == num);
+	free(reply);
+}
+
 /* A primary (PSK) mirrored by a real backup_mirror: the baseline commits and is acked; the next epoch
  * gets one byte flipped on the wire. The backup refuses it (the TLS record's MAC), applies nothing of
  * it, ends the data link, and keeps the baseline; the primary then goes away. */
@@ -974,23 +1002,13 @@ static void test_tls_flipped_epoch(void)
 	CHECK_EQ(ft_tls_new(cc, data.fd, "127.0.0.1", &data.tls), 0);
 	CHECK_EQ(ft_tls_handshake(data.tls, 5000), 0);
 	struct ft_link hb = tls_connect(cc, "127.0.0.1");
-	size_t n = shape(NPAGES * PAGE_SIZE, 1, 0, NULL, 0, 25);
-	CHECK_EQ(ft_send_buf(&data, FT_HELLO, 3, shape_buf, n), 0);
-	CHECK_EQ(ft_send_buf(&hb, FT_HB_HELLO, 3, NULL, 0), 0);
+	pair_as_primary(&data, &hb);
+	uint64_t pfn = 3;
+	send_baseline_acked(&data, 0, pfn, 0x11);
+	CHECK_EQ(ft_send_buf(&hb, FT_HEARTBEAT, 1, NULL, 0), 0);
+	size_t len;
 	struct ft_frame f;
 	void *reply;
-	CHECK_EQ(ft_recv(&data, &f, &reply), 0);
-	CHECK_EQ(f.type, FT_HELLO_OK);
-	free(reply);
-	uint64_t pfn = 3;
-	size_t len;
-	void *e0 = epoch(0, FT_EPOCH_BASELINE, &pfn, 1, 0x11, true, NULL, 0, &len);
-	CHECK_EQ(ft_send_buf(&data, FT_EPOCH, 0, e0, len), 0);
-	free(e0);
-	CHECK_EQ(ft_recv(&data, &f, &reply), 0);
-	CHECK(f.type == FT_ACK && f.seq == 0);
-	free(reply);
-	CHECK_EQ(ft_send_buf(&hb, FT_HEARTBEAT, 1, NULL, 0), 0);
 	relay_flip(&r, 0, 2000); /* inside the next epoch's first record */
 	void *e1 = epoch(1, 0, &pfn, 1, 0x22, true, NULL, 0, &len);
 	CHECK_EQ(ft_send_buf(&data, FT_EPOCH, 1, e1, len), 0);
@@ -1025,25 +1043,12 @@ static void takeover_notice_case(bool baseline)
 	pthread_t t;
 	CHECK_EQ(pthread_create(&t, NULL, mirror_thread, &job), 0);
 	struct ft_link data = { .fd = hs_connect() }, hb = { .fd = hs_connect() };
-	size_t n = shape(NPAGES * PAGE_SIZE, 1, 0, NULL, 0, 25);
-	CHECK_EQ(ft_send_buf(&data, FT_HELLO, 3, shape_buf, n), 0);
-	CHECK_EQ(ft_send_buf(&hb, FT_HB_HELLO, 3, NULL, 0), 0);
+	pair_as_primary(&data, &hb);
+	if (baseline)
+		send_baseline_acked(&data, 4, 3, 0x11);
+	CHECK_EQ(pthread_join(t, NULL), 0); /* silence: mirroring ends */
 	struct ft_frame f;
 	void *reply;
-	CHECK_EQ(ft_recv(&data, &f, &reply), 0);
-	CHECK_EQ(f.type, FT_HELLO_OK);
-	free(reply);
-	if (baseline) {
-		uint64_t pfn = 3;
-		size_t len;
-		void *e0 = epoch(4, FT_EPOCH_BASELINE, &pfn, 1, 0x11, true, NULL, 0, &len);
-		CHECK_EQ(ft_send_buf(&data, FT_EPOCH, 4, e0, len), 0);
-		free(e0);
-		CHECK_EQ(ft_recv(&data, &f, &reply), 0);
-		CHECK(f.type == FT_ACK && f.seq == 4);
-		free(reply);
-	}
-	CHECK_EQ(pthread_join(t, NULL), 0); /* silence: mirroring ends */
 	CHECK_EQ(job.gone, 1); /* the primary is gone (silent) */
 	unsigned beats = 0, notices = 0;
 	uint64_t from = 0;
