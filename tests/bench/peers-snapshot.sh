@@ -74,28 +74,7 @@ CMD+=" ftvmm.ftwork=--pages,64,--interval-ms,10"
 QEMU=(qemu-system-x86_64 -accel kvm -cpu host -M q35 -m "$MEM_MB" -smp "$CPUS" -nodefaults -no-user-config -display none
 	-no-reboot -kernel "$KERNEL" -initrd "$INITRD" -append "$CMD")
 now_us() { echo "${EPOCHREALTIME/./}"; }
-mkfifo "$tmp/nap.fifo"
-exec {NAP_FD}<>"$tmp/nap.fifo"
-# first_ftwork FILE TIMEOUT_S: wait for a complete FTWORK tick line, polling every 10 ms with builtins only (a loop
-# that forks would take the test bed's 2 CPUs from the VM it times)
-first_ftwork() {
-	local end=$((${EPOCHREALTIME%.*} + $2)) fd line pending=""
-	exec {fd}<"$1"
-	while [[ ${EPOCHREALTIME%.*} -lt $end ]]; do
-		while line=""; IFS= read -r -u "$fd" line; do
-			line="$pending$line" pending=""
-			if [[ "$line" == *"FTWORK seq="*" sum="*" ok "* ]]; then
-				exec {fd}<&-
-				return 0
-			fi
-		done
-		pending+=$line
-		kill -0 "$VM_PID" 2>/dev/null || break
-		read -r -t 0.01 -u "$NAP_FD" _ || true
-	done
-	exec {fd}<&-
-	return 1
-}
+. "$here/ftwork-wait.sh" # first_ftwork
 stop_vm() {
 	[[ -z "$VM_PID" ]] || { kill -9 "$VM_PID" 2>/dev/null || true; wait "$VM_PID" 2>/dev/null || true; }
 	VM_PID=""

@@ -76,28 +76,7 @@ ns() { echo "${EPOCHREALTIME/./}000"; }
 ms_since() { local d=$(((${EPOCHREALTIME/./} * 1000 - $1) / 1000)); printf '%d.%d' $((d / 1000)) $((d % 1000 / 100)); }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2); else print "" }'; }
 field() { sed -nE "s/.*$1=([^ ]*).*/\1/p"; }
-mkfifo "$tmp/nap.fifo"
-exec {NAP_FD}<>"$tmp/nap.fifo"
-# first_ftwork FILE TIMEOUT_S: wait for a complete FTWORK seq line, polling every 10 ms with builtins only (a
-# polling loop that forks would compete with the VM it times for the test bed's 2 CPUs)
-first_ftwork() {
-	local end=$((${EPOCHREALTIME%.*} + $2)) fd line pending=""
-	exec {fd}<"$1"
-	while [[ ${EPOCHREALTIME%.*} -lt $end ]]; do
-		while line=""; IFS= read -r -u "$fd" line; do
-			line="$pending$line" pending=""
-			if [[ "$line" == *"FTWORK seq="*" sum="*" ok "* ]]; then
-				exec {fd}<&-
-				return 0
-			fi
-		done
-		pending+=$line
-		kill -0 "$VM_PID" 2>/dev/null || break
-		read -r -t 0.01 -u "$NAP_FD" _ || true
-	done
-	exec {fd}<&-
-	return 1
-}
+. "$here/ftwork-wait.sh" # first_ftwork
 ctl() { "$FTVMM" ctl "$SOCK" "$@"; }
 say() { echo "$*" | sed -E 's#/ftvmm-snapbench\.[A-Za-z0-9]+##g' | tee -a "$tmp/raw"; } # progress, kept for the report
 
