@@ -460,12 +460,8 @@ static void primary_runs_on(struct backup *b, const char *why)
 static int hb_read(struct backup *b)
 {
 	struct ft_frame f;
-	void *pl;
-	/* heartbeats and BYE are empty: a big header on this link is not our primary's, and must not
-	 * make us allocate for it */
-	if (ft_recv_max(&b->hb, &f, &pl, FT_MAX_HB_FRAME))
+	if (ft_recv_hb(&b->hb, &f))
 		return -1;
-	free(pl);
 	if (f.type != FT_BYE)
 		return 0;
 	primary_runs_on(b, "the primary runs on without this backup");

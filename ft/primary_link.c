@@ -598,10 +598,8 @@ static void hb_clock(struct ft_primary *p, uint64_t *prev, uint64_t *last_rx)
 static int hb_read(struct ft_primary *p)
 {
 	struct ft_frame f;
-	void *pl;
-	if (ft_recv_max(&p->hb, &f, &pl, FT_MAX_HB_FRAME))
+	if (ft_recv_hb(&p->hb, &f))
 		return -1;
-	free(pl);
 	if (f.type != FT_TAKEOVER)
 		return 0;
 	hb_took_over(p, f.seq);

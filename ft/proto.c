@@ -304,6 +304,14 @@ int ft_recv(const struct ft_link *l, struct ft_frame *f, void **payload)
 	return ft_recv_max(l, f, payload, FT_MAX_FRAME);
 }
 
+int ft_recv_hb(const struct ft_link *l, struct ft_frame *f)
+{
+	void *pl;
+	int r = ft_recv_max(l, f, &pl, FT_MAX_HB_FRAME);
+	free(pl); /* NULL after a failure */
+	return r;
+}
+
 /* sizeof(hdr) + npages * 8 + the page area + state_len + disk_len, false if it wraps: the fields come
  * from the wire, so the sum is checked even though each one is bounded too. The page area: npages *
  * PAGE_SIZE, or a packed epoch's ft_pages_hdr and its wire_len bytes padded to 8. */

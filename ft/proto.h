@@ -122,6 +122,9 @@ int ft_recv(const struct ft_link *l, struct ft_frame *f, void **payload);
 /* ft_recv with a tighter bound on the length (for a peer that has not identified itself yet):
  * a larger frame is -EMSGSIZE from its header alone, before any allocation. */
 int ft_recv_max(const struct ft_link *l, struct ft_frame *f, void **payload, uint64_t max_len);
+/* One frame of the heartbeat link, either way: every frame there (HEARTBEAT, BYE, TAKEOVER) is empty, so a header
+ * longer than FT_MAX_HB_FRAME is not our peer's and is refused before any allocation; the payload is dropped. */
+int ft_recv_hb(const struct ft_link *l, struct ft_frame *f);
 /* Up to len bytes as they come (a non-blocking fd's reader): > 0, 0 at EOF, or -errno (-EAGAIN: none yet). */
 ssize_t ft_link_read(const struct ft_link *l, void *p, size_t len);
 /* Is there something to read within timeout_ms? Decrypted bytes a TLS session already holds count,

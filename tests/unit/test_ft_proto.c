@@ -1125,6 +1125,33 @@ static void test_send_to_closed_peer(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* The heartbeat link's reader: an empty frame (a TAKEOVER with its seq) reads; a header longer than FT_MAX_HB_FRAME
+ * is refused from the header alone; a frame cut short fails. */
+static int recv_hb_raw(const uint8_t *b, size_t n, struct ft_frame *f)
+{
+	int fds[2];
+	sp(fds);
+	CHECK_EQ(write(fds[0], b, n), (ssize_t)n);
+	close(fds[0]);
+	int r = ft_recv_hb(FT_PLAIN(fds[1]), f);
+	close(fds[1]);
+	return r;
+}
+
+static void test_recv_hb(void)
+{
+	uint8_t w[256], pl[FT_MAX_HB_FRAME + 1] = { 0 };
+	struct ft_frame f;
+	size_t n = wire_bytes(FT_TAKEOVER, 41, NULL, 0, w, sizeof(w));
+	CHECK_EQ(recv_hb_raw(w, n, &f), 0);
+	CHECK(f.type == FT_TAKEOVER && f.seq == 41 && f.len == 0);
+	n = wire_bytes(FT_HEARTBEAT, 7, pl, FT_MAX_HB_FRAME, w, sizeof(w));
+	CHECK_EQ(recv_hb_raw(w, n, &f), 0); /* at the bound */
+	n = wire_bytes(FT_HEARTBEAT, 7, pl, FT_MAX_HB_FRAME + 1, w, sizeof(w));
+	CHECK_EQ(recv_hb_raw(w, sizeof(struct ft_frame), &f), -EMSGSIZE);
+	CHECK(recv_hb_raw(w, n - 1, &f) < 0);
+}
+
 /* The heartbeat clock: a normal wait changes nothing; a freeze is not counted as the peer's silence. */
 static void test_hb_clock(void)
 {
@@ -1240,6 +1267,7 @@ int main(void)
 	test_null_iov_array();
 	test_send_to_closed_peer();
 	test_hb_clock();
+	test_recv_hb();
 	test_roundtrip_shapes();
 	test_gated_send();
 	test_recv_errors();
