@@ -35,8 +35,6 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 	command -v qemu-system-x86_64 >/dev/null || { echo "peers-boot: qemu-system-x86_64 missing (apt-get install qemu-system-x86)" >&2; exit 1; }
 	export FTVMM KERNEL INITRD PEERS RUNS
 	BENCH_OUTER_LOAD="$(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs" && export BENCH_OUTER_LOAD
-	# the test bed's root has no git: the commit is read here
-	BENCH_COMMIT=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?') && export BENCH_COMMIT
 	BENCH_RES="$repo/tests/bench/results/peers-boot-$(date -u +%Y%m%d-%H%M%S)" && export BENCH_RES
 	mkdir -p "$BENCH_RES"
 	# the suite's test-bed root has no QEMU: the peers boot one that has (tests/testbed/rootfs.sh, ROOTFS_PEERS)
@@ -44,7 +42,7 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 	if [[ "${ITEST_MODE:-auto}" == direct ]]; then
 		BENCH_INSIDE=1 BENCH_ENV="real KVM ($(uname -r))" bash "$0" "$RUNS"
 	else
-		TESTBED_PASSENV="FTVMM KERNEL INITRD PEERS BENCH_INSIDE BENCH_ENV BENCH_OUTER_LOAD BENCH_RES BENCH_COMMIT" BENCH_INSIDE=1 \
+		TESTBED_PASSENV="FTVMM KERNEL INITRD PEERS BENCH_INSIDE BENCH_ENV BENCH_OUTER_LOAD BENCH_RES" BENCH_INSIDE=1 \
 			BENCH_ENV="nested test bed (qemu TCG -cpu max, kvm-amd inside)" TESTBED_TIMEOUT=$((600 + RUNS * 240)) \
 			TESTBED_ROOT=${TESTBED_ROOT:-$root} "$repo/tests/testbed/run.sh" bash "$0" "$RUNS"
 	fi
@@ -147,7 +145,7 @@ done
 	echo "- environment: ${BENCH_ENV:-unknown}; host kernel $(uname -r) $(grep -oE 'kvm_amd\.[a-z_]+=[^ ]+' /proc/cmdline | tr '\n' ' '); $(nproc) CPUs"
 	[[ -n "${BENCH_OUTER_LOAD:-}" ]] && echo "- outer machine load average at the start: $BENCH_OUTER_LOAD"
 	echo "- load average inside: $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
-	echo "- peer: $(qemu-system-x86_64 --version | head -n1) with -accel kvm -cpu host; ftvmm ${BENCH_COMMIT:-?}"
+	echo "- peer: $(qemu-system-x86_64 --version | head -n1) with -accel kvm -cpu host; ftvmm ${FTVMM_COMMIT:-$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')}"
 	echo "- guest: Debian $(cat "$(dirname "$KERNEL")/kernel-version" 2>/dev/null || echo '?') bzImage + test initramfs, $MEM_MB MiB, $CPUS vCPUs, one 64 MiB disk, one TAP NIC; command line \`$QEMU_APPEND\` (ftvmm adds acpi=off)"
 	echo "- $RUNS runs per VMM, interleaved; each figure: median [min, max]"
 	echo

@@ -51,8 +51,6 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 		gcc -static -O2 -Wall -o "$TOOLS/netbench" "$repo/guest-images/tools/netbench.c"
 	export FTVMM KERNEL INITRD PEERS RUNS PEERS_DISK_MB PEERS_NET_MB PEERS_SECS
 	BENCH_OUTER_LOAD="$(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs" && export BENCH_OUTER_LOAD
-	# the test bed's root has no git: the commit is read here
-	BENCH_COMMIT=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?') && export BENCH_COMMIT
 	BENCH_RES="$repo/tests/bench/results/peers-devices-$(date -u +%Y%m%d-%H%M%S)" && export BENCH_RES
 	mkdir -p "$BENCH_RES"
 	# the suite's test-bed root has no QEMU: the peers boot one that has (tests/testbed/rootfs.sh, ROOTFS_PEERS)
@@ -60,7 +58,7 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 	if [[ "${ITEST_MODE:-auto}" == direct ]]; then
 		BENCH_INSIDE=1 BENCH_ENV="real KVM ($(uname -r))" bash "$0" "$RUNS"
 	else
-		TESTBED_PASSENV="FTVMM KERNEL INITRD PEERS PEERS_DISK_MB PEERS_NET_MB PEERS_SECS BENCH_INSIDE BENCH_ENV BENCH_OUTER_LOAD BENCH_RES BENCH_COMMIT" \
+		TESTBED_PASSENV="FTVMM KERNEL INITRD PEERS PEERS_DISK_MB PEERS_NET_MB PEERS_SECS BENCH_INSIDE BENCH_ENV BENCH_OUTER_LOAD BENCH_RES" \
 			BENCH_INSIDE=1 BENCH_ENV="nested test bed (qemu TCG -cpu max, kvm-amd inside)" \
 			TESTBED_TIMEOUT=${PEERS_TESTBED_TIMEOUT:-$((600 + RUNS * $(wc -w <<<"$PEERS") * (120 + 6 * PEERS_SECS)))} \
 			TESTBED_ROOT=${TESTBED_ROOT:-$root} "$repo/tests/testbed/run.sh" bash "$0" "$RUNS"
@@ -176,7 +174,7 @@ done
 	echo "- environment: ${BENCH_ENV:-unknown}; host kernel $(uname -r) $(grep -oE 'kvm_amd\.[a-z_]+=[^ ]+' /proc/cmdline | tr '\n' ' '); $(nproc) CPUs"
 	[[ -n "${BENCH_OUTER_LOAD:-}" ]] && echo "- outer machine load average at the start: $BENCH_OUTER_LOAD"
 	echo "- load average inside: $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
-	echo "- peer: $(qemu-system-x86_64 --version 2>/dev/null | head -n1 || echo 'none: no qemu-system-x86_64 here') with -accel kvm -cpu host, disk cache=writeback aio=threads, net vhost=off; ftvmm ${BENCH_COMMIT:-?}"
+	echo "- peer: $(qemu-system-x86_64 --version 2>/dev/null | head -n1 || echo 'none: no qemu-system-x86_64 here') with -accel kvm -cpu host, disk cache=writeback aio=threads, net vhost=off; ftvmm ${FTVMM_COMMIT:-$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')}"
 	echo "- guest: Debian $(cat "$(dirname "$KERNEL")/kernel-version" 2>/dev/null || echo '?') bzImage + test initramfs, $MEM_MB MiB, $CPUS vCPUs; disk image $PEERS_DISK_MB MiB on $(df -T /var/tmp | awk 'NR==2 {print $2}'), TCP $PEERS_NET_MB MiB each way (no checksum), random reads and request/response $PEERS_SECS s each"
 	echo "- $RUNS runs per VMM, interleaved; each figure: median [min, max]"
 	echo

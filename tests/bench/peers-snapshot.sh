@@ -36,15 +36,13 @@ if [[ "${BENCH_INSIDE:-0}" != 1 ]]; then
 	command -v qemu-system-x86_64 >/dev/null || { echo "peers-snapshot: qemu-system-x86_64 missing (apt-get install qemu-system-x86)" >&2; exit 1; }
 	export FTVMM KERNEL INITRD PEERS RUNS
 	BENCH_OUTER_LOAD="$(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs" && export BENCH_OUTER_LOAD
-	# the test bed's root has no git: the commit is read here
-	BENCH_COMMIT=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?') && export BENCH_COMMIT
 	BENCH_RES="$repo/tests/bench/results/peers-snapshot-$(date -u +%Y%m%d-%H%M%S)" && export BENCH_RES
 	mkdir -p "$BENCH_RES"
 	root=image; [[ "$PEERS" != *qemu* ]] || root=image-peers # the suite's test-bed root has no QEMU
 	if [[ "${ITEST_MODE:-auto}" == direct ]]; then
 		BENCH_INSIDE=1 BENCH_ENV="real KVM ($(uname -r))" bash "$0" "$RUNS"
 	else
-		TESTBED_PASSENV="FTVMM KERNEL INITRD PEERS BENCH_INSIDE BENCH_ENV BENCH_OUTER_LOAD BENCH_RES BENCH_COMMIT" BENCH_INSIDE=1 \
+		TESTBED_PASSENV="FTVMM KERNEL INITRD PEERS BENCH_INSIDE BENCH_ENV BENCH_OUTER_LOAD BENCH_RES" BENCH_INSIDE=1 \
 			BENCH_ENV="nested test bed (qemu TCG -cpu max, kvm-amd inside)" \
 			TESTBED_TIMEOUT=${PEERS_TESTBED_TIMEOUT:-$((600 + RUNS * $(wc -w <<<"$PEERS") * 300))} \
 			TESTBED_ROOT=${TESTBED_ROOT:-$root} "$repo/tests/testbed/run.sh" bash "$0" "$RUNS"
@@ -169,7 +167,7 @@ done
 	echo "- environment: ${BENCH_ENV:-unknown}; host kernel $(uname -r) $(grep -oE 'kvm_amd\.[a-z_]+=[^ ]+' /proc/cmdline | tr '\n' ' '); $(nproc) CPUs"
 	[[ -n "${BENCH_OUTER_LOAD:-}" ]] && echo "- outer machine load average at the start: $BENCH_OUTER_LOAD"
 	echo "- load average inside: $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
-	echo "- peer: $(qemu-system-x86_64 --version 2>/dev/null | head -n1 || echo 'none: no qemu-system-x86_64 here') -M q35 -accel kvm -cpu host, migration to \"exec:cat >FILE\" with max-bandwidth lifted; ftvmm ${BENCH_COMMIT:-?}"
+	echo "- peer: $(qemu-system-x86_64 --version 2>/dev/null | head -n1 || echo 'none: no qemu-system-x86_64 here') -M q35 -accel kvm -cpu host, migration to \"exec:cat >FILE\" with max-bandwidth lifted; ftvmm ${FTVMM_COMMIT:-$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')}"
 	echo "- guest: Debian $(cat "$(dirname "$KERNEL")/kernel-version" 2>/dev/null || echo '?') bzImage + test initramfs, $MEM_MB MiB ($((MEM_MB / 2)) MiB filled once), $CPUS vCPUs, rewriting 64 pages every 10 ms; files on $(df -T /var/tmp | awk 'NR==2 {print $2}')"
 	echo "- downtime: ftvmm = its snapshot's total_ms (pause, write, resume); qemu-q35 = stop, migrate, cont as seen by the QMP client; qemu-q35-live = QEMU's own downtime of a pre-copy migration to the file (the guest runs during the copy). restore: process start to the guest's next tick"
 	echo "- $RUNS runs per VMM, interleaved; each figure: median [min, max]"
